@@ -1,0 +1,76 @@
+// groupmates/config.h: what to read and how to stream it. No LibTorch here.
+//
+// One struct per concern, validated up front: validate() throws groupmates::Error
+// (kInvalidConfig) naming the field, its value and the allowed range.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace groupmates {
+
+/// On-disk formats a source can read.
+enum class SourceFormat {
+  kTokenFile,  ///< flat little-endian token ids, no header (nanoGPT / OLMo style); memory-mapped
+  kMegatron,   ///< Megatron-LM indexed dataset: PREFIX.bin + PREFIX.idx (MMIDIDX version 1)
+  kJsonl,      ///< one JSON object per line (.jsonl, or .jsonl.zst); text tokenized with SentencePiece
+};
+
+/// Integer width of a kTokenFile source.
+enum class TokenDtype { kUint16, kUint32 };
+
+/// What a source does when it runs out within a pass over the blend.
+enum class OnExhausted {
+  kEnd,      ///< the pass ends (the default; with one source, a pass is one epoch)
+  kRecycle,  ///< the source reshuffles and starts again; the pass goes on
+};
+
+/// What to do with a bad record (invalid JSON line, invalid UTF-8, missing text field, empty document).
+enum class BadInputPolicy {
+  kFail,  ///< throw Error naming the file and line/offset (the default)
+  kSkip,  ///< skip the record and count it in SkipCounters
+};
+
+/// One data source: a set of files of one format, blended with the others by weight.
+struct SourceConfig {
+  std::string name;                    ///< label used in ids, logs and counters; defaults to "source<i>"
+  SourceFormat format = SourceFormat::kTokenFile;
+  std::vector<std::string> paths;      ///< files (kTokenFile, kJsonl) or prefixes without .bin/.idx (kMegatron)
+  TokenDtype dtype = TokenDtype::kUint16;  ///< kTokenFile only
+  double weight = 1.0;                 ///< blend weight, > 0; weights are normalised over sources
+  OnExhausted on_exhausted = OnExhausted::kEnd;
+  std::string text_field = "text";     ///< kJsonl: the string field holding the document
+  std::string tokenizer_model;         ///< kJsonl: SentencePiece .model file
+};
+
+/// How documents become fixed-length candidate sequences.
+enum class PackingMode {
+  kPacked,           ///< documents concatenated with eos_id between them, cut every sequence_length tokens
+  kDocumentAligned,  ///< every window starts at a document start; a short tail is padded with pad_id
+};
+
+/// The streaming loader: sources, shapes, shuffling, sharding, threads, memory.
+struct LoaderConfig {
+  std::vector<SourceConfig> sources;
+  uint32_t sequence_length = 1024;     ///< T: tokens per candidate sequence
+  uint32_t batch_size = 16;            ///< B: sequences per batch on this rank
+  uint32_t rank = 0;
+  uint32_t world_size = 1;             ///< global batch = batch_size * world_size
+  uint64_t seed = 0;
+  bool shuffle = true;
+  uint32_t epochs = 1;                 ///< passes over the blend; 0 = endless
+  PackingMode packing = PackingMode::kPacked;
+  int64_t eos_id = -1;                 ///< separator between packed documents; -1 = none (kTokenFile ignores it)
+  int64_t pad_id = 0;                  ///< kDocumentAligned padding
+  uint64_t vocab_size = 0;             ///< token ids must be < vocab_size; 0 = not checked
+  BadInputPolicy bad_input = BadInputPolicy::kFail;
+  uint32_t num_threads = 2;            ///< worker threads reading / tokenizing / assembling batches
+  uint32_t prefetch_batches = 4;       ///< batches prepared ahead of the consumer (bounds memory)
+  uint32_t tokenize_ahead = 256;       ///< kJsonl: documents tokenized ahead of packing
+
+  /// Throws Error(kInvalidConfig) naming the first bad field.
+  void validate() const;
+};
+
+}  // namespace groupmates
