@@ -1,0 +1,48 @@
+#include "groupmates/config.h"
+
+#include <string>
+
+#include "groupmates/error.h"
+
+namespace groupmates {
+
+namespace {
+[[noreturn]] void bad(const std::string& field, const std::string& what) {
+  throw Error(ErrorCode::kInvalidConfig, "LoaderConfig." + field, what);
+}
+}  // namespace
+
+void LoaderConfig::validate() const {
+  if (sources.empty()) bad("sources", "no source given: add at least one SourceConfig");
+  bool any_end = false;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    const SourceConfig& s = sources[i];
+    const std::string f = "sources[" + std::to_string(i) + "]";
+    if (s.paths.empty()) bad(f + ".paths", "no file given");
+    if (!(s.weight > 0) || s.weight > 1e12) bad(f + ".weight", "is " + std::to_string(s.weight) + "; must be > 0");
+    if (s.format == SourceFormat::kJsonl && s.tokenizer_model.empty())
+      bad(f + ".tokenizer_model", "a JSONL source needs a SentencePiece .model file");
+    if (s.format == SourceFormat::kJsonl && s.text_field.empty()) bad(f + ".text_field", "is empty");
+    if (s.on_exhausted == OnExhausted::kEnd) any_end = true;
+    for (size_t j = 0; j < i; ++j)
+      if (!s.name.empty() && s.name == sources[j].name) bad(f + ".name", "'" + s.name + "' is used twice");
+  }
+  if (epochs > 0 && !any_end)
+    bad("epochs", "is " + std::to_string(epochs) +
+                      " but every source recycles, so a pass never ends: set epochs = 0 for an endless stream, "
+                      "or on_exhausted = kEnd on one source");
+  if (sequence_length < 1 || sequence_length > (1u << 24)) bad("sequence_length", "is " + std::to_string(sequence_length) + "; allowed 1..16777216");
+  if (batch_size < 1 || batch_size > (1u << 20)) bad("batch_size", "is " + std::to_string(batch_size) + "; allowed 1..1048576");
+  if (world_size < 1) bad("world_size", "is 0; must be >= 1");
+  if (rank >= world_size) bad("rank", "is " + std::to_string(rank) + "; must be < world_size (" + std::to_string(world_size) + ")");
+  if (num_threads < 1 || num_threads > 256) bad("num_threads", "is " + std::to_string(num_threads) + "; allowed 1..256");
+  if (prefetch_batches < 1 || prefetch_batches > 4096) bad("prefetch_batches", "is " + std::to_string(prefetch_batches) + "; allowed 1..4096");
+  if (tokenize_ahead < 1 || tokenize_ahead > (1u << 20)) bad("tokenize_ahead", "is " + std::to_string(tokenize_ahead) + "; allowed 1..1048576");
+  if (vocab_size > 0 && eos_id >= static_cast<int64_t>(vocab_size))
+    bad("eos_id", "is " + std::to_string(eos_id) + ", outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
+  if (vocab_size > 0 && packing == PackingMode::kDocumentAligned && (pad_id < 0 || pad_id >= static_cast<int64_t>(vocab_size)))
+    bad("pad_id", "is " + std::to_string(pad_id) + ", outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
+  if (eos_id < -1) bad("eos_id", "is " + std::to_string(eos_id) + "; use -1 for no separator");
+}
+
+}  // namespace groupmates

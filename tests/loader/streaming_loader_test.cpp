@@ -1,0 +1,433 @@
+// The streaming loader against a straightforward reference of the global stream, on fresh
+// random data: determinism over thread counts, shard coverage, exact resumption, faults, shutdown.
+#include "groupmates/streaming_loader.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <map>
+#include <random>
+#include <set>
+
+#include "groupmates/error.h"
+#include "loader_test_util.h"
+#include "permutation.h"
+
+using namespace groupmates;
+using gmtest::Drained;
+
+namespace {
+
+struct Corpus {
+  gmtest::TempDir dir;
+  std::vector<std::vector<uint16_t>> docs;  // Megatron documents
+  std::vector<std::vector<uint16_t>> files; // flat token files
+  uint64_t seed;
+};
+
+// Random documents (lengths 0..3T) written both as Megatron and as flat token files.
+std::unique_ptr<Corpus> make_corpus(uint64_t seed, int ndocs, uint32_t T, int nfiles = 3) {
+  auto c = std::make_unique<Corpus>();
+  c->seed = seed;
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < ndocs; ++i) {
+    std::vector<uint16_t> d(rng() % (3 * T + 1));
+    for (auto& t : d) t = static_cast<uint16_t>(1 + rng() % 999);
+    c->docs.push_back(std::move(d));
+  }
+  gmtest::write_megatron(c->dir.file("mega"), c->docs);
+  for (int f = 0; f < nfiles; ++f) {
+    std::vector<uint16_t> toks(T * (5 + rng() % 20) + rng() % T);
+    for (auto& t : toks) t = static_cast<uint16_t>(rng() % 1000);
+    gmtest::write_raw(c->dir.file("flat" + std::to_string(f) + ".bin"), toks);
+    c->files.push_back(std::move(toks));
+  }
+  return c;
+}
+
+LoaderConfig flat_config(const Corpus& c, uint32_t T, uint32_t B) {
+  LoaderConfig cfg;
+  SourceConfig s;
+  s.format = SourceFormat::kTokenFile;
+  for (size_t f = 0; f < c.files.size(); ++f) s.paths.push_back(c.dir.file("flat" + std::to_string(f) + ".bin"));
+  cfg.sources = {s};
+  cfg.sequence_length = T;
+  cfg.batch_size = B;
+  cfg.seed = c.seed;
+  return cfg;
+}
+
+LoaderConfig mega_config(const Corpus& c, uint32_t T, uint32_t B, PackingMode mode) {
+  LoaderConfig cfg;
+  SourceConfig s;
+  s.format = SourceFormat::kMegatron;
+  s.paths = {c.dir.file("mega")};
+  cfg.sources = {s};
+  cfg.sequence_length = T;
+  cfg.batch_size = B;
+  cfg.seed = c.seed;
+  cfg.packing = mode;
+  cfg.eos_id = 0;
+  cfg.pad_id = 1000;
+  return cfg;
+}
+
+// Reference: the global stream of rows, written from the definitions.
+std::vector<std::vector<int64_t>> reference_flat(const Corpus& c, const LoaderConfig& cfg) {
+  const uint32_t T = cfg.sequence_length;
+  std::vector<std::vector<int64_t>> windows;
+  for (const auto& f : c.files)
+    for (size_t o = 0; o + T <= f.size(); o += T) windows.emplace_back(f.begin() + o, f.begin() + o + T);
+  std::vector<std::vector<int64_t>> out;
+  for (uint32_t e = 0; e < cfg.epochs; ++e) {
+    Permutation p(windows.size(), derive_seed(cfg.seed, 0, e), cfg.shuffle);
+    for (uint64_t i = 0; i < windows.size(); ++i) out.push_back(windows[p.at(i)]);
+  }
+  return out;
+}
+
+std::vector<std::vector<int64_t>> reference_docs(const Corpus& c, const LoaderConfig& cfg) {
+  const uint32_t T = cfg.sequence_length;
+  std::vector<std::vector<int64_t>> out;
+  for (uint32_t e = 0; e < cfg.epochs; ++e) {
+    Permutation p(c.docs.size(), derive_seed(cfg.seed, 0, e), cfg.shuffle);
+    std::vector<int64_t> stream;
+    for (uint64_t i = 0; i < c.docs.size(); ++i) {
+      std::vector<int64_t> unit(c.docs[p.at(i)].begin(), c.docs[p.at(i)].end());
+      unit.push_back(cfg.eos_id);
+      if (cfg.packing == PackingMode::kPacked) {
+        stream.insert(stream.end(), unit.begin(), unit.end());
+      } else {
+        for (size_t o = 0; o < unit.size(); o += T) {
+          std::vector<int64_t> w(unit.begin() + o, unit.begin() + std::min(unit.size(), o + T));
+          w.resize(T, cfg.pad_id);
+          out.push_back(w);
+        }
+      }
+    }
+    for (size_t o = 0; o + T <= stream.size(); o += T) out.emplace_back(stream.begin() + o, stream.begin() + o + T);
+  }
+  return out;
+}
+
+// This rank's rows of the reference global stream, whole global batches only.
+std::vector<std::vector<int64_t>> slice(const std::vector<std::vector<int64_t>>& global, const LoaderConfig& cfg) {
+  const uint64_t gb = uint64_t{cfg.batch_size} * cfg.world_size;
+  std::vector<std::vector<int64_t>> out;
+  for (uint64_t g = 0; (g + 1) * gb <= global.size(); ++g)
+    for (uint64_t r = 0; r < cfg.batch_size; ++r) out.push_back(global[g * gb + cfg.rank * cfg.batch_size + r]);
+  return out;
+}
+
+Drained run(const LoaderConfig& cfg) {
+  StreamingLoader loader(cfg);
+  return gmtest::drain(loader);
+}
+
+}  // namespace
+
+class StreamingLoaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    seed = gmtest::fresh_seed();
+    trace = std::make_unique<testing::ScopedTrace>(__FILE__, __LINE__, "GM_TEST_SEED=" + std::to_string(seed));
+    corpus = make_corpus(seed, 120, T);
+  }
+  uint64_t seed;
+  std::unique_ptr<testing::ScopedTrace> trace;
+  const uint32_t T = 32;
+  std::unique_ptr<Corpus> corpus;
+};
+
+TEST_F(StreamingLoaderTest, FlatFilesEqualReferenceOverEpochs) {
+  for (bool shuffle : {false, true}) {
+    LoaderConfig cfg = flat_config(*corpus, T, 4);
+    cfg.shuffle = shuffle;
+    cfg.epochs = 3;
+    const auto got = run(cfg);
+    EXPECT_EQ(got.rows, slice(reference_flat(*corpus, cfg), cfg)) << "shuffle=" << shuffle;
+  }
+}
+
+TEST_F(StreamingLoaderTest, MegatronPackedAndAlignedEqualReference) {
+  for (PackingMode mode : {PackingMode::kPacked, PackingMode::kDocumentAligned}) {
+    for (bool shuffle : {false, true}) {
+      LoaderConfig cfg = mega_config(*corpus, T, 3, mode);
+      cfg.shuffle = shuffle;
+      cfg.epochs = 2;
+      const auto got = run(cfg);
+      const auto want = slice(reference_docs(*corpus, cfg), cfg);
+      ASSERT_FALSE(want.empty());
+      EXPECT_EQ(got.rows, want) << "aligned=" << (mode == PackingMode::kDocumentAligned) << " shuffle=" << shuffle;
+    }
+  }
+}
+
+TEST_F(StreamingLoaderTest, SameStreamForAnyThreadCountAndPrefetch) {
+  LoaderConfig cfg = mega_config(*corpus, T, 4, PackingMode::kPacked);
+  cfg.epochs = 2;
+  cfg.num_threads = 1;
+  cfg.prefetch_batches = 1;
+  cfg.tokenize_ahead = 1;
+  const Drained base = run(cfg);
+  ASSERT_FALSE(base.rows.empty());
+  for (uint32_t threads : {2u, 4u, 7u}) {
+    cfg.num_threads = threads;
+    cfg.prefetch_batches = threads * 3;
+    cfg.tokenize_ahead = threads * 5;
+    const Drained d = run(cfg);
+    EXPECT_EQ(d.rows, base.rows) << threads << " threads";
+    EXPECT_EQ(d.ids, base.ids) << threads << " threads";
+  }
+}
+
+TEST_F(StreamingLoaderTest, RanksAreDisjointAndCoverTheGlobalStream) {
+  for (uint32_t world : {1u, 2u, 3u, 8u}) {
+    LoaderConfig cfg = flat_config(*corpus, T, 2);
+    cfg.world_size = world;
+    cfg.epochs = 2;
+    // Global stream on one rank with the same global batch size.
+    LoaderConfig one = cfg;
+    one.world_size = 1;
+    one.rank = 0;
+    one.batch_size = cfg.batch_size * world;
+    const Drained global = run(one);
+    std::vector<Drained> ranks;
+    for (uint32_t r = 0; r < world; ++r) {
+      cfg.rank = r;
+      ranks.push_back(run(cfg));
+    }
+    // Interleave ranks' rows back into global order and compare; ids must be disjoint.
+    std::vector<uint64_t> merged;
+    const size_t batches = ranks[0].ids.size() / cfg.batch_size;
+    for (uint32_t r = 0; r < world; ++r) ASSERT_EQ(ranks[r].ids.size(), batches * cfg.batch_size);
+    for (size_t g = 0; g < batches; ++g)
+      for (uint32_t r = 0; r < world; ++r)
+        for (uint32_t i = 0; i < cfg.batch_size; ++i) merged.push_back(ranks[r].ids[g * cfg.batch_size + i]);
+    EXPECT_EQ(merged, global.ids) << "world " << world;
+    std::multiset<uint64_t> all(merged.begin(), merged.end());
+    // Within one epoch a window appears once; over 2 epochs at most twice.
+    for (uint64_t id : all) ASSERT_LE(all.count(id), 2u);
+  }
+}
+
+TEST_F(StreamingLoaderTest, ResumeAtRandomPointsEqualsUninterruptedStream) {
+  std::mt19937_64 rng(seed);
+  for (PackingMode mode : {PackingMode::kPacked, PackingMode::kDocumentAligned}) {
+    LoaderConfig cfg = mega_config(*corpus, T, 3, mode);
+    cfg.epochs = 3;
+    const Drained full = run(cfg);
+    const size_t nb = full.rows.size() / cfg.batch_size;
+    ASSERT_GT(nb, 4u);
+    for (int trial = 0; trial < 4; ++trial) {
+      // Resume twice in a row at random points, once right after a resume (k2 == k1 allowed).
+      const size_t k1 = rng() % nb, k2 = k1 + rng() % (nb - k1 + 1);
+      Drained got;
+      std::string saved;
+      {
+        StreamingLoader a(cfg);
+        for (size_t i = 0; i < k1; ++i) gmtest::append(got, *a.next());
+        saved = a.state().serialize();
+      }
+      {
+        StreamingLoader b(cfg, LoaderState::parse(saved));
+        EXPECT_EQ(b.state().serialize(), saved) << "state right after a resume must be the same state";
+        for (size_t i = k1; i < k2; ++i) gmtest::append(got, *b.next());
+        saved = b.state().serialize();
+      }
+      StreamingLoader c(cfg, LoaderState::parse(saved));
+      const Drained rest = gmtest::drain(c);
+      got.rows.insert(got.rows.end(), rest.rows.begin(), rest.rows.end());
+      EXPECT_EQ(got.rows, full.rows) << "k1=" << k1 << " k2=" << k2;
+      EXPECT_FALSE(c.next().has_value());
+    }
+  }
+}
+
+TEST_F(StreamingLoaderTest, ResumeAtEpochBoundaryAndAtTheEnd) {
+  LoaderConfig cfg = flat_config(*corpus, T, 1);
+  cfg.epochs = 2;
+  uint64_t windows = 0;
+  for (const auto& f : corpus->files) windows += f.size() / T;
+  const Drained full = run(cfg);
+  ASSERT_EQ(full.rows.size(), 2 * windows);
+  for (uint64_t k : {windows - 1, windows, windows + 1, 2 * windows}) {
+    std::string saved;
+    {
+      StreamingLoader a(cfg);
+      for (uint64_t i = 0; i < k; ++i) ASSERT_TRUE(a.next().has_value());
+      saved = a.state().serialize();
+    }
+    StreamingLoader b(cfg, LoaderState::parse(saved));
+    const Drained rest = gmtest::drain(b);
+    ASSERT_EQ(rest.rows.size(), full.rows.size() - k) << "k=" << k;
+    EXPECT_TRUE(std::equal(rest.rows.begin(), rest.rows.end(), full.rows.begin() + k)) << "k=" << k;
+  }
+}
+
+TEST_F(StreamingLoaderTest, ElasticResumeFromTwoRanksOntoThree) {
+  LoaderConfig cfg = mega_config(*corpus, T, 3, PackingMode::kPacked);  // global batch 6
+  cfg.epochs = 2;
+  LoaderConfig one = cfg;
+  one.batch_size = 6;
+  const Drained global = run(one);
+  const size_t nb = global.ids.size() / 6;
+  const size_t k = nb / 2;
+  // Two ranks consume k batches and save (both save the same global state).
+  std::string saved;
+  std::vector<uint64_t> before;
+  for (uint32_t r = 0; r < 2; ++r) {
+    LoaderConfig c = cfg;
+    c.world_size = 2;
+    c.rank = r;
+    StreamingLoader l(c);
+    for (size_t i = 0; i < k; ++i) l.next();
+    const std::string s = l.state().serialize();
+    if (r == 0) saved = s;
+    EXPECT_EQ(s, saved) << "every rank saves the same global state";
+  }
+  // Three ranks of batch 2 continue the same global stream.
+  std::vector<Drained> rest(3);
+  for (uint32_t r = 0; r < 3; ++r) {
+    LoaderConfig c = cfg;
+    c.world_size = 3;
+    c.rank = r;
+    c.batch_size = 2;
+    StreamingLoader l(c, LoaderState::parse(saved));
+    rest[r] = gmtest::drain(l);
+  }
+  std::vector<uint64_t> merged;
+  for (size_t g = 0; g < nb - k; ++g)
+    for (uint32_t r = 0; r < 3; ++r)
+      for (uint32_t i = 0; i < 2; ++i) merged.push_back(rest[r].ids.at(g * 2 + i));
+  EXPECT_TRUE(std::equal(merged.begin(), merged.end(), global.ids.begin() + k * 6));
+  EXPECT_EQ(merged.size(), global.ids.size() - k * 6);
+  // A different global batch size is refused with a clear error.
+  LoaderConfig bad = cfg;
+  bad.batch_size = 4;
+  try {
+    StreamingLoader l(bad, LoaderState::parse(saved));
+    FAIL() << "restoring with another global batch size must fail";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidState);
+    EXPECT_NE(std::string(e.what()).find("global batch size 6"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(StreamingLoaderTest, BlendAtExtremeWeightsWithRecycling) {
+  LoaderConfig cfg = flat_config(*corpus, T, 10);
+  SourceConfig big = cfg.sources[0];
+  big.name = "big";
+  big.weight = 0.999;
+  SourceConfig small;
+  small.name = "small";
+  small.format = SourceFormat::kMegatron;
+  small.paths = {corpus->dir.file("mega")};
+  small.weight = 0.001;
+  small.on_exhausted = OnExhausted::kRecycle;
+  cfg.sources = {big, small};
+  cfg.eos_id = 0;
+  cfg.epochs = 1;
+  StreamingLoader loader(cfg);
+  std::map<uint32_t, uint64_t> per_source;
+  uint64_t total = 0;
+  while (auto b = loader.next())
+    for (const auto& id : b->ids) ++per_source[id.source], ++total;
+  uint64_t windows = 0;
+  for (const auto& f : corpus->files) windows += f.size() / T;
+  // The pass ends when "big" runs out; "small" got its 0.1% (within one candidate).
+  EXPECT_NEAR(static_cast<double>(per_source[1]), 0.001 * total, 1.0);
+  EXPECT_LE(per_source[0], windows);
+  EXPECT_GE(per_source[0] + 10, windows);
+}
+
+TEST_F(StreamingLoaderTest, OutOfVocabularyTokenNamesFileAndOffset) {
+  std::vector<uint16_t> toks(T * 8, 5);
+  toks[T * 5 + 7] = 60000;
+  gmtest::write_raw(corpus->dir.file("bad.bin"), toks);
+  LoaderConfig cfg = flat_config(*corpus, T, 2);
+  cfg.sources[0].paths = {corpus->dir.file("bad.bin")};
+  cfg.vocab_size = 50257;
+  cfg.shuffle = false;
+  StreamingLoader loader(cfg);
+  try {
+    for (int i = 0; i < 10; ++i) loader.next();
+    FAIL() << "expected an out-of-vocabulary error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kOutOfVocab);
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("bad.bin:token " + std::to_string(T * 5 + 7)), std::string::npos) << msg;
+    EXPECT_NE(msg.find("60000"), std::string::npos) << msg;
+  }
+  EXPECT_THROW(loader.next(), Error) << "a failed loader keeps failing, it does not skip ahead";
+}
+
+TEST_F(StreamingLoaderTest, ShutdownUnderLoadIsPromptAndAbandoningIsSafe) {
+  LoaderConfig cfg = mega_config(*corpus, T, 2, PackingMode::kPacked);
+  cfg.epochs = 0;  // endless
+  cfg.num_threads = 3;
+  cfg.prefetch_batches = 2;
+  for (int trial = 0; trial < 20; ++trial) {
+    auto done = std::async(std::launch::async, [&] {
+      StreamingLoader loader(cfg);
+      for (int i = 0; i < trial; ++i) loader.next();
+      // Workers are now blocked on a full prefetch window; destroy mid-stream.
+    });
+    ASSERT_EQ(done.wait_for(std::chrono::seconds(20)), std::future_status::ready) << "shutdown hung";
+    done.get();
+  }
+}
+
+TEST_F(StreamingLoaderTest, MemoryStaysBoundedByPrefetch) {
+  LoaderConfig cfg = flat_config(*corpus, T, 4);
+  cfg.epochs = 0;
+  cfg.prefetch_batches = 3;
+  StreamingLoader loader(cfg);
+  for (int i = 0; i < 500; ++i) ASSERT_TRUE(loader.next().has_value());
+  // In flight: prefetch_batches, plus the one the consumer just dropped.
+  EXPECT_LE(loader.stats().buffers_allocated, cfg.prefetch_batches + 2u);
+}
+
+TEST_F(StreamingLoaderTest, TwoLoadersInOneProcessDoNotInterfere) {
+  LoaderConfig cfg = mega_config(*corpus, T, 3, PackingMode::kPacked);
+  cfg.epochs = 2;
+  const Drained alone = run(cfg);
+  StreamingLoader a(cfg), b(cfg);
+  Drained da, db;
+  for (;;) {
+    auto x = a.next();
+    auto y = b.next();
+    ASSERT_EQ(x.has_value(), y.has_value());
+    if (!x) break;
+    gmtest::append(da, *x);
+    gmtest::append(db, *y);
+  }
+  EXPECT_EQ(da.rows, alone.rows);
+  EXPECT_EQ(db.rows, alone.rows);
+}
+
+TEST_F(StreamingLoaderTest, BadConfigNamesTheField) {
+  LoaderConfig cfg = flat_config(*corpus, T, 2);
+  cfg.rank = 2;
+  cfg.world_size = 2;
+  try {
+    StreamingLoader l(cfg);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig);
+    EXPECT_NE(std::string(e.what()).find("LoaderConfig.rank"), std::string::npos) << e.what();
+  }
+  cfg = flat_config(*corpus, T, 2);
+  cfg.sources[0].on_exhausted = OnExhausted::kRecycle;
+  EXPECT_THROW(StreamingLoader l(cfg), Error);
+  cfg.sources[0].paths = {corpus->dir.file("missing.bin")};
+  cfg.sources[0].on_exhausted = OnExhausted::kEnd;
+  try {
+    StreamingLoader l(cfg);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.bin"), std::string::npos) << e.what();
+  }
+}
