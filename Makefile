@@ -1,0 +1,52 @@
+# groupmates: the two commands of the README, and the benchmarks.
+#   make demo   - set up everything, then stream the embedded corpus (the main job)
+#   make test   - set up everything, then build and run every test (also under TSan/ASan)
+SHELL := /bin/bash
+PY := /usr/bin/python3
+BUILD ?= build
+JOBS ?= 2
+CORPUS := data/corpus
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
+
+.PHONY: all deps corpus configure build demo test test-unit test-sanitizers bench-throughput bench-select clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+corpus: deps
+	@bash scripts/prepare-corpus.sh $(CORPUS)
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+configure: deps $(BUILD)/CMakeCache.txt
+
+build: configure
+	cmake --build $(BUILD) -j$(JOBS)
+
+demo: build corpus
+	$(BUILD)/examples/stream_demo --corpus $(CORPUS)
+
+test-unit: build corpus
+	cd $(BUILD) && GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) ctest --output-on-failure -j$(JOBS) --timeout 900
+
+# The LibTorch-free loader core and its tests, under ThreadSanitizer and AddressSanitizer.
+test-sanitizers: deps
+	@for san in thread address; do \
+	  cmake -S . -B $(BUILD)-$$san -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGROUPMATES_LOADER_ONLY=ON -DGROUPMATES_SANITIZE=$$san >/dev/null && \
+	  cmake --build $(BUILD)-$$san -j$(JOBS) --target loader_tests && \
+	  echo "== loader_tests under $$san sanitizer" && \
+	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ASAN_OPTIONS="detect_leaks=1" \
+	    $(BUILD)-$$san/tests/loader_tests --gtest_brief=1 || exit 1; \
+	done
+
+test: test-unit test-sanitizers
+	@echo "make test: all suites passed"
+
+bench-throughput: build
+	$(PY) bench/bench_throughput.py --build $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-thread $(BUILD)-address
