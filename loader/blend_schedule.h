@@ -3,7 +3,7 @@
 // Deterministic and exact at any weights (0.999/0.001 included): the next candidate comes from
 // the source furthest behind its share, argmax_s (w_s * (n + 1) - count_s), ties to the lower
 // index (the rule Megatron-LM's blended dataset uses). After n candidates every source is within
-// one candidate of w_s * n.
+// two candidates of w_s * n (one, with two sources).
 #pragma once
 
 #include <cstdint>

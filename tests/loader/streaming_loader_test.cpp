@@ -33,7 +33,7 @@ std::unique_ptr<Corpus> make_corpus(uint64_t seed, int ndocs, uint32_t T, int nf
   c->seed = seed;
   std::mt19937_64 rng(seed);
   for (int i = 0; i < ndocs; ++i) {
-    std::vector<uint16_t> d(rng() % (3 * T + 1));
+    std::vector<uint16_t> d(1 + rng() % (3 * T));
     for (auto& t : d) t = static_cast<uint16_t>(1 + rng() % 999);
     c->docs.push_back(std::move(d));
   }
