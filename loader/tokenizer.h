@@ -4,6 +4,12 @@
 // libprotobuf.so.32 (pulled in by Debian's LibTorch) is in the same process. The shim library
 // (libgroupmates_spm.so) is the only thing linked to libsentencepiece; it is opened with its own
 // symbol scope, so the two protobufs never meet.
+//
+// The shim is looked up once per process, in this order: $GROUPMATES_SPM_SHIM (if set, it is the
+// only candidate); the build tree's copy (if the file exists); the install path
+// (<libdir>/groupmates/libgroupmates_spm.so); libgroupmates_spm.so next to the binary that
+// contains this code. Under ASan/TSan RTLD_DEEPBIND is dropped (the sanitizer runtimes abort on
+// it); those builds have no LibTorch, so no second protobuf.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +35,9 @@ class Tokenizer {
   uint32_t vocab_size() const;
   /// The model's end-of-sentence id, or -1 if it has none.
   int32_t eos_id() const;
+  /// Path of the shim library this process uses; loads it on first call. Throws Error(kInternal)
+  /// like load() if it cannot be found.
+  static std::string shim_path();
 
  private:
   struct Impl;
