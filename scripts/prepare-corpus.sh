@@ -45,6 +45,7 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 exec 9>"$out/.prepare-corpus.lock"
 flock 9
+rm -rf "$out"/.staging.*   # left by a killed run; we hold the lock, so nobody else is staging
 
 # The recipe: everything that determines the outputs except the package version (added below).
 recipe_base="$( { cat "$here/prepare-corpus.sh" "$here/extract_austen.py"; echo "$books $heldout_book $heldout_bytes $chunk_bytes ${spm_args[*]}"; } | sha256sum | cut -c1-16)"
