@@ -29,31 +29,28 @@ namespace groupmates {
 
 namespace {
 
-// Copies `n` tokens of `v` to `out` as int64 and returns the largest / smallest value seen.
+// Copies `n` tokens to `out` as int64 (a loop the compiler vectorises).
 template <typename T>
-void widen(const T* in, uint64_t n, int64_t* out, int64_t& lo, int64_t& hi) {
-  T mx = n ? in[0] : T(0), mn = mx;
-  for (uint64_t i = 0; i < n; ++i) {
-    const T x = in[i];
-    out[i] = static_cast<int64_t>(x);
-    mx = x > mx ? x : mx;
-    mn = x < mn ? x : mn;
-  }
-  if (n) {
-    hi = std::max<int64_t>(hi, static_cast<int64_t>(mx));
-    lo = std::min<int64_t>(lo, static_cast<int64_t>(mn));
+void widen(const T* in, uint64_t n, int64_t* out) {
+  for (uint64_t i = 0; i < n; ++i) out[i] = static_cast<int64_t>(in[i]);
+}
+
+void widen_view(const TokenView& v, int64_t* out) {
+  switch (v.width) {
+    case TokenWidth::kU8: widen(static_cast<const uint8_t*>(v.data), v.size, out); break;
+    case TokenWidth::kU16: widen(static_cast<const uint16_t*>(v.data), v.size, out); break;
+    case TokenWidth::kI16: widen(static_cast<const int16_t*>(v.data), v.size, out); break;
+    case TokenWidth::kU32: widen(static_cast<const uint32_t*>(v.data), v.size, out); break;
+    case TokenWidth::kI32: widen(static_cast<const int32_t*>(v.data), v.size, out); break;
+    case TokenWidth::kI64: widen(static_cast<const int64_t*>(v.data), v.size, out); break;
   }
 }
 
-void widen_view(const TokenView& v, int64_t* out, int64_t& lo, int64_t& hi) {
-  switch (v.width) {
-    case TokenWidth::kU8: widen(static_cast<const uint8_t*>(v.data), v.size, out, lo, hi); break;
-    case TokenWidth::kU16: widen(static_cast<const uint16_t*>(v.data), v.size, out, lo, hi); break;
-    case TokenWidth::kI16: widen(static_cast<const int16_t*>(v.data), v.size, out, lo, hi); break;
-    case TokenWidth::kU32: widen(static_cast<const uint32_t*>(v.data), v.size, out, lo, hi); break;
-    case TokenWidth::kI32: widen(static_cast<const int32_t*>(v.data), v.size, out, lo, hi); break;
-    case TokenWidth::kI64: widen(static_cast<const int64_t*>(v.data), v.size, out, lo, hi); break;
-  }
+// True if every value of out[0, n) is in [0, vocab).
+bool in_vocab(const int64_t* out, uint64_t n, uint64_t vocab) {
+  uint64_t bad = 0;
+  for (uint64_t i = 0; i < n; ++i) bad |= static_cast<uint64_t>(out[i]) >= vocab;  // negative wraps high
+  return bad == 0;
 }
 
 std::string source_name(const LoaderConfig& c, size_t i) {
@@ -86,9 +83,12 @@ struct StreamingLoader::Impl {
     LoaderState state_after;
   };
   mutable std::mutex mu;
-  std::condition_variable cv;          // slots filled, in-flight count dropped, stop
+  std::condition_variable consumer_cv;  // the slot the consumer waits for was filled
+  std::condition_variable planner_cv;   // in-flight count fell to the low-water mark, or stop
   std::map<uint64_t, Slot> slots;
-  uint32_t in_flight = 0;
+  uint32_t in_flight = 0;               // batches planned and not yet taken by the consumer
+  uint64_t consumer_waits_for = UINT64_MAX;
+  bool planner_waiting = false;
   bool stop = false;
   std::thread planner;
 
@@ -276,9 +276,8 @@ struct StreamingLoader::Impl {
             pos += seg.fill_count;
             continue;
           }
-          int64_t lo = INT64_MAX, hi = INT64_MIN;
-          widen_view(seg.tokens, row + pos, lo, hi);
-          if (config.vocab_size > 0 && seg.tokens.size > 0 && (lo < 0 || hi >= static_cast<int64_t>(config.vocab_size)))
+          widen_view(seg.tokens, row + pos);
+          if (config.vocab_size > 0 && !in_vocab(row + pos, seg.tokens.size, config.vocab_size))
             out_of_vocab(rows[r].id.source, seg, row + pos);
           pos += seg.tokens.size;
         }
@@ -306,19 +305,29 @@ struct StreamingLoader::Impl {
 
   void put(uint64_t index, Slot slot) {
     slot.ready = true;
+    bool wake;
     {
       std::lock_guard<std::mutex> lock(mu);
       slots[index] = std::move(slot);
+      wake = consumer_waits_for == index;
     }
-    cv.notify_all();
+    if (wake) consumer_cv.notify_one();
   }
+
+  // The planner refills in bursts: it sleeps until half the prefetch window is free (fewer
+  // wake-ups per batch), then plans until the window is full.
+  uint32_t low_water() const { return config.prefetch_batches / 2; }
 
   void run_planner() {
     uint64_t index = plan_batch_index;
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mu);
-        cv.wait(lock, [&] { return stop || in_flight < config.prefetch_batches; });
+        if (!stop && in_flight >= config.prefetch_batches) {
+          planner_waiting = true;
+          planner_cv.wait(lock, [&] { return stop || in_flight <= low_water(); });
+          planner_waiting = false;
+        }
         if (stop) return;
         ++in_flight;
       }
@@ -359,7 +368,7 @@ struct StreamingLoader::Impl {
       std::lock_guard<std::mutex> lock(mu);
       stop = true;
     }
-    cv.notify_all();
+    planner_cv.notify_all();
     if (planner.joinable()) planner.join();
     pool.stop();  // queued read-ahead/assembly tasks are dropped; running ones finish
     pool.join();
@@ -369,6 +378,7 @@ struct StreamingLoader::Impl {
     if (failed) std::rethrow_exception(failed);
     if (ended) return std::nullopt;
     Slot slot;
+    bool wake_planner = false;
     {
       std::unique_lock<std::mutex> lock(mu);
       auto ready = [&] {
@@ -377,15 +387,18 @@ struct StreamingLoader::Impl {
       };
       if (!ready()) {
         const auto t0 = std::chrono::steady_clock::now();
-        cv.wait(lock, ready);
+        consumer_waits_for = next_index;
+        consumer_cv.wait(lock, ready);
+        consumer_waits_for = UINT64_MAX;
         wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       }
       auto it = slots.find(next_index);
       slot = std::move(it->second);
       slots.erase(it);
       --in_flight;
+      wake_planner = planner_waiting && in_flight <= low_water();
     }
-    cv.notify_all();
+    if (wake_planner) planner_cv.notify_one();
     if (slot.error) {
       failed = slot.error;
       std::rethrow_exception(failed);
