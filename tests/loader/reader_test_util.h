@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -203,7 +204,13 @@ inline std::string random_text(std::mt19937_64& rng, size_t max_words = 40) {
   const size_t n = 1 + rng() % max_words;
   for (size_t i = 0; i < n; i++) {
     if (i) s += ' ';
-    s += words[rng() % words.size()];
+    if (rng() % 2 == 0) {
+      s += words[rng() % words.size()];
+    } else {  // a random lowercase word, skewed to frequent letters
+      static const char letters[] = "etaoinshrdlcumwfgypbvkjxqz";
+      const size_t len = 1 + rng() % 8;
+      for (size_t k = 0; k < len; k++) s += letters[std::min(rng() % 26, rng() % 26)];
+    }
   }
   return s;
 }
@@ -221,7 +228,7 @@ inline std::string train_spm(const std::string& dir, int vocab_size = 200) {
   const std::string cmd = "spm_train --input=" + dir + "/spm_train.txt --model_prefix=" + dir +
                           "/spm --vocab_size=" + std::to_string(vocab_size) +
                           " --model_type=unigram --character_coverage=1.0 --pad_id=0 --unk_id=1 --bos_id=2"
-                          " --eos_id=3 --num_threads=1 --minloglevel=2 > " + dir + "/spm_train.log 2>&1";
+                          " --eos_id=3 --num_threads=1 --hard_vocab_limit=false --minloglevel=2 > " + dir + "/spm_train.log 2>&1";
   const int rc = std::system(cmd.c_str());
   EXPECT_EQ(rc, 0) << "spm_train failed (is the sentencepiece package installed?): " << cmd << "\n"
                    << read_bytes(dir + "/spm_train.log");
