@@ -126,6 +126,7 @@ TEST_F(InspectCli, FlatTokenFiles) {
   TempDir dir;
   std::vector<uint32_t> toks(1000 + rng() % 1000);
   for (auto& t : toks) t = static_cast<uint32_t>(rng() % 70000);
+  for (int i = 0; i < 10; i++) toks[i] %= 50000;  // token 10 is the first one out of [0, 50000)
   toks[10] = 69999;  // the max, so the expected range is known
   toks[11] = 0;
   const uint64_t first_bad = 10;
