@@ -1,0 +1,65 @@
+// groupmates/hashed_ngram_encoder.h: the default encoder, trainable from scratch, no download.
+//
+// Token uni/bi/tri-grams are hashed (XXH3 of the n packed int64 ids, seeded by n and the encoder
+// seed) into B buckets; a sequence's bag of buckets is averaged through an embedding table
+// (EmbeddingBag, mode mean), then a small MLP (Linear, ReLU, Linear) and an L2 normalisation.
+// With an n-gram window, an n-gram counts only if all its tokens are unmasked.
+#pragma once
+
+#include <cstdint>
+
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+
+#include "groupmates/encoder.h"
+
+namespace groupmates {
+
+/// Sizes of a HashedNgramEncoder.
+struct HashedNgramEncoderConfig {
+  int64_t num_buckets = 1 << 16;  ///< B: hash buckets (rows of the embedding table)
+  int64_t embed_dim = 64;         ///< width of the bag embedding
+  int64_t hidden_dim = 128;       ///< width of the MLP's hidden layer
+  int64_t out_dim = 64;           ///< D: width of the returned embedding
+  int max_ngram = 3;              ///< n-grams of 1..max_ngram tokens (1..3)
+  uint64_t seed = 0;              ///< hash seed (changes every bucket)
+};
+
+/// Flat EmbeddingBag input: bucket ids of every row's n-grams, and where each row starts.
+struct NgramBags {
+  torch::Tensor indices;  ///< int64 [total n-grams]
+  torch::Tensor offsets;  ///< int64 [W]: start of row w in indices
+};
+
+/// Hashed n-gram bag embedding + MLP + L2 normalisation (the default encoder).
+class HashedNgramEncoder : public Encoder {
+ public:
+  /// Builds the table and MLP with LibTorch's default initialisation (seed it with torch::manual_seed).
+  explicit HashedNgramEncoder(const HashedNgramEncoderConfig& config = {});
+
+  /// [W, T] int64 tokens (host memory preferred: hashing runs on the CPU) -> [W, D] unit rows.
+  torch::Tensor encode(const torch::Tensor& tokens, const torch::Tensor& mask = {}) override;
+  int64_t dim() const override { return config_.out_dim; }
+
+  /// Bucket of one n-gram starting at `ngram` (n consecutive ids), in [0, B).
+  int64_t bucket(const int64_t* ngram, int n) const;
+  /// Bucket ids and row offsets of every n-gram of every row (CPU, parallel over rows).
+  NgramBags hash(const torch::Tensor& tokens, const torch::Tensor& mask = {}) const;
+  /// Mean bag embedding [W, embed_dim]: a fused hash+sum kernel when no gradient is needed on
+  /// a CPU table, else hash() + EmbeddingBag (differentiable, any device).
+  torch::Tensor bag_embed(const torch::Tensor& tokens, const torch::Tensor& mask = {});
+  /// MLP + L2 normalisation of bag embeddings [W, embed_dim] -> [W, D].
+  torch::Tensor project(const torch::Tensor& bags);
+
+  const HashedNgramEncoderConfig& config() const { return config_; }
+
+ private:
+  torch::Tensor fused_bag_mean(const torch::Tensor& tokens, const torch::Tensor& mask) const;
+
+  HashedNgramEncoderConfig config_;
+  torch::nn::EmbeddingBag table_{nullptr};
+  torch::nn::Linear fc1_{nullptr};
+  torch::nn::Linear fc2_{nullptr};
+};
+
+}  // namespace groupmates

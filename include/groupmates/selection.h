@@ -1,0 +1,92 @@
+// groupmates/selection.h: selectors turn a scored window into the chosen rows, best first.
+//
+// Every selector sees the same input (u, embeddings, cluster ids, relationship scalars) and a
+// ratio, and returns round(ratio * W) row ids (halves up) in predicted-best order. Randomised
+// selectors draw from (seed, window_seed), so a window's selection is a pure function of its
+// position, never of timing.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "groupmates/greedy_group.h"
+
+namespace groupmates {
+
+/// A scored window. Tensors may live on any device; selectors read them on the host.
+struct SelectionInput {
+  torch::Tensor u;            ///< float [W]: individual influence, lower = better
+  torch::Tensor embeddings;   ///< float [W, D], unit rows
+  torch::Tensor cluster_ids;  ///< int64 [W] in [0, k); may be undefined for selectors without clusters
+  RelationParams relation;    ///< alpha, tau of the model version that scored the window
+  uint64_t window_seed = 0;   ///< e.g. the window's index in the stream; mixes into random draws
+};
+
+/// Selected rows in predicted-best order, with the score each was selected on.
+struct Selection {
+  std::vector<int64_t> indices;
+  std::vector<double> scores;
+};
+
+/// One way of choosing rows of a window.
+class Selector {
+ public:
+  virtual ~Selector() = default;
+  /// Selects ratio_budget(W, ratio) rows of the window.
+  virtual Selection select(const SelectionInput& input, double ratio) const = 0;
+};
+
+/// How ClusterGreedySelector splits the budget between clusters.
+enum class BudgetMode {
+  /// The paper's rule: the same ratio of every cluster (k_c by largest remainder so the total is
+  /// exact). Use on a pool already filtered for quality.
+  kUniformRatio,
+  /// First keep the best budget / prefilter_ratio rows of the window by u, then take the same
+  /// ratio of every cluster's kept rows. Moves the budget toward the clusters the model rates
+  /// well; use on a pool that mixes domains of very different value.
+  kInfluencePrefilter,
+};
+
+/// Group-MATES: greedy relational selection within each cluster, clusters solved in parallel.
+/// Output: the clusters' pick lists merged by score (a k-way merge that keeps each cluster's
+/// greedy order; ties to the lowest cluster id).
+class ClusterGreedySelector : public Selector {
+ public:
+  explicit ClusterGreedySelector(BudgetMode mode = BudgetMode::kUniformRatio, double prefilter_ratio = 0.8);
+  Selection select(const SelectionInput& input, double ratio) const override;
+
+ private:
+  BudgetMode mode_;
+  double prefilter_ratio_;
+};
+
+/// Relational greedy over the whole window, no clusters (ablation; O(W * k * D)).
+class GreedySelector : public Selector {
+ public:
+  Selection select(const SelectionInput& input, double ratio) const override;
+};
+
+/// Uniform random subset (the baseline every claim is measured against); score = draw order.
+class RandomSelector : public Selector {
+ public:
+  explicit RandomSelector(uint64_t seed = 0) : seed_(seed) {}
+  Selection select(const SelectionInput& input, double ratio) const override;
+
+ private:
+  uint64_t seed_;
+};
+
+/// MATES individual selection: Gumbel-top-k on -u / temperature; score = the perturbed key.
+class IndividualSelector : public Selector {
+ public:
+  explicit IndividualSelector(double temperature = 0.5, uint64_t seed = 0) : temperature_(temperature), seed_(seed) {}
+  Selection select(const SelectionInput& input, double ratio) const override;
+
+ private:
+  double temperature_;
+  uint64_t seed_;
+};
+
+}  // namespace groupmates

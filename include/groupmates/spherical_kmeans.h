@@ -1,0 +1,58 @@
+// groupmates/spherical_kmeans.h: online mini-batch spherical k-means (cosine distance).
+//
+// The first window seeds the centroids with greedy k-means++ (D^2 sampling on 1 - cos, deterministic
+// given the seed) and refines them with a few Lloyd iterations. Every later window moves each
+// centroid toward the mean of its members with a per-centroid rate 1/count (Sculley's mini-batch
+// k-means), then renormalises. A centroid that wins no point for `reseed_after_idle_windows`
+// windows in a row (or is empty after the first window) is re-seeded on the window's point that is
+// farthest from its own centroid.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <torch/types.h>
+
+namespace groupmates {
+
+/// Sizes and seeds of SphericalKMeans.
+struct SphericalKMeansConfig {
+  int64_t num_clusters = 64;            ///< k
+  uint64_t seed = 0;                    ///< seeds k-means++ (the only randomness)
+  int init_iterations = 10;             ///< Lloyd iterations on the first window
+  int64_t reseed_after_idle_windows = 8;  ///< windows without members before a centroid is re-seeded
+};
+
+/// Online spherical k-means over unit-norm embeddings.
+class SphericalKMeans {
+ public:
+  explicit SphericalKMeans(const SphericalKMeansConfig& config = {}, torch::Device device = torch::kCPU);
+
+  /// Nearest centroid (max cosine; ties to the lowest id) of each row of x [W, D] -> int64 [W].
+  torch::Tensor assign(const torch::Tensor& x) const;
+  /// Seeds on the first call, else one mini-batch step; returns the assignment used for the step.
+  torch::Tensor update(const torch::Tensor& x);
+
+  bool initialized() const { return initialized_; }
+  const torch::Tensor& centroids() const { return centroids_; }  ///< float [k, D], unit rows
+  const torch::Tensor& counts() const { return counts_; }        ///< float [k]: points absorbed
+
+  /// State (centroids, counts, idle windows) to / from a byte blob or a file (bit-exact).
+  std::string save_state() const;
+  void load_state(const std::string& blob);
+  void save(const std::string& path) const;
+  void load(const std::string& path);
+
+ private:
+  void seed(const torch::Tensor& x);
+  void reseed_idle(const torch::Tensor& x, const torch::Tensor& assignment);
+
+  SphericalKMeansConfig config_;
+  torch::Device device_;
+  bool initialized_ = false;
+  torch::Tensor centroids_;  // [k, D]
+  torch::Tensor counts_;     // [k]
+  torch::Tensor idle_;       // int64 [k]
+};
+
+}  // namespace groupmates

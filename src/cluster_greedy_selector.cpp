@@ -1,0 +1,73 @@
+// ClusterGreedySelector: Group-MATES greedy selection within clusters, solved in parallel.
+#include <algorithm>
+#include <cmath>
+#include <queue>
+#include <tuple>
+#include <vector>
+
+#include <ATen/Parallel.h>
+
+#include "groupmates/selection.h"
+#include "host_window.h"
+
+namespace groupmates {
+
+ClusterGreedySelector::ClusterGreedySelector(BudgetMode mode, double prefilter_ratio)
+    : mode_(mode), prefilter_ratio_(prefilter_ratio) {
+  if (!(prefilter_ratio > 0 && prefilter_ratio <= 1))
+    throw Error(ErrorCode::kInvalidConfig, "ClusterGreedySelector.prefilter_ratio",
+                "got " + std::to_string(prefilter_ratio) + ", allowed (0, 1]");
+}
+
+Selection ClusterGreedySelector::select(const SelectionInput& input, double ratio) const {
+  const HostWindow w = to_host(input, /*need_h=*/true, /*need_clusters=*/true);
+  const int64_t budget = ratio_budget(w.rows, ratio);
+  Selection out;
+  if (budget == 0) return out;
+  const float* u = w.u.data_ptr<float>();
+  const int64_t* cluster = w.clusters.data_ptr<int64_t>();
+
+  // Candidate rows, ascending: the whole window, or its best budget / prefilter_ratio rows by u.
+  std::vector<int64_t> rows(w.rows);
+  for (int64_t i = 0; i < w.rows; ++i) rows[i] = i;
+  if (mode_ == BudgetMode::kInfluencePrefilter) {
+    const int64_t keep = std::min<int64_t>(w.rows, static_cast<int64_t>(std::ceil(double(budget) / prefilter_ratio_)));
+    auto better = [u](int64_t a, int64_t b) { return u[a] < u[b] || (u[a] == u[b] && a < b); };
+    std::nth_element(rows.begin(), rows.begin() + keep, rows.end(), better);
+    rows.resize(keep);
+    std::sort(rows.begin(), rows.end());
+  }
+
+  // Members of each cluster in row order; k_c by largest remainder so that sum k_c = budget.
+  const int64_t clusters = w.clusters.max().item<int64_t>() + 1;
+  std::vector<std::vector<int64_t>> members(clusters);
+  for (int64_t r : rows) members[cluster[r]].push_back(r);
+  std::vector<int64_t> sizes(clusters);
+  for (int64_t c = 0; c < clusters; ++c) sizes[c] = static_cast<int64_t>(members[c].size());
+  const std::vector<int64_t> quota = allocate_budget(sizes, budget);
+
+  std::vector<GreedyPicks> picks(clusters);
+  const float* h = w.h.data_ptr<float>();
+  at::parallel_for(0, clusters, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c)
+      picks[c] = greedy_group_select(h, w.dim, u, members[c].data(), sizes[c], quota[c], input.relation);
+  });
+
+  // k-way merge by the score of each cluster's next pick; keeps every cluster's greedy order.
+  using Head = std::tuple<double, int64_t, size_t>;  // (score, cluster, position)
+  std::priority_queue<Head, std::vector<Head>, std::greater<Head>> heads;
+  for (int64_t c = 0; c < clusters; ++c)
+    if (!picks[c].indices.empty()) heads.emplace(picks[c].scores[0], c, 0);
+  out.indices.reserve(budget);
+  out.scores.reserve(budget);
+  while (!heads.empty()) {
+    const auto [score, c, pos] = heads.top();
+    heads.pop();
+    out.indices.push_back(picks[c].indices[pos]);
+    out.scores.push_back(score);
+    if (pos + 1 < picks[c].indices.size()) heads.emplace(picks[c].scores[pos + 1], c, pos + 1);
+  }
+  return out;
+}
+
+}  // namespace groupmates

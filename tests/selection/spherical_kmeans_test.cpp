@@ -1,0 +1,114 @@
+// Online spherical k-means: planted clusters, determinism, idle re-seeding, state round trip.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <vector>
+
+#include "groupmates/error.h"
+#include "groupmates/spherical_kmeans.h"
+#include "test_util.h"
+
+namespace groupmates {
+namespace {
+
+struct Mixture {
+  torch::Tensor x;       // [N, D] unit rows
+  torch::Tensor labels;  // [N] planted cluster
+};
+
+// Gaussian mixture on the sphere: normalise(centre + noise * N(0, I)).
+Mixture planted(int64_t planted_k, int64_t n, int64_t d, double noise, const torch::Tensor& centres) {
+  Mixture m;
+  m.labels = torch::randint(0, planted_k, {n}, torch::kLong);
+  m.x = centres.index_select(0, m.labels) + noise * torch::randn({n, d});
+  m.x = m.x / m.x.norm(2, 1, true);
+  return m;
+}
+
+// Purity corrected for chance: (purity - 1/K) / (1 - 1/K), found clusters mapped to their majority.
+double adjusted_purity(const torch::Tensor& found, const torch::Tensor& truth, int64_t k_found, int64_t k_true) {
+  std::vector<std::vector<int64_t>> table(k_found, std::vector<int64_t>(k_true, 0));
+  for (int64_t i = 0; i < found.size(0); ++i) ++table[found[i].item<int64_t>()][truth[i].item<int64_t>()];
+  int64_t majority = 0;
+  for (auto& row : table) majority += *std::max_element(row.begin(), row.end());
+  const double purity = double(majority) / double(found.size(0));
+  return (purity - 1.0 / k_true) / (1.0 - 1.0 / k_true);
+}
+
+TEST(SphericalKMeans, RecoversPlantedClusters) {
+  torch::manual_seed(20);
+  const int64_t k = 12, d = 32;
+  const torch::Tensor centres = testing::random_unit(k, d);
+  SphericalKMeansConfig config;
+  config.num_clusters = k;
+  config.seed = 1;
+  SphericalKMeans km(config);
+  for (int window = 0; window < 6; ++window) km.update(planted(k, 512, d, 0.12, centres).x);
+  const Mixture test = planted(k, 4000, d, 0.12, centres);
+  const double score = adjusted_purity(km.assign(test.x), test.labels, k, k);
+  std::printf("[k-means] %lld planted clusters on the sphere: adjusted purity %.4f\n", (long long)k, score);
+  EXPECT_GT(score, 0.95);
+  EXPECT_TRUE(torch::allclose(km.centroids().norm(2, 1), torch::ones({k}), 1e-5, 1e-5));
+}
+
+TEST(SphericalKMeans, DeterministicGivenSeed) {
+  torch::manual_seed(21);
+  const torch::Tensor centres = testing::random_unit(6, 16);
+  const torch::Tensor w1 = planted(6, 300, 16, 0.3, centres).x, w2 = planted(6, 300, 16, 0.3, centres).x;
+  SphericalKMeansConfig config;
+  config.num_clusters = 6;
+  config.seed = 5;
+  SphericalKMeans a(config), b(config);
+  EXPECT_THROW(a.assign(w1), Error);
+  EXPECT_TRUE(torch::equal(a.update(w1), b.update(w1)));
+  EXPECT_TRUE(torch::equal(a.update(w2), b.update(w2)));
+  EXPECT_TRUE(torch::equal(a.centroids(), b.centroids()));
+  config.seed = 6;
+  SphericalKMeans c(config);
+  c.update(w1);
+  EXPECT_FALSE(torch::equal(a.centroids(), c.centroids()));
+}
+
+TEST(SphericalKMeans, IdleAndEmptyCentroidsAreReseeded) {
+  torch::manual_seed(22);
+  SphericalKMeansConfig config;
+  config.num_clusters = 8;
+  config.reseed_after_idle_windows = 2;
+  SphericalKMeans km(config);
+  // First window: 3 distinct points only; 5 centroids would stay empty without re-seeding.
+  const torch::Tensor three = testing::random_unit(3, 8);
+  km.update(three.repeat({10, 1}));
+  EXPECT_EQ(km.counts().gt(0).sum().item<int64_t>(), 8);  // empty ones re-seeded (count 1)
+  // Later windows far from some centroids: those are re-seeded after 2 idle windows.
+  const torch::Tensor centres = testing::random_unit(8, 8);
+  for (int window = 0; window < 6; ++window) km.update(planted(8, 400, 8, 0.05, centres).x);
+  const torch::Tensor a = km.assign(planted(8, 2000, 8, 0.05, centres).x);
+  EXPECT_GE(torch::bincount(a, {}, 8).gt(0).sum().item<int64_t>(), 7);
+}
+
+TEST(SphericalKMeans, StateRoundTripIsBitExact) {
+  torch::manual_seed(23);
+  const torch::Tensor centres = testing::random_unit(5, 8);
+  SphericalKMeansConfig config;
+  config.num_clusters = 5;
+  SphericalKMeans a(config);
+  a.update(planted(5, 200, 8, 0.2, centres).x);
+  a.update(planted(5, 200, 8, 0.2, centres).x);
+  const std::string path = (std::filesystem::temp_directory_path() / "groupmates_kmeans_test.pt").string();
+  a.save(path);
+  SphericalKMeans b(config);
+  b.load(path);
+  std::filesystem::remove(path);
+  EXPECT_TRUE(torch::equal(a.centroids(), b.centroids()));
+  EXPECT_TRUE(torch::equal(a.counts(), b.counts()));
+  const torch::Tensor next = planted(5, 200, 8, 0.2, centres).x;
+  EXPECT_TRUE(torch::equal(a.update(next), b.update(next)));
+  EXPECT_TRUE(torch::equal(a.centroids(), b.centroids()));
+  config.num_clusters = 6;
+  SphericalKMeans wrong(config);
+  EXPECT_THROW(wrong.load_state(a.save_state()), Error);
+}
+
+}  // namespace
+}  // namespace groupmates
