@@ -46,6 +46,31 @@ inline bool all_real(const bool* m, int64_t t, int n) {
   return true;
 }
 
+// acc[0..dim) += table row r for every r in rows; fixed widths unroll into registers.
+template <int64_t kDim>
+void sum_rows_fixed(const float* table, const int64_t* rows, int64_t count, float* acc) {
+  float local[kDim];
+  for (int64_t d = 0; d < kDim; ++d) local[d] = acc[d];
+  for (int64_t i = 0; i < count; ++i) {
+    const float* row = table + rows[i] * kDim;
+    for (int64_t d = 0; d < kDim; ++d) local[d] += row[d];
+  }
+  for (int64_t d = 0; d < kDim; ++d) acc[d] = local[d];
+}
+
+void sum_rows(const float* table, int64_t dim, const int64_t* rows, int64_t count, float* acc) {
+  switch (dim) {
+    case 16: return sum_rows_fixed<16>(table, rows, count, acc);
+    case 32: return sum_rows_fixed<32>(table, rows, count, acc);
+    case 64: return sum_rows_fixed<64>(table, rows, count, acc);
+    default:
+      for (int64_t i = 0; i < count; ++i) {
+        const float* row = table + rows[i] * dim;
+        for (int64_t d = 0; d < dim; ++d) acc[d] += row[d];
+      }
+  }
+}
+
 }  // namespace
 
 HashedNgramEncoder::HashedNgramEncoder(const HashedNgramEncoderConfig& config) : config_(config) {
@@ -146,13 +171,10 @@ torch::Tensor HashedNgramEncoder::fused_bag_mean(const torch::Tensor& tokens_in,
           for (int n = 1; n <= max_n && t + n <= length; ++n)
             if (!m || all_real(m, t, n)) {
               const int64_t b = reduce(XXH3_64bits_withSeed(x + t, sizeof(int64_t) * n, seeds[n]), buckets);
-              __builtin_prefetch(table + b * dim);
+              for (int64_t line = 0; line < dim; line += 16) __builtin_prefetch(table + b * dim + line);
               idx[got++] = b;
             }
-        for (int64_t i = 0; i < got; ++i) {
-          const float* row = table + idx[i] * dim;
-          for (int64_t d = 0; d < dim; ++d) acc[d] += row[d];
-        }
+        sum_rows(table, dim, idx.data(), got, acc.data());
         count += got;
       }
       const float scale = count > 0 ? 1.0f / float(count) : 0.0f;
