@@ -1,0 +1,172 @@
+"""Configuration dataclasses, mirroring groupmates/config.h (validated by the C++ core, which
+raises ConfigError naming the bad field)."""
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import List, Sequence, Union
+
+from . import _core
+from .errors import config_error
+
+
+@dataclass
+class SourceConfig:
+    """One data source: files of one format, blended with the other sources by weight.
+
+    paths:           files ("token_file", "jsonl") or prefixes without .bin/.idx ("megatron")
+    format:          "token_file" (flat little-endian ids, no header), "megatron" (MMIDIDX) or
+                     "jsonl" (.jsonl or .jsonl.zst, text tokenized with SentencePiece)
+    name:            label in ids, logs and counters (default "source<i>")
+    dtype:           "uint16" or "uint32" ("token_file" only)
+    weight:          blend weight > 0 (normalised over sources)
+    on_exhausted:    "end" (the pass ends) or "recycle" (reshuffle and go on)
+    text_field:      "jsonl": the string field holding the document
+    tokenizer_model: "jsonl": the SentencePiece .model file
+    """
+
+    paths: Union[str, Sequence[str]]
+    format: str = "token_file"
+    name: str = ""
+    dtype: str = "uint16"
+    weight: float = 1.0
+    on_exhausted: str = "end"
+    text_field: str = "text"
+    tokenizer_model: str = ""
+
+    @staticmethod
+    def from_path(path: str) -> "SourceConfig":
+        """A source for one path, its format guessed from the name: *.jsonl[.zst] is "jsonl",
+        a prefix with PREFIX.idx is "megatron", anything else a uint16 "token_file"."""
+        p = os.fspath(path)
+        if p.endswith(".jsonl") or p.endswith(".jsonl.zst"):
+            return SourceConfig(paths=[p], format="jsonl")
+        if os.path.exists(p + ".idx") and os.path.exists(p + ".bin"):
+            return SourceConfig(paths=[p], format="megatron")
+        return SourceConfig(paths=[p])
+
+
+@dataclass
+class LoaderConfig:
+    """What to read and how to stream it.
+
+    sources:          SourceConfig objects, dicts of their fields, or paths (see SourceConfig.from_path)
+    sequence_length:  T, tokens per sequence
+    batch_size:       B, sequences per batch on this rank
+    rank, world_size: data-parallel position; the global batch is batch_size * world_size
+    seed:             the stream (order of candidates) is a pure function of the config and seed
+    shuffle:          shuffle windows/documents (False: file order)
+    epochs:           passes over the blend; 0 = endless
+    packing:          "packed" (documents joined by eos_id, cut every T tokens) or
+                      "document_aligned" (every row starts a document; short tails padded with pad_id)
+    eos_id, pad_id:   separator between packed documents (-1 = none), padding id
+    vocab_size:       token ids must be < vocab_size (0 = not checked; else OutOfVocabError)
+    bad_input:        "fail" (raise DataError naming file and line) or "skip" (count it)
+    num_threads:      C++ worker threads (reading, tokenizing, assembling batches)
+    prefetch_batches: batches prepared ahead of the training loop (bounds memory)
+    tokenize_ahead:   "jsonl": documents tokenized ahead of packing
+    """
+
+    sources: List[Union[SourceConfig, dict, str]] = field(default_factory=list)
+    sequence_length: int = 1024
+    batch_size: int = 16
+    rank: int = 0
+    world_size: int = 1
+    seed: int = 0
+    shuffle: bool = True
+    epochs: int = 1
+    packing: str = "packed"
+    eos_id: int = -1
+    pad_id: int = 0
+    vocab_size: int = 0
+    bad_input: str = "fail"
+    num_threads: int = 2
+    prefetch_batches: int = 4
+    tokenize_ahead: int = 256
+
+    def normalized_sources(self) -> List[SourceConfig]:
+        if isinstance(self.sources, (str, os.PathLike, SourceConfig, dict)):
+            items = [self.sources]
+        else:
+            items = list(self.sources)
+        out = []
+        for i, s in enumerate(items):
+            if isinstance(s, SourceConfig):
+                out.append(s)
+            elif isinstance(s, dict):
+                try:
+                    out.append(SourceConfig(**s))
+                except TypeError as e:
+                    raise config_error(f"LoaderConfig.sources[{i}]", str(e)) from None
+            elif isinstance(s, (str, os.PathLike)):
+                out.append(SourceConfig.from_path(s))
+            else:
+                raise config_error(f"LoaderConfig.sources[{i}]",
+                                   f"expected a SourceConfig, dict or path, got {type(s).__name__}")
+        return out
+
+    def to_core(self) -> "_core.LoaderConfig":
+        c = _core.LoaderConfig()
+        c.sources = [_source_to_core(s, i) for i, s in enumerate(self.normalized_sources())]
+        for name in ("sequence_length", "batch_size", "rank", "world_size", "epochs", "num_threads",
+                     "prefetch_batches", "tokenize_ahead"):
+            setattr(c, name, _unsigned(f"LoaderConfig.{name}", getattr(self, name), 32))
+        for name in ("seed", "vocab_size"):
+            setattr(c, name, _unsigned(f"LoaderConfig.{name}", getattr(self, name), 64))
+        for name in ("eos_id", "pad_id"):
+            v = _integer(f"LoaderConfig.{name}", getattr(self, name))
+            if not -(1 << 63) <= v < 1 << 63:
+                raise config_error(f"LoaderConfig.{name}", f"{v} does not fit in int64")
+            setattr(c, name, v)
+        c.shuffle = bool(self.shuffle)
+        c.packing = _enum(_core.PackingMode, "LoaderConfig.packing", self.packing)
+        c.bad_input = _enum(_core.BadInputPolicy, "LoaderConfig.bad_input", self.bad_input)
+        return c
+
+    def replace(self, **changes) -> "LoaderConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _source_to_core(s: SourceConfig, i: int) -> "_core.SourceConfig":
+    who = f"LoaderConfig.sources[{i}]"
+    c = _core.SourceConfig()
+    c.name = str(s.name)
+    c.format = _enum(_core.SourceFormat, f"{who}.format", s.format)
+    paths = [s.paths] if isinstance(s.paths, (str, os.PathLike)) else list(s.paths)
+    c.paths = [os.fspath(p) for p in paths]
+    c.dtype = _enum(_core.TokenDtype, f"{who}.dtype", s.dtype)
+    try:
+        c.weight = float(s.weight)
+    except (TypeError, ValueError):
+        raise config_error(f"{who}.weight", f"expected a number, got {s.weight!r}") from None
+    c.on_exhausted = _enum(_core.OnExhausted, f"{who}.on_exhausted", s.on_exhausted)
+    c.text_field = str(s.text_field)
+    c.tokenizer_model = os.fspath(s.tokenizer_model)
+    return c
+
+
+def _enum(enum_type, field_name, value):
+    if isinstance(value, enum_type):
+        return value
+    names = list(enum_type.__members__)
+    if isinstance(value, str) and value in enum_type.__members__:
+        return enum_type.__members__[value]
+    raise config_error(field_name, f"{value!r} is not one of {names}")
+
+
+def _integer(field_name, value):
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            import numpy as np
+            if isinstance(value, np.integer):
+                return int(value)
+        except ImportError:
+            pass
+        raise config_error(field_name, f"expected an integer, got {value!r}")
+    return value
+
+
+def _unsigned(field_name, value, bits):
+    v = _integer(field_name, value)
+    if v < 0 or v >= 1 << bits:
+        raise config_error(field_name, f"{v} is outside [0, 2^{bits})")
+    return v

@@ -1,0 +1,341 @@
+"""GroupMatesLoader: the C++ streaming loader as a PyTorch IterableDataset."""
+import atexit
+import dataclasses
+import os
+import re
+import threading
+import weakref
+from typing import Any, Dict, Iterator, Optional, Union
+
+import numpy as np
+import torch
+
+from . import _core
+from .config import LoaderConfig
+from .errors import GroupMatesError, StateError, config_error
+
+_STATE_FORMAT = "groupmates-loader"
+_STATE_VERSION = 1
+
+# Every loader with live C++ workers, to stop them at exit and to snapshot them before fork().
+_live = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+class GroupMatesLoader(torch.utils.data.IterableDataset):
+    """Streams [B, T] int64 batches of token ids from the C++ core, zero-copy.
+
+        loader = groupmates.GroupMatesLoader(sources=["train.bin"], sequence_length=1024, batch_size=16,
+                                             rank=rank, world_size=world, seed=0, epochs=0)
+        for batch in loader:               # {"input_ids": LongTensor[B, T], "ids": LongTensor[B], "index": int}
+            loss = model(batch["input_ids"].to(device)) ...
+            if step % 1000 == 0:
+                torch.save({"model": model.state_dict(), "data": loader.state_dict()}, path)
+
+    Arguments: a LoaderConfig (see its fields) and/or its fields as keyword arguments (keywords
+    override the config's fields), plus
+
+        device:            move input_ids there (e.g. "cuda:0"); None keeps them on the CPU
+        pin_memory:        with a CUDA device, copy through pinned memory and transfer non_blocking
+        return_candidates: also return "source", "document", "offset" (LongTensor[B]) per row
+        state:             a state_dict() to resume from (same as load_state_dict() afterwards)
+
+    Batch fields: "input_ids" (int64 [B, T], on `device`), "ids" (int64 [B] on the CPU: the
+    candidates' stable 64-bit hashes, reinterpreted as signed), "index" (the global batch index).
+    The CPU input_ids are views of the loader's pooled buffers: a buffer is reused only after every
+    tensor over it is gone, so keeping batches is safe (it only costs memory).
+
+    Streaming semantics: no len(); iterating continues from the current position (a second `for`
+    loop goes on where the first stopped) until the configured epochs end (epochs=0: endless).
+    Leaving a loop (break, an exception, KeyboardInterrupt) stops and joins the C++ worker threads;
+    iterating again restarts them exactly where the stream stopped. close() (also `with`, and
+    garbage collection) stops them for good.
+
+    Checkpointing: state_dict() / load_state_dict() carry the exact global position (text from
+    the C++ LoaderState, restorable with any world size of the same global batch size).
+
+    torch.utils.data.DataLoader(loader, batch_size=None) works; with num_workers=0 (recommended:
+    the core already has its own threads) state_dict() tracks what the DataLoader delivered. With
+    num_workers=k>1 worker w yields the batches with index % k == w, so the DataLoader still
+    delivers the stream in order, but each worker reads the whole stream and the parent's
+    state_dict() does not advance.
+
+    Threads: the C++ threads never call Python; next() waits for a batch with the GIL released.
+    """
+
+    def __init__(self, config: Optional[LoaderConfig] = None, *, device: Union[str, torch.device, None] = None,
+                 pin_memory: bool = False, return_candidates: bool = False,
+                 state: Optional[Union[Dict[str, Any], str]] = None, **fields):
+        if config is None:
+            config = LoaderConfig()
+        elif not isinstance(config, LoaderConfig):
+            raise config_error("config", f"expected a groupmates.LoaderConfig, got {type(config).__name__}")
+        if fields:
+            known = {f.name for f in dataclasses.fields(LoaderConfig)}
+            unknown = sorted(set(fields) - known)
+            if unknown:
+                raise config_error(unknown[0], f"unknown LoaderConfig field; the fields are {sorted(known)}")
+            config = dataclasses.replace(config, **fields)
+        self.config = config
+        self._core_config = config.to_core()
+        self.device = torch.device(device) if device is not None else None
+        self.pin_memory = bool(pin_memory)
+        self.return_candidates = bool(return_candidates)
+        self._core = None
+        self._pid = None
+        self._saved = None        # state text while the workers are stopped
+        self._fork_saved = None   # state text taken just before a fork()
+        self._closed = False
+        self._skips = []          # [{"at_batch", "requested", "skipped"}], recorded in state_dict()
+        self._step = None
+        self._lock = threading.RLock()
+        if state is not None:
+            self.load_state_dict(state)
+        else:
+            self._start(None)
+
+    # ---- iteration ---------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
+        info = torch.utils.data.get_worker_info()
+        if info is not None and info.num_workers > 1:
+            return self._generate(info.num_workers, info.id)
+        return self._generate(1, 0)
+
+    def __next__(self) -> Dict[str, Any]:
+        """The next batch (next(loader) works without an iterator); StopIteration at the end."""
+        raw = self._next_raw()
+        if raw is None:
+            raise StopIteration
+        return self._to_batch(raw)
+
+    def _generate(self, stride, offset):
+        try:
+            while True:
+                raw = self._next_raw()
+                if raw is None:
+                    return
+                if stride > 1 and raw[5] % stride != offset:
+                    continue
+                yield self._to_batch(raw)
+        finally:
+            # break, an exception (KeyboardInterrupt) or gc of the iterator: stop the workers now;
+            # the next iteration restarts them from the exact position.
+            self._suspend()
+
+    def _next_raw(self):
+        with self._lock:
+            core = self._live_core()
+        return core.next()  # releases the GIL while it waits
+
+    def _to_batch(self, raw):
+        tokens, hashes, source, document, offset, index = raw
+        x = torch.from_numpy(tokens)
+        if self.device is not None and self.device.type != "cpu":
+            if self.pin_memory and torch.cuda.is_available():
+                x = x.pin_memory().to(self.device, non_blocking=True)
+            else:
+                x = x.to(self.device)
+        batch = {"input_ids": x, "ids": torch.from_numpy(hashes.view(np.int64)), "index": int(index)}
+        if self.return_candidates:
+            batch["source"] = torch.from_numpy(source)
+            batch["document"] = torch.from_numpy(document)
+            batch["offset"] = torch.from_numpy(offset)
+        return batch
+
+    # ---- skipping, checkpointing ---------------------------------------------------------------
+
+    def skip(self, n: int) -> int:
+        """Jumps past the next n batches (e.g. after a loss spike); returns how many there were
+        (fewer at the end of the stream). The skip is part of the position, so state_dict() taken
+        afterwards resumes after the skipped batches; it is also listed in state_dict()["skips"]."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise config_error("skip.n", f"expected an integer >= 0, got {n!r}")
+        with self._lock:
+            core = self._live_core()
+            at = _batches_of(core.state())
+            done = core.skip(n)
+            self._skips.append({"at_batch": at, "requested": n, "skipped": done})
+            return done
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The exact position after the last batch returned: {"format", "version", "state" (the
+        C++ LoaderState text), "batches" (global batches consumed), "skips"}."""
+        with self._lock:
+            text = self._state_text()
+            return {"format": _STATE_FORMAT, "version": _STATE_VERSION, "state": text,
+                    "batches": _batches_of(text), "skips": [dict(s) for s in self._skips]}
+
+    def load_state_dict(self, state: Union[Dict[str, Any], str]) -> None:
+        """Continues exactly from a state_dict() (or its "state" text) of a loader with the same
+        config (world size may differ if the global batch size is the same); raises StateError."""
+        if isinstance(state, str):
+            text, skips = state, []
+        elif isinstance(state, dict) and "state" in state:
+            if state.get("format", _STATE_FORMAT) != _STATE_FORMAT or state.get("version", 1) != _STATE_VERSION:
+                raise _state_error(f"unsupported state format {state.get('format')!r} version {state.get('version')!r}")
+            text, skips = state["state"], list(state.get("skips", []))
+        else:
+            raise _state_error("expected a GroupMatesLoader.state_dict() or its 'state' text")
+        if not isinstance(text, str):
+            raise _state_error("the 'state' entry must be the text of a saved LoaderState")
+        with self._lock:
+            if self._closed:
+                raise GroupMatesError("groupmates: the loader is closed")
+            self._stop_core()
+            self._saved = None
+            self._start(text)  # parses and restores now: a bad state raises here
+            self._skips = [dict(s) for s in skips]
+
+    def on_step(self, step: int, model: Optional[torch.nn.Module] = None, optimizer=None) -> None:
+        """Training-loop hook, called once per optimizer step.
+
+        TODO(issue 6, oracle probes): hand `model`/`optimizer` to the C++ prober through the
+        functional_call adapter once selection and probes (issue 5) land in the core. In plain mode
+        there is nothing to probe: this only records the step."""
+        self._step = int(step)
+
+    @property
+    def step(self) -> Optional[int]:
+        """The last step given to on_step()."""
+        return self._step
+
+    def stats(self) -> Dict[str, Any]:
+        """Counters of the C++ core: batches, buffers_allocated, consumer_wait_seconds, skipped,
+        skip_report, config_fingerprint (of the current run of the workers)."""
+        with self._lock:
+            return self._live_core().stats()
+
+    # ---- lifetime ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stops and joins the worker threads for good (idempotent). state_dict() still works."""
+        with self._lock:
+            self._suspend()
+            self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self._stop_core()
+        except Exception:
+            pass
+
+    def __getstate__(self):
+        # Pickling (spawn-started DataLoader workers, copy.deepcopy): config and position only.
+        with self._lock:
+            text = self._state_text()
+        d = {k: v for k, v in self.__dict__.items() if k not in ("_core", "_pid", "_lock", "_core_config")}
+        d["_saved"] = text
+        d["_fork_saved"] = None
+        return d
+
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        self._core, self._pid, self._lock = None, None, threading.RLock()
+        self._core_config = self.config.to_core()
+
+    def __repr__(self):
+        c = self.config
+        return (f"GroupMatesLoader(sources={len(c.normalized_sources())}, batch_size={c.batch_size}, "
+                f"sequence_length={c.sequence_length}, rank={c.rank}/{c.world_size}, "
+                f"{'closed' if self._closed else 'running' if self._core is not None else 'stopped'})")
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    def _start(self, state_text):
+        self._core = _core.Loader(self._core_config, state_text)
+        self._pid = os.getpid()
+        with _live_lock:
+            _live.add(self)
+
+    def _adopt_after_fork(self):
+        # In a fork()ed child (e.g. a DataLoader worker) the parent's threads do not exist: leak the
+        # inherited core (destroying it would join threads that are not there) and continue from
+        # the position snapshotted just before the fork.
+        if self._core is not None and self._pid != os.getpid():
+            self._core.abandon()
+            self._core = None
+            self._saved = self._fork_saved if self._fork_saved is not None else self._saved
+            self._pid = None
+
+    def _live_core(self):
+        self._adopt_after_fork()
+        if self._closed:
+            raise GroupMatesError("groupmates: the loader is closed")
+        if self._core is None:
+            self._start(self._saved)
+            self._saved = None
+        return self._core
+
+    def _state_text(self):
+        self._adopt_after_fork()
+        if self._core is not None:
+            return self._core.state()
+        if self._saved is None:
+            raise GroupMatesError("groupmates: no state (the loader never started)")
+        return self._saved
+
+    def _suspend(self):
+        with self._lock:
+            self._adopt_after_fork()
+            if self._core is not None:
+                self._saved = self._core.state()
+                self._stop_core()
+
+    def _stop_core(self):
+        core, self._core = self._core, None
+        if core is None:
+            return
+        if self._pid != os.getpid():
+            core.abandon()
+        else:
+            core.close()
+
+
+def _batches_of(text):
+    m = re.search(r"^batches (\d+)$", text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def _state_error(message):
+    e = StateError(f"groupmates [invalid_state] {message}")
+    e.code = "invalid_state"
+    return e
+
+
+def _before_fork():
+    # Runs in the parent just before fork(): remember each live loader's position for the child.
+    with _live_lock:
+        loaders = list(_live)
+    for loader in loaders:
+        try:
+            if loader._core is not None and loader._pid == os.getpid():
+                loader._fork_saved = loader._core.state()
+        except Exception:
+            pass
+
+
+def _close_all():
+    with _live_lock:
+        loaders = list(_live)
+    for loader in loaders:
+        try:
+            loader._stop_core()
+        except Exception:
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork)
+atexit.register(_close_all)
