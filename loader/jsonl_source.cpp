@@ -124,8 +124,11 @@ const char* JsonlSource::problem_key(Problem p) {
 static void decompress_zstd(const MappedFile& in, Buffer& out) {
   const std::string& path = in.path();
   const uint64_t hint = ZSTD_getFrameContentSize(in.data(), in.size());
-  size_t cap = (hint != ZSTD_CONTENTSIZE_UNKNOWN && hint != ZSTD_CONTENTSIZE_ERROR && hint < (uint64_t(1) << 40))
-                   ? static_cast<size_t>(hint) + 1
+  // The first frame's declared size is only a hint (there may be more frames, or it may lie):
+  // capped, and the buffer grows by doubling (realloc, in place for large blocks) if needed.
+  const uint64_t cap_limit = in.size() * 64 + (uint64_t(1) << 20);
+  size_t cap = (hint != ZSTD_CONTENTSIZE_UNKNOWN && hint != ZSTD_CONTENTSIZE_ERROR)
+                   ? static_cast<size_t>(std::min<uint64_t>(hint, cap_limit)) + 1
                    : static_cast<size_t>(std::min<uint64_t>(in.size() * 4, uint64_t(1) << 30)) + 4096;
   out.reserve(cap);
   ZSTD_DStream* ds = ZSTD_createDStream();
@@ -148,6 +151,12 @@ static void decompress_zstd(const MappedFile& in, Buffer& out) {
     }
     out.size += output.pos;
     if (input.pos == input.size && output.pos < output.size) break;
+  }
+  if (out.size != 0 && out.capacity > out.size + (out.size >> 4)) {  // give back a doubling's slack
+    if (char* p = static_cast<char*>(std::realloc(out.data, out.size))) {
+      out.data = p;
+      out.capacity = out.size;
+    }
   }
   if (ret != 0) {
     throw Error(ErrorCode::kCorruptData, path,
