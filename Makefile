@@ -9,6 +9,7 @@ CORPUS := data/corpus
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
 .PHONY: all deps corpus configure build demo test test-unit test-sanitizers bench-throughput bench-select clean
+.PHONY: python-install test-python bench-python
 
 all: build
 
@@ -42,7 +43,7 @@ test-sanitizers: deps
 	    $(BUILD)-$$san/tests/loader_tests --gtest_brief=1 || exit 1; \
 	done
 
-test: test-unit test-sanitizers
+test: test-unit test-sanitizers test-python
 	@echo "make test: all suites passed"
 
 bench-throughput: build
@@ -50,3 +51,19 @@ bench-throughput: build
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-thread $(BUILD)-address
+
+# The Python package (python/): installed into a venv that sees Debian's torch; the extension is
+# built by CMake in $(BUILD)-py (LibTorch-free, so it fits any torch the interpreter has).
+VENV ?= .venv
+$(VENV)/bin/python:
+	$(PY) -m venv --system-site-packages $(VENV)
+
+python-install: deps $(VENV)/bin/python
+	GROUPMATES_BUILD_DIR=$(CURDIR)/$(BUILD)-py GROUPMATES_JOBS=$(JOBS) \
+	  $(VENV)/bin/pip install -q --no-build-isolation --no-deps --disable-pip-version-check ./python
+
+test-python: python-install corpus
+	cd tests/python && GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) $(CURDIR)/$(VENV)/bin/python -m pytest -q -p no:cacheprovider .
+
+bench-python: python-install
+	$(VENV)/bin/python bench/bench_python.py

@@ -56,7 +56,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
     torch.utils.data.DataLoader(loader, batch_size=None) works; with num_workers=0 (recommended:
     the core already has its own threads) state_dict() tracks what the DataLoader delivered. With
-    num_workers=k>1 worker w yields the batches with index % k == w, so the DataLoader still
+    num_workers=k>1 worker w yields the w-th of every k batches, so the DataLoader still
     delivers the stream in order, but each worker reads the whole stream and the parent's
     state_dict() does not advance.
 
@@ -88,6 +88,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self._closed = False
         self._skips = []          # [{"at_batch", "requested", "skipped"}], recorded in state_dict()
         self._step = None
+        self._last_stats = None
         self._lock = threading.RLock()
         if state is not None:
             self.load_state_dict(state)
@@ -99,8 +100,10 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
         if info is not None and info.num_workers > 1:
-            return self._generate(info.num_workers, info.id)
-        return self._generate(1, 0)
+            with self._lock:
+                start = _batches_of(self._state_text())
+            return self._generate(info.num_workers, info.id, start)
+        return self._generate(1, 0, 0)
 
     def __next__(self) -> Dict[str, Any]:
         """The next batch (next(loader) works without an iterator); StopIteration at the end."""
@@ -109,13 +112,13 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             raise StopIteration
         return self._to_batch(raw)
 
-    def _generate(self, stride, offset):
+    def _generate(self, stride, offset, start):
         try:
             while True:
                 raw = self._next_raw()
                 if raw is None:
                     return
-                if stride > 1 and raw[5] % stride != offset:
+                if stride > 1 and (raw[5] - start) % stride != offset:
                     continue
                 yield self._to_batch(raw)
         finally:
@@ -202,8 +205,12 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
     def stats(self) -> Dict[str, Any]:
         """Counters of the C++ core: batches, buffers_allocated, consumer_wait_seconds, skipped,
-        skip_report, config_fingerprint (of the current run of the workers)."""
+        skip_report, config_fingerprint (of the current or, while stopped, the last run of the
+        workers; a restart begins new counters)."""
         with self._lock:
+            self._adopt_after_fork()
+            if self._core is None and self._last_stats is not None:
+                return dict(self._last_stats)
             return self._live_core().stats()
 
     # ---- lifetime ------------------------------------------------------------------------------
@@ -291,6 +298,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             self._adopt_after_fork()
             if self._core is not None:
                 self._saved = self._core.state()
+                self._last_stats = self._core.stats()
                 self._stop_core()
 
     def _stop_core(self):
