@@ -67,3 +67,9 @@ test-python: python-install corpus
 
 bench-python: python-install
 	$(VENV)/bin/python bench/bench_python.py
+
+# Data-efficiency benchmark pool + held-out reference set (issue 5), from Debian/npm packages.
+POOL ?= data/pool
+.PHONY: prepare-pool
+prepare-pool: deps
+	@bash scripts/prepare-pool.sh $(POOL)

