@@ -7,20 +7,72 @@
 
 #include <ATen/Parallel.h>
 
+#include "groupmates/batched_greedy.h"
 #include "groupmates/selection.h"
 #include "host_window.h"
 
 namespace groupmates {
 
-ClusterGreedySelector::ClusterGreedySelector(BudgetMode mode, double prefilter_ratio)
-    : mode_(mode), prefilter_ratio_(prefilter_ratio) {
+namespace {
+
+// Clusters with a quota, padded into [C, N] on the embeddings' device and solved in one batch.
+std::vector<GreedyPicks> solve_batched(const SelectionInput& input, const std::vector<std::vector<int64_t>>& members,
+                                       const std::vector<int64_t>& quota) {
+  std::vector<GreedyPicks> picks(members.size());
+  std::vector<int64_t> active;
+  int64_t width = 0;
+  for (size_t c = 0; c < members.size(); ++c)
+    if (quota[c] > 0) {
+      active.push_back(int64_t(c));
+      width = std::max<int64_t>(width, int64_t(members[c].size()));
+    }
+  if (active.empty()) return picks;
+  const int64_t n = int64_t(active.size());
+  std::vector<int64_t> index(static_cast<size_t>(n * width), -1);
+  std::vector<int64_t> q(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& m = members[active[i]];
+    std::copy(m.begin(), m.end(), index.begin() + i * width);
+    q[i] = quota[active[i]];
+  }
+  const torch::Device device = input.embeddings.device();
+  const torch::Dtype dtype = device.is_cpu() ? torch::kDouble : torch::kFloat;
+  const torch::Tensor idx = torch::from_blob(index.data(), {n, width}, torch::kLong).to(device);
+  const torch::Tensor flat = idx.clamp_min(0).flatten();
+  const torch::Tensor h = input.embeddings.detach().to(dtype).index_select(0, flat).view({n, width, -1});
+  const torch::Tensor u = input.u.detach().to(device, dtype).index_select(0, flat).view({n, width});
+  const BatchedPicks got = batched_greedy_select(h, u, idx.ge(0), torch::from_blob(q.data(), {n}, torch::kLong).to(device),
+                                                  input.relation);
+  const torch::Tensor positions = got.positions.cpu().contiguous();
+  const torch::Tensor scores = got.scores.to(torch::kCPU, torch::kDouble).contiguous();
+  const int64_t steps = positions.size(1);
+  const int64_t* pos = positions.data_ptr<int64_t>();
+  const double* sc = scores.data_ptr<double>();
+  for (int64_t i = 0; i < n; ++i) {
+    GreedyPicks& p = picks[active[i]];
+    const auto& m = members[active[i]];
+    for (int64_t s = 0; s < quota[active[i]] && s < steps; ++s) {
+      p.indices.push_back(m[pos[i * steps + s]]);
+      p.scores.push_back(sc[i * steps + s]);
+    }
+  }
+  return picks;
+}
+
+}  // namespace
+
+ClusterGreedySelector::ClusterGreedySelector(BudgetMode mode, double prefilter_ratio, GreedyExecution execution)
+    : mode_(mode), prefilter_ratio_(prefilter_ratio), execution_(execution) {
   if (!(prefilter_ratio > 0 && prefilter_ratio <= 1))
     throw Error(ErrorCode::kInvalidConfig, "ClusterGreedySelector.prefilter_ratio",
                 "got " + std::to_string(prefilter_ratio) + ", allowed (0, 1]");
 }
 
 Selection ClusterGreedySelector::select(const SelectionInput& input, double ratio) const {
-  const HostWindow w = to_host(input, /*need_h=*/true, /*need_clusters=*/true);
+  const bool batched = execution_ == GreedyExecution::kBatchedTensor ||
+                       (execution_ == GreedyExecution::kAuto && input.embeddings.defined() && input.embeddings.is_cuda());
+  // u and cluster ids come to the host (small); embeddings only for the host path.
+  const HostWindow w = to_host(input, /*need_h=*/!batched, /*need_clusters=*/true);
   const int64_t budget = ratio_budget(w.rows, ratio);
   Selection out;
   if (budget == 0) return out;
@@ -47,11 +99,15 @@ Selection ClusterGreedySelector::select(const SelectionInput& input, double rati
   const std::vector<int64_t> quota = allocate_budget(sizes, budget);
 
   std::vector<GreedyPicks> picks(clusters);
-  const float* h = w.h.data_ptr<float>();
-  at::parallel_for(0, clusters, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c)
-      picks[c] = greedy_group_select(h, w.dim, u, members[c].data(), sizes[c], quota[c], input.relation);
-  });
+  if (batched) {
+    picks = solve_batched(input, members, quota);
+  } else {
+    const float* h = w.h.data_ptr<float>();
+    at::parallel_for(0, clusters, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c)
+        picks[c] = greedy_group_select(h, w.dim, u, members[c].data(), sizes[c], quota[c], input.relation);
+    });
+  }
 
   // k-way merge by the score of each cluster's next pick; keeps every cluster's greedy order.
   using Head = std::tuple<double, int64_t, size_t>;  // (score, cluster, position)

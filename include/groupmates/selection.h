@@ -49,17 +49,29 @@ enum class BudgetMode {
   kInfluencePrefilter,
 };
 
+/// Where ClusterGreedySelector solves its clusters (both give the same picks up to float rounding).
+enum class GreedyExecution {
+  kAuto,           ///< kBatchedTensor when the embeddings are on a CUDA device, else kHostThreads
+  kHostThreads,    ///< one loop per cluster in double on the host, clusters spread over at::parallel_for
+  kBatchedTensor,  ///< all clusters padded into one batch of tensor ops on the embeddings' device
+                   ///< (double on CPU, float on CUDA); only picks and scores come back to the host
+};
+
 /// Group-MATES: greedy relational selection within each cluster, clusters solved in parallel.
+/// k_c: the window budget round(ratio * W) split over clusters in proportion to their (kept) sizes
+/// by largest remainder, so k_c is ratio * |c| rounded down or up and sum k_c is exact.
 /// Output: the clusters' pick lists merged by score (a k-way merge that keeps each cluster's
 /// greedy order; ties to the lowest cluster id).
 class ClusterGreedySelector : public Selector {
  public:
-  explicit ClusterGreedySelector(BudgetMode mode = BudgetMode::kUniformRatio, double prefilter_ratio = 0.8);
+  explicit ClusterGreedySelector(BudgetMode mode = BudgetMode::kUniformRatio, double prefilter_ratio = 0.8,
+                                 GreedyExecution execution = GreedyExecution::kAuto);
   Selection select(const SelectionInput& input, double ratio) const override;
 
  private:
   BudgetMode mode_;
   double prefilter_ratio_;
+  GreedyExecution execution_;
 };
 
 /// Relational greedy over the whole window, no clusters (ablation; O(W * k * D)).

@@ -12,6 +12,7 @@
 #include <set>
 #include <vector>
 
+#include "groupmates/batched_greedy.h"
 #include "groupmates/error.h"
 #include "groupmates/greedy_group.h"
 #include "groupmates/selection.h"
@@ -241,6 +242,44 @@ TEST(ClusterGreedySelector, PrefilterMovesBudgetToGoodClusters) {
   std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return w.uv[a] < w.uv[b]; });
   const std::set<int64_t> best(order.begin(), order.begin() + 250);
   for (int64_t i : prefilter.indices) EXPECT_TRUE(best.count(i));
+}
+
+TEST(ClusterGreedySelector, BatchedTensorPathEqualsHostPath) {
+  // The device path (padded batch of tensor ops) run on the CPU against the host loops.
+  torch::manual_seed(17);
+  for (int trial = 0; trial < 6; ++trial) {
+    const int64_t n = 300 + 100 * trial, k = 3 + 4 * trial;
+    const Window w = random_window(n, 16, trial % 2 == 1);
+    const torch::Tensor clusters = torch::randint(0, k, {n}, torch::kLong);
+    const SelectionInput in = clustered_input(w, clusters, {0.9 + 0.1 * trial, 1.1});
+    for (BudgetMode mode : {BudgetMode::kUniformRatio, BudgetMode::kInfluencePrefilter}) {
+      const Selection host = ClusterGreedySelector(mode, 0.8, GreedyExecution::kHostThreads).select(in, 0.3);
+      const Selection batched = ClusterGreedySelector(mode, 0.8, GreedyExecution::kBatchedTensor).select(in, 0.3);
+      EXPECT_EQ(host.indices, batched.indices) << "trial " << trial;
+      ASSERT_EQ(host.scores.size(), batched.scores.size());
+      for (size_t i = 0; i < host.scores.size(); ++i) EXPECT_NEAR(host.scores[i], batched.scores[i], 1e-9);
+    }
+  }
+}
+
+TEST(BatchedGreedy, PaddingAndQuotasPerCluster) {
+  torch::manual_seed(18);
+  const Window w = random_window(10, 4, false);
+  // Two clusters: rows 0..5 (quota 3) and rows 6..9 (quota 4 = all), padded to width 6.
+  const torch::Tensor index = torch::tensor({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 0}, torch::kLong);
+  const torch::Tensor valid = torch::tensor({1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}).to(torch::kBool).view({2, 6});
+  const torch::Tensor h = w.h.to(torch::kDouble).index_select(0, index).view({2, 6, 4});
+  const torch::Tensor u = w.u.to(torch::kDouble).index_select(0, index).view({2, 6});
+  const BatchedPicks got = batched_greedy_select(h, u, valid, torch::tensor({3, 4}, torch::kLong), {});
+  ASSERT_EQ(got.positions.sizes(), (std::vector<int64_t>{2, 4}));
+  std::vector<int64_t> first, second;
+  for (int64_t s = 0; s < 4; ++s) {
+    if (s < 3) first.push_back(got.positions[0][s].item<int64_t>());
+    second.push_back(6 + got.positions[1][s].item<int64_t>());
+  }
+  EXPECT_EQ(got.positions[0][3].item<int64_t>(), -1);
+  EXPECT_EQ(first, naive_greedy(w, {0, 1, 2, 3, 4, 5}, 3, {}));
+  EXPECT_EQ(second, naive_greedy(w, {6, 7, 8, 9}, 4, {}));
 }
 
 TEST(Selectors, WholeWindowGreedyEqualsNaive) {
