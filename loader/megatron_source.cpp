@@ -204,7 +204,6 @@ std::string MegatronSource::check(uint64_t i, std::string* reason) const {
                                      std::to_string(f.bin->size()) + " bytes (entry " + std::to_string(e.local) +
                                      " of " + f.idx_path + "): truncated .bin or mismatched .idx");
   }
-  if (e.size == 0) return fail("empty_document", "document has 0 tokens (entry " + std::to_string(e.local) + " of " + f.idx_path + ")");
   return std::string();
 }
 

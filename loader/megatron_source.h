@@ -36,9 +36,10 @@ class MegatronSource : public DocumentSource {
   ~MegatronSource() override;
 
   uint64_t num_documents() const override;
-  /// Checks the document's bounds in its .bin (negative size, misaligned or out-of-range pointer,
-  /// empty document); a bad one throws Error(kCorruptData) under kFail, or is counted in `skips`
-  /// (reasons corrupt_index / out_of_bounds / empty_document) and returned skipped under kSkip.
+  /// Checks the document's bounds in its .bin (negative size, misaligned or out-of-range pointer);
+  /// a bad one throws Error(kCorruptData) under kFail, or is counted in `skips` (reasons
+  /// corrupt_index / out_of_bounds) and returned skipped under kSkip. A 0-token sequence is not
+  /// an error here: it comes back as an empty view (the document cursor decides what to do).
   Document read(uint64_t i, SkipCounters& skips) const override;
   /// "PREFIX.bin:byte OFFSET (document i)".
   std::string locate(uint64_t i) const override;

@@ -201,7 +201,7 @@ void inspect_megatron(const std::string& prefix, const Options& o, uint64_t voca
               prefix.c_str(), prefix.c_str(), gm::megatron_dtype_name(src.dtype_code(0)), src.file_documents(0),
               src.file_document_index_count(0), src.bin_size(0));
   gm::SkipCounters skips;
-  uint64_t shown = 0;
+  uint64_t shown = 0, empty = 0;
   r.documents = src.num_documents();
   std::vector<std::string> show_lines;
   const uint64_t w = gm::token_width_bytes(src.width(0));
@@ -213,6 +213,7 @@ void inspect_megatron(const std::string& prefix, const Options& o, uint64_t voca
       continue;
     }
     const gm::Document d = src.read(i, skips);
+    if (d.tokens.size == 0) empty++;
     const int64_t base = src.entry(i).pointer;
     scan_view(d.tokens, vocab, r, [&](uint64_t k) {
       return src.prefix(0) + ".bin:byte " + std::to_string(base + static_cast<int64_t>(k * w)) + " (document " +
@@ -223,6 +224,10 @@ void inspect_megatron(const std::string& prefix, const Options& o, uint64_t voca
                            " tokens): " + show_ids(d.tokens, tok));
       shown++;
     }
+  }
+  if (empty != 0) {
+    std::printf("  empty documents: %" PRIu64 " (0 tokens; skipped and counted as empty_document unless eos_id is set)\n",
+                empty);
   }
   for (const auto& l : show_lines) std::printf("%s\n", l.c_str());
 }

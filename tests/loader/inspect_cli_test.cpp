@@ -114,6 +114,11 @@ TEST_F(InspectCli, MegatronCorruptions) {
   r = run_cli({"inspect", p + ".bin"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "truncated or corrupt .idx")) << r.output;
+  // A 0-token sequence is legal (the loader skips it and counts it): reported, not a problem.
+  rdtest::write_megatron(dir.file("e"), 8, {{1, 2}, {}, {3}});
+  r = run_cli({"inspect", dir.file("e")});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "empty documents: 1")) << r.output;
   r = run_cli({"inspect", dir.file("missing.jsonl")});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "No such file")) << r.output;
