@@ -6,7 +6,8 @@ repository (python/ must sit in its checkout; nothing is downloaded).
     .venv/bin/pip install --no-build-isolation ./python
 
 Environment:
-    GROUPMATES_BUILD_DIR   CMake build directory (default: <repo>/build-python); reused incrementally
+    GROUPMATES_BUILD_DIR   CMake build directory, absolute (pip runs this file in python/; default:
+                           <repo>/build-python); reused incrementally
     GROUPMATES_JOBS        parallel compile jobs (default 2)
     GROUPMATES_CMAKE_ARGS  extra CMake arguments, e.g. "-DCMAKE_BUILD_TYPE=RelWithDebInfo"
 """
