@@ -1,0 +1,58 @@
+// groupmates/tiny_gpt.h: a small causal transformer LM for examples, benchmarks and tests.
+//
+// Token + learned position embeddings, n_layers pre-LayerNorm blocks (causal multi-head
+// self-attention, GELU MLP), a final LayerNorm and an output head tied to the token embedding.
+// Initialisation is a pure function of config.seed (a private generator: the global RNG is not
+// touched): N(0, 0.02) weights, residual projections N(0, 0.02 / sqrt(2 n_layers)), zero biases.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/types.h>
+
+namespace groupmates {
+
+/// Sizes of a TinyGpt.
+struct TinyGptConfig {
+  int64_t vocab_size = 256;
+  int64_t context = 128;   ///< longest sequence forward() accepts
+  int64_t d_model = 128;
+  int64_t n_layers = 2;
+  int64_t n_heads = 4;     ///< must divide d_model
+  int64_t d_ff = 0;        ///< MLP width; 0 = 4 * d_model
+  uint64_t seed = 0;       ///< initialisation seed
+};
+
+class TinyGptBlock;
+
+/// Small causal GPT: forward() gives logits, loss() the next-token cross entropy.
+class TinyGpt : public torch::nn::Module {
+ public:
+  explicit TinyGpt(const TinyGptConfig& config = {});
+
+  /// tokens int64 [B, T] (T <= context) -> logits [B, T, vocab_size].
+  torch::Tensor forward(const torch::Tensor& tokens);
+  /// Mean next-token cross entropy of rows [B, T] (T >= 2): positions 0..T-2 predict 1..T-1.
+  torch::Tensor loss(const torch::Tensor& tokens);
+  const TinyGptConfig& config() const { return config_; }
+  /// Number of parameters (the tied head counted once).
+  int64_t num_parameters() const;
+
+ private:
+  TinyGptConfig config_;
+  torch::nn::Embedding token_embedding_{nullptr};
+  torch::nn::Embedding position_embedding_{nullptr};
+  std::vector<std::shared_ptr<TinyGptBlock>> blocks_;
+  torch::nn::LayerNorm final_norm_{nullptr};
+};
+
+/// The ModuleProbeTarget::LossFn of a TinyGpt: `static_cast<TinyGpt&>(module).loss(tokens)`
+/// (throws groupmates::Error if the module is not a TinyGpt).
+torch::Tensor tiny_gpt_loss(torch::nn::Module& module, const torch::Tensor& tokens);
+
+}  // namespace groupmates

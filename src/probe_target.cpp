@@ -1,0 +1,159 @@
+// ModuleProbeTarget: a C++ torch::nn::Module + optimiser as a probe target (groupmates/probe.h).
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/types.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include "groupmates/error.h"
+#include "groupmates/probe.h"
+
+namespace groupmates {
+namespace {
+
+torch::Device module_device(const torch::nn::Module& module) {
+  for (const auto& p : module.parameters()) return p.device();
+  for (const auto& b : module.buffers()) return b.device();
+  return torch::kCPU;
+}
+
+std::string archive_bytes(torch::serialize::OutputArchive& archive) {
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+/// Restores the module's training flag on scope exit.
+class ModeGuard {
+ public:
+  ModeGuard(torch::nn::Module& module, bool training) : module_(module), was_(module.is_training()) {
+    if (was_ != training) module_.train(training);
+  }
+  ~ModeGuard() {
+    if (module_.is_training() != was_) module_.train(was_);
+  }
+
+ private:
+  torch::nn::Module& module_;
+  bool was_;
+};
+
+}  // namespace
+
+ModuleProbeTarget::ModuleProbeTarget(ModulePtr module, std::shared_ptr<torch::optim::Optimizer> optimizer,
+                                     ModuleFactory module_factory, OptimizerFactory optimizer_factory, LossFn loss,
+                                     std::vector<torch::Tensor> reference_batches,
+                                     const ModuleProbeTargetConfig& config)
+    : module_(std::move(module)),
+      optimizer_(std::move(optimizer)),
+      module_factory_(std::move(module_factory)),
+      optimizer_factory_(std::move(optimizer_factory)),
+      loss_(std::move(loss)),
+      config_(config),
+      device_(torch::kCPU) {
+  const char* where = "ModuleProbeTarget";
+  if (!module_) throw Error(ErrorCode::kInvalidConfig, where, "module is null");
+  if (!optimizer_) throw Error(ErrorCode::kInvalidConfig, where, "optimizer is null");
+  if (!module_factory_ || !optimizer_factory_)
+    throw Error(ErrorCode::kInvalidConfig, where, "module and optimizer factories are required (clone() uses them)");
+  if (!loss_) throw Error(ErrorCode::kInvalidConfig, where, "loss callback is empty");
+  if (reference_batches.empty()) throw Error(ErrorCode::kInvalidConfig, where, "no reference batches");
+  if (!(config_.grad_clip_norm >= 0))
+    throw Error(ErrorCode::kInvalidConfig, "ModuleProbeTargetConfig.grad_clip_norm", "must be >= 0 (0 = off)");
+  if (!(config_.lr_scale > 0)) throw Error(ErrorCode::kInvalidConfig, "ModuleProbeTargetConfig.lr_scale", "must be > 0");
+  device_ = module_device(*module_);
+  reference_batches_.reserve(reference_batches.size());
+  for (auto& batch : reference_batches) {
+    if (!batch.defined() || batch.dim() != 2)
+      throw Error(ErrorCode::kInvalidConfig, where, "reference batches must be token tensors [B, T]");
+    reference_batches_.push_back(batch.to(device_));
+  }
+}
+
+std::string ModuleProbeTarget::state_blob() const {
+  torch::serialize::OutputArchive weights, state;
+  module_->save(weights);
+  optimizer_->save(state);
+  std::string a = archive_bytes(weights), b = archive_bytes(state);
+  return std::to_string(a.size()) + ":" + a + b;
+}
+
+std::unique_ptr<ProbeTarget> ModuleProbeTarget::clone() const {
+  // Weights and optimiser state through in-memory archives: deep copies on every LibTorch version.
+  torch::serialize::OutputArchive weights_out, state_out;
+  module_->save(weights_out);
+  optimizer_->save(state_out);
+  const std::string weights = archive_bytes(weights_out), state = archive_bytes(state_out);
+
+  ModulePtr fresh = module_factory_();
+  if (!fresh) throw Error(ErrorCode::kInvalidConfig, "ModuleProbeTarget::clone", "module factory returned null");
+  fresh->to(device_);
+  try {
+    torch::serialize::InputArchive weights_in;
+    weights_in.load_from(weights.data(), weights.size(), device_);
+    fresh->load(weights_in);
+  } catch (const c10::Error& e) {
+    throw Error(ErrorCode::kInvalidState, "ModuleProbeTarget::clone",
+                std::string("the factory's module does not fit the live weights: ") + e.what_without_backtrace());
+  }
+  fresh->train(module_->is_training());
+  std::shared_ptr<torch::optim::Optimizer> optimizer = optimizer_factory_(*fresh);
+  if (!optimizer) throw Error(ErrorCode::kInvalidConfig, "ModuleProbeTarget::clone", "optimizer factory returned null");
+  try {
+    torch::serialize::InputArchive state_in;
+    state_in.load_from(state.data(), state.size(), device_);
+    optimizer->load(state_in);
+  } catch (const c10::Error& e) {
+    throw Error(ErrorCode::kInvalidState, "ModuleProbeTarget::clone",
+                std::string("the factory's optimizer does not fit the live state: ") + e.what_without_backtrace());
+  }
+  return std::make_unique<ModuleProbeTarget>(fresh, optimizer, module_factory_, optimizer_factory_, loss_,
+                                             reference_batches_, config_);
+}
+
+double ModuleProbeTarget::train_step(const torch::Tensor& tokens) {
+  ModeGuard mode(*module_, true);
+  optimizer_->zero_grad();
+  torch::Tensor loss = loss_(*module_, tokens.to(device_));
+  const double value = loss.item<double>();
+  loss.backward();
+  if (config_.grad_clip_norm > 0) {
+    std::vector<torch::Tensor> params;
+    for (auto& group : optimizer_->param_groups())
+      for (auto& p : group.params()) params.push_back(p);
+    torch::nn::utils::clip_grad_norm_(params, config_.grad_clip_norm);
+  }
+  if (config_.lr_scale != 1.0) {
+    std::vector<double> saved;
+    for (auto& group : optimizer_->param_groups()) {
+      saved.push_back(group.options().get_lr());
+      group.options().set_lr(saved.back() * config_.lr_scale);
+    }
+    optimizer_->step();
+    size_t i = 0;
+    for (auto& group : optimizer_->param_groups()) group.options().set_lr(saved[i++]);
+  } else {
+    optimizer_->step();
+  }
+  return value;
+}
+
+double ModuleProbeTarget::reference_loss() {
+  torch::NoGradGuard no_grad;
+  ModeGuard mode(*module_, false);
+  double sum = 0;
+  for (const auto& batch : reference_batches_) sum += loss_(*module_, batch).item<double>();
+  return sum / static_cast<double>(reference_batches_.size());
+}
+
+void ModuleProbeTarget::set_lr_scale(double scale) {
+  if (!(scale > 0)) throw Error(ErrorCode::kInvalidConfig, "ModuleProbeTarget::set_lr_scale", "must be > 0");
+  config_.lr_scale = scale;
+}
+
+}  // namespace groupmates
