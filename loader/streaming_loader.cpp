@@ -127,7 +127,8 @@ struct StreamingLoader::Impl {
     mix(static_cast<uint64_t>(config.eos_id));
     mix(static_cast<uint64_t>(config.pad_id));
     for (size_t i = 0; i < config.sources.size(); ++i) {
-      const SourceConfig& sc = config.sources[i];
+      SourceConfig sc = config.sources[i];
+      sc.name = source_name(config, i);  // readers label their skip counters with it
       CursorContext ctx;
       ctx.source_index = static_cast<uint32_t>(i);
       ctx.source_name = source_name(config, i);
