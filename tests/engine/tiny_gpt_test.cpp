@@ -130,6 +130,12 @@ TEST(OracleProber, DISABLED_CostAndLabelStatsReport) {
   ModuleProbeTarget live(module, optimizer, factory, opt_factory, tiny_gpt_loss, {refs});
   for (int i = 0; i < 20; ++i) live.train_step(pool.index_select(0, torch::randint(0, 64, {8}, gen, torch::kInt64)));
 
+  {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 10; ++i) live.clone();
+    std::printf("ModuleProbeTarget::clone (TinyGpt V=256 d=128 L=2 + AdamW state): %.1f ms\n",
+                seconds_since(t0) * 100.0);
+  }
   OracleProberConfig pc;
   pc.rollout_length = 10;
   pc.lr_scale = 1.0;
