@@ -1,7 +1,9 @@
 // OracleProber, ModuleProbeTarget and ProbeScheduler: exact rollouts, clone independence,
 // NaN discards, asynchronous probes that never touch the trainer.
 #include <cmath>
+#include <chrono>
 #include <future>
+#include <thread>
 #include <memory>
 #include <vector>
 
@@ -384,6 +386,40 @@ class GatedTarget : public ProbeTarget {
   std::shared_ptr<ProbeTarget> inner_;
   std::shared_future<void> gate_;
 };
+
+/// Wraps a target; every train_step first sleeps (to exercise the time bound).
+class SlowTarget : public ProbeTarget {
+ public:
+  SlowTarget(std::shared_ptr<ProbeTarget> inner, double seconds) : inner_(std::move(inner)), seconds_(seconds) {}
+  std::unique_ptr<ProbeTarget> clone() const override {
+    return std::make_unique<SlowTarget>(std::shared_ptr<ProbeTarget>(inner_->clone()), seconds_);
+  }
+  double train_step(const torch::Tensor& tokens) override {
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds_));
+    return inner_->train_step(tokens);
+  }
+  double reference_loss() override { return inner_->reference_loss(); }
+  void set_lr_scale(double s) override { inner_->set_lr_scale(s); }
+  double lr_scale() const override { return inner_->lr_scale(); }
+  torch::Device device() const override { return inner_->device(); }
+
+ private:
+  std::shared_ptr<ProbeTarget> inner_;
+  double seconds_;
+};
+
+TEST(OracleProber, CostBoundedByMaxSeconds) {
+  SlowTarget target(make_linear_target({0.3, -0.2, 0.5}, 0.1), 0.03);
+  OracleProberConfig config;
+  config.rollout_length = 1;
+  config.max_seconds = 0.1;
+  OracleProber prober(config);
+  const ProbeResult result = prober.run(target, linear_pool(), random_rollouts(7, 20, 1, 1, 2));
+  EXPECT_GE(result.attempted, 1);
+  EXPECT_LE(result.attempted, 5);  // ~0.1 s / 0.03 s, rounded up
+  EXPECT_EQ(result.attempted + result.skipped, 20);
+  EXPECT_LT(result.seconds, 0.5);
+}
 
 TEST(ProbeScheduler, DueProbeWhileBusyIsSkippedAndCounted) {
   std::promise<void> open;
