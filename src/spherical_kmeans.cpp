@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <vector>
@@ -31,9 +32,9 @@ SphericalKMeans::SphericalKMeans(const SphericalKMeansConfig& config, torch::Dev
   if (config.num_clusters <= 0)
     throw Error(ErrorCode::kInvalidConfig, "SphericalKMeansConfig.num_clusters",
                 "got " + std::to_string(config.num_clusters) + ", allowed >= 1");
-  if (config.init_iterations < 0 || config.reseed_after_idle_windows < 1)
+  if (config.init_iterations < 0 || config.init_restarts < 1 || config.reseed_after_idle_windows < 1)
     throw Error(ErrorCode::kInvalidConfig, "SphericalKMeansConfig",
-                "init_iterations must be >= 0 and reseed_after_idle_windows >= 1");
+                "init_iterations must be >= 0, init_restarts and reseed_after_idle_windows >= 1");
 }
 
 torch::Tensor SphericalKMeans::assign(const torch::Tensor& x) const {
@@ -42,9 +43,29 @@ torch::Tensor SphericalKMeans::assign(const torch::Tensor& x) const {
 }
 
 void SphericalKMeans::seed(const torch::Tensor& x) {
-  const int64_t rows = x.size(0), k = config_.num_clusters;
-  if (rows == 0) throw Error(ErrorCode::kInvalidConfig, "SphericalKMeans::update", "empty first window");
+  if (x.size(0) == 0) throw Error(ErrorCode::kInvalidConfig, "SphericalKMeans::update", "empty first window");
+  // Several seeded starts from one random stream; keep the one with the highest total cosine.
   std::mt19937_64 rng(config_.seed);
+  const torch::Tensor xd = x.to(device_, torch::kFloat);
+  double best_objective = -std::numeric_limits<double>::infinity();
+  torch::Tensor best_centroids, best_counts, best_idle;
+  for (int start = 0; start < config_.init_restarts; ++start) {
+    seed_once(xd, rng);
+    const double objective = std::get<0>(torch::matmul(xd, centroids_.t()).max(1)).sum().item<double>();
+    if (objective > best_objective) {
+      best_objective = objective;
+      best_centroids = centroids_;
+      best_counts = counts_;
+      best_idle = idle_;
+    }
+  }
+  centroids_ = best_centroids;
+  counts_ = best_counts;
+  idle_ = best_idle;
+}
+
+void SphericalKMeans::seed_once(const torch::Tensor& x, std::mt19937_64& rng) {
+  const int64_t rows = x.size(0), k = config_.num_clusters;
   // Greedy k-means++ (as scikit-learn): D^2 sampling with D = 1 - cos, drawing 2 + ln k candidates
   // per centre and keeping the one that lowers the potential most. Host, double: deterministic.
   const torch::Tensor xh = x.to(torch::kCPU, torch::kFloat).contiguous();
@@ -91,7 +112,7 @@ void SphericalKMeans::seed(const torch::Tensor& x) {
   initialized_ = true;
 
   // Lloyd iterations: centroid = normalised mean of its members; empty ones are re-seeded.
-  const torch::Tensor xd = x.to(device_, torch::kFloat);
+  const torch::Tensor& xd = x;
   for (int it = 0; it <= config_.init_iterations; ++it) {
     const torch::Tensor a = assign(xd);
     const torch::Tensor counts = torch::bincount(a, {}, k).to(torch::kFloat);

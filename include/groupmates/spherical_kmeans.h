@@ -1,7 +1,8 @@
 // groupmates/spherical_kmeans.h: online mini-batch spherical k-means (cosine distance).
 //
 // The first window seeds the centroids with greedy k-means++ (D^2 sampling on 1 - cos, deterministic
-// given the seed) and refines them with a few Lloyd iterations. Every later window moves each
+// given the seed) and refines them with a few Lloyd iterations; of init_restarts such starts, the
+// one with the highest total cosine is kept. Every later window moves each
 // centroid toward the mean of its members with a per-centroid rate 1/count (Sculley's mini-batch
 // k-means), then renormalises. A centroid that wins no point for `reseed_after_idle_windows`
 // windows in a row (or is empty after the first window) is re-seeded on the window's point that is
@@ -9,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <random>
 #include <string>
 
 #include <torch/types.h>
@@ -20,6 +22,7 @@ struct SphericalKMeansConfig {
   int64_t num_clusters = 64;            ///< k
   uint64_t seed = 0;                    ///< seeds k-means++ (the only randomness)
   int init_iterations = 10;             ///< Lloyd iterations on the first window
+  int init_restarts = 4;                ///< seeded starts on the first window; the best (total cosine) is kept
   int64_t reseed_after_idle_windows = 8;  ///< windows without members before a centroid is re-seeded
 };
 
@@ -45,6 +48,7 @@ class SphericalKMeans {
 
  private:
   void seed(const torch::Tensor& x);
+  void seed_once(const torch::Tensor& x, std::mt19937_64& rng);
   void reseed_idle(const torch::Tensor& x, const torch::Tensor& assignment);
 
   SphericalKMeansConfig config_;
