@@ -49,6 +49,11 @@ test: test-unit test-sanitizers test-python
 bench-throughput: build
 	$(PY) bench/bench_throughput.py --build $(BUILD)
 
+# Selection engine on CPU: embed + score + cluster + select, windows of 4,096 x 1,024 tokens.
+bench-select: configure
+	cmake --build $(BUILD) -j$(JOBS) --target bench_select
+	$(BUILD)/bench/bench_select
+
 clean:
 	rm -rf $(BUILD) $(BUILD)-thread $(BUILD)-address
 
