@@ -9,7 +9,7 @@ PACKAGES=(
   libboost-dev libconcurrentqueue-dev libxxhash-dev
   libsentencepiece-dev sentencepiece
   libsimdjson-dev libzstd-dev zstd
-  pybind11-dev python3-pybind11 python3-setuptools python3-venv python3-pip python3-numpy python3-pytest
+  pybind11-dev python3-pybind11 python3-setuptools python3-venv python3-pip python3-numpy python3-pytest python3-matplotlib
   libgtest-dev googletest
 )
 
