@@ -1,5 +1,8 @@
 #include "groupmates/loader.h"
 
+#include "groupmates/error.h"
+#include "online_selection.h"
+
 namespace groupmates {
 
 namespace {
@@ -14,6 +17,13 @@ BufferAllocator make_allocator(const DeliveryOptions& d) {
   };
 }
 
+// The core reads whole selection windows: its batch is one window of this rank.
+LoaderConfig window_config(LoaderConfig c, const SelectionConfig& s) {
+  s.validate();
+  c.batch_size = s.window_size;
+  return c;
+}
+
 }  // namespace
 
 torch::Tensor to_tensor(const HostBatch& batch) {
@@ -24,26 +34,88 @@ torch::Tensor to_tensor(const HostBatch& batch) {
 }
 
 GroupMatesLoader::GroupMatesLoader(LoaderConfig config, DeliveryOptions delivery)
-    : delivery_(delivery), core_(std::make_unique<StreamingLoader>(std::move(config), make_allocator(delivery))) {}
+    : delivery_(delivery), batch_size_(config.batch_size),
+      core_(std::make_unique<StreamingLoader>(std::move(config), make_allocator(delivery))) {}
 
 GroupMatesLoader::GroupMatesLoader(LoaderConfig config, const LoaderState& state, DeliveryOptions delivery)
-    : delivery_(delivery),
-      core_(std::make_unique<StreamingLoader>(std::move(config), state, make_allocator(delivery))) {}
+    : delivery_(delivery), batch_size_(config.batch_size),
+      core_(std::make_unique<StreamingLoader>(std::move(config), state, make_allocator(delivery))) {
+  if (!state.extra.empty() && state.extra.count("gm.mode"))
+    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.mode",
+                "this state was saved by a selecting loader: restore it with the same SelectionConfig and ProbeConfig");
+}
 
-std::optional<Batch> GroupMatesLoader::next() {
-  auto host = core_->next();
-  if (!host) return std::nullopt;
-  Batch b;
-  b.input_ids = to_tensor(*host);
+GroupMatesLoader::GroupMatesLoader(LoaderConfig config, SelectionConfig selection, ProbeConfig probes,
+                                   DeliveryOptions delivery)
+    : delivery_(delivery), selection_config_(selection), batch_size_(config.batch_size) {
+  probes.validate();
+  if (selection.mode == SelectionMode::kNone) {
+    core_ = std::make_unique<StreamingLoader>(std::move(config), make_allocator(delivery));
+    return;
+  }
+  const LoaderConfig loader = config;
+  core_ = std::make_unique<StreamingLoader>(window_config(std::move(config), selection));
+  selection_ = std::make_unique<OnlineSelection>(*core_, loader, selection, probes, nullptr);
+}
+
+GroupMatesLoader::GroupMatesLoader(LoaderConfig config, SelectionConfig selection, ProbeConfig probes,
+                                   const LoaderState& state, DeliveryOptions delivery)
+    : delivery_(delivery), selection_config_(selection), batch_size_(config.batch_size) {
+  probes.validate();
+  if (selection.mode == SelectionMode::kNone) {
+    core_ = std::make_unique<StreamingLoader>(std::move(config), state, make_allocator(delivery));
+    return;
+  }
+  const LoaderConfig loader = config;
+  core_ = std::make_unique<StreamingLoader>(window_config(std::move(config), selection), state);
+  selection_ = std::make_unique<OnlineSelection>(*core_, loader, selection, probes, &state);
+}
+
+GroupMatesLoader::~GroupMatesLoader() {
+  selection_.reset();  // before the core whose windows it holds
+}
+
+std::optional<Batch> GroupMatesLoader::deliver(Batch b) const {
   if (delivery_.device != torch::kCPU) {
     // Asynchronous from pinned memory; the host buffer stays referenced by the batch, so it is not
     // reused while the copy may still be in flight.
     b.host_input_ids = b.input_ids;
     b.input_ids = b.input_ids.to(delivery_.device, /*non_blocking=*/delivery_.pin_memory);
   }
+  return b;
+}
+
+std::optional<Batch> GroupMatesLoader::next() {
+  if (selection_) {
+    auto b = selection_->next(batch_size_);
+    if (!b) return std::nullopt;
+    if (delivery_.pin_memory && torch::cuda::is_available()) b->input_ids = b->input_ids.pin_memory();
+    return deliver(std::move(*b));
+  }
+  auto host = core_->next();
+  if (!host) return std::nullopt;
+  Batch b;
+  b.input_ids = to_tensor(*host);
   b.ids = std::move(host->ids);
   b.index = host->index;
-  return b;
+  return deliver(std::move(b));
+}
+
+void GroupMatesLoader::on_step(int64_t step, ProbeTarget* target) {
+  if (selection_) selection_->on_step(step, target);
+}
+
+LoaderState GroupMatesLoader::state() const {
+  if (selection_) return selection_->save();
+  return core_->state();
+}
+
+SelectionStats GroupMatesLoader::selection_stats() const {
+  if (selection_) return selection_->stats();
+  SelectionStats s;
+  const LoaderStats ls = core_->stats();
+  s.seen = s.selected = ls.batches * batch_size_;
+  return s;
 }
 
 }  // namespace groupmates

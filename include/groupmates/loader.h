@@ -1,13 +1,17 @@
 // groupmates/loader.h: GroupMatesLoader, the loader a training loop iterates.
 //
-//   groupmates::GroupMatesLoader loader(config);
-//   for (auto& batch : loader) {            // batch.input_ids: [B, T] int64 tensor
-//     auto loss = model->forward(batch.input_ids.to(device)); ...
+//   groupmates::GroupMatesLoader loader(config, selection, probes);
+//   for (int64_t step = 0; auto batch = loader.next(); ++step) {   // batch->input_ids: [B, T] int64
+//     train_step(batch->input_ids);
+//     loader.on_step(step, &live_model);   // probes the live model when one is due
 //   }
-//   torch::save(...); std::string saved = loader.state().serialize();
+//   std::string saved = loader.state().serialize();   // the WHOLE loader, next to the model checkpoint
 //
-// Tensors are zero-copy views of the loader's pooled buffers (returned to the pool when the last
-// tensor referencing them dies), optionally in pinned memory and already moved to a device.
+// Plain mode (SelectionMode::kNone) streams every candidate. Selection modes read windows of
+// `window_size` candidates, score them asynchronously with the current influence-model version,
+// cluster and select `ratio` of each window, and emit the selection in predicted-best order.
+// Until the first refreshed model exists, selection is random (warm-up). Tensors are zero-copy
+// views of the loader's pooled buffers in plain mode, optionally pinned and already on a device.
 #pragma once
 
 #include <torch/torch.h>
@@ -19,9 +23,13 @@
 #include "groupmates/candidate_id.h"
 #include "groupmates/config.h"
 #include "groupmates/loader_state.h"
+#include "groupmates/probe.h"
+#include "groupmates/selection_config.h"
 #include "groupmates/streaming_loader.h"
 
 namespace groupmates {
+
+class OnlineSelection;
 
 /// Where batches are delivered.
 struct DeliveryOptions {
@@ -33,24 +41,56 @@ struct DeliveryOptions {
 struct Batch {
   torch::Tensor input_ids;       ///< [B, T] int64 on DeliveryOptions::device
   std::vector<CandidateId> ids;  ///< one per row
-  uint64_t index = 0;            ///< global batch index
+  uint64_t index = 0;            ///< batch index on this rank
   torch::Tensor host_input_ids;  ///< the pooled host buffer behind a device copy (kept alive with the batch)
+  /// Selection modes: predicted individual influence u of each row (float [B]; NaN in warm-up),
+  /// its cluster (int64 [B]; -1 when not clustered) and the model version that scored it (0 = none).
+  torch::Tensor influence;
+  torch::Tensor cluster;
+  uint64_t model_version = 0;
+};
+
+/// Counters of what selection did so far.
+struct SelectionStats {
+  uint64_t windows = 0;            ///< windows selected from
+  uint64_t warmup_windows = 0;     ///< of which selected randomly before the first refreshed model
+  uint64_t seen = 0;               ///< candidates read
+  uint64_t selected = 0;           ///< candidates emitted
+  std::vector<uint64_t> seen_per_cluster, selected_per_cluster;
+  uint64_t model_version = 0;      ///< version scoring the current window (0 = none)
+  uint64_t refreshes = 0;          ///< refreshed versions published
+  double refresh_seconds = 0;      ///< influence-model training time (probe thread)
+  double refresh_wait_seconds = 0; ///< time next() waited for a due refresh
+  double last_heldout_spearman = 0; ///< of the refreshed model on the newest probe's rollouts, before training on them
+  ProbeStats probes;
 };
 
 class GroupMatesLoader {
  public:
-  /// Starts streaming; throws Error for a bad config or file.
+  /// Plain mode; throws Error for a bad config or file.
   explicit GroupMatesLoader(LoaderConfig config, DeliveryOptions delivery = {});
-  /// Continues exactly from a saved state.
+  /// Continues exactly from a saved state (plain mode).
   GroupMatesLoader(LoaderConfig config, const LoaderState& state, DeliveryOptions delivery = {});
+  /// Selection (and probes, when on_step gets a target).
+  GroupMatesLoader(LoaderConfig config, SelectionConfig selection, ProbeConfig probes, DeliveryOptions delivery = {});
+  /// Continues exactly from a saved state of a selecting loader with the same configs.
+  GroupMatesLoader(LoaderConfig config, SelectionConfig selection, ProbeConfig probes, const LoaderState& state,
+                   DeliveryOptions delivery = {});
+  ~GroupMatesLoader();
 
   /// The next batch, or nullopt at the end of the stream.
   std::optional<Batch> next();
-  /// The state after the last batch returned (serialize() it next to the model checkpoint).
-  LoaderState state() const { return core_->state(); }
+  /// Tells the loader the trainer finished `step`. When a probe is due and `target` is given, the
+  /// target is snapshotted here (weights + optimizer state) and probed on the probe thread.
+  void on_step(int64_t step, ProbeTarget* target = nullptr);
+  /// The state after the last batch returned. In selection modes it waits for an in-flight probe
+  /// and refresh first, and includes the centroids, model versions and label buffer.
+  LoaderState state() const;
   /// What was skipped so far, by source and reason.
   std::string skip_report() const { return core_->skip_report(); }
   LoaderStats stats() const { return core_->stats(); }
+  SelectionStats selection_stats() const;
+  const SelectionConfig& selection_config() const { return selection_config_; }
 
   /// Input iterator over batches, in the manner of torch::data loaders.
   class Iterator {
@@ -80,8 +120,13 @@ class GroupMatesLoader {
   Iterator end() { return Iterator(); }
 
  private:
+  std::optional<Batch> deliver(Batch b) const;
+
   DeliveryOptions delivery_;
+  SelectionConfig selection_config_;
+  uint32_t batch_size_ = 0;
   std::unique_ptr<StreamingLoader> core_;
+  std::unique_ptr<OnlineSelection> selection_;
 };
 
 /// Wraps a HostBatch's buffer in a [B, T] int64 tensor without copying.

@@ -1,0 +1,58 @@
+// groupmates/selection_config.h: how GroupMatesLoader selects data and probes the live model.
+// No LibTorch here. validate() throws Error(kInvalidConfig) naming the field and allowed range.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace groupmates {
+
+/// What the loader emits from each window of candidates.
+enum class SelectionMode {
+  kNone,             ///< plain loader: every candidate, in stream order (no scoring)
+  kRandom,           ///< a seeded random `ratio` of each window (the baseline)
+  kIndividual,       ///< MATES: Gumbel-top-k on -u / temperature
+  kGroup,            ///< Group-MATES: influence-aware clusters, greedy relational selection per cluster
+  kGroupNoClusters,  ///< relational greedy over the whole window (ablation)
+};
+
+/// Selection: windows, ratio, clusters, the influence model and its refresh.
+struct SelectionConfig {
+  SelectionMode mode = SelectionMode::kNone;
+  uint32_t window_size = 512;         ///< candidates per selection window on this rank
+  double ratio = 0.5;                 ///< share of each window emitted (0, 1]
+  uint32_t clusters = 8;              ///< k of the online spherical k-means (kGroup)
+  bool influence_prefilter = true;    ///< kGroup budget: keep the best ratio/prefilter_ratio of the window by u,
+                                      ///< then the same ratio of each cluster; false = the paper's uniform ratio
+  double prefilter_ratio = 0.8;
+  double temperature = 0.5;           ///< kIndividual Gumbel temperature T
+  int64_t encoder_buckets = 1 << 14;  ///< hashed n-gram buckets of the default encoder
+  int64_t encoder_dim = 64;           ///< embedding width D
+  uint32_t refresh_train_steps = 150; ///< influence-model optimiser steps after each probe
+  uint32_t refresh_batch_rollouts = 16; ///< rollouts per optimiser step
+  double refresh_learning_rate = 3e-3;
+  bool robust_label_scaling = true;   ///< standardise labels by median/MAD (else mean/std)
+  uint32_t label_buffer_rollouts = 1024; ///< recent rollouts kept for training
+  uint64_t seed = 0;
+  std::string log_path;               ///< JSONL selection log of every emitted candidate ("" = none)
+
+  void validate() const;
+};
+
+/// Oracle probes of the live model (ALGORITHM.md section 2).
+struct ProbeConfig {
+  uint32_t interval_steps = 100;      ///< probe at steps first_step, first_step + interval, ...; 0 = never
+  uint32_t first_step = 0;
+  uint32_t rollout_length = 10;       ///< L
+  uint32_t random_rollouts = 12;      ///< per probe
+  uint32_t neighbour_rollouts = 12;   ///< per probe: rollouts of same-cluster candidates
+  uint32_t bootstrap_pairs = 2;       ///< per probe once a trained model exists (best + worst)
+  double lr_scale = 0.3;              ///< probes step with lr * lr_scale (a full step can swamp the labels)
+  uint32_t pool_rows = 256;           ///< candidates of the current window offered to a probe
+  uint32_t effect_delay_steps = 20;   ///< a model refreshed from the probe at step s scores windows from step s + delay
+  double max_seconds = 0;             ///< cap on one probe's rollouts (0 = none)
+
+  void validate() const;
+};
+
+}  // namespace groupmates

@@ -1,0 +1,39 @@
+#include "groupmates/selection_config.h"
+
+#include "groupmates/error.h"
+
+namespace groupmates {
+
+namespace {
+[[noreturn]] void bad(const std::string& field, const std::string& what) {
+  throw Error(ErrorCode::kInvalidConfig, field, what);
+}
+}  // namespace
+
+void SelectionConfig::validate() const {
+  const std::string f = "SelectionConfig.";
+  if (window_size < 2 || window_size > (1u << 20)) bad(f + "window_size", "is " + std::to_string(window_size) + "; allowed 2..1048576");
+  if (!(ratio > 0 && ratio <= 1)) bad(f + "ratio", "is " + std::to_string(ratio) + "; allowed (0, 1]");
+  if (clusters < 1 || clusters > window_size) bad(f + "clusters", "is " + std::to_string(clusters) + "; allowed 1..window_size");
+  if (!(prefilter_ratio > 0 && prefilter_ratio <= 1)) bad(f + "prefilter_ratio", "is " + std::to_string(prefilter_ratio) + "; allowed (0, 1]");
+  if (!(temperature > 0)) bad(f + "temperature", "is " + std::to_string(temperature) + "; must be > 0");
+  if (encoder_buckets < 16 || encoder_buckets > (int64_t{1} << 26)) bad(f + "encoder_buckets", "is " + std::to_string(encoder_buckets) + "; allowed 16..67108864");
+  if (encoder_dim < 2 || encoder_dim > 4096) bad(f + "encoder_dim", "is " + std::to_string(encoder_dim) + "; allowed 2..4096");
+  if (refresh_batch_rollouts < 1) bad(f + "refresh_batch_rollouts", "is 0; must be >= 1");
+  if (!(refresh_learning_rate > 0)) bad(f + "refresh_learning_rate", "must be > 0");
+  if (label_buffer_rollouts < 1) bad(f + "label_buffer_rollouts", "is 0; must be >= 1");
+}
+
+void ProbeConfig::validate() const {
+  const std::string f = "ProbeConfig.";
+  if (rollout_length < 1 || rollout_length > 1000) bad(f + "rollout_length", "is " + std::to_string(rollout_length) + "; allowed 1..1000");
+  if (interval_steps > 0 && effect_delay_steps > interval_steps)
+    bad(f + "effect_delay_steps", "is " + std::to_string(effect_delay_steps) + ", more than interval_steps (" +
+                                      std::to_string(interval_steps) + "): a refresh must take effect before the next probe");
+  if (interval_steps > 0 && random_rollouts + neighbour_rollouts == 0)
+    bad(f + "random_rollouts", "and neighbour_rollouts are both 0: a probe would label nothing");
+  if (pool_rows < rollout_length) bad(f + "pool_rows", "is " + std::to_string(pool_rows) + "; must be >= rollout_length");
+  if (!(lr_scale > 0)) bad(f + "lr_scale", "must be > 0");
+}
+
+}  // namespace groupmates
