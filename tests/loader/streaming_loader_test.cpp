@@ -431,3 +431,32 @@ TEST_F(StreamingLoaderTest, BadConfigNamesTheField) {
     EXPECT_NE(std::string(e.what()).find("missing.bin"), std::string::npos) << e.what();
   }
 }
+
+TEST_F(StreamingLoaderTest, ShuffleMixesFilesInsteadOfBunchingNeighbours) {
+  // Four files of equal size: in a good shuffle, a candidate's successor comes from the same file
+  // about a quarter of the time (a per-file or per-worker buffer gives nearly always).
+  gmtest::TempDir dir;
+  LoaderConfig cfg;
+  SourceConfig s;
+  std::mt19937_64 rng(seed);
+  for (int f = 0; f < 4; ++f) {
+    std::vector<uint16_t> toks(T * 400);
+    for (auto& t : toks) t = static_cast<uint16_t>(rng() % 1000);
+    s.paths.push_back(dir.file("f" + std::to_string(f) + ".bin"));
+    gmtest::write_raw(s.paths.back(), toks);
+  }
+  cfg.sources = {s};
+  cfg.sequence_length = T;
+  cfg.batch_size = 8;
+  cfg.seed = seed;
+  StreamingLoader loader(cfg);
+  std::vector<uint64_t> files;
+  while (auto b = loader.next())
+    for (const auto& id : b->ids) files.push_back(id.document);
+  ASSERT_EQ(files.size(), 1600u);
+  uint64_t same = 0;
+  for (size_t i = 1; i < files.size(); ++i) same += files[i] == files[i - 1];
+  const double share = static_cast<double>(same) / (files.size() - 1);
+  EXPECT_GT(share, 0.15);
+  EXPECT_LT(share, 0.35);
+}
