@@ -35,6 +35,9 @@ SphericalKMeans::SphericalKMeans(const SphericalKMeansConfig& config, torch::Dev
   if (config.init_iterations < 0 || config.init_restarts < 1 || config.reseed_after_idle_windows < 1)
     throw Error(ErrorCode::kInvalidConfig, "SphericalKMeansConfig",
                 "init_iterations must be >= 0, init_restarts and reseed_after_idle_windows >= 1");
+  if (!(config.max_count >= 0))
+    throw Error(ErrorCode::kInvalidConfig, "SphericalKMeansConfig.max_count",
+                "got " + std::to_string(config.max_count) + ", allowed >= 0 (0 = no cap)");
 }
 
 torch::Tensor SphericalKMeans::assign(const torch::Tensor& x) const {
@@ -154,8 +157,11 @@ torch::Tensor SphericalKMeans::update(const torch::Tensor& x_in) {
   const torch::Tensor m = torch::bincount(a, {}, k).to(torch::kFloat);
   const torch::Tensor sums = torch::zeros_like(centroids_).index_add_(0, a, x);
   counts_ += m;
-  // c <- (1 - m/n) c + sum/n, with n the centroid's running count (rate 1/n per point).
-  const torch::Tensor n = counts_.clamp_min(1).unsqueeze(1);
+  // c <- (1 - m/n) c + sum/n, with n the centroid's running count (rate 1/n per point), capped at
+  // max_count so the rate never decays below ~1/max_count; n >= m keeps 1 - m/n >= 0.
+  torch::Tensor n = counts_;
+  if (config_.max_count > 0) n = torch::maximum(n.clamp_max(config_.max_count), m);
+  n = n.clamp_min(1).unsqueeze(1);
   centroids_ = normalise_rows(centroids_ * (1 - m.unsqueeze(1) / n) + sums / n);
   idle_ = torch::where(m.gt(0), torch::zeros_like(idle_), idle_ + 1);
   reseed_idle(x, a);

@@ -110,5 +110,42 @@ TEST(SphericalKMeans, StateRoundTripIsBitExact) {
   EXPECT_THROW(wrong.load_state(a.save_state()), Error);
 }
 
+// Cosine of each true centre with its nearest centroid, the worst over centres.
+double worst_match(const torch::Tensor& centroids, const torch::Tensor& centres) {
+  return std::get<0>(torch::matmul(centres, centroids.t()).max(1)).min().item<double>();
+}
+
+// A long stream whose clusters drift: with the count in the step size capped (max_count), the
+// centroids follow; uncapped (max_count = 0, plain 1/n), they freeze near the early positions.
+TEST(SphericalKMeans, TracksDriftingClustersWithBoundedCount) {
+  const int64_t k = 4, d = 16, rows = 400, still = 30, drift = 40;
+  torch::manual_seed(24);
+  const torch::Tensor start = testing::random_unit(k, d), end = testing::random_unit(k, d);
+  auto centres_at = [&](double s) {
+    const torch::Tensor c = (1 - s) * start + s * end;
+    return c / c.norm(2, 1, true);
+  };
+  auto run = [&](double max_count) {
+    torch::manual_seed(25);  // the same stream for both
+    SphericalKMeansConfig config;
+    config.num_clusters = k;
+    config.seed = 3;
+    config.max_count = max_count;
+    SphericalKMeans km(config);
+    for (int w = 0; w < still; ++w) km.update(planted(k, rows, d, 0.1, centres_at(0)).x);
+    for (int w = 1; w <= drift; ++w) km.update(planted(k, rows, d, 0.1, centres_at(double(w) / drift)).x);
+    return worst_match(km.centroids(), end);
+  };
+  const double bounded = run(300), unbounded = run(0);
+  std::printf("[k-means] drifting clusters, worst cos(final centre, centroid): max_count 300 %.4f, uncapped %.4f\n",
+              bounded, unbounded);
+  EXPECT_GT(bounded, 0.97);
+  EXPECT_LT(unbounded, bounded - 0.05);
+  EXPECT_EQ(SphericalKMeansConfig{}.max_count, 10000);
+  SphericalKMeansConfig bad;
+  bad.max_count = -1;
+  EXPECT_THROW(SphericalKMeans{bad}, Error);
+}
+
 }  // namespace
 }  // namespace groupmates
