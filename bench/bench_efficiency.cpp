@@ -1,0 +1,388 @@
+// bench_efficiency: ONE training run of the data-efficiency benchmark (issue 5). The driver
+// bench/bench_efficiency.py (`make bench-efficiency`) builds the data, runs this binary once per
+// method and seed, and computes the figures; this program only trains and measures.
+//
+//   bench_efficiency --pool POOL.jsonl --reference REF.jsonl --tokenizer M.model --method METHOD
+//                    --seed S --out RUN.json [settings...]
+//
+// METHOD: random (SelectionMode::kRandom), individual (kIndividual, MATES), group (kGroup,
+// Group-MATES), plain (kNone: every candidate of --pool; the driver's oracle mix passes a pool of
+// in-domain documents only). individual and group get oracle probes of the live model
+// (ModuleProbeTarget around the TinyGpt + AdamW, loader.on_step(step, &target)).
+//
+// The reference set is tokenized once (groupmates::Tokenizer), packed into rows of T tokens with
+// eos between documents, and split into two disjoint, evenly spaced subsets: --probe-ref-rows rows
+// are the probes' reference loss (what selection optimises), --eval-rows other rows are the
+// reported reference loss (what the benchmark measures).
+//
+// SelectionConfig and ProbeConfig are the library's defaults except mode and seed.
+#include <groupmates/error.h>
+#include <groupmates/loader.h>
+#include <groupmates/probe.h>
+#include <groupmates/selection_config.h>
+#include <groupmates/tiny_gpt.h>
+
+#include <simdjson.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tokenizer.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct Options {
+  std::string pool, reference, tokenizer, method, out;
+  uint64_t seed = 0;
+  int64_t steps = 600;
+  uint32_t batch = 8;
+  uint32_t seq_len = 128;
+  int64_t eval_every = 40;
+  int64_t eval_rows = 128;
+  int64_t probe_ref_rows = 16;
+  int64_t d_model = 128;
+  int64_t layers = 2;
+  int64_t heads = 4;
+  double lr = 1e-3;
+  double weight_decay = 0.1;
+  uint32_t loader_threads = 2;
+  int torch_threads = 0;
+  std::string log_path;
+  bool quiet = false;
+};
+
+[[noreturn]] void usage(const char* msg) {
+  if (msg) std::fprintf(stderr, "bench_efficiency: %s\n", msg);
+  std::fprintf(stderr,
+               "usage: bench_efficiency --pool P.jsonl --reference R.jsonl --tokenizer M.model\n"
+               "         --method random|individual|group|plain --seed S --out RUN.json\n"
+               "         [--steps 600] [--batch 8] [--seq-len 128] [--eval-every 40] [--eval-rows 128]\n"
+               "         [--probe-ref-rows 16] [--d-model 128] [--layers 2] [--heads 4] [--lr 1e-3]\n"
+               "         [--weight-decay 0.1] [--loader-threads 2] [--torch-threads 0] [--log PATH] [--quiet]\n");
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) usage((a + " needs a value").c_str());
+      return argv[++i];
+    };
+    if (a == "--pool") o.pool = value();
+    else if (a == "--reference") o.reference = value();
+    else if (a == "--tokenizer") o.tokenizer = value();
+    else if (a == "--method") o.method = value();
+    else if (a == "--out") o.out = value();
+    else if (a == "--seed") o.seed = std::stoull(value());
+    else if (a == "--steps") o.steps = std::stoll(value());
+    else if (a == "--batch") o.batch = std::stoul(value());
+    else if (a == "--seq-len") o.seq_len = std::stoul(value());
+    else if (a == "--eval-every") o.eval_every = std::stoll(value());
+    else if (a == "--eval-rows") o.eval_rows = std::stoll(value());
+    else if (a == "--probe-ref-rows") o.probe_ref_rows = std::stoll(value());
+    else if (a == "--d-model") o.d_model = std::stoll(value());
+    else if (a == "--layers") o.layers = std::stoll(value());
+    else if (a == "--heads") o.heads = std::stoll(value());
+    else if (a == "--lr") o.lr = std::stod(value());
+    else if (a == "--weight-decay") o.weight_decay = std::stod(value());
+    else if (a == "--loader-threads") o.loader_threads = std::stoul(value());
+    else if (a == "--torch-threads") o.torch_threads = std::stoi(value());
+    else if (a == "--log") o.log_path = value();
+    else if (a == "--quiet") o.quiet = true;
+    else usage(("unknown argument " + a).c_str());
+  }
+  if (o.pool.empty() || o.reference.empty() || o.tokenizer.empty() || o.method.empty() || o.out.empty())
+    usage("--pool, --reference, --tokenizer, --method and --out are required");
+  if (o.method != "random" && o.method != "individual" && o.method != "group" && o.method != "plain")
+    usage("--method must be random, individual, group or plain");
+  if (o.steps < 1 || o.eval_every < 1 || o.eval_rows < 1 || o.probe_ref_rows < 1 || o.batch < 1 || o.seq_len < 2)
+    usage("sizes must be positive (seq-len >= 2)");
+  return o;
+}
+
+/// The "text" of every non-blank line of a JSONL file, tokenized, eos after each document,
+/// concatenated and cut into rows of `t` tokens (the tail shorter than t is dropped).
+std::vector<std::vector<int64_t>> reference_rows(const std::string& path, const groupmates::Tokenizer& tok, uint32_t t) {
+  std::ifstream in(path);
+  if (!in) throw groupmates::Error(groupmates::ErrorCode::kIo, path, "cannot open the reference set");
+  simdjson::dom::parser parser;
+  std::vector<uint32_t> ids;
+  std::string line;
+  uint64_t lineno = 0;
+  const int32_t eos = tok.eos_id();
+  while (std::getline(in, line)) {
+    ++lineno;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    simdjson::dom::element doc;
+    std::string_view text;
+    if (parser.parse(line).get(doc) || doc["text"].get_string().get(text))
+      throw groupmates::Error(groupmates::ErrorCode::kCorruptData, path + ":line " + std::to_string(lineno),
+                              "not a JSON object with a string field \"text\"");
+    tok.encode(text, ids);
+    if (eos >= 0) ids.push_back(static_cast<uint32_t>(eos));
+  }
+  std::vector<std::vector<int64_t>> rows;
+  for (size_t i = 0; i + t <= ids.size(); i += t) rows.emplace_back(ids.begin() + i, ids.begin() + i + t);
+  return rows;
+}
+
+/// Rows `which` stacked into tensors of at most `per_batch` rows.
+std::vector<torch::Tensor> batches_of(const std::vector<std::vector<int64_t>>& rows, const std::vector<size_t>& which,
+                                      size_t per_batch) {
+  std::vector<torch::Tensor> out;
+  for (size_t i = 0; i < which.size(); i += per_batch) {
+    const size_t n = std::min(per_batch, which.size() - i);
+    const int64_t t = static_cast<int64_t>(rows[which[i]].size());
+    auto b = torch::empty({static_cast<int64_t>(n), t}, torch::kInt64);
+    for (size_t r = 0; r < n; ++r) std::copy(rows[which[i + r]].begin(), rows[which[i + r]].end(), b[r].data_ptr<int64_t>());
+    out.push_back(b);
+  }
+  return out;
+}
+
+double mean_loss(groupmates::TinyGpt& model, const std::vector<torch::Tensor>& batches) {
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  double sum = 0;
+  int64_t rows = 0;
+  for (const auto& b : batches) {
+    sum += model.loss(b).item<double>() * b.size(0);
+    rows += b.size(0);
+  }
+  model.train(was_training);
+  return sum / static_cast<double>(rows);
+}
+
+std::string num(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
+std::string json_str(const std::string& s) {
+  std::string o = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\', o += c;
+    else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      o += buf;
+    } else o += c;
+  }
+  return o + "\"";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Options o = parse(argc, argv);
+  try {
+    if (o.torch_threads > 0) torch::set_num_threads(o.torch_threads);
+    const auto t_setup = Clock::now();
+    auto tokenizer = groupmates::Tokenizer::load(o.tokenizer);
+
+    // Reference rows: disjoint, evenly spaced probe and evaluation subsets.
+    const auto rows = reference_rows(o.reference, *tokenizer, o.seq_len);
+    const int64_t n = static_cast<int64_t>(rows.size());
+    if (n < o.probe_ref_rows + 1)
+      throw groupmates::Error(groupmates::ErrorCode::kInvalidConfig, o.reference,
+                              "too small: " + std::to_string(n) + " rows of " + std::to_string(o.seq_len) + " tokens");
+    std::vector<size_t> probe_idx, rest, eval_idx;
+    std::vector<bool> is_probe(n, false);
+    for (int64_t i = 0; i < o.probe_ref_rows; ++i) is_probe[static_cast<size_t>(i * n / o.probe_ref_rows)] = true;
+    for (int64_t i = 0; i < n; ++i) (is_probe[i] ? probe_idx : rest).push_back(static_cast<size_t>(i));
+    const int64_t e = std::min<int64_t>(o.eval_rows, static_cast<int64_t>(rest.size()));
+    for (int64_t i = 0; i < e; ++i) eval_idx.push_back(rest[static_cast<size_t>(i * static_cast<int64_t>(rest.size()) / e)]);
+    const auto probe_batches = batches_of(rows, probe_idx, 16);
+    const auto eval_batches = batches_of(rows, eval_idx, 32);
+
+    // Model + optimiser; the probe target wraps the live pair and is used for the real steps too.
+    groupmates::TinyGptConfig mc;
+    mc.vocab_size = tokenizer->vocab_size();
+    mc.context = o.seq_len;
+    mc.d_model = o.d_model;
+    mc.n_layers = o.layers;
+    mc.n_heads = o.heads;
+    mc.seed = o.seed;
+    auto model = std::make_shared<groupmates::TinyGpt>(mc);
+    const double lr = o.lr, wd = o.weight_decay;
+    auto make_optimizer = [lr, wd](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
+      return std::make_shared<torch::optim::AdamW>(m.parameters(),
+                                                   torch::optim::AdamWOptions(lr).betas({0.9, 0.95}).weight_decay(wd));
+    };
+    auto optimizer = make_optimizer(*model);
+    groupmates::ModuleProbeTargetConfig tc;
+    tc.grad_clip_norm = 1.0;
+    groupmates::ModuleProbeTarget target(
+        model, optimizer, [mc]() -> groupmates::ModuleProbeTarget::ModulePtr { return std::make_shared<groupmates::TinyGpt>(mc); },
+        make_optimizer, groupmates::tiny_gpt_loss, probe_batches, tc);
+
+    // Loader: the pool, endless (the budget is trainer steps), library defaults for selection/probes.
+    groupmates::LoaderConfig config;
+    groupmates::SourceConfig pool;
+    pool.name = "pool";
+    pool.format = groupmates::SourceFormat::kJsonl;
+    pool.paths = {o.pool};
+    pool.tokenizer_model = o.tokenizer;
+    config.sources = {pool};
+    config.sequence_length = o.seq_len;
+    config.batch_size = o.batch;
+    config.seed = o.seed;
+    config.epochs = 0;
+    config.eos_id = tokenizer->eos_id();
+    config.vocab_size = tokenizer->vocab_size();
+    config.bad_input = groupmates::BadInputPolicy::kSkip;
+    config.num_threads = o.loader_threads;
+
+    groupmates::SelectionConfig selection;
+    groupmates::ProbeConfig probes;
+    const bool probing = o.method == "individual" || o.method == "group";
+    selection.mode = o.method == "random"       ? groupmates::SelectionMode::kRandom
+                     : o.method == "individual" ? groupmates::SelectionMode::kIndividual
+                     : o.method == "group"      ? groupmates::SelectionMode::kGroup
+                                                : groupmates::SelectionMode::kNone;
+    selection.seed = o.seed;
+    selection.log_path = o.log_path;
+    const double setup_seconds = since(t_setup);
+
+    if (!o.quiet)
+      std::fprintf(stderr,
+                   "[%s seed %llu] vocab %lld, T %u, B %u, steps %lld, d_model %lld x %lld layers (%lld params), "
+                   "reference rows %lld (probe %zu, eval %zu)\n",
+                   o.method.c_str(), static_cast<unsigned long long>(o.seed), static_cast<long long>(mc.vocab_size),
+                   o.seq_len, o.batch, static_cast<long long>(o.steps), static_cast<long long>(o.d_model),
+                   static_cast<long long>(o.layers), static_cast<long long>(model->num_parameters()),
+                   static_cast<long long>(n), probe_idx.size(), eval_idx.size());
+
+    const auto t_run = Clock::now();
+    std::unique_ptr<groupmates::GroupMatesLoader> loader =
+        selection.mode == groupmates::SelectionMode::kNone
+            ? std::make_unique<groupmates::GroupMatesLoader>(config)
+            : std::make_unique<groupmates::GroupMatesLoader>(config, selection, probes);
+
+    struct Point { int64_t step; double tokens, loss, seconds; };
+    std::vector<Point> curve;
+    struct Sp { int64_t step; uint64_t refreshes; double spearman; };
+    std::vector<Sp> spearman;
+    std::map<std::pair<uint32_t, uint64_t>, uint64_t> selected;  // (source, document) -> rows
+    double wait_s = 0, train_s = 0, on_step_s = 0, eval_s = 0, train_loss_ema = NAN;
+    uint64_t last_refreshes = 0;
+    int64_t step = 0;
+    auto evaluate = [&](int64_t s) {
+      const auto t = Clock::now();
+      const double l = mean_loss(*model, eval_batches);
+      eval_s += since(t);
+      curve.push_back({s, static_cast<double>(s) * o.batch * o.seq_len, l, since(t_run)});
+      if (!o.quiet)
+        std::fprintf(stderr, "[%s seed %llu] step %lld/%lld  ref loss %.4f  train %.3f  %.0f s\n", o.method.c_str(),
+                     static_cast<unsigned long long>(o.seed), static_cast<long long>(s),
+                     static_cast<long long>(o.steps), l, train_loss_ema, since(t_run));
+    };
+    auto poll = [&](int64_t s) {
+      if (selection.mode == groupmates::SelectionMode::kNone) return;
+      const auto st = loader->selection_stats();
+      if (st.refreshes != last_refreshes) {
+        last_refreshes = st.refreshes;
+        spearman.push_back({s, st.refreshes, st.last_heldout_spearman});
+      }
+    };
+
+    evaluate(0);
+    for (; step < o.steps; ++step) {
+      auto t = Clock::now();
+      auto batch = loader->next();
+      wait_s += since(t);
+      if (!batch) throw groupmates::Error(groupmates::ErrorCode::kInternal, "bench_efficiency", "the endless stream ended");
+      for (const auto& id : batch->ids) ++selected[{id.source, id.document}];
+      t = Clock::now();
+      const double l = target.train_step(batch->input_ids);
+      train_s += since(t);
+      train_loss_ema = std::isnan(train_loss_ema) ? l : 0.95 * train_loss_ema + 0.05 * l;
+      t = Clock::now();
+      loader->on_step(step, probing ? &target : nullptr);
+      on_step_s += since(t);
+      if ((step + 1) % 10 == 0) poll(step + 1);
+      if ((step + 1) % o.eval_every == 0 || step + 1 == o.steps) evaluate(step + 1);
+    }
+    const double run_s = since(t_run);
+    groupmates::SelectionStats st;
+    if (selection.mode != groupmates::SelectionMode::kNone) {
+      poll(step);
+      st = loader->selection_stats();
+    }
+    loader.reset();  // waits for an in-flight probe
+    const double total_s = since(t_run);
+
+    std::ostringstream j;
+    j << "{\"method\": " << json_str(o.method) << ", \"seed\": " << o.seed << ",\n";
+    j << " \"settings\": {\"pool\": " << json_str(o.pool) << ", \"reference\": " << json_str(o.reference)
+      << ", \"tokenizer\": " << json_str(o.tokenizer) << ", \"vocab\": " << mc.vocab_size << ", \"steps\": " << o.steps
+      << ", \"batch\": " << o.batch << ", \"seq_len\": " << o.seq_len << ", \"d_model\": " << o.d_model
+      << ", \"layers\": " << o.layers << ", \"heads\": " << o.heads << ", \"params\": " << model->num_parameters()
+      << ", \"lr\": " << num(o.lr) << ", \"weight_decay\": " << num(o.weight_decay) << ", \"eval_every\": " << o.eval_every
+      << ", \"eval_rows\": " << eval_idx.size() << ", \"probe_ref_rows\": " << probe_idx.size()
+      << ", \"reference_rows\": " << n << ", \"window_size\": " << selection.window_size
+      << ", \"ratio\": " << num(selection.ratio) << ", \"clusters\": " << selection.clusters
+      << ", \"probe_interval\": " << probes.interval_steps << ", \"rollout_length\": " << probes.rollout_length
+      << ", \"torch_threads\": " << torch::get_num_threads() << "},\n";
+    j << " \"curve\": [";
+    for (size_t i = 0; i < curve.size(); ++i)
+      j << (i ? ", " : "") << "[" << curve[i].step << ", " << num(curve[i].tokens) << ", " << num(curve[i].loss) << ", "
+        << num(curve[i].seconds) << "]";
+    j << "],\n \"spearman_history\": [";
+    for (size_t i = 0; i < spearman.size(); ++i)
+      j << (i ? ", " : "") << "[" << spearman[i].step << ", " << spearman[i].refreshes << ", " << num(spearman[i].spearman)
+        << "]";
+    j << "],\n \"selected\": [";
+    size_t k = 0;
+    for (const auto& [key, count] : selected) j << (k++ ? ", " : "") << "[" << key.first << ", " << key.second << ", " << count << "]";
+    j << "],\n \"timing\": {\"setup_seconds\": " << num(setup_seconds) << ", \"run_seconds\": " << num(run_s)
+      << ", \"total_seconds\": " << num(total_s) << ", \"loader_wait_seconds\": " << num(wait_s)
+      << ", \"train_seconds\": " << num(train_s) << ", \"on_step_seconds\": " << num(on_step_s)
+      << ", \"eval_seconds\": " << num(eval_s) << "},\n";
+    const auto& p = st.probes;
+    j << " \"selection\": {\"windows\": " << st.windows << ", \"warmup_windows\": " << st.warmup_windows
+      << ", \"seen\": " << st.seen << ", \"selected\": " << st.selected << ", \"model_version\": " << st.model_version
+      << ", \"refreshes\": " << st.refreshes << ", \"refresh_seconds\": " << num(st.refresh_seconds)
+      << ", \"refresh_wait_seconds\": " << num(st.refresh_wait_seconds)
+      << ", \"last_heldout_spearman\": " << num(st.last_heldout_spearman) << ",\n  \"probes\": {\"started\": "
+      << p.probes_started << ", \"completed\": " << p.probes_completed << ", \"skipped_busy\": " << p.probes_skipped_busy
+      << ", \"failed\": " << p.probes_failed << ", \"rollouts_kept\": " << p.rollouts_kept
+      << ", \"rollouts_discarded\": " << p.rollouts_discarded << ", \"rollouts_skipped\": " << p.rollouts_skipped
+      << ", \"snapshot_seconds\": " << num(p.snapshot_seconds) << ", \"probe_seconds\": " << num(p.probe_seconds)
+      << ", \"wall_seconds\": " << num(p.wall_seconds) << ", \"probe_share\": " << num(p.probe_share)
+      << ", \"snapshot_share\": " << num(p.snapshot_share) << ", \"seconds_per_rollout\": " << num(p.seconds_per_rollout)
+      << "}}}\n";
+    const std::string tmp = o.out + ".tmp";
+    {
+      std::ofstream f(tmp);
+      f << j.str();
+      if (!f) throw groupmates::Error(groupmates::ErrorCode::kIo, tmp, "cannot write");
+    }
+    if (std::rename(tmp.c_str(), o.out.c_str()) != 0)
+      throw groupmates::Error(groupmates::ErrorCode::kIo, o.out, "cannot rename the result into place");
+    if (!o.quiet)
+      std::fprintf(stderr, "[%s seed %llu] done: final ref loss %.4f, %.1f s (loader wait %.1f%%, train %.1f s, eval %.1f s)\n",
+                   o.method.c_str(), static_cast<unsigned long long>(o.seed), curve.back().loss, total_s,
+                   100.0 * wait_s / run_s, train_s, eval_s);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_efficiency: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

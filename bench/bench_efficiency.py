@@ -1,0 +1,443 @@
+#!/usr/bin/python3
+"""Data-efficiency benchmark (issue 5): random vs individual (MATES) vs Group-MATES selection,
+plus an oracle mix (in-domain documents only) as the upper bound, the same small GPT, budget and
+seed for each. Drives bench_efficiency (C++, one training run per invocation).
+
+    bench/bench_efficiency.py [--build build] [--pool POOL.jsonl --reference REF.jsonl]
+                              [--seeds 0,1,2] [--out-dir DIR] [--steps 500] ...
+
+Data: by default the pool of `make prepare-pool` (data/pool/pool.jsonl + reference.jsonl; built
+with scripts/prepare-pool.sh if missing). A user's own pool and reference set: --pool and
+--reference (JSONL with a "text" field; "kind"/"source"/"dup_of" are optional and only used to
+report what each method selected; the oracle mix needs kind == "in_domain" lines, or
+--oracle-pool PATH, else it is skipped).
+
+The pool's tokenizer: SentencePiece unigram trained with spm_train on the pool's text (deterministic
+flags, bounded input), cached in --data-dir under a key of the pool's bytes and the flags, written
+atomically. The oracle's pool (in-domain lines of the pool) is written there once too.
+
+Writes into --out-dir: runs/<method>-s<seed>.json (the C++ results), curves.csv (reference-loss
+curves), efficiency.png (the plot), summary.json; prints per-seed figures and, last,
+RESULT token_ratio_vs_random=<r> group_vs_individual=<g> dup_ratio=<d> spearman=<s>
+(means over seeds; definitions in issue 5 and in the summary printed above it).
+"""
+import argparse
+import csv
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+METHODS = ["random", "individual", "group", "oracle"]
+LABELS = {"random": "random", "individual": "MATES (individual)", "group": "Group-MATES", "oracle": "oracle (in-domain)"}
+KINDS = ["in_domain", "clean_other", "off_domain", "noisy", "near_dup"]
+SMOOTH = 3  # final loss = mean of the last 3 evaluations
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default=os.path.join(REPO, "build"), help="CMake build dir with bench/bench_efficiency")
+    ap.add_argument("--binary", help="path of bench_efficiency (default BUILD/bench/bench_efficiency)")
+    ap.add_argument("--pool", help="candidate pool JSONL (default data/pool/pool.jsonl, built if missing)")
+    ap.add_argument("--reference", help="held-out reference set JSONL (default data/pool/reference.jsonl)")
+    ap.add_argument("--oracle-pool", help="JSONL of the oracle mix (default: the pool's kind == in_domain lines)")
+    ap.add_argument("--data-dir", help="tokenizer + oracle pool cache (default BUILD/bench-efficiency/data)")
+    ap.add_argument("--out-dir", help="results (default BUILD/bench-efficiency)")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--steps", type=int, default=500, help="trainer steps per run (the budget)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--eval-every", type=int, default=25)
+    ap.add_argument("--eval-rows", type=int, default=128)
+    ap.add_argument("--probe-ref-rows", type=int, default=16)
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--vocab", type=int, default=2048, help="SentencePiece vocabulary of the pool's tokenizer")
+    ap.add_argument("--spm-input-bytes", type=int, default=4_000_000, help="bound on spm_train's input")
+    ap.add_argument("--selection-log", action="store_true", help="write each selecting run's JSONL selection log")
+    return ap.parse_args()
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+
+
+def read_pool_meta(path):
+    """One entry per line of the JSONL (document index = 0-based line number): source, kind, dup_of, id."""
+    meta = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                d = json.loads(line)
+            except ValueError:
+                meta.append(None)
+                continue
+            if not isinstance(d, dict):
+                meta.append(None)
+                continue
+            meta.append({"source": str(d.get("source") or "(none)"), "kind": d.get("kind"),
+                         "dup_of": d.get("dup_of"), "id": d.get("id")})
+    return meta
+
+
+def file_digest(path, extra=""):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    h.update(extra.encode())
+    return h.hexdigest()[:16]
+
+
+def spm_args(vocab):
+    return ["--vocab_size=%d" % vocab, "--model_type=unigram", "--character_coverage=0.9995",
+            "--pad_id=0", "--unk_id=1", "--bos_id=2", "--eos_id=3",
+            "--input_sentence_size=1000000", "--shuffle_input_sentence=false", "--num_threads=1",
+            "--max_sentence_length=16384", "--minloglevel=1"]
+
+
+def train_tokenizer(pool, data_dir, vocab, max_bytes):
+    """spm_train on the pool's text (one paragraph a line, at most max_bytes, in file order);
+    cached by the pool's digest and the flags; appears atomically (rename)."""
+    args = spm_args(vocab)
+    key = file_digest(pool, " ".join(args) + " max_bytes=%d" % max_bytes)
+    model = os.path.join(data_dir, "pool-%s.model" % key)
+    if os.path.exists(model):
+        log("tokenizer: %s (cached)" % model)
+        return model
+    if shutil.which("spm_train") is None:
+        sys.exit("bench_efficiency: spm_train not found (apt-get install sentencepiece)")
+    t0 = time.time()
+    tmp = tempfile.mkdtemp(prefix=".spm.", dir=data_dir)
+    try:
+        written = 0
+        with open(pool, encoding="utf-8", errors="replace") as f, \
+                open(os.path.join(tmp, "train.txt"), "w", encoding="utf-8") as out:
+            for line in f:
+                if written >= max_bytes:
+                    break
+                try:
+                    text = json.loads(line).get("text")
+                except (ValueError, AttributeError):
+                    continue
+                if not isinstance(text, str):
+                    continue
+                for para in text.split("\n"):
+                    para = para.strip()
+                    if para:
+                        out.write(para[:8000] + "\n")
+                        written += len(para.encode("utf-8")) + 1
+        # Relative paths: the model records its input and prefix, which must not vary between runs.
+        r = subprocess.run(["spm_train", "--input=train.txt", "--model_prefix=pool"] + args, cwd=tmp,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode != 0:
+            sys.exit("bench_efficiency: spm_train failed:\n" + r.stdout[-3000:])
+        os.replace(os.path.join(tmp, "pool.vocab"), os.path.join(data_dir, "pool-%s.vocab" % key))
+        os.replace(os.path.join(tmp, "pool.model"), model)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log("tokenizer: trained %s in %.1f s (vocab %d, %d bytes of input)" % (model, time.time() - t0, vocab, written))
+    return model
+
+
+def write_oracle_pool(pool, meta, data_dir):
+    """The pool's kind == in_domain lines, once per pool digest (atomic). Returns (path, line map)."""
+    keep = [i for i, m in enumerate(meta) if m and m["kind"] == "in_domain"]
+    if not keep:
+        return None, None
+    path = os.path.join(data_dir, "oracle-%s.jsonl" % file_digest(pool, "in_domain"))
+    if not os.path.exists(path):
+        want = set(keep)
+        fd, tmp = tempfile.mkstemp(prefix=".oracle.", dir=data_dir)
+        with os.fdopen(fd, "w", encoding="utf-8") as out, open(pool, encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                if i in want:
+                    out.write(line if line.endswith("\n") else line + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    return path, keep
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures
+
+
+def final_loss(curve):
+    tail = [p[2] for p in curve[-SMOOTH:]]
+    return sum(tail) / len(tail)
+
+
+def tokens_to_reach(curve, target):
+    """Training tokens at which the curve first reaches `target` (linear interpolation between
+    evaluations); inf if it never does."""
+    prev = None
+    for step, tokens, loss, _ in curve:
+        if loss is not None and loss <= target:
+            if prev is None or prev[1] is None:
+                return tokens
+            t0, l0 = prev
+            return t0 + (tokens - t0) * (l0 - target) / (l0 - loss) if l0 != loss else tokens
+        prev = (tokens, loss)
+    return math.inf
+
+
+def selection_shares(run, meta, line_map):
+    """Shares of the selected rows by kind and by source; near-dup families touched."""
+    by_kind, by_source, total = {}, {}, 0
+    family_rows = {}
+    for source, doc, count in run["selected"]:
+        if line_map is not None:
+            doc = line_map[doc] if doc < len(line_map) else -1
+        m = meta[doc] if 0 <= doc < len(meta) and meta[doc] else {"kind": None, "source": "(unknown)", "dup_of": None, "id": None}
+        kind = m["kind"] or "(unlabelled)"
+        by_kind[kind] = by_kind.get(kind, 0) + count
+        by_source[m["source"]] = by_source.get(m["source"], 0) + count
+        fam = m["dup_of"] or (m["id"] if m["kind"] == "in_domain" else None)
+        if fam is not None and (m["dup_of"] or m["kind"] == "near_dup"):
+            family_rows[fam] = family_rows.get(fam, 0) + count
+        total += count
+    share = lambda d: {k: v / total for k, v in sorted(d.items(), key=lambda kv: -kv[1])} if total else {}
+    return {"rows": total, "kind": share(by_kind), "source": share(by_source),
+            "near_dup": (by_kind.get("near_dup", 0) / total) if total else math.nan,
+            "dup_families": len(family_rows)}
+
+
+def heldout_spearman(run):
+    """Mean held-out Spearman over the run's refreshes that had a previous model to judge (the
+    first refresh has none), and the last one."""
+    hist = [h for h in run.get("spearman_history", []) if h[1] >= 2 and h[2] is not None]
+    vals = [h[2] for h in hist]
+    if not vals:
+        last = run["selection"].get("last_heldout_spearman")
+        return (math.nan, last if last is not None else math.nan, 0)
+    return (sum(vals) / len(vals), vals[-1], len(vals))
+
+
+def fmt(x, p=3):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "nan"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf"
+    return ("%." + str(p) + "f") % x
+
+
+def mean(xs):
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    if not xs:
+        return math.nan
+    if any(math.isinf(x) for x in xs):
+        return math.inf
+    return sum(xs) / len(xs)
+
+
+def plot(runs, methods, seeds, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    colors = {"random": "tab:gray", "individual": "tab:blue", "group": "tab:red", "oracle": "tab:green"}
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for m in methods:
+        curves = [runs[(m, s)]["curve"] for s in seeds if (m, s) in runs]
+        if not curves:
+            continue
+        for c in curves:
+            ax.plot([p[1] / 1e6 for p in c], [p[2] for p in c], color=colors.get(m), alpha=0.25, lw=0.8)
+        n = min(len(c) for c in curves)
+        xs = [curves[0][i][1] / 1e6 for i in range(n)]
+        ys = [sum(c[i][2] for c in curves) / len(curves) for i in range(n)]
+        ax.plot(xs, ys, color=colors.get(m), lw=2, label="%s (mean of %d seeds)" % (LABELS.get(m, m), len(curves)))
+    ax.set_xlabel("training tokens (millions)")
+    ax.set_ylabel("reference loss (held-out, nats/token)")
+    ax.set_title("Data efficiency: reference loss vs training tokens")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    # zoom on the informative part: skip the first evaluations' steep drop
+    finals = [p[2] for r in runs.values() for p in r["curve"][len(r["curve"]) // 4:]]
+    if finals:
+        lo, hi = min(finals), max(finals)
+        ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.25 * (hi - lo))
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def main():
+    a = parse_args()
+    t_all = time.time()
+    build = os.path.abspath(a.build)
+    binary = a.binary or os.path.join(build, "bench", "bench_efficiency")
+    if not os.access(binary, os.X_OK):
+        sys.exit("bench_efficiency: %s not found; build it: cmake --build %s --target bench_efficiency" % (binary, build))
+    out_dir = os.path.abspath(a.out_dir or os.path.join(build, "bench-efficiency"))
+    data_dir = os.path.abspath(a.data_dir or os.path.join(out_dir, "data"))
+    os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
+    os.makedirs(data_dir, exist_ok=True)
+
+    if bool(a.pool) != bool(a.reference):
+        sys.exit("bench_efficiency: give both --pool and --reference (or neither for the default pool)")
+    if a.pool:
+        pool, reference = os.path.abspath(a.pool), os.path.abspath(a.reference)
+    else:
+        pool_dir = os.path.join(REPO, "data", "pool")
+        pool, reference = os.path.join(pool_dir, "pool.jsonl"), os.path.join(pool_dir, "reference.jsonl")
+        if not (os.path.exists(pool) and os.path.exists(reference)):
+            subprocess.run(["bash", os.path.join(REPO, "scripts", "prepare-pool.sh"), pool_dir], check=True)
+    for p in (pool, reference):
+        if not os.path.exists(p):
+            sys.exit("bench_efficiency: %s not found" % p)
+
+    seeds = [int(s) for s in a.seeds.split(",") if s != ""]
+    methods = [m for m in a.methods.split(",") if m]
+    for m in methods:
+        if m not in METHODS:
+            sys.exit("bench_efficiency: unknown method %s (known: %s)" % (m, ", ".join(METHODS)))
+
+    meta = read_pool_meta(pool)
+    tokenizer = train_tokenizer(pool, data_dir, a.vocab, a.spm_input_bytes)
+    oracle_pool, oracle_map = (os.path.abspath(a.oracle_pool), None) if a.oracle_pool else write_oracle_pool(pool, meta, data_dir)
+    if "oracle" in methods and oracle_pool is None:
+        log("oracle: the pool has no kind == in_domain lines and no --oracle-pool: the oracle mix is skipped")
+        methods.remove("oracle")
+    log("pool %s (%d documents), reference %s; methods %s; seeds %s; %d steps x %d x %d tokens per run"
+        % (pool, len(meta), reference, ",".join(methods), ",".join(map(str, seeds)), a.steps, a.batch, a.seq_len))
+
+    runs = {}
+    for seed in seeds:
+        for m in methods:
+            out = os.path.join(out_dir, "runs", "%s-s%d.json" % (m, seed))
+            cmd = [binary, "--pool", oracle_pool if m == "oracle" else pool, "--reference", reference,
+                   "--tokenizer", tokenizer, "--method", "plain" if m == "oracle" else m, "--seed", str(seed),
+                   "--steps", str(a.steps), "--batch", str(a.batch), "--seq-len", str(a.seq_len),
+                   "--eval-every", str(a.eval_every), "--eval-rows", str(a.eval_rows),
+                   "--probe-ref-rows", str(a.probe_ref_rows), "--d-model", str(a.d_model),
+                   "--layers", str(a.layers), "--lr", str(a.lr), "--out", out]
+            if a.selection_log and m in ("individual", "group"):
+                cmd += ["--log", os.path.join(out_dir, "runs", "%s-s%d.selection.jsonl" % (m, seed))]
+            t0 = time.time()
+            r = subprocess.run(cmd)
+            if r.returncode != 0:
+                sys.exit("bench_efficiency: %s seed %d failed (exit %d): %s" % (m, seed, r.returncode, " ".join(cmd)))
+            with open(out) as f:
+                runs[(m, seed)] = json.load(f)
+            runs[(m, seed)]["driver_seconds"] = time.time() - t0
+
+    # ---- figures
+    rows_csv = []
+    per_seed = []
+    for seed in seeds:
+        fig = {"seed": seed, "methods": {}}
+        rnd = runs.get(("random", seed))
+        if rnd is None:
+            sys.exit("bench_efficiency: the random baseline is required")
+        target = final_loss(rnd["curve"])
+        budget = rnd["curve"][-1][1]
+        orc = runs.get(("oracle", seed))
+        for m in methods:
+            run = runs[(m, seed)]
+            for step, tokens, loss, secs in run["curve"]:
+                rows_csv.append([m, seed, step, int(tokens), loss, secs])
+            fl = final_loss(run["curve"])
+            reach = tokens_to_reach(run["curve"], target)
+            gain = math.nan
+            if orc is not None:
+                denom = target - final_loss(orc["curve"])
+                gain = (target - fl) / denom if denom > 0 else math.nan
+            sel = selection_shares(run, meta if m != "oracle" or oracle_map is not None else [], oracle_map if m == "oracle" else None)
+            sp_mean, sp_last, sp_n = heldout_spearman(run) if m in ("individual", "group") else (math.nan, math.nan, 0)
+            fig["methods"][m] = {"final_loss": fl, "tokens_to_random_final": reach, "token_ratio": reach / budget,
+                                 "oracle_gain_share": gain, "selection": sel, "spearman_mean": sp_mean,
+                                 "spearman_last": sp_last, "spearman_refreshes": sp_n,
+                                 "seconds": run["timing"]["total_seconds"],
+                                 "loader_wait_share": run["timing"]["loader_wait_seconds"] / run["timing"]["run_seconds"],
+                                 "probe_share": run["selection"]["probes"]["probe_share"],
+                                 "snapshot_share": run["selection"]["probes"]["snapshot_share"],
+                                 "probes": run["selection"]["probes"]["completed"],
+                                 "refreshes": run["selection"]["refreshes"]}
+        g, i = fig["methods"].get("group"), fig["methods"].get("individual")
+        fig["r"] = g["token_ratio"] if g else math.nan
+        fig["g"] = g["final_loss"] / i["final_loss"] if g and i else math.nan
+        fig["d"] = (g["selection"]["near_dup"] / i["selection"]["near_dup"]
+                    if g and i and i["selection"]["near_dup"] > 0 else math.nan)
+        fig["s"] = g["spearman_mean"] if g else math.nan
+        fig["random_final"] = target
+        per_seed.append(fig)
+
+        log("\n== seed %d: random's smoothed final reference loss %.4f (mean of its last %d evaluations), budget %d tokens"
+            % (seed, target, SMOOTH, budget))
+        log("  %-20s %9s %14s %9s %10s %8s %8s %8s %8s %7s %7s" % (
+            "method", "final", "tokens->rnd", "ratio", "oracle%", "in_dom", "near_dup", "noisy", "off_dom",
+            "probes", "time"))
+        for m in methods:
+            x = fig["methods"][m]
+            k = x["selection"]["kind"]
+            log("  %-20s %9.4f %14s %9s %9s%% %7.1f%% %7.1f%% %7.1f%% %7.1f%% %7d %6.0fs" % (
+                LABELS[m], x["final_loss"], fmt(x["tokens_to_random_final"], 0), fmt(x["token_ratio"]),
+                fmt(100 * x["oracle_gain_share"], 1), 100 * k.get("in_domain", 0), 100 * k.get("near_dup", 0),
+                100 * k.get("noisy", 0), 100 * k.get("off_domain", 0), x["probes"], x["seconds"]))
+        for m in methods:
+            x = fig["methods"][m]
+            srcs = ", ".join("%s %.1f%%" % (s, 100 * v) for s, v in list(x["selection"]["source"].items())[:8])
+            log("  %-20s sources: %s" % (LABELS[m], srcs))
+        for m in ("individual", "group"):
+            if m in fig["methods"]:
+                x = fig["methods"][m]
+                log("  %-20s held-out Spearman: mean %s over %d refreshes, last %s; probe share %.1f%%, "
+                    "snapshot share %.2f%%, loader wait %.2f%%, %d refreshes"
+                    % (LABELS[m], fmt(x["spearman_mean"]), x["spearman_refreshes"], fmt(x["spearman_last"]),
+                       100 * x["probe_share"], 100 * x["snapshot_share"], 100 * x["loader_wait_share"], x["refreshes"]))
+        log("  seed %d: r=%s g=%s d=%s s=%s" % (seed, fmt(fig["r"]), fmt(fig["g"], 4), fmt(fig["d"]), fmt(fig["s"])))
+
+    csv_path = os.path.join(out_dir, "curves.csv")
+    with open(csv_path + ".tmp", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "seed", "step", "tokens", "reference_loss", "seconds"])
+        w.writerows(rows_csv)
+    os.replace(csv_path + ".tmp", csv_path)
+    png = os.path.join(out_dir, "efficiency.png")
+    try:
+        plot(runs, methods, seeds, png)
+    except ImportError as e:
+        png = "(not written: %s; apt-get install python3-matplotlib)" % e
+
+    res = {k: mean([f[k] for f in per_seed]) for k in ("r", "g", "d", "s")}
+    summary = {"seeds": seeds, "methods": methods, "settings": runs[("random", seeds[0])]["settings"],
+               "per_seed": per_seed, "means": res, "wall_seconds": time.time() - t_all}
+    with open(os.path.join(out_dir, "summary.json.tmp"), "w") as f:
+        json.dump(summary, f, indent=1, default=lambda x: None)
+    os.replace(os.path.join(out_dir, "summary.json.tmp"), os.path.join(out_dir, "summary.json"))
+
+    log("\n== means over %d seeds" % len(seeds))
+    for m in methods:
+        xs = [f["methods"][m] for f in per_seed]
+        log("  %-20s final loss %.4f, token ratio %s, oracle gain share %s%%, near-dup share %.2f%%, in-domain %.1f%%"
+            % (LABELS[m], mean([x["final_loss"] for x in xs]), fmt(mean([x["token_ratio"] for x in xs])),
+               fmt(100 * mean([x["oracle_gain_share"] for x in xs]), 1),
+               100 * mean([x["selection"]["near_dup"] for x in xs]),
+               100 * mean([x["selection"]["kind"].get("in_domain", 0) for x in xs])))
+    log("  r = Group-MATES tokens to reach random's smoothed final loss / random's tokens; g = Group-MATES / MATES "
+        "final loss (mean of last %d evals); d = near-dup share Group-MATES / MATES; s = Group-MATES's held-out "
+        "Spearman (mean over refreshes after the first)" % SMOOTH)
+    log("  curves: %s\n  plot: %s\n  wall time: %.0f s" % (csv_path, png, time.time() - t_all))
+    log("RESULT token_ratio_vs_random=%s group_vs_individual=%s dup_ratio=%s spearman=%s"
+        % (fmt(res["r"]), fmt(res["g"], 4), fmt(res["d"]), fmt(res["s"])))
+
+
+if __name__ == "__main__":
+    main()
