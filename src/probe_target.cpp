@@ -12,6 +12,7 @@
 
 #include "groupmates/error.h"
 #include "groupmates/probe.h"
+#include "optimizer_step.h"
 
 namespace groupmates {
 namespace {
@@ -44,6 +45,27 @@ class ModeGuard {
 };
 
 }  // namespace
+
+void clipped_scaled_step(torch::optim::Optimizer& optimizer, double grad_clip_norm, double lr_scale) {
+  if (grad_clip_norm > 0) {
+    std::vector<torch::Tensor> params;
+    for (auto& group : optimizer.param_groups())
+      for (auto& p : group.params()) params.push_back(p);
+    torch::nn::utils::clip_grad_norm_(params, grad_clip_norm);
+  }
+  if (lr_scale == 1.0) {
+    optimizer.step();
+    return;
+  }
+  std::vector<double> saved;
+  for (auto& group : optimizer.param_groups()) {
+    saved.push_back(group.options().get_lr());
+    group.options().set_lr(saved.back() * lr_scale);
+  }
+  optimizer.step();
+  size_t i = 0;
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(saved[i++]);
+}
 
 ModuleProbeTarget::ModuleProbeTarget(ModulePtr module, std::shared_ptr<torch::optim::Optimizer> optimizer,
                                      ModuleFactory module_factory, OptimizerFactory optimizer_factory, LossFn loss,
@@ -122,24 +144,7 @@ double ModuleProbeTarget::train_step(const torch::Tensor& tokens) {
   torch::Tensor loss = loss_(*module_, tokens.to(device_));
   const double value = loss.item<double>();
   loss.backward();
-  if (config_.grad_clip_norm > 0) {
-    std::vector<torch::Tensor> params;
-    for (auto& group : optimizer_->param_groups())
-      for (auto& p : group.params()) params.push_back(p);
-    torch::nn::utils::clip_grad_norm_(params, config_.grad_clip_norm);
-  }
-  if (config_.lr_scale != 1.0) {
-    std::vector<double> saved;
-    for (auto& group : optimizer_->param_groups()) {
-      saved.push_back(group.options().get_lr());
-      group.options().set_lr(saved.back() * config_.lr_scale);
-    }
-    optimizer_->step();
-    size_t i = 0;
-    for (auto& group : optimizer_->param_groups()) group.options().set_lr(saved[i++]);
-  } else {
-    optimizer_->step();
-  }
+  clipped_scaled_step(*optimizer_, config_.grad_clip_norm, config_.lr_scale);
   return value;
 }
 
