@@ -5,7 +5,16 @@
     for batch in loader:
         batch["input_ids"]    # LongTensor [16, 1024], zero-copy from the C++ buffers
 
-See GroupMatesLoader, LoaderConfig, SourceConfig, and the errors module for the exceptions.
+    # Group-MATES selection with oracle probes of the live model (needs groupmates._engine):
+    loader = groupmates.GroupMatesLoader(sources=[...], sequence_length=1025, batch_size=16,
+                                         selection=groupmates.SelectionConfig(mode="group"),
+                                         probes=groupmates.ProbeConfig(interval_steps=100))
+    for step, batch in enumerate(loader):
+        ...; optimizer.step()
+        loader.on_step(step, model, optimizer, reference_batches=held_out)
+
+See GroupMatesLoader, LoaderConfig, SourceConfig, SelectionConfig, ProbeConfig, and the errors
+module for the exceptions.
 """
 import os as _os
 
@@ -18,12 +27,25 @@ if not _os.environ.get("GROUPMATES_SPM_SHIM") and _os.path.exists(_os.path.join(
 import torch as _torch  # noqa: E402,F401  (load torch's libraries before the core, like a trainer would)
 
 from . import _core  # noqa: E402
-from .config import LoaderConfig, SourceConfig  # noqa: E402
-from .errors import (BY_CODE as _BY_CODE, ConfigError, DataError, FileError, GroupMatesError,  # noqa: E402
-                     InternalError, OutOfVocabError, StateError)
-from .loader import GroupMatesLoader  # noqa: E402
+from .config import LoaderConfig, ProbeConfig, SelectionConfig, SourceConfig  # noqa: E402
+from .errors import (BY_CODE as _BY_CODE, ConfigError, DataError, EngineUnavailableError,  # noqa: E402
+                     FileError, GroupMatesError, InternalError, OutOfVocabError, StateError)
+from .loader import GroupMatesLoader, _engine, _ENGINE_ERROR  # noqa: E402
+from .probe import next_token_loss  # noqa: E402
 
 _core._register_errors(dict(_BY_CODE))
+if _engine is not None:
+    _engine._register_errors(dict(_BY_CODE))
+
+
+def engine_available():
+    """Whether groupmates._engine (selection modes, probes of a Python model) imported; if not,
+    engine_error() says why."""
+    return _engine is not None
+
+
+def engine_error():
+    return _ENGINE_ERROR
 
 __version__ = "0.1.0"
 
@@ -49,5 +71,6 @@ class Tokenizer:
         return self._tok.eos_id
 
 
-__all__ = ["GroupMatesLoader", "LoaderConfig", "SourceConfig", "Tokenizer", "GroupMatesError", "ConfigError",
-           "FileError", "DataError", "OutOfVocabError", "StateError", "InternalError"]
+__all__ = ["GroupMatesLoader", "LoaderConfig", "SourceConfig", "SelectionConfig", "ProbeConfig", "Tokenizer",
+           "next_token_loss", "engine_available", "engine_error", "GroupMatesError", "ConfigError", "FileError",
+           "DataError", "OutOfVocabError", "StateError", "InternalError", "EngineUnavailableError"]

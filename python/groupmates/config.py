@@ -170,3 +170,129 @@ def _unsigned(field_name, value, bits):
     if v < 0 or v >= 1 << bits:
         raise config_error(field_name, f"{v} is outside [0, 2^{bits})")
     return v
+
+
+# ---- selection and probes (groupmates._engine; mirror include/groupmates/selection_config.h) ----
+
+_SELECTION_MODES = ("none", "random", "individual", "group", "group_no_clusters")
+
+
+@dataclass
+class SelectionConfig:
+    """How the loader selects data (needs groupmates._engine, the LibTorch extension).
+
+    mode:                   "none" (plain stream), "random" (a seeded random `ratio` of each window),
+                            "individual" (MATES: Gumbel-top-k on the predicted influence),
+                            "group" (Group-MATES: influence-aware clusters, relational greedy per cluster),
+                            "group_no_clusters" (relational greedy over the whole window)
+    window_size:            candidates per selection window on this rank
+    ratio:                  share of each window emitted, in (0, 1]
+    clusters:               k of the online spherical k-means ("group")
+    influence_prefilter:    "group": keep the best ratio/prefilter_ratio of the window first
+    prefilter_ratio:
+    temperature:            "individual": Gumbel temperature
+    encoder_buckets, encoder_dim: hashed n-gram encoder buckets and embedding width
+    refresh_train_steps:    influence-model optimiser steps after each probe
+    refresh_batch_rollouts: rollouts per influence-model step
+    refresh_learning_rate:
+    robust_label_scaling:   standardise labels by median/MAD (else mean/std)
+    label_buffer_rollouts:  recent rollouts kept for training the influence model
+    seed:
+    log_path:               JSONL log of every emitted candidate ("" = none)
+    """
+
+    mode: str = "group"
+    window_size: int = 512
+    ratio: float = 0.5
+    clusters: int = 8
+    influence_prefilter: bool = True
+    prefilter_ratio: float = 0.8
+    temperature: float = 0.5
+    encoder_buckets: int = 1 << 14
+    encoder_dim: int = 64
+    refresh_train_steps: int = 150
+    refresh_batch_rollouts: int = 16
+    refresh_learning_rate: float = 3e-3
+    robust_label_scaling: bool = True
+    label_buffer_rollouts: int = 1024
+    seed: int = 0
+    log_path: str = ""
+
+    def to_engine(self, engine):
+        c = engine.SelectionConfig()
+        c.mode = _enum(engine.SelectionMode, "SelectionConfig.mode", self.mode)
+        for name in ("window_size", "clusters", "refresh_train_steps", "refresh_batch_rollouts",
+                     "label_buffer_rollouts"):
+            setattr(c, name, _unsigned(f"SelectionConfig.{name}", getattr(self, name), 32))
+        c.seed = _unsigned("SelectionConfig.seed", self.seed, 64)
+        for name in ("encoder_buckets", "encoder_dim"):
+            setattr(c, name, _unsigned(f"SelectionConfig.{name}", getattr(self, name), 63))
+        for name in ("ratio", "prefilter_ratio", "temperature", "refresh_learning_rate"):
+            setattr(c, name, _number(f"SelectionConfig.{name}", getattr(self, name)))
+        c.influence_prefilter = bool(self.influence_prefilter)
+        c.robust_label_scaling = bool(self.robust_label_scaling)
+        c.log_path = os.fspath(self.log_path)
+        return c
+
+
+@dataclass
+class ProbeConfig:
+    """Oracle probes of the live model (run when on_step() gets a model, on the C++ probe thread).
+
+    interval_steps:     probe at steps first_step, first_step + interval, ...; 0 = never
+    first_step:
+    rollout_length:     L optimizer steps per rollout
+    random_rollouts:    per probe
+    neighbour_rollouts: per probe, of same-cluster candidates
+    bootstrap_pairs:    per probe once a trained influence model exists (best + worst)
+    lr_scale:           probes step with lr * lr_scale
+    pool_rows:          candidates of the current window offered to a probe
+    effect_delay_steps: a model refreshed from the probe at step s scores windows from step s + delay
+    max_seconds:        cap on one probe's rollouts (0 = none)
+    """
+
+    interval_steps: int = 100
+    first_step: int = 0
+    rollout_length: int = 10
+    random_rollouts: int = 12
+    neighbour_rollouts: int = 12
+    bootstrap_pairs: int = 2
+    lr_scale: float = 0.3
+    pool_rows: int = 256
+    effect_delay_steps: int = 20
+    max_seconds: float = 0.0
+
+    def to_engine(self, engine):
+        c = engine.ProbeConfig()
+        for name in ("interval_steps", "first_step", "rollout_length", "random_rollouts", "neighbour_rollouts",
+                     "bootstrap_pairs", "pool_rows", "effect_delay_steps"):
+            setattr(c, name, _unsigned(f"ProbeConfig.{name}", getattr(self, name), 32))
+        for name in ("lr_scale", "max_seconds"):
+            setattr(c, name, _number(f"ProbeConfig.{name}", getattr(self, name)))
+        return c
+
+
+def as_config(cls, value, what):
+    """A cls from a cls, a dict of its fields, None (defaults) or (SelectionConfig) a mode string."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if cls is SelectionConfig and isinstance(value, str):
+        return SelectionConfig(mode=value)
+    if isinstance(value, dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise config_error(f"{cls.__name__}.{unknown[0]}", f"unknown field; the fields are {sorted(known)}")
+        return cls(**value)
+    raise config_error(what, f"expected a groupmates.{cls.__name__} or a dict of its fields, got {type(value).__name__}")
+
+
+def _number(field_name, value):
+    if isinstance(value, bool):
+        raise config_error(field_name, f"expected a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise config_error(field_name, f"expected a number, got {value!r}") from None

@@ -58,3 +58,10 @@ def config_error(field, message):
     e = ConfigError(f"groupmates [invalid_config] {field}: {message}")
     e.code, e.where = "invalid_config", field
     return e
+
+
+class EngineUnavailableError(GroupMatesError, ImportError):
+    """Selection modes and probes need the extension groupmates._engine (LibTorch), which did not
+    import (or was not built); plain streaming works without it. The message says why."""
+
+    code = "engine_unavailable"

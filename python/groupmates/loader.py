@@ -11,8 +11,27 @@ import numpy as np
 import torch
 
 from . import _core
-from .config import LoaderConfig
-from .errors import GroupMatesError, StateError, config_error
+from .config import LoaderConfig, ProbeConfig, SelectionConfig, as_config
+from .errors import EngineUnavailableError, GroupMatesError, StateError, config_error
+
+# groupmates._engine (the selecting loader and probes; LibTorch) is optional: plain streaming only
+# needs _core. Selection features raise EngineUnavailableError (an ImportError) naming the cause.
+try:
+    from . import _engine
+    _ENGINE_ERROR = None
+except Exception as _e:  # ImportError, or OSError from a libtorch_python that does not match
+    _engine = None
+    _ENGINE_ERROR = f"{type(_e).__name__}: {_e}"
+
+
+def _require_engine(what):
+    if _engine is None:
+        raise EngineUnavailableError(
+            f"groupmates: {what} needs the extension groupmates._engine (LibTorch + libtorch_python of the "
+            f"installed torch), which could not be imported ({_ENGINE_ERROR}). Plain streaming "
+            f"(no selection=) works without it; rebuild the package against this torch, e.g. "
+            f"`pip install --no-build-isolation ./python` with GROUPMATES_ENGINE=1 to see the build error.")
+    return _engine
 
 _STATE_FORMAT = "groupmates-loader"
 _STATE_VERSION = 1
@@ -39,6 +58,15 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         pin_memory:        with a CUDA device, copy through pinned memory and transfer non_blocking
         return_candidates: also return "source", "document", "offset" (LongTensor[B]) per row
         state:             a state_dict() to resume from (same as load_state_dict() afterwards)
+        selection:         a SelectionConfig, a dict of its fields or a mode name ("group",
+                           "individual", "random", ...): select `ratio` of every window of candidates
+                           (needs groupmates._engine; None or mode "none" = the plain stream)
+        probes:            a ProbeConfig or a dict of its fields: when on_step() gets a model, oracle
+                           probes of a copy of it train the influence model that scores the windows
+
+    Selection modes add batch fields "influence" (float [B], the predicted influence; NaN in
+    warm-up), "cluster" (int64 [B]) and "model_version" (int). on_step(step, model, optimizer,
+    loss_fn=..., reference_batches=...) once per optimizer step is the whole integration.
 
     Batch fields: "input_ids" (int64 [B, T], on `device`), "ids" (int64 [B] on the CPU: the
     candidates' stable 64-bit hashes, reinterpreted as signed), "index" (the global batch index).
@@ -65,7 +93,9 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
     def __init__(self, config: Optional[LoaderConfig] = None, *, device: Union[str, torch.device, None] = None,
                  pin_memory: bool = False, return_candidates: bool = False,
-                 state: Optional[Union[Dict[str, Any], str]] = None, **fields):
+                 state: Optional[Union[Dict[str, Any], str]] = None,
+                 selection: Union[SelectionConfig, Dict[str, Any], str, None] = None,
+                 probes: Union[ProbeConfig, Dict[str, Any], None] = None, **fields):
         if config is None:
             config = LoaderConfig()
         elif not isinstance(config, LoaderConfig):
@@ -78,6 +108,16 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             config = dataclasses.replace(config, **fields)
         self.config = config
         self._core_config = config.to_core()
+        self.selection = as_config(SelectionConfig, selection, "selection") if selection is not None else None
+        self.probes = as_config(ProbeConfig, probes, "probes")
+        if self.selection is not None and self.selection.mode == "none":
+            self.selection = None
+        self._engine_configs = None
+        if self.selection is not None:
+            engine = _require_engine(f"selection mode {self.selection.mode!r}")
+            self._engine_configs = (self.selection.to_engine(engine), self.probes.to_engine(engine))
+        self._probe_target = None  # the cached PyModuleProbeTarget and what it wraps
+        self._probe_key = None
         self.device = torch.device(device) if device is not None else None
         self.pin_memory = bool(pin_memory)
         self.return_candidates = bool(return_candidates)
@@ -89,6 +129,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self._skips = []          # [{"at_batch", "requested", "skipped"}], recorded in state_dict()
         self._step = None
         self._last_stats = None
+        self._last_selection_stats = None
         self._lock = threading.RLock()
         if state is not None:
             self.load_state_dict(state)
@@ -100,8 +141,11 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
         if info is not None and info.num_workers > 1:
+            if self.selection is not None:
+                raise config_error("DataLoader.num_workers", "a selecting GroupMatesLoader runs its own threads and "
+                                   "probes the trainer's model: use num_workers=0")
             with self._lock:
-                start = _batches_of(self._state_text())
+                start = self._batches_of(self._state_text())
             return self._generate(info.num_workers, info.id, start)
         return self._generate(1, 0, 0)
 
@@ -132,19 +176,27 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         return core.next()  # releases the GIL while it waits
 
     def _to_batch(self, raw):
+        if self.selection is not None:
+            input_ids, ids, influence, cluster, version, index = raw
+            batch = {"input_ids": self._deliver(input_ids), "ids": ids, "influence": influence, "cluster": cluster,
+                     "model_version": int(version), "index": int(index)}
+            return batch
         tokens, hashes, source, document, offset, index = raw
-        x = torch.from_numpy(tokens)
-        if self.device is not None and self.device.type != "cpu":
-            if self.pin_memory and torch.cuda.is_available():
-                x = x.pin_memory().to(self.device, non_blocking=True)
-            else:
-                x = x.to(self.device)
+        x = self._deliver(torch.from_numpy(tokens))
         batch = {"input_ids": x, "ids": torch.from_numpy(hashes.view(np.int64)), "index": int(index)}
         if self.return_candidates:
             batch["source"] = torch.from_numpy(source)
             batch["document"] = torch.from_numpy(document)
             batch["offset"] = torch.from_numpy(offset)
         return batch
+
+    def _deliver(self, x):
+        if self.device is not None and self.device.type != "cpu":
+            if self.pin_memory and torch.cuda.is_available():
+                x = x.pin_memory().to(self.device, non_blocking=True)
+            else:
+                x = x.to(self.device)
+        return x
 
     # ---- skipping, checkpointing ---------------------------------------------------------------
 
@@ -156,7 +208,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             raise config_error("skip.n", f"expected an integer >= 0, got {n!r}")
         with self._lock:
             core = self._live_core()
-            at = _batches_of(core.state())
+            at = self._batches_of(core.state())
             done = core.skip(n)
             self._skips.append({"at_batch": at, "requested": n, "skipped": done})
             return done
@@ -167,7 +219,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         with self._lock:
             text = self._state_text()
             return {"format": _STATE_FORMAT, "version": _STATE_VERSION, "state": text,
-                    "batches": _batches_of(text), "skips": [dict(s) for s in self._skips]}
+                    "batches": self._batches_of(text), "skips": [dict(s) for s in self._skips]}
 
     def load_state_dict(self, state: Union[Dict[str, Any], str]) -> None:
         """Continues exactly from a state_dict() (or its "state" text) of a loader with the same
@@ -190,13 +242,67 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             self._start(text)  # parses and restores now: a bad state raises here
             self._skips = [dict(s) for s in skips]
 
-    def on_step(self, step: int, model: Optional[torch.nn.Module] = None, optimizer=None) -> None:
-        """Training-loop hook, called once per optimizer step.
+    def on_step(self, step: int, model: Optional[torch.nn.Module] = None, optimizer=None, loss_fn=None,
+                reference_batches=None) -> None:
+        """Training-loop hook, called once per optimizer step (after optimizer.step()).
 
-        TODO(issue 6, oracle probes): hand `model`/`optimizer` to the C++ prober through the
-        functional_call adapter once selection and probes (issue 5) land in the core. In plain mode
-        there is nothing to probe: this only records the step."""
+        Selection modes with probes: when a probe is due (ProbeConfig.interval_steps), the live
+        model and optimizer are deep-copied HERE, on this thread (so the probe sees the weights of
+        this step), and the C++ probe thread runs rollouts of real optimizer steps on the copies,
+        with the GIL taken only while Python runs; the live model and optimizer are never written.
+
+            model, optimizer:  the live torch.nn.Module and torch.optim.Optimizer (with DDP pass
+                               model.module: the copy is a plain copy.deepcopy)
+            loss_fn:           loss_fn(model, tokens [B, T] int64) -> scalar tensor; default
+                               groupmates.probe.next_token_loss (model(x[:, :-1]) are the logits)
+            reference_batches: held-out token batches (LongTensor [B, T] each, or one tensor);
+                               the probe labels are changes of the mean loss on them
+
+        The adapter is cached: later calls may pass only (step, model, optimizer); passing another
+        model, optimizer, loss_fn or reference_batches replaces it. Without a model (or in plain
+        mode) this only records the step."""
+        if isinstance(step, bool) or not isinstance(step, int):
+            raise config_error("on_step.step", f"expected an integer, got {step!r}")
         self._step = int(step)
+        if self.selection is None:
+            return
+        target = None
+        if model is not None:
+            if optimizer is None:
+                raise config_error("on_step.optimizer", "probes step a copy of the model with a copy of its "
+                                   "optimizer: pass the optimizer with the model")
+            target = self._target_for(model, optimizer, loss_fn, reference_batches)
+        with self._lock:
+            core = self._live_core()
+        core.on_step(int(step), target)  # the snapshot (deep copy) happens in here; waits without the GIL
+
+    def _target_for(self, model, optimizer, loss_fn, reference_batches):
+        key = self._probe_key
+        if key is not None and key[0] is model and key[1] is optimizer and \
+                (loss_fn is None or loss_fn is key[2]) and (reference_batches is None or reference_batches is key[3]):
+            return self._probe_target
+        if key is not None and key[0] is model:  # keep what the earlier call gave unless replaced
+            loss_fn = key[2] if loss_fn is None else loss_fn
+            reference_batches = key[3] if reference_batches is None else reference_batches
+        from .probe import make_target
+        self._probe_target = make_target(model, optimizer, loss_fn, reference_batches)
+        self._probe_key = (model, optimizer, loss_fn, reference_batches)
+        return self._probe_target
+
+    def selection_stats(self) -> Dict[str, Any]:
+        """What selection did so far: windows, warmup_windows, seen, selected, seen_per_cluster,
+        selected_per_cluster, model_version, refreshes, refresh_seconds, refresh_wait_seconds,
+        last_heldout_spearman and "probes" (probes_started/completed/skipped_busy/failed,
+        rollouts_kept/discarded/skipped, snapshot_seconds, probe_seconds, probe_share, ...).
+        Plain mode: seen = selected = rows streamed."""
+        with self._lock:
+            if self.selection is None:
+                n = self._batches_of(self._state_text()) * self.config.batch_size
+                return {"seen": n, "selected": n}
+            self._adopt_after_fork()
+            if self._core is None and self._last_selection_stats is not None:
+                return dict(self._last_selection_stats)
+            return self._live_core().selection_stats()
 
     @property
     def step(self) -> Optional[int]:
@@ -242,7 +348,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         # Pickling (spawn-started DataLoader workers, copy.deepcopy): config and position only.
         with self._lock:
             text = self._state_text()
-        d = {k: v for k, v in self.__dict__.items() if k not in ("_core", "_pid", "_lock", "_core_config")}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("_core", "_pid", "_lock", "_core_config",
+                                                               "_engine_configs", "_probe_target", "_probe_key")}
         d["_saved"] = text
         d["_fork_saved"] = None
         return d
@@ -251,6 +358,11 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self.__dict__.update(d)
         self._core, self._pid, self._lock = None, None, threading.RLock()
         self._core_config = self.config.to_core()
+        self._probe_target = self._probe_key = None
+        self._engine_configs = None
+        if self.selection is not None:
+            engine = _require_engine(f"selection mode {self.selection.mode!r}")
+            self._engine_configs = (self.selection.to_engine(engine), self.probes.to_engine(engine))
 
     def __repr__(self):
         c = self.config
@@ -260,8 +372,18 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
     # ---- internals -----------------------------------------------------------------------------
 
+    def _batches_of(self, text):
+        # Selection modes: the state's main fields are the window reader's; the trainer's batches
+        # are the rows emitted so far over the batch size.
+        if self.selection is not None:
+            return _selected_of(text) // self.config.batch_size
+        return _batches_of(text)
+
     def _start(self, state_text):
-        self._core = _core.Loader(self._core_config, state_text)
+        if self.selection is not None:
+            self._core = _engine.Loader(self._core_config, *self._engine_configs, state_text)
+        else:
+            self._core = _core.Loader(self._core_config, state_text)
         self._pid = os.getpid()
         with _live_lock:
             _live.add(self)
@@ -299,6 +421,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             if self._core is not None:
                 self._saved = self._core.state()
                 self._last_stats = self._core.stats()
+                if self.selection is not None:
+                    self._last_selection_stats = self._core.selection_stats()
                 self._stop_core()
 
     def _stop_core(self):
@@ -313,6 +437,11 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
 def _batches_of(text):
     m = re.search(r"^batches (\d+)$", text, re.M)
+    return int(m.group(1)) if m else 0
+
+
+def _selected_of(text):
+    m = re.search(r"^extra gm\.stats\.selected (\d+)$", text, re.M)
     return int(m.group(1)) if m else 0
 
 
