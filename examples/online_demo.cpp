@@ -6,7 +6,7 @@
 // candidates it predicts lower the reference loss (held-out Emma) most. Prints the reference
 // loss as it goes and a table at the end.
 //
-//   online_demo --corpus data/corpus [--steps 400] [--batch 8] [--seq-len 128] [--eval-every 50] [--seed 0]
+//   online_demo --corpus data/corpus [--steps 600] [--batch 8] [--seq-len 128] [--eval-every 50] [--seed 0]
 //
 // The training loop is the few lines a trainer adds (see run()):
 //   GroupMatesLoader loader(config, selection, probes);
@@ -42,7 +42,7 @@ double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock:
 
 struct Settings {
   std::string corpus = "data/corpus";
-  int64_t steps = 400;
+  int64_t steps = 600;
   uint32_t batch = 8;
   uint32_t seq_len = 128;
   int64_t eval_every = 50;
