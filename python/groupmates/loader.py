@@ -118,6 +118,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             self._engine_configs = (self.selection.to_engine(engine), self.probes.to_engine(engine))
         self._probe_target = None  # the cached PyModuleProbeTarget and what it wraps
         self._probe_key = None
+        self._probe_ops = None
         self.device = torch.device(device) if device is not None else None
         self.pin_memory = bool(pin_memory)
         self.return_candidates = bool(return_candidates)
@@ -285,7 +286,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             loss_fn = key[2] if loss_fn is None else loss_fn
             reference_batches = key[3] if reference_batches is None else reference_batches
         from .probe import make_target
-        self._probe_target = make_target(model, optimizer, loss_fn, reference_batches)
+        self._probe_target, self._probe_ops = make_target(model, optimizer, loss_fn, reference_batches)
         self._probe_key = (model, optimizer, loss_fn, reference_batches)
         return self._probe_target
 
@@ -293,7 +294,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         """What selection did so far: windows, warmup_windows, seen, selected, seen_per_cluster,
         selected_per_cluster, model_version, refreshes, refresh_seconds, refresh_wait_seconds,
         last_heldout_spearman and "probes" (probes_started/completed/skipped_busy/failed,
-        rollouts_kept/discarded/skipped, snapshot_seconds, probe_seconds, probe_share, ...).
+        rollouts_kept/discarded/skipped, snapshot_seconds, probe_seconds, probe_share, ...,
+        "last_error": the last Python exception of a probe callback, e.g. loss_fn, or "").
         Plain mode: seen = selected = rows streamed."""
         with self._lock:
             if self.selection is None:
@@ -301,8 +303,11 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
                 return {"seen": n, "selected": n}
             self._adopt_after_fork()
             if self._core is None and self._last_selection_stats is not None:
-                return dict(self._last_selection_stats)
-            return self._live_core().selection_stats()
+                s = dict(self._last_selection_stats)
+            else:
+                s = self._live_core().selection_stats()
+            s["probes"]["last_error"] = self._probe_ops.last_error if self._probe_ops is not None else ""
+            return s
 
     @property
     def step(self) -> Optional[int]:
@@ -349,7 +354,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         with self._lock:
             text = self._state_text()
         d = {k: v for k, v in self.__dict__.items() if k not in ("_core", "_pid", "_lock", "_core_config",
-                                                               "_engine_configs", "_probe_target", "_probe_key")}
+                                                               "_engine_configs", "_probe_target", "_probe_key",
+                                                               "_probe_ops")}
         d["_saved"] = text
         d["_fork_saved"] = None
         return d
@@ -358,7 +364,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self.__dict__.update(d)
         self._core, self._pid, self._lock = None, None, threading.RLock()
         self._core_config = self.config.to_core()
-        self._probe_target = self._probe_key = None
+        self._probe_target = self._probe_key = self._probe_ops = None
         self._engine_configs = None
         if self.selection is not None:
             engine = _require_engine(f"selection mode {self.selection.mode!r}")
@@ -471,6 +477,10 @@ def _close_all():
             loader._stop_core()
         except Exception:
             pass
+    if _engine is not None:
+        # Loaders finalized by a garbage collection on a probe thread are destroyed on detached C++
+        # threads once their probe returns: let them finish while Python can still run.
+        _engine._wait_detached(120.0)
 
 
 if hasattr(os, "register_at_fork"):

@@ -87,19 +87,11 @@ def _device_of(model):
     return torch.device("cpu")
 
 
-_ops = None
-
-
-def _engine_ops(engine):
-    global _ops
-    if _ops is None:
-        _ops = engine._ProbeOps(clone, train_step, reference_loss)
-    return _ops
-
-
 def make_target(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Optional[LossFn] = None,
                 reference_batches: Optional[Sequence[torch.Tensor]] = None, grad_clip: float = 1.0):
-    """A C++ PyModuleProbeTarget over the live model (what GroupMatesLoader.on_step hands the prober).
+    """(target, ops): a C++ PyModuleProbeTarget over the live model (what GroupMatesLoader.on_step
+    hands the prober) and its callbacks' record (ops.last_error, ops.errors: Python exceptions
+    raised by probes, e.g. by loss_fn on the probe thread).
 
     reference_batches: held-out token batches (LongTensor [B, T] each, or one [N, T] tensor),
     moved to the model's device once. loss_fn(model, tokens) -> scalar tensor (default
@@ -122,5 +114,7 @@ def make_target(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_f
         raise config_error("on_step.reference_batches", "expected a non-empty list of token tensors [B, T]")
     device = _device_of(model)
     refs = [r.to(device=device, dtype=torch.int64) for r in refs]
-    return engine._make_py_target(_engine_ops(engine), model, optimizer, loss_fn or next_token_loss, refs,
-                                  str(device), float(grad_clip))
+    ops = engine._ProbeOps(clone, train_step, reference_loss)
+    target = engine._make_py_target(ops, model, optimizer, loss_fn or next_token_loss, refs, str(device),
+                                    float(grad_clip))
+    return target, ops

@@ -25,6 +25,8 @@
 #include <pybind11/stl.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -65,6 +67,17 @@ bool python_finalizing() {
 #endif
 }
 
+// Loaders being destroyed on detached threads (see Loader::close()); waited for at exit.
+std::mutex detached_mu;
+std::condition_variable detached_cv;
+int64_t detached_pending = 0;
+
+/// Waits (the caller released the GIL) until no detached destruction is pending or `seconds` passed.
+bool wait_detached(double seconds) {
+  std::unique_lock<std::mutex> lock(detached_mu);
+  return detached_cv.wait_for(lock, std::chrono::duration<double>(seconds), [] { return detached_pending == 0; });
+}
+
 // Depth of PyModuleProbeTarget callbacks on this thread (see close()).
 thread_local int callback_depth = 0;
 struct CallbackScope {
@@ -97,6 +110,14 @@ struct PyProbeOps {
   py::object clone;           // (model, optimizer) -> (model, optimizer)
   py::object train_step;      // (model, optimizer, loss_fn, tokens, lr_scale, clip) -> float
   py::object reference_loss;  // (model, loss_fn, reference_batches) -> float
+  std::mutex mu;
+  std::string last_error;     // the last Python exception of a callback (any thread), formatted
+  int64_t errors = 0;
+  void record(const std::string& message) {
+    std::lock_guard<std::mutex> lock(mu);
+    last_error = message;
+    ++errors;
+  }
 };
 
 class PyModuleProbeTarget : public gm::ProbeTarget {
@@ -172,10 +193,12 @@ class PyModuleProbeTarget : public gm::ProbeTarget {
       std::string message = std::string("groupmates: the probe's ") + what + " raised " + e.what();
       e.restore();
       PyErr_Clear();
+      ops_->record(message);
       throw PythonCallError(message);
     } catch (py::cast_error& e) {
-      throw PythonCallError(std::string("groupmates: the probe's ") + what + " returned an unexpected type: " +
-                            e.what());
+      std::string message = std::string("groupmates: the probe's ") + what + " returned an unexpected type: " + e.what();
+      ops_->record(message);
+      throw PythonCallError(message);
     }
   }
 
@@ -324,7 +347,18 @@ class Loader {
       } else {
         take();
       }
-      if (dead) std::thread([d = std::move(dead)]() mutable { d.reset(); }).detach();
+      if (dead) {
+        {
+          std::lock_guard<std::mutex> lock(detached_mu);
+          ++detached_pending;
+        }
+        std::thread([d = std::move(dead)]() mutable {
+          d.reset();
+          std::lock_guard<std::mutex> lock(detached_mu);
+          --detached_pending;
+          detached_cv.notify_all();
+        }).detach();
+      }
       return;
     }
     if (held) {
@@ -460,6 +494,11 @@ PYBIND11_MODULE(_engine, m) {
     for (auto kv : classes) (*error_classes)[kv.first] = kv.second;
   });
   m.attr("TORCH_VERSION") = TORCH_VERSION;
+  m.def("_wait_detached", [](double seconds) {
+    py::gil_scoped_release nogil;
+    return wait_detached(seconds);
+  }, py::arg("seconds") = 60.0,
+     "Waits for loaders closed from inside a probe callback (destroyed on detached threads); called at exit");
 
   py::enum_<gm::SelectionMode>(m, "SelectionMode")
       .value("none", gm::SelectionMode::kNone)
@@ -509,7 +548,15 @@ PYBIND11_MODULE(_engine, m) {
         ops->train_step = std::move(train_step);
         ops->reference_loss = std::move(reference_loss);
         return ops;
-      }));
+      }))
+      .def_property_readonly("last_error", [](PyProbeOps& o) {
+        std::lock_guard<std::mutex> lock(o.mu);
+        return o.last_error;
+      })
+      .def_property_readonly("errors", [](PyProbeOps& o) {
+        std::lock_guard<std::mutex> lock(o.mu);
+        return o.errors;
+      });
 
   py::class_<TargetHandle>(m, "ProbeTarget")
       .def_property_readonly("lr_scale", [](const TargetHandle& h) { return h.target->lr_scale(); })
