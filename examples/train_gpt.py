@@ -45,11 +45,15 @@ def main():
     tok = groupmates.Tokenizer(f"{args.corpus}/austen.model")
 
     # Data: the C++ loader tokenizes the JSONL, packs documents with EOS, shuffles, and streams endlessly.
+    probes = groupmates.ProbeConfig(interval_steps=50, rollout_length=4, random_rollouts=4, neighbour_rollouts=4)
     source = groupmates.SourceConfig(paths=[f"{args.corpus}/austen.jsonl"], format="jsonl",
                                      tokenizer_model=f"{args.corpus}/austen.model")
     loader = groupmates.GroupMatesLoader(sources=[source], sequence_length=args.seq_len + 1, batch_size=args.batch,
                                          eos_id=tok.eos_id, vocab_size=tok.vocab_size, epochs=0,
-                                         device=args.device, pin_memory=True)
+                                         device=args.device, pin_memory=True,  # Group-MATES selection:
+                                         selection="group", probes=probes)
+    ref = groupmates.SourceConfig(**{**vars(source), "paths": [f"{args.corpus}/austen_heldout.jsonl"]})
+    held_out = next(iter(groupmates.GroupMatesLoader(sources=[ref], sequence_length=args.seq_len + 1, eos_id=tok.eos_id)))
 
     model = GPT(tok.vocab_size, seq_len=args.seq_len).to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -63,7 +67,7 @@ def main():
             loss.backward()
             opt.step()
             step += 1
-            loader.on_step(step, model, opt)
+            loader.on_step(step, model, opt, reference_batches=held_out["input_ids"])  # probes a copy
             if step % 50 == 0 or step == 1:
                 print(f"step {step}: loss {loss.item():.3f} ({time.time() - t0:.1f} s)", flush=True)
             if step % 100 == 0:  # the loader's exact position goes next to the model's weights
