@@ -22,6 +22,13 @@ try:
 except Exception as _e:  # ImportError, or OSError from a libtorch_python that does not match
     _engine = None
     _ENGINE_ERROR = f"{type(_e).__name__}: {_e}"
+    try:
+        import importlib.util
+        if importlib.util.find_spec(__package__ + "._engine") is None:
+            _ENGINE_ERROR = ("it is not installed: the install skipped it (GROUPMATES_ENGINE=0) or its build failed "
+                             "(GROUPMATES_ENGINE=auto only warns)")
+    except Exception:
+        pass
 
 
 def _require_engine(what):
