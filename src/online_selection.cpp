@@ -337,7 +337,15 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
   p.blob = p.promise->get_future().share();
   inflight_ = p.promise;
   pending_.push_back(p);
-  if (!scheduler_->maybe_probe(step, *target, rows.clone(), ctx)) {
+  bool started = false;
+  try {
+    started = scheduler_->maybe_probe(step, *target, rows.clone(), ctx);  // clones the target here
+  } catch (...) {
+    inflight_.reset();
+    p.promise->set_value("");  // nothing to publish; the error is the caller's to see
+    throw;
+  }
+  if (!started) {
     inflight_.reset();
     p.promise->set_value("");
   }
