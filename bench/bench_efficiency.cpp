@@ -280,6 +280,8 @@ int main(int argc, char** argv) {
     struct Sp { int64_t step; uint64_t refreshes; double spearman; };
     std::vector<Sp> spearman;
     std::map<std::pair<uint32_t, uint64_t>, uint64_t> selected;  // (source, document) -> rows
+    struct Scored { uint64_t document; double u; uint64_t version; };
+    std::vector<Scored> scored;  // emitted rows with a predicted influence (not warm-up)
     double wait_s = 0, train_s = 0, on_step_s = 0, eval_s = 0, train_loss_ema = NAN;
     uint64_t last_refreshes = 0;
     int64_t step = 0;
@@ -309,6 +311,13 @@ int main(int argc, char** argv) {
       wait_s += since(t);
       if (!batch) throw groupmates::Error(groupmates::ErrorCode::kInternal, "bench_efficiency", "the endless stream ended");
       for (const auto& id : batch->ids) ++selected[{id.source, id.document}];
+      if (batch->influence.defined() && batch->influence.numel() == static_cast<int64_t>(batch->ids.size())) {
+        const auto u = batch->influence.to(torch::kCPU).to(torch::kDouble).contiguous();
+        for (size_t r = 0; r < batch->ids.size(); ++r) {
+          const double v = u.data_ptr<double>()[r];
+          if (std::isfinite(v)) scored.push_back({batch->ids[r].document, v, batch->model_version});
+        }
+      }
       t = Clock::now();
       const double l = target.train_step(batch->input_ids);
       train_s += since(t);
@@ -351,6 +360,9 @@ int main(int argc, char** argv) {
     j << "],\n \"selected\": [";
     size_t k = 0;
     for (const auto& [key, count] : selected) j << (k++ ? ", " : "") << "[" << key.first << ", " << key.second << ", " << count << "]";
+    j << "],\n \"scored\": [";
+    for (size_t i = 0; i < scored.size(); ++i)
+      j << (i ? ", " : "") << "[" << scored[i].document << ", " << num(scored[i].u) << ", " << scored[i].version << "]";
     j << "],\n \"timing\": {\"setup_seconds\": " << num(setup_seconds) << ", \"run_seconds\": " << num(run_s)
       << ", \"total_seconds\": " << num(total_s) << ", \"loader_wait_seconds\": " << num(wait_s)
       << ", \"train_seconds\": " << num(train_s) << ", \"on_step_seconds\": " << num(on_step_s)

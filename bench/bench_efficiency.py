@@ -215,6 +215,19 @@ def selection_shares(run, meta, line_map):
             "dup_families": len(family_rows)}
 
 
+def predicted_by_kind(run, meta):
+    """Mean predicted influence u of the emitted rows (those scored by a model: not warm-up) by
+    ground-truth kind: does the influence model tell the kinds apart? (lower = predicted to help)"""
+    acc = {}
+    for doc, u, _version in run.get("scored", []):
+        if u is None:
+            continue
+        kind = (meta[doc]["kind"] if 0 <= doc < len(meta) and meta[doc] else None) or "(unlabelled)"
+        n, t = acc.get(kind, (0, 0.0))
+        acc[kind] = (n + 1, t + u)
+    return {k: t / n for k, (n, t) in acc.items()}
+
+
 def heldout_spearman(run):
     """Mean held-out Spearman over the run's refreshes that had a previous model to judge (the
     first refresh has none), and the last one."""
@@ -361,7 +374,8 @@ def main():
                 gain = (target - fl) / denom if denom > 0 else math.nan
             sel = selection_shares(run, meta if m != "oracle" or oracle_map is not None else [], oracle_map if m == "oracle" else None)
             sp_mean, sp_last, sp_n = heldout_spearman(run) if m in ("individual", "group") else (math.nan, math.nan, 0)
-            fig["methods"][m] = {"final_loss": fl, "tokens_to_random_final": reach, "token_ratio": reach / budget,
+            pred = predicted_by_kind(run, meta) if m in ("individual", "group") else {}
+            fig["methods"][m] = {"predicted_u_by_kind": pred, "final_loss": fl, "tokens_to_random_final": reach, "token_ratio": reach / budget,
                                  "oracle_gain_share": gain, "selection": sel, "spearman_mean": sp_mean,
                                  "spearman_last": sp_last, "spearman_refreshes": sp_n,
                                  "seconds": run["timing"]["total_seconds"],
@@ -402,6 +416,11 @@ def main():
                     "snapshot share %.2f%%, loader wait %.2f%%, %d refreshes"
                     % (LABELS[m], fmt(x["spearman_mean"]), x["spearman_refreshes"], fmt(x["spearman_last"]),
                        100 * x["probe_share"], 100 * x["snapshot_share"], 100 * x["loader_wait_share"], x["refreshes"]))
+        for m in ("individual", "group"):
+            if m in fig["methods"] and fig["methods"][m]["predicted_u_by_kind"]:
+                pred = fig["methods"][m]["predicted_u_by_kind"]
+                log("  %-20s mean predicted u of emitted rows by kind: %s" % (LABELS[m], ", ".join(
+                    "%s %+.3f" % (k, pred[k]) for k in KINDS + ["(unlabelled)"] if k in pred)))
         log("  seed %d: r=%s g=%s d=%s s=%s" % (seed, fmt(fig["r"]), fmt(fig["g"], 4), fmt(fig["d"]), fmt(fig["s"])))
 
     csv_path = os.path.join(out_dir, "curves.csv")
