@@ -3,6 +3,7 @@
 #include <ATen/core/Generator.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <sstream>
@@ -351,29 +352,71 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
   }
 }
 
+// Labels of one probe share one snapshot of the live model; their scale shrinks by an order of
+// magnitude as training goes on. Each probe's labels are standardised by their own centre and
+// scale (median/MAD, or mean/std), so early probes of a fresh model do not drown later ones.
+static std::vector<double> standardise_per_probe(const std::vector<LabelledRollout>& entries, bool robust) {
+  std::map<int64_t, std::vector<double>> by_step;
+  for (const auto& e : entries) by_step[e.probe_step].insert(by_step[e.probe_step].end(), e.labels.begin(), e.labels.end());
+  std::map<int64_t, std::pair<double, double>> stats;  // step -> (centre, scale)
+  for (auto& kv : by_step) {
+    std::vector<double>& v = kv.second;
+    double centre = 0, scale = 0;
+    if (robust) {
+      std::sort(v.begin(), v.end());
+      centre = v[v.size() / 2];
+      std::vector<double> dev;
+      for (double y : v) dev.push_back(std::fabs(y - centre));
+      std::sort(dev.begin(), dev.end());
+      scale = 1.4826 * dev[dev.size() / 2];
+    } else {
+      for (double y : v) centre += y;
+      centre /= v.size();
+      for (double y : v) scale += (y - centre) * (y - centre);
+      scale = std::sqrt(scale / v.size());
+    }
+    stats[kv.first] = {centre, scale > 1e-12 ? scale : 1.0};
+  }
+  std::vector<double> out;
+  for (const auto& e : entries) {
+    const auto cs = stats.at(e.probe_step);
+    for (double y : e.labels) out.push_back((y - cs.first) / cs.second);
+  }
+  return out;
+}
+
 void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   std::shared_ptr<std::promise<std::string>> done = inflight_;
   if (!done) return;
   const double t0 = now();
   try {
-    const LabelBuffer::Batch all = labels_->all();
-    const int64_t fresh = static_cast<int64_t>(result.rollouts.size());
-    const bool was_trained = trained_any_;
-    if (fresh > 0 && was_trained) {  // held-out check: the newest rollouts, before training on them
+    const std::vector<LabelledRollout> entries = labels_->snapshot();
+    const int64_t g = static_cast<int64_t>(entries.size());
+    if (g == 0) throw Error(ErrorCode::kInvalidState, "OnlineSelection::refresh", "no labelled rollouts");
+    const int64_t L = static_cast<int64_t>(entries[0].labels.size());
+    std::vector<torch::Tensor> rows;
+    for (const auto& e : entries) rows.push_back(e.tokens.reshape({L, -1}));
+    const torch::Tensor tokens = torch::stack(rows);  // [G, L, T]
+    const std::vector<double> std_labels = standardise_per_probe(entries, cfg_.robust_label_scaling);
+    const torch::Tensor labels = torch::tensor(std_labels, torch::kDouble).view({g, L}).to(torch::kFloat);
+    const int64_t fresh = std::min<int64_t>(g, static_cast<int64_t>(result.rollouts.size()));
+    if (fresh > 0 && trained_any_) {  // held-out check: the newest rollouts, before training on them
       InfluenceTrainer probe_eval(trainer_model_);
-      const int64_t g = all.tokens.size(0);
-      const auto e = probe_eval.evaluate(all.tokens.slice(0, g - fresh, g), all.labels.slice(0, g - fresh, g));
+      const auto e = probe_eval.evaluate(tokens.slice(0, g - fresh, g), labels.slice(0, g - fresh, g));
       std::lock_guard<std::mutex> lock(stats_mu_);
       stats_.last_heldout_spearman = e.spearman;
     }
-    trainer_model_->fit_label_stats(all.labels, cfg_.robust_label_scaling ? LabelScaling::kMedianMad : LabelScaling::kMeanStd);
+    trainer_model_->fit_label_stats(labels, LabelScaling::kMeanStd);  // ~(0, 1): labels are standardised already
     InfluenceTrainerConfig tc;
     tc.learning_rate = cfg_.refresh_learning_rate;
     InfluenceTrainer trainer(trainer_model_, tc);
+    const int64_t batch = std::min<int64_t>(cfg_.refresh_batch_rollouts, g);
     for (uint32_t i = 0; i < cfg_.refresh_train_steps; ++i) {
-      const auto b = labels_->sample(std::min<size_t>(cfg_.refresh_batch_rollouts, labels_->size()),
-                                     derive_seed(cfg_.seed, static_cast<uint64_t>(step), i));
-      trainer.step(b.tokens, b.labels);
+      const Permutation order(static_cast<uint64_t>(g), derive_seed(cfg_.seed, static_cast<uint64_t>(step), i));
+      std::vector<int64_t> pick;
+      for (int64_t k = 0; k < batch; ++k) pick.push_back(static_cast<int64_t>(order.at(k)));
+      const torch::Tensor idx = torch::tensor(pick, torch::kLong);
+      trainer.step(tokens.index_select(0, idx), labels.index_select(0, idx));
     }
     trained_any_ = true;
     done->set_value(trainer_model_->export_weights());

@@ -49,7 +49,7 @@ struct ProbeConfig {
   uint32_t bootstrap_pairs = 2;       ///< per probe once a trained model exists (best + worst)
   double lr_scale = 0.3;              ///< probes step with lr * lr_scale (a full step can swamp the labels)
   uint32_t pool_rows = 256;           ///< candidates of the current window offered to a probe
-  uint32_t effect_delay_steps = 20;   ///< a model refreshed from the probe at step s scores windows from step s + delay
+  uint32_t effect_delay_steps = 50;   ///< a model refreshed from the probe at step s scores windows from step s + delay
   double max_seconds = 0;             ///< cap on one probe's rollouts (0 = none)
 
   void validate() const;
