@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "blob_text.h"
+#include "label_standardisation.h"
 #include "groupmates/error.h"
 #include "groupmates/hashed_ngram_encoder.h"
 #include "groupmates/influence_trainer.h"
@@ -350,39 +351,6 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
     inflight_.reset();
     p.promise->set_value("");
   }
-}
-
-// Labels of one probe share one snapshot of the live model; their scale shrinks by an order of
-// magnitude as training goes on. Each probe's labels are standardised by their own centre and
-// scale (median/MAD, or mean/std), so early probes of a fresh model do not drown later ones.
-static std::vector<double> standardise_per_probe(const std::vector<LabelledRollout>& entries, bool robust) {
-  std::map<int64_t, std::vector<double>> by_step;
-  for (const auto& e : entries) by_step[e.probe_step].insert(by_step[e.probe_step].end(), e.labels.begin(), e.labels.end());
-  std::map<int64_t, std::pair<double, double>> stats;  // step -> (centre, scale)
-  for (auto& kv : by_step) {
-    std::vector<double>& v = kv.second;
-    double centre = 0, scale = 0;
-    if (robust) {
-      std::sort(v.begin(), v.end());
-      centre = v[v.size() / 2];
-      std::vector<double> dev;
-      for (double y : v) dev.push_back(std::fabs(y - centre));
-      std::sort(dev.begin(), dev.end());
-      scale = 1.4826 * dev[dev.size() / 2];
-    } else {
-      for (double y : v) centre += y;
-      centre /= v.size();
-      for (double y : v) scale += (y - centre) * (y - centre);
-      scale = std::sqrt(scale / v.size());
-    }
-    stats[kv.first] = {centre, scale > 1e-12 ? scale : 1.0};
-  }
-  std::vector<double> out;
-  for (const auto& e : entries) {
-    const auto cs = stats.at(e.probe_step);
-    for (double y : e.labels) out.push_back((y - cs.first) / cs.second);
-  }
-  return out;
 }
 
 void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {

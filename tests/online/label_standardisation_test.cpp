@@ -1,0 +1,65 @@
+// Per-probe label standardisation against a straightforward reference on fresh random labels.
+#include "label_standardisation.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+using namespace groupmates;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+TEST(LabelStandardisation, EachProbeByItsOwnMedianAndMad) {
+  std::mt19937_64 rng(std::random_device{}());
+  std::vector<LabelledRollout> entries;
+  const std::vector<double> scales = {3e-2, 2e-3, 7e-4};  // label scale falls as training goes on
+  for (int i = 0; i < 30; ++i) {
+    LabelledRollout r;
+    r.probe_step = 100 * (i % 3);
+    std::normal_distribution<double> d(-scales[i % 3], scales[i % 3]);
+    for (int t = 0; t < 5; ++t) r.labels.push_back(d(rng));
+    entries.push_back(r);
+  }
+  for (bool robust : {true, false}) {
+    const std::vector<double> out = standardise_per_probe(entries, robust);
+    ASSERT_EQ(out.size(), 150u);
+    for (int64_t step : {0, 100, 200}) {
+      std::vector<double> raw, got;
+      for (size_t i = 0; i < entries.size(); ++i)
+        if (entries[i].probe_step == step)
+          for (int t = 0; t < 5; ++t) raw.push_back(entries[i].labels[t]), got.push_back(out[i * 5 + t]);
+      double centre, scale;
+      if (robust) {
+        centre = median(raw);
+        std::vector<double> dev;
+        for (double y : raw) dev.push_back(std::fabs(y - centre));
+        scale = 1.4826 * median(dev);
+      } else {
+        centre = 0;
+        for (double y : raw) centre += y;
+        centre /= raw.size();
+        scale = 0;
+        for (double y : raw) scale += (y - centre) * (y - centre);
+        scale = std::sqrt(scale / raw.size());
+      }
+      for (size_t k = 0; k < raw.size(); ++k) EXPECT_NEAR(got[k], (raw[k] - centre) / scale, 1e-9) << "step " << step;
+    }
+  }
+}
+
+TEST(LabelStandardisation, ConstantLabelsKeepScaleOne) {
+  LabelledRollout r;
+  r.probe_step = 7;
+  r.labels = {0.5, 0.5, 0.5};
+  const std::vector<double> out = standardise_per_probe({r}, true);
+  for (double y : out) EXPECT_EQ(y, 0.0);
+}
