@@ -23,36 +23,15 @@
 #include "groupmates/streaming_loader.h"
 #include "tokenizer.h"
 
+#include "binding_common.h"
+
 namespace py = pybind11;
 namespace gm = groupmates;
 
+using groupmates_binding::ClosedError;
+using groupmates_binding::translate;
+
 namespace {
-
-// Python exception classes by error code name, registered by groupmates/errors.py at import.
-// Intentionally leaked: it must outlive every translation, including during interpreter shutdown.
-py::dict* error_classes = nullptr;
-
-void translate(const gm::Error& e) {
-  const char* code = gm::error_code_name(e.code());
-  if (error_classes != nullptr && error_classes->contains(code)) {
-    try {
-      py::object cls = (*error_classes)[code];
-      py::object inst = cls(e.what());
-      inst.attr("code") = code;
-      inst.attr("where") = e.where();
-      PyErr_SetObject(cls.ptr(), inst.ptr());
-      return;
-    } catch (py::error_already_set&) {
-      PyErr_Clear();  // fall through to a plain RuntimeError with the same message
-    }
-  }
-  PyErr_SetString(PyExc_RuntimeError, e.what());
-}
-
-class ClosedError : public std::runtime_error {
- public:
-  ClosedError() : std::runtime_error("groupmates: the loader is closed") {}
-};
 
 // One batch as numpy arrays: tokens [B, T] int64 (zero-copy) and per-row candidate ids.
 py::tuple to_python(gm::HostBatch&& b) {
@@ -77,7 +56,7 @@ py::tuple to_python(gm::HostBatch&& b) {
 }
 
 // The StreamingLoader behind a mutex, closable from any thread.
-class Loader {
+class Loader : public groupmates_binding::LoaderHandle<gm::StreamingLoader> {
  public:
   Loader(gm::LoaderConfig config, std::optional<std::string> state) {
     py::gil_scoped_release nogil;
@@ -103,21 +82,6 @@ class Loader {
     }
     if (!b) return py::none();
     return to_python(std::move(*b));
-  }
-
-  // Consumes up to n batches without handing them to Python; returns how many there were.
-  uint64_t skip(uint64_t n) {
-    py::gil_scoped_release nogil;
-    std::lock_guard<std::mutex> lock(mu_);
-    uint64_t done = 0;
-    while (done < n && live().next()) ++done;
-    return done;
-  }
-
-  std::string state() {
-    py::gil_scoped_release nogil;
-    std::lock_guard<std::mutex> lock(mu_);
-    return live().state().serialize();
   }
 
   py::dict stats() {
@@ -153,20 +117,6 @@ class Loader {
       dead.reset();
     }
   }
-
-  bool closed() const { return core_ == nullptr; }
-
-  // In a fork()ed child: the parent's worker threads do not exist here, so the inherited loader
-  // can be neither used nor destroyed (joining would hang). Drop it without running anything.
-  void abandon() { (void)core_.release(); }
-
- private:
-  gm::StreamingLoader& live() {
-    if (!core_) throw ClosedError();
-    return *core_;
-  }
-  std::mutex mu_;
-  std::unique_ptr<gm::StreamingLoader> core_;
 };
 
 }  // namespace
@@ -183,11 +133,7 @@ PYBIND11_MODULE(_core, m) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     }
   });
-  m.def("_register_errors", [](py::dict classes) {
-    if (error_classes == nullptr) error_classes = new py::dict();
-    error_classes->clear();
-    for (auto kv : classes) (*error_classes)[kv.first] = kv.second;
-  });
+  groupmates_binding::def_register_errors(m);
   m.def("_raise_error", [](const std::string& code, const std::string& where, const std::string& message) {
     for (int c = 0; c <= static_cast<int>(gm::ErrorCode::kInternal); ++c) {
       if (code == gm::error_code_name(static_cast<gm::ErrorCode>(c))) throw gm::Error(static_cast<gm::ErrorCode>(c), where, message);

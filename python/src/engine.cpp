@@ -41,22 +41,20 @@
 #include "groupmates/probe.h"
 #include "groupmates/selection_config.h"
 
+#include "binding_common.h"
+
 namespace py = pybind11;
 namespace gm = groupmates;
 
-namespace {
+using groupmates_binding::ClosedError;
+using groupmates_binding::translate;
 
-py::dict* error_classes = nullptr;  // leaked on purpose (outlives every translation)
+namespace {
 
 /// A Python exception raised by a probe callback, as text (safe to carry across threads).
 class PythonCallError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
-};
-
-class ClosedError : public std::runtime_error {
- public:
-  ClosedError() : std::runtime_error("groupmates: the loader is closed") {}
 };
 
 bool python_finalizing() {
@@ -84,23 +82,6 @@ struct CallbackScope {
   CallbackScope() { ++callback_depth; }
   ~CallbackScope() { --callback_depth; }
 };
-
-void translate(const gm::Error& e) {
-  const char* code = gm::error_code_name(e.code());
-  if (error_classes != nullptr && error_classes->contains(code)) {
-    try {
-      py::object cls = (*error_classes)[code];
-      py::object inst = cls(e.what());
-      inst.attr("code") = code;
-      inst.attr("where") = e.where();
-      PyErr_SetObject(cls.ptr(), inst.ptr());
-      return;
-    } catch (py::error_already_set&) {
-      PyErr_Clear();
-    }
-  }
-  PyErr_SetString(PyExc_RuntimeError, e.what());
-}
 
 // ---------------------------------------------------------------------------------------------
 // PyModuleProbeTarget
@@ -222,7 +203,7 @@ torch::Device to_device(const std::string& s) {
 
 py::object wrap(const torch::Tensor& t) { return py::reinterpret_steal<py::object>(THPVariable_Wrap(t)); }
 
-class Loader {
+class Loader : public groupmates_binding::LoaderHandle<gm::GroupMatesLoader> {
  public:
   Loader(gm::LoaderConfig config, gm::SelectionConfig selection, gm::ProbeConfig probes, std::optional<std::string> state)
       : batch_size_(config.batch_size) {
@@ -254,25 +235,11 @@ class Loader {
     return py::make_tuple(wrap(b->input_ids), wrap(ids), wrap(b->influence), wrap(b->cluster), b->model_version, index);
   }
 
-  uint64_t skip(uint64_t n) {
-    py::gil_scoped_release nogil;
-    std::lock_guard<std::mutex> lock(mu_);
-    uint64_t done = 0;
-    while (done < n && live().next()) ++done;
-    return done;
-  }
-
   /// `target` may be null (records the step). The snapshot is taken here, on this thread.
   void on_step(int64_t step, PyModuleProbeTarget* target) {
     py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(mu_);
     live().on_step(step, target);
-  }
-
-  std::string state() {
-    py::gil_scoped_release nogil;
-    std::lock_guard<std::mutex> lock(mu_);
-    return live().state().serialize();
   }
 
   py::dict stats() {
@@ -371,18 +338,8 @@ class Loader {
     }
   }
 
-  bool closed() const { return core_ == nullptr; }
-  /// In a fork()ed child: the parent's threads do not exist here; drop the loader without running anything.
-  void abandon() { (void)core_.release(); }
-
  private:
-  gm::GroupMatesLoader& live() {
-    if (!core_) throw ClosedError();
-    return *core_;
-  }
   uint32_t batch_size_;
-  std::mutex mu_;
-  std::unique_ptr<gm::GroupMatesLoader> core_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -488,11 +445,7 @@ PYBIND11_MODULE(_engine, m) {
       PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
     }
   });
-  m.def("_register_errors", [](py::dict classes) {
-    if (error_classes == nullptr) error_classes = new py::dict();
-    error_classes->clear();
-    for (auto kv : classes) (*error_classes)[kv.first] = kv.second;
-  });
+  groupmates_binding::def_register_errors(m);
   m.attr("TORCH_VERSION") = TORCH_VERSION;
   m.def("_wait_detached", [](double seconds) {
     py::gil_scoped_release nogil;
