@@ -22,7 +22,6 @@
 #include <groupmates/selection_config.h>
 #include <groupmates/tiny_gpt.h>
 
-#include <simdjson.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -35,9 +34,14 @@
 #include <string>
 #include <vector>
 
+#include "tiny_gpt_training.h"
 #include "tokenizer.h"
 
 namespace {
+
+using tiny_gpt_training::batches_of;
+using tiny_gpt_training::mean_loss;
+using tiny_gpt_training::reference_rows;
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -113,60 +117,6 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-/// The "text" of every non-blank line of a JSONL file, tokenized, eos after each document,
-/// concatenated and cut into rows of `t` tokens (the tail shorter than t is dropped).
-std::vector<std::vector<int64_t>> reference_rows(const std::string& path, const groupmates::Tokenizer& tok, uint32_t t) {
-  std::ifstream in(path);
-  if (!in) throw groupmates::Error(groupmates::ErrorCode::kIo, path, "cannot open the reference set");
-  simdjson::dom::parser parser;
-  std::vector<uint32_t> ids;
-  std::string line;
-  uint64_t lineno = 0;
-  const int32_t eos = tok.eos_id();
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    simdjson::dom::element doc;
-    std::string_view text;
-    if (parser.parse(line).get(doc) || doc["text"].get_string().get(text))
-      throw groupmates::Error(groupmates::ErrorCode::kCorruptData, path + ":line " + std::to_string(lineno),
-                              "not a JSON object with a string field \"text\"");
-    tok.encode(text, ids);
-    if (eos >= 0) ids.push_back(static_cast<uint32_t>(eos));
-  }
-  std::vector<std::vector<int64_t>> rows;
-  for (size_t i = 0; i + t <= ids.size(); i += t) rows.emplace_back(ids.begin() + i, ids.begin() + i + t);
-  return rows;
-}
-
-/// Rows `which` stacked into tensors of at most `per_batch` rows.
-std::vector<torch::Tensor> batches_of(const std::vector<std::vector<int64_t>>& rows, const std::vector<size_t>& which,
-                                      size_t per_batch) {
-  std::vector<torch::Tensor> out;
-  for (size_t i = 0; i < which.size(); i += per_batch) {
-    const size_t n = std::min(per_batch, which.size() - i);
-    const int64_t t = static_cast<int64_t>(rows[which[i]].size());
-    auto b = torch::empty({static_cast<int64_t>(n), t}, torch::kInt64);
-    for (size_t r = 0; r < n; ++r) std::copy(rows[which[i + r]].begin(), rows[which[i + r]].end(), b[r].data_ptr<int64_t>());
-    out.push_back(b);
-  }
-  return out;
-}
-
-double mean_loss(groupmates::TinyGpt& model, const std::vector<torch::Tensor>& batches) {
-  torch::NoGradGuard no_grad;
-  const bool was_training = model.is_training();
-  model.eval();
-  double sum = 0;
-  int64_t rows = 0;
-  for (const auto& b : batches) {
-    sum += model.loss(b).item<double>() * b.size(0);
-    rows += b.size(0);
-  }
-  model.train(was_training);
-  return sum / static_cast<double>(rows);
-}
-
 std::string num(double v) {
   if (!std::isfinite(v)) return "null";
   char buf[64];
@@ -202,35 +152,19 @@ int main(int argc, char** argv) {
     if (n < o.probe_ref_rows + 1)
       throw groupmates::Error(groupmates::ErrorCode::kInvalidConfig, o.reference,
                               "too small: " + std::to_string(n) + " rows of " + std::to_string(o.seq_len) + " tokens");
-    std::vector<size_t> probe_idx, rest, eval_idx;
-    std::vector<bool> is_probe(n, false);
-    for (int64_t i = 0; i < o.probe_ref_rows; ++i) is_probe[static_cast<size_t>(i * n / o.probe_ref_rows)] = true;
-    for (int64_t i = 0; i < n; ++i) (is_probe[i] ? probe_idx : rest).push_back(static_cast<size_t>(i));
-    const int64_t e = std::min<int64_t>(o.eval_rows, static_cast<int64_t>(rest.size()));
-    for (int64_t i = 0; i < e; ++i) eval_idx.push_back(rest[static_cast<size_t>(i * static_cast<int64_t>(rest.size()) / e)]);
+    const auto split = tiny_gpt_training::split_reference(n, o.probe_ref_rows, o.eval_rows);
+    const std::vector<size_t>& probe_idx = split.probe;
+    const std::vector<size_t>& eval_idx = split.eval;
     const auto probe_batches = batches_of(rows, probe_idx, 16);
     const auto eval_batches = batches_of(rows, eval_idx, 32);
 
     // Model + optimiser; the probe target wraps the live pair and is used for the real steps too.
-    groupmates::TinyGptConfig mc;
-    mc.vocab_size = tokenizer->vocab_size();
-    mc.context = o.seq_len;
-    mc.d_model = o.d_model;
-    mc.n_layers = o.layers;
-    mc.n_heads = o.heads;
-    mc.seed = o.seed;
+    const groupmates::TinyGptConfig mc =
+        tiny_gpt_training::tiny_gpt_config(tokenizer->vocab_size(), o.seq_len, o.d_model, o.layers, o.heads, o.seed);
     auto model = std::make_shared<groupmates::TinyGpt>(mc);
-    const double lr = o.lr, wd = o.weight_decay;
-    auto make_optimizer = [lr, wd](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
-      return std::make_shared<torch::optim::AdamW>(m.parameters(),
-                                                   torch::optim::AdamWOptions(lr).betas({0.9, 0.95}).weight_decay(wd));
-    };
-    auto optimizer = make_optimizer(*model);
     groupmates::ModuleProbeTargetConfig tc;
     tc.grad_clip_norm = 1.0;
-    groupmates::ModuleProbeTarget target(
-        model, optimizer, [mc]() -> groupmates::ModuleProbeTarget::ModulePtr { return std::make_shared<groupmates::TinyGpt>(mc); },
-        make_optimizer, groupmates::tiny_gpt_loss, probe_batches, tc);
+    const auto target = tiny_gpt_training::tiny_gpt_target(mc, model, o.lr, o.weight_decay, probe_batches, tc);
 
     // Loader: the pool, endless (the budget is trainer steps), library defaults for selection/probes.
     groupmates::LoaderConfig config;
@@ -319,11 +253,11 @@ int main(int argc, char** argv) {
         }
       }
       t = Clock::now();
-      const double l = target.train_step(batch->input_ids);
+      const double l = target->train_step(batch->input_ids);
       train_s += since(t);
       train_loss_ema = std::isnan(train_loss_ema) ? l : 0.95 * train_loss_ema + 0.05 * l;
       t = Clock::now();
-      loader->on_step(step, probing ? &target : nullptr);
+      loader->on_step(step, probing ? target.get() : nullptr);
       on_step_s += since(t);
       if ((step + 1) % 10 == 0) poll(step + 1);
       if ((step + 1) % o.eval_every == 0 || step + 1 == o.steps) evaluate(step + 1);

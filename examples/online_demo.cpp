@@ -12,7 +12,7 @@
 //   GroupMatesLoader loader(config, selection, probes);
 //   for (int64_t step = 0; step < steps; ++step) {
 //     auto batch = loader.next();
-//     target.train_step(batch->input_ids);      // AdamW step, gradient norm clipped at 1
+//     target->train_step(batch->input_ids);      // AdamW step, gradient norm clipped at 1
 //     loader.on_step(step, &target);            // snapshots the live model when a probe is due
 //   }
 #include <groupmates/error.h>
@@ -21,21 +21,24 @@
 #include <groupmates/selection_config.h>
 #include <groupmates/tiny_gpt.h>
 
-#include <simdjson.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <unistd.h>
 #include <vector>
 
 #include "tokenizer.h"
+#include "tiny_gpt_training.h"
 
 namespace {
+
+using tiny_gpt_training::batches_of;
+using tiny_gpt_training::mean_loss;
+using tiny_gpt_training::reference_rows;
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
@@ -54,55 +57,6 @@ struct Settings {
   double lr = 1e-3;
   uint64_t seed = 0;
 };
-
-/// The "text" of every JSONL line, tokenized, eos after each document, packed into rows of t tokens.
-std::vector<std::vector<int64_t>> reference_rows(const std::string& path, const groupmates::Tokenizer& tok, uint32_t t) {
-  std::ifstream in(path);
-  if (!in) throw groupmates::Error(groupmates::ErrorCode::kIo, path, "cannot open the reference set");
-  simdjson::dom::parser parser;
-  std::vector<uint32_t> ids;
-  std::string line;
-  uint64_t lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    simdjson::dom::element doc;
-    std::string_view text;
-    if (parser.parse(line).get(doc) || doc["text"].get_string().get(text))
-      throw groupmates::Error(groupmates::ErrorCode::kCorruptData, path + ":line " + std::to_string(lineno),
-                              "not a JSON object with a string field \"text\"");
-    tok.encode(text, ids);
-    if (tok.eos_id() >= 0) ids.push_back(static_cast<uint32_t>(tok.eos_id()));
-  }
-  std::vector<std::vector<int64_t>> rows;
-  for (size_t i = 0; i + t <= ids.size(); i += t) rows.emplace_back(ids.begin() + i, ids.begin() + i + t);
-  return rows;
-}
-
-std::vector<torch::Tensor> batches_of(const std::vector<std::vector<int64_t>>& rows, const std::vector<size_t>& which,
-                                      size_t per_batch) {
-  std::vector<torch::Tensor> out;
-  for (size_t i = 0; i < which.size(); i += per_batch) {
-    const size_t n = std::min(per_batch, which.size() - i);
-    auto b = torch::empty({static_cast<int64_t>(n), static_cast<int64_t>(rows[which[i]].size())}, torch::kInt64);
-    for (size_t r = 0; r < n; ++r) std::copy(rows[which[i + r]].begin(), rows[which[i + r]].end(), b[r].data_ptr<int64_t>());
-    out.push_back(b);
-  }
-  return out;
-}
-
-double mean_loss(groupmates::TinyGpt& model, const std::vector<torch::Tensor>& batches) {
-  torch::NoGradGuard no_grad;
-  model.eval();
-  double sum = 0;
-  int64_t rows = 0;
-  for (const auto& b : batches) {
-    sum += model.loss(b).item<double>() * b.size(0);
-    rows += b.size(0);
-  }
-  model.train();
-  return sum / static_cast<double>(rows);
-}
 
 /// One-line progress bar, redrawn in place with \r.
 void draw_bar(const char* name, int64_t step, int64_t steps, double ref, double seconds, const std::string& extra) {
@@ -133,25 +87,12 @@ struct Data {
 RunResult run(const char* name, groupmates::SelectionMode mode, bool probing, const Settings& s, const Data& data) {
   RunResult r;
   r.name = name;
-  groupmates::TinyGptConfig mc;
-  mc.vocab_size = data.vocab;
-  mc.context = s.seq_len;
-  mc.d_model = s.d_model;
-  mc.n_layers = s.layers;
-  mc.n_heads = s.heads;
-  mc.seed = s.seed;
+  const groupmates::TinyGptConfig mc =
+      tiny_gpt_training::tiny_gpt_config(data.vocab, s.seq_len, s.d_model, s.layers, s.heads, s.seed);
   auto model = std::make_shared<groupmates::TinyGpt>(mc);
-  const double lr = s.lr;
-  auto make_optimizer = [lr](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
-    return std::make_shared<torch::optim::AdamW>(m.parameters(),
-                                                 torch::optim::AdamWOptions(lr).betas({0.9, 0.95}).weight_decay(0.1));
-  };
   // The live model + optimiser as a probe target: used for the real steps AND snapshotted by probes,
   // so probes step with exactly the trainer's optimiser, learning rate and clipping.
-  groupmates::ModuleProbeTarget target(
-      model, make_optimizer(*model),
-      [mc]() -> groupmates::ModuleProbeTarget::ModulePtr { return std::make_shared<groupmates::TinyGpt>(mc); },
-      make_optimizer, groupmates::tiny_gpt_loss, data.probe_batches);
+  const auto target = tiny_gpt_training::tiny_gpt_target(mc, model, s.lr, 0.1, data.probe_batches);
 
   groupmates::SelectionConfig selection;  // library defaults
   selection.mode = mode;
@@ -180,10 +121,10 @@ RunResult run(const char* name, groupmates::SelectionMode mode, bool probing, co
     auto batch = loader.next();
     r.wait_seconds += since(t);
     if (!batch) throw groupmates::Error(groupmates::ErrorCode::kInternal, "online_demo", "the endless stream ended");
-    target.train_step(batch->input_ids);
+    target->train_step(batch->input_ids);
     r.tokens += static_cast<double>(batch->input_ids.numel());
     t = Clock::now();
-    loader.on_step(step, probing ? &target : nullptr);
+    loader.on_step(step, probing ? target.get() : nullptr);
     r.on_step_seconds += since(t);
     const bool eval = (step + 1) % s.eval_every == 0 || step + 1 == s.steps;
     if (eval) {
@@ -255,12 +196,9 @@ int main(int argc, char** argv) {
     const auto rows = reference_rows(s.corpus + "/austen_heldout.jsonl", *tokenizer, s.seq_len);
     const int64_t n = static_cast<int64_t>(rows.size());
     if (n <= s.probe_ref_rows) throw groupmates::Error(groupmates::ErrorCode::kInvalidConfig, "online_demo", "reference set too small");
-    std::vector<bool> is_probe(n, false);
-    std::vector<size_t> probe_idx, rest, eval_idx;
-    for (int64_t i = 0; i < s.probe_ref_rows; ++i) is_probe[static_cast<size_t>(i * n / s.probe_ref_rows)] = true;
-    for (int64_t i = 0; i < n; ++i) (is_probe[i] ? probe_idx : rest).push_back(static_cast<size_t>(i));
-    const int64_t e = std::min<int64_t>(s.eval_rows, static_cast<int64_t>(rest.size()));
-    for (int64_t i = 0; i < e; ++i) eval_idx.push_back(rest[static_cast<size_t>(i * static_cast<int64_t>(rest.size()) / e)]);
+    const auto split = tiny_gpt_training::split_reference(n, s.probe_ref_rows, s.eval_rows);
+    const std::vector<size_t>& probe_idx = split.probe;
+    const std::vector<size_t>& eval_idx = split.eval;
     data.probe_batches = batches_of(rows, probe_idx, 16);
     data.eval_batches = batches_of(rows, eval_idx, 32);
 
