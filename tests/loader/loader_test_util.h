@@ -13,26 +13,13 @@
 #include <vector>
 
 #include "groupmates/streaming_loader.h"
+#include "reader_test_util.h"
 
 namespace gmtest {
 
-/// A fresh directory under $TMPDIR, removed at scope exit.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base ? base : "/tmp") + "/gm_loader_test_XXXXXX";
-    path = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-  std::string file(const std::string& name) const { return path + "/" + name; }
-};
-
-/// A fresh seed per run, printed so a failure can be replayed (GM_TEST_SEED=... to fix it).
-inline uint64_t fresh_seed() {
-  if (const char* s = std::getenv("GM_TEST_SEED")) return std::strtoull(s, nullptr, 10);
-  return (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
-}
+// Temp dirs and fresh seeds are the reader tests' (one definition for the loader tests).
+using rdtest::TempDir;
+using rdtest::fresh_seed;
 
 template <typename T>
 void write_raw(const std::string& path, const std::vector<T>& values) {
