@@ -21,6 +21,8 @@ void SelectionConfig::validate() const {
   if (encoder_dim < 2 || encoder_dim > 4096) bad(f + "encoder_dim", "is " + std::to_string(encoder_dim) + "; allowed 2..4096");
   if (refresh_batch_rollouts < 1) bad(f + "refresh_batch_rollouts", "is 0; must be >= 1");
   if (!(refresh_learning_rate > 0)) bad(f + "refresh_learning_rate", "must be > 0");
+  if (!(relation_tau_min >= 0) || relation_tau_min > 1)
+    bad(f + "relation_tau_min", "is " + std::to_string(relation_tau_min) + "; allowed [0, 1] (tau starts at 1)");
   if (label_buffer_rollouts < 1) bad(f + "label_buffer_rollouts", "is 0; must be >= 1");
 }
 

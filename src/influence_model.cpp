@@ -22,6 +22,11 @@ RelationalInfluenceModel::RelationalInfluenceModel(std::shared_ptr<Encoder> enco
                 "got " + std::to_string(config.dropout) + ", allowed [0, 1)");
   if (config.tau_init == 0)
     throw Error(ErrorCode::kInvalidConfig, "InfluenceModelConfig.tau_init", "must be non-zero");
+  if (config.tau_min < 0 || (config.tau_min > 0 && config.tau_init < config.tau_min))
+    throw Error(ErrorCode::kInvalidConfig, "InfluenceModelConfig.tau_min",
+                "got " + std::to_string(config.tau_min) + ": must be >= 0 and <= tau_init (" +
+                    std::to_string(config.tau_init) + ")");
+  tau_min_ = config.tau_min;
   encoder_ = register_module("encoder", std::move(encoder));
   dropout_ = register_module("dropout", torch::nn::Dropout(config.dropout));
   head_ = register_module("head", torch::nn::Linear(encoder_->dim(), 1));
@@ -101,6 +106,13 @@ torch::Tensor RelationalInfluenceModel::standardise(const torch::Tensor& raw_lab
 
 double RelationalInfluenceModel::label_centre() const { return label_centre_.item<double>(); }
 double RelationalInfluenceModel::label_scale() const { return label_scale_.item<double>(); }
+void RelationalInfluenceModel::constrain() {
+  if (tau_min_ <= 0) return;
+  torch::NoGradGuard no_grad;
+  tau_.clamp_min_(tau_min_);
+  alpha_.clamp_min_(0.0);
+}
+
 double RelationalInfluenceModel::tau() const { return tau_.item<double>(); }
 double RelationalInfluenceModel::alpha() const { return alpha_.item<double>(); }
 

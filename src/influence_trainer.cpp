@@ -45,6 +45,7 @@ double InfluenceTrainer::step(const torch::Tensor& tokens, const torch::Tensor& 
   loss.backward();
   if (config_.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.grad_clip_norm);
   optimizer_->step();
+  model_->constrain();
   return loss.item<double>();
 }
 

@@ -61,7 +61,15 @@ std::shared_ptr<RelationalInfluenceModel> OnlineSelection::make_model() const {
     ec.seed = cfg_.seed;
     InfluenceModelConfig mc;
     mc.dropout = 0.0;  // refreshes run beside the trainer; dropout would draw from the shared generator
-    return std::make_shared<RelationalInfluenceModel>(std::make_shared<HashedNgramEncoder>(ec), mc);
+    mc.tau_min = cfg_.relation_tau_min;
+    auto model = std::make_shared<RelationalInfluenceModel>(std::make_shared<HashedNgramEncoder>(ec), mc);
+    if (!cfg_.train_ngram_table) {  // a fixed random projection of n-gram counts; imports keep the flag
+      int frozen = 0;
+      for (auto& item : model->named_parameters())
+        if (item.key() == "encoder.table.weight") item.value().set_requires_grad(false), ++frozen;
+      if (frozen != 1) throw Error(ErrorCode::kInternal, "OnlineSelection", "the encoder has no parameter table.weight");
+    }
+    return model;
   });
 }
 
@@ -365,7 +373,7 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
     std::vector<torch::Tensor> rows;
     for (const auto& e : entries) rows.push_back(e.tokens.reshape({L, -1}));
     const torch::Tensor tokens = torch::stack(rows);  // [G, L, T]
-    const std::vector<double> std_labels = standardise_per_probe(entries, cfg_.robust_label_scaling);
+    const std::vector<double> std_labels = standardise_per_probe(entries, cfg_.robust_label_scaling, cfg_.per_position_labels);
     const torch::Tensor labels = torch::tensor(std_labels, torch::kDouble).view({g, L}).to(torch::kFloat);
     const int64_t fresh = std::min<int64_t>(g, static_cast<int64_t>(result.rollouts.size()));
     if (fresh > 0 && trained_any_) {  // held-out check: the newest rollouts, before training on them

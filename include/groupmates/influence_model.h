@@ -33,6 +33,8 @@ struct InfluenceModelConfig {
   double dropout = 0.1;     ///< dropout on h before the linear head (training mode only)
   double tau_init = 1.0;    ///< initial temperature tau
   double alpha_init = 1.0;  ///< initial relationship scale alpha
+  double tau_min = 0;       ///< > 0: constrain() keeps tau >= tau_min and alpha >= 0 (0 = unconstrained); with
+                            ///< tau_min >= 1 every r_ij of unit embeddings is >= 0: relations only discount
 };
 
 /// Encoder + linear head + learnable (tau, alpha); predicts the influence of ordered groups.
@@ -61,6 +63,9 @@ class RelationalInfluenceModel : public torch::nn::Module {
   double label_centre() const;
   double label_scale() const;
 
+  /// Projects the learnable scalars back into their allowed range (when tau_min > 0: tau >= tau_min
+  /// and alpha >= 0); InfluenceTrainer calls it after every optimiser step.
+  void constrain();
   double tau() const;
   double alpha() const;
   Encoder& encoder() { return *encoder_; }
@@ -78,6 +83,7 @@ class RelationalInfluenceModel : public torch::nn::Module {
   void load_file(const std::string& path);
 
  private:
+  double tau_min_ = 0;
   std::shared_ptr<Encoder> encoder_;
   torch::nn::Dropout dropout_{nullptr};
   torch::nn::Linear head_{nullptr};

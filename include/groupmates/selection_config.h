@@ -32,6 +32,11 @@ struct SelectionConfig {
   uint32_t refresh_batch_rollouts = 16; ///< rollouts per optimiser step
   double refresh_learning_rate = 3e-3;
   bool robust_label_scaling = true;   ///< standardise labels by median/MAD (else mean/std)
+  bool per_position_labels = true;    ///< standardise per probe AND rollout position t (else per probe):
+                                      ///< the mean label drifts with t, a trend of the rollout, not the data
+  double relation_tau_min = 1.0;      ///< tau >= this keeps every r_ij >= 0 (0 = unconstrained, as the paper)
+  bool train_ngram_table = false;     ///< refreshes also train the encoder's hashed n-gram table (1M weights);
+                                      ///< false: it stays a fixed random projection, refreshes run ~4x faster
   uint32_t label_buffer_rollouts = 1024; ///< recent rollouts kept for training
   uint64_t seed = 0;
   std::string log_path;               ///< JSONL selection log of every emitted candidate ("" = none)

@@ -196,6 +196,9 @@ class SelectionConfig:
     refresh_batch_rollouts: rollouts per influence-model step
     refresh_learning_rate:
     robust_label_scaling:   standardise labels by median/MAD (else mean/std)
+    per_position_labels:    standardise per probe and rollout position (else per probe)
+    relation_tau_min:       lower bound of the relational temperature tau (0 = unconstrained)
+    train_ngram_table:      refreshes also train the encoder's hashed n-gram table
     label_buffer_rollouts:  recent rollouts kept for training the influence model
     seed:
     log_path:               JSONL log of every emitted candidate ("" = none)
@@ -214,6 +217,9 @@ class SelectionConfig:
     refresh_batch_rollouts: int = 16
     refresh_learning_rate: float = 3e-3
     robust_label_scaling: bool = True
+    per_position_labels: bool = True
+    relation_tau_min: float = 1.0
+    train_ngram_table: bool = False
     label_buffer_rollouts: int = 1024
     seed: int = 0
     log_path: str = ""
@@ -227,10 +233,12 @@ class SelectionConfig:
         c.seed = _unsigned("SelectionConfig.seed", self.seed, 64)
         for name in ("encoder_buckets", "encoder_dim"):
             setattr(c, name, _unsigned(f"SelectionConfig.{name}", getattr(self, name), 63))
-        for name in ("ratio", "prefilter_ratio", "temperature", "refresh_learning_rate"):
+        for name in ("ratio", "prefilter_ratio", "temperature", "refresh_learning_rate", "relation_tau_min"):
             setattr(c, name, _number(f"SelectionConfig.{name}", getattr(self, name)))
         c.influence_prefilter = bool(self.influence_prefilter)
         c.robust_label_scaling = bool(self.robust_label_scaling)
+        c.per_position_labels = bool(self.per_position_labels)
+        c.train_ngram_table = bool(self.train_ngram_table)
         c.log_path = os.fspath(self.log_path)
         return c
 

@@ -4,8 +4,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <random>
 #include <vector>
 
+#include "groupmates/error.h"
 #include "groupmates/hashed_ngram_encoder.h"
 #include "groupmates/influence_model.h"
 #include "groupmates/influence_trainer.h"
@@ -87,6 +89,42 @@ TEST(InfluenceTraining, LearnsAKnownRelationalModel) {
               model->alpha(), seconds);
   EXPECT_GT(after.spearman, 0.8);
   EXPECT_LT(after.mse, before.mse);
+}
+
+TEST(InfluenceTraining, TauMinKeepsRelationsNonNegative) {
+  torch::manual_seed(std::random_device{}());
+  for (double tau_min : {0.0, 1.0}) {
+    InfluenceModelConfig head;
+    head.dropout = 0.0;
+    head.tau_min = tau_min;
+    auto model = std::make_shared<RelationalInfluenceModel>(
+        std::make_shared<HashedNgramEncoder>(testing::small_encoder(8)), head);
+    const double tau0 = 0.05 + 0.5 * torch::rand({}).item<double>(), alpha0 = -0.1 - torch::rand({}).item<double>();
+    {
+      torch::NoGradGuard no_grad;
+      model->tau_tensor().fill_(tau0);
+      model->alpha_tensor().fill_(alpha0);
+    }
+    InfluenceTrainerConfig opt;
+    opt.learning_rate = 1e-9;  // the step itself barely moves them: what moves them is constrain()
+    InfluenceTrainer trainer(model, opt);
+    const torch::Tensor tokens = torch::randint(0, 100, {4, 3, 12}, torch::kLong);
+    trainer.step(tokens, torch::randn({4, 3}));
+    if (tau_min == 0) {
+      EXPECT_NEAR(model->tau(), tau0, 1e-6);
+      EXPECT_NEAR(model->alpha(), alpha0, 1e-6);
+      continue;
+    }
+    EXPECT_DOUBLE_EQ(model->tau(), tau_min);
+    EXPECT_DOUBLE_EQ(model->alpha(), 0.0);
+    torch::NoGradGuard no_grad;
+    model->alpha_tensor().fill_(1.0);
+    const torch::Tensor h = testing::random_unit(64, 8);
+    EXPECT_GE(model->relation(h, h).min().item<double>(), -1e-6);  // r = 1 - cos >= 0 for unit rows
+  }
+  EXPECT_THROW(RelationalInfluenceModel(std::make_shared<HashedNgramEncoder>(testing::small_encoder(8)),
+                                        InfluenceModelConfig{0.0, 0.5, 1.0, 1.0}),
+               Error);  // tau_init below tau_min
 }
 
 }  // namespace
