@@ -2,7 +2,7 @@
 // groupmates (plain mode, shuffled) and by a single tight copy loop doing the same conversion
 // (the ceiling). bench_throughput.py runs it next to torch's DataLoader and prints the RESULT line.
 //
-//   bench_throughput FILE [--batches N] [--threads N] [--batch 16] [--seq-len 1024]
+//   bench_throughput FILE [--batches N] [--threads N] [--prefetch 8] [--batch 16] [--seq-len 1024]
 #include <groupmates/loader.h>
 
 #include <chrono>
@@ -48,7 +48,8 @@ double ceiling(const std::string& path, uint32_t B, uint32_t T, uint64_t batches
   return batches * B * T / secs;
 }
 
-double plain(const std::string& path, uint32_t B, uint32_t T, uint64_t batches, uint32_t threads, uint64_t seed) {
+double plain(const std::string& path, uint32_t B, uint32_t T, uint64_t batches, uint32_t threads, uint32_t prefetch,
+             uint64_t seed) {
   groupmates::LoaderConfig config;
   groupmates::SourceConfig s;
   s.format = groupmates::SourceFormat::kTokenFile;
@@ -58,7 +59,7 @@ double plain(const std::string& path, uint32_t B, uint32_t T, uint64_t batches, 
   config.sequence_length = T;
   config.batch_size = B;
   config.num_threads = threads;
-  config.prefetch_batches = 8;
+  config.prefetch_batches = prefetch;
   config.seed = seed;
   config.epochs = 0;
   groupmates::GroupMatesLoader loader(config);
@@ -77,16 +78,17 @@ double plain(const std::string& path, uint32_t B, uint32_t T, uint64_t batches, 
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_throughput FILE [--batches N] [--threads N] [--batch B] [--seq-len T]\n");
+    std::fprintf(stderr, "usage: bench_throughput FILE [--batches N] [--threads N] [--prefetch 8] [--batch B] [--seq-len T]\n");
     return 2;
   }
   const std::string path = argv[1];
   uint64_t batches = 3000;
-  uint32_t threads = 2, B = 16, T = 1024;
+  uint32_t threads = 2, prefetch = 8, B = 16, T = 1024;
   for (int i = 2; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--batches") batches = std::stoull(argv[i + 1]);
     else if (a == "--threads") threads = std::stoul(argv[i + 1]);
+    else if (a == "--prefetch") prefetch = std::stoul(argv[i + 1]);
     else if (a == "--batch") B = std::stoul(argv[i + 1]);
     else if (a == "--seq-len") T = std::stoul(argv[i + 1]);
   }
@@ -94,7 +96,7 @@ int main(int argc, char** argv) {
   // Alternate the two, best of 3 each, so that machine noise hits both alike.
   double best_plain = 0, best_ceiling = 0;
   for (int rep = 0; rep < 3; ++rep) {
-    best_plain = std::max(best_plain, plain(path, B, T, batches, threads, 1000 + rep));
+    best_plain = std::max(best_plain, plain(path, B, T, batches, threads, prefetch, 1000 + rep));
     best_ceiling = std::max(best_ceiling, ceiling(path, B, T, batches, 2000 + rep));
   }
   std::printf("groupmates_plain_tokens_per_s %.0f\n", best_plain);

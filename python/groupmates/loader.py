@@ -181,7 +181,9 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     def _next_raw(self):
         with self._lock:
             core = self._live_core()
-        return core.next()  # releases the GIL while it waits
+        if self.selection is None:  # releases the GIL while it waits
+            return core.next(self.return_candidates)
+        return core.next()
 
     def _to_batch(self, raw):
         if self.selection is not None:

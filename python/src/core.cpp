@@ -33,21 +33,24 @@ using groupmates_binding::translate;
 
 namespace {
 
-// One batch as numpy arrays: tokens [B, T] int64 (zero-copy) and per-row candidate ids.
-py::tuple to_python(gm::HostBatch&& b) {
+// One batch as numpy arrays: tokens [B, T] int64 (zero-copy) and per-row candidate ids; source,
+// document and offset only when asked for (None otherwise: three arrays less per batch).
+py::tuple to_python(gm::HostBatch&& b, bool candidates) {
   const py::ssize_t B = b.batch_size, T = b.sequence_length;
   auto* keep = new std::shared_ptr<int64_t>(std::move(b.tokens));
   py::capsule owner(keep, [](void* p) { delete static_cast<std::shared_ptr<int64_t>*>(p); });
   py::array_t<int64_t> tokens({B, T}, {T * static_cast<py::ssize_t>(sizeof(int64_t)), static_cast<py::ssize_t>(sizeof(int64_t))},
                               keep->get(), owner);
   py::array_t<uint64_t> hash(B);
-  py::array_t<int64_t> source(B), document(B), offset(B);
   auto h = hash.mutable_unchecked<1>();
+  const py::ssize_t rows = std::min<py::ssize_t>(B, static_cast<py::ssize_t>(b.ids.size()));
+  for (py::ssize_t i = 0; i < rows; ++i) h(i) = b.ids[i].hash;
+  if (!candidates) return py::make_tuple(tokens, hash, py::none(), py::none(), py::none(), b.index);
+  py::array_t<int64_t> source(B), document(B), offset(B);
   auto s = source.mutable_unchecked<1>();
   auto d = document.mutable_unchecked<1>();
   auto o = offset.mutable_unchecked<1>();
-  for (py::ssize_t i = 0; i < B && i < static_cast<py::ssize_t>(b.ids.size()); ++i) {
-    h(i) = b.ids[i].hash;
+  for (py::ssize_t i = 0; i < rows; ++i) {
     s(i) = b.ids[i].source;
     d(i) = static_cast<int64_t>(b.ids[i].document);
     o(i) = static_cast<int64_t>(b.ids[i].offset);
@@ -73,7 +76,7 @@ class Loader : public groupmates_binding::LoaderHandle<gm::StreamingLoader> {
     core_.reset();
   }
 
-  py::object next() {
+  py::object next(bool candidates) {
     std::optional<gm::HostBatch> b;
     {
       py::gil_scoped_release nogil;
@@ -81,7 +84,7 @@ class Loader : public groupmates_binding::LoaderHandle<gm::StreamingLoader> {
       b = live().next();
     }
     if (!b) return py::none();
-    return to_python(std::move(*b));
+    return to_python(std::move(*b), candidates);
   }
 
   py::dict stats() {
@@ -185,7 +188,9 @@ PYBIND11_MODULE(_core, m) {
 
   py::class_<Loader>(m, "Loader")
       .def(py::init<gm::LoaderConfig, std::optional<std::string>>(), py::arg("config"), py::arg("state") = py::none())
-      .def("next", &Loader::next, "(tokens[B,T] int64, hash[B] uint64, source[B], document[B], offset[B], index) or None at the end")
+      .def("next", &Loader::next, py::arg("candidates") = true,
+           "(tokens[B,T] int64, hash[B] uint64, source[B], document[B], offset[B], index) or None at the end; "
+           "source, document and offset are None unless candidates")
       .def("skip", &Loader::skip, py::arg("n"))
       .def("state", &Loader::state)
       .def("stats", &Loader::stats)

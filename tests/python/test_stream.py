@@ -56,6 +56,23 @@ def test_shuffled_epoch_is_a_permutation_of_the_windows(token_file):
     assert not np.array_equal(offsets, np.sort(offsets))    # and it is shuffled
 
 
+def test_candidates_only_when_asked_for_with_the_same_ids(token_file):
+    seed = int(np.random.default_rng().integers(1 << 30))
+    def run(candidates):
+        loader = groupmates.GroupMatesLoader(sources=[token_file], sequence_length=T, batch_size=B, seed=seed,
+                                             return_candidates=candidates)
+        out = [b for _, b in zip(range(25), loader)]
+        loader.close()
+        return out
+
+    plain, full = run(False), run(True)
+    for p, f in zip(plain, full):
+        assert set(p) == {"input_ids", "ids", "index"}
+        assert {"source", "document", "offset"} <= set(f)
+        assert torch.equal(p["input_ids"], f["input_ids"]) and torch.equal(p["ids"], f["ids"])
+        np.testing.assert_array_equal(p["input_ids"].numpy(), windows(token_file, T)[f["offset"].numpy() // T])
+
+
 def test_deterministic_across_runs_and_thread_counts(token_file):
     def run(threads, seed=3):
         loader = groupmates.GroupMatesLoader(sources=[token_file], sequence_length=T, batch_size=B, seed=seed,
