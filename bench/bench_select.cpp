@@ -1,5 +1,6 @@
 // bench_select: tokens/s through the selection engine on CPU, for windows of W candidate
-// sequences of T tokens, with the default encoder (HashedNgramEncoder) and the Group-MATES selector,
+// sequences of T tokens, with the loader's default encoder (HashedNgramEncoder as SelectionConfig's
+// defaults build it) and the Group-MATES selector,
 // measured in the same run as the plain loader on the same data.
 //
 // Data: a flat uint16 token file, streamed by groupmates::StreamingLoader (batch = one window of
@@ -36,6 +37,7 @@
 #include <vector>
 
 #include <groupmates/hashed_ngram_encoder.h>
+#include <groupmates/selection_config.h>
 #include <groupmates/influence_model.h>
 #include <groupmates/model_registry.h>
 #include <groupmates/selection.h>
@@ -170,7 +172,15 @@ int main(int argc, char** argv) {
 
   // Untrained default model, published as version 1 (weights do not change the cost).
   torch::manual_seed(0);
-  auto factory = [] { return std::make_shared<RelationalInfluenceModel>(std::make_shared<HashedNgramEncoder>()); };
+  auto factory = [] {  // the encoder GroupMatesLoader builds with its default SelectionConfig
+    const SelectionConfig defaults;
+    HashedNgramEncoderConfig ec;
+    ec.num_buckets = defaults.encoder_buckets;
+    ec.embed_dim = defaults.encoder_bag_dim;
+    ec.out_dim = defaults.encoder_dim;
+    ec.max_ngram = defaults.encoder_max_ngram;
+    return std::make_shared<RelationalInfluenceModel>(std::make_shared<HashedNgramEncoder>(ec));
+  };
   auto registry = std::make_shared<ModelRegistry>(factory, device);
   registry->publish(factory()->export_weights());
   auto model = registry->current()->model;

@@ -18,6 +18,8 @@ void SelectionConfig::validate() const {
   if (!(prefilter_ratio > 0 && prefilter_ratio <= 1)) bad(f + "prefilter_ratio", "is " + std::to_string(prefilter_ratio) + "; allowed (0, 1]");
   if (!(temperature > 0)) bad(f + "temperature", "is " + std::to_string(temperature) + "; must be > 0");
   if (encoder_buckets < 16 || encoder_buckets > (int64_t{1} << 26)) bad(f + "encoder_buckets", "is " + std::to_string(encoder_buckets) + "; allowed 16..67108864");
+  if (encoder_bag_dim < 2 || encoder_bag_dim > 4096) bad(f + "encoder_bag_dim", "is " + std::to_string(encoder_bag_dim) + "; allowed 2..4096");
+  if (encoder_max_ngram < 1 || encoder_max_ngram > 3) bad(f + "encoder_max_ngram", "is " + std::to_string(encoder_max_ngram) + "; allowed 1..3");
   if (encoder_dim < 2 || encoder_dim > 4096) bad(f + "encoder_dim", "is " + std::to_string(encoder_dim) + "; allowed 2..4096");
   if (refresh_batch_rollouts < 1) bad(f + "refresh_batch_rollouts", "is 0; must be >= 1");
   if (!(refresh_learning_rate > 0)) bad(f + "refresh_learning_rate", "must be > 0");

@@ -63,6 +63,8 @@ void sum_rows(const float* table, int64_t dim, const int64_t* rows, int64_t coun
     case 16: return sum_rows_fixed<16>(table, rows, count, acc);
     case 32: return sum_rows_fixed<32>(table, rows, count, acc);
     case 64: return sum_rows_fixed<64>(table, rows, count, acc);
+    case 128: return sum_rows_fixed<128>(table, rows, count, acc);
+    case 256: return sum_rows_fixed<256>(table, rows, count, acc);
     default:
       for (int64_t i = 0; i < count; ++i) {
         const float* row = table + rows[i] * dim;

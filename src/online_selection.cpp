@@ -58,6 +58,8 @@ std::shared_ptr<RelationalInfluenceModel> OnlineSelection::make_model() const {
     HashedNgramEncoderConfig ec;
     ec.num_buckets = cfg_.encoder_buckets;
     ec.out_dim = cfg_.encoder_dim;
+    ec.embed_dim = cfg_.encoder_bag_dim;
+    ec.max_ngram = cfg_.encoder_max_ngram;
     ec.seed = cfg_.seed;
     InfluenceModelConfig mc;
     mc.dropout = 0.0;  // refreshes run beside the trainer; dropout would draw from the shared generator

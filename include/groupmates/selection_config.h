@@ -28,6 +28,10 @@ struct SelectionConfig {
   double temperature = 0.5;           ///< kIndividual Gumbel temperature T
   int64_t encoder_buckets = 1 << 14;  ///< hashed n-gram buckets of the default encoder
   int64_t encoder_dim = 64;           ///< embedding width D
+  int64_t encoder_bag_dim = 256;      ///< width of the n-gram table rows: with the table frozen it is a random
+                                      ///< projection, and a wider one keeps more of the n-gram counts
+  int encoder_max_ngram = 2;          ///< n-grams of 1..encoder_max_ngram tokens (1..3): trigrams are mostly
+                                      ///< unique, so in a fixed random projection they add noise
   uint32_t refresh_train_steps = 150; ///< influence-model optimiser steps after each probe
   uint32_t refresh_batch_rollouts = 16; ///< rollouts per optimiser step
   double refresh_learning_rate = 3e-3;

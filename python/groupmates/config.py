@@ -192,6 +192,8 @@ class SelectionConfig:
     prefilter_ratio:
     temperature:            "individual": Gumbel temperature
     encoder_buckets, encoder_dim: hashed n-gram encoder buckets and embedding width
+    encoder_bag_dim:        width of the (fixed, random) n-gram table rows
+    encoder_max_ngram:      n-grams of 1..encoder_max_ngram tokens (1..3)
     refresh_train_steps:    influence-model optimiser steps after each probe
     refresh_batch_rollouts: rollouts per influence-model step
     refresh_learning_rate:
@@ -213,6 +215,8 @@ class SelectionConfig:
     temperature: float = 0.5
     encoder_buckets: int = 1 << 14
     encoder_dim: int = 64
+    encoder_bag_dim: int = 256
+    encoder_max_ngram: int = 2
     refresh_train_steps: int = 150
     refresh_batch_rollouts: int = 16
     refresh_learning_rate: float = 3e-3
@@ -231,7 +235,8 @@ class SelectionConfig:
                      "label_buffer_rollouts"):
             setattr(c, name, _unsigned(f"SelectionConfig.{name}", getattr(self, name), 32))
         c.seed = _unsigned("SelectionConfig.seed", self.seed, 64)
-        for name in ("encoder_buckets", "encoder_dim"):
+        c.encoder_max_ngram = _unsigned("SelectionConfig.encoder_max_ngram", self.encoder_max_ngram, 31)
+        for name in ("encoder_buckets", "encoder_dim", "encoder_bag_dim"):
             setattr(c, name, _unsigned(f"SelectionConfig.{name}", getattr(self, name), 63))
         for name in ("ratio", "prefilter_ratio", "temperature", "refresh_learning_rate", "relation_tau_min"):
             setattr(c, name, _number(f"SelectionConfig.{name}", getattr(self, name)))

@@ -471,6 +471,8 @@ PYBIND11_MODULE(_engine, m) {
       .def_readwrite("temperature", &gm::SelectionConfig::temperature)
       .def_readwrite("encoder_buckets", &gm::SelectionConfig::encoder_buckets)
       .def_readwrite("encoder_dim", &gm::SelectionConfig::encoder_dim)
+      .def_readwrite("encoder_bag_dim", &gm::SelectionConfig::encoder_bag_dim)
+      .def_readwrite("encoder_max_ngram", &gm::SelectionConfig::encoder_max_ngram)
       .def_readwrite("refresh_train_steps", &gm::SelectionConfig::refresh_train_steps)
       .def_readwrite("refresh_batch_rollouts", &gm::SelectionConfig::refresh_batch_rollouts)
       .def_readwrite("refresh_learning_rate", &gm::SelectionConfig::refresh_learning_rate)

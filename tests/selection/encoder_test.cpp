@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <random>
 #include <set>
 
 #include <torch/script.h>
@@ -46,19 +47,26 @@ TEST(HashedNgramEncoder, BucketsSpreadUniformly) {
 }
 
 TEST(HashedNgramEncoder, FusedKernelEqualsEmbeddingBag) {
-  torch::manual_seed(5);
-  HashedNgramEncoder enc(testing::small_encoder());
-  const torch::Tensor tokens = torch::randint(0, 3000, {9, 301}, torch::kLong);
-  const torch::Tensor mask = torch::rand({9, 301}).gt(0.2);
-  for (const torch::Tensor& m : {torch::Tensor(), mask}) {
-    const torch::Tensor slow = enc.bag_embed(tokens, m);  // grad mode on: hash() + EmbeddingBag
-    ASSERT_TRUE(slow.requires_grad());
-    torch::Tensor fast;
-    {
-      torch::NoGradGuard no_grad;
-      fast = enc.bag_embed(tokens, m);
+  torch::manual_seed(std::random_device{}());
+  for (int64_t dim : {16, 48, 64, 128, 256}) {  // the unrolled widths and the generic loop
+    for (int max_ngram : {1, 2, 3}) {
+      HashedNgramEncoderConfig config = testing::small_encoder();
+      config.embed_dim = dim;
+      config.max_ngram = max_ngram;
+      HashedNgramEncoder enc(config);
+      const torch::Tensor tokens = torch::randint(0, 3000, {9, 301}, torch::kLong);
+      const torch::Tensor mask = torch::rand({9, 301}).gt(0.2);
+      for (const torch::Tensor& m : {torch::Tensor(), mask}) {
+        const torch::Tensor slow = enc.bag_embed(tokens, m);  // grad mode on: hash() + EmbeddingBag
+        ASSERT_TRUE(slow.requires_grad());
+        torch::Tensor fast;
+        {
+          torch::NoGradGuard no_grad;
+          fast = enc.bag_embed(tokens, m);
+        }
+        EXPECT_TRUE(torch::allclose(fast, slow.detach(), 1e-5, 1e-6)) << "dim " << dim << " max_ngram " << max_ngram;
+      }
     }
-    EXPECT_TRUE(torch::allclose(fast, slow.detach(), 1e-5, 1e-6));
   }
 }
 
