@@ -16,6 +16,25 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// The straightforward reference: raw standardised by median and 1.4826 * MAD, or mean and std.
+std::vector<double> reference_standardise(const std::vector<double>& raw, bool robust) {
+  double centre = 0, scale = 0;
+  if (robust) {
+    centre = median(raw);
+    std::vector<double> dev;
+    for (double y : raw) dev.push_back(std::fabs(y - centre));
+    scale = 1.4826 * median(dev);
+  } else {
+    for (double y : raw) centre += y;
+    centre /= raw.size();
+    for (double y : raw) scale += (y - centre) * (y - centre);
+    scale = std::sqrt(scale / raw.size());
+  }
+  std::vector<double> out;
+  for (double y : raw) out.push_back((y - centre) / scale);
+  return out;
+}
+
 }  // namespace
 
 TEST(LabelStandardisation, EachProbeByItsOwnMedianAndMad) {
@@ -37,21 +56,8 @@ TEST(LabelStandardisation, EachProbeByItsOwnMedianAndMad) {
       for (size_t i = 0; i < entries.size(); ++i)
         if (entries[i].probe_step == step)
           for (int t = 0; t < 5; ++t) raw.push_back(entries[i].labels[t]), got.push_back(out[i * 5 + t]);
-      double centre, scale;
-      if (robust) {
-        centre = median(raw);
-        std::vector<double> dev;
-        for (double y : raw) dev.push_back(std::fabs(y - centre));
-        scale = 1.4826 * median(dev);
-      } else {
-        centre = 0;
-        for (double y : raw) centre += y;
-        centre /= raw.size();
-        scale = 0;
-        for (double y : raw) scale += (y - centre) * (y - centre);
-        scale = std::sqrt(scale / raw.size());
-      }
-      for (size_t k = 0; k < raw.size(); ++k) EXPECT_NEAR(got[k], (raw[k] - centre) / scale, 1e-9) << "step " << step;
+      const std::vector<double> want = reference_standardise(raw, robust);
+      for (size_t k = 0; k < raw.size(); ++k) EXPECT_NEAR(got[k], want[k], 1e-9) << "step " << step;
     }
   }
 }
@@ -77,20 +83,8 @@ TEST(LabelStandardisation, PerProbeAndPosition) {
         std::vector<double> raw, got;
         for (size_t i = 0; i < entries.size(); ++i)
           if (entries[i].probe_step == step) raw.push_back(entries[i].labels[t]), got.push_back(out[i * L + t]);
-        double centre = 0, scale = 0;
-        if (robust) {
-          centre = median(raw);
-          std::vector<double> dev;
-          for (double y : raw) dev.push_back(std::fabs(y - centre));
-          scale = 1.4826 * median(dev);
-        } else {
-          for (double y : raw) centre += y;
-          centre /= raw.size();
-          for (double y : raw) scale += (y - centre) * (y - centre);
-          scale = std::sqrt(scale / raw.size());
-        }
-        for (size_t k = 0; k < raw.size(); ++k)
-          EXPECT_NEAR(got[k], (raw[k] - centre) / scale, 1e-9) << "step " << step << " t " << t;
+        const std::vector<double> want = reference_standardise(raw, robust);
+        for (size_t k = 0; k < raw.size(); ++k) EXPECT_NEAR(got[k], want[k], 1e-9) << "step " << step << " t " << t;
       }
   }
   // Per probe only, the drift survives standardisation: position 0 is below position L-1.
