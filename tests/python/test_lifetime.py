@@ -93,7 +93,8 @@ def test_exit_with_live_loaders_is_prompt(token_file):
 
 def _interrupted_child(token_file, catch):
     code = textwrap.dedent(f"""
-        import os, sys, time, groupmates
+        import os, signal, sys, time, groupmates
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (a background job)
         base = len(os.listdir(f"/proc/{{os.getpid()}}/task"))
         loader = groupmates.GroupMatesLoader(sources=[{token_file!r}], sequence_length=64, batch_size=16,
                                              epochs=0, num_threads=2)

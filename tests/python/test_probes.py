@@ -298,6 +298,7 @@ def test_without_the_engine_selection_raises_an_import_error_and_streaming_works
 
 SLOW_PROBE = """
 import gc, os, signal, sys, threading, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (a background job)
 import numpy as np, torch, torch.nn as nn
 import groupmates
 path = sys.argv[1] if len(sys.argv) > 1 else {path!r}
