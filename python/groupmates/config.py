@@ -272,7 +272,7 @@ class ProbeConfig:
     bootstrap_pairs: int = 2
     lr_scale: float = 0.3
     pool_rows: int = 256
-    effect_delay_steps: int = 20
+    effect_delay_steps: int = 50
     max_seconds: float = 0.0
 
     def to_engine(self, engine):

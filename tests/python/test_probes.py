@@ -2,6 +2,7 @@
 labels through the adapter equal the C++ prober's on a C++ model, the live model is never touched,
 selection + probes resume exactly from state_dict, and GC / interrupt with a probe in flight."""
 import copy
+import dataclasses
 import gc
 import textwrap
 import threading
@@ -384,3 +385,20 @@ def test_gc_on_the_probe_thread_of_the_loader_being_collected(topic_tokens):
     assert finished.wait(60)
     # exit now: the probe still runs; atexit waits for the detached destruction
     """, extra="gc.collect(); finished.set()")
+
+
+def test_python_config_defaults_are_the_cpp_defaults():
+    # groupmates.SelectionConfig / ProbeConfig mirror include/groupmates/selection_config.h: every
+    # field the engine has, with the same default (the Python default mode is "group": a selecting
+    # loader is what these classes are for; the C++ default is kNone).
+    from groupmates import config
+    for py_cls, cpp_cls in ((config.SelectionConfig, groupmates._engine.SelectionConfig),
+                            (config.ProbeConfig, groupmates._engine.ProbeConfig)):
+        cpp = cpp_cls()
+        converted = py_cls().to_engine(groupmates._engine)
+        cpp_fields = {n for n in dir(cpp) if not n.startswith("_") and not callable(getattr(cpp, n))}
+        py_fields = {f.name for f in dataclasses.fields(py_cls)}
+        assert cpp_fields == py_fields, (py_cls.__name__, cpp_fields ^ py_fields)
+        for name in sorted(cpp_fields - {"mode"}):
+            want, got = getattr(cpp, name), getattr(converted, name)
+            assert want == pytest.approx(got) if isinstance(want, float) else want == got, (py_cls.__name__, name)
