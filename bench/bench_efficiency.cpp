@@ -211,7 +211,7 @@ int main(int argc, char** argv) {
 
     struct Point { int64_t step; double tokens, loss, seconds; };
     std::vector<Point> curve;
-    struct Sp { int64_t step; uint64_t refreshes; double spearman; };
+    struct Sp { int64_t step; uint64_t refreshes; double spearman, spearman_scaled; };
     std::vector<Sp> spearman;
     std::map<std::pair<uint32_t, uint64_t>, uint64_t> selected;  // (source, document) -> rows
     struct Scored { uint64_t document; double u; uint64_t version; };
@@ -234,7 +234,7 @@ int main(int argc, char** argv) {
       const auto st = loader->selection_stats();
       if (st.refreshes != last_refreshes) {
         last_refreshes = st.refreshes;
-        spearman.push_back({s, st.refreshes, st.last_heldout_spearman});
+        spearman.push_back({s, st.refreshes, st.last_heldout_spearman, st.last_heldout_spearman_scaled});
       }
     };
 
@@ -290,7 +290,7 @@ int main(int argc, char** argv) {
     j << "],\n \"spearman_history\": [";
     for (size_t i = 0; i < spearman.size(); ++i)
       j << (i ? ", " : "") << "[" << spearman[i].step << ", " << spearman[i].refreshes << ", " << num(spearman[i].spearman)
-        << "]";
+        << ", " << num(spearman[i].spearman_scaled) << "]";
     j << "],\n \"selected\": [";
     size_t k = 0;
     for (const auto& [key, count] : selected) j << (k++ ? ", " : "") << "[" << key.first << ", " << key.second << ", " << count << "]";
@@ -306,7 +306,8 @@ int main(int argc, char** argv) {
       << ", \"seen\": " << st.seen << ", \"selected\": " << st.selected << ", \"model_version\": " << st.model_version
       << ", \"refreshes\": " << st.refreshes << ", \"refresh_seconds\": " << num(st.refresh_seconds)
       << ", \"refresh_wait_seconds\": " << num(st.refresh_wait_seconds)
-      << ", \"last_heldout_spearman\": " << num(st.last_heldout_spearman) << ",\n  \"probes\": {\"started\": "
+      << ", \"last_heldout_spearman\": " << num(st.last_heldout_spearman)
+      << ", \"last_heldout_spearman_scaled\": " << num(st.last_heldout_spearman_scaled) << ",\n  \"probes\": {\"started\": "
       << p.probes_started << ", \"completed\": " << p.probes_completed << ", \"skipped_busy\": " << p.probes_skipped_busy
       << ", \"failed\": " << p.probes_failed << ", \"rollouts_kept\": " << p.rollouts_kept
       << ", \"rollouts_discarded\": " << p.rollouts_discarded << ", \"rollouts_skipped\": " << p.rollouts_skipped

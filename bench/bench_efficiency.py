@@ -228,13 +228,15 @@ def predicted_by_kind(run, meta):
     return {k: t / n for k, (n, t) in acc.items()}
 
 
-def heldout_spearman(run):
+def heldout_spearman(run, column=2):
     """Mean held-out Spearman over the run's refreshes that had a previous model to judge (the
-    first refresh has none), and the last one."""
-    hist = [h for h in run.get("spearman_history", []) if h[1] >= 2 and h[2] is not None]
-    vals = [h[2] for h in hist]
+    first refresh has none), and the last one. column 2: against the oracle's marginal labels as
+    measured (s); column 3: against the labels as standardised for training, per probe and rollout
+    position (the rollout-position trend removed)."""
+    hist = [h for h in run.get("spearman_history", []) if h[1] >= 2 and len(h) > column and h[column] is not None]
+    vals = [h[column] for h in hist]
     if not vals:
-        last = run["selection"].get("last_heldout_spearman")
+        last = run["selection"].get("last_heldout_spearman" if column == 2 else "last_heldout_spearman_scaled")
         return (math.nan, last if last is not None else math.nan, 0)
     return (sum(vals) / len(vals), vals[-1], len(vals))
 
@@ -374,10 +376,12 @@ def main():
                 gain = (target - fl) / denom if denom > 0 else math.nan
             sel = selection_shares(run, meta if m != "oracle" or oracle_map is not None else [], oracle_map if m == "oracle" else None)
             sp_mean, sp_last, sp_n = heldout_spearman(run) if m in ("individual", "group") else (math.nan, math.nan, 0)
+            sp_scaled = heldout_spearman(run, 3)[0] if m in ("individual", "group") else math.nan
             pred = predicted_by_kind(run, meta) if m in ("individual", "group") else {}
             fig["methods"][m] = {"predicted_u_by_kind": pred, "final_loss": fl, "tokens_to_random_final": reach, "token_ratio": reach / budget,
                                  "oracle_gain_share": gain, "selection": sel, "spearman_mean": sp_mean,
                                  "spearman_last": sp_last, "spearman_refreshes": sp_n,
+                                 "spearman_scaled_mean": sp_scaled,
                                  "seconds": run["timing"]["total_seconds"],
                                  "loader_wait_share": run["timing"]["loader_wait_seconds"] / run["timing"]["run_seconds"],
                                  "probe_share": run["selection"]["probes"]["probe_share"],
@@ -412,9 +416,11 @@ def main():
         for m in ("individual", "group"):
             if m in fig["methods"]:
                 x = fig["methods"][m]
-                log("  %-20s held-out Spearman: mean %s over %d refreshes, last %s; probe share %.1f%%, "
-                    "snapshot share %.2f%%, loader wait %.2f%%, %d refreshes"
+                log("  %-20s held-out Spearman: mean %s over %d refreshes, last %s (against the labels as "
+                    "standardised for training: %s); probe share %.1f%%, snapshot share %.2f%%, loader wait %.2f%%, "
+                    "%d refreshes"
                     % (LABELS[m], fmt(x["spearman_mean"]), x["spearman_refreshes"], fmt(x["spearman_last"]),
+                       fmt(x["spearman_scaled_mean"]),
                        100 * x["probe_share"], 100 * x["snapshot_share"], 100 * x["loader_wait_share"], x["refreshes"]))
         for m in ("individual", "group"):
             if m in fig["methods"] and fig["methods"][m]["predicted_u_by_kind"]:
@@ -452,7 +458,7 @@ def main():
                100 * mean([x["selection"]["kind"].get("in_domain", 0) for x in xs])))
     log("  r = Group-MATES tokens to reach random's smoothed final loss / random's tokens; g = Group-MATES / MATES "
         "final loss (mean of last %d evals); d = near-dup share Group-MATES / MATES; s = Group-MATES's held-out "
-        "Spearman (mean over refreshes after the first)" % SMOOTH)
+        "Spearman against the measured marginal labels (mean over refreshes after the first)" % SMOOTH)
     log("  curves: %s\n  plot: %s\n  wall time: %.0f s" % (csv_path, png, time.time() - t_all))
     log("RESULT token_ratio_vs_random=%s group_vs_individual=%s dup_ratio=%s spearman=%s"
         % (fmt(res["r"]), fmt(res["g"], 4), fmt(res["d"]), fmt(res["s"])))

@@ -380,9 +380,14 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
     const int64_t fresh = std::min<int64_t>(g, static_cast<int64_t>(result.rollouts.size()));
     if (fresh > 0 && trained_any_) {  // held-out check: the newest rollouts, before training on them
       InfluenceTrainer probe_eval(trainer_model_);
-      const auto e = probe_eval.evaluate(tokens.slice(0, g - fresh, g), labels.slice(0, g - fresh, g));
+      std::vector<double> raw;  // the fresh rollouts' marginal labels as measured
+      for (int64_t i = g - fresh; i < g; ++i) raw.insert(raw.end(), entries[i].labels.begin(), entries[i].labels.end());
+      const torch::Tensor fresh_tokens = tokens.slice(0, g - fresh, g);
+      const auto measured = probe_eval.evaluate(fresh_tokens, torch::tensor(raw, torch::kDouble).view({fresh, L}));
+      const auto scaled = probe_eval.evaluate(fresh_tokens, labels.slice(0, g - fresh, g));
       std::lock_guard<std::mutex> lock(stats_mu_);
-      stats_.last_heldout_spearman = e.spearman;
+      stats_.last_heldout_spearman = measured.spearman;  // Spearman: the model's affine standardise() is moot
+      stats_.last_heldout_spearman_scaled = scaled.spearman;
     }
     trainer_model_->fit_label_stats(labels, LabelScaling::kMeanStd);  // ~(0, 1): labels are standardised already
     InfluenceTrainerConfig tc;

@@ -61,7 +61,10 @@ struct SelectionStats {
   uint64_t refreshes = 0;          ///< refreshed versions published
   double refresh_seconds = 0;      ///< influence-model training time (probe thread)
   double refresh_wait_seconds = 0; ///< time next() waited for a due refresh
-  double last_heldout_spearman = 0; ///< of the refreshed model on the newest probe's rollouts, before training on them
+  double last_heldout_spearman = 0; ///< of the refreshed model's predictions on the newest probe's rollouts, before
+                                    ///< training on them, against the oracle's marginal labels as measured
+  double last_heldout_spearman_scaled = 0; ///< the same against the labels as standardised for training (per probe
+                                           ///< and rollout position: without the rollout-position trend)
   ProbeStats probes;
 };
 

@@ -302,7 +302,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     def selection_stats(self) -> Dict[str, Any]:
         """What selection did so far: windows, warmup_windows, seen, selected, seen_per_cluster,
         selected_per_cluster, model_version, refreshes, refresh_seconds, refresh_wait_seconds,
-        last_heldout_spearman and "probes" (probes_started/completed/skipped_busy/failed,
+        last_heldout_spearman (against the measured labels), last_heldout_spearman_scaled (against the
+        labels as standardised for training) and "probes" (probes_started/completed/skipped_busy/failed,
         rollouts_kept/discarded/skipped, snapshot_seconds, probe_seconds, probe_share, ...,
         "last_error": the last Python exception of a probe callback, e.g. loss_fn, or "").
         Plain mode: seen = selected = rows streamed."""

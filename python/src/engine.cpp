@@ -278,6 +278,7 @@ class Loader : public groupmates_binding::LoaderHandle<gm::GroupMatesLoader> {
     d["refresh_seconds"] = s.refresh_seconds;
     d["refresh_wait_seconds"] = s.refresh_wait_seconds;
     d["last_heldout_spearman"] = s.last_heldout_spearman;
+    d["last_heldout_spearman_scaled"] = s.last_heldout_spearman_scaled;
     py::dict p;
     p["probes_started"] = s.probes.probes_started;
     p["probes_completed"] = s.probes.probes_completed;

@@ -264,4 +264,5 @@ TEST_F(OnlineLoaderTest, EndToEndOnTheEmbeddedCorpus) {
   EXPECT_GE(st.refreshes, 2u);
   EXPECT_EQ(st.probes.rollouts_discarded, 0);
   EXPECT_TRUE(std::isfinite(st.last_heldout_spearman));
+  EXPECT_TRUE(std::isfinite(st.last_heldout_spearman_scaled));
 }
