@@ -12,8 +12,7 @@ namespace {
 
 using rdtest::run_cli;
 using rdtest::TempDir;
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using rdtest::contains;
 
 class InspectCli : public ::testing::Test {
  protected:

@@ -16,19 +16,8 @@ namespace groupmates {
 namespace {
 
 using rdtest::TempDir;
-
-template <typename Fn>
-Error expect_error(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no groupmates::Error thrown";
-  return Error(ErrorCode::kInternal, "", "none");
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using rdtest::expect_error;
+using rdtest::contains;
 
 // One JSON object line holding `text` in `field`, with other fields around it in random order.
 std::string json_line(const std::string& field, const std::string& text, std::mt19937_64& rng) {

@@ -18,6 +18,8 @@ namespace groupmates {
 namespace {
 
 using rdtest::TempDir;
+using rdtest::expect_error;
+using rdtest::contains;
 
 SourceConfig megatron_config(const std::vector<std::string>& prefixes) {
   SourceConfig c;
@@ -26,19 +28,6 @@ SourceConfig megatron_config(const std::vector<std::string>& prefixes) {
   c.paths = prefixes;
   return c;
 }
-
-template <typename Fn>
-Error expect_error(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no groupmates::Error thrown";
-  return Error(ErrorCode::kInternal, "", "none");
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Random token value representable in dtype `code`.
 int64_t random_token(std::mt19937_64& rng, uint8_t code) {

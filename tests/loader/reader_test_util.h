@@ -19,7 +19,23 @@
 #include <string>
 #include <vector>
 
+#include "groupmates/error.h"
+
 namespace rdtest {
+
+/// The groupmates::Error that fn() throws (a test failure, and a placeholder, if it throws none).
+template <typename Fn>
+groupmates::Error expect_error(Fn fn) {
+  try {
+    fn();
+  } catch (const groupmates::Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "no groupmates::Error thrown";
+  return groupmates::Error(groupmates::ErrorCode::kInternal, "", "none");
+}
+
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 /// A fresh mkdtemp() directory under $TMPDIR (or /tmp), removed at scope exit.
 struct TempDir {

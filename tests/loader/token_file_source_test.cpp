@@ -16,6 +16,7 @@ namespace groupmates {
 namespace {
 
 using rdtest::TempDir;
+using rdtest::expect_error;
 
 // Reference reader: the whole file as little-endian integers of `width` bytes.
 std::vector<uint64_t> reference_tokens(const std::string& path, uint32_t width) {
@@ -36,17 +37,6 @@ SourceConfig config_for(const std::vector<std::string>& paths, TokenDtype dtype)
   c.paths = paths;
   c.dtype = dtype;
   return c;
-}
-
-template <typename Fn>
-Error expect_error(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no groupmates::Error thrown";
-  return Error(ErrorCode::kInternal, "", "none");
 }
 
 TEST(TokenFileSource, RandomFilesMatchReference) {
