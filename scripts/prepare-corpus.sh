@@ -20,6 +20,7 @@
 set -euo pipefail
 
 start_ns=$(date +%s%N)
+name=prepare-corpus
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 out="${1:-${GROUPMATES_CORPUS_DIR:-$repo/data/corpus}}"
@@ -35,24 +36,20 @@ spm_args=(--vocab_size=4096 --model_type=unigram --character_coverage=1.0
   --max_sentence_length=16384 --minloglevel=1)
 outputs=(austen.jsonl austen_heldout.jsonl austen.model austen.vocab)
 
-die() { echo "prepare-corpus: error: $*" >&2; exit 1; }
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 for tool in apt-get dpkg-deb spm_train sha256sum flock; do
   command -v "$tool" >/dev/null || die "$tool not found (spm_train: apt-get install sentencepiece)"
 done
 [ -x "$py" ] || die "$py not found"
 
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
-exec 9>"$out/.prepare-corpus.lock"
-flock 9
-rm -rf "$out"/.staging.*   # left by a killed run; we hold the lock, so nobody else is staging
+lock_out_dir
 
 # The recipe: everything that determines the outputs except the package version (added below).
-recipe_base="$( { cat "$here/prepare-corpus.sh" "$here/extract_austen.py"; echo "$books $heldout_book $heldout_bytes $chunk_bytes ${spm_args[*]}"; } | sha256sum | cut -c1-16)"
+recipe_base="$( { cat "$here/prepare-corpus.sh" "$here/lib.sh" "$here/extract_austen.py"; echo "$books $heldout_book $heldout_bytes $chunk_bytes ${spm_args[*]}"; } | sha256sum | cut -c1-16)"
 
 summary_line() {
-  local dt=$(( ($(date +%s%N) - start_ns) / 1000000 ))
-  "$py" - "$out" "$1" "$dt" <<'EOF'
+  "$py" - "$out" "$1" "$(elapsed_ms)" <<'EOF'
 import json, os, sys
 out, state, ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
 def size(n): return os.path.getsize(os.path.join(out, n))
@@ -66,22 +63,13 @@ EOF
 # Up to date? (The package version is only known after the download, so compare the base recipe
 # and trust the recorded version: a new Debian package version is picked up on the next change of
 # this script or by deleting PROVENANCE.txt.)
-if [ -f "$out/PROVENANCE.txt" ] && grep -q "^recipe: $recipe_base-" "$out/PROVENANCE.txt"; then
-  all=1
-  for f in "${outputs[@]}"; do [ -s "$out/$f" ] || all=0; done
-  if [ "$all" = 1 ]; then
-    summary_line "up to date"
-    exit 0
-  fi
+if [ -f "$out/PROVENANCE.txt" ] && grep -q "^recipe: $recipe_base-" "$out/PROVENANCE.txt" && outputs_present; then
+  summary_line "up to date"
+  exit 0
 fi
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/prepare-corpus.XXXXXX")"
-stage="$(mktemp -d "$out/.staging.XXXXXX")"   # same filesystem as $out: mv is an atomic rename
-trap 'rm -rf "$work" "$stage"' EXIT
-
-# apt-get download runs as _apt when invoked by root: let it write into the work directory.
-chmod 755 "$work"
-if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then chown _apt "$work"; fi
+make_work_and_stage
+let_apt_write "$work"
 (
   cd "$work"
   if ! apt-get download -q "$pkg" >download.log 2>&1; then
@@ -137,8 +125,5 @@ EOF
   (cd "$stage" && sha256sum "${outputs[@]}" | sed 's/^/  /')
 } >"$stage/PROVENANCE.txt"
 
-for f in "${outputs[@]}" PROVENANCE.txt; do   # PROVENANCE last: it vouches for the others
-  chmod 644 "$stage/$f"
-  mv -f "$stage/$f" "$out/$f"
-done
+publish "${outputs[@]}" PROVENANCE.txt
 summary_line "built"

