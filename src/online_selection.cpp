@@ -13,6 +13,7 @@
 #include "groupmates/error.h"
 #include "groupmates/hashed_ngram_encoder.h"
 #include "groupmates/influence_trainer.h"
+#include "groupmates/metrics.h"
 #include "permutation.h"
 
 namespace groupmates {
@@ -379,15 +380,18 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
     const torch::Tensor labels = torch::tensor(std_labels, torch::kDouble).view({g, L}).to(torch::kFloat);
     const int64_t fresh = std::min<int64_t>(g, static_cast<int64_t>(result.rollouts.size()));
     if (fresh > 0 && trained_any_) {  // held-out check: the newest rollouts, before training on them
-      InfluenceTrainer probe_eval(trainer_model_);
-      std::vector<double> raw;  // the fresh rollouts' marginal labels as measured
-      for (int64_t i = g - fresh; i < g; ++i) raw.insert(raw.end(), entries[i].labels.begin(), entries[i].labels.end());
-      const torch::Tensor fresh_tokens = tokens.slice(0, g - fresh, g);
-      const auto measured = probe_eval.evaluate(fresh_tokens, torch::tensor(raw, torch::kDouble).view({fresh, L}));
-      const auto scaled = probe_eval.evaluate(fresh_tokens, labels.slice(0, g - fresh, g));
+      std::vector<double> measured, predicted;  // the fresh rollouts' marginal labels as measured, and p
+      for (int64_t i = g - fresh; i < g; ++i) measured.insert(measured.end(), entries[i].labels.begin(), entries[i].labels.end());
+      {
+        torch::NoGradGuard no_grad;
+        trainer_model_->eval();
+        const torch::Tensor p = trainer_model_->predict_rollouts(tokens.slice(0, g - fresh, g)).to(torch::kDouble).contiguous();
+        predicted.assign(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
+      }
+      const std::vector<double> scaled(std_labels.end() - fresh * L, std_labels.end());
       std::lock_guard<std::mutex> lock(stats_mu_);
-      stats_.last_heldout_spearman = measured.spearman;  // Spearman: the model's affine standardise() is moot
-      stats_.last_heldout_spearman_scaled = scaled.spearman;
+      stats_.last_heldout_spearman = spearman(predicted, measured);
+      stats_.last_heldout_spearman_scaled = spearman(predicted, scaled);
     }
     trainer_model_->fit_label_stats(labels, LabelScaling::kMeanStd);  // ~(0, 1): labels are standardised already
     InfluenceTrainerConfig tc;
