@@ -211,6 +211,7 @@ torch::Tensor HashedNgramEncoder::project(const torch::Tensor& bags) {
 }
 
 torch::Tensor HashedNgramEncoder::encode(const torch::Tensor& tokens, const torch::Tensor& mask) {
+  if (!mask.defined() && config_.pad_id >= 0) return project(bag_embed(tokens, tokens.ne(config_.pad_id)));
   return project(bag_embed(tokens, mask));
 }
 

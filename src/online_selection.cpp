@@ -62,6 +62,7 @@ std::shared_ptr<RelationalInfluenceModel> OnlineSelection::make_model() const {
     ec.embed_dim = cfg_.encoder_bag_dim;
     ec.max_ngram = cfg_.encoder_max_ngram;
     ec.seed = cfg_.seed;
+    ec.pad_id = encoder_pad_id_;
     InfluenceModelConfig mc;
     mc.dropout = 0.0;  // refreshes run beside the trainer; dropout would draw from the shared generator
     mc.tau_min = cfg_.relation_tau_min;
@@ -78,7 +79,8 @@ std::shared_ptr<RelationalInfluenceModel> OnlineSelection::make_model() const {
 
 OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& loader, SelectionConfig selection,
                                  ProbeConfig probes, const LoaderState* restore)
-    : core_(core), cfg_(std::move(selection)), probe_cfg_(std::move(probes)), device_(default_device()),
+    : core_(core), cfg_(std::move(selection)), probe_cfg_(std::move(probes)),
+      encoder_pad_id_(loader.packing == PackingMode::kDocumentAligned ? loader.pad_id : -1), device_(default_device()),
       kmeans_(SphericalKMeansConfig{cfg_.clusters, cfg_.seed}, device_) {
   registry_ = std::make_shared<ModelRegistry>([this] { return make_model(); }, device_);
   scorer_ = std::make_unique<WindowScorer>(registry_);

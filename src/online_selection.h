@@ -69,6 +69,7 @@ class OnlineSelection {
   StreamingLoader& core_;
   SelectionConfig cfg_;
   ProbeConfig probe_cfg_;
+  int64_t encoder_pad_id_;  // kDocumentAligned: padding never enters an embedding (else -1)
   torch::Device device_;
 
   std::shared_ptr<ModelRegistry> registry_;

@@ -98,7 +98,9 @@ torch::Tensor TinyGpt::loss(const torch::Tensor& tokens) {
   const int64_t t = tokens.size(1);
   const torch::Tensor logits = forward(tokens.slice(1, 0, t - 1));
   const torch::Tensor targets = tokens.slice(1, 1, t).reshape({-1});
-  return torch::nll_loss(torch::log_softmax(logits.reshape({-1, config_.vocab_size}), -1), targets);
+  const int64_t ignore = config_.ignore_id >= 0 ? config_.ignore_id : -100;  // -100: nll_loss's default
+  return torch::nll_loss(torch::log_softmax(logits.reshape({-1, config_.vocab_size}), -1), targets, {},
+                         at::Reduction::Mean, ignore);
 }
 
 int64_t TinyGpt::num_parameters() const {

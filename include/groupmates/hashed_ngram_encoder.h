@@ -23,6 +23,7 @@ struct HashedNgramEncoderConfig {
   int64_t out_dim = 64;           ///< D: width of the returned embedding
   int max_ngram = 3;              ///< n-grams of 1..max_ngram tokens (1..3)
   uint64_t seed = 0;              ///< hash seed (changes every bucket)
+  int64_t pad_id = -1;            ///< encode() without a mask masks the tokens equal to it (-1 = none)
 };
 
 /// Flat EmbeddingBag input: bucket ids of every row's n-grams, and where each row starts.
@@ -38,6 +39,7 @@ class HashedNgramEncoder : public Encoder {
   explicit HashedNgramEncoder(const HashedNgramEncoderConfig& config = {});
 
   /// [W, T] int64 tokens (host memory preferred: hashing runs on the CPU) -> [W, D] unit rows.
+  /// Without a mask and with config.pad_id >= 0, the mask is `tokens != pad_id`.
   torch::Tensor encode(const torch::Tensor& tokens, const torch::Tensor& mask = {}) override;
   int64_t dim() const override { return config_.out_dim; }
 

@@ -26,6 +26,7 @@ struct TinyGptConfig {
   int64_t n_heads = 4;     ///< must divide d_model
   int64_t d_ff = 0;        ///< MLP width; 0 = 4 * d_model
   uint64_t seed = 0;       ///< initialisation seed
+  int64_t ignore_id = -1;  ///< loss() skips targets equal to it (the padding id; -1 = none)
 };
 
 class TinyGptBlock;
@@ -37,7 +38,8 @@ class TinyGpt : public torch::nn::Module {
 
   /// tokens int64 [B, T] (T <= context) -> logits [B, T, vocab_size].
   torch::Tensor forward(const torch::Tensor& tokens);
-  /// Mean next-token cross entropy of rows [B, T] (T >= 2): positions 0..T-2 predict 1..T-1.
+  /// Mean next-token cross entropy of rows [B, T] (T >= 2): positions 0..T-2 predict 1..T-1;
+  /// targets equal to config.ignore_id are left out of the mean.
   torch::Tensor loss(const torch::Tensor& tokens);
   const TinyGptConfig& config() const { return config_; }
   /// Number of parameters (the tied head counted once).

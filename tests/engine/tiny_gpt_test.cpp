@@ -46,6 +46,39 @@ TEST(TinyGpt, DeterministicInitFromSeed) {
   EXPECT_THROW(a.forward(torch::zeros({1, 17}, torch::kInt64)), std::exception);
 }
 
+TEST(TinyGpt, IgnoreIdLeavesPaddingTargetsOutOfTheMean) {
+  TinyGptConfig c;
+  c.vocab_size = 40;
+  c.context = 12;
+  c.d_model = 16;
+  c.n_heads = 2;
+  c.seed = 5;
+  c.ignore_id = 0;
+  TinyGpt model(c);
+  torch::Tensor tokens = torch::randint(1, 40, {3, 12}, torch::kLong);
+  tokens[1].slice(0, 8).fill_(0);
+  tokens[2].slice(0, 3).fill_(0);
+  // Reference: the mean of -log p(target) over the targets that are not padding.
+  torch::NoGradGuard no_grad;
+  const torch::Tensor logp = torch::log_softmax(model.forward(tokens.slice(1, 0, 11)), -1);
+  double sum = 0;
+  int64_t n = 0;
+  for (int64_t b = 0; b < 3; ++b)
+    for (int64_t t = 0; t < 11; ++t) {
+      const int64_t y = tokens[b][t + 1].item<int64_t>();
+      if (y == 0) continue;
+      sum -= logp[b][t][y].item<double>();
+      ++n;
+    }
+  EXPECT_EQ(n, 11 + 7 + 2);
+  EXPECT_NEAR(model.loss(tokens).item<double>(), sum / n, 1e-5);
+  c.ignore_id = -1;  // every target counts
+  TinyGpt all(c);
+  const torch::Tensor y = tokens.slice(1, 1, 12).reshape({-1});
+  const double full = -logp.reshape({-1, 40}).gather(1, y.unsqueeze(1)).mean().item<double>();
+  EXPECT_NEAR(all.loss(tokens).item<double>(), full, 1e-5);
+}
+
 TEST(TinyGpt, LossDecreasesOnRepetitiveSequence) {
   TinyGptConfig c;
   c.vocab_size = 64;

@@ -84,6 +84,29 @@ TEST(HashedNgramEncoder, MaskDropsNgramsTouchingPadding) {
   EXPECT_TRUE(torch::allclose(enc.encode(tokens, mask)[0], prefix[0], 1e-5, 1e-6));
 }
 
+TEST(HashedNgramEncoder, PadIdMasksPaddingWhenNoMaskIsGiven) {
+  HashedNgramEncoderConfig c = testing::small_encoder();
+  c.pad_id = 0;
+  HashedNgramEncoder enc(c);
+  torch::Tensor tokens = torch::randint(1, 3000, {3, 12}, torch::kLong);
+  const int64_t lengths[3] = {12, 7, 1};  // real tokens per row; the rest is padding
+  for (int r = 0; r < 3; ++r) tokens[r].slice(0, lengths[r]).fill_(0);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor h = enc.encode(tokens);
+  for (int r = 0; r < 3; ++r) {  // each padded row encodes like its unpadded prefix
+    const torch::Tensor prefix = enc.encode(tokens[r].slice(0, 0, lengths[r]).unsqueeze(0));
+    EXPECT_TRUE(torch::allclose(h[r], prefix[0], 1e-5, 1e-6)) << "row " << r;
+  }
+  // An explicit mask wins over pad_id.
+  const torch::Tensor all = torch::ones({3, 12}, torch::kBool);
+  c.pad_id = -1;
+  HashedNgramEncoder unmasked(c);
+  auto from = enc.named_parameters();
+  for (auto& item : unmasked.named_parameters()) item.value().copy_(from[item.key()]);
+  EXPECT_TRUE(torch::allclose(enc.encode(tokens, all), unmasked.encode(tokens), 1e-5, 1e-6));
+  EXPECT_FALSE(torch::allclose(enc.encode(tokens, all)[1], h[1], 1e-3, 1e-3));
+}
+
 TEST(HashedNgramEncoder, EncodesToUnitRows) {
   HashedNgramEncoder enc(testing::small_encoder(12));
   const torch::Tensor h = enc.encode(torch::randint(0, 3000, {7, 33}, torch::kLong));
