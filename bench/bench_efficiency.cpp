@@ -63,6 +63,8 @@ struct Options {
   uint32_t loader_threads = 2;
   int torch_threads = 0;
   std::string log_path;
+  uint32_t clusters = 0;  // 0 = SelectionConfig's default
+  bool aligned = false;  // --packing aligned: every candidate starts at a document start (pad id 0, not trained on)
   bool quiet = false;
 };
 
@@ -73,7 +75,8 @@ struct Options {
                "         --method random|individual|group|plain --seed S --out RUN.json\n"
                "         [--steps 600] [--batch 8] [--seq-len 128] [--eval-every 40] [--eval-rows 128]\n"
                "         [--probe-ref-rows 16] [--d-model 128] [--layers 2] [--heads 4] [--lr 1e-3]\n"
-               "         [--weight-decay 0.1] [--loader-threads 2] [--torch-threads 0] [--log PATH] [--quiet]\n");
+               "         [--weight-decay 0.1] [--loader-threads 2] [--torch-threads 0] [--log PATH]\n"
+               "         [--packing packed|aligned] [--clusters K] [--quiet]\n");
   std::exit(2);
 }
 
@@ -105,6 +108,11 @@ Options parse(int argc, char** argv) {
     else if (a == "--loader-threads") o.loader_threads = std::stoul(value());
     else if (a == "--torch-threads") o.torch_threads = std::stoi(value());
     else if (a == "--log") o.log_path = value();
+    else if (a == "--packing") {
+      const std::string v = value();
+      if (v != "packed" && v != "aligned") usage("--packing must be packed or aligned");
+      o.aligned = v == "aligned";
+    } else if (a == "--clusters") o.clusters = std::stoul(value());
     else if (a == "--quiet") o.quiet = true;
     else usage(("unknown argument " + a).c_str());
   }
@@ -159,8 +167,10 @@ int main(int argc, char** argv) {
     const auto eval_batches = batches_of(rows, eval_idx, 32);
 
     // Model + optimiser; the probe target wraps the live pair and is used for the real steps too.
-    const groupmates::TinyGptConfig mc =
+    groupmates::TinyGptConfig mc =
         tiny_gpt_training::tiny_gpt_config(tokenizer->vocab_size(), o.seq_len, o.d_model, o.layers, o.heads, o.seed);
+    const int64_t pad_id = 0;  // the pool tokenizer's --pad_id (bench_efficiency.py)
+    if (o.aligned) mc.ignore_id = pad_id;
     auto model = std::make_shared<groupmates::TinyGpt>(mc);
     groupmates::ModuleProbeTargetConfig tc;
     tc.grad_clip_norm = 1.0;
@@ -182,6 +192,10 @@ int main(int argc, char** argv) {
     config.vocab_size = tokenizer->vocab_size();
     config.bad_input = groupmates::BadInputPolicy::kSkip;
     config.num_threads = o.loader_threads;
+    if (o.aligned) {
+      config.packing = groupmates::PackingMode::kDocumentAligned;
+      config.pad_id = pad_id;
+    }
 
     groupmates::SelectionConfig selection;
     groupmates::ProbeConfig probes;
@@ -191,6 +205,7 @@ int main(int argc, char** argv) {
                      : o.method == "group"      ? groupmates::SelectionMode::kGroup
                                                 : groupmates::SelectionMode::kNone;
     selection.seed = o.seed;
+    if (o.clusters > 0) selection.clusters = o.clusters;
     selection.log_path = o.log_path;
     const double setup_seconds = since(t_setup);
 
@@ -217,6 +232,7 @@ int main(int argc, char** argv) {
     struct Scored { uint64_t document; double u; uint64_t version; };
     std::vector<Scored> scored;  // emitted rows with a predicted influence (not warm-up)
     double wait_s = 0, train_s = 0, on_step_s = 0, eval_s = 0, train_loss_ema = NAN;
+    int64_t pad_tokens = 0;  // trained-on rows' padding (aligned packing), not in the loss
     uint64_t last_refreshes = 0;
     int64_t step = 0;
     auto evaluate = [&](int64_t s) {
@@ -245,6 +261,7 @@ int main(int argc, char** argv) {
       wait_s += since(t);
       if (!batch) throw groupmates::Error(groupmates::ErrorCode::kInternal, "bench_efficiency", "the endless stream ended");
       for (const auto& id : batch->ids) ++selected[{id.source, id.document}];
+      if (o.aligned) pad_tokens += batch->input_ids.eq(pad_id).sum().item<int64_t>();
       if (batch->influence.defined() && batch->influence.numel() == static_cast<int64_t>(batch->ids.size())) {
         const auto u = batch->influence.to(torch::kCPU).to(torch::kDouble).contiguous();
         for (size_t r = 0; r < batch->ids.size(); ++r) {
@@ -282,7 +299,8 @@ int main(int argc, char** argv) {
       << ", \"reference_rows\": " << n << ", \"window_size\": " << selection.window_size
       << ", \"ratio\": " << num(selection.ratio) << ", \"clusters\": " << selection.clusters
       << ", \"probe_interval\": " << probes.interval_steps << ", \"rollout_length\": " << probes.rollout_length
-      << ", \"torch_threads\": " << torch::get_num_threads() << "},\n";
+      << ", \"torch_threads\": " << torch::get_num_threads() << ", \"packing\": \"" << (o.aligned ? "aligned" : "packed")
+      << "\", \"pad_tokens\": " << pad_tokens << "},\n";
     j << " \"curve\": [";
     for (size_t i = 0; i < curve.size(); ++i)
       j << (i ? ", " : "") << "[" << curve[i].step << ", " << num(curve[i].tokens) << ", " << num(curve[i].loss) << ", "

@@ -67,6 +67,10 @@ def parse_args():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--vocab", type=int, default=2048, help="SentencePiece vocabulary of the pool's tokenizer")
     ap.add_argument("--spm-input-bytes", type=int, default=4_000_000, help="bound on spm_train's input")
+    ap.add_argument("--packing", choices=["packed", "aligned"], default="packed",
+                    help="candidates cut from concatenated documents (packed) or starting at a document start, "
+                         "tail padded and not trained on (aligned)")
+    ap.add_argument("--clusters", type=int, default=0, help="k-means clusters per window (0 = the library's default)")
     ap.add_argument("--selection-log", action="store_true", help="write each selecting run's JSONL selection log")
     return ap.parse_args()
 
@@ -342,7 +346,7 @@ def main():
                    "--steps", str(a.steps), "--batch", str(a.batch), "--seq-len", str(a.seq_len),
                    "--eval-every", str(a.eval_every), "--eval-rows", str(a.eval_rows),
                    "--probe-ref-rows", str(a.probe_ref_rows), "--d-model", str(a.d_model),
-                   "--layers", str(a.layers), "--lr", str(a.lr), "--out", out]
+                   "--layers", str(a.layers), "--lr", str(a.lr), "--packing", a.packing, "--clusters", str(a.clusters), "--out", out]
             if a.selection_log and m in ("individual", "group"):
                 cmd += ["--log", os.path.join(out_dir, "runs", "%s-s%d.selection.jsonl" % (m, seed))]
             t0 = time.time()
@@ -387,7 +391,8 @@ def main():
                                  "probe_share": run["selection"]["probes"]["probe_share"],
                                  "snapshot_share": run["selection"]["probes"]["snapshot_share"],
                                  "probes": run["selection"]["probes"]["completed"],
-                                 "refreshes": run["selection"]["refreshes"]}
+                                 "refreshes": run["selection"]["refreshes"],
+                                 "pad_share": run["settings"].get("pad_tokens", 0) / run["curve"][-1][1]}
         g, i = fig["methods"].get("group"), fig["methods"].get("individual")
         fig["r"] = g["token_ratio"] if g else math.nan
         fig["g"] = g["final_loss"] / i["final_loss"] if g and i else math.nan
@@ -451,11 +456,12 @@ def main():
     log("\n== means over %d seeds" % len(seeds))
     for m in methods:
         xs = [f["methods"][m] for f in per_seed]
-        log("  %-20s final loss %.4f, token ratio %s, oracle gain share %s%%, near-dup share %.2f%%, in-domain %.1f%%"
+        pad = ", padding %.1f%% of trained tokens" % (100 * mean([x["pad_share"] for x in xs])) if a.packing == "aligned" else ""
+        log("  %-20s final loss %.4f, token ratio %s, oracle gain share %s%%, near-dup share %.2f%%, in-domain %.1f%%%s"
             % (LABELS[m], mean([x["final_loss"] for x in xs]), fmt(mean([x["token_ratio"] for x in xs])),
                fmt(100 * mean([x["oracle_gain_share"] for x in xs]), 1),
                100 * mean([x["selection"]["near_dup"] for x in xs]),
-               100 * mean([x["selection"]["kind"].get("in_domain", 0) for x in xs])))
+               100 * mean([x["selection"]["kind"].get("in_domain", 0) for x in xs]), pad))
     log("  r = Group-MATES tokens to reach random's smoothed final loss / random's tokens; g = Group-MATES / MATES "
         "final loss (mean of last %d evals); d = near-dup share Group-MATES / MATES; s = Group-MATES's held-out "
         "Spearman against the measured marginal labels (mean over refreshes after the first)" % SMOOTH)
