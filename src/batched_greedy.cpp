@@ -30,10 +30,12 @@ BatchedPicks batched_greedy_select(const torch::Tensor& h, const torch::Tensor& 
     out.scores.slice(1, s, s + 1).copy_(torch::where(active, value.gather(1, pick), torch::zeros_like(uu.slice(1, 0, 1))));
     taken = taken.logical_or(torch::zeros_like(taken).scatter_(1, pick, active));
     if (s + 1 == steps) break;
-    // a_i <- (s a_i + r_i,new) / (s + 1), r = alpha * (1 - h_i . h_new / tau).
+    // a_i <- (s a_i + r_i,new) / (s + 1) (kNearest: min(a_i, r_i,new)), r = alpha * (1 - h_i . h_new / tau).
     const torch::Tensor newest = h.gather(1, pick.unsqueeze(2).expand({clusters, 1, dim}));  // [C, 1, D]
     const torch::Tensor r = relation.alpha * (1.0 - torch::bmm(h, newest.transpose(1, 2)).squeeze(2) / relation.tau);
-    a = s == 0 ? r : a * (double(s) / double(s + 1)) + r / double(s + 1);
+    if (s == 0) a = r;
+    else if (relation.aggregate == RelationAggregate::kNearest) a = torch::minimum(a, r);
+    else a = a * (double(s) / double(s + 1)) + r / double(s + 1);
   }
   return out;
 }

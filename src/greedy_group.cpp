@@ -29,6 +29,7 @@ GreedyPicks greedy_group_select(const float* h, int64_t dim, const float* u, con
   std::vector<double> a(n, 0.0);
   std::vector<char> taken(n, 0);
   const double inv_tau = 1.0 / relation.tau;
+  const bool nearest = relation.aggregate == RelationAggregate::kNearest;
 
   // First pick: argmin u (first listed on ties).
   int64_t best = 0;
@@ -41,7 +42,7 @@ GreedyPicks greedy_group_select(const float* h, int64_t dim, const float* u, con
     picks.scores.push_back(picked == 1 ? double(u[row]) : a[best] * double(u[row]));
     if (picked == k) break;
 
-    // a_i <- ((n - 1) a_i + r_i,new) / n, then argmin a_i * u_i over the unpicked.
+    // a_i <- ((n - 1) a_i + r_i,new) / n (kNearest: min(a_i, r_i,new)), then argmin a_i * u_i.
     const float* hn = h + row * dim;
     const double keep = double(picked - 1) / double(picked), add = 1.0 / double(picked);
     double best_value = std::numeric_limits<double>::infinity();
@@ -50,7 +51,7 @@ GreedyPicks greedy_group_select(const float* h, int64_t dim, const float* u, con
       if (taken[i]) continue;
       const int64_t ri = members[i];
       const double r = relation.alpha * (1.0 - dot(h + ri * dim, hn, dim) * inv_tau);
-      a[i] = picked == 1 ? r : keep * a[i] + add * r;
+      a[i] = picked == 1 ? r : nearest ? std::min(a[i], r) : keep * a[i] + add * r;
       const double value = a[i] * double(u[ri]);
       if (best < 0 || value < best_value) {
         best_value = value;

@@ -226,7 +226,8 @@ void OnlineSelection::select_current() {
   in.u = scored.u;
   in.embeddings = scored.embeddings;
   in.cluster_ids = clusters;
-  in.relation = RelationParams{scored.alpha, scored.tau};
+  in.relation = RelationParams{scored.alpha, scored.tau,
+                               cfg_.nearest_pick_discount ? RelationAggregate::kNearest : RelationAggregate::kMean};
   in.window_seed = current_->index;
   const Selection sel = selector_for(trained).select(in, cfg_.ratio);
   order_ = sel.indices;

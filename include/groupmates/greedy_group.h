@@ -4,6 +4,7 @@
 // Greedy over a set S: pick argmin_i u_i; then keep a_i = mean of r_ij over the picked j and pick
 // argmin_i a_i * u_i among the unpicked, updating a_i <- ((n - 1) a_i + r_i,new) / n after the n-th
 // pick, with r_ij = alpha * (1 - h_i . h_j / tau). Exact ties go to the member listed first.
+// RelationAggregate::kNearest replaces the mean by the minimum (a_i <- min(a_i, r_i,new)).
 // Dot products and a_i are accumulated in double.
 #pragma once
 
@@ -12,10 +13,19 @@
 
 namespace groupmates {
 
-/// The learnable relationship scalars of the model version that scored the window.
+/// How the greedy rule combines a candidate's relations r_ij to the points already picked into a_i.
+enum class RelationAggregate {
+  kMean,     ///< the mean over the picks (ALGORITHM.md section 4, and how the model is trained)
+  kNearest,  ///< the minimum, i.e. the relation to the nearest pick: one near-duplicate among n
+             ///< picks discounts a candidate fully instead of by about 1/n
+};
+
+/// The learnable relationship scalars of the model version that scored the window, and the rule
+/// that combines them during selection.
 struct RelationParams {
   double alpha = 1.0;
   double tau = 1.0;
+  RelationAggregate aggregate = RelationAggregate::kMean;
 };
 
 /// Picks of one greedy run, in pick order.

@@ -190,6 +190,8 @@ class SelectionConfig:
     clusters:               k of the online spherical k-means ("group")
     influence_prefilter:    "group": keep the best ratio/prefilter_ratio of the window first
     prefilter_ratio:
+    nearest_pick_discount:  "group": a candidate's discount is its relation to the nearest pick (the
+                            minimum r_ij) instead of the mean over the cluster's picks (the paper)
     temperature:            "individual": Gumbel temperature
     encoder_buckets, encoder_dim: hashed n-gram encoder buckets and embedding width
     encoder_bag_dim:        width of the (fixed, random) n-gram table rows
@@ -212,6 +214,7 @@ class SelectionConfig:
     clusters: int = 8
     influence_prefilter: bool = True
     prefilter_ratio: float = 0.8
+    nearest_pick_discount: bool = True
     temperature: float = 0.5
     encoder_buckets: int = 1 << 14
     encoder_dim: int = 64
@@ -241,6 +244,7 @@ class SelectionConfig:
         for name in ("ratio", "prefilter_ratio", "temperature", "refresh_learning_rate", "relation_tau_min"):
             setattr(c, name, _number(f"SelectionConfig.{name}", getattr(self, name)))
         c.influence_prefilter = bool(self.influence_prefilter)
+        c.nearest_pick_discount = bool(self.nearest_pick_discount)
         c.robust_label_scaling = bool(self.robust_label_scaling)
         c.per_position_labels = bool(self.per_position_labels)
         c.train_ngram_table = bool(self.train_ngram_table)

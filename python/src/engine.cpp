@@ -469,6 +469,7 @@ PYBIND11_MODULE(_engine, m) {
       .def_readwrite("clusters", &gm::SelectionConfig::clusters)
       .def_readwrite("influence_prefilter", &gm::SelectionConfig::influence_prefilter)
       .def_readwrite("prefilter_ratio", &gm::SelectionConfig::prefilter_ratio)
+      .def_readwrite("nearest_pick_discount", &gm::SelectionConfig::nearest_pick_discount)
       .def_readwrite("temperature", &gm::SelectionConfig::temperature)
       .def_readwrite("encoder_buckets", &gm::SelectionConfig::encoder_buckets)
       .def_readwrite("encoder_dim", &gm::SelectionConfig::encoder_dim)

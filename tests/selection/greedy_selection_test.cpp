@@ -47,7 +47,8 @@ double r_of(const Window& w, int64_t i, int64_t j, RelationParams rel) {
   return rel.alpha * (1.0 - dot / rel.tau);
 }
 
-// The definition, naively: a_i recomputed as the mean of r_ij over all picked j; O(n^2 k).
+// The definition, naively: a_i recomputed as the mean of r_ij over all picked j (kNearest: the
+// minimum); O(n^2 k).
 std::vector<int64_t> naive_greedy(const Window& w, const std::vector<int64_t>& members, int64_t k, RelationParams rel) {
   std::vector<int64_t> picked;
   std::vector<bool> taken(members.size(), false);
@@ -58,9 +59,12 @@ std::vector<int64_t> naive_greedy(const Window& w, const std::vector<int64_t>& m
       if (taken[i]) continue;
       double value = w.uv[members[i]];
       if (!picked.empty()) {
-        double mean = 0;
-        for (int64_t j : picked) mean += r_of(w, members[i], j, rel);
-        value *= mean / double(picked.size());
+        double mean = 0, least = std::numeric_limits<double>::infinity();
+        for (int64_t j : picked) {
+          mean += r_of(w, members[i], j, rel);
+          least = std::min(least, r_of(w, members[i], j, rel));
+        }
+        value *= rel.aggregate == RelationAggregate::kNearest ? least : mean / double(picked.size());
       }
       if (value < best_value) {  // strict: ties go to the first listed
         best_value = value;
@@ -103,6 +107,54 @@ TEST(GreedyGroup, EqualsNaiveDefinition) {
     const double sum = std::accumulate(got.scores.begin(), got.scores.end(), 0.0);
     EXPECT_NEAR(sum, group_value(w, got.indices, rel), 1e-9 * (1 + std::abs(sum)));
   }
+}
+
+TEST(GreedyGroup, NearestPickAggregateEqualsNaiveDefinition) {
+  torch::manual_seed(12);
+  for (int trial = 0; trial < 20; ++trial) {
+    const int64_t n = 5 + trial * 7, k = 1 + trial * 3 % n;
+    const Window w = random_window(n, 16, trial % 2 == 0);
+    const RelationParams rel{0.5 + 0.1 * trial, 0.7 + 0.05 * trial, RelationAggregate::kNearest};
+    std::vector<int64_t> members(n);
+    std::iota(members.begin(), members.end(), 0);
+    const GreedyPicks got = greedy_group_select(w.h.data_ptr<float>(), w.d, w.u.data_ptr<float>(), members.data(), n,
+                                                k, rel);
+    EXPECT_EQ(got.indices, naive_greedy(w, members, k, rel)) << "trial " << trial;
+  }
+}
+
+TEST(GreedyGroup, NearestPickDiscountKeepsANearDuplicateOut) {
+  // One cluster: A (best u), its near-duplicate B (cos ~0.99), and 10 related rows (cos ~0.7).
+  // The mean over the picks dilutes B's discount as picks accumulate, so B gets in; the nearest
+  // pick (A) keeps it out.
+  torch::manual_seed(13);
+  const int64_t d = 32, n = 12;
+  const torch::Tensor centre = testing::random_unit(1, d);
+  torch::Tensor h = centre + 0.65 * testing::random_unit(n, d);
+  h[1] = h[0] + 0.1 * testing::random_unit(1, d)[0];
+  h = h / h.norm(2, 1, true);
+  Window w;
+  w.d = d;
+  w.h = h.to(torch::kFloat).contiguous();
+  w.u = -1.0 - 0.01 * torch::arange(n, torch::kFloat);
+  w.u[0] = -2.0f;
+  w.u[1] = -1.9f;
+  w.uv = testing::as_doubles(w.u);
+  w.hv = testing::as_doubles(w.h);
+  ASSERT_GT(r_of(w, 0, 1, {}), 0.0);
+  ASSERT_LT(r_of(w, 0, 1, {}), 0.05);
+  std::vector<int64_t> members(n);
+  std::iota(members.begin(), members.end(), 0);
+  const int64_t k = 6;
+  auto picks = [&](RelationAggregate agg) {
+    return greedy_group_select(w.h.data_ptr<float>(), d, w.u.data_ptr<float>(), members.data(), n, k,
+                               {1.0, 1.0, agg}).indices;
+  };
+  const std::vector<int64_t> mean = picks(RelationAggregate::kMean), nearest = picks(RelationAggregate::kNearest);
+  EXPECT_EQ(mean[0], 0);
+  EXPECT_EQ(nearest[0], 0);
+  EXPECT_NE(std::find(mean.begin(), mean.end(), 1), mean.end());
+  EXPECT_EQ(std::find(nearest.begin(), nearest.end(), 1), nearest.end());
 }
 
 TEST(GreedyGroup, TiesGoToTheLowestIndex) {
@@ -251,7 +303,8 @@ TEST(ClusterGreedySelector, BatchedTensorPathEqualsHostPath) {
     const int64_t n = 300 + 100 * trial, k = 3 + 4 * trial;
     const Window w = random_window(n, 16, trial % 2 == 1);
     const torch::Tensor clusters = torch::randint(0, k, {n}, torch::kLong);
-    const SelectionInput in = clustered_input(w, clusters, {0.9 + 0.1 * trial, 1.1});
+    const auto aggregate = trial % 3 == 2 ? RelationAggregate::kNearest : RelationAggregate::kMean;
+    const SelectionInput in = clustered_input(w, clusters, {0.9 + 0.1 * trial, 1.1, aggregate});
     for (BudgetMode mode : {BudgetMode::kUniformRatio, BudgetMode::kInfluencePrefilter}) {
       const Selection host = ClusterGreedySelector(mode, 0.8, GreedyExecution::kHostThreads).select(in, 0.3);
       const Selection batched = ClusterGreedySelector(mode, 0.8, GreedyExecution::kBatchedTensor).select(in, 0.3);
