@@ -19,13 +19,18 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-TEST(TinyGpt, DeterministicInitFromSeed) {
+TinyGptConfig small_config(int64_t vocab, int64_t context, int64_t d_model, int64_t heads, uint64_t seed) {
   TinyGptConfig c;
-  c.vocab_size = 50;
-  c.context = 16;
-  c.d_model = 32;
-  c.n_heads = 4;
-  c.seed = 3;
+  c.vocab_size = vocab;
+  c.context = context;
+  c.d_model = d_model;
+  c.n_heads = heads;
+  c.seed = seed;
+  return c;
+}
+
+TEST(TinyGpt, DeterministicInitFromSeed) {
+  TinyGptConfig c = small_config(50, 16, 32, 4, 3);
   TinyGpt a(c), b(c);
   c.seed = 4;
   TinyGpt other(c);
@@ -47,12 +52,7 @@ TEST(TinyGpt, DeterministicInitFromSeed) {
 }
 
 TEST(TinyGpt, IgnoreIdLeavesPaddingTargetsOutOfTheMean) {
-  TinyGptConfig c;
-  c.vocab_size = 40;
-  c.context = 12;
-  c.d_model = 16;
-  c.n_heads = 2;
-  c.seed = 5;
+  TinyGptConfig c = small_config(40, 12, 16, 2, 5);
   c.ignore_id = 0;
   TinyGpt model(c);
   torch::Tensor tokens = torch::randint(1, 40, {3, 12}, torch::kLong);
