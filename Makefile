@@ -85,6 +85,19 @@ POOL ?= data/pool
 prepare-pool: deps
 	@bash scripts/prepare-pool.sh $(POOL)
 
+# A second benchmark pool (in-domain: Linux kernel documentation prose; never used to choose
+# defaults) and the tuning pool (in-domain: World English Bible books; defaults are chosen on it
+# only, never reported as a benchmark figure). Same machinery: scripts/prepare-pool.sh --variant.
+#   make bench-efficiency BENCH_ARGS="--pool $(POOL2)/pool.jsonl --reference $(POOL2)/reference.jsonl"
+POOL2 ?= data/pool2
+POOL_DEV ?= data/pool-dev
+.PHONY: prepare-pool2 prepare-pool-dev
+prepare-pool2: deps
+	@bash scripts/prepare-pool.sh --variant pool2 $(POOL2)
+
+prepare-pool-dev: deps
+	@bash scripts/prepare-pool.sh --variant dev $(POOL_DEV)
+
 # Data-efficiency benchmark (issue 5): random vs MATES vs Group-MATES vs oracle mix (in-domain
 # only), same TinyGpt, budget and seed; 3 seeds by default; curves.csv, efficiency.png and
 # summary.json in $(BUILD)/bench-efficiency; last line RESULT ... A user's own data:
