@@ -16,7 +16,10 @@ void SelectionConfig::validate() const {
   if (!(ratio > 0 && ratio <= 1)) bad(f + "ratio", "is " + std::to_string(ratio) + "; allowed (0, 1]");
   if (clusters < 1 || clusters > window_size) bad(f + "clusters", "is " + std::to_string(clusters) + "; allowed 1..window_size");
   if (!(prefilter_ratio > 0 && prefilter_ratio <= 1)) bad(f + "prefilter_ratio", "is " + std::to_string(prefilter_ratio) + "; allowed (0, 1]");
-  if (!(temperature > 0)) bad(f + "temperature", "is " + std::to_string(temperature) + "; must be > 0");
+  if (!(temperature >= 0)) bad(f + "temperature", "is " + std::to_string(temperature) + "; must be >= 0 (0 = top-k)");
+  if (importance_buckets < 16 || importance_buckets > (int64_t{1} << 24))
+    bad(f + "importance_buckets", "is " + std::to_string(importance_buckets) + "; allowed 16..16777216");
+  if (!(importance_mix > 0 && importance_mix <= 1)) bad(f + "importance_mix", "is " + std::to_string(importance_mix) + "; allowed (0, 1]");
   if (encoder_buckets < 16 || encoder_buckets > (int64_t{1} << 26)) bad(f + "encoder_buckets", "is " + std::to_string(encoder_buckets) + "; allowed 16..67108864");
   if (encoder_bag_dim < 2 || encoder_bag_dim > 4096) bad(f + "encoder_bag_dim", "is " + std::to_string(encoder_bag_dim) + "; allowed 2..4096");
   if (encoder_max_ngram < 1 || encoder_max_ngram > 3) bad(f + "encoder_max_ngram", "is " + std::to_string(encoder_max_ngram) + "; allowed 1..3");
@@ -38,6 +41,8 @@ void ProbeConfig::validate() const {
     bad(f + "random_rollouts", "and neighbour_rollouts are both 0: a probe would label nothing");
   if (pool_rows < rollout_length) bad(f + "pool_rows", "is " + std::to_string(pool_rows) + "; must be >= rollout_length");
   if (!(lr_scale > 0)) bad(f + "lr_scale", "must be > 0");
+  if (!(budget >= 0 && budget <= 100)) bad(f + "budget", "is " + std::to_string(budget) + "; allowed [0, 100] (a share of training FLOPs; 0 = no cap)");
+  if (budget > 0 && min_rollouts < 1) bad(f + "min_rollouts", "is 0; must be >= 1 with a budget");
 }
 
 }  // namespace groupmates

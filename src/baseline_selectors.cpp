@@ -45,7 +45,7 @@ Selection IndividualSelector::select(const SelectionInput& input, double ratio) 
   for (int64_t i = 0; i < w.rows; ++i) {
     const double uniform = (double(rng() >> 11) + 0.5) * 0x1.0p-53;  // in (0, 1)
     const double gumbel = -std::log(-std::log(uniform));
-    score[i] = -(-double(u[i]) / temperature_ + gumbel);
+    score[i] = temperature_ > 0 ? -(-double(u[i]) / temperature_ + gumbel) : double(u[i]);  // T = 0: top-k by u
   }
   std::vector<int64_t> order(w.rows);
   for (int64_t i = 0; i < w.rows; ++i) order[i] = i;

@@ -101,6 +101,13 @@ std::optional<Batch> GroupMatesLoader::next() {
   return deliver(std::move(b));
 }
 
+void GroupMatesLoader::set_reference(const torch::Tensor& rows) {
+  if (!selection_)
+    throw Error(ErrorCode::kInvalidConfig, "GroupMatesLoader::set_reference",
+                "a plain loader (SelectionMode::kNone) has no use for reference rows");
+  selection_->set_reference(rows);
+}
+
 void GroupMatesLoader::on_step(int64_t step, ProbeTarget* target) {
   if (selection_) selection_->on_step(step, target);
 }

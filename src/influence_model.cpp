@@ -32,6 +32,12 @@ RelationalInfluenceModel::RelationalInfluenceModel(std::shared_ptr<Encoder> enco
   head_ = register_module("head", torch::nn::Linear(encoder_->dim(), 1));
   tau_ = register_parameter("tau", torch::full({}, config.tau_init));
   alpha_ = register_parameter("alpha", torch::full({}, config.alpha_init));
+  prior_weight_ = register_parameter("prior_weight", torch::full({}, config.prior_weight_init));
+  if (config.zero_head) {
+    torch::NoGradGuard no_grad;
+    head_->weight.zero_();
+    head_->bias.zero_();
+  }
   label_centre_ = register_buffer("label_centre", torch::zeros({}, torch::kDouble));
   label_scale_ = register_buffer("label_scale", torch::ones({}, torch::kDouble));
 }
@@ -40,18 +46,22 @@ torch::Tensor RelationalInfluenceModel::embed(const torch::Tensor& tokens, const
   return encoder_->encode(tokens, mask);
 }
 
-torch::Tensor RelationalInfluenceModel::individual(const torch::Tensor& h) {
-  return head_->forward(dropout_->forward(h)).squeeze(-1);
+torch::Tensor RelationalInfluenceModel::individual(const torch::Tensor& h, const torch::Tensor& prior) {
+  torch::Tensor u = head_->forward(dropout_->forward(h)).squeeze(-1);
+  if (prior.defined()) u = u + prior_weight_ * prior.to(u.device(), u.scalar_type());
+  return u;
 }
 
 torch::Tensor RelationalInfluenceModel::relation(const torch::Tensor& a, const torch::Tensor& b) {
   return alpha_ * (1 - torch::matmul(a, b.transpose(-1, -2)) / tau_);
 }
 
-torch::Tensor RelationalInfluenceModel::predict_groups(const torch::Tensor& h) {
+torch::Tensor RelationalInfluenceModel::predict_groups(const torch::Tensor& h, const torch::Tensor& prior) {
   if (h.dim() != 3) throw Error(ErrorCode::kInvalidConfig, "predict_groups", "h must be [G, L, D]");
+  if (prior.defined() && (prior.dim() != 2 || prior.size(0) != h.size(0) || prior.size(1) != h.size(1)))
+    throw Error(ErrorCode::kInvalidConfig, "predict_groups", "prior must be [G, L] like h's first two dims");
   const int64_t length = h.size(1);
-  const torch::Tensor u = individual(h);                              // [G, L]
+  const torch::Tensor u = individual(h, prior);                       // [G, L]
   const torch::Tensor before = relation(h, h).tril(-1).sum(-1);       // [G, L]: sum_{j<t} r_tj
   const torch::Tensor t = torch::arange(length, h.options());         // [L]
   const torch::Tensor mean_r = before / t.clamp_min(1);
@@ -59,12 +69,13 @@ torch::Tensor RelationalInfluenceModel::predict_groups(const torch::Tensor& h) {
   return u * factor;
 }
 
-torch::Tensor RelationalInfluenceModel::predict_rollouts(const torch::Tensor& tokens, const torch::Tensor& mask) {
+torch::Tensor RelationalInfluenceModel::predict_rollouts(const torch::Tensor& tokens, const torch::Tensor& mask,
+                                                        const torch::Tensor& prior) {
   if (tokens.dim() != 3) throw Error(ErrorCode::kInvalidConfig, "predict_rollouts", "tokens must be [G, L, T]");
   const int64_t groups = tokens.size(0), length = tokens.size(1), width = tokens.size(2);
   const torch::Tensor flat_mask = mask.defined() ? mask.reshape({groups * length, width}) : mask;
   const torch::Tensor h = embed(tokens.reshape({groups * length, width}), flat_mask);
-  return predict_groups(h.reshape({groups, length, h.size(-1)}));
+  return predict_groups(h.reshape({groups, length, h.size(-1)}), prior);
 }
 
 torch::Tensor RelationalInfluenceModel::loss(const torch::Tensor& predictions, const torch::Tensor& raw_labels) const {
@@ -111,10 +122,12 @@ void RelationalInfluenceModel::constrain() {
   torch::NoGradGuard no_grad;
   tau_.clamp_min_(tau_min_);
   alpha_.clamp_min_(0.0);
+  prior_weight_.clamp_min_(0.0);
 }
 
 double RelationalInfluenceModel::tau() const { return tau_.item<double>(); }
 double RelationalInfluenceModel::alpha() const { return alpha_.item<double>(); }
+double RelationalInfluenceModel::prior_weight() const { return prior_weight_.item<double>(); }
 
 std::string RelationalInfluenceModel::export_weights() const {
   torch::serialize::OutputArchive archive;

@@ -38,10 +38,11 @@ InfluenceTrainer::InfluenceTrainer(std::shared_ptr<RelationalInfluenceModel> mod
 
 InfluenceTrainer::~InfluenceTrainer() = default;
 
-double InfluenceTrainer::step(const torch::Tensor& tokens, const torch::Tensor& raw_labels, const torch::Tensor& mask) {
+double InfluenceTrainer::step(const torch::Tensor& tokens, const torch::Tensor& raw_labels, const torch::Tensor& mask,
+                              const torch::Tensor& prior) {
   model_->train();
   optimizer_->zero_grad();
-  const torch::Tensor loss = model_->loss(model_->predict_rollouts(tokens, mask), raw_labels);
+  const torch::Tensor loss = model_->loss(model_->predict_rollouts(tokens, mask, prior), raw_labels);
   loss.backward();
   if (config_.grad_clip_norm > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.grad_clip_norm);
   optimizer_->step();
@@ -50,10 +51,10 @@ double InfluenceTrainer::step(const torch::Tensor& tokens, const torch::Tensor& 
 }
 
 InfluenceEvaluation InfluenceTrainer::evaluate(const torch::Tensor& tokens, const torch::Tensor& raw_labels,
-                                               const torch::Tensor& mask) {
+                                               const torch::Tensor& mask, const torch::Tensor& prior) {
   torch::NoGradGuard no_grad;
   model_->eval();
-  const torch::Tensor p = model_->predict_rollouts(tokens, mask);
+  const torch::Tensor p = model_->predict_rollouts(tokens, mask, prior);
   InfluenceEvaluation result;
   result.mse = model_->loss(p, raw_labels).item<double>();
   const std::vector<double> x = to_vector(p), y = to_vector(model_->standardise(raw_labels));

@@ -35,6 +35,12 @@ void LabelBuffer::add(LabelledRollout rollout) {
   if (static_cast<int64_t>(rollout.labels.size()) != rollout.tokens.size(0))
     throw Error(ErrorCode::kInvalidConfig, "LabelBuffer::add", "one label per step (tokens.size(0)) is required");
   rollout.tokens = rollout.tokens.to(torch::kCPU, torch::kInt64).contiguous();
+  if (rollout.prior.defined()) {
+    rollout.prior = rollout.prior.to(torch::kCPU, torch::kFloat).contiguous();
+    if (rollout.prior.numel() != rollout.tokens.size(0) * rollout.tokens.size(1))
+      throw Error(ErrorCode::kInvalidConfig, "LabelBuffer::add", "prior must have one value per row [L, R]");
+    rollout.prior = rollout.prior.view({rollout.tokens.size(0), rollout.tokens.size(1)});
+  }
   std::lock_guard<std::mutex> lock(mutex_);
   ring_.push_back(std::move(rollout));
   ++total_added_;
@@ -74,9 +80,10 @@ std::vector<LabelledRollout> LabelBuffer::snapshot() const {
 LabelBuffer::Batch LabelBuffer::stack(const std::vector<LabelledRollout>& entries) const {
   if (entries.empty()) throw Error(ErrorCode::kInvalidState, "LabelBuffer", "the buffer is empty");
   const auto shape = entries.front().tokens.sizes().vec();
-  std::vector<torch::Tensor> tokens, labels;
+  std::vector<torch::Tensor> tokens, labels, priors;
   std::vector<int64_t> kinds;
   for (const auto& e : entries) {
+    if (e.prior.defined()) priors.push_back(e.prior);
     if (e.tokens.sizes().vec() != shape)
       throw Error(ErrorCode::kInvalidState, "LabelBuffer",
                   "rollouts of different shapes (rollout length, rows per step or sequence length) cannot be stacked");
@@ -89,6 +96,10 @@ LabelBuffer::Batch LabelBuffer::stack(const std::vector<LabelledRollout>& entrie
   if (shape[1] == 1) batch.tokens = batch.tokens.squeeze(2);
   batch.labels = torch::stack(labels);
   batch.kinds = torch::tensor(kinds, torch::TensorOptions().dtype(torch::kInt64));
+  if (priors.size() == entries.size()) {
+    batch.prior = torch::stack(priors);  // [G, L, R]
+    if (shape[1] == 1) batch.prior = batch.prior.squeeze(2);
+  }
   return batch;
 }
 
@@ -129,6 +140,7 @@ std::string LabelBuffer::save() const {
     archive.write("tokens_" + k, e.tokens);
     archive.write("labels_" + k, torch::tensor(e.labels, torch::TensorOptions().dtype(torch::kDouble)));
     archive.write("info_" + k, torch::tensor({static_cast<int64_t>(e.kind), e.probe_step}));
+    if (e.prior.defined()) archive.write("prior_" + k, e.prior);
   }
   std::ostringstream out;
   archive.save_to(out);
@@ -165,6 +177,12 @@ void LabelBuffer::load(const std::string& blob) {
       if (kind < 0 || kind >= kNumRolloutKinds) throw Error(ErrorCode::kInvalidState, where, "bad rollout kind");
       e.kind = static_cast<RolloutKind>(kind);
       e.probe_step = info[1].item<int64_t>();
+      torch::Tensor prior;
+      if (archive.try_read("prior_" + k, prior)) {
+        if (prior.numel() != e.tokens.size(0) * e.tokens.size(1))
+          throw Error(ErrorCode::kInvalidState, where, "entry " + k + "'s prior has " + std::to_string(prior.numel()) + " values");
+        e.prior = prior.to(torch::kFloat).contiguous().view({e.tokens.size(0), e.tokens.size(1)});
+      }
       entries.push_back(std::move(e));
     }
   } catch (const c10::Error& e) {

@@ -4,8 +4,11 @@
 // version per window) -> online spherical k-means -> a Selector -> rows emitted in predicted-best
 // order. Control path: on_step -> ProbeScheduler (snapshot of the live model, rollouts on the
 // probe thread) -> LabelBuffer -> influence-model refresh (same thread) -> a pending version that
-// takes effect at the first window boundary at or after step s + effect_delay_steps; the loader
-// waits for it there, so timing never changes the stream.
+// takes effect at the first window boundary after it is ready (RefreshMode::kWhenReady: the
+// trainer never waits, each switch is recorded) or at or after step s + effect_delay_steps, waiting
+// for it there (kAtStep: timing never changes the stream). With reference rows, an
+// ImportanceEstimator (DSIR-style, no probes) scores every window too: kImportance selects by it
+// alone, the model-based modes add it to u as a prior weighted by the model's learnable gamma.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +25,7 @@
 #include "groupmates/selection.h"
 #include "groupmates/spherical_kmeans.h"
 #include "groupmates/window_scorer.h"
+#include "importance_estimator.h"
 
 namespace groupmates {
 
@@ -36,6 +40,8 @@ class OnlineSelection {
   /// Up to `rows` selected rows (fewer only at the end of the stream), or nullopt at the end.
   std::optional<Batch> next(uint32_t rows);
   void on_step(int64_t step, ProbeTarget* target);
+  /// Reference rows for the importance estimator (int64 [R, T]); replaces earlier ones.
+  void set_reference(const torch::Tensor& rows);
   /// Main fields: the core's state at the start of the current window; extra: the rest.
   LoaderState save();
   SelectionStats stats() const;
@@ -65,11 +71,13 @@ class OnlineSelection {
   std::shared_ptr<RelationalInfluenceModel> make_model() const;
   const Selector& selector_for(bool trained) const;
   void log_rows(const std::vector<int64_t>& rows);
+  bool uses_model() const { return cfg_.mode != SelectionMode::kImportance; }
 
   StreamingLoader& core_;
   SelectionConfig cfg_;
   ProbeConfig probe_cfg_;
   int64_t encoder_pad_id_;  // kDocumentAligned: padding never enters an embedding (else -1)
+  int64_t sequence_length_;
   torch::Device device_;
 
   std::shared_ptr<ModelRegistry> registry_;
@@ -84,7 +92,11 @@ class OnlineSelection {
   std::string kmeans_before_current_;
   uint64_t kmeans_version_before_current_ = 0;
 
-  std::unique_ptr<Selector> group_, random_, individual_, whole_window_;
+  std::unique_ptr<Selector> group_, random_, individual_, whole_window_, top_k_;
+
+  std::unique_ptr<ImportanceEstimator> importance_;
+  std::string importance_before_current_;   // estimator state before current_ was observed
+  torch::Tensor prior_;                     // of current_: float [W] CPU, standardised, lower = better (or undefined)
 
   std::optional<Window> current_, next_;
   bool ended_ = false;
@@ -100,6 +112,8 @@ class OnlineSelection {
   std::vector<Pending> pending_;
   std::shared_ptr<std::promise<std::string>> inflight_;  // the running probe's refresh result
   bool trained_any_ = false;                // probe thread: trainer_model_ has been refreshed
+  double flops_per_token_ = 0;              // of the last target (cost accounting; probe thread reads after hand-off)
+  int64_t reference_tokens_ = 0;
 
   mutable std::mutex stats_mu_;
   SelectionStats stats_;

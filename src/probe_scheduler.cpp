@@ -91,6 +91,7 @@ bool ProbeScheduler::maybe_probe(int64_t step, const ProbeTarget& target, const 
   job->context = context;
   if (job->context.cluster_ids.defined()) job->context.cluster_ids = job->context.cluster_ids.clone();
   if (job->context.embeddings.defined()) job->context.embeddings = job->context.embeddings.clone();
+  if (job->context.prior.defined()) job->context.prior = job->context.prior.to(torch::kCPU, torch::kFloat).clone();
   const torch::Device device = target.device();
   if (device.is_cuda() && torch::cuda::is_available()) {
     // The copies above were queued on the trainer's current stream; the probe stream waits for them.
@@ -170,8 +171,11 @@ void ProbeScheduler::run_job(Job& job) {
   }
   if (config_.bootstrap_pairs > 0 && job.context.model)
     lists.push_back(bootstrap_rollouts(*job.context.model, job.pool, config_.bootstrap_pairs, pc.rollout_length,
-                                       pc.rows_per_step, seed + 2, config_.bootstrap_subset, config_.beam_width));
-  const std::vector<RolloutPlan> plans = interleave(std::move(lists));
+                                       pc.rows_per_step, seed + 2, config_.bootstrap_subset, config_.beam_width,
+                                       job.context.prior));
+  std::vector<RolloutPlan> plans = interleave(std::move(lists));
+  if (job.context.max_rollouts >= 0 && int64_t(plans.size()) > job.context.max_rollouts)
+    plans.resize(size_t(job.context.max_rollouts));  // interleaved: the cut keeps a mix of kinds
 
   const ProbeResult result = prober_.run(*job.snapshot, job.pool, plans);
 
@@ -184,6 +188,8 @@ void ProbeScheduler::run_job(Job& job) {
     entry.labels = rollout.labels;
     entry.kind = rollout.kind;
     entry.probe_step = job.step;
+    if (job.context.prior.defined())
+      entry.prior = job.context.prior.index_select(0, ids.to(torch::kCPU)).reshape({pc.rollout_length, pc.rows_per_step});
     buffer_->add(std::move(entry));
   }
   Callback callback;

@@ -156,6 +156,19 @@ double ModuleProbeTarget::reference_loss() {
   return sum / static_cast<double>(reference_batches_.size());
 }
 
+double ModuleProbeTarget::forward_flops_per_token() const {
+  if (config_.forward_flops_per_token > 0) return config_.forward_flops_per_token;
+  double n = 0;
+  for (const auto& p : module_->parameters()) n += double(p.numel());
+  return 2 * n;
+}
+
+int64_t ModuleProbeTarget::reference_tokens() const {
+  int64_t n = 0;
+  for (const auto& batch : reference_batches_) n += batch.numel();
+  return n;
+}
+
 void ModuleProbeTarget::set_lr_scale(double scale) {
   if (!(scale > 0)) throw Error(ErrorCode::kInvalidConfig, "ModuleProbeTarget::set_lr_scale", "must be > 0");
   config_.lr_scale = scale;

@@ -218,13 +218,13 @@ BeamSearchResult beam_search_scores(const std::vector<double>& u, const std::vec
 }
 
 BeamSearchResult beam_search_groups(RelationalInfluenceModel& model, const torch::Tensor& embeddings, int64_t length,
-                                    int64_t beam_width) {
+                                    int64_t beam_width, const torch::Tensor& prior) {
   if (!embeddings.defined() || embeddings.dim() != 2)
     throw Error(ErrorCode::kInvalidConfig, "beam_search_groups", "embeddings must be float [M, D]");
   torch::NoGradGuard no_grad;
   EvalGuard eval(model);
   const torch::Tensor h = embeddings.to(model.head()->weight.device(), model.head()->weight.scalar_type());
-  const torch::Tensor u = model.individual(h).to(torch::kCPU, torch::kDouble).contiguous();
+  const torch::Tensor u = model.individual(h, prior).to(torch::kCPU, torch::kDouble).contiguous();
   const torch::Tensor r = model.relation(h, h).to(torch::kCPU, torch::kDouble).contiguous();
   std::vector<double> uv(u.data_ptr<double>(), u.data_ptr<double>() + u.numel());
   std::vector<double> rv(r.data_ptr<double>(), r.data_ptr<double>() + r.numel());
@@ -233,7 +233,7 @@ BeamSearchResult beam_search_groups(RelationalInfluenceModel& model, const torch
 
 std::vector<RolloutPlan> bootstrap_rollouts(RelationalInfluenceModel& model, const torch::Tensor& pool, int64_t pairs,
                                             int64_t length, int64_t rows_per_step, uint64_t seed, int64_t subset_size,
-                                            int64_t beam_width) {
+                                            int64_t beam_width, const torch::Tensor& prior) {
   const char* where = "bootstrap_rollouts";
   if (!pool.defined() || pool.dim() != 2) throw Error(ErrorCode::kInvalidConfig, where, "pool must be tokens [N, T]");
   const int64_t n = checked_group_size(where, pool.size(0), pairs, length, rows_per_step);
@@ -246,7 +246,8 @@ std::vector<RolloutPlan> bootstrap_rollouts(RelationalInfluenceModel& model, con
     const std::vector<int64_t> rows = rng.sample(pool.size(0), subset);
     const torch::Tensor idx = torch::tensor(rows, torch::TensorOptions().dtype(torch::kInt64)).to(pool.device());
     const torch::Tensor h = model.embed(pool.index_select(0, idx));
-    const BeamSearchResult found = beam_search_groups(model, h, n, beam_width);
+    const torch::Tensor p = prior.defined() ? prior.to(torch::kCPU).index_select(0, idx.to(torch::kCPU)) : prior;
+    const BeamSearchResult found = beam_search_groups(model, h, n, beam_width, p);
     RolloutPlan best, worst;
     best.kind = RolloutKind::kBootstrapBest;
     worst.kind = RolloutKind::kBootstrapWorst;

@@ -1,6 +1,8 @@
 // WindowScorer: one worker thread scoring windows in order, each with one model version.
 #include "groupmates/window_scorer.h"
 
+#include <chrono>
+
 #include <torch/cuda.h>
 
 #include "groupmates/error.h"
@@ -38,6 +40,7 @@ std::future<ScoredWindow> WindowScorer::score(torch::Tensor tokens, torch::Tenso
     jobs_.push_back([version, tokens = std::move(tokens), mask = std::move(mask), promise] {
       try {
         torch::NoGradGuard no_grad;
+        const auto t0 = std::chrono::steady_clock::now();
         RelationalInfluenceModel& model = *version->model;
         ScoredWindow out;
         out.embeddings = model.embed(tokens, mask);
@@ -45,6 +48,10 @@ std::future<ScoredWindow> WindowScorer::score(torch::Tensor tokens, torch::Tenso
         out.version = version->version;
         out.alpha = model.alpha();
         out.tau = model.tau();
+        out.prior_weight = model.prior_weight();
+        out.flops = double(tokens.size(0)) *
+                    (model.encoder().flops_per_row(tokens.size(1)) + 2.0 * double(model.encoder().dim()));
+        out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         promise->set_value(std::move(out));
       } catch (...) {
         promise->set_exception(std::current_exception());

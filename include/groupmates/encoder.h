@@ -19,6 +19,8 @@ class Encoder : public torch::nn::Module {
   virtual torch::Tensor encode(const torch::Tensor& tokens, const torch::Tensor& mask = {}) = 0;
   /// Width D of the embeddings encode() returns.
   virtual int64_t dim() const = 0;
+  /// Approximate forward FLOPs to encode one row of `tokens` tokens, for cost accounting (0 = unknown).
+  virtual double flops_per_row(int64_t tokens) const { return 0; }
 };
 
 }  // namespace groupmates

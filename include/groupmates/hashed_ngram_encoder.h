@@ -42,6 +42,11 @@ class HashedNgramEncoder : public Encoder {
   /// Without a mask and with config.pad_id >= 0, the mask is `tokens != pad_id`.
   torch::Tensor encode(const torch::Tensor& tokens, const torch::Tensor& mask = {}) override;
   int64_t dim() const override { return config_.out_dim; }
+  /// tokens x max_ngram x embed_dim (the bag sum; hashing not counted) + 2 x the MLP's multiply-adds.
+  double flops_per_row(int64_t tokens) const override {
+    const auto& c = config_;
+    return double(tokens) * c.max_ngram * c.embed_dim + 2.0 * (c.embed_dim * c.hidden_dim + c.hidden_dim * c.out_dim);
+  }
 
   /// Bucket of one n-gram starting at `ngram` (n consecutive ids), in [0, B).
   int64_t bucket(const int64_t* ngram, int n) const;

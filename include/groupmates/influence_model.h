@@ -1,7 +1,8 @@
 // groupmates/influence_model.h: the relational data influence model (ALGORITHM.md section 3).
 //
 //   h_i  = encoder(x_i)                         (unit norm)
-//   u_i  = w . dropout(h_i) + b                 (individual influence)
+//   u_i  = w . dropout(h_i) + b [+ gamma * prior_i]  (individual influence; the optional prior is a cheap
+//                                                 per-row estimate such as the negated importance weight)
 //   r_ij = alpha * (1 - (h_i . h_j) / tau)      (relationship weight; tau, alpha learnable, init 1)
 //   p_0  = u_0;  p_t = u_t * (1/t) * sum_{j<t} r_tj   (prediction for position t of an ordered group)
 //
@@ -33,8 +34,10 @@ struct InfluenceModelConfig {
   double dropout = 0.1;     ///< dropout on h before the linear head (training mode only)
   double tau_init = 1.0;    ///< initial temperature tau
   double alpha_init = 1.0;  ///< initial relationship scale alpha
-  double tau_min = 0;       ///< > 0: constrain() keeps tau >= tau_min and alpha >= 0 (0 = unconstrained); with
-                            ///< tau_min >= 1 every r_ij of unit embeddings is >= 0: relations only discount
+  double tau_min = 0;       ///< > 0: constrain() keeps tau >= tau_min, alpha >= 0 and gamma >= 0 (0 = unconstrained);
+                            ///< with tau_min >= 1 every r_ij of unit embeddings is >= 0: relations only discount
+  double prior_weight_init = 1.0;  ///< initial gamma, the weight of the per-row prior in u
+  bool zero_head = true;    ///< start with w = 0, b = 0 (u = gamma * prior until the first refresh)
 };
 
 /// Encoder + linear head + learnable (tau, alpha); predicts the influence of ordered groups.
@@ -45,14 +48,15 @@ class RelationalInfluenceModel : public torch::nn::Module {
 
   /// h: [N, D] unit embeddings of token rows [N, T] (mask optional, bool [N, T]).
   torch::Tensor embed(const torch::Tensor& tokens, const torch::Tensor& mask = {});
-  /// u = w . dropout(h) + b over the last dim: [..., D] -> [...].
-  torch::Tensor individual(const torch::Tensor& h);
+  /// u = w . dropout(h) + b (+ gamma * prior, when `prior` [...] is given) over the last dim: [..., D] -> [...].
+  torch::Tensor individual(const torch::Tensor& h, const torch::Tensor& prior = {});
   /// r = alpha * (1 - a b^T / tau): [..., N, D] x [..., M, D] -> [..., N, M].
   torch::Tensor relation(const torch::Tensor& a, const torch::Tensor& b);
-  /// p of every position of ordered groups from their embeddings: [G, L, D] -> [G, L].
-  torch::Tensor predict_groups(const torch::Tensor& h);
-  /// p of rollouts given as tokens [G, L, T] (mask optional [G, L, T]) -> [G, L].
-  torch::Tensor predict_rollouts(const torch::Tensor& tokens, const torch::Tensor& mask = {});
+  /// p of every position of ordered groups from their embeddings: [G, L, D] (prior optional [G, L]) -> [G, L].
+  torch::Tensor predict_groups(const torch::Tensor& h, const torch::Tensor& prior = {});
+  /// p of rollouts given as tokens [G, L, T] (mask optional [G, L, T], prior optional [G, L]) -> [G, L].
+  torch::Tensor predict_rollouts(const torch::Tensor& tokens, const torch::Tensor& mask = {},
+                                 const torch::Tensor& prior = {});
   /// Mean-squared error between predictions p and standardised raw labels (same shape).
   torch::Tensor loss(const torch::Tensor& predictions, const torch::Tensor& raw_labels) const;
 
@@ -68,11 +72,13 @@ class RelationalInfluenceModel : public torch::nn::Module {
   void constrain();
   double tau() const;
   double alpha() const;
+  double prior_weight() const;
   Encoder& encoder() { return *encoder_; }
   torch::nn::Linear& head() { return head_; }
   /// The learnable scalars as tensors (for tests and optimisers): shape [].
   torch::Tensor& tau_tensor() { return tau_; }
   torch::Tensor& alpha_tensor() { return alpha_; }
+  torch::Tensor& prior_weight_tensor() { return prior_weight_; }
 
   /// All parameters and buffers as a byte blob (a torch archive); import needs the same architecture.
   std::string export_weights() const;
@@ -87,7 +93,7 @@ class RelationalInfluenceModel : public torch::nn::Module {
   std::shared_ptr<Encoder> encoder_;
   torch::nn::Dropout dropout_{nullptr};
   torch::nn::Linear head_{nullptr};
-  torch::Tensor tau_, alpha_;
+  torch::Tensor tau_, alpha_, prior_weight_;
   torch::Tensor label_centre_, label_scale_;
 };
 

@@ -36,10 +36,12 @@ class InfluenceTrainer {
   ~InfluenceTrainer();
 
   /// One optimiser step on rollouts: tokens [G, L, T], raw labels [G, L]; returns the loss.
-  double step(const torch::Tensor& tokens, const torch::Tensor& raw_labels, const torch::Tensor& mask = {});
+  /// prior: optional per-row prior [G, L] (RelationalInfluenceModel::individual).
+  double step(const torch::Tensor& tokens, const torch::Tensor& raw_labels, const torch::Tensor& mask = {},
+              const torch::Tensor& prior = {});
   /// Eval-mode predictions vs labels over all positions of the given rollouts.
   InfluenceEvaluation evaluate(const torch::Tensor& tokens, const torch::Tensor& raw_labels,
-                               const torch::Tensor& mask = {});
+                               const torch::Tensor& mask = {}, const torch::Tensor& prior = {});
 
  private:
   std::shared_ptr<RelationalInfluenceModel> model_;

@@ -50,6 +50,38 @@ struct Batch {
   uint64_t model_version = 0;
 };
 
+/// What selection cost so far, and where the trainer waited for it. FLOPs follow ALGORITHM.md
+/// section 7 with the live model's ProbeTarget::forward_flops_per_token() = F (2N): training 3F per
+/// token; a probe's optimiser step 3F per token, each reference evaluation F per reference token;
+/// the influence model's refresh 3x its forward (Encoder::flops_per_row + head + relations);
+/// scoring the encoder and head per candidate plus k-means and greedy dot products per window.
+/// FLOPs are 0 until a target with a known F reaches on_step.
+struct SelectionCost {
+  double flops_per_token = 0;       ///< F of the last target seen by on_step
+  uint64_t train_tokens = 0;        ///< tokens emitted to the trainer
+  double probe_train_tokens = 0;    ///< tokens of probe optimiser steps
+  double probe_eval_tokens = 0;     ///< reference tokens evaluated by probes
+  double train_flops = 0;           ///< 3 F x train_tokens
+  double probe_flops = 0;
+  double refresh_flops = 0;
+  double scoring_flops = 0;
+  double scoring_seconds = 0;       ///< scorer thread: encoder + head
+  double selection_seconds = 0;     ///< trainer's thread inside next(): importance, k-means, greedy
+  /// Trainer's thread, by cause: next() waiting for a window's scores; next() waiting for a due refresh
+  /// (RefreshMode::kAtStep); on_step() waiting for the previous probe (kAtStep); on_step() snapshotting.
+  double wait_scoring_seconds = 0, wait_refresh_seconds = 0, wait_probe_seconds = 0, snapshot_seconds = 0;
+  /// Selection overhead in FLOPs: probes + refresh + scoring.
+  double overhead_flops() const { return probe_flops + refresh_flops + scoring_flops; }
+};
+
+/// A refreshed version taking effect: windows from `window` (on this rank) on are scored by `version`,
+/// the refresh of the probe at trainer step `probe_step`.
+struct VersionSwitch {
+  uint64_t window = 0;
+  int64_t probe_step = 0;
+  uint64_t version = 0;
+};
+
 /// Counters of what selection did so far.
 struct SelectionStats {
   uint64_t windows = 0;            ///< windows selected from
@@ -66,6 +98,12 @@ struct SelectionStats {
   double last_heldout_spearman_scaled = 0; ///< the same against the labels as standardised for training (per probe
                                            ///< and rollout position: without the rollout-position trend)
   ProbeStats probes;
+  SelectionCost cost;
+  uint64_t probes_skipped_budget = 0;  ///< due probes skipped because the budget could not pay min_rollouts
+  uint64_t refreshes_failed = 0;    ///< refreshes not published (non-finite weights or predictions, or an error)
+  std::string last_refresh_error;   ///< why the last one failed ("" = none)
+  double prior_weight = 0;          ///< gamma of the version scoring the current window (importance prior's weight)
+  std::vector<VersionSwitch> switches;  ///< every version switch so far (RefreshMode::kWhenReady: timing-dependent)
 };
 
 class GroupMatesLoader {
@@ -81,6 +119,10 @@ class GroupMatesLoader {
                    DeliveryOptions delivery = {});
   ~GroupMatesLoader();
 
+  /// Reference rows (int64 [R, T]): the text selection should help, e.g. the probes' reference
+  /// batches. Required by SelectionMode::kImportance; with SelectionConfig::importance_prior it is also
+  /// the prior of u in the model-based modes. Call before the first next(); calling again replaces it.
+  void set_reference(const torch::Tensor& rows);
   /// The next batch, or nullopt at the end of the stream.
   std::optional<Batch> next();
   /// Tells the loader the trainer finished `step`. When a probe is due and `target` is given, the

@@ -51,12 +51,18 @@ class ProbeTarget {
   virtual double lr_scale() const = 0;
   /// Device the weights live on (token batches are moved there).
   virtual torch::Device device() const = 0;
+  /// Forward FLOPs per token of the model (about 2 x its non-embedding parameters); a forward plus
+  /// backward counts 3x this. Used only for cost accounting; 0 = unknown (FLOPs then report 0).
+  virtual double forward_flops_per_token() const { return 0; }
+  /// Tokens in the reference set that reference_loss() evaluates (cost accounting; 0 = unknown).
+  virtual int64_t reference_tokens() const { return 0; }
 };
 
 /// Settings of a ModuleProbeTarget.
 struct ModuleProbeTargetConfig {
   double grad_clip_norm = 1.0;  ///< clip the global gradient norm at this value before each step; 0 = off
   double lr_scale = 1.0;        ///< see ProbeTarget::set_lr_scale
+  double forward_flops_per_token = 0;  ///< cost accounting; 0 = 2 x every parameter of the module (embeddings too)
 };
 
 /// A C++ torch::nn::Module trained by a torch::optim::Optimizer (AdamW, SGD, ...).
@@ -88,6 +94,8 @@ class ModuleProbeTarget : public ProbeTarget {
   void set_lr_scale(double scale) override;
   double lr_scale() const override { return config_.lr_scale; }
   torch::Device device() const override { return device_; }
+  double forward_flops_per_token() const override;
+  int64_t reference_tokens() const override;
 
   torch::nn::Module& module() { return *module_; }
   const ModulePtr& module_ptr() const { return module_; }
@@ -224,8 +232,9 @@ struct BeamSearchResult {
 /// Beam search (width `beam_width`) over ordered sequences of `length` distinct rows of
 /// `embeddings` [M, D] scored by the model's predict_groups (eval mode, no gradient; the model's
 /// training flag is restored). Deterministic: ties go to the lower row id.
+/// `prior` (optional, float [M]): the rows' prior for the model's u (RelationalInfluenceModel::individual).
 BeamSearchResult beam_search_groups(RelationalInfluenceModel& model, const torch::Tensor& embeddings, int64_t length,
-                                    int64_t beam_width = 5);
+                                    int64_t beam_width = 5, const torch::Tensor& prior = {});
 
 /// Beam search from precomputed scores: u [M] individual influences and r [M, M] relationship
 /// weights (p_0 = u_0, p_t = u_t * mean_{j<t} r_tj). beam_search_groups() calls this.
@@ -235,9 +244,11 @@ BeamSearchResult beam_search_scores(const std::vector<double>& u, const std::vec
 /// `pairs` times: a random subset of `subset_size` pool rows is embedded with the model and beam
 /// search returns its best and worst predicted sequences of length * rows_per_step rows
 /// (consecutive chunks of rows_per_step form the steps): 2 * pairs plans, best then worst.
+/// `prior` (optional, float [N]): the pool rows' prior for the model's u.
 std::vector<RolloutPlan> bootstrap_rollouts(RelationalInfluenceModel& model, const torch::Tensor& pool, int64_t pairs,
                                             int64_t length, int64_t rows_per_step, uint64_t seed,
-                                            int64_t subset_size = 64, int64_t beam_width = 5);
+                                            int64_t subset_size = 64, int64_t beam_width = 5,
+                                            const torch::Tensor& prior = {});
 
 // ---------------------------------------------------------------------------------------------
 // Label buffer
@@ -248,6 +259,7 @@ struct LabelledRollout {
   std::vector<double> labels;  ///< [L] raw marginal labels
   RolloutKind kind = RolloutKind::kRandom;
   int64_t probe_step = 0;      ///< trainer step of the snapshot
+  torch::Tensor prior;         ///< float [L, R] on the CPU: the rows' prior for u (undefined = none)
 };
 
 /// Bounded FIFO buffer of the most recent labelled rollouts. Thread-safe.
@@ -267,9 +279,10 @@ class LabelBuffer {
   std::vector<LabelledRollout> snapshot() const;
 
   /// Training batch: tokens [G, L, T] (if every sampled entry has R = 1; else [G, L, R, T]) and
-  /// raw labels double [G, L], kinds int64 [G]. Without replacement when count <= size().
+  /// raw labels double [G, L], kinds int64 [G], prior float [G, L] (or [G, L, R]; undefined unless every
+  /// entry has one). Without replacement when count <= size().
   struct Batch {
-    torch::Tensor tokens, labels, kinds;
+    torch::Tensor tokens, labels, kinds, prior;
   };
   /// Throws Error(kInvalidState) if the buffer is empty or the sampled entries differ in shape.
   Batch sample(size_t count, uint64_t seed) const;
@@ -300,6 +313,8 @@ struct ProbeContext {
   torch::Tensor embeddings;   ///< float [N, D]: cosine-neighbour rollouts when cluster_ids is undefined
   /// The current influence model (an immutable published version): bootstrap rollouts.
   std::shared_ptr<RelationalInfluenceModel> model;
+  torch::Tensor prior;        ///< float [N]: each candidate row's prior for u; stored with its rollouts
+  int64_t max_rollouts = -1;  ///< this probe's cap on rollouts (a compute budget), -1 = the configured one
 };
 
 /// Settings of a ProbeScheduler.

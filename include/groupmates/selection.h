@@ -91,6 +91,7 @@ class RandomSelector : public Selector {
 };
 
 /// MATES individual selection: Gumbel-top-k on -u / temperature; score = the perturbed key.
+/// temperature 0: deterministic top-k by u (score = u; ties to the lower row).
 class IndividualSelector : public Selector {
  public:
   explicit IndividualSelector(double temperature = 0.5, uint64_t seed = 0) : temperature_(temperature), seed_(seed) {}

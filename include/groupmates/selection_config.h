@@ -14,6 +14,16 @@ enum class SelectionMode {
   kIndividual,       ///< MATES: Gumbel-top-k on -u / temperature
   kGroup,            ///< Group-MATES: influence-aware clusters, greedy relational selection per cluster
   kGroupNoClusters,  ///< relational greedy over the whole window (ablation)
+  kImportance,       ///< DSIR-style importance resampling: the best `ratio` of each window by hashed n-gram
+                     ///< importance weight against the reference rows (GroupMatesLoader::set_reference); no probes
+};
+
+/// When a refreshed influence model starts scoring windows.
+enum class RefreshMode {
+  kWhenReady,  ///< at the first window boundary after the refresh finished: the trainer never waits for it; the
+               ///< stream depends on timing, and every switch (window, version) is recorded in the stats and state
+  kAtStep,     ///< at the first window boundary at or after probe step + effect_delay_steps, waiting for it there:
+               ///< the stream is a pure function of the configs and seed (reproducible runs, tests)
 };
 
 /// Selection: windows, ratio, clusters, the influence model and its refresh.
@@ -27,7 +37,14 @@ struct SelectionConfig {
   double prefilter_ratio = 0.8;
   bool nearest_pick_discount = true;  ///< greedy (kGroup*): a_i = r_ij to the nearest pick (the minimum) instead of
                                       ///< the mean over the picks (ALGORITHM.md section 4; see docs/SELECTION.md)
-  double temperature = 0.5;           ///< kIndividual Gumbel temperature T
+  double temperature = 0.5;           ///< kIndividual Gumbel temperature T; 0 = deterministic top-k by u
+  bool relations = true;              ///< kGroup*: false = the greedy ranks by u alone (ablation of the relational term)
+  bool importance_prior = true;       ///< when reference rows are set: u = w.h + b + gamma * prior, the prior being
+                                      ///< the window-standardised importance weight (kImportance's score, negated) and
+                                      ///< gamma learnable (init 1, kept >= 0); before the first refresh u = prior
+  int64_t importance_buckets = 1 << 14; ///< hashed token 1-2-gram buckets of the importance estimator
+  double importance_mix = 0.5;        ///< reference distribution smoothed toward the pool's: mix * p_ref + (1-mix) * p_pool
+  RefreshMode refresh_mode = RefreshMode::kWhenReady;  ///< see RefreshMode (README: why this default)
   int64_t encoder_buckets = 1 << 14;  ///< hashed n-gram buckets of the default encoder
   int64_t encoder_dim = 64;           ///< embedding width D
   int64_t encoder_bag_dim = 256;      ///< width of the n-gram table rows: with the table frozen it is a random
@@ -62,6 +79,10 @@ struct ProbeConfig {
   uint32_t pool_rows = 256;           ///< candidates of the current window offered to a probe
   uint32_t effect_delay_steps = 50;   ///< a model refreshed from the probe at step s scores windows from step s + delay
   double max_seconds = 0;             ///< cap on one probe's rollouts (0 = none)
+  double budget = 0.25;               ///< probe FLOPs kept within this share of the training FLOPs so far (0 = no
+                                      ///< cap): a due probe runs as many rollouts as the unspent budget pays for
+                                      ///< (at most the configured ones), or is skipped until min_rollouts are paid
+  uint32_t min_rollouts = 4;          ///< fewest rollouts worth a probe under the budget
 
   void validate() const;
 };

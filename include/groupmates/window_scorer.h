@@ -27,6 +27,9 @@ struct ScoredWindow {
   uint64_t version = 0;      ///< the model version that produced both tensors
   double alpha = 1.0;        ///< that version's relationship parameters (for the selectors)
   double tau = 1.0;
+  double prior_weight = 0;   ///< that version's gamma (weight of a per-row prior added to u by the caller)
+  double seconds = 0;        ///< wall time spent scoring on the scorer thread
+  double flops = 0;          ///< approximate: rows x (Encoder::flops_per_row + 2 D for the head)
 };
 
 /// A single worker thread that scores windows in order with the version current at submission.

@@ -174,7 +174,8 @@ def _unsigned(field_name, value, bits):
 
 # ---- selection and probes (groupmates._engine; mirror include/groupmates/selection_config.h) ----
 
-_SELECTION_MODES = ("none", "random", "individual", "group", "group_no_clusters")
+_SELECTION_MODES = ("none", "random", "individual", "group", "group_no_clusters", "importance")
+_REFRESH_MODES = ("when_ready", "at_step")
 
 
 @dataclass
@@ -184,7 +185,9 @@ class SelectionConfig:
     mode:                   "none" (plain stream), "random" (a seeded random `ratio` of each window),
                             "individual" (MATES: Gumbel-top-k on the predicted influence),
                             "group" (Group-MATES: influence-aware clusters, relational greedy per cluster),
-                            "group_no_clusters" (relational greedy over the whole window)
+                            "group_no_clusters" (relational greedy over the whole window),
+                            "importance" (DSIR-style importance resampling against the reference rows of
+                            GroupMatesLoader.set_reference; no probes)
     window_size:            candidates per selection window on this rank
     ratio:                  share of each window emitted, in (0, 1]
     clusters:               k of the online spherical k-means ("group")
@@ -192,7 +195,15 @@ class SelectionConfig:
     prefilter_ratio:
     nearest_pick_discount:  "group": a candidate's discount is its relation to the nearest pick (the
                             minimum r_ij) instead of the mean over the cluster's picks (the paper)
-    temperature:            "individual": Gumbel temperature
+    temperature:            "individual": Gumbel temperature (0 = deterministic top-k)
+    relations:              "group": False ranks by u alone (ablation of the relational term)
+    importance_prior:       with reference rows, u = w.h + b + gamma * (negated, window-standardised importance
+                            weight); gamma learnable; before the first refresh u is the prior alone
+    importance_buckets:     hashed token 1-2-gram buckets of the importance estimator
+    importance_mix:         reference distribution smoothed toward the pool's (mix * p_ref + (1 - mix) * p_pool)
+    refresh_mode:           "when_ready" (a refreshed model scores from the next window boundary after it is
+                            ready; the trainer never waits; switches are recorded) or "at_step" (from probe step
+                            + effect_delay_steps, waiting for it: the stream is timing-free)
     encoder_buckets, encoder_dim: hashed n-gram encoder buckets and embedding width
     encoder_bag_dim:        width of the (fixed, random) n-gram table rows
     encoder_max_ngram:      n-grams of 1..encoder_max_ngram tokens (1..3)
@@ -216,6 +227,11 @@ class SelectionConfig:
     prefilter_ratio: float = 0.8
     nearest_pick_discount: bool = True
     temperature: float = 0.5
+    relations: bool = True
+    importance_prior: bool = True
+    importance_buckets: int = 1 << 14
+    importance_mix: float = 0.5
+    refresh_mode: str = "when_ready"
     encoder_buckets: int = 1 << 14
     encoder_dim: int = 64
     encoder_bag_dim: int = 256
@@ -239,12 +255,16 @@ class SelectionConfig:
             setattr(c, name, _unsigned(f"SelectionConfig.{name}", getattr(self, name), 32))
         c.seed = _unsigned("SelectionConfig.seed", self.seed, 64)
         c.encoder_max_ngram = _unsigned("SelectionConfig.encoder_max_ngram", self.encoder_max_ngram, 31)
-        for name in ("encoder_buckets", "encoder_dim", "encoder_bag_dim"):
+        c.refresh_mode = _enum(engine.RefreshMode, "SelectionConfig.refresh_mode", self.refresh_mode)
+        for name in ("encoder_buckets", "encoder_dim", "encoder_bag_dim", "importance_buckets"):
             setattr(c, name, _unsigned(f"SelectionConfig.{name}", getattr(self, name), 63))
-        for name in ("ratio", "prefilter_ratio", "temperature", "refresh_learning_rate", "relation_tau_min"):
+        for name in ("ratio", "prefilter_ratio", "temperature", "refresh_learning_rate", "relation_tau_min",
+                     "importance_mix"):
             setattr(c, name, _number(f"SelectionConfig.{name}", getattr(self, name)))
         c.influence_prefilter = bool(self.influence_prefilter)
         c.nearest_pick_discount = bool(self.nearest_pick_discount)
+        c.relations = bool(self.relations)
+        c.importance_prior = bool(self.importance_prior)
         c.robust_label_scaling = bool(self.robust_label_scaling)
         c.per_position_labels = bool(self.per_position_labels)
         c.train_ngram_table = bool(self.train_ngram_table)
@@ -266,6 +286,8 @@ class ProbeConfig:
     pool_rows:          candidates of the current window offered to a probe
     effect_delay_steps: a model refreshed from the probe at step s scores windows from step s + delay
     max_seconds:        cap on one probe's rollouts (0 = none)
+    budget:             probe FLOPs kept within this share of the training FLOPs so far (0 = no cap)
+    min_rollouts:       fewest rollouts worth a probe under the budget (else the probe is skipped)
     """
 
     interval_steps: int = 100
@@ -278,13 +300,15 @@ class ProbeConfig:
     pool_rows: int = 256
     effect_delay_steps: int = 50
     max_seconds: float = 0.0
+    budget: float = 0.25
+    min_rollouts: int = 4
 
     def to_engine(self, engine):
         c = engine.ProbeConfig()
         for name in ("interval_steps", "first_step", "rollout_length", "random_rollouts", "neighbour_rollouts",
-                     "bootstrap_pairs", "pool_rows", "effect_delay_steps"):
+                     "bootstrap_pairs", "pool_rows", "effect_delay_steps", "min_rollouts"):
             setattr(c, name, _unsigned(f"ProbeConfig.{name}", getattr(self, name), 32))
-        for name in ("lr_scale", "max_seconds"):
+        for name in ("lr_scale", "max_seconds", "budget"):
             setattr(c, name, _number(f"ProbeConfig.{name}", getattr(self, name)))
         return c
 

@@ -125,6 +125,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             self._engine_configs = (self.selection.to_engine(engine), self.probes.to_engine(engine))
         self._probe_target = None  # the cached PyModuleProbeTarget and what it wraps
         self._probe_key = None
+        self._reference = None
         self._probe_ops = None
         self.device = torch.device(device) if device is not None else None
         self.pin_memory = bool(pin_memory)
@@ -286,6 +287,23 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             core = self._live_core()
         core.on_step(int(step), target)  # the snapshot (deep copy) happens in here; waits without the GIL
 
+    def set_reference(self, rows) -> None:
+        """Reference rows (LongTensor [R, T], or a list of [B, T] batches): the text selection should
+        help, e.g. the probes' reference_batches. Needed by mode "importance"; with
+        SelectionConfig.importance_prior it is also the prior of the influence model in the other
+        modes. Call before iterating; kept across restarts of the workers (fork, load_state_dict)."""
+        if self.selection is None:
+            raise config_error("set_reference", "a plain loader (mode 'none') has no use for reference rows")
+        if isinstance(rows, (list, tuple)):
+            rows = torch.cat([torch.as_tensor(b).reshape(-1, torch.as_tensor(b).shape[-1]) for b in rows])
+        rows = torch.as_tensor(rows, dtype=torch.int64).cpu().contiguous()
+        if rows.dim() != 2:
+            raise config_error("set_reference.rows", f"expected token ids [R, T], got shape {tuple(rows.shape)}")
+        with self._lock:
+            self._reference = rows
+            core = self._live_core()
+        core.set_reference(rows)
+
     def _target_for(self, model, optimizer, loss_fn, reference_batches):
         key = self._probe_key
         if key is not None and key[0] is model and key[1] is optimizer and \
@@ -398,6 +416,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     def _start(self, state_text):
         if self.selection is not None:
             self._core = _engine.Loader(self._core_config, *self._engine_configs, state_text)
+            if getattr(self, "_reference", None) is not None:
+                self._core.set_reference(self._reference)
         else:
             self._core = _core.Loader(self._core_config, state_text)
         self._pid = os.getpid()

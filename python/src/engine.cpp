@@ -113,7 +113,13 @@ class PyModuleProbeTarget : public gm::ProbeTarget {
         reference_batches_(std::move(reference_batches)),
         device_(device),
         lr_scale_(lr_scale),
-        grad_clip_(grad_clip) {}
+        grad_clip_(grad_clip) {
+    // Cost accounting, counted once here (the GIL is held): 2 x the parameters, the reference tokens.
+    if (!model_.is_none() && py::hasattr(model_, "parameters"))
+      for (py::handle p : model_.attr("parameters")()) flops_per_token_ += 2.0 * p.attr("numel")().cast<double>();
+    if (!reference_batches_.is_none())
+      for (py::handle b : reference_batches_) reference_tokens_ += b.attr("numel")().cast<int64_t>();
+  }
 
   ~PyModuleProbeTarget() override {
     if (python_finalizing()) {  // too late to run Python: leak the references
@@ -156,6 +162,8 @@ class PyModuleProbeTarget : public gm::ProbeTarget {
   }
   double lr_scale() const override { return lr_scale_; }
   torch::Device device() const override { return device_; }
+  double forward_flops_per_token() const override { return flops_per_token_; }
+  int64_t reference_tokens() const override { return reference_tokens_; }
 
   py::object model() const { return model_; }
   py::object optimizer() const { return optimizer_; }
@@ -188,6 +196,8 @@ class PyModuleProbeTarget : public gm::ProbeTarget {
   torch::Device device_;
   double lr_scale_;
   double grad_clip_;
+  double flops_per_token_ = 0;
+  int64_t reference_tokens_ = 0;
 };
 
 torch::Device to_device(const std::string& s) {
@@ -235,6 +245,13 @@ class Loader : public groupmates_binding::LoaderHandle<gm::GroupMatesLoader> {
     return py::make_tuple(wrap(b->input_ids), wrap(ids), wrap(b->influence), wrap(b->cluster), b->model_version, index);
   }
 
+  /// Reference rows (int64 [R, T]) for the importance estimator / prior.
+  void set_reference(const torch::Tensor& rows) {
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(mu_);
+    live().set_reference(rows);
+  }
+
   /// `target` may be null (records the step). The snapshot is taken here, on this thread.
   void on_step(int64_t step, PyModuleProbeTarget* target) {
     py::gil_scoped_release nogil;
@@ -279,6 +296,30 @@ class Loader : public groupmates_binding::LoaderHandle<gm::GroupMatesLoader> {
     d["refresh_wait_seconds"] = s.refresh_wait_seconds;
     d["last_heldout_spearman"] = s.last_heldout_spearman;
     d["last_heldout_spearman_scaled"] = s.last_heldout_spearman_scaled;
+    d["refreshes_failed"] = s.refreshes_failed;
+    d["probes_skipped_budget"] = s.probes_skipped_budget;
+    d["last_refresh_error"] = s.last_refresh_error;
+    d["prior_weight"] = s.prior_weight;
+    py::list switches;
+    for (const auto& sw : s.switches) switches.append(py::make_tuple(sw.window, sw.probe_step, sw.version));
+    d["switches"] = switches;
+    py::dict c;
+    const gm::SelectionCost& k = s.cost;
+    c["flops_per_token"] = k.flops_per_token;
+    c["train_tokens"] = k.train_tokens;
+    c["probe_train_tokens"] = k.probe_train_tokens;
+    c["probe_eval_tokens"] = k.probe_eval_tokens;
+    c["train_flops"] = k.train_flops;
+    c["probe_flops"] = k.probe_flops;
+    c["refresh_flops"] = k.refresh_flops;
+    c["scoring_flops"] = k.scoring_flops;
+    c["scoring_seconds"] = k.scoring_seconds;
+    c["selection_seconds"] = k.selection_seconds;
+    c["wait_scoring_seconds"] = k.wait_scoring_seconds;
+    c["wait_refresh_seconds"] = k.wait_refresh_seconds;
+    c["wait_probe_seconds"] = k.wait_probe_seconds;
+    c["snapshot_seconds"] = k.snapshot_seconds;
+    d["cost"] = c;
     py::dict p;
     p["probes_started"] = s.probes.probes_started;
     p["probes_completed"] = s.probes.probes_completed;
@@ -459,7 +500,12 @@ PYBIND11_MODULE(_engine, m) {
       .value("random", gm::SelectionMode::kRandom)
       .value("individual", gm::SelectionMode::kIndividual)
       .value("group", gm::SelectionMode::kGroup)
-      .value("group_no_clusters", gm::SelectionMode::kGroupNoClusters);
+      .value("group_no_clusters", gm::SelectionMode::kGroupNoClusters)
+      .value("importance", gm::SelectionMode::kImportance);
+
+  py::enum_<gm::RefreshMode>(m, "RefreshMode")
+      .value("when_ready", gm::RefreshMode::kWhenReady)
+      .value("at_step", gm::RefreshMode::kAtStep);
 
   py::class_<gm::SelectionConfig>(m, "SelectionConfig")
       .def(py::init<>())
@@ -471,6 +517,11 @@ PYBIND11_MODULE(_engine, m) {
       .def_readwrite("prefilter_ratio", &gm::SelectionConfig::prefilter_ratio)
       .def_readwrite("nearest_pick_discount", &gm::SelectionConfig::nearest_pick_discount)
       .def_readwrite("temperature", &gm::SelectionConfig::temperature)
+      .def_readwrite("relations", &gm::SelectionConfig::relations)
+      .def_readwrite("importance_prior", &gm::SelectionConfig::importance_prior)
+      .def_readwrite("importance_buckets", &gm::SelectionConfig::importance_buckets)
+      .def_readwrite("importance_mix", &gm::SelectionConfig::importance_mix)
+      .def_readwrite("refresh_mode", &gm::SelectionConfig::refresh_mode)
       .def_readwrite("encoder_buckets", &gm::SelectionConfig::encoder_buckets)
       .def_readwrite("encoder_dim", &gm::SelectionConfig::encoder_dim)
       .def_readwrite("encoder_bag_dim", &gm::SelectionConfig::encoder_bag_dim)
@@ -499,6 +550,8 @@ PYBIND11_MODULE(_engine, m) {
       .def_readwrite("pool_rows", &gm::ProbeConfig::pool_rows)
       .def_readwrite("effect_delay_steps", &gm::ProbeConfig::effect_delay_steps)
       .def_readwrite("max_seconds", &gm::ProbeConfig::max_seconds)
+      .def_readwrite("budget", &gm::ProbeConfig::budget)
+      .def_readwrite("min_rollouts", &gm::ProbeConfig::min_rollouts)
       .def("validate", &gm::ProbeConfig::validate);
 
   py::class_<PyProbeOps, std::shared_ptr<PyProbeOps>>(m, "_ProbeOps")
@@ -570,6 +623,7 @@ PYBIND11_MODULE(_engine, m) {
         }
         l.on_step(step, static_cast<PyModuleProbeTarget*>(t));
       }, py::arg("step"), py::arg("target") = nullptr)
+      .def("set_reference", &Loader::set_reference, py::arg("rows"))
       .def("state", &Loader::state)
       .def("stats", &Loader::stats)
       .def("selection_stats", &Loader::selection_stats)

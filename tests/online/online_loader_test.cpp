@@ -9,111 +9,11 @@
 #include "groupmates/error.h"
 #include "groupmates/loader.h"
 #include "groupmates/tiny_gpt.h"
-#include "loader_test_util.h"
+#include "online_test_util.h"
 
 using namespace groupmates;
 
-namespace {
-
-constexpr int64_t kVocab = 64;
-constexpr uint32_t kT = 16;
-
-// Token rows with structure: a few "topics" (token ranges), so clusters and influence are real.
-std::string write_tokens(const gmtest::TempDir& dir, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<uint16_t> toks;
-  for (int w = 0; w < 2000; ++w) {
-    const int topic = static_cast<int>(rng() % 4);
-    for (uint32_t i = 0; i < kT; ++i) toks.push_back(static_cast<uint16_t>(topic * 16 + rng() % (topic == 0 ? 2 : 16)));
-  }
-  const std::string path = dir.file("tokens.bin");
-  gmtest::write_raw(path, toks);
-  return path;
-}
-
-LoaderConfig loader_config(const std::string& path, uint64_t seed) {
-  LoaderConfig c;
-  SourceConfig s;
-  s.paths = {path};
-  c.sources = {s};
-  c.sequence_length = kT;
-  c.batch_size = 4;
-  c.seed = seed;
-  c.epochs = 0;
-  c.vocab_size = kVocab;
-  return c;
-}
-
-SelectionConfig selection_config(uint64_t seed) {
-  SelectionConfig s;
-  s.mode = SelectionMode::kGroup;
-  s.window_size = 32;
-  s.ratio = 0.5;
-  s.clusters = 4;
-  s.encoder_buckets = 512;
-  s.encoder_dim = 16;
-  s.refresh_train_steps = 5;
-  s.refresh_batch_rollouts = 4;
-  s.seed = seed;
-  return s;
-}
-
-ProbeConfig probe_config() {
-  ProbeConfig p;
-  p.interval_steps = 6;
-  p.first_step = 2;
-  p.rollout_length = 3;
-  p.random_rollouts = 2;
-  p.neighbour_rollouts = 2;
-  p.bootstrap_pairs = 1;
-  p.pool_rows = 32;
-  p.effect_delay_steps = 3;
-  return p;
-}
-
-std::unique_ptr<ProbeTarget> make_live_model(uint64_t seed, int64_t ignore_id = -1) {
-  TinyGptConfig g;
-  g.ignore_id = ignore_id;
-  g.vocab_size = kVocab;
-  g.context = kT;
-  g.d_model = 32;
-  g.n_layers = 1;
-  g.n_heads = 2;
-  g.seed = seed;
-  auto factory = [g] { return std::make_shared<TinyGpt>(g); };
-  auto opt_factory = [](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
-    return std::make_shared<torch::optim::AdamW>(m.parameters(), torch::optim::AdamWOptions(3e-3));
-  };
-  auto module = factory();
-  auto optimizer = opt_factory(*module);
-  std::vector<torch::Tensor> refs = {torch::arange(int64_t{4} * kT, torch::kInt64).remainder(2).view({4, int64_t{kT}})};
-  return std::make_unique<ModuleProbeTarget>(module, optimizer, factory, opt_factory, tiny_gpt_loss, refs);
-}
-
-struct Emitted {
-  std::vector<uint64_t> ids;
-  std::vector<torch::Tensor> inputs;
-  std::vector<uint64_t> versions;
-  std::vector<torch::Tensor> influence;
-};
-
-// Trains the live model on what the loader emits, steps [from, to); returns what was emitted.
-Emitted train(GroupMatesLoader& loader, ProbeTarget& live, int64_t from, int64_t to) {
-  Emitted e;
-  for (int64_t step = from; step < to; ++step) {
-    auto b = loader.next();
-    if (!b) break;
-    for (const auto& id : b->ids) e.ids.push_back(id.hash);
-    e.inputs.push_back(b->input_ids.clone());
-    e.versions.push_back(b->model_version);
-    e.influence.push_back(b->influence.clone());
-    live.train_step(b->input_ids);
-    loader.on_step(step, &live);
-  }
-  return e;
-}
-
-}  // namespace
+using namespace gmonline;
 
 class OnlineLoaderTest : public ::testing::Test {
  protected:

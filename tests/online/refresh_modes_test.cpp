@@ -1,0 +1,283 @@
+// The online loop's cost controls: the probe budget, the ready-when-done refresh mode (on_step never
+// waits; switches recorded and resumed), the guard that keeps non-finite models unpublished, and
+// importance resampling (alone, and as the prior of the influence model).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <set>
+#include <thread>
+
+#include "groupmates/error.h"
+#include "online_test_util.h"
+
+using namespace gmonline;
+
+namespace {
+
+// A probe target whose optimiser steps are slow (the probe thread's work), for timing tests.
+class SlowTarget : public ProbeTarget {
+ public:
+  SlowTarget(std::unique_ptr<ProbeTarget> inner, double step_seconds) : inner_(std::move(inner)), delay_(step_seconds) {}
+  std::unique_ptr<ProbeTarget> clone() const override { return std::make_unique<SlowTarget>(inner_->clone(), delay_); }
+  double train_step(const torch::Tensor& tokens) override {
+    std::this_thread::sleep_for(std::chrono::duration<double>(delay_));
+    return inner_->train_step(tokens);
+  }
+  double reference_loss() override { return inner_->reference_loss(); }
+  void set_lr_scale(double s) override { inner_->set_lr_scale(s); }
+  double lr_scale() const override { return inner_->lr_scale(); }
+  torch::Device device() const override { return inner_->device(); }
+  double forward_flops_per_token() const override { return inner_->forward_flops_per_token(); }
+  int64_t reference_tokens() const override { return inner_->reference_tokens(); }
+  ProbeTarget& inner() { return *inner_; }
+
+ private:
+  std::unique_ptr<ProbeTarget> inner_;
+  double delay_;
+};
+
+// Rows like make_live_model's reference batches: tokens 0 and 1 only (topic 0 of write_tokens).
+torch::Tensor reference_rows() { return torch::arange(int64_t{4} * kT, torch::kInt64).remainder(2).view({4, int64_t{kT}}); }
+
+bool topic0(const torch::Tensor& row) { return row.lt(2).all().item<bool>(); }
+
+}  // namespace
+
+class RefreshModesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    seed = gmtest::fresh_seed() % 100000;
+    trace = std::make_unique<testing::ScopedTrace>(__FILE__, __LINE__, "GM_TEST_SEED=" + std::to_string(seed));
+    path = write_tokens(dir, seed);
+    torch::set_num_threads(1);
+  }
+  gmtest::TempDir dir;
+  uint64_t seed = 0;
+  std::string path;
+  std::unique_ptr<testing::ScopedTrace> trace;
+};
+
+TEST_F(RefreshModesTest, ProbeBudgetHoldsOverARun) {
+  // Spent probe work (token-FLOP units: 3 per probe step token, 1 per reference token evaluated)
+  // never exceeds budget x 3 x trained tokens; without the budget the same run spends far more.
+  auto run = [&](double budget) {
+    ProbeConfig p = probe_config();
+    p.interval_steps = 2;
+    p.effect_delay_steps = 1;
+    p.budget = budget;
+    p.min_rollouts = 2;
+    GroupMatesLoader loader(loader_config(path, seed), selection_config(seed), p);
+    auto live = make_live_model(seed);
+    double worst = 0;
+    for (int64_t step = 0; step < 60; ++step) {
+      auto b = loader.next();
+      live->train_step(b->input_ids);
+      loader.on_step(step, live.get());
+      const SelectionCost c = loader.selection_stats().cost;
+      const double spent = 3.0 * c.probe_train_tokens + c.probe_eval_tokens;
+      if (budget > 0) {
+        EXPECT_LE(spent, budget * 3.0 * double(c.train_tokens) + 1e-9) << "step " << step;
+      }
+      worst = std::max(worst, spent / (3.0 * double(c.train_tokens)));
+    }
+    loader.state();  // waits for the probe in flight
+    const SelectionStats s = loader.selection_stats();
+    const double spent = 3.0 * s.cost.probe_train_tokens + s.cost.probe_eval_tokens;
+    if (budget > 0) {
+      EXPECT_LE(spent, budget * 3.0 * double(s.cost.train_tokens) + 1e-9);
+    }
+    EXPECT_GT(s.cost.probe_flops, 0);
+    EXPECT_NEAR(s.cost.train_flops, 3.0 * live->forward_flops_per_token() * double(s.cost.train_tokens),
+                1e-6 * s.cost.train_flops);
+    return std::make_pair(s, worst);
+  };
+  const auto [capped, capped_share] = run(0.5);
+  const auto [free, free_share] = run(0.0);
+  EXPECT_GE(capped.probes.probes_completed, 2);
+  EXPECT_GT(capped.probes_skipped_budget, 0u);
+  EXPECT_LE(capped_share, 0.5 + 1e-9);
+  EXPECT_GT(free_share, 1.0) << "the test's probes must cost more than the budget without one";
+  EXPECT_EQ(free.probes_skipped_budget, 0u);
+}
+
+TEST_F(RefreshModesTest, OnStepNeverWaitsForARunningProbe) {
+  SelectionConfig sel = selection_config(seed);
+  sel.refresh_mode = RefreshMode::kWhenReady;
+  ProbeConfig p = probe_config();
+  p.interval_steps = 2;
+  p.first_step = 2;
+  p.effect_delay_steps = 1;  // unused by kWhenReady
+  p.budget = 0;
+  GroupMatesLoader loader(loader_config(path, seed), sel, p);
+  SlowTarget live(make_live_model(seed), 0.05);  // a probe: >= 7 rollouts x 3 steps x 50 ms
+  double longest_on_step = 0;
+  bool checked_busy = false;
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t step = 0; std::chrono::steady_clock::now() - start < std::chrono::seconds(60); ++step) {
+    auto b = loader.next();
+    ASSERT_TRUE(b);
+    live.inner().train_step(b->input_ids);
+    const auto t0 = std::chrono::steady_clock::now();
+    loader.on_step(step, &live);
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (step != 2) longest_on_step = std::max(longest_on_step, took);  // step 2 takes the snapshot
+    if (step == 4) {
+      const SelectionStats s = loader.selection_stats();
+      EXPECT_EQ(s.probes.probes_started, 1);
+      EXPECT_EQ(s.probes.probes_completed, 0) << "on_step(4) returned while the probe of step 2 runs";
+      EXPECT_EQ(s.probes.probes_skipped_busy, 1) << "the probe due at step 4 is skipped, not waited for";
+      checked_busy = true;
+    }
+    if (loader.selection_stats().refreshes >= 2) break;
+  }
+  EXPECT_TRUE(checked_busy);
+  const SelectionStats s = loader.selection_stats();
+  EXPECT_GE(s.refreshes, 2u);
+  EXPECT_LT(longest_on_step, 0.25) << "on_step waited (a probe step sleeps 50 ms)";
+  EXPECT_EQ(s.cost.wait_refresh_seconds, 0.0);
+  EXPECT_EQ(s.cost.wait_probe_seconds, 0.0);
+  ASSERT_EQ(s.switches.size(), s.refreshes);
+  for (size_t i = 0; i < s.switches.size(); ++i) {
+    EXPECT_EQ(s.switches[i].version, i + 2);
+    if (i > 0) EXPECT_GT(s.switches[i].window, s.switches[i - 1].window);
+  }
+}
+
+TEST_F(RefreshModesTest, WhenReadySwitchesResumeExactly) {
+  // Saving waits for the probe in flight; its refresh then takes effect at the same window boundary
+  // in the saved run and in the resumed one, and the recorded switches carry over.
+  SelectionConfig sel = selection_config(seed);
+  sel.refresh_mode = RefreshMode::kWhenReady;
+  ProbeConfig p = probe_config();
+  p.interval_steps = 7;
+  p.first_step = 2;
+  p.budget = 0;
+  std::mt19937_64 rng(seed);
+  const int64_t k = 2 + static_cast<int64_t>(rng() % 20), total = 40;
+  SCOPED_TRACE("save after step " + std::to_string(k));
+  std::string saved;
+  std::unique_ptr<ProbeTarget> live_at_k;
+  Emitted after;
+  std::vector<VersionSwitch> switches;
+  {
+    GroupMatesLoader loader(loader_config(path, seed), sel, p);
+    auto live = make_live_model(seed);
+    train(loader, *live, 0, k + 1);
+    saved = loader.state().serialize();
+    live_at_k = live->clone();
+    // After the save, only probes that finish before the next window boundary could differ; keep
+    // the rest of the run probe-free by handing no target.
+    for (int64_t step = k + 1; step < total; ++step) {
+      auto b = loader.next();
+      for (const auto& id : b->ids) after.ids.push_back(id.hash);
+      after.versions.push_back(b->model_version);
+      loader.on_step(step, nullptr);
+    }
+    switches = loader.selection_stats().switches;
+  }
+  GroupMatesLoader resumed(loader_config(path, seed), sel, p, LoaderState::parse(saved));
+  Emitted rest;
+  for (int64_t step = k + 1; step < total; ++step) {
+    auto b = resumed.next();
+    for (const auto& id : b->ids) rest.ids.push_back(id.hash);
+    rest.versions.push_back(b->model_version);
+    resumed.on_step(step, nullptr);
+  }
+  EXPECT_EQ(rest.ids, after.ids);
+  EXPECT_EQ(rest.versions, after.versions);
+  const auto got = resumed.selection_stats().switches;
+  ASSERT_EQ(got.size(), switches.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].window, switches[i].window);
+    EXPECT_EQ(got[i].probe_step, switches[i].probe_step);
+    EXPECT_EQ(got[i].version, switches[i].version);
+  }
+  EXPECT_GE(got.size(), 1u) << "the probe of step 2 refreshed the model";
+}
+
+TEST_F(RefreshModesTest, NonFiniteRefreshIsNeverPublished) {
+  SelectionConfig sel = selection_config(seed);
+  sel.refresh_learning_rate = 1e30;  // AdamW's decay and steps overflow the influence model's weights
+  GroupMatesLoader loader(loader_config(path, seed), sel, probe_config());
+  auto live = make_live_model(seed);
+  const Emitted e = train(loader, *live, 0, 30);
+  const SelectionStats s = loader.selection_stats();
+  EXPECT_GE(s.probes.probes_completed, 3);
+  EXPECT_EQ(s.refreshes, 0u);
+  EXPECT_GE(s.refreshes_failed, 3u);
+  EXPECT_NE(s.last_refresh_error.find("not finite"), std::string::npos) << s.last_refresh_error;
+  for (uint64_t v : e.versions) EXPECT_EQ(v, 1u);
+  EXPECT_EQ(e.inputs.size(), 30u) << "the loader goes on with the last good model";
+}
+
+TEST_F(RefreshModesTest, ImportanceModeTakesTheReferenceLikeRowsFirst) {
+  SelectionConfig sel = selection_config(seed);
+  sel.mode = SelectionMode::kImportance;
+  GroupMatesLoader loader(loader_config(path, seed), sel, ProbeConfig{});
+  EXPECT_THROW(
+      {
+        try {
+          loader.next();
+        } catch (const Error& e) {
+          EXPECT_NE(std::string(e.what()).find("set_reference"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      Error);
+  GroupMatesLoader fresh(loader_config(path, seed), sel, ProbeConfig{});
+  fresh.set_reference(reference_rows());
+  StreamingLoader plain([&] {
+    LoaderConfig c = loader_config(path, seed);
+    c.batch_size = sel.window_size;
+    return c;
+  }());
+  int64_t selected_topic0 = 0, selected = 0;
+  for (int w = 0; w < 6; ++w) {
+    const auto window = plain.next();
+    const torch::Tensor rows = to_tensor(*window);
+    int64_t in_window = 0;
+    for (int64_t i = 0; i < rows.size(0); ++i) in_window += topic0(rows[i]);
+    const int64_t budget = sel.window_size / 2;
+    int64_t got = 0;
+    for (int b = 0; b < budget / 4; ++b) {
+      auto batch = fresh.next();
+      ASSERT_TRUE(batch);
+      EXPECT_EQ(batch->model_version, 1u);
+      EXPECT_TRUE(torch::isfinite(batch->influence).all().item<bool>());
+      for (int64_t i = 0; i < batch->input_ids.size(0); ++i) got += topic0(batch->input_ids[i]);
+    }
+    EXPECT_EQ(got, std::min(in_window, budget)) << "window " << w << ": every reference-like row is taken first";
+    selected_topic0 += got;
+    selected += budget;
+  }
+  EXPECT_GT(double(selected_topic0) / double(selected), 0.4) << "random would give about 0.25";
+  const SelectionStats s = fresh.selection_stats();
+  EXPECT_EQ(s.warmup_windows, 0u);
+  EXPECT_EQ(s.cost.scoring_seconds, 0.0) << "no influence model runs in importance mode";
+}
+
+TEST_F(RefreshModesTest, PriorDrivesGroupSelectionBeforeTheFirstRefresh) {
+  // With reference rows, u = gamma * prior until a refresh exists: no random warm-up.
+  SelectionConfig sel = selection_config(seed);
+  GroupMatesLoader loader(loader_config(path, seed), sel, ProbeConfig{});
+  loader.set_reference(reference_rows());
+  int64_t topic0_rows = 0, rows = 0;
+  double u_topic0 = 0, u_other = 0;
+  for (int b = 0; b < 40; ++b) {
+    auto batch = loader.next();
+    ASSERT_TRUE(batch);
+    EXPECT_TRUE(torch::isfinite(batch->influence).all().item<bool>()) << "batch " << b;
+    for (int64_t i = 0; i < batch->input_ids.size(0); ++i) {
+      const bool t0 = topic0(batch->input_ids[i]);
+      topic0_rows += t0, ++rows;
+      (t0 ? u_topic0 : u_other) += batch->influence[i].item<double>();
+    }
+  }
+  const SelectionStats s = loader.selection_stats();
+  EXPECT_EQ(s.warmup_windows, 0u);
+  EXPECT_DOUBLE_EQ(s.prior_weight, 1.0);
+  // Per-cluster budgets and the relational discount spread the picks; the prior still ranks topic 0 first.
+  EXPECT_GT(double(topic0_rows) / double(rows), 0.3) << "random would give about 0.25";
+  ASSERT_GT(topic0_rows, 0);
+  EXPECT_LT(u_topic0 / double(topic0_rows), u_other / double(rows - topic0_rows));
+}
