@@ -61,8 +61,9 @@ std::vector<GreedyPicks> solve_batched(const SelectionInput& input, const std::v
 
 }  // namespace
 
-ClusterGreedySelector::ClusterGreedySelector(BudgetMode mode, double prefilter_ratio, GreedyExecution execution)
-    : mode_(mode), prefilter_ratio_(prefilter_ratio), execution_(execution) {
+ClusterGreedySelector::ClusterGreedySelector(BudgetMode mode, double prefilter_ratio, GreedyExecution execution,
+                                             bool merge_budgets)
+    : mode_(mode), prefilter_ratio_(prefilter_ratio), execution_(execution), merge_budgets_(merge_budgets) {
   if (!(prefilter_ratio > 0 && prefilter_ratio <= 1))
     throw Error(ErrorCode::kInvalidConfig, "ClusterGreedySelector.prefilter_ratio",
                 "got " + std::to_string(prefilter_ratio) + ", allowed (0, 1]");
@@ -96,7 +97,9 @@ Selection ClusterGreedySelector::select(const SelectionInput& input, double rati
   for (int64_t r : rows) members[cluster[r]].push_back(r);
   std::vector<int64_t> sizes(clusters);
   for (int64_t c = 0; c < clusters; ++c) sizes[c] = static_cast<int64_t>(members[c].size());
-  const std::vector<int64_t> quota = allocate_budget(sizes, budget);
+  std::vector<int64_t> quota = allocate_budget(sizes, budget);
+  if (merge_budgets_)
+    for (int64_t c = 0; c < clusters; ++c) quota[c] = std::min(sizes[c], budget);
 
   std::vector<GreedyPicks> picks(clusters);
   if (batched) {
@@ -116,7 +119,7 @@ Selection ClusterGreedySelector::select(const SelectionInput& input, double rati
     if (!picks[c].indices.empty()) heads.emplace(picks[c].scores[0], c, 0);
   out.indices.reserve(budget);
   out.scores.reserve(budget);
-  while (!heads.empty()) {
+  while (!heads.empty() && int64_t(out.indices.size()) < budget) {
     const auto [score, c, pos] = heads.top();
     heads.pop();
     out.indices.push_back(picks[c].indices[pos]);

@@ -86,7 +86,8 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   registry_ = std::make_shared<ModelRegistry>([this] { return make_model(); }, device_);
   scorer_ = std::make_unique<WindowScorer>(registry_);
   group_ = std::make_unique<ClusterGreedySelector>(
-      cfg_.influence_prefilter ? BudgetMode::kInfluencePrefilter : BudgetMode::kUniformRatio, cfg_.prefilter_ratio);
+      cfg_.influence_prefilter ? BudgetMode::kInfluencePrefilter : BudgetMode::kUniformRatio, cfg_.prefilter_ratio,
+      GreedyExecution::kAuto, cfg_.merge_cluster_budgets);
   random_ = std::make_unique<RandomSelector>(cfg_.seed);
   individual_ = std::make_unique<IndividualSelector>(cfg_.temperature, cfg_.seed);
   whole_window_ = std::make_unique<GreedySelector>();

@@ -64,14 +64,17 @@ enum class GreedyExecution {
 /// greedy order; ties to the lowest cluster id).
 class ClusterGreedySelector : public Selector {
  public:
+  /// merge_budgets: instead of a quota k_c per cluster, every cluster's greedy runs over all its
+  /// (kept) members and the window takes the best round(ratio * W) picks of the merged orders.
   explicit ClusterGreedySelector(BudgetMode mode = BudgetMode::kUniformRatio, double prefilter_ratio = 0.8,
-                                 GreedyExecution execution = GreedyExecution::kAuto);
+                                 GreedyExecution execution = GreedyExecution::kAuto, bool merge_budgets = false);
   Selection select(const SelectionInput& input, double ratio) const override;
 
  private:
   BudgetMode mode_;
   double prefilter_ratio_;
   GreedyExecution execution_;
+  bool merge_budgets_;
 };
 
 /// Relational greedy over the whole window, no clusters (ablation; O(W * k * D)).

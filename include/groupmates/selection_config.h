@@ -35,6 +35,8 @@ struct SelectionConfig {
   bool influence_prefilter = true;    ///< kGroup budget: keep the best ratio/prefilter_ratio of the window by u,
                                       ///< then the same ratio of each cluster; false = the paper's uniform ratio
   double prefilter_ratio = 0.8;
+  bool merge_cluster_budgets = false; ///< kGroup: no quota per cluster; the window takes the best picks of all the
+                                      ///< clusters' greedy orders merged by score
   bool nearest_pick_discount = true;  ///< greedy (kGroup*): a_i = r_ij to the nearest pick (the minimum) instead of
                                       ///< the mean over the picks (ALGORITHM.md section 4; see docs/SELECTION.md)
   double temperature = 0.5;           ///< kIndividual Gumbel temperature T; 0 = deterministic top-k by u

@@ -197,6 +197,7 @@ class SelectionConfig:
                             minimum r_ij) instead of the mean over the cluster's picks (the paper)
     temperature:            "individual": Gumbel temperature (0 = deterministic top-k)
     relations:              "group": False ranks by u alone (ablation of the relational term)
+    merge_cluster_budgets:  "group": no quota per cluster; the best picks of all clusters' greedy orders
     importance_prior:       with reference rows, u = w.h + b + gamma * (negated, window-standardised importance
                             weight); gamma learnable; before the first refresh u is the prior alone
     importance_buckets:     hashed token 1-2-gram buckets of the importance estimator
@@ -228,6 +229,7 @@ class SelectionConfig:
     nearest_pick_discount: bool = True
     temperature: float = 0.5
     relations: bool = True
+    merge_cluster_budgets: bool = False
     importance_prior: bool = True
     importance_buckets: int = 1 << 14
     importance_mix: float = 0.5
@@ -264,6 +266,7 @@ class SelectionConfig:
         c.influence_prefilter = bool(self.influence_prefilter)
         c.nearest_pick_discount = bool(self.nearest_pick_discount)
         c.relations = bool(self.relations)
+        c.merge_cluster_budgets = bool(self.merge_cluster_budgets)
         c.importance_prior = bool(self.importance_prior)
         c.robust_label_scaling = bool(self.robust_label_scaling)
         c.per_position_labels = bool(self.per_position_labels)

@@ -518,6 +518,7 @@ PYBIND11_MODULE(_engine, m) {
       .def_readwrite("nearest_pick_discount", &gm::SelectionConfig::nearest_pick_discount)
       .def_readwrite("temperature", &gm::SelectionConfig::temperature)
       .def_readwrite("relations", &gm::SelectionConfig::relations)
+      .def_readwrite("merge_cluster_budgets", &gm::SelectionConfig::merge_cluster_budgets)
       .def_readwrite("importance_prior", &gm::SelectionConfig::importance_prior)
       .def_readwrite("importance_buckets", &gm::SelectionConfig::importance_buckets)
       .def_readwrite("importance_mix", &gm::SelectionConfig::importance_mix)

@@ -50,10 +50,11 @@ def topic_tokens(tmp_path_factory):
     return path
 
 
+# The timing-free refresh mode and no probe budget: these tests compare exact streams and probe counts.
 SELECTION = dict(mode="group", window_size=32, ratio=0.5, clusters=4, encoder_buckets=512, encoder_dim=16,
-                 refresh_train_steps=5, refresh_batch_rollouts=4)
+                 refresh_train_steps=5, refresh_batch_rollouts=4, refresh_mode="at_step")
 PROBES = dict(interval_steps=6, first_step=2, rollout_length=3, random_rollouts=2, neighbour_rollouts=2,
-              bootstrap_pairs=1, pool_rows=32, effect_delay_steps=3)
+              bootstrap_pairs=1, pool_rows=32, effect_delay_steps=3, budget=0.0)
 REFS = torch.arange(4 * T).remainder(2).view(4, T)
 
 
@@ -321,7 +322,7 @@ def make():
         selection=dict(mode="group", window_size=32, clusters=4, encoder_buckets=512, encoder_dim=16,
                        refresh_train_steps=2, refresh_batch_rollouts=2),
         probes=dict(interval_steps=100, first_step=2, rollout_length=4, random_rollouts=8, neighbour_rollouts=0,
-                    bootstrap_pairs=0, pool_rows=32, effect_delay_steps=50))
+                    bootstrap_pairs=0, pool_rows=32, effect_delay_steps=50, budget=0.0))
 model = M(); opt = torch.optim.SGD(model.parameters(), lr=0.1)
 refs = torch.zeros(2, 16, dtype=torch.long)
 t0 = time.monotonic()
@@ -402,3 +403,45 @@ def test_python_config_defaults_are_the_cpp_defaults():
         for name in sorted(cpp_fields - {"mode"}):
             want, got = getattr(cpp, name), getattr(converted, name)
             assert want == pytest.approx(got) if isinstance(want, float) else want == got, (py_cls.__name__, name)
+
+
+def test_importance_mode_and_cost_accounting(topic_tokens):
+    # Importance resampling needs reference rows; it then takes the reference-like rows (topic 0,
+    # tokens 0 and 1, like REFS) first. Group-MATES with the same rows gets the prior, counts the
+    # FLOPs of training and probes, and keeps its probes within the budget.
+    imp = selecting(topic_tokens, selection=dict(SELECTION, mode="importance"))
+    with pytest.raises(groupmates.GroupMatesError, match="set_reference"):
+        next(imp)
+    imp.close()
+    imp = selecting(topic_tokens, selection=dict(SELECTION, mode="importance"))
+    imp.set_reference(REFS)
+    rows = torch.cat([next(imp)["input_ids"] for _ in range(20)])
+    share = rows.lt(2).all(1).float().mean().item()
+    assert share > 0.4, share  # random: about 0.25
+    assert imp.selection_stats()["warmup_windows"] == 0
+    imp.close()
+
+    budget = 0.5
+    loader = selecting(topic_tokens, probes=dict(PROBES, interval_steps=2, effect_delay_steps=1, budget=budget,
+                                                  min_rollouts=2))
+    loader.set_reference([REFS])
+    model, opt = live_model()
+    for step in range(40):
+        b = next(loader)
+        loss = groupmates.next_token_loss(model, b["input_ids"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loader.on_step(step, model, opt, reference_batches=[REFS])
+    loader.state_dict()  # waits for the probe in flight
+    s = loader.selection_stats()
+    c = s["cost"]
+    params = sum(p.numel() for p in model.parameters())
+    assert c["flops_per_token"] == 2 * params
+    assert c["train_tokens"] == 40 * B * T
+    assert c["train_flops"] == pytest.approx(3 * 2 * params * 40 * B * T)
+    assert c["probe_flops"] > 0
+    assert 3 * c["probe_train_tokens"] + c["probe_eval_tokens"] <= budget * 3 * c["train_tokens"] + 1e-9
+    assert s["probes_skipped_budget"] > 0
+    assert s["warmup_windows"] == 0 and s["prior_weight"] >= 0
+    loader.close()
