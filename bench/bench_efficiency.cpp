@@ -5,10 +5,18 @@
 //   bench_efficiency --pool POOL.jsonl --reference REF.jsonl --tokenizer M.model --method METHOD
 //                    --seed S --out RUN.json [settings...]
 //
-// METHOD: random (SelectionMode::kRandom), individual (kIndividual, MATES), group (kGroup,
-// Group-MATES), plain (kNone: every candidate of --pool; the driver's oracle mix passes a pool of
-// in-domain documents only). individual and group get oracle probes of the live model
-// (ModuleProbeTarget around the TinyGpt + AdamW, loader.on_step(step, &target)).
+// METHOD: random (SelectionMode::kRandom), importance (kImportance: DSIR-style, no probes),
+// individual (kIndividual, MATES, Gumbel T = 0.5), individual_topk (kIndividual, T = 0: top-k by u),
+// group (kGroup, Group-MATES), and the ablations group_no_relations (SelectionConfig::relations =
+// false), group_no_clusters (kGroupNoClusters), group_no_prior (importance_prior = false); plain
+// (kNone: every candidate of --pool; the driver's oracle mix passes a pool of in-domain documents
+// only). The model-based methods get oracle probes of the live model (ModuleProbeTarget around the
+// TinyGpt + AdamW, loader.on_step(step, &target)); every selecting method gets the probes' reference
+// rows through set_reference() (the importance estimator and prior).
+//
+// Cost: each curve point carries the wall seconds of the run so far without the benchmark's own
+// evaluations, and the FLOPs so far: 3 F per trained token (F = the target's forward FLOPs per token,
+// 2 x its parameters) plus the loader's selection overhead (SelectionCost: probes, refresh, scoring).
 //
 // The reference set is tokenized once (groupmates::Tokenizer), packed into rows of T tokens with
 // eos between documents, and split into two disjoint, evenly spaced subsets: --probe-ref-rows rows
@@ -64,6 +72,10 @@ struct Options {
   int torch_threads = 0;
   std::string log_path;
   uint32_t clusters = 0;  // 0 = SelectionConfig's default
+  double probe_budget = -1;  // < 0 = ProbeConfig's default
+  int64_t rollout_length = 0;  // 0 = ProbeConfig's default
+  int merge_budgets = -1;      // -1 = SelectionConfig's default
+  std::string refresh_mode;  // "" = SelectionConfig's default; when_ready | at_step
   bool aligned = false;  // --packing aligned: every candidate starts at a document start (pad id 0, not trained on)
   bool quiet = false;
 };
@@ -76,7 +88,8 @@ struct Options {
                "         [--steps 600] [--batch 8] [--seq-len 128] [--eval-every 40] [--eval-rows 128]\n"
                "         [--probe-ref-rows 16] [--d-model 128] [--layers 2] [--heads 4] [--lr 1e-3]\n"
                "         [--weight-decay 0.1] [--loader-threads 2] [--torch-threads 0] [--log PATH]\n"
-               "         [--packing packed|aligned] [--clusters K] [--quiet]\n");
+               "         [--packing packed|aligned] [--clusters K] [--probe-budget B]\n"
+               "         [--refresh-mode when_ready|at_step] [--rollout-length L] [--merge-cluster-budgets 0|1] [--quiet]\n");
   std::exit(2);
 }
 
@@ -113,13 +126,23 @@ Options parse(int argc, char** argv) {
       if (v != "packed" && v != "aligned") usage("--packing must be packed or aligned");
       o.aligned = v == "aligned";
     } else if (a == "--clusters") o.clusters = std::stoul(value());
+    else if (a == "--probe-budget") o.probe_budget = std::stod(value());
+    else if (a == "--rollout-length") o.rollout_length = std::stoll(value());
+    else if (a == "--merge-cluster-budgets") o.merge_budgets = std::stoi(value());
+    else if (a == "--refresh-mode") {
+      o.refresh_mode = value();
+      if (o.refresh_mode != "when_ready" && o.refresh_mode != "at_step") usage("--refresh-mode must be when_ready or at_step");
+    }
     else if (a == "--quiet") o.quiet = true;
     else usage(("unknown argument " + a).c_str());
   }
   if (o.pool.empty() || o.reference.empty() || o.tokenizer.empty() || o.method.empty() || o.out.empty())
     usage("--pool, --reference, --tokenizer, --method and --out are required");
-  if (o.method != "random" && o.method != "individual" && o.method != "group" && o.method != "plain")
-    usage("--method must be random, individual, group or plain");
+  static const char* kMethods[] = {"random", "importance", "individual", "individual_topk", "group",
+                                   "group_no_relations", "group_no_clusters", "group_no_prior", "plain"};
+  if (std::find(std::begin(kMethods), std::end(kMethods), o.method) == std::end(kMethods))
+    usage("--method must be random, importance, individual, individual_topk, group, group_no_relations, "
+          "group_no_clusters, group_no_prior or plain");
   if (o.steps < 1 || o.eval_every < 1 || o.eval_rows < 1 || o.probe_ref_rows < 1 || o.batch < 1 || o.seq_len < 2)
     usage("sizes must be positive (seq-len >= 2)");
   return o;
@@ -199,11 +222,22 @@ int main(int argc, char** argv) {
 
     groupmates::SelectionConfig selection;
     groupmates::ProbeConfig probes;
-    const bool probing = o.method == "individual" || o.method == "group";
-    selection.mode = o.method == "random"       ? groupmates::SelectionMode::kRandom
-                     : o.method == "individual" ? groupmates::SelectionMode::kIndividual
-                     : o.method == "group"      ? groupmates::SelectionMode::kGroup
-                                                : groupmates::SelectionMode::kNone;
+    const bool probing = o.method != "random" && o.method != "importance" && o.method != "plain";
+    using Mode = groupmates::SelectionMode;
+    selection.mode = o.method == "random"                ? Mode::kRandom
+                     : o.method == "importance"          ? Mode::kImportance
+                     : o.method.rfind("individual", 0) == 0 ? Mode::kIndividual
+                     : o.method == "group_no_clusters"   ? Mode::kGroupNoClusters
+                     : o.method.rfind("group", 0) == 0   ? Mode::kGroup
+                                                         : Mode::kNone;
+    if (o.method == "individual_topk") selection.temperature = 0;
+    if (o.method == "group_no_relations") selection.relations = false;
+    if (o.method == "group_no_prior") selection.importance_prior = false;
+    if (o.probe_budget >= 0) probes.budget = o.probe_budget;
+    if (o.rollout_length > 0) probes.rollout_length = static_cast<uint32_t>(o.rollout_length);
+    if (o.merge_budgets >= 0) selection.merge_cluster_budgets = o.merge_budgets != 0;
+    if (!o.refresh_mode.empty())
+      selection.refresh_mode = o.refresh_mode == "at_step" ? groupmates::RefreshMode::kAtStep : groupmates::RefreshMode::kWhenReady;
     selection.seed = o.seed;
     if (o.clusters > 0) selection.clusters = o.clusters;
     selection.log_path = o.log_path;
@@ -223,8 +257,14 @@ int main(int argc, char** argv) {
         selection.mode == groupmates::SelectionMode::kNone
             ? std::make_unique<groupmates::GroupMatesLoader>(config)
             : std::make_unique<groupmates::GroupMatesLoader>(config, selection, probes);
+    if (selection.mode != groupmates::SelectionMode::kNone) {
+      std::vector<torch::Tensor> ref;
+      for (const auto& b : probe_batches) ref.push_back(b.to(torch::kCPU));
+      loader->set_reference(torch::cat(ref));  // the text the probes measure: the user's reference set
+    }
+    const double flops_per_token = target->forward_flops_per_token();
 
-    struct Point { int64_t step; double tokens, loss, seconds; };
+    struct Point { int64_t step; double tokens, loss, seconds, flops; };
     std::vector<Point> curve;
     struct Sp { int64_t step; uint64_t refreshes; double spearman, spearman_scaled; };
     std::vector<Sp> spearman;
@@ -238,8 +278,11 @@ int main(int argc, char** argv) {
     auto evaluate = [&](int64_t s) {
       const auto t = Clock::now();
       const double l = mean_loss(*model, eval_batches);
+      const double tokens = static_cast<double>(s) * o.batch * o.seq_len;
+      const double overhead =
+          selection.mode == groupmates::SelectionMode::kNone ? 0.0 : loader->selection_stats().cost.overhead_flops();
+      curve.push_back({s, tokens, l, since(t_run) - eval_s, 3.0 * flops_per_token * tokens + overhead});
       eval_s += since(t);
-      curve.push_back({s, static_cast<double>(s) * o.batch * o.seq_len, l, since(t_run)});
       if (!o.quiet)
         std::fprintf(stderr, "[%s seed %llu] step %lld/%lld  ref loss %.4f  train %.3f  %.0f s\n", o.method.c_str(),
                      static_cast<unsigned long long>(o.seed), static_cast<long long>(s),
@@ -304,7 +347,7 @@ int main(int argc, char** argv) {
     j << " \"curve\": [";
     for (size_t i = 0; i < curve.size(); ++i)
       j << (i ? ", " : "") << "[" << curve[i].step << ", " << num(curve[i].tokens) << ", " << num(curve[i].loss) << ", "
-        << num(curve[i].seconds) << "]";
+        << num(curve[i].seconds) << ", " << num(curve[i].flops) << "]";
     j << "],\n \"spearman_history\": [";
     for (size_t i = 0; i < spearman.size(); ++i)
       j << (i ? ", " : "") << "[" << spearman[i].step << ", " << spearman[i].refreshes << ", " << num(spearman[i].spearman)
@@ -318,8 +361,19 @@ int main(int argc, char** argv) {
     j << "],\n \"timing\": {\"setup_seconds\": " << num(setup_seconds) << ", \"run_seconds\": " << num(run_s)
       << ", \"total_seconds\": " << num(total_s) << ", \"loader_wait_seconds\": " << num(wait_s)
       << ", \"train_seconds\": " << num(train_s) << ", \"on_step_seconds\": " << num(on_step_s)
-      << ", \"eval_seconds\": " << num(eval_s) << "},\n";
+      << ", \"eval_seconds\": " << num(eval_s) << ", \"run_seconds_without_eval\": " << num(run_s - eval_s) << "},\n";
     const auto& p = st.probes;
+    const auto& c = st.cost;
+    j << " \"cost\": {\"flops_per_token\": " << num(flops_per_token) << ", \"train_flops\": "
+      << num(3.0 * flops_per_token * double(step) * o.batch * o.seq_len) << ", \"probe_flops\": " << num(c.probe_flops)
+      << ", \"refresh_flops\": " << num(c.refresh_flops) << ", \"scoring_flops\": " << num(c.scoring_flops)
+      << ", \"probe_train_tokens\": " << num(c.probe_train_tokens) << ", \"probe_eval_tokens\": " << num(c.probe_eval_tokens)
+      << ", \"scoring_seconds\": " << num(c.scoring_seconds) << ", \"selection_seconds\": " << num(c.selection_seconds)
+      << ", \"wait_scoring_seconds\": " << num(c.wait_scoring_seconds) << ", \"wait_refresh_seconds\": "
+      << num(c.wait_refresh_seconds) << ", \"wait_probe_seconds\": " << num(c.wait_probe_seconds)
+      << ", \"snapshot_seconds\": " << num(c.snapshot_seconds) << ", \"probes_skipped_budget\": " << st.probes_skipped_budget
+      << ", \"refreshes_failed\": " << st.refreshes_failed << ", \"prior_weight\": " << num(st.prior_weight)
+      << ", \"switches\": " << st.switches.size() << "},\n";
     j << " \"selection\": {\"windows\": " << st.windows << ", \"warmup_windows\": " << st.warmup_windows
       << ", \"seen\": " << st.seen << ", \"selected\": " << st.selected << ", \"model_version\": " << st.model_version
       << ", \"refreshes\": " << st.refreshes << ", \"refresh_seconds\": " << num(st.refresh_seconds)

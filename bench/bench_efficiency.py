@@ -35,8 +35,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-METHODS = ["random", "individual", "group", "oracle"]
-LABELS = {"random": "random", "individual": "MATES (individual)", "group": "Group-MATES", "oracle": "oracle (in-domain)"}
+METHODS = ["random", "importance", "individual_topk", "group", "group_no_relations", "group_no_clusters",
+           "group_no_prior", "oracle"]
+ALL_METHODS = METHODS + ["individual"]
+MODEL_METHODS = {"individual", "individual_topk", "group", "group_no_relations", "group_no_clusters", "group_no_prior"}
+LABELS = {"random": "random", "importance": "importance (DSIR)", "individual": "MATES (Gumbel)",
+          "individual_topk": "MATES (top-k)", "group": "Group-MATES", "group_no_relations": "GM no relations",
+          "group_no_clusters": "GM no clusters", "group_no_prior": "GM no prior", "oracle": "oracle (in-domain)"}
 KINDS = ["in_domain", "clean_other", "off_domain", "noisy", "near_dup"]
 SMOOTH = 3  # final loss = mean of the last 3 evaluations
 
@@ -72,6 +77,13 @@ def parse_args():
                          "tail padded and not trained on (aligned)")
     ap.add_argument("--clusters", type=int, default=0, help="k-means clusters per window (0 = the library's default)")
     ap.add_argument("--selection-log", action="store_true", help="write each selecting run's JSONL selection log")
+    ap.add_argument("--probe-budget", type=float, default=-1, help="ProbeConfig.budget (< 0 = the library's default)")
+    ap.add_argument("--refresh-mode", choices=["when_ready", "at_step"], help="SelectionConfig.refresh_mode (default: the library's)")
+    ap.add_argument("--extra", default="", help="more bench_efficiency flags for every run (space-separated), e.g. "
+                                               "'--rollout-length 4 --merge-cluster-budgets 1'")
+    ap.add_argument("--pool2", help="second pool JSONL (default data/pool2/pool.jsonl when --pool is not given; "
+                                    "'none' to skip); its figures end on a line RESULT pool2 ...")
+    ap.add_argument("--reference2", help="the second pool's reference set (default data/pool2/reference.jsonl)")
     return ap.parse_args()
 
 
@@ -179,23 +191,37 @@ def write_oracle_pool(pool, meta, data_dir):
 # Figures
 
 
+def smoothed(curve):
+    """The curve with each loss replaced by the mean of the last SMOOTH evaluations up to it (fewer at
+    the start): every method's curve, random's included, is smoothed alike before any comparison."""
+    out = []
+    for i, p in enumerate(curve):
+        tail = [q[2] for q in curve[max(0, i - SMOOTH + 1):i + 1]]
+        out.append([p[0], p[1], sum(tail) / len(tail)] + list(p[3:]))
+    return out
+
+
 def final_loss(curve):
-    tail = [p[2] for p in curve[-SMOOTH:]]
-    return sum(tail) / len(tail)
+    return smoothed(curve)[-1][2]
+
+
+def cost_to_reach(curve, target, column):
+    """Value of `column` (1 tokens, 3 wall seconds without evaluations, 4 FLOPs) at which the smoothed
+    curve first reaches `target` (linear interpolation between evaluations); inf if it never does."""
+    prev = None
+    for p in smoothed(curve):
+        loss, x = p[2], p[column]
+        if loss <= target:
+            if prev is None:
+                return x
+            x0, l0 = prev
+            return x0 + (x - x0) * (l0 - target) / (l0 - loss) if l0 != loss else x
+        prev = (x, loss)
+    return math.inf
 
 
 def tokens_to_reach(curve, target):
-    """Training tokens at which the curve first reaches `target` (linear interpolation between
-    evaluations); inf if it never does."""
-    prev = None
-    for step, tokens, loss, _ in curve:
-        if loss is not None and loss <= target:
-            if prev is None or prev[1] is None:
-                return tokens
-            t0, l0 = prev
-            return t0 + (tokens - t0) * (l0 - target) / (l0 - loss) if l0 != loss else tokens
-        prev = (tokens, loss)
-    return math.inf
+    return cost_to_reach(curve, target, 1)
 
 
 def selection_shares(run, meta, line_map):
@@ -297,45 +323,20 @@ def plot(runs, methods, seeds, path):
 # ------------------------------------------------------------------------------------------------
 
 
-def main():
-    a = parse_args()
-    t_all = time.time()
-    build = os.path.abspath(a.build)
-    binary = a.binary or os.path.join(build, "bench", "bench_efficiency")
-    if not os.access(binary, os.X_OK):
-        sys.exit("bench_efficiency: %s not found; build it: cmake --build %s --target bench_efficiency" % (binary, build))
-    out_dir = os.path.abspath(a.out_dir or os.path.join(build, "bench-efficiency"))
-    data_dir = os.path.abspath(a.data_dir or os.path.join(out_dir, "data"))
+def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag):
+    """Every method x seed on one pool; returns (per-seed figures, means). Files go to out_dir/tag."""
+    out_dir = os.path.join(out_dir, tag)
     os.makedirs(os.path.join(out_dir, "runs"), exist_ok=True)
-    os.makedirs(data_dir, exist_ok=True)
-
-    if bool(a.pool) != bool(a.reference):
-        sys.exit("bench_efficiency: give both --pool and --reference (or neither for the default pool)")
-    if a.pool:
-        pool, reference = os.path.abspath(a.pool), os.path.abspath(a.reference)
-    else:
-        pool_dir = os.path.join(REPO, "data", "pool")
-        pool, reference = os.path.join(pool_dir, "pool.jsonl"), os.path.join(pool_dir, "reference.jsonl")
-        if not (os.path.exists(pool) and os.path.exists(reference)):
-            subprocess.run(["bash", os.path.join(REPO, "scripts", "prepare-pool.sh"), pool_dir], check=True)
-    for p in (pool, reference):
-        if not os.path.exists(p):
-            sys.exit("bench_efficiency: %s not found" % p)
-
-    seeds = [int(s) for s in a.seeds.split(",") if s != ""]
-    methods = [m for m in a.methods.split(",") if m]
-    for m in methods:
-        if m not in METHODS:
-            sys.exit("bench_efficiency: unknown method %s (known: %s)" % (m, ", ".join(METHODS)))
-
+    methods = list(methods)
     meta = read_pool_meta(pool)
     tokenizer = train_tokenizer(pool, data_dir, a.vocab, a.spm_input_bytes)
-    oracle_pool, oracle_map = (os.path.abspath(a.oracle_pool), None) if a.oracle_pool else write_oracle_pool(pool, meta, data_dir)
+    oracle_pool, oracle_map = (os.path.abspath(a.oracle_pool), None) if a.oracle_pool and tag == "pool" \
+        else write_oracle_pool(pool, meta, data_dir)
     if "oracle" in methods and oracle_pool is None:
         log("oracle: the pool has no kind == in_domain lines and no --oracle-pool: the oracle mix is skipped")
         methods.remove("oracle")
-    log("pool %s (%d documents), reference %s; methods %s; seeds %s; %d steps x %d x %d tokens per run"
-        % (pool, len(meta), reference, ",".join(methods), ",".join(map(str, seeds)), a.steps, a.batch, a.seq_len))
+    log("[%s] pool %s (%d documents), reference %s; methods %s; seeds %s; %d steps x %d x %d tokens per run"
+        % (tag, pool, len(meta), reference, ",".join(methods), ",".join(map(str, seeds)), a.steps, a.batch, a.seq_len))
 
     runs = {}
     for seed in seeds:
@@ -346,8 +347,12 @@ def main():
                    "--steps", str(a.steps), "--batch", str(a.batch), "--seq-len", str(a.seq_len),
                    "--eval-every", str(a.eval_every), "--eval-rows", str(a.eval_rows),
                    "--probe-ref-rows", str(a.probe_ref_rows), "--d-model", str(a.d_model),
-                   "--layers", str(a.layers), "--lr", str(a.lr), "--packing", a.packing, "--clusters", str(a.clusters), "--out", out]
-            if a.selection_log and m in ("individual", "group"):
+                   "--layers", str(a.layers), "--lr", str(a.lr), "--packing", a.packing, "--clusters", str(a.clusters),
+                   "--probe-budget", str(a.probe_budget), "--out", out, "--quiet"]
+            if a.refresh_mode:
+                cmd += ["--refresh-mode", a.refresh_mode]
+            cmd += a.extra.split()
+            if a.selection_log and m in MODEL_METHODS:
                 cmd += ["--log", os.path.join(out_dir, "runs", "%s-s%d.selection.jsonl" % (m, seed))]
             t0 = time.time()
             r = subprocess.run(cmd)
@@ -356,8 +361,11 @@ def main():
             with open(out) as f:
                 runs[(m, seed)] = json.load(f)
             runs[(m, seed)]["driver_seconds"] = time.time() - t0
+            c = runs[(m, seed)]["curve"]
+            log("[%s] %-18s seed %d: final %.4f, %.0f s, overhead %.0f%% of training FLOPs" % (
+                tag, m, seed, final_loss(c), time.time() - t0,
+                100 * (c[-1][4] / (3 * runs[(m, seed)]["cost"]["flops_per_token"] * c[-1][1]) - 1)))
 
-    # ---- figures
     rows_csv = []
     per_seed = []
     for seed in seeds:
@@ -366,78 +374,89 @@ def main():
         if rnd is None:
             sys.exit("bench_efficiency: the random baseline is required")
         target = final_loss(rnd["curve"])
-        budget = rnd["curve"][-1][1]
+        budget = {1: rnd["curve"][-1][1], 3: rnd["curve"][-1][3], 4: rnd["curve"][-1][4]}
         orc = runs.get(("oracle", seed))
         for m in methods:
             run = runs[(m, seed)]
-            for step, tokens, loss, secs in run["curve"]:
-                rows_csv.append([m, seed, step, int(tokens), loss, secs])
+            for p in run["curve"]:
+                rows_csv.append([m, seed] + p[:5])
             fl = final_loss(run["curve"])
-            reach = tokens_to_reach(run["curve"], target)
+            reach = {k: cost_to_reach(run["curve"], target, k) for k in (1, 3, 4)}
             gain = math.nan
             if orc is not None:
                 denom = target - final_loss(orc["curve"])
                 gain = (target - fl) / denom if denom > 0 else math.nan
             sel = selection_shares(run, meta if m != "oracle" or oracle_map is not None else [], oracle_map if m == "oracle" else None)
-            sp_mean, sp_last, sp_n = heldout_spearman(run) if m in ("individual", "group") else (math.nan, math.nan, 0)
-            sp_scaled = heldout_spearman(run, 3)[0] if m in ("individual", "group") else math.nan
-            pred = predicted_by_kind(run, meta) if m in ("individual", "group") else {}
-            fig["methods"][m] = {"predicted_u_by_kind": pred, "final_loss": fl, "tokens_to_random_final": reach, "token_ratio": reach / budget,
-                                 "oracle_gain_share": gain, "selection": sel, "spearman_mean": sp_mean,
-                                 "spearman_last": sp_last, "spearman_refreshes": sp_n,
-                                 "spearman_scaled_mean": sp_scaled,
-                                 "seconds": run["timing"]["total_seconds"],
-                                 "loader_wait_share": run["timing"]["loader_wait_seconds"] / run["timing"]["run_seconds"],
-                                 "probe_share": run["selection"]["probes"]["probe_share"],
-                                 "snapshot_share": run["selection"]["probes"]["snapshot_share"],
-                                 "probes": run["selection"]["probes"]["completed"],
-                                 "refreshes": run["selection"]["refreshes"],
-                                 "pad_share": run["settings"].get("pad_tokens", 0) / run["curve"][-1][1]}
-        g, i = fig["methods"].get("group"), fig["methods"].get("individual")
+            model = m in MODEL_METHODS
+            sp_mean, sp_last, sp_n = heldout_spearman(run) if model else (math.nan, math.nan, 0)
+            sp_scaled = heldout_spearman(run, 3)[0] if model else math.nan
+            cost, timing = run["cost"], run["timing"]
+            train_flops = 3 * cost["flops_per_token"] * run["curve"][-1][1]
+            waits = {k: cost[k] / timing["run_seconds_without_eval"] for k in
+                     ("wait_scoring_seconds", "wait_refresh_seconds", "wait_probe_seconds", "snapshot_seconds", "selection_seconds")}
+            fig["methods"][m] = {
+                "predicted_u_by_kind": predicted_by_kind(run, meta) if model else {},
+                "final_loss": fl, "tokens_to_random_final": reach[1], "token_ratio": reach[1] / budget[1],
+                "compute_ratio": reach[4] / budget[4], "wall_ratio": reach[3] / budget[3],
+                "oracle_gain_share": gain, "selection": sel, "spearman_mean": sp_mean,
+                "spearman_last": sp_last, "spearman_refreshes": sp_n, "spearman_scaled_mean": sp_scaled,
+                "seconds": timing["run_seconds_without_eval"],
+                "loader_wait_share": timing["loader_wait_seconds"] / timing["run_seconds_without_eval"],
+                "on_step_share": timing["on_step_seconds"] / timing["run_seconds_without_eval"],
+                "wait_shares": waits,
+                "overhead_share": {k: cost[k] / train_flops for k in ("probe_flops", "refresh_flops", "scoring_flops")},
+                "probe_share": run["selection"]["probes"]["probe_share"],
+                "probes": run["selection"]["probes"]["completed"],
+                "probes_skipped_budget": cost["probes_skipped_budget"],
+                "probes_skipped_busy": run["selection"]["probes"]["skipped_busy"],
+                "refreshes": run["selection"]["refreshes"], "refreshes_failed": cost["refreshes_failed"],
+                "prior_weight": cost["prior_weight"],
+                "pad_share": run["settings"].get("pad_tokens", 0) / run["curve"][-1][1]}
+        x = fig["methods"]
+        g, i, v = x.get("group"), x.get("individual_topk"), x.get("importance")
         fig["r"] = g["token_ratio"] if g else math.nan
+        fig["c"] = g["compute_ratio"] if g else math.nan
+        fig["w"] = g["wall_ratio"] if g else math.nan
         fig["g"] = g["final_loss"] / i["final_loss"] if g and i else math.nan
+        fig["v"] = g["final_loss"] / v["final_loss"] if g and v else math.nan
         fig["d"] = (g["selection"]["near_dup"] / i["selection"]["near_dup"]
                     if g and i and i["selection"]["near_dup"] > 0 else math.nan)
         fig["s"] = g["spearman_mean"] if g else math.nan
+        fig["q"] = x["random"]["token_ratio"]
         fig["random_final"] = target
         per_seed.append(fig)
 
-        log("\n== seed %d: random's smoothed final reference loss %.4f (mean of its last %d evaluations), budget %d tokens"
-            % (seed, target, SMOOTH, budget))
-        log("  %-20s %9s %14s %9s %10s %8s %8s %8s %8s %7s %7s" % (
-            "method", "final", "tokens->rnd", "ratio", "oracle%", "in_dom", "near_dup", "noisy", "off_dom",
-            "probes", "time"))
+        log("\n== [%s] seed %d: random's smoothed final reference loss %.4f (curves smoothed alike: mean of the last %d "
+            "evaluations), budget %d tokens, %.3g FLOPs, %.0f s" % (tag, seed, target, SMOOTH, budget[1], budget[4], budget[3]))
+        log("  %-20s %8s %7s %7s %7s %8s %7s %7s %7s %7s %6s %7s" % (
+            "method", "final", "tokens", "FLOPs", "wall", "oracle%", "in_dom", "neardup", "probe", "wait", "probes", "time"))
         for m in methods:
-            x = fig["methods"][m]
-            k = x["selection"]["kind"]
-            log("  %-20s %9.4f %14s %9s %9s%% %7.1f%% %7.1f%% %7.1f%% %7.1f%% %7d %6.0fs" % (
-                LABELS[m], x["final_loss"], fmt(x["tokens_to_random_final"], 0), fmt(x["token_ratio"]),
-                fmt(100 * x["oracle_gain_share"], 1), 100 * k.get("in_domain", 0), 100 * k.get("near_dup", 0),
-                100 * k.get("noisy", 0), 100 * k.get("off_domain", 0), x["probes"], x["seconds"]))
+            y = x[m]
+            k = y["selection"]["kind"]
+            log("  %-20s %8.4f %7s %7s %7s %7s%% %6.1f%% %6.2f%% %6.1f%% %6.1f%% %6d %6.0fs" % (
+                LABELS[m], y["final_loss"], fmt(y["token_ratio"]), fmt(y["compute_ratio"]), fmt(y["wall_ratio"]),
+                fmt(100 * y["oracle_gain_share"], 1), 100 * k.get("in_domain", 0), 100 * k.get("near_dup", 0),
+                100 * y["overhead_share"]["probe_flops"], 100 * y["loader_wait_share"], y["probes"], y["seconds"]))
         for m in methods:
-            x = fig["methods"][m]
-            srcs = ", ".join("%s %.1f%%" % (s, 100 * v) for s, v in list(x["selection"]["source"].items())[:8])
-            log("  %-20s sources: %s" % (LABELS[m], srcs))
-        for m in ("individual", "group"):
-            if m in fig["methods"]:
-                x = fig["methods"][m]
-                log("  %-20s held-out Spearman: mean %s over %d refreshes, last %s (against the labels as "
-                    "standardised for training: %s); probe share %.1f%%, snapshot share %.2f%%, loader wait %.2f%%, "
-                    "%d refreshes"
-                    % (LABELS[m], fmt(x["spearman_mean"]), x["spearman_refreshes"], fmt(x["spearman_last"]),
-                       fmt(x["spearman_scaled_mean"]),
-                       100 * x["probe_share"], 100 * x["snapshot_share"], 100 * x["loader_wait_share"], x["refreshes"]))
-        for m in ("individual", "group"):
-            if m in fig["methods"] and fig["methods"][m]["predicted_u_by_kind"]:
-                pred = fig["methods"][m]["predicted_u_by_kind"]
-                log("  %-20s mean predicted u of emitted rows by kind: %s" % (LABELS[m], ", ".join(
-                    "%s %+.3f" % (k, pred[k]) for k in KINDS + ["(unlabelled)"] if k in pred)))
-        log("  seed %d: r=%s g=%s d=%s s=%s" % (seed, fmt(fig["r"]), fmt(fig["g"], 4), fmt(fig["d"]), fmt(fig["s"])))
+            if m in MODEL_METHODS or m == "importance":
+                y = x[m]
+                log("  %-20s Spearman %s (%d refreshes, scaled %s), gamma %.2f, FLOPs over training: probes %.1f%% "
+                    "refresh %.2f%% scoring %.2f%%; trainer waiting: scoring %.2f%% refresh %.2f%% probe %.2f%% "
+                    "snapshot %.2f%% selecting %.2f%%; probes skipped (budget %d, busy %d), refreshes failed %d"
+                    % (LABELS[m], fmt(y["spearman_mean"]), y["spearman_refreshes"], fmt(y["spearman_scaled_mean"]),
+                       y["prior_weight"], 100 * y["overhead_share"]["probe_flops"], 100 * y["overhead_share"]["refresh_flops"],
+                       100 * y["overhead_share"]["scoring_flops"], 100 * y["wait_shares"]["wait_scoring_seconds"],
+                       100 * y["wait_shares"]["wait_refresh_seconds"], 100 * y["wait_shares"]["wait_probe_seconds"],
+                       100 * y["wait_shares"]["snapshot_seconds"], 100 * y["wait_shares"]["selection_seconds"],
+                       y["probes_skipped_budget"], y["probes_skipped_busy"], y["refreshes_failed"]))
+        log("  seed %d: r=%s c=%s w=%s g=%s v=%s d=%s s=%s q=%s" % (
+            seed, fmt(fig["r"]), fmt(fig["c"]), fmt(fig["w"]), fmt(fig["g"], 4), fmt(fig["v"], 4), fmt(fig["d"]),
+            fmt(fig["s"]), fmt(fig["q"])))
 
     csv_path = os.path.join(out_dir, "curves.csv")
     with open(csv_path + ".tmp", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["method", "seed", "step", "tokens", "reference_loss", "seconds"])
+        w.writerow(["method", "seed", "step", "tokens", "reference_loss", "seconds_without_eval", "flops"])
         w.writerows(rows_csv)
     os.replace(csv_path + ".tmp", csv_path)
     png = os.path.join(out_dir, "efficiency.png")
@@ -446,28 +465,88 @@ def main():
     except ImportError as e:
         png = "(not written: %s; apt-get install python3-matplotlib)" % e
 
-    res = {k: mean([f[k] for f in per_seed]) for k in ("r", "g", "d", "s")}
-    summary = {"seeds": seeds, "methods": methods, "settings": runs[("random", seeds[0])]["settings"],
-               "per_seed": per_seed, "means": res, "wall_seconds": time.time() - t_all}
+    keys = ("r", "c", "w", "g", "v", "d", "s", "q")
+    res = {k: mean([f[k] for f in per_seed]) for k in keys}
+    spread = {k: [f[k] for f in per_seed] for k in keys}
+    summary = {"pool": pool, "reference": reference, "seeds": seeds, "methods": methods,
+               "settings": runs[("random", seeds[0])]["settings"], "per_seed": per_seed, "means": res, "per_seed_values": spread}
     with open(os.path.join(out_dir, "summary.json.tmp"), "w") as f:
         json.dump(summary, f, indent=1, default=lambda x: None)
     os.replace(os.path.join(out_dir, "summary.json.tmp"), os.path.join(out_dir, "summary.json"))
 
-    log("\n== means over %d seeds" % len(seeds))
+    log("\n== [%s] means over %d seeds (per-seed values in brackets)" % (tag, len(seeds)))
     for m in methods:
         xs = [f["methods"][m] for f in per_seed]
-        pad = ", padding %.1f%% of trained tokens" % (100 * mean([x["pad_share"] for x in xs])) if a.packing == "aligned" else ""
-        log("  %-20s final loss %.4f, token ratio %s, oracle gain share %s%%, near-dup share %.2f%%, in-domain %.1f%%%s"
-            % (LABELS[m], mean([x["final_loss"] for x in xs]), fmt(mean([x["token_ratio"] for x in xs])),
-               fmt(100 * mean([x["oracle_gain_share"] for x in xs]), 1),
-               100 * mean([x["selection"]["near_dup"] for x in xs]),
-               100 * mean([x["selection"]["kind"].get("in_domain", 0) for x in xs]), pad))
-    log("  r = Group-MATES tokens to reach random's smoothed final loss / random's tokens; g = Group-MATES / MATES "
-        "final loss (mean of last %d evals); d = near-dup share Group-MATES / MATES; s = Group-MATES's held-out "
-        "Spearman against the measured marginal labels (mean over refreshes after the first)" % SMOOTH)
-    log("  curves: %s\n  plot: %s\n  wall time: %.0f s" % (csv_path, png, time.time() - t_all))
-    log("RESULT token_ratio_vs_random=%s group_vs_individual=%s dup_ratio=%s spearman=%s"
-        % (fmt(res["r"]), fmt(res["g"], 4), fmt(res["d"]), fmt(res["s"])))
+        log("  %-20s final loss %.4f, tokens %s, FLOPs %s, wall %s to random's loss; oracle gain %s%%, near-dup %.2f%%, "
+            "in-domain %.1f%%" % (LABELS[m], mean([y["final_loss"] for y in xs]), fmt(mean([y["token_ratio"] for y in xs])),
+                                  fmt(mean([y["compute_ratio"] for y in xs])), fmt(mean([y["wall_ratio"] for y in xs])),
+                                  fmt(100 * mean([y["oracle_gain_share"] for y in xs]), 1),
+                                  100 * mean([y["selection"]["near_dup"] for y in xs]),
+                                  100 * mean([y["selection"]["kind"].get("in_domain", 0) for y in xs])))
+    for k in keys:
+        log("  %s = %s  [%s]" % (k, fmt(res[k], 4), ", ".join(fmt(v, 4) for v in spread[k])))
+    log("  r, c, w = Group-MATES's tokens, FLOPs (probes, refresh and scoring included) and wall clock (evaluations "
+        "excluded) to reach random's final loss, over random's whole run; g = Group-MATES / MATES (top-k, same "
+        "prefilter and prior) final loss; v = Group-MATES / importance resampling final loss; d = near-dup share "
+        "Group-MATES / MATES (top-k); s = Group-MATES's held-out Spearman (mean over refreshes after the first); "
+        "q = random's own token ratio")
+    log("  curves: %s\n  plot: %s" % (csv_path, png))
+    return per_seed, res
+
+
+def result_line(res):
+    return ("token_ratio_vs_random=%s compute_ratio_vs_random=%s wall_ratio_vs_random=%s group_vs_individual=%s "
+            "group_vs_importance=%s dup_ratio=%s spearman=%s random_self_ratio=%s"
+            % (fmt(res["r"]), fmt(res["c"]), fmt(res["w"]), fmt(res["g"], 4), fmt(res["v"], 4), fmt(res["d"]),
+               fmt(res["s"]), fmt(res["q"])))
+
+
+def main():
+    a = parse_args()
+    t_all = time.time()
+    build = os.path.abspath(a.build)
+    binary = a.binary or os.path.join(build, "bench", "bench_efficiency")
+    if not os.access(binary, os.X_OK):
+        sys.exit("bench_efficiency: %s not found; build it: cmake --build %s --target bench_efficiency" % (binary, build))
+    out_dir = os.path.abspath(a.out_dir or os.path.join(build, "bench-efficiency"))
+    data_dir = os.path.abspath(a.data_dir or os.path.join(out_dir, "data"))
+    os.makedirs(data_dir, exist_ok=True)
+
+    if bool(a.pool) != bool(a.reference):
+        sys.exit("bench_efficiency: give both --pool and --reference (or neither for the default pool)")
+    pools = []
+    if a.pool:
+        pools.append(("pool", os.path.abspath(a.pool), os.path.abspath(a.reference)))
+    else:
+        pool_dir = os.path.join(REPO, "data", "pool")
+        pool, reference = os.path.join(pool_dir, "pool.jsonl"), os.path.join(pool_dir, "reference.jsonl")
+        if not (os.path.exists(pool) and os.path.exists(reference)):
+            subprocess.run(["bash", os.path.join(REPO, "scripts", "prepare-pool.sh"), pool_dir], check=True)
+        pools.append(("pool", pool, reference))
+    if a.pool2 != "none" and (a.pool2 or not a.pool):
+        pool2 = os.path.abspath(a.pool2 or os.path.join(REPO, "data", "pool2", "pool.jsonl"))
+        reference2 = os.path.abspath(a.reference2 or os.path.join(os.path.dirname(pool2), "reference.jsonl"))
+        if not a.pool2 and not (os.path.exists(pool2) and os.path.exists(reference2)):
+            subprocess.run(["bash", os.path.join(REPO, "scripts", "prepare-pool.sh"), "--variant", "pool2",
+                            os.path.dirname(pool2)], check=True)
+        pools.append(("pool2", pool2, reference2))
+    for _, p, r in pools:
+        for f in (p, r):
+            if not os.path.exists(f):
+                sys.exit("bench_efficiency: %s not found" % f)
+
+    seeds = [int(s) for s in a.seeds.split(",") if s != ""]
+    methods = [m for m in a.methods.split(",") if m]
+    for m in methods:
+        if m not in ALL_METHODS:
+            sys.exit("bench_efficiency: unknown method %s (known: %s)" % (m, ", ".join(ALL_METHODS)))
+    results = {}
+    for tag, pool, reference in pools:
+        results[tag] = run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)[1]
+    log("\n  wall time: %.0f s" % (time.time() - t_all))
+    if "pool2" in results:
+        log("RESULT pool2 " + result_line(results["pool2"]))
+    log("RESULT " + result_line(results["pool"]))
 
 
 if __name__ == "__main__":
