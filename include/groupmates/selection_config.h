@@ -35,8 +35,8 @@ struct SelectionConfig {
   bool influence_prefilter = true;    ///< kGroup budget: keep the best ratio/prefilter_ratio of the window by u,
                                       ///< then the same ratio of each cluster; false = the paper's uniform ratio
   double prefilter_ratio = 0.8;
-  bool merge_cluster_budgets = false; ///< kGroup: no quota per cluster; the window takes the best picks of all the
-                                      ///< clusters' greedy orders merged by score
+  bool merge_cluster_budgets = true;  ///< kGroup: no quota per cluster; the window takes the best picks of all the
+                                      ///< clusters' greedy orders merged by score (false = a quota per cluster)
   bool nearest_pick_discount = true;  ///< greedy (kGroup*): a_i = r_ij to the nearest pick (the minimum) instead of
                                       ///< the mean over the picks (ALGORITHM.md section 4; see docs/SELECTION.md)
   double temperature = 0.5;           ///< kIndividual Gumbel temperature T; 0 = deterministic top-k by u
@@ -73,7 +73,7 @@ struct SelectionConfig {
 struct ProbeConfig {
   uint32_t interval_steps = 100;      ///< probe at steps first_step, first_step + interval, ...; 0 = never
   uint32_t first_step = 0;
-  uint32_t rollout_length = 10;       ///< L
+  uint32_t rollout_length = 4;        ///< L (the paper's 10 pays for one probe per run under the default budget)
   uint32_t random_rollouts = 12;      ///< per probe
   uint32_t neighbour_rollouts = 12;   ///< per probe: rollouts of same-cluster candidates
   uint32_t bootstrap_pairs = 2;       ///< per probe once a trained model exists (best + worst)

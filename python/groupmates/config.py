@@ -229,7 +229,7 @@ class SelectionConfig:
     nearest_pick_discount: bool = True
     temperature: float = 0.5
     relations: bool = True
-    merge_cluster_budgets: bool = False
+    merge_cluster_budgets: bool = True
     importance_prior: bool = True
     importance_buckets: int = 1 << 14
     importance_mix: float = 0.5
@@ -295,7 +295,7 @@ class ProbeConfig:
 
     interval_steps: int = 100
     first_step: int = 0
-    rollout_length: int = 10
+    rollout_length: int = 4
     random_rollouts: int = 12
     neighbour_rollouts: int = 12
     bootstrap_pairs: int = 2
