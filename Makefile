@@ -98,13 +98,16 @@ prepare-pool2: deps
 prepare-pool-dev: deps
 	@bash scripts/prepare-pool.sh --variant dev $(POOL_DEV)
 
-# Data-efficiency benchmark (issue 5): random vs MATES vs Group-MATES vs oracle mix (in-domain
-# only), same TinyGpt, budget and seed; 3 seeds by default; curves.csv, efficiency.png and
-# summary.json in $(BUILD)/bench-efficiency; last line RESULT ... A user's own data:
+# Data-efficiency benchmark (issues 5, 13): random, importance resampling, MATES (top-k),
+# Group-MATES and its ablations, oracle mix (in-domain only); same TinyGpt, budget and seeds; on the
+# shipped pool and the second pool; tokens, FLOPs and wall clock to random's final loss. 3 seeds by
+# default; curves.csv, efficiency.png and summary.json per pool in $(BUILD)/bench-efficiency;
+# last lines RESULT pool2 ... and RESULT ... A user's own data (one pool):
 #   make bench-efficiency BENCH_ARGS="--pool my_pool.jsonl --reference my_reference.jsonl"
 SEEDS ?= 0,1,2
 BENCH_ARGS ?=
-bench-efficiency: configure $(if $(findstring --pool,$(BENCH_ARGS)),,prepare-pool)
+bench-efficiency: configure $(if $(findstring --pool,$(BENCH_ARGS)),,prepare-pool prepare-pool2)
 	cmake --build $(BUILD) -j$(JOBS) --target bench_efficiency
 	$(PY) bench/bench_efficiency.py --build $(BUILD) --seeds $(SEEDS) \
-	  $(if $(findstring --pool,$(BENCH_ARGS)),,--pool $(POOL)/pool.jsonl --reference $(POOL)/reference.jsonl) $(BENCH_ARGS)
+	  $(if $(findstring --pool,$(BENCH_ARGS)),,--pool $(POOL)/pool.jsonl --reference $(POOL)/reference.jsonl \
+	    --pool2 $(POOL2)/pool.jsonl --reference2 $(POOL2)/reference.jsonl) $(BENCH_ARGS)
