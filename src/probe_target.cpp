@@ -7,6 +7,9 @@
 
 #include <torch/types.h>
 #include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/adamw.h>
+#include <torch/optim/sgd.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
@@ -21,6 +24,86 @@ torch::Device module_device(const torch::nn::Module& module) {
   for (const auto& p : module.parameters()) return p.device();
   for (const auto& b : module.buffers()) return b.device();
   return torch::kCPU;
+}
+
+// The optimiser's state map key of a parameter (a string of the TensorImpl address in LibTorch 1.x,
+// the address itself in later versions).
+template <typename Map>
+typename Map::key_type state_key(const torch::Tensor& p) {
+  using Key = typename Map::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
+
+torch::Tensor deep(const torch::Tensor& t) { return t.defined() ? t.detach().clone() : t; }
+
+// A deep copy of one parameter's optimiser state for the optimisers whose state we know (Adam,
+// AdamW, SGD); null for any other (the caller then falls back to archives).
+std::unique_ptr<torch::optim::OptimizerParamState> deep_state(const torch::optim::OptimizerParamState& s) {
+  if (auto* a = dynamic_cast<const torch::optim::AdamWParamState*>(&s)) {
+    auto c = std::make_unique<torch::optim::AdamWParamState>(*a);
+    c->exp_avg(deep(a->exp_avg())).exp_avg_sq(deep(a->exp_avg_sq())).max_exp_avg_sq(deep(a->max_exp_avg_sq()));
+    return c;
+  }
+  if (auto* a = dynamic_cast<const torch::optim::AdamParamState*>(&s)) {
+    auto c = std::make_unique<torch::optim::AdamParamState>(*a);
+    c->exp_avg(deep(a->exp_avg())).exp_avg_sq(deep(a->exp_avg_sq())).max_exp_avg_sq(deep(a->max_exp_avg_sq()));
+    return c;
+  }
+  if (auto* g = dynamic_cast<const torch::optim::SGDParamState*>(&s)) {
+    auto c = std::make_unique<torch::optim::SGDParamState>(*g);
+    c->momentum_buffer(deep(g->momentum_buffer()));
+    return c;
+  }
+  return nullptr;
+}
+
+// Copies weights and optimiser state tensor by tensor on their own device (no archives, no host
+// round trip). False if the optimiser's state is of a type deep_state() does not know, or the
+// structures differ; `to` is then unspecified and the caller uses archives.
+bool copy_direct(torch::nn::Module& from_module, torch::optim::Optimizer& from_opt, torch::nn::Module& to_module,
+                 torch::optim::Optimizer& to_opt) {
+  const auto src = from_module.parameters(), dst = to_module.parameters();
+  const auto src_b = from_module.buffers(), dst_b = to_module.buffers();
+  if (src.size() != dst.size() || src_b.size() != dst_b.size()) return false;
+  auto& groups_from = from_opt.param_groups();
+  auto& groups_to = to_opt.param_groups();
+  if (groups_from.size() != groups_to.size()) return false;
+  auto& state_from = from_opt.state();
+  auto& state_to = to_opt.state();
+  using Map = std::decay_t<decltype(state_from)>;
+  std::vector<std::pair<typename Map::key_type, std::unique_ptr<torch::optim::OptimizerParamState>>> copies;
+  for (size_t g = 0; g < groups_from.size(); ++g) {
+    const auto& pf = groups_from[g].params();
+    const auto& pt = groups_to[g].params();
+    if (pf.size() != pt.size()) return false;
+    for (size_t i = 0; i < pf.size(); ++i) {
+      if (!pf[i].sizes().equals(pt[i].sizes())) return false;
+      auto it = state_from.find(state_key<Map>(pf[i]));
+      if (it == state_from.end()) continue;
+      auto c = deep_state(*it->second);
+      if (!c) return false;
+      copies.emplace_back(state_key<Map>(pt[i]), std::move(c));
+    }
+  }
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < src.size(); ++i) {
+    if (!src[i].sizes().equals(dst[i].sizes())) return false;
+    dst[i].copy_(src[i]);
+  }
+  for (size_t i = 0; i < src_b.size(); ++i) {
+    if (!src_b[i].sizes().equals(dst_b[i].sizes())) return false;
+    dst_b[i].copy_(src_b[i]);
+  }
+  for (size_t g = 0; g < groups_from.size(); ++g) groups_to[g].set_options(groups_from[g].options().clone());
+  state_to.clear();
+  for (auto& [key, value] : copies) state_to[key] = std::move(value);
+  return true;
 }
 
 std::string archive_bytes(torch::serialize::OutputArchive& archive) {
@@ -106,7 +189,18 @@ std::string ModuleProbeTarget::state_blob() const {
 }
 
 std::unique_ptr<ProbeTarget> ModuleProbeTarget::clone() const {
-  // Weights and optimiser state through in-memory archives: deep copies on every LibTorch version.
+  {  // Fast path: tensor copies on the model's own device (Adam, AdamW, SGD).
+    ModulePtr fresh = module_factory_();
+    if (!fresh) throw Error(ErrorCode::kInvalidConfig, "ModuleProbeTarget::clone", "module factory returned null");
+    fresh->to(device_);
+    fresh->train(module_->is_training());
+    std::shared_ptr<torch::optim::Optimizer> optimizer = optimizer_factory_(*fresh);
+    if (!optimizer) throw Error(ErrorCode::kInvalidConfig, "ModuleProbeTarget::clone", "optimizer factory returned null");
+    if (copy_direct(*module_, *optimizer_, *fresh, *optimizer))
+      return std::make_unique<ModuleProbeTarget>(fresh, optimizer, module_factory_, optimizer_factory_, loss_,
+                                                 reference_batches_, config_);
+  }
+  // Any other optimiser: weights and state through in-memory archives (deep copies on every LibTorch version).
   torch::serialize::OutputArchive weights_out, state_out;
   module_->save(weights_out);
   optimizer_->save(state_out);

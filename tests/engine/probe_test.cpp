@@ -297,6 +297,42 @@ TEST(ModuleProbeTarget, CloneIsDeepAndIndependent) {
   expect_same_state(*live, *twin_target);
 }
 
+TEST(ModuleProbeTarget, CloneOfAnOptimizerWithoutADirectCopyUsesArchives) {
+  // AdamW/Adam/SGD state is copied tensor by tensor; any other optimiser (here RMSprop) through
+  // archives: both deep, both exact.
+  TinyGptConfig config;
+  config.vocab_size = 40;
+  config.context = 16;
+  config.d_model = 16;
+  config.n_layers = 1;
+  config.n_heads = 2;
+  auto factory = [config] { return std::make_shared<TinyGpt>(config); };
+  auto opt_factory = [](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
+    return std::make_shared<torch::optim::RMSprop>(m.parameters(), torch::optim::RMSpropOptions(1e-3).momentum(0.9));
+  };
+  auto module = factory();
+  auto live = std::make_shared<ModuleProbeTarget>(module, opt_factory(*module), factory, opt_factory, tiny_gpt_loss,
+                                                  std::vector<torch::Tensor>{torch::arange(64, torch::kInt64).remainder(40).view({4, 16})});
+  const torch::Tensor pool = gpt_pool(8, 2);
+  live->train_step(pool.slice(0, 0, 4));
+  auto copy = live->clone();
+  auto* c = dynamic_cast<ModuleProbeTarget*>(copy.get());
+  ASSERT_NE(c, nullptr);
+  auto same_weights = [&] {
+    const auto a = live->module().parameters(), b = c->module().parameters();
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_NE(a[i].data_ptr(), b[i].data_ptr());
+      EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+    }
+  };
+  same_weights();
+  // The same step on both: equal weights after it only if the RMSprop state (square averages,
+  // momentum) was copied exactly too.
+  live->train_step(pool.slice(0, 4, 8));
+  c->train_step(pool.slice(0, 4, 8));
+  same_weights();
+}
+
 TEST(ProbeScheduler, AsyncProbeLeavesTrainerBitExactAndSeesTheSnapshot) {
   auto live = make_gpt_target();
   auto twin = make_gpt_target();  // trained identically, never probed
