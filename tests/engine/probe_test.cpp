@@ -250,12 +250,13 @@ TinyGptConfig small_gpt() {
   return c;
 }
 
-std::shared_ptr<ModuleProbeTarget> make_gpt_target() {
+std::shared_ptr<torch::optim::Optimizer> adamw(torch::nn::Module& m) {
+  return std::make_shared<torch::optim::AdamW>(m.parameters(), torch::optim::AdamWOptions(3e-3).weight_decay(0.1));
+}
+
+std::shared_ptr<ModuleProbeTarget> make_gpt_target(ModuleProbeTarget::OptimizerFactory opt_factory = adamw) {
   const TinyGptConfig config = small_gpt();
   auto factory = [config] { return std::make_shared<TinyGpt>(config); };
-  auto opt_factory = [](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
-    return std::make_shared<torch::optim::AdamW>(m.parameters(), torch::optim::AdamWOptions(3e-3).weight_decay(0.1));
-  };
   auto module = factory();
   auto optimizer = opt_factory(*module);
   torch::Tensor refs = torch::arange(64, torch::kInt64).remainder(40).view({4, 16});
@@ -300,19 +301,9 @@ TEST(ModuleProbeTarget, CloneIsDeepAndIndependent) {
 TEST(ModuleProbeTarget, CloneOfAnOptimizerWithoutADirectCopyUsesArchives) {
   // AdamW/Adam/SGD state is copied tensor by tensor; any other optimiser (here RMSprop) through
   // archives: both deep, both exact.
-  TinyGptConfig config;
-  config.vocab_size = 40;
-  config.context = 16;
-  config.d_model = 16;
-  config.n_layers = 1;
-  config.n_heads = 2;
-  auto factory = [config] { return std::make_shared<TinyGpt>(config); };
-  auto opt_factory = [](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
+  auto live = make_gpt_target([](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
     return std::make_shared<torch::optim::RMSprop>(m.parameters(), torch::optim::RMSpropOptions(1e-3).momentum(0.9));
-  };
-  auto module = factory();
-  auto live = std::make_shared<ModuleProbeTarget>(module, opt_factory(*module), factory, opt_factory, tiny_gpt_loss,
-                                                  std::vector<torch::Tensor>{torch::arange(64, torch::kInt64).remainder(40).view({4, 16})});
+  });
   const torch::Tensor pool = gpt_pool(8, 2);
   live->train_step(pool.slice(0, 0, 4));
   auto copy = live->clone();

@@ -15,19 +15,7 @@ using namespace groupmates;
 
 using namespace gmonline;
 
-class OnlineLoaderTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    seed = gmtest::fresh_seed() % 100000;
-    trace = std::make_unique<testing::ScopedTrace>(__FILE__, __LINE__, "GM_TEST_SEED=" + std::to_string(seed));
-    path = write_tokens(dir, seed);
-    torch::set_num_threads(1);
-  }
-  gmtest::TempDir dir;
-  uint64_t seed = 0;
-  std::string path;
-  std::unique_ptr<testing::ScopedTrace> trace;
-};
+class OnlineLoaderTest : public OnlineFixture {};
 
 TEST_F(OnlineLoaderTest, EachWindowEmitsItsBudgetOfDistinctCandidates) {
   // No probes: warm-up all along (random selection), but windows, budgets and ids are real.

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "groupmates/loader.h"
 #include "groupmates/tiny_gpt.h"
 #include "loader_test_util.h"
@@ -115,5 +117,20 @@ inline Emitted train(GroupMatesLoader& loader, ProbeTarget& live, int64_t from, 
   }
   return e;
 }
+
+/// A fresh seed (printed, replayable with GM_TEST_SEED), its topic token file, one intra-op thread.
+class OnlineFixture : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    seed = gmtest::fresh_seed() % 100000;
+    trace = std::make_unique<testing::ScopedTrace>(__FILE__, __LINE__, "GM_TEST_SEED=" + std::to_string(seed));
+    path = write_tokens(dir, seed);
+    torch::set_num_threads(1);
+  }
+  gmtest::TempDir dir;
+  uint64_t seed = 0;
+  std::string path;
+  std::unique_ptr<testing::ScopedTrace> trace;
+};
 
 }  // namespace gmonline

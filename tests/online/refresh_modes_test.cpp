@@ -43,19 +43,7 @@ bool topic0(const torch::Tensor& row) { return row.lt(2).all().item<bool>(); }
 
 }  // namespace
 
-class RefreshModesTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    seed = gmtest::fresh_seed() % 100000;
-    trace = std::make_unique<testing::ScopedTrace>(__FILE__, __LINE__, "GM_TEST_SEED=" + std::to_string(seed));
-    path = write_tokens(dir, seed);
-    torch::set_num_threads(1);
-  }
-  gmtest::TempDir dir;
-  uint64_t seed = 0;
-  std::string path;
-  std::unique_ptr<testing::ScopedTrace> trace;
-};
+class RefreshModesTest : public OnlineFixture {};
 
 TEST_F(RefreshModesTest, ProbeBudgetHoldsOverARun) {
   // Spent probe work (token-FLOP units: 3 per probe step token, 1 per reference token evaluated)
@@ -231,7 +219,7 @@ TEST_F(RefreshModesTest, ImportanceModeTakesTheReferenceLikeRowsFirst) {
     c.batch_size = sel.window_size;
     return c;
   }());
-  int64_t selected_topic0 = 0, selected = 0;
+  int64_t selected_topic0 = 0, seen_topic0 = 0;
   for (int w = 0; w < 6; ++w) {
     const auto window = plain.next();
     const torch::Tensor rows = to_tensor(*window);
@@ -248,9 +236,9 @@ TEST_F(RefreshModesTest, ImportanceModeTakesTheReferenceLikeRowsFirst) {
     }
     EXPECT_EQ(got, std::min(in_window, budget)) << "window " << w << ": every reference-like row is taken first";
     selected_topic0 += got;
-    selected += budget;
+    seen_topic0 += in_window;
   }
-  EXPECT_GT(double(selected_topic0) / double(selected), 0.4) << "random would give about 0.25";
+  EXPECT_GT(2 * selected_topic0, seen_topic0) << "random selection takes about half of them";
   const SelectionStats s = fresh.selection_stats();
   EXPECT_EQ(s.warmup_windows, 0u);
   EXPECT_EQ(s.cost.scoring_seconds, 0.0) << "no influence model runs in importance mode";
@@ -276,8 +264,19 @@ TEST_F(RefreshModesTest, PriorDrivesGroupSelectionBeforeTheFirstRefresh) {
   const SelectionStats s = loader.selection_stats();
   EXPECT_EQ(s.warmup_windows, 0u);
   EXPECT_DOUBLE_EQ(s.prior_weight, 1.0);
-  // Per-cluster budgets and the relational discount spread the picks; the prior still ranks topic 0 first.
-  EXPECT_GT(double(topic0_rows) / double(rows), 0.3) << "random would give about 0.25";
+  // The relational discount spreads the picks; the prior still takes topic 0 well above its share
+  // of the windows (the 10 windows the 40 batches came from).
+  StreamingLoader plain([&] {
+    LoaderConfig c = loader_config(path, seed);
+    c.batch_size = sel.window_size;
+    return c;
+  }());
+  int64_t window_topic0 = 0, window_rows = 0;
+  for (int w = 0; w < 10; ++w) {
+    const torch::Tensor t = to_tensor(*plain.next());
+    for (int64_t i = 0; i < t.size(0); ++i) window_topic0 += topic0(t[i]), ++window_rows;
+  }
+  EXPECT_GT(double(topic0_rows) / double(rows), 1.2 * double(window_topic0) / double(window_rows));
   ASSERT_GT(topic0_rows, 0);
   EXPECT_LT(u_topic0 / double(topic0_rows), u_other / double(rows - topic0_rows));
 }
