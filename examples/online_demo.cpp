@@ -72,10 +72,11 @@ struct Settings {
 constexpr int kSmooth = 3;  // curves are smoothed alike: the mean of the last 3 evaluations
 
 /// One evaluation: trainer steps, tokens trained on, reference loss, wall seconds of the run so far
-/// without the evaluations, FLOPs so far (training + selection overhead).
+/// without the evaluations (and with them: the probe thread keeps working while the trainer
+/// evaluates), FLOPs so far (training + selection overhead).
 struct Point {
   int64_t step;
-  double tokens, loss, seconds, flops;
+  double tokens, loss, seconds, flops, seconds_with_evals;
 };
 
 struct RunResult {
@@ -131,11 +132,11 @@ RunResult run(const std::string& name, groupmates::SelectionMode mode, const Set
   if (probing) loader.set_reference(data.probe_rows);
   auto evaluate = [&](int64_t step) {
     const auto t = Clock::now();
-    const double seconds = since(t0) - eval_seconds;  // the run so far, evaluations excluded
+    const double seconds_with_evals = since(t0);
     const double tokens = static_cast<double>(step) * s.batch * s.seq_len;
     const double flops = 3.0 * flops_per_token * tokens + loader.selection_stats().cost.overhead_flops();
     ref = mean_loss(*model, data.eval_batches);
-    r.curve.push_back({step, tokens, ref, seconds, flops});
+    r.curve.push_back({step, tokens, ref, seconds_with_evals - eval_seconds, flops, seconds_with_evals});
     eval_seconds += since(t);
   };
   auto extra = [&]() -> std::string {
@@ -270,6 +271,8 @@ void report(const Settings& s, const RunResult& rnd, const RunResult& grp, doubl
   row("  tokens", reach(rnd, &Point::tokens, "%.0f", 1), reach(grp, &Point::tokens, "%.0f", 1));
   row("  compute, GFLOPs (selection included)", reach(rnd, &Point::flops, "%.0f", 1e9), reach(grp, &Point::flops, "%.0f", 1e9));
   row("  wall clock, s (evaluations excluded)", reach(rnd, &Point::seconds, "%.1f", 1), reach(grp, &Point::seconds, "%.1f", 1));
+  row("  wall clock, s (evaluations included)", reach(rnd, &Point::seconds_with_evals, "%.1f", 1),
+      reach(grp, &Point::seconds_with_evals, "%.1f", 1));
   row("wall clock of the whole run, s", fmt("%.1f", rnd.seconds), fmt("%.1f", grp.seconds));
   row("  per trainer step, ms", fmt("%.0f", 1e3 * rnd.seconds / s.steps), fmt("%.0f", 1e3 * grp.seconds / s.steps));
   row("  probe thread busy meanwhile, s", fmt("%.1f", rnd.stats.probes.probe_seconds),
