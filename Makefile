@@ -1,6 +1,7 @@
 # groupmates: the two commands of the README, and the benchmarks.
-#   make demo   - set up everything, then train a small GPT on the embedded corpus with random vs
-#                 Group-MATES online selection (the main job; CPU, under 10 minutes on 2 cores)
+#   make demo   - set up everything, then train a small GPT on the demo pool (built from Debian
+#                 packages) with random vs Group-MATES online selection (the main job; CPU, under
+#                 10 minutes on 2 cores)
 #   make test   - set up everything, then build and run every test (also under TSan/ASan)
 SHELL := /bin/bash
 PY := /usr/bin/python3
@@ -28,10 +29,17 @@ configure: deps $(BUILD)/CMakeCache.txt
 build: configure
 	cmake --build $(BUILD) -j$(JOBS)
 
-# The main job: TinyGpt on the embedded corpus, random vs Group-MATES selection with live-model
-# probes, same seed and budget; ends with a table (tokens, reference loss, loader wait, probe share).
-demo: build corpus
-	$(BUILD)/examples/online_demo --corpus $(CORPUS)
+# The main job: TinyGpt on the demo pool (mixed usefulness; held-out Emma as the target), random vs
+# Group-MATES with the library's defaults, same seed and budget; ends with a table (final loss, cost
+# to reach random's loss, loader wait by cause, probe share) and a RESULT line. DEMO_ARGS: e.g. --steps.
+POOL_DEMO ?= data/pool-demo
+DEMO_ARGS ?=
+.PHONY: prepare-pool-demo
+prepare-pool-demo: deps
+	@bash scripts/prepare-pool.sh --variant demo $(POOL_DEMO)
+
+demo: build prepare-pool-demo
+	$(BUILD)/examples/online_demo --data $(POOL_DEMO) $(DEMO_ARGS)
 
 test-unit: build corpus
 	cd $(BUILD) && GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) ctest --output-on-failure -j$(JOBS) --timeout 900

@@ -1,19 +1,27 @@
-// online_demo: the main job. Trains a small GPT (groupmates::TinyGpt, LibTorch, CPU) on the embedded
-// corpus (Austen, JSONL tokenized by the loader with SentencePiece) twice with the same seed and
-// the same budget of trainer steps: once on GroupMatesLoader's random selection, once on
-// Group-MATES selection, which probes the live model every few steps (ModuleProbeTarget around
-// the TinyGpt + AdamW), refreshes its influence model from the probes and selects groups of the
-// candidates it predicts lower the reference loss (held-out Emma) most. Prints the reference
-// loss as it goes and a table at the end.
+// online_demo: the main job (`make demo`). Trains the same small GPT (groupmates::TinyGpt, LibTorch,
+// CPU) twice with the same seed and the same budget of trainer steps on a small pool of MIXED
+// usefulness (data/pool-demo, built by `scripts/prepare-pool.sh --variant demo`: Austen novels
+// in-domain, Linux kernel docs, Python code, spam, Debian changelogs, near-duplicate families), whose
+// target is held-out Jane Austen (Emma chapters 1-21, never in the pool):
+//   * random:      GroupMatesLoader's random selection (half of each window, seeded);
+//   * Group-MATES: the library's DEFAULT selection and probe settings (default refresh mode, default
+//                  probe budget), the probes' reference rows passed with loader.set_reference().
+// It prints the held-out reference loss as it goes (evaluation time is left out of every wall clock
+// figure) and ends with a table: final loss, what each run trained on, the tokens, compute (FLOPs,
+// selection included) and wall clock to reach random's final loss, where the trainer waited on the
+// loader, and the probes' share of compute against the budget. The last line is
+//   RESULT demo_wall_ratio_vs_random=<w> demo_trainer_wait_share=<f> demo_probe_share=<p>
 //
-//   online_demo --corpus data/corpus [--steps 600] [--batch 8] [--seq-len 128] [--eval-every 50] [--seed 0]
+//   online_demo --data data/pool-demo [--steps 600] [--batch 8] [--seq-len 128] [--eval-every 30]
+//               [--seed 0] [--d-model 128] [--layers 2]
 //
 // The training loop is the few lines a trainer adds (see run()):
 //   GroupMatesLoader loader(config, selection, probes);
+//   loader.set_reference(probe_rows);                // the text selection should help
 //   for (int64_t step = 0; step < steps; ++step) {
 //     auto batch = loader.next();
-//     target->train_step(batch->input_ids);      // AdamW step, gradient norm clipped at 1
-//     loader.on_step(step, &target);            // snapshots the live model when a probe is due
+//     target->train_step(batch->input_ids);         // AdamW step, gradient norm clipped at 1
+//     loader.on_step(step, target.get());           // snapshots the live model when a probe is due
 //   }
 #include <groupmates/error.h>
 #include <groupmates/loader.h>
@@ -21,18 +29,20 @@
 #include <groupmates/selection_config.h>
 #include <groupmates/tiny_gpt.h>
 
+#include <simdjson.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <map>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
-#include "tokenizer.h"
 #include "tiny_gpt_training.h"
+#include "tokenizer.h"
 
 namespace {
 
@@ -44,47 +54,63 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 struct Settings {
-  std::string corpus = "data/corpus";
+  std::string data = "data/pool-demo";
   int64_t steps = 600;
   uint32_t batch = 8;
   uint32_t seq_len = 128;
-  int64_t eval_every = 50;
-  int64_t eval_rows = 96;
+  int64_t eval_every = 30;
+  int64_t eval_rows = 128;
   int64_t probe_ref_rows = 16;
   int64_t d_model = 128;
   int64_t layers = 2;
   int64_t heads = 4;
   double lr = 1e-3;
+  double weight_decay = 0.1;
   uint64_t seed = 0;
 };
 
-/// One-line progress bar, redrawn in place with \r.
-void draw_bar(const char* name, int64_t step, int64_t steps, double ref, double seconds, const std::string& extra) {
-  constexpr int kWidth = 30;
-  const int filled = static_cast<int>(kWidth * step / std::max<int64_t>(steps, 1));
-  std::string bar(filled, '#');
-  bar.resize(kWidth, '.');
-  std::fprintf(stderr, "\r  %-12s [%s] %4lld/%lld steps  ref loss %.4f  %5.1f s%s\033[K", name, bar.c_str(),
-               static_cast<long long>(step), static_cast<long long>(steps), ref, seconds, extra.c_str());
-  std::fflush(stderr);
-}
+constexpr int kSmooth = 3;  // curves are smoothed alike: the mean of the last 3 evaluations
+
+/// One evaluation: trainer steps, tokens trained on, reference loss, wall seconds of the run so far
+/// without the evaluations (and with them: the probe thread keeps working while the trainer
+/// evaluates), FLOPs so far (training + selection overhead).
+struct Point {
+  int64_t step;
+  double tokens, loss, seconds, flops, seconds_with_evals;
+};
 
 struct RunResult {
   std::string name;
-  double tokens = 0;
-  double ref_first = 0, ref_final = 0;
-  std::vector<double> curve;  // reference loss at step 0, eval_every, ...
-  double seconds = 0, wait_seconds = 0, on_step_seconds = 0;
+  std::vector<Point> curve;
+  double seconds = 0;                  // wall clock of the run, evaluations excluded
+  double eval_seconds = 0;             // the evaluations' own time (left out of every wall clock figure)
+  double next_seconds = 0, on_step_seconds = 0;  // the trainer's time inside the loader's calls
+  double train_flops = 0;              // 3 F x tokens trained on
+  std::map<std::string, double> rows_by_kind;
   groupmates::SelectionStats stats;
 };
 
 struct Data {
   groupmates::LoaderConfig config;
   std::vector<torch::Tensor> probe_batches, eval_batches;
+  torch::Tensor probe_rows;            // the same rows as probe_batches, [R, T]: set_reference()
+  std::vector<std::string> kinds;      // the pool's ground truth per document (line), for the report only
   int64_t vocab = 0;
 };
 
-RunResult run(const char* name, groupmates::SelectionMode mode, bool probing, const Settings& s, const Data& data) {
+/// One-line progress bar, redrawn in place with \r.
+void draw_bar(const std::string& name, int64_t step, int64_t steps, double ref, double seconds, const std::string& extra) {
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(kWidth * step / std::max<int64_t>(steps, 1));
+  std::string bar(filled, '#');
+  bar.resize(kWidth, '.');
+  std::fprintf(stderr, "\r  %-12s [%s] %4lld/%lld steps  ref loss %.4f  %5.1f s%s\033[K", name.c_str(), bar.c_str(),
+               static_cast<long long>(step), static_cast<long long>(steps), ref, seconds, extra.c_str());
+  std::fflush(stderr);
+}
+
+RunResult run(const std::string& name, groupmates::SelectionMode mode, const Settings& s, const Data& data) {
+  const bool probing = mode != groupmates::SelectionMode::kRandom;
   RunResult r;
   r.name = name;
   const groupmates::TinyGptConfig mc =
@@ -92,21 +118,27 @@ RunResult run(const char* name, groupmates::SelectionMode mode, bool probing, co
   auto model = std::make_shared<groupmates::TinyGpt>(mc);
   // The live model + optimiser as a probe target: used for the real steps AND snapshotted by probes,
   // so probes step with exactly the trainer's optimiser, learning rate and clipping.
-  const auto target = tiny_gpt_training::tiny_gpt_target(mc, model, s.lr, 0.1, data.probe_batches);
+  const auto target = tiny_gpt_training::tiny_gpt_target(mc, model, s.lr, s.weight_decay, data.probe_batches);
+  const double flops_per_token = target->forward_flops_per_token();
 
   groupmates::SelectionConfig selection;  // library defaults
   selection.mode = mode;
   selection.seed = s.seed;
-  groupmates::ProbeConfig probes;  // library defaults
-  groupmates::LoaderConfig config = data.config;
-  config.seed = s.seed;
+  groupmates::ProbeConfig probes;  // library defaults (probe budget, interval, rollouts)
 
+  double eval_seconds = 0, ref = 0;
   const auto t0 = Clock::now();
-  groupmates::GroupMatesLoader loader(config, selection, probes);
-  double ref = mean_loss(*model, data.eval_batches);
-  r.ref_first = ref;
-  r.curve.push_back(ref);
-  std::fprintf(stderr, "  %-12s step %4d  reference loss %.4f\n", name, 0, ref);
+  groupmates::GroupMatesLoader loader(data.config, selection, probes);
+  if (probing) loader.set_reference(data.probe_rows);
+  auto evaluate = [&](int64_t step) {
+    const auto t = Clock::now();
+    const double seconds_with_evals = since(t0);
+    const double tokens = static_cast<double>(step) * s.batch * s.seq_len;
+    const double flops = 3.0 * flops_per_token * tokens + loader.selection_stats().cost.overhead_flops();
+    ref = mean_loss(*model, data.eval_batches);
+    r.curve.push_back({step, tokens, ref, seconds_with_evals - eval_seconds, flops, seconds_with_evals});
+    eval_seconds += since(t);
+  };
   auto extra = [&]() -> std::string {
     if (!probing) return "";
     const auto st = loader.selection_stats();
@@ -115,31 +147,181 @@ RunResult run(const char* name, groupmates::SelectionMode mode, bool probing, co
                   static_cast<unsigned long long>(st.model_version));
     return buf;
   };
-  draw_bar(name, 0, s.steps, ref, 0, extra());
+
+  evaluate(0);
+  std::fprintf(stderr, "  %-12s step %4d  reference loss %.4f\n", name.c_str(), 0, ref);
   for (int64_t step = 0; step < s.steps; ++step) {
     auto t = Clock::now();
     auto batch = loader.next();
-    r.wait_seconds += since(t);
+    r.next_seconds += since(t);
     if (!batch) throw groupmates::Error(groupmates::ErrorCode::kInternal, "online_demo", "the endless stream ended");
     target->train_step(batch->input_ids);
-    r.tokens += static_cast<double>(batch->input_ids.numel());
     t = Clock::now();
     loader.on_step(step, probing ? target.get() : nullptr);
     r.on_step_seconds += since(t);
+
+    for (const auto& id : batch->ids)  // the report only: what the run trained on, by ground-truth kind
+      r.rows_by_kind[id.document < data.kinds.size() ? data.kinds[id.document] : "?"] += 1;
     const bool eval = (step + 1) % s.eval_every == 0 || step + 1 == s.steps;
     if (eval) {
-      ref = mean_loss(*model, data.eval_batches);
-      r.curve.push_back(ref);
-      std::fprintf(stderr, "\r  %-12s step %4lld  reference loss %.4f  (%.1f s)\033[K\n", name,
-                   static_cast<long long>(step + 1), ref, since(t0));
+      evaluate(step + 1);
+      std::fprintf(stderr, "\r  %-12s step %4lld  reference loss %.4f  (%.1f s)\033[K\n", name.c_str(),
+                   static_cast<long long>(step + 1), ref, r.curve.back().seconds);
     }
-    if (eval || step % 5 == 4) draw_bar(name, step + 1, s.steps, ref, since(t0), extra());
+    if (eval || step % 5 == 4) draw_bar(name, step + 1, s.steps, ref, since(t0) - eval_seconds, extra());
   }
-  r.seconds = since(t0);
-  r.ref_final = ref;
-  r.stats = loader.selection_stats();
+  r.seconds = since(t0) - eval_seconds;
+  r.eval_seconds = eval_seconds;
   std::fprintf(stderr, "\n");
+  // Outside the clock: wait for a probe still in flight (state() waits for it and its refresh), so
+  // that its FLOPs are counted too.
+  if (probing) (void)loader.state();
+  r.stats = loader.selection_stats();
+  r.train_flops = 3.0 * flops_per_token * r.curve.back().tokens;
   return r;
+}
+
+// ---- Figures (as bench/bench_efficiency.py: every curve smoothed alike) ----
+
+std::vector<Point> smoothed(const std::vector<Point>& curve) {
+  std::vector<Point> out;
+  for (size_t i = 0; i < curve.size(); ++i) {
+    const size_t first = i + 1 >= kSmooth ? i + 1 - kSmooth : 0;
+    double sum = 0;
+    for (size_t j = first; j <= i; ++j) sum += curve[j].loss;
+    out.push_back(curve[i]);
+    out.back().loss = sum / static_cast<double>(i - first + 1);
+  }
+  return out;
+}
+
+double final_loss(const std::vector<Point>& curve) { return smoothed(curve).back().loss; }
+
+/// Tokens, wall seconds or FLOPs (`field`) at which the smoothed curve first reaches `target`
+/// (linear interpolation between evaluations); infinity if it never does.
+double cost_to_reach(const std::vector<Point>& curve, double target, double Point::*field) {
+  const auto sm = smoothed(curve);
+  for (size_t i = 0; i < sm.size(); ++i) {
+    if (sm[i].loss > target) continue;
+    if (i == 0 || sm[i - 1].loss == sm[i].loss) return sm[i].*field;
+    const double a = sm[i - 1].*field, b = sm[i].*field;
+    return a + (b - a) * (sm[i - 1].loss - target) / (sm[i - 1].loss - sm[i].loss);
+  }
+  return INFINITY;
+}
+
+/// The "kind" field of every line of the pool (ground truth; only reported, never used to select).
+std::vector<std::string> document_kinds(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw groupmates::Error(groupmates::ErrorCode::kIo, path, "cannot open the pool");
+  simdjson::dom::parser parser;
+  std::vector<std::string> kinds;
+  std::string line;
+  while (std::getline(in, line)) {
+    simdjson::dom::element doc;
+    std::string_view kind;
+    if (parser.parse(line).get(doc) || doc["kind"].get_string().get(kind)) kind = "?";
+    kinds.emplace_back(kind);
+  }
+  return kinds;
+}
+
+std::string fmt(const char* f, double v) {
+  if (!std::isfinite(v)) return "not reached";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+void row(const std::string& label, const std::string& a, const std::string& b) {
+  std::printf("| %-44s | %16s | %16s |\n", label.c_str(), a.c_str(), b.c_str());
+}
+
+std::string pct(double v) { return fmt("%.1f%%", 100 * v); }
+
+void report(const Settings& s, const RunResult& rnd, const RunResult& grp, double total_seconds) {
+  std::printf("\nreference loss (held-out Emma) every %lld steps:\n  %-10s", static_cast<long long>(s.eval_every), "step");
+  for (const auto& p : rnd.curve) std::printf(" %6lld", static_cast<long long>(p.step));
+  for (const auto* r : {&rnd, &grp}) {
+    std::printf("\n  %-10s", r->name.c_str());
+    for (const auto& p : r->curve) std::printf(" %6.3f", p.loss);
+  }
+  std::printf("\n\n");
+
+  const double target = final_loss(rnd.curve);
+  const Point& budget = rnd.curve.back();
+  row("", rnd.name, grp.name);
+  std::printf("|%s|%s|%s|\n", std::string(46, '-').c_str(), std::string(18, '-').c_str(), std::string(18, '-').c_str());
+  row("final reference loss (mean of last 3 evals)", fmt("%.4f", target), fmt("%.4f", final_loss(grp.curve)));
+  for (const auto* kinds : {"in_domain", "near_dup", "off_domain", "noisy"}) {
+    auto share = [&](const RunResult& r) {
+      double all = 0;
+      for (const auto& [k, n] : r.rows_by_kind) all += n;
+      const auto it = r.rows_by_kind.find(kinds);
+      return pct(it == r.rows_by_kind.end() ? 0.0 : it->second / all);
+    };
+    row(std::string("trained on ") + kinds + (std::string(kinds) == "near_dup" ? " (Austen copies)" : ""), share(rnd),
+        share(grp));
+  }
+  std::printf("| %-44s | %16s | %16s |\n", "to reach random's final loss:", "", "");
+  auto reach = [&](const RunResult& r, double Point::*field, const char* f, double scale) {
+    const double v = cost_to_reach(r.curve, target, field);
+    return fmt(f, v / scale) + fmt(" (%.2fx)", v / (budget.*field));
+  };
+  row("  tokens", reach(rnd, &Point::tokens, "%.0f", 1), reach(grp, &Point::tokens, "%.0f", 1));
+  row("  compute, GFLOPs (selection included)", reach(rnd, &Point::flops, "%.0f", 1e9), reach(grp, &Point::flops, "%.0f", 1e9));
+  row("  wall clock, s (evaluations excluded)", reach(rnd, &Point::seconds, "%.1f", 1), reach(grp, &Point::seconds, "%.1f", 1));
+  row("  wall clock, s (evaluations included)", reach(rnd, &Point::seconds_with_evals, "%.1f", 1),
+      reach(grp, &Point::seconds_with_evals, "%.1f", 1));
+  row("wall clock of the whole run, s", fmt("%.1f", rnd.seconds), fmt("%.1f", grp.seconds));
+  row("  per trainer step, ms", fmt("%.0f", 1e3 * rnd.seconds / s.steps), fmt("%.0f", 1e3 * grp.seconds / s.steps));
+  row("  probe thread busy meanwhile, s", fmt("%.1f", rnd.stats.probes.probe_seconds),
+      fmt("%.1f", grp.stats.probes.probe_seconds));
+  row("  evaluations (left out), s", fmt("%.1f", rnd.eval_seconds), fmt("%.1f", grp.eval_seconds));
+  auto waits = [](const RunResult& r) {
+    const auto& c = r.stats.cost;
+    const double in_loader = r.next_seconds + r.on_step_seconds;
+    const double named = c.wait_scoring_seconds + c.wait_refresh_seconds + c.wait_probe_seconds + c.snapshot_seconds +
+                         c.selection_seconds;
+    return std::vector<double>{in_loader / r.seconds,         c.wait_scoring_seconds / r.seconds,
+                               c.wait_refresh_seconds / r.seconds, c.wait_probe_seconds / r.seconds,
+                               c.snapshot_seconds / r.seconds, c.selection_seconds / r.seconds,
+                               std::max(0.0, in_loader - named) / r.seconds};
+  };
+  const auto wr = waits(rnd), wg = waits(grp);
+  const char* causes[] = {"trainer waited on the loader (share of wall)", "  window scoring", "  due refresh",
+                          "  probe hand-off", "  snapshot of the live model", "  selecting (trainer's thread)",
+                          "  other (reading windows, batch copies)"};
+  for (size_t i = 0; i < wr.size(); ++i) row(causes[i], fmt("%.2f%%", 100 * wr[i]), fmt("%.2f%%", 100 * wg[i]));
+  auto overhead = [](const RunResult& r, double v) { return r.train_flops > 0 ? pct(v / r.train_flops) : "-"; };
+  row("selection overhead, share of training FLOPs:", "", "");
+  row("  probes", overhead(rnd, rnd.stats.cost.probe_flops), overhead(grp, grp.stats.cost.probe_flops));
+  row("  influence-model refreshes", overhead(rnd, rnd.stats.cost.refresh_flops), overhead(grp, grp.stats.cost.refresh_flops));
+  row("  scoring (encoder, importance, k-means)", overhead(rnd, rnd.stats.cost.scoring_flops),
+      overhead(grp, grp.stats.cost.scoring_flops));
+  const groupmates::ProbeConfig pd;
+  row("probe FLOPs / training FLOPs (budget)", "-", fmt("%.3f", grp.stats.cost.probe_flops / grp.train_flops) +
+                                                       fmt(" (%.2f)", pd.budget));
+
+  const auto& st = grp.stats;
+  const auto& p = st.probes;
+  std::printf("\nGroup-MATES: %lld probes completed (%llu skipped for the budget, %lld while one ran, %lld failed), "
+              "%lld rollouts kept, %.2f s per rollout; %llu refreshes (%llu failed), model v%llu, importance prior "
+              "weight %.2f; %llu of %llu windows in warm-up; held-out Spearman of the last refresh %.3f\n",
+              static_cast<long long>(p.probes_completed), static_cast<unsigned long long>(st.probes_skipped_budget),
+              static_cast<long long>(p.probes_skipped_busy), static_cast<long long>(p.probes_failed),
+              static_cast<long long>(p.rollouts_kept), p.seconds_per_rollout,
+              static_cast<unsigned long long>(st.refreshes), static_cast<unsigned long long>(st.refreshes_failed),
+              static_cast<unsigned long long>(st.model_version), st.prior_weight,
+              static_cast<unsigned long long>(st.warmup_windows), static_cast<unsigned long long>(st.windows),
+              st.last_heldout_spearman);
+  std::printf("total %.1f s (both runs, evaluations and set-up included)\n", total_seconds);
+
+  const double w = cost_to_reach(grp.curve, target, &Point::seconds) / budget.seconds;
+  const double f = wg[0];
+  const double probe_share = grp.stats.cost.probe_flops / grp.train_flops;
+  std::printf("RESULT demo_wall_ratio_vs_random=%s demo_trainer_wait_share=%.4f demo_probe_share=%.4f\n",
+              std::isfinite(w) ? fmt("%.3f", w).c_str() : "inf", f, probe_share);
 }
 
 }  // namespace
@@ -155,7 +337,7 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--corpus") s.corpus = value();
+    if (a == "--data") s.data = value();
     else if (a == "--steps") s.steps = std::stoll(value());
     else if (a == "--batch") s.batch = std::stoul(value());
     else if (a == "--seq-len") s.seq_len = std::stoul(value());
@@ -165,8 +347,9 @@ int main(int argc, char** argv) {
     else if (a == "--layers") s.layers = std::stoll(value());
     else {
       std::fprintf(stderr,
-                   "usage: online_demo [--corpus DIR] [--steps N] [--batch B] [--seq-len T] [--eval-every N] [--seed S]\n"
-                   "                   [--d-model D] [--layers L]\n");
+                   "usage: online_demo [--data DIR] [--steps N] [--batch B] [--seq-len T] [--eval-every N] [--seed S]\n"
+                   "                   [--d-model D] [--layers L]\n"
+                   "  DIR holds pool.jsonl, reference.jsonl and tokenizer.model (scripts/prepare-pool.sh --variant demo)\n");
       return 2;
     }
   }
@@ -177,87 +360,61 @@ int main(int argc, char** argv) {
   try {
     const auto t_all = Clock::now();
     Data data;
-    groupmates::SourceConfig austen;
-    austen.name = "austen";
-    austen.format = groupmates::SourceFormat::kJsonl;
-    austen.paths = {s.corpus + "/austen.jsonl"};
-    austen.tokenizer_model = s.corpus + "/austen.model";
-    auto tokenizer = groupmates::Tokenizer::load(austen.tokenizer_model);
+    groupmates::SourceConfig pool;
+    pool.name = "pool";
+    pool.format = groupmates::SourceFormat::kJsonl;
+    pool.paths = {s.data + "/pool.jsonl"};
+    pool.tokenizer_model = s.data + "/tokenizer.model";
+    auto tokenizer = groupmates::Tokenizer::load(pool.tokenizer_model);
     data.vocab = tokenizer->vocab_size();
-    data.config.sources = {austen};
+    data.config.sources = {pool};
     data.config.sequence_length = s.seq_len;
     data.config.batch_size = s.batch;
+    data.config.seed = s.seed;
     data.config.epochs = 0;  // endless: the budget is trainer steps
     data.config.eos_id = tokenizer->eos_id();
     data.config.vocab_size = tokenizer->vocab_size();
+    data.kinds = document_kinds(s.data + "/pool.jsonl");
 
     // The held-out reference set (Emma), tokenized once: two disjoint, evenly spaced subsets of rows,
-    // one for the probes (what selection optimises), one for the reference loss printed here.
-    const auto rows = reference_rows(s.corpus + "/austen_heldout.jsonl", *tokenizer, s.seq_len);
+    // one for the probes and set_reference() (what selection optimises), one for the loss printed here.
+    const auto rows = reference_rows(s.data + "/reference.jsonl", *tokenizer, s.seq_len);
     const int64_t n = static_cast<int64_t>(rows.size());
     if (n <= s.probe_ref_rows) throw groupmates::Error(groupmates::ErrorCode::kInvalidConfig, "online_demo", "reference set too small");
     const auto split = tiny_gpt_training::split_reference(n, s.probe_ref_rows, s.eval_rows);
-    const std::vector<size_t>& probe_idx = split.probe;
-    const std::vector<size_t>& eval_idx = split.eval;
-    data.probe_batches = batches_of(rows, probe_idx, 16);
-    data.eval_batches = batches_of(rows, eval_idx, 32);
+    data.probe_batches = batches_of(rows, split.probe, 16);
+    data.eval_batches = batches_of(rows, split.eval, 32);
+    data.probe_rows = torch::cat(data.probe_batches);
 
+    std::map<std::string, int64_t> docs_by_kind;
+    for (const auto& k : data.kinds) docs_by_kind[k] += 1;
+    std::string kinds;
+    for (const auto& [k, c] : docs_by_kind) kinds += (kinds.empty() ? "" : ", ") + k + " " + std::to_string(c);
+    const groupmates::TinyGpt sizing(
+        tiny_gpt_training::tiny_gpt_config(data.vocab, s.seq_len, s.d_model, s.layers, s.heads, s.seed));
     const groupmates::SelectionConfig sd;
     const groupmates::ProbeConfig pd;
-    std::printf("online_demo: TinyGpt d_model %lld x %lld layers, vocab %lld (austen.model), T %u, B %u, %lld trainer steps "
-                "(%lld tokens) per run, AdamW lr %g, seed %llu, torch threads %d\n",
-                static_cast<long long>(s.d_model), static_cast<long long>(s.layers), static_cast<long long>(data.vocab),
-                s.seq_len, s.batch, static_cast<long long>(s.steps),
-                static_cast<long long>(s.steps * s.batch * s.seq_len), s.lr, static_cast<unsigned long long>(s.seed),
-                torch::get_num_threads());
-    std::printf("  reference: %s/austen_heldout.jsonl, %lld rows of %u tokens: %zu for probes, %zu for the reported loss\n",
-                s.corpus.c_str(), static_cast<long long>(n), s.seq_len, probe_idx.size(), eval_idx.size());
-    std::printf("  selection (library defaults): window %u, ratio %.2f, %u clusters; probes every %u steps, "
-                "rollouts of %u steps, %u random + %u neighbour + %u bootstrap pairs, lr scale %.2f\n",
-                sd.window_size, sd.ratio, sd.clusters, pd.interval_steps, pd.rollout_length, pd.random_rollouts,
-                pd.neighbour_rollouts, pd.bootstrap_pairs, pd.lr_scale);
+    std::printf("online_demo: TinyGpt d_model %lld x %lld layers (%lld parameters; FLOPs: forward 2 x parameters per token, training 3 x forward), vocab %lld (%s/tokenizer.model), "
+                "T %u, B %u, %lld trainer steps (%lld tokens) per run, AdamW lr %g, seed %llu, torch threads %d\n",
+                static_cast<long long>(s.d_model), static_cast<long long>(s.layers),
+                static_cast<long long>(sizing.num_parameters()), static_cast<long long>(data.vocab), s.data.c_str(),
+                s.seq_len, s.batch, static_cast<long long>(s.steps), static_cast<long long>(s.steps * s.batch * s.seq_len),
+                s.lr, static_cast<unsigned long long>(s.seed), torch::get_num_threads());
+    std::printf("  pool: %s/pool.jsonl, %zu documents (%s; ground truth, only reported)\n", s.data.c_str(),
+                data.kinds.size(), kinds.c_str());
+    std::printf("  reference: %s/reference.jsonl (held-out Emma), %lld rows of %u tokens: %zu for the probes and "
+                "set_reference(), %zu for the reported loss\n",
+                s.data.c_str(), static_cast<long long>(n), s.seq_len, split.probe.size(), split.eval.size());
+    std::printf("  Group-MATES with the library defaults: window %u, ratio %.2f, %u clusters, refresh %s; probes every "
+                "%u steps within a budget of %.2f x the training FLOPs, rollouts of %u steps\n",
+                sd.window_size, sd.ratio, sd.clusters,
+                sd.refresh_mode == groupmates::RefreshMode::kWhenReady ? "when ready" : "at step", pd.interval_steps,
+                pd.budget, pd.rollout_length);
     std::fflush(stdout);
 
-    std::vector<RunResult> results;
-    results.push_back(run("random", groupmates::SelectionMode::kRandom, false, s, data));
-    results.push_back(run("Group-MATES", groupmates::SelectionMode::kGroup, true, s, data));
-
-    const auto& rnd = results[0];
-    const auto& grp = results[1];
-    std::printf("\nreference loss every %lld steps (held-out Emma):\n  %-8s", static_cast<long long>(s.eval_every), "step");
-    for (size_t i = 0; i < rnd.curve.size(); ++i)
-      std::printf(" %7lld", static_cast<long long>(std::min<int64_t>(static_cast<int64_t>(i) * s.eval_every, s.steps)));
-    for (const auto& r : results) {
-      std::printf("\n  %-8s", r.name == "random" ? "random" : "GroupMATES");
-      for (double v : r.curve) std::printf(" %7.4f", v);
-    }
-    std::printf("\n\n");
-    std::printf("| %-28s | %12s | %12s |\n", "", "random", "Group-MATES");
-    std::printf("|%s|%s|%s|\n", std::string(30, '-').c_str(), std::string(14, '-').c_str(), std::string(14, '-').c_str());
-    std::printf("| %-28s | %12.0f | %12.0f |\n", "tokens seen", rnd.tokens, grp.tokens);
-    std::printf("| %-28s | %12.4f | %12.4f |\n", "reference loss (start)", rnd.ref_first, grp.ref_first);
-    std::printf("| %-28s | %12.4f | %12.4f |\n", "reference loss (end)", rnd.ref_final, grp.ref_final);
-    std::printf("| %-28s | %12.1f | %12.1f |\n", "wall clock (s)", rnd.seconds, grp.seconds);
-    std::printf("| %-28s | %11.2f%% | %11.2f%% |\n", "trainer waited on loader", 100 * rnd.wait_seconds / rnd.seconds,
-                100 * grp.wait_seconds / grp.seconds);
-    std::printf("| %-28s | %11.2f%% | %11.2f%% |\n", "probes (probe thread)", 100 * rnd.stats.probes.probe_share,
-                100 * grp.stats.probes.probe_share);
-    std::printf("| %-28s | %11.2f%% | %11.2f%% |\n", "probe snapshots (trainer)", 100 * rnd.stats.probes.snapshot_share,
-                100 * grp.stats.probes.snapshot_share);
-    const auto& p = grp.stats.probes;
-    std::printf("\nGroup-MATES: %lld probes completed (%lld skipped while one ran, %lld failed), %lld rollouts kept, "
-                "%lld discarded (NaN/inf), %.2f s per rollout; %llu model refreshes (%.1f s training), model v%llu; "
-                "%llu of %llu windows in warm-up; held-out Spearman of the last refresh %.3f\n",
-                static_cast<long long>(p.probes_completed), static_cast<long long>(p.probes_skipped_busy),
-                static_cast<long long>(p.probes_failed), static_cast<long long>(p.rollouts_kept),
-                static_cast<long long>(p.rollouts_discarded), p.seconds_per_rollout,
-                static_cast<unsigned long long>(grp.stats.refreshes), grp.stats.refresh_seconds,
-                static_cast<unsigned long long>(grp.stats.model_version),
-                static_cast<unsigned long long>(grp.stats.warmup_windows), static_cast<unsigned long long>(grp.stats.windows),
-                grp.stats.last_heldout_spearman);
-    std::printf("reference loss: Group-MATES %.4f vs random %.4f (%+.4f) after the same %lld tokens; total %.1f s\n",
-                grp.ref_final, rnd.ref_final, grp.ref_final - rnd.ref_final, static_cast<long long>(rnd.tokens),
-                since(t_all));
+    const RunResult rnd = run("random", groupmates::SelectionMode::kRandom, s, data);
+    const RunResult grp = run("Group-MATES", groupmates::SelectionMode::kGroup, s, data);
+    report(s, rnd, grp, since(t_all));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "\nonline_demo: %s\n", e.what());
     return 1;

