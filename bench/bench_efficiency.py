@@ -81,6 +81,9 @@ def parse_args():
     ap.add_argument("--refresh-mode", choices=["when_ready", "at_step"], help="SelectionConfig.refresh_mode (default: the library's)")
     ap.add_argument("--extra", default="", help="more bench_efficiency flags for every run (space-separated), e.g. "
                                                "'--rollout-length 4 --merge-cluster-budgets 1'")
+    ap.add_argument("--reuse-runs", action="store_true",
+                    help="load a run's JSON from an earlier invocation with the same --out-dir instead of running it "
+                         "again (to add methods or seeds to a finished benchmark); the settings must be the same")
     ap.add_argument("--pool2", help="second pool JSONL (default data/pool2/pool.jsonl when --pool is not given; "
                                     "'none' to skip); its figures end on a line RESULT pool2 ...")
     ap.add_argument("--reference2", help="the second pool's reference set (default data/pool2/reference.jsonl)")
@@ -355,11 +358,14 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
             if a.selection_log and m in MODEL_METHODS:
                 cmd += ["--log", os.path.join(out_dir, "runs", "%s-s%d.selection.jsonl" % (m, seed))]
             t0 = time.time()
-            r = subprocess.run(cmd)
-            if r.returncode != 0:
-                sys.exit("bench_efficiency: %s seed %d failed (exit %d): %s" % (m, seed, r.returncode, " ".join(cmd)))
+            if not (a.reuse_runs and os.path.exists(out)):
+                r = subprocess.run(cmd)
+                if r.returncode != 0:
+                    sys.exit("bench_efficiency: %s seed %d failed (exit %d): %s" % (m, seed, r.returncode, " ".join(cmd)))
             with open(out) as f:
                 runs[(m, seed)] = json.load(f)
+            if a.reuse_runs and runs[(m, seed)]["settings"]["pool"] != cmd[2]:
+                sys.exit("bench_efficiency: %s was run on another pool; drop --reuse-runs" % out)
             runs[(m, seed)]["driver_seconds"] = time.time() - t0
             c = runs[(m, seed)]["curve"]
             log("[%s] %-18s seed %d: final %.4f, %.0f s, overhead %.0f%% of training FLOPs" % (
