@@ -11,6 +11,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "bag_sum.h"
 #include "groupmates/error.h"
 
 namespace groupmates {
@@ -44,33 +45,6 @@ inline bool all_real(const bool* m, int64_t t, int n) {
   for (int j = 0; j < n; ++j)
     if (!m[t + j]) return false;
   return true;
-}
-
-// acc[0..dim) += table row r for every r in rows; fixed widths unroll into registers.
-template <int64_t kDim>
-void sum_rows_fixed(const float* table, const int64_t* rows, int64_t count, float* acc) {
-  float local[kDim];
-  for (int64_t d = 0; d < kDim; ++d) local[d] = acc[d];
-  for (int64_t i = 0; i < count; ++i) {
-    const float* row = table + rows[i] * kDim;
-    for (int64_t d = 0; d < kDim; ++d) local[d] += row[d];
-  }
-  for (int64_t d = 0; d < kDim; ++d) acc[d] = local[d];
-}
-
-void sum_rows(const float* table, int64_t dim, const int64_t* rows, int64_t count, float* acc) {
-  switch (dim) {
-    case 16: return sum_rows_fixed<16>(table, rows, count, acc);
-    case 32: return sum_rows_fixed<32>(table, rows, count, acc);
-    case 64: return sum_rows_fixed<64>(table, rows, count, acc);
-    case 128: return sum_rows_fixed<128>(table, rows, count, acc);
-    case 256: return sum_rows_fixed<256>(table, rows, count, acc);
-    default:
-      for (int64_t i = 0; i < count; ++i) {
-        const float* row = table + rows[i] * dim;
-        for (int64_t d = 0; d < dim; ++d) acc[d] += row[d];
-      }
-  }
 }
 
 }  // namespace
@@ -154,12 +128,13 @@ torch::Tensor HashedNgramEncoder::fused_bag_mean(const torch::Tensor& tokens_in,
   uint64_t seeds[4] = {0, 0, 0, 0};
   for (int n = 1; n <= max_n; ++n) seeds[n] = ngram_seed(config_.seed, n);
   const uint64_t buckets = uint64_t(config_.num_buckets);
+  const detail::AddRowsFn add_rows = detail::add_rows_kernels().front().fn;
 
   at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
     // Buckets of a block of n-grams are computed first and prefetched, then their rows summed:
     // the table is larger than the caches, so overlapping the misses is what matters.
     constexpr int64_t kBlock = 192;
-    std::vector<int64_t> idx(kBlock + 3);
+    std::vector<uint32_t> idx(kBlock + 3);
     std::vector<float> acc(dim);
     for (int64_t w = begin; w < end; ++w) {
       const int64_t* x = tok + w * length;
@@ -174,9 +149,9 @@ torch::Tensor HashedNgramEncoder::fused_bag_mean(const torch::Tensor& tokens_in,
             if (!m || all_real(m, t, n)) {
               const int64_t b = reduce(XXH3_64bits_withSeed(x + t, sizeof(int64_t) * n, seeds[n]), buckets);
               for (int64_t line = 0; line < dim; line += 16) __builtin_prefetch(table + b * dim + line);
-              idx[got++] = b;
+              idx[got++] = uint32_t(b);
             }
-        sum_rows(table, dim, idx.data(), got, acc.data());
+        add_rows(table, dim, idx.data(), got, acc.data());
         count += got;
       }
       const float scale = count > 0 ? 1.0f / float(count) : 0.0f;
@@ -190,7 +165,8 @@ torch::Tensor HashedNgramEncoder::fused_bag_mean(const torch::Tensor& tokens_in,
 torch::Tensor HashedNgramEncoder::bag_embed(const torch::Tensor& tokens, const torch::Tensor& mask) {
   const torch::Tensor& weight = table_->weight;
   const bool need_grad = torch::GradMode::is_enabled() && weight.requires_grad();
-  if (!need_grad && weight.device().is_cpu() && weight.scalar_type() == torch::kFloat)
+  if (!need_grad && weight.device().is_cpu() && weight.scalar_type() == torch::kFloat &&
+      config_.num_buckets <= (int64_t(1) << 32))  // bucket ids as uint32
     return fused_bag_mean(tokens, mask);
   NgramBags bags = hash(tokens, mask);
   if (!weight.device().is_cpu()) {
