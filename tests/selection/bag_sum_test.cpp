@@ -1,7 +1,8 @@
-// The fused bag kernel's row sums (src/bag_sum.*): every instruction-set variant against a plain
-// loop, bit for bit, on fresh random inputs (GM_TEST_SEED=... replays a run).
+// The fused bag kernel of HashedNgramEncoder and its row sums (src/bag_sum.*), against plain
+// implementations on fresh random inputs (GM_TEST_SEED=... replays a run; the seed is printed).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -9,7 +10,11 @@
 #include <string>
 #include <vector>
 
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
 #include "bag_sum.h"
+#include "groupmates/hashed_ngram_encoder.h"
 
 namespace groupmates {
 namespace {
@@ -55,6 +60,98 @@ TEST(BagSum, EveryKernelEqualsThePlainLoopBitForBit) {
         kernel.fn(table.data(), dim, rows.data(), n, got.data());
         EXPECT_EQ(0, std::memcmp(got.data(), want.data(), sizeof(float) * got.size()))
             << kernel.isa << ": dim " << dim << ", " << n << " rows (guard zone included)";
+      }
+    }
+  }
+}
+
+// The fused kernel's documented order, written plainly: a row's n-grams (bucket() of each, in
+// position order), stably sorted by bucket / sum_chunk_rows(dim), added one float at a time.
+torch::Tensor bag_mean_in_chunk_order(const HashedNgramEncoder& enc, const torch::Tensor& tokens,
+                                      const torch::Tensor& mask, const torch::Tensor& table) {
+  const int64_t rows = tokens.size(0), length = tokens.size(1), dim = table.size(1);
+  const int64_t chunk = HashedNgramEncoder::sum_chunk_rows(dim);
+  const torch::Tensor tok = tokens.contiguous(), t = table.contiguous();
+  const torch::Tensor m = mask.defined() ? mask.contiguous() : torch::ones_like(tokens, torch::kBool);
+  torch::Tensor out = torch::zeros({rows, dim});
+  for (int64_t w = 0; w < rows; ++w) {
+    const int64_t* x = tok.data_ptr<int64_t>() + w * length;
+    const bool* real = m.data_ptr<bool>() + w * length;
+    std::vector<int64_t> buckets;
+    for (int64_t p = 0; p < length; ++p)
+      for (int n = 1; n <= enc.config().max_ngram && p + n <= length; ++n) {
+        bool all = true;
+        for (int j = 0; j < n; ++j) all = all && real[p + j];
+        if (all) buckets.push_back(enc.bucket(x + p, n));
+      }
+    std::stable_sort(buckets.begin(), buckets.end(), [&](int64_t a, int64_t b) { return a / chunk < b / chunk; });
+    std::vector<float> acc(dim, 0.0f);
+    for (int64_t b : buckets)
+      for (int64_t d = 0; d < dim; ++d) acc[d] += t.data_ptr<float>()[b * dim + d];
+    const float scale = buckets.empty() ? 0.0f : 1.0f / float(buckets.size());
+    for (int64_t d = 0; d < dim; ++d) out[w][d] = acc[d] * scale;
+  }
+  return out;
+}
+
+// The definition in double: mean of the table rows of the row's unmasked n-grams.
+torch::Tensor bag_mean_in_double(const HashedNgramEncoder& enc, const torch::Tensor& tokens, const torch::Tensor& mask,
+                                 const torch::Tensor& table) {
+  const NgramBags bags = enc.hash(tokens, mask);
+  const int64_t rows = tokens.size(0), total = bags.indices.numel();
+  const torch::Tensor t = table.to(torch::kDouble);
+  torch::Tensor out = torch::zeros({rows, table.size(1)}, torch::kDouble);
+  for (int64_t w = 0; w < rows; ++w) {
+    const int64_t a = bags.offsets[w].item<int64_t>(), b = w + 1 < rows ? bags.offsets[w + 1].item<int64_t>() : total;
+    if (b > a) out[w] = t.index_select(0, bags.indices.slice(0, a, b)).mean(0);
+  }
+  return out.to(torch::kFloat);
+}
+
+TEST(FusedBagKernel, EqualsPlainImplementationsOnRandomInputs) {
+  const uint64_t seed = fresh_seed();
+  std::printf("[fused bag kernel] seed %llu (GM_TEST_SEED=%llu to replay), kernel %s\n", (unsigned long long)seed,
+              (unsigned long long)seed, detail::add_rows_kernels().front().isa);
+  SCOPED_TRACE("GM_TEST_SEED=" + std::to_string(seed));
+  torch::manual_seed(seed);
+  std::mt19937_64 rng(seed);
+  const int threads_before = at::get_num_threads();
+  torch::NoGradGuard no_grad;
+  for (int64_t dim : {16, 48, 100, 256, 272}) {
+    for (int max_ngram : {1, 2, 3}) {
+      HashedNgramEncoderConfig config;
+      // Several table chunks, the last one partial.
+      config.num_buckets = 3 * HashedNgramEncoder::sum_chunk_rows(dim) + 1 + int64_t(rng() % 997);
+      config.embed_dim = dim;
+      config.hidden_dim = 8;
+      config.out_dim = 4;
+      config.max_ngram = max_ngram;
+      config.seed = rng() % 1000;
+      HashedNgramEncoder enc(config);
+      const torch::Tensor table = enc.named_parameters()["table.weight"];
+      for (int64_t length : {1, 2, 3, 77}) {
+        const int64_t rows = 1 + int64_t(rng() % 40);
+        const torch::Tensor tokens = torch::randint(0, 50257, {rows, length}, torch::kLong);
+        torch::Tensor mask = torch::rand({rows, length}).gt(0.15);
+        mask[0].fill_(false);  // a row with no n-gram embeds to 0
+        for (const torch::Tensor& m : {torch::Tensor(), mask}) {
+          const std::string what = "dim " + std::to_string(dim) + " max_ngram " + std::to_string(max_ngram) +
+                                   " length " + std::to_string(length) + (m.defined() ? " masked" : "");
+          at::set_num_threads(1);
+          const torch::Tensor fused = enc.bag_embed(tokens, m);
+          at::set_num_threads(2);
+          const torch::Tensor fused2 = enc.bag_embed(tokens, m);
+          at::set_num_threads(threads_before);
+          EXPECT_TRUE(torch::equal(fused, bag_mean_in_chunk_order(enc, tokens, m, table))) << what;
+          EXPECT_TRUE(torch::equal(fused, fused2)) << what << ": 1 vs 2 threads";
+          const torch::Tensor exact = bag_mean_in_double(enc, tokens, m, table);
+          EXPECT_TRUE(torch::allclose(fused, exact, 1e-5, 1e-6))
+              << what << ": max diff " << (fused - exact).abs().max().item<float>();
+          // A row's bits do not depend on the other rows of the batch.
+          const int64_t w = int64_t(rng() % rows);
+          const torch::Tensor alone = enc.bag_embed(tokens.slice(0, w, w + 1), m.defined() ? m.slice(0, w, w + 1) : m);
+          EXPECT_TRUE(torch::equal(alone[0], fused[w])) << what << ": row " << w << " alone";
+        }
       }
     }
   }
