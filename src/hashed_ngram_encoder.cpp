@@ -11,6 +11,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "bag_sum.h"
 #include "groupmates/error.h"
 
 namespace groupmates {
@@ -44,33 +45,6 @@ inline bool all_real(const bool* m, int64_t t, int n) {
   for (int j = 0; j < n; ++j)
     if (!m[t + j]) return false;
   return true;
-}
-
-// acc[0..dim) += table row r for every r in rows; fixed widths unroll into registers.
-template <int64_t kDim>
-void sum_rows_fixed(const float* table, const int64_t* rows, int64_t count, float* acc) {
-  float local[kDim];
-  for (int64_t d = 0; d < kDim; ++d) local[d] = acc[d];
-  for (int64_t i = 0; i < count; ++i) {
-    const float* row = table + rows[i] * kDim;
-    for (int64_t d = 0; d < kDim; ++d) local[d] += row[d];
-  }
-  for (int64_t d = 0; d < kDim; ++d) acc[d] = local[d];
-}
-
-void sum_rows(const float* table, int64_t dim, const int64_t* rows, int64_t count, float* acc) {
-  switch (dim) {
-    case 16: return sum_rows_fixed<16>(table, rows, count, acc);
-    case 32: return sum_rows_fixed<32>(table, rows, count, acc);
-    case 64: return sum_rows_fixed<64>(table, rows, count, acc);
-    case 128: return sum_rows_fixed<128>(table, rows, count, acc);
-    case 256: return sum_rows_fixed<256>(table, rows, count, acc);
-    default:
-      for (int64_t i = 0; i < count; ++i) {
-        const float* row = table + rows[i] * dim;
-        for (int64_t d = 0; d < dim; ++d) acc[d] += row[d];
-      }
-  }
 }
 
 }  // namespace
@@ -140,6 +114,14 @@ NgramBags HashedNgramEncoder::hash(const torch::Tensor& tokens_in, const torch::
   return {indices, offsets};
 }
 
+int64_t HashedNgramEncoder::sum_chunk_rows(int64_t embed_dim) {
+  constexpr int64_t kChunkBytes = int64_t(1) << 19;
+  const int64_t fit = std::max<int64_t>(1, kChunkBytes / (int64_t(sizeof(float)) * std::max<int64_t>(1, embed_dim)));
+  int64_t rows = 1;
+  while (rows * 2 <= fit) rows *= 2;
+  return rows;
+}
+
 torch::Tensor HashedNgramEncoder::fused_bag_mean(const torch::Tensor& tokens_in, const torch::Tensor& mask_in) const {
   const torch::Tensor tokens = host_tokens(tokens_in);
   const torch::Tensor mask = host_mask(mask_in, tokens);
@@ -154,34 +136,65 @@ torch::Tensor HashedNgramEncoder::fused_bag_mean(const torch::Tensor& tokens_in,
   uint64_t seeds[4] = {0, 0, 0, 0};
   for (int n = 1; n <= max_n; ++n) seeds[n] = ngram_seed(config_.seed, n);
   const uint64_t buckets = uint64_t(config_.num_buckets);
+  const detail::AddRowsFn add_rows = detail::add_rows_kernels().front().fn;
+
+  // Table chunks (sum_chunk_rows() rows, 512 KiB, which a core's L2 holds): a row's n-grams are
+  // summed chunk by chunk, in position order within a chunk, and a block of rows visits the chunks
+  // together, so each chunk comes from memory once per block rather than once per n-gram. Every
+  // row's order depends on its own tokens only (not on the block, the threads or the CPU).
+  int shift = 0;
+  while ((int64_t(1) << (shift + 1)) <= sum_chunk_rows(dim)) ++shift;
+  const int64_t chunks = ((config_.num_buckets - 1) >> shift) + 1;
+  int64_t per_row = 0;  // n-grams of an unmasked row
+  for (int n = 1; n <= max_n; ++n) per_row += std::max<int64_t>(0, length - n + 1);
+  // Rows per block: their sorted bucket ids take up to 2 MiB (256 rows of 1,024 tokens, 1-2-grams).
+  constexpr int64_t kBlockBytes = int64_t(2) << 20;
+  const int64_t block = std::clamp<int64_t>(kBlockBytes / std::max<int64_t>(1, per_row * int64_t(sizeof(uint32_t))), 1, 512);
 
   at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
-    // Buckets of a block of n-grams are computed first and prefetched, then their rows summed:
-    // the table is larger than the caches, so overlapping the misses is what matters.
-    constexpr int64_t kBlock = 192;
-    std::vector<int64_t> idx(kBlock + 3);
-    std::vector<float> acc(dim);
-    for (int64_t w = begin; w < end; ++w) {
-      const int64_t* x = tok + w * length;
-      const bool* m = msk ? msk + w * length : nullptr;
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      int64_t count = 0;
-      for (int64_t t0 = 0; t0 < length; t0 += kBlock / 3) {
-        const int64_t t1 = std::min(length, t0 + kBlock / 3);
+    std::vector<uint32_t> ids(per_row);                // one row's buckets in position order
+    std::vector<uint32_t> sorted(block * per_row);     // row r's buckets by chunk at r * per_row
+    std::vector<int64_t> starts(block * (chunks + 1));  // row r's chunk c: [starts[r(chunks+1)+c], ..+c+1)
+    std::vector<int64_t> cursor(chunks), count(block);
+    std::vector<float> acc(block * dim);
+    for (int64_t w0 = begin; w0 < end; w0 += block) {
+      const int64_t here = std::min(block, end - w0);
+      for (int64_t r = 0; r < here; ++r) {
+        const int64_t* x = tok + (w0 + r) * length;
+        const bool* m = msk ? msk + (w0 + r) * length : nullptr;
+        int64_t* st = starts.data() + r * (chunks + 1);
+        uint32_t* out = sorted.data() + r * per_row;
+        uint32_t* o = chunks == 1 ? out : ids.data();
         int64_t got = 0;
-        for (int64_t t = t0; t < t1; ++t)
+        for (int64_t t = 0; t < length; ++t)
           for (int n = 1; n <= max_n && t + n <= length; ++n)
-            if (!m || all_real(m, t, n)) {
-              const int64_t b = reduce(XXH3_64bits_withSeed(x + t, sizeof(int64_t) * n, seeds[n]), buckets);
-              for (int64_t line = 0; line < dim; line += 16) __builtin_prefetch(table + b * dim + line);
-              idx[got++] = b;
-            }
-        sum_rows(table, dim, idx.data(), got, acc.data());
-        count += got;
+            if (!m || all_real(m, t, n))
+              o[got++] = uint32_t(reduce(XXH3_64bits_withSeed(x + t, sizeof(int64_t) * n, seeds[n]), buckets));
+        count[r] = got;
+        st[0] = 0;
+        if (chunks == 1) {
+          st[1] = got;
+          continue;
+        }
+        std::fill(st + 1, st + chunks + 1, 0);  // stable counting sort by chunk
+        for (int64_t i = 0; i < got; ++i) ++st[(o[i] >> shift) + 1];
+        for (int64_t c = 0; c < chunks; ++c) st[c + 1] += st[c];
+        std::copy(st, st + chunks, cursor.begin());
+        for (int64_t i = 0; i < got; ++i) out[cursor[o[i] >> shift]++] = o[i];
       }
-      const float scale = count > 0 ? 1.0f / float(count) : 0.0f;
-      float* r = res + w * dim;
-      for (int64_t d = 0; d < dim; ++d) r[d] = acc[d] * scale;
+      std::fill(acc.begin(), acc.begin() + here * dim, 0.0f);
+      for (int64_t c = 0; c < chunks; ++c)
+        for (int64_t r = 0; r < here; ++r) {
+          const int64_t* st = starts.data() + r * (chunks + 1);
+          if (st[c + 1] > st[c])
+            add_rows(table, dim, sorted.data() + r * per_row + st[c], st[c + 1] - st[c], acc.data() + r * dim);
+        }
+      for (int64_t r = 0; r < here; ++r) {
+        const float scale = count[r] > 0 ? 1.0f / float(count[r]) : 0.0f;
+        const float* a = acc.data() + r * dim;
+        float* out = res + (w0 + r) * dim;
+        for (int64_t d = 0; d < dim; ++d) out[d] = a[d] * scale;
+      }
     }
   });
   return result;
@@ -190,7 +203,8 @@ torch::Tensor HashedNgramEncoder::fused_bag_mean(const torch::Tensor& tokens_in,
 torch::Tensor HashedNgramEncoder::bag_embed(const torch::Tensor& tokens, const torch::Tensor& mask) {
   const torch::Tensor& weight = table_->weight;
   const bool need_grad = torch::GradMode::is_enabled() && weight.requires_grad();
-  if (!need_grad && weight.device().is_cpu() && weight.scalar_type() == torch::kFloat)
+  if (!need_grad && weight.device().is_cpu() && weight.scalar_type() == torch::kFloat &&
+      config_.num_buckets <= (int64_t(1) << 32))  // bucket ids as uint32
     return fused_bag_mean(tokens, mask);
   NgramBags bags = hash(tokens, mask);
   if (!weight.device().is_cpu()) {

@@ -53,8 +53,13 @@ class HashedNgramEncoder : public Encoder {
   /// Bucket ids and row offsets of every n-gram of every row (CPU, parallel over rows).
   NgramBags hash(const torch::Tensor& tokens, const torch::Tensor& mask = {}) const;
   /// Mean bag embedding [W, embed_dim]: a fused hash+sum kernel when no gradient is needed on
-  /// a CPU table, else hash() + EmbeddingBag (differentiable, any device).
+  /// a CPU table, else hash() + EmbeddingBag (differentiable, any device). The two agree within
+  /// float rounding: the fused kernel adds a row's n-grams grouped by table chunk (bucket /
+  /// sum_chunk_rows(embed_dim), ascending), in position order within a chunk, so its bits depend
+  /// on the tokens, mask and weights only (not on threads, batch or CPU).
   torch::Tensor bag_embed(const torch::Tensor& tokens, const torch::Tensor& mask = {});
+  /// Table rows per chunk of the fused kernel: the largest power of two whose rows fit in 512 KiB.
+  static int64_t sum_chunk_rows(int64_t embed_dim);
   /// MLP + L2 normalisation of bag embeddings [W, embed_dim] -> [W, D].
   torch::Tensor project(const torch::Tensor& bags);
 
