@@ -41,6 +41,13 @@ torch::Tensor reference_rows() { return torch::arange(int64_t{4} * kT, torch::kI
 
 bool topic0(const torch::Tensor& row) { return row.lt(2).all().item<bool>(); }
 
+// The plain stream of the same file, one selection window per batch.
+StreamingLoader window_stream(const std::string& path, uint64_t seed, uint32_t window) {
+  LoaderConfig c = loader_config(path, seed);
+  c.batch_size = window;
+  return StreamingLoader(c);
+}
+
 }  // namespace
 
 class RefreshModesTest : public OnlineFixture {};
@@ -214,11 +221,7 @@ TEST_F(RefreshModesTest, ImportanceModeTakesTheReferenceLikeRowsFirst) {
       Error);
   GroupMatesLoader fresh(loader_config(path, seed), sel, ProbeConfig{});
   fresh.set_reference(reference_rows());
-  StreamingLoader plain([&] {
-    LoaderConfig c = loader_config(path, seed);
-    c.batch_size = sel.window_size;
-    return c;
-  }());
+  StreamingLoader plain = window_stream(path, seed, sel.window_size);
   int64_t selected_topic0 = 0, seen_topic0 = 0;
   for (int w = 0; w < 6; ++w) {
     const auto window = plain.next();
@@ -266,11 +269,7 @@ TEST_F(RefreshModesTest, PriorDrivesGroupSelectionBeforeTheFirstRefresh) {
   EXPECT_DOUBLE_EQ(s.prior_weight, 1.0);
   // The relational discount spreads the picks; the prior still takes topic 0 well above its share
   // of the windows (the 10 windows the 40 batches came from).
-  StreamingLoader plain([&] {
-    LoaderConfig c = loader_config(path, seed);
-    c.batch_size = sel.window_size;
-    return c;
-  }());
+  StreamingLoader plain = window_stream(path, seed, sel.window_size);
   int64_t window_topic0 = 0, window_rows = 0;
   for (int w = 0; w < 10; ++w) {
     const torch::Tensor t = to_tensor(*plain.next());
