@@ -25,10 +25,11 @@
 //
 // SelectionConfig and ProbeConfig are the library's defaults except mode and seed.
 #include <groupmates/error.h>
+#include <groupmates/tokenizer.h>
 #include <groupmates/loader.h>
-#include <groupmates/probe.h>
+#include <groupmates/module_probe_target.h>
 #include <groupmates/selection_config.h>
-#include <groupmates/tiny_gpt.h>
+#include "tiny_gpt/tiny_gpt.h"
 
 #include <torch/torch.h>
 
@@ -43,7 +44,7 @@
 #include <vector>
 
 #include "tiny_gpt_training.h"
-#include "tokenizer.h"
+
 
 namespace {
 

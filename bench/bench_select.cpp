@@ -36,14 +36,14 @@
 #include <unistd.h>
 #include <vector>
 
-#include <groupmates/hashed_ngram_encoder.h>
+#include <groupmates/engine/hashed_ngram_encoder.h>
 #include <groupmates/selection_config.h>
-#include <groupmates/influence_model.h>
-#include <groupmates/model_registry.h>
-#include <groupmates/selection.h>
-#include <groupmates/spherical_kmeans.h>
+#include <groupmates/engine/influence_model.h>
+#include <groupmates/engine/model_registry.h>
+#include <groupmates/engine/selector.h>
+#include <groupmates/engine/spherical_kmeans.h>
 #include <groupmates/streaming_loader.h>
-#include <groupmates/window_scorer.h>
+#include <groupmates/engine/window_scorer.h>
 
 namespace {
 

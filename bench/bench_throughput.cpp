@@ -5,6 +5,8 @@
 //   bench_throughput FILE [--batches N] [--threads N] [--prefetch 8] [--batch 16] [--seq-len 1024]
 #include <groupmates/loader.h>
 
+#include <torch/torch.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>

@@ -24,10 +24,11 @@
 //     loader.on_step(step, target.get());           // snapshots the live model when a probe is due
 //   }
 #include <groupmates/error.h>
+#include <groupmates/tokenizer.h>
 #include <groupmates/loader.h>
-#include <groupmates/probe.h>
+#include <groupmates/module_probe_target.h>
 #include <groupmates/selection_config.h>
-#include <groupmates/tiny_gpt.h>
+#include "tiny_gpt/tiny_gpt.h"
 
 #include <simdjson.h>
 #include <torch/torch.h>
@@ -42,7 +43,7 @@
 #include <vector>
 
 #include "tiny_gpt_training.h"
-#include "tokenizer.h"
+
 
 namespace {
 

@@ -3,6 +3,7 @@
 //
 //   stream_demo --corpus data/corpus [--seq-len 256] [--batch 16] [--threads 2] [--epochs 3]
 #include <groupmates/error.h>
+#include <groupmates/tokenizer.h>
 #include <groupmates/loader.h>
 
 #include <chrono>
@@ -10,7 +11,7 @@
 #include <cstring>
 #include <string>
 
-#include "tokenizer.h"
+
 
 int main(int argc, char** argv) {
   std::string corpus = "data/corpus";

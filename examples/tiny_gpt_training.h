@@ -4,8 +4,9 @@
 #pragma once
 
 #include <groupmates/error.h>
-#include <groupmates/probe.h>
-#include <groupmates/tiny_gpt.h>
+#include <groupmates/tokenizer.h>
+#include <groupmates/module_probe_target.h>
+#include "tiny_gpt/tiny_gpt.h"
 
 #include <simdjson.h>
 #include <torch/torch.h>
@@ -18,7 +19,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tokenizer.h"
+
 
 namespace tiny_gpt_training {
 

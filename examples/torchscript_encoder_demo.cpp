@@ -7,12 +7,12 @@
 // The encoder is frozen (only the model's head, tau and alpha would train on top of it); here the
 // head is untrained, so the scores show the plumbing, not a useful ranking.
 #include <groupmates/error.h>
-#include <groupmates/influence_model.h>
-#include <groupmates/model_registry.h>
-#include <groupmates/selection.h>
-#include <groupmates/spherical_kmeans.h>
-#include <groupmates/torchscript_encoder.h>
-#include <groupmates/window_scorer.h>
+#include <groupmates/engine/influence_model.h>
+#include <groupmates/engine/model_registry.h>
+#include <groupmates/engine/selector.h>
+#include <groupmates/engine/spherical_kmeans.h>
+#include <groupmates/engine/torchscript_encoder.h>
+#include <groupmates/engine/window_scorer.h>
 
 #include <cstdio>
 #include <memory>

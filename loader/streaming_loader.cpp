@@ -17,13 +17,13 @@
 #include <thread>
 #include <xxhash.h>
 
-#include "blend_schedule.h"
-#include "buffer_pool.h"
-#include "document_source.h"
+#include "stream/blend_schedule.h"
+#include "stream/buffer_pool.h"
+#include "sources/document_source.h"
 #include "groupmates/error.h"
-#include "skip_counters.h"
-#include "source_cursor.h"
-#include "token_file_source.h"
+#include "stream/skip_counters.h"
+#include "stream/source_cursor.h"
+#include "sources/token_file_source.h"
 
 namespace groupmates {
 

@@ -14,7 +14,7 @@
 // views of the loader's pooled buffers in plain mode, optionally pinned and already on a device.
 #pragma once
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <iterator>
 #include <memory>
@@ -23,8 +23,9 @@
 #include "groupmates/candidate_id.h"
 #include "groupmates/config.h"
 #include "groupmates/loader_state.h"
-#include "groupmates/probe.h"
+#include "groupmates/probe_target.h"
 #include "groupmates/selection_config.h"
+#include "groupmates/selection_stats.h"
 #include "groupmates/streaming_loader.h"
 
 namespace groupmates {
@@ -48,62 +49,6 @@ struct Batch {
   torch::Tensor influence;
   torch::Tensor cluster;
   uint64_t model_version = 0;
-};
-
-/// What selection cost so far, and where the trainer waited for it. FLOPs follow ALGORITHM.md
-/// section 7 with the live model's ProbeTarget::forward_flops_per_token() = F (2N): training 3F per
-/// token; a probe's optimiser step 3F per token, each reference evaluation F per reference token;
-/// the influence model's refresh 3x its forward (Encoder::flops_per_row + head + relations);
-/// scoring the encoder and head per candidate plus k-means and greedy dot products per window.
-/// FLOPs are 0 until a target with a known F reaches on_step.
-struct SelectionCost {
-  double flops_per_token = 0;       ///< F of the last target seen by on_step
-  uint64_t train_tokens = 0;        ///< tokens emitted to the trainer
-  double probe_train_tokens = 0;    ///< tokens of probe optimiser steps
-  double probe_eval_tokens = 0;     ///< reference tokens evaluated by probes
-  double train_flops = 0;           ///< 3 F x train_tokens
-  double probe_flops = 0;
-  double refresh_flops = 0;
-  double scoring_flops = 0;
-  double scoring_seconds = 0;       ///< scorer thread: encoder + head
-  double selection_seconds = 0;     ///< trainer's thread inside next(): importance, k-means, greedy
-  /// Trainer's thread, by cause: next() waiting for a window's scores; next() waiting for a due refresh
-  /// (RefreshMode::kAtStep); on_step() waiting for the previous probe (kAtStep); on_step() snapshotting.
-  double wait_scoring_seconds = 0, wait_refresh_seconds = 0, wait_probe_seconds = 0, snapshot_seconds = 0;
-  /// Selection overhead in FLOPs: probes + refresh + scoring.
-  double overhead_flops() const { return probe_flops + refresh_flops + scoring_flops; }
-};
-
-/// A refreshed version taking effect: windows from `window` (on this rank) on are scored by `version`,
-/// the refresh of the probe at trainer step `probe_step`.
-struct VersionSwitch {
-  uint64_t window = 0;
-  int64_t probe_step = 0;
-  uint64_t version = 0;
-};
-
-/// Counters of what selection did so far.
-struct SelectionStats {
-  uint64_t windows = 0;            ///< windows selected from
-  uint64_t warmup_windows = 0;     ///< of which selected randomly before the first refreshed model
-  uint64_t seen = 0;               ///< candidates read
-  uint64_t selected = 0;           ///< candidates emitted
-  std::vector<uint64_t> seen_per_cluster, selected_per_cluster;
-  uint64_t model_version = 0;      ///< version scoring the current window (0 = none)
-  uint64_t refreshes = 0;          ///< refreshed versions published
-  double refresh_seconds = 0;      ///< influence-model training time (probe thread)
-  double refresh_wait_seconds = 0; ///< time next() waited for a due refresh
-  double last_heldout_spearman = 0; ///< of the refreshed model's predictions on the newest probe's rollouts, before
-                                    ///< training on them, against the oracle's marginal labels as measured
-  double last_heldout_spearman_scaled = 0; ///< the same against the labels as standardised for training (per probe
-                                           ///< and rollout position: without the rollout-position trend)
-  ProbeStats probes;
-  SelectionCost cost;
-  uint64_t probes_skipped_budget = 0;  ///< due probes skipped because the budget could not pay min_rollouts
-  uint64_t refreshes_failed = 0;    ///< refreshes not published (non-finite weights or predictions, or an error)
-  std::string last_refresh_error;   ///< why the last one failed ("" = none)
-  double prior_weight = 0;          ///< gamma of the version scoring the current window (importance prior's weight)
-  std::vector<VersionSwitch> switches;  ///< every version switch so far (RefreshMode::kWhenReady: timing-dependent)
 };
 
 class GroupMatesLoader {

@@ -9,7 +9,8 @@
 #include <torch/optim/optimizer.h>
 #include <torch/script.h>
 
-#include "groupmates/probe.h"
+#include "groupmates/probe_target.h"
+#include "groupmates/module_probe_target.h"
 
 namespace groupmates {
 

@@ -15,10 +15,10 @@
 
 #include "groupmates/config.h"
 #include "groupmates/error.h"
-#include "jsonl_source.h"
-#include "mapped_file.h"
-#include "megatron_source.h"
-#include "tokenizer.h"
+#include "sources/jsonl_source.h"
+#include "sources/mapped_file.h"
+#include "sources/megatron_source.h"
+#include "groupmates/tokenizer.h"
 
 namespace gm = groupmates;
 

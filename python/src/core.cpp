@@ -21,7 +21,7 @@
 #include "groupmates/error.h"
 #include "groupmates/loader_state.h"
 #include "groupmates/streaming_loader.h"
-#include "tokenizer.h"
+#include "groupmates/tokenizer.h"
 
 #include "binding_common.h"
 

@@ -38,7 +38,10 @@
 #include "groupmates/error.h"
 #include "groupmates/loader.h"
 #include "groupmates/loader_state.h"
-#include "groupmates/probe.h"
+#include "groupmates/probe_target.h"
+#include "groupmates/module_probe_target.h"
+#include "groupmates/engine/oracle_prober.h"
+#include "groupmates/engine/rollout_policy.h"
 #include "groupmates/selection_config.h"
 
 #include "binding_common.h"

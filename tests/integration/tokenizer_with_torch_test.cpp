@@ -42,7 +42,7 @@
 #include <vector>
 
 #include "groupmates/error.h"
-#include "tokenizer.h"
+#include "groupmates/tokenizer.h"
 
 namespace {
 

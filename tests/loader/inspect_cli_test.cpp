@@ -4,8 +4,8 @@
 
 #include <random>
 
-#include "reader_test_util.h"
-#include "tokenizer.h"
+#include "loader/reader_test_util.h"
+#include "groupmates/tokenizer.h"
 
 namespace groupmates {
 namespace {

@@ -12,8 +12,8 @@
 #include <set>
 
 #include "groupmates/error.h"
-#include "loader_test_util.h"
-#include "permutation.h"
+#include "loader/loader_test_util.h"
+#include "stream/permutation.h"
 
 using namespace groupmates;
 using gmtest::Drained;

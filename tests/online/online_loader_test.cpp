@@ -7,8 +7,11 @@
 #include <set>
 
 #include "groupmates/error.h"
+#include <torch/torch.h>
+
 #include "groupmates/loader.h"
-#include "groupmates/tiny_gpt.h"
+#include "groupmates/module_probe_target.h"
+#include "tiny_gpt/tiny_gpt.h"
 #include "online_test_util.h"
 
 using namespace groupmates;

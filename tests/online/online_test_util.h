@@ -10,9 +10,12 @@
 
 #include <gtest/gtest.h>
 
+#include <torch/torch.h>
+
 #include "groupmates/loader.h"
-#include "groupmates/tiny_gpt.h"
-#include "loader_test_util.h"
+#include "groupmates/module_probe_target.h"
+#include "tiny_gpt/tiny_gpt.h"
+#include "loader/loader_test_util.h"
 
 namespace gmonline {
 

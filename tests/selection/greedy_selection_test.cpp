@@ -12,11 +12,11 @@
 #include <set>
 #include <vector>
 
-#include "groupmates/batched_greedy.h"
+#include "groupmates/engine/batched_greedy.h"
 #include "groupmates/error.h"
-#include "groupmates/greedy_group.h"
-#include "groupmates/selection.h"
-#include "test_util.h"
+#include "groupmates/engine/greedy_group.h"
+#include "groupmates/engine/selector.h"
+#include "common/engine_test_util.h"
 
 namespace groupmates {
 namespace {

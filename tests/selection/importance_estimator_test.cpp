@@ -8,7 +8,7 @@
 #include <random>
 
 #include "groupmates/error.h"
-#include "importance_estimator.h"
+#include "selection/importance_estimator.h"
 
 using namespace groupmates;
 

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "groupmates/error.h"
-#include "groupmates/spherical_kmeans.h"
-#include "test_util.h"
+#include "groupmates/engine/spherical_kmeans.h"
+#include "common/engine_test_util.h"
 
 namespace groupmates {
 namespace {

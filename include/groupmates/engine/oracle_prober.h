@@ -1,0 +1,104 @@
+// groupmates/engine/oracle_prober.h: rollouts of real optimiser steps from a copy of the live
+// model, and the marginal labels they give (ALGORITHM.md section 2).
+//
+// A rollout from weights theta (and optimiser state): R_0 = reference loss; for t = 1..L one real
+// optimiser step on the t-th batch, R_t = reference loss, s_t = R_t - R_0, y_t = s_t - s_{t-1}
+// (y_1 = s_1). Negative = the data helped. A rollout with a non-finite loss is discarded.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "groupmates/probe_target.h"
+
+namespace groupmates {
+
+/// How a rollout's candidates were chosen.
+enum class RolloutKind : int64_t {
+  kRandom = 0,          ///< uniform without replacement from the pool
+  kNeighbour = 1,       ///< near neighbours (same cluster / top cosine): exercises the relational terms
+  kBootstrapBest = 2,   ///< beam search with the current model: best predicted sequence
+  kBootstrapWorst = 3,  ///< beam search with the current model: worst predicted sequence
+};
+constexpr int kNumRolloutKinds = 4;
+/// "random", "neighbour", "bootstrap_best", "bootstrap_worst".
+const char* rollout_kind_name(RolloutKind kind);
+
+/// Which pool rows a rollout trains on: step t (0-based) uses candidates[t * rows_per_step ..
+/// (t + 1) * rows_per_step).
+struct RolloutPlan {
+  std::vector<int64_t> candidates;  ///< [L * rows_per_step] row ids into the pool
+  RolloutKind kind = RolloutKind::kRandom;
+};
+
+/// One finished rollout (only finite ones are ever returned).
+struct Rollout {
+  std::vector<int64_t> candidates;  ///< [L * rows_per_step] row ids into the pool
+  std::vector<double> labels;       ///< [L] marginal labels y_t = s_t - s_{t-1}, y_1 = s_1
+  std::vector<double> cumulative;   ///< [L] raw s_t = R_t - R_0
+  double reference_before = 0;      ///< R_0
+  RolloutKind kind = RolloutKind::kRandom;
+  double seconds = 0;               ///< wall time of this rollout (clone + L steps + L evaluations)
+};
+
+/// Settings of an OracleProber.
+struct OracleProberConfig {
+  int64_t rollout_length = 10;  ///< L
+  int64_t rows_per_step = 1;    ///< candidate rows per optimiser step (the batch of one step)
+  int64_t max_rollouts = 64;    ///< at most this many rollouts per run() (planned beyond are skipped)
+  double max_seconds = 0;       ///< stop starting new rollouts after this many seconds; 0 = no limit
+  double lr_scale = 1.0;        ///< probes step with lr * lr_scale (a full step can swamp the labels)
+};
+
+/// What one run() produced and what it cost.
+struct ProbeResult {
+  std::vector<Rollout> rollouts;  ///< finite rollouts, in plan order
+  int64_t attempted = 0;          ///< rollouts started
+  int64_t discarded = 0;          ///< rollouts dropped for a NaN/inf loss
+  int64_t skipped = 0;            ///< planned rollouts not started (max_rollouts / max_seconds)
+  double reference_before = 0;    ///< R_0 of the probed weights
+  double seconds = 0;             ///< wall time of run()
+  /// seconds / attempted (0 if none).
+  double seconds_per_rollout() const { return attempted > 0 ? seconds / attempted : 0.0; }
+};
+
+/// Runs rollouts from a target's current weights; never modifies the target it is given.
+class OracleProber {
+ public:
+  explicit OracleProber(const OracleProberConfig& config = {});
+
+  /// Runs the plans (each of exactly L * rows_per_step candidates) on copies of `target`.
+  /// `pool`: int64 [N, T] candidate rows (any device). Throws Error(kInvalidConfig) on bad plans.
+  ProbeResult run(ProbeTarget& target, const torch::Tensor& pool, const std::vector<RolloutPlan>& plans) const;
+
+  /// One rollout from a copy of `target` whose reference loss before any step is `reference_before`.
+  /// Returns false (and leaves `out` unspecified) if a loss became NaN/inf.
+  bool run_rollout(const ProbeTarget& target, const torch::Tensor& pool, const RolloutPlan& plan,
+                   double reference_before, Rollout& out) const;
+
+  const OracleProberConfig& config() const { return config_; }
+
+ private:
+  OracleProberConfig config_;
+};
+
+/// Label statistics of one rollout kind.
+struct LabelStats {
+  RolloutKind kind = RolloutKind::kRandom;
+  int64_t rollouts = 0;
+  int64_t count = 0;         ///< labels (rollouts * L)
+  double mean = 0, std = 0;  ///< over all labels y_t of the kind (population std)
+  double first_mean = 0;     ///< mean of y_1 (individual effect of the first batch)
+  double later_mean = 0;     ///< mean of y_t, t >= 2 (where the relational terms act)
+  double later_std = 0;
+  double final_mean = 0;     ///< mean of s_L (the whole rollout's effect)
+};
+/// One entry per kind present in `rollouts`, in RolloutKind order.
+std::vector<LabelStats> summarise_labels(const std::vector<Rollout>& rollouts);
+/// A fixed-width table of summarise_labels() for logs and reports.
+std::string format_label_stats(const std::vector<LabelStats>& stats);
+
+}  // namespace groupmates

@@ -1,0 +1,102 @@
+// groupmates/engine/probe_scheduler.h: runs oracle probes on their own thread, every N trainer
+// steps, from a snapshot taken on the trainer's thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <torch/types.h>
+
+#include "groupmates/engine/label_buffer.h"
+#include "groupmates/engine/oracle_prober.h"
+#include "groupmates/probe_target.h"
+#include "groupmates/selection_stats.h"
+
+namespace groupmates {
+
+class RelationalInfluenceModel;
+
+/// What policies a probe may use beyond random rollouts (all optional).
+struct ProbeContext {
+  torch::Tensor cluster_ids;  ///< int64 [N]: same-cluster neighbour rollouts
+  torch::Tensor embeddings;   ///< float [N, D]: cosine-neighbour rollouts when cluster_ids is undefined
+  /// The current influence model (an immutable published version): bootstrap rollouts.
+  std::shared_ptr<RelationalInfluenceModel> model;
+  torch::Tensor prior;        ///< float [N]: each candidate row's prior for u; stored with its rollouts
+  int64_t max_rollouts = -1;  ///< this probe's cap on rollouts (a compute budget), -1 = the configured one
+};
+
+/// Settings of a ProbeScheduler.
+struct ProbeSchedulerConfig {
+  int64_t interval_steps = 1000;   ///< probe at steps first_step, first_step + interval, ...
+  int64_t first_step = 0;          ///< first step at which a probe is due
+  OracleProberConfig prober;       ///< rollout length, rows per step, cost bounds, lr scale
+  int64_t random_rollouts = 16;    ///< per probe
+  int64_t neighbour_rollouts = 8;  ///< per probe, when the context has cluster ids or embeddings
+  int64_t bootstrap_pairs = 4;     ///< per probe (best + worst each), when the context has a model
+  int64_t bootstrap_subset = 64;   ///< candidate rows searched by each beam search
+  int64_t beam_width = 5;
+  uint64_t seed = 0;               ///< rollout draws use (seed, step)
+  int probe_threads = 0;           ///< intra-op threads on the probe thread (at::set_num_threads); 0 = leave
+};
+
+
+/// Runs probes asynchronously on its own thread, at most one in flight.
+///
+/// maybe_probe() on the trainer's thread: when a probe is due and none is running, clones the
+/// target there (the probe sees the weights as they were at that step), copies the candidate
+/// rows and hands both to the probe thread; the trainer keeps stepping. A probe that falls due
+/// while another runs is SKIPPED and counted (never queued): the cost stays bounded and labels
+/// always come from a recent snapshot. Finished rollouts go to the LabelBuffer, then the
+/// completion callback (if any) runs on the probe thread. On a CUDA device the probe runs on its
+/// own stream from the pool, ordered after the snapshot copy.
+class ProbeScheduler {
+ public:
+  using Callback = std::function<void(int64_t step, const ProbeResult& result)>;
+
+  ProbeScheduler(const ProbeSchedulerConfig& config, std::shared_ptr<LabelBuffer> buffer);
+  ~ProbeScheduler();  ///< waits for the probe in flight, then stops the thread
+  ProbeScheduler(const ProbeScheduler&) = delete;
+  ProbeScheduler& operator=(const ProbeScheduler&) = delete;
+
+  bool due(int64_t step) const;
+  /// Starts a probe if due and idle; returns whether one was started. candidate_rows: int64 [N, T].
+  bool maybe_probe(int64_t step, const ProbeTarget& target, const torch::Tensor& candidate_rows,
+                   const ProbeContext& context = {});
+  /// Blocks until no probe is in flight.
+  void wait_idle();
+  bool busy() const;
+  ProbeStats stats() const;
+  /// Message of the last probe that threw, empty if none.
+  std::string last_error() const;
+  /// Called on the probe thread after each completed probe (after the buffer is filled).
+  void set_callback(Callback callback);
+  const std::shared_ptr<LabelBuffer>& buffer() const { return buffer_; }
+
+ private:
+  struct Job;
+  void worker_loop();
+  void run_job(Job& job);
+
+  ProbeSchedulerConfig config_;
+  std::shared_ptr<LabelBuffer> buffer_;
+  OracleProber prober_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::unique_ptr<Job> job_;  // pending or running
+  bool running_ = false;
+  bool stop_ = false;
+  Callback callback_;
+  ProbeStats stats_;
+  int64_t rollouts_attempted_ = 0;
+  std::string last_error_;
+  double created_ = 0;  // steady-clock seconds
+  std::thread thread_;
+};
+
+}  // namespace groupmates

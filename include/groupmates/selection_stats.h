@@ -1,0 +1,85 @@
+// groupmates/selection_stats.h: what selection did and cost so far (GroupMatesLoader::selection_stats()).
+// No LibTorch here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace groupmates {
+
+/// Cost and outcome counters of a ProbeScheduler.
+struct ProbeStats {
+  int64_t probes_started = 0;      ///< snapshots taken and queued
+  int64_t probes_completed = 0;
+  int64_t probes_skipped_busy = 0; ///< due while one was in flight (skipped, not queued)
+  int64_t probes_failed = 0;       ///< threw (see last_error)
+  int64_t rollouts_kept = 0;
+  int64_t rollouts_discarded = 0;  ///< NaN/inf
+  int64_t rollouts_skipped = 0;    ///< cut by max_rollouts / max_seconds
+  double snapshot_seconds = 0;     ///< spent on the caller's (trainer's) thread cloning
+  double probe_seconds = 0;        ///< spent on the probe thread
+  double wall_seconds = 0;         ///< since the scheduler was created
+  double probe_share = 0;          ///< probe_seconds / wall_seconds
+  double snapshot_share = 0;       ///< snapshot_seconds / wall_seconds
+  double seconds_per_rollout = 0;  ///< probe_seconds / rollouts attempted
+  int64_t last_probe_step = -1;
+};
+
+/// What selection cost so far, and where the trainer waited for it. FLOPs follow ALGORITHM.md
+/// section 7 with the live model's ProbeTarget::forward_flops_per_token() = F (2N): training 3F per
+/// token; a probe's optimiser step 3F per token, each reference evaluation F per reference token;
+/// the influence model's refresh 3x its forward (Encoder::flops_per_row + head + relations);
+/// scoring the encoder and head per candidate plus k-means and greedy dot products per window.
+/// FLOPs are 0 until a target with a known F reaches on_step.
+struct SelectionCost {
+  double flops_per_token = 0;       ///< F of the last target seen by on_step
+  uint64_t train_tokens = 0;        ///< tokens emitted to the trainer
+  double probe_train_tokens = 0;    ///< tokens of probe optimiser steps
+  double probe_eval_tokens = 0;     ///< reference tokens evaluated by probes
+  double train_flops = 0;           ///< 3 F x train_tokens
+  double probe_flops = 0;
+  double refresh_flops = 0;
+  double scoring_flops = 0;
+  double scoring_seconds = 0;       ///< scorer thread: encoder + head
+  double selection_seconds = 0;     ///< trainer's thread inside next(): importance, k-means, greedy
+  /// Trainer's thread, by cause: next() waiting for a window's scores; next() waiting for a due refresh
+  /// (RefreshMode::kAtStep); on_step() waiting for the previous probe (kAtStep); on_step() snapshotting.
+  double wait_scoring_seconds = 0, wait_refresh_seconds = 0, wait_probe_seconds = 0, snapshot_seconds = 0;
+  /// Selection overhead in FLOPs: probes + refresh + scoring.
+  double overhead_flops() const { return probe_flops + refresh_flops + scoring_flops; }
+};
+
+/// A refreshed version taking effect: windows from `window` (on this rank) on are scored by `version`,
+/// the refresh of the probe at trainer step `probe_step`.
+struct VersionSwitch {
+  uint64_t window = 0;
+  int64_t probe_step = 0;
+  uint64_t version = 0;
+};
+
+/// Counters of what selection did so far.
+struct SelectionStats {
+  uint64_t windows = 0;            ///< windows selected from
+  uint64_t warmup_windows = 0;     ///< of which selected randomly before the first refreshed model
+  uint64_t seen = 0;               ///< candidates read
+  uint64_t selected = 0;           ///< candidates emitted
+  std::vector<uint64_t> seen_per_cluster, selected_per_cluster;
+  uint64_t model_version = 0;      ///< version scoring the current window (0 = none)
+  uint64_t refreshes = 0;          ///< refreshed versions published
+  double refresh_seconds = 0;      ///< influence-model training time (probe thread)
+  double refresh_wait_seconds = 0; ///< time next() waited for a due refresh
+  double last_heldout_spearman = 0; ///< of the refreshed model's predictions on the newest probe's rollouts, before
+                                    ///< training on them, against the oracle's marginal labels as measured
+  double last_heldout_spearman_scaled = 0; ///< the same against the labels as standardised for training (per probe
+                                           ///< and rollout position: without the rollout-position trend)
+  ProbeStats probes;
+  SelectionCost cost;
+  uint64_t probes_skipped_budget = 0;  ///< due probes skipped because the budget could not pay min_rollouts
+  uint64_t refreshes_failed = 0;    ///< refreshes not published (non-finite weights or predictions, or an error)
+  std::string last_refresh_error;   ///< why the last one failed ("" = none)
+  double prior_weight = 0;          ///< gamma of the version scoring the current window (importance prior's weight)
+  std::vector<VersionSwitch> switches;  ///< every version switch so far (RefreshMode::kWhenReady: timing-dependent)
+};
+
+}  // namespace groupmates

@@ -1,0 +1,377 @@
+// JSONL documents: plain (mmap) or zstd (decompressed in memory), parsed with simdjson and
+// tokenized with SentencePiece. Also open_document_source(), the kMegatron / kJsonl dispatcher.
+#include "sources/jsonl_source.h"
+
+#include <simdjson.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "groupmates/error.h"
+#include "sources/mapped_file.h"
+#include "sources/megatron_source.h"
+#include "groupmates/tokenizer.h"
+
+namespace groupmates {
+namespace {
+
+constexpr const char* kSkipHint = "or set bad_input=skip to skip and count such records";
+
+bool ends_with(const std::string& s, const char* suffix) {
+  const size_t n = std::strlen(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+bool is_blank(std::string_view s) {
+  for (char c : s) {
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\f' && c != '\v') return false;
+  }
+  return true;
+}
+
+// Byte offset of the first invalid UTF-8 sequence in s (s is known to be invalid), for messages.
+size_t first_invalid_utf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned c = p[i];
+    size_t len;
+    uint32_t cp;
+    if (c < 0x80) { i++; continue; }
+    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
+    else return i;
+    if (i + len > n) return i;
+    for (size_t k = 1; k < len; k++) {
+      if ((p[i + k] & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return i;
+    }
+    i += len;
+  }
+  return n;
+}
+
+const char* json_type_name(simdjson::dom::element_type t) {
+  using T = simdjson::dom::element_type;
+  switch (t) {
+    case T::ARRAY: return "an array";
+    case T::OBJECT: return "an object";
+    case T::INT64: case T::UINT64: case T::DOUBLE: return "a number";
+    case T::STRING: return "a string";
+    case T::BOOL: return "a boolean";
+    case T::NULL_VALUE: return "null";
+  }
+  return "not a string";
+}
+
+// A malloc'd growable byte buffer (realloc can grow big blocks in place).
+struct Buffer {
+  char* data = nullptr;
+  size_t size = 0;
+  size_t capacity = 0;
+  ~Buffer() { std::free(data); }
+  void reserve(size_t cap) {
+    if (cap <= capacity) return;
+    char* p = static_cast<char*>(std::realloc(data, cap));
+    if (p == nullptr) throw std::bad_alloc();
+    data = p;
+    capacity = cap;
+  }
+};
+
+}  // namespace
+
+struct JsonlSource::File {
+  std::string path;
+  uint64_t disk_size = 0;
+  bool compressed = false;
+  std::unique_ptr<MappedFile> map;  // plain files
+  Buffer buffer;                    // compressed files, decompressed
+  const char* data = nullptr;
+  uint64_t size = 0;
+  uint64_t content_end = 0;        // size without a final '\n'
+  std::vector<uint64_t> starts;    // byte offset of each line
+
+  std::string_view line(uint64_t k) const {
+    const uint64_t b = starts[k];
+    uint64_t e = k + 1 < starts.size() ? starts[k + 1] - 1 : content_end;
+    if (e > b && data[e - 1] == '\r') e--;
+    return std::string_view(data + b, e - b);
+  }
+};
+
+const char* JsonlSource::problem_key(Problem p) {
+  switch (p) {
+    case Problem::kNone: return "";
+    case Problem::kEmptyLine: return "empty_line";
+    case Problem::kInvalidJson: return "invalid_json";
+    case Problem::kInvalidUtf8: return "invalid_utf8";
+    case Problem::kMissingField: return "missing_field";
+    case Problem::kEmptyText: return "empty_text";
+  }
+  return "unknown";
+}
+
+static void decompress_zstd(const MappedFile& in, Buffer& out) {
+  const std::string& path = in.path();
+  const uint64_t hint = ZSTD_getFrameContentSize(in.data(), in.size());
+  // The first frame's declared size is only a hint (there may be more frames, or it may lie):
+  // capped, and the buffer grows by doubling (realloc, in place for large blocks) if needed.
+  const uint64_t cap_limit = in.size() * 64 + (uint64_t(1) << 20);
+  size_t cap = (hint != ZSTD_CONTENTSIZE_UNKNOWN && hint != ZSTD_CONTENTSIZE_ERROR)
+                   ? static_cast<size_t>(std::min<uint64_t>(hint, cap_limit)) + 1
+                   : static_cast<size_t>(std::min<uint64_t>(in.size() * 4, uint64_t(1) << 30)) + 4096;
+  out.reserve(cap);
+  ZSTD_DStream* ds = ZSTD_createDStream();
+  if (ds == nullptr) throw Error(ErrorCode::kInternal, path, "ZSTD_createDStream failed (out of memory?)");
+  struct Free {
+    ZSTD_DStream* ds;
+    ~Free() { ZSTD_freeDStream(ds); }
+  } guard{ds};
+  ZSTD_initDStream(ds);
+  ZSTD_inBuffer input{in.data(), static_cast<size_t>(in.size()), 0};
+  size_t ret = 0;
+  while (true) {
+    if (out.size == out.capacity) out.reserve(out.capacity * 2);
+    ZSTD_outBuffer output{out.data + out.size, out.capacity - out.size, 0};
+    ret = ZSTD_decompressStream(ds, &output, &input);
+    if (ZSTD_isError(ret)) {
+      throw Error(ErrorCode::kCorruptData, path + ":" + std::to_string(input.pos),
+                  std::string("zstd decompression failed: ") + ZSTD_getErrorName(ret) +
+                      "; the file is corrupt: recompress it (zstd FILE.jsonl) or remove it from the source");
+    }
+    out.size += output.pos;
+    if (input.pos == input.size && output.pos < output.size) break;
+  }
+  if (out.size != 0 && out.capacity > out.size + (out.size >> 4)) {  // give back a doubling's slack
+    if (char* p = static_cast<char*>(std::realloc(out.data, out.size))) {
+      out.data = p;
+      out.capacity = out.size;
+    }
+  }
+  if (ret != 0) {
+    throw Error(ErrorCode::kCorruptData, path,
+                "truncated zstd stream (the last frame is incomplete after " + std::to_string(out.size) +
+                    " decompressed bytes); recompress the file or remove it from the source");
+  }
+}
+
+JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool load_tokenizer)
+    : source_name_(config.name.empty() ? "jsonl" : config.name), text_field_(config.text_field), policy_(policy) {
+  if (config.paths.empty()) {
+    throw Error(ErrorCode::kInvalidConfig, "", "source '" + source_name_ + "': paths is empty; list .jsonl / .jsonl.zst files");
+  }
+  if (text_field_.empty()) {
+    throw Error(ErrorCode::kInvalidConfig, "", "source '" + source_name_ + "': text_field is empty; set it to the JSON field holding the text");
+  }
+  if (load_tokenizer) {
+    if (config.tokenizer_model.empty()) {
+      throw Error(ErrorCode::kInvalidConfig, "",
+                  "source '" + source_name_ + "': tokenizer_model is empty; a JSONL source needs a SentencePiece .model file");
+    }
+    tokenizer_ = Tokenizer::load(config.tokenizer_model);
+  }
+  std::string fp = "jsonl\n" + text_field_ + "\n";
+  first_line_.push_back(0);
+  for (const std::string& path : config.paths) {
+    auto f = std::make_unique<File>();
+    f->path = path;
+    auto map = std::make_unique<MappedFile>(path, MappedFile::Advice::kSequential);
+    f->disk_size = map->size();
+    if (map->empty()) {
+      throw Error(ErrorCode::kCorruptData, path, "file is empty (0 records); remove it from the source's paths");
+    }
+    static const unsigned char kZstdMagic[4] = {0x28, 0xB5, 0x2F, 0xFD};
+    const bool has_magic = map->size() >= 4 && std::memcmp(map->data(), kZstdMagic, 4) == 0;
+    if (ends_with(path, ".zst") && !has_magic) {
+      throw Error(ErrorCode::kCorruptData, path,
+                  "name ends in .zst but the file does not start with the zstd magic bytes; recompress it with zstd or rename it");
+    }
+    if (has_magic) {
+      f->compressed = true;
+      decompress_zstd(*map, f->buffer);
+      map.reset();
+      f->data = f->buffer.data;
+      f->size = f->buffer.size;
+    } else {
+      map->advise(MappedFile::Advice::kSequential);
+      f->data = map->data();
+      f->size = map->size();
+      f->map = std::move(map);
+    }
+    if (f->size == 0) {
+      throw Error(ErrorCode::kCorruptData, path, "file decompresses to 0 bytes (0 records); remove it from the source's paths");
+    }
+    // Line index: one memchr pass.
+    f->content_end = f->data[f->size - 1] == '\n' ? f->size - 1 : f->size;
+    f->starts.reserve(static_cast<size_t>(f->size / 512) + 16);
+    f->starts.push_back(0);
+    const char* p = f->data;
+    const char* end = f->data + f->content_end;
+    while (p < end) {
+      const void* nl = std::memchr(p, '\n', static_cast<size_t>(end - p));
+      if (nl == nullptr) break;
+      p = static_cast<const char*>(nl) + 1;
+      f->starts.push_back(static_cast<uint64_t>(p - f->data));
+    }
+    f->starts.shrink_to_fit();
+    if (f->map) f->map->advise(MappedFile::Advice::kRandom);  // documents are then read in shuffled order
+    fp += path;
+    fp += '\0';
+    fp += std::to_string(f->disk_size) + " " + std::to_string(f->size) + " " + std::to_string(f->starts.size()) + "\n";
+    first_line_.push_back(first_line_.back() + f->starts.size());
+    files_.push_back(std::move(f));
+  }
+  fingerprint_ = XXH3_64bits(fp.data(), fp.size());
+}
+
+JsonlSource::~JsonlSource() = default;
+
+uint64_t JsonlSource::num_documents() const { return first_line_.back(); }
+
+std::pair<const JsonlSource::File*, uint64_t> JsonlSource::find(uint64_t i) const {
+  if (i >= num_documents()) {
+    throw Error(ErrorCode::kInternal, "",
+                "record " + std::to_string(i) + " out of range (" + std::to_string(num_documents()) + " records)");
+  }
+  const auto it = std::upper_bound(first_line_.begin(), first_line_.end(), i);
+  const size_t f = static_cast<size_t>(it - first_line_.begin() - 1);
+  return {files_[f].get(), i - first_line_[f]};
+}
+
+std::string_view JsonlSource::line(uint64_t i) const {
+  const auto fk = find(i);
+  return fk.first->line(fk.second);
+}
+
+std::string JsonlSource::locate(uint64_t i) const {
+  const auto fk = find(i);
+  return fk.first->path + ":line " + std::to_string(fk.second + 1);
+}
+
+JsonlSource::Problem JsonlSource::parse(uint64_t i, std::string_view* text, std::string* detail) const {
+  const std::string_view raw = line(i);
+  auto say = [&](Problem p, const std::string& what) {
+    if (detail != nullptr) *detail = what;
+    return p;
+  };
+  if (is_blank(raw)) return say(Problem::kEmptyLine, "blank line");
+  if (!simdjson::validate_utf8(raw.data(), raw.size())) {
+    return say(Problem::kInvalidUtf8,
+               "invalid UTF-8 at byte " + std::to_string(first_invalid_utf8(raw)) + " of the line");
+  }
+  // One parser and one padded copy buffer per thread: the line may end at the end of the map,
+  // where simdjson's read-ahead padding is not available.
+  thread_local simdjson::dom::parser parser;
+  thread_local std::vector<char> padded;
+  if (padded.size() < raw.size() + simdjson::SIMDJSON_PADDING) padded.resize(raw.size() + simdjson::SIMDJSON_PADDING);
+  std::memcpy(padded.data(), raw.data(), raw.size());
+  std::memset(padded.data() + raw.size(), 0, simdjson::SIMDJSON_PADDING);
+  simdjson::dom::element root;
+  auto err = parser.parse(padded.data(), raw.size(), false).get(root);
+  if (err) return say(Problem::kInvalidJson, std::string("invalid JSON: ") + simdjson::error_message(err));
+  if (!root.is_object()) {
+    return say(Problem::kInvalidJson, std::string("the line is ") + json_type_name(root.type()) + ", not a JSON object");
+  }
+  simdjson::dom::element field;
+  err = root.get_object().at_key(text_field_).get(field);
+  if (err) {
+    std::string keys;
+    int n = 0;
+    for (auto kv : root.get_object()) {
+      if (n++ == 8) { keys += ", ..."; break; }
+      if (!keys.empty()) keys += ", ";
+      keys += "\"" + std::string(kv.key) + "\"";
+    }
+    return say(Problem::kMissingField, "no field \"" + text_field_ + "\" in the object (its fields: " +
+                                           (keys.empty() ? std::string("none") : keys) + ")");
+  }
+  std::string_view s;
+  if (field.get_string().get(s)) {
+    return say(Problem::kMissingField,
+               "field \"" + text_field_ + "\" is " + json_type_name(field.type()) + ", not a string");
+  }
+  if (s.empty()) return say(Problem::kEmptyText, "field \"" + text_field_ + "\" is an empty string");
+  *text = s;
+  return Problem::kNone;
+}
+
+JsonlSource::Problem JsonlSource::text(uint64_t i, std::string* text, std::string* detail) const {
+  std::string_view s;
+  const Problem p = parse(i, &s, detail);
+  if (p == Problem::kNone && text != nullptr) text->assign(s.data(), s.size());
+  return p;
+}
+
+Document JsonlSource::read(uint64_t i, SkipCounters& skips) const {
+  if (!tokenizer_) {
+    throw Error(ErrorCode::kInternal, locate(i), "JsonlSource opened without a tokenizer cannot read() documents");
+  }
+  std::string_view s;
+  std::string detail;
+  Problem p = parse(i, &s, &detail);
+  auto tokens = std::make_shared<std::vector<uint32_t>>();
+  if (p == Problem::kNone) {
+    tokenizer_->encode(s, *tokens);
+    if (tokens->empty()) {
+      p = Problem::kEmptyText;
+      detail = "field \"" + text_field_ + "\" tokenizes to 0 tokens";
+    }
+  }
+  Document doc;
+  if (p != Problem::kNone) {
+    if (p == Problem::kEmptyLine || policy_ == BadInputPolicy::kSkip) {
+      skips.add(source_name_, problem_key(p), locate(i));
+      doc.skipped = true;
+      return doc;
+    }
+    std::string fix;
+    switch (p) {
+      case Problem::kInvalidJson: fix = "fix or remove the line, "; break;
+      case Problem::kInvalidUtf8: fix = "re-encode the file as UTF-8, "; break;
+      case Problem::kMissingField: fix = "set text_field to the field holding the document text, "; break;
+      case Problem::kEmptyText: fix = "remove empty documents, "; break;
+      default: break;
+    }
+    throw Error(ErrorCode::kCorruptData, locate(i), detail + "; " + fix + kSkipHint);
+  }
+  doc.tokens.data = tokens->data();
+  doc.tokens.size = tokens->size();
+  doc.tokens.width = TokenWidth::kU32;
+  doc.tokens.owner = std::move(tokens);
+  return doc;
+}
+
+uint64_t JsonlSource::fingerprint() const { return fingerprint_; }
+uint32_t JsonlSource::num_files() const { return static_cast<uint32_t>(files_.size()); }
+const std::string& JsonlSource::path(uint32_t f) const { return files_.at(f)->path; }
+uint64_t JsonlSource::file_lines(uint32_t f) const { return files_.at(f)->starts.size(); }
+bool JsonlSource::compressed(uint32_t f) const { return files_.at(f)->compressed; }
+const std::shared_ptr<Tokenizer>& JsonlSource::tokenizer() const { return tokenizer_; }
+
+uint64_t JsonlSource::memory_bytes() const {
+  uint64_t total = 0;
+  for (const auto& f : files_) total += f->buffer.capacity + f->starts.capacity() * sizeof(uint64_t);
+  return total;
+}
+
+std::unique_ptr<DocumentSource> open_document_source(const SourceConfig& config, BadInputPolicy policy) {
+  switch (config.format) {
+    case SourceFormat::kMegatron: return std::make_unique<MegatronSource>(config, policy);
+    case SourceFormat::kJsonl: return std::make_unique<JsonlSource>(config, policy);
+    case SourceFormat::kTokenFile: break;
+  }
+  throw Error(ErrorCode::kInvalidConfig, "",
+              "source '" + config.name + "': format token_file is read as windows (TokenFileSource), not documents");
+}
+
+}  // namespace groupmates

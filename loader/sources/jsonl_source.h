@@ -1,0 +1,82 @@
+// jsonl_source.h: JSONL documents (one JSON object per line), plain or zstd-compressed.
+//
+// Plain .jsonl files are memory-mapped; .jsonl.zst / .zst files (or any file starting with the
+// zstd magic) are decompressed at open, with libzstd's streaming API, into a private in-memory
+// buffer of this process (no cache file on disk, so two jobs never collide; memory_bytes()
+// reports what it costs). Opening builds a line-offset index with memchr (8 bytes per line).
+// A trailing newline at the end of a file does not make an extra line; "\r\n" endings are
+// accepted.
+//
+// read(i) validates line i's UTF-8, parses it with simdjson (one parser per thread), takes the
+// string field config.text_field and tokenizes it with the source's SentencePiece model.
+// Bad records (invalid_json, invalid_utf8, missing_field, empty_text) follow the BadInputPolicy;
+// blank (empty or whitespace-only) lines are always skipped and counted as "empty_line".
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sources/document_source.h"
+#include "groupmates/config.h"
+
+namespace groupmates {
+
+class Tokenizer;
+
+class JsonlSource : public DocumentSource {
+ public:
+  /// What is wrong with a record.
+  enum class Problem { kNone, kEmptyLine, kInvalidJson, kInvalidUtf8, kMissingField, kEmptyText };
+  /// Skip-counter reason key of a problem: "empty_line", "invalid_json", "invalid_utf8",
+  /// "missing_field", "empty_text" ("" for kNone).
+  static const char* problem_key(Problem p);
+
+  /// Opens every file of config.paths and indexes its lines. Loads config.tokenizer_model when
+  /// `load_tokenizer` (read() needs it; text() does not). Throws Error(kIo) for a missing or
+  /// unreadable file, Error(kCorruptData) for an empty file or a corrupt/truncated zstd stream,
+  /// Error(kInvalidConfig) for no paths or no tokenizer_model.
+  JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool load_tokenizer = true);
+  ~JsonlSource() override;
+
+  uint64_t num_documents() const override;
+  Document read(uint64_t i, SkipCounters& skips) const override;
+  /// "path:line N" (1-based line in its file).
+  std::string locate(uint64_t i) const override;
+  uint64_t fingerprint() const override;
+
+  /// Checks record i and extracts its text without tokenizing; on a problem, *detail (if given)
+  /// says what is wrong (without location or fix).
+  Problem text(uint64_t i, std::string* text, std::string* detail = nullptr) const;
+  /// Raw bytes of line i (without the line ending).
+  std::string_view line(uint64_t i) const;
+
+  uint32_t num_files() const;
+  const std::string& path(uint32_t f) const;
+  /// Lines (records) of file f.
+  uint64_t file_lines(uint32_t f) const;
+  /// True if file f was decompressed into memory.
+  bool compressed(uint32_t f) const;
+  /// Bytes of memory this source holds privately: decompressed buffers plus the line index
+  /// (memory-mapped plain files are not counted: they are page cache, shared and reclaimable).
+  uint64_t memory_bytes() const;
+  /// The tokenizer (null when opened with load_tokenizer = false).
+  const std::shared_ptr<Tokenizer>& tokenizer() const;
+
+ private:
+  struct File;
+  std::pair<const File*, uint64_t> find(uint64_t i) const;
+  Problem parse(uint64_t i, std::string_view* text, std::string* detail) const;
+
+  std::vector<std::unique_ptr<File>> files_;
+  std::vector<uint64_t> first_line_;  // size files+1
+  std::string source_name_;
+  std::string text_field_;
+  BadInputPolicy policy_;
+  std::shared_ptr<Tokenizer> tokenizer_;
+  uint64_t fingerprint_ = 0;
+};
+
+}  // namespace groupmates

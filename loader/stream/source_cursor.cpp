@@ -1,0 +1,283 @@
+#include "stream/source_cursor.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <deque>
+#include <future>
+#include <xxhash.h>
+
+#include "sources/document_source.h"
+#include "groupmates/error.h"
+#include "stream/permutation.h"
+#include "sources/token_file_source.h"
+
+namespace groupmates {
+
+uint64_t candidate_hash(const std::string& source_name, uint64_t document, uint64_t offset) {
+  const uint64_t words[2] = {document, offset};
+  return XXH3_64bits_withSeed(words, sizeof(words), XXH3_64bits(source_name.data(), source_name.size()));
+}
+
+namespace {
+
+CandidateId make_id(const CursorContext& ctx, uint64_t document, uint64_t offset) {
+  CandidateId id;
+  id.source = ctx.source_index;
+  id.document = document;
+  id.offset = offset;
+  id.hash = candidate_hash(ctx.source_name, document, offset);
+  return id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flat token files: window k of the seeded permutation of all windows.
+class WindowCursor : public SourceCursor {
+ public:
+  WindowCursor(std::shared_ptr<const TokenFileSource> source, CursorContext ctx)
+      : source_(std::move(source)), ctx_(std::move(ctx)), perm_(source_->num_windows(), 0, false) {
+    start_epoch(0);
+  }
+
+  std::optional<CandidatePlan> next() override {
+    if (position_ >= perm_.size()) return std::nullopt;
+    const uint64_t k = perm_.at(position_++);
+    const auto where = source_->locate(k);
+    CandidatePlan plan;
+    plan.id = make_id(ctx_, where.first, where.second);
+    Segment seg;
+    seg.tokens = source_->window(k);
+    seg.document = where.first;
+    seg.offset = where.second;
+    plan.segments.push_back(std::move(seg));
+    return plan;
+  }
+
+  void start_epoch(uint64_t epoch) override {
+    epoch_ = epoch;
+    position_ = 0;
+    perm_ = Permutation(source_->num_windows(), derive_seed(ctx_.seed, ctx_.source_index, epoch), ctx_.shuffle);
+  }
+
+  CursorState save() const override { return {epoch_, position_, 0}; }
+
+  void load(const CursorState& state) override {
+    start_epoch(state.epoch);
+    if (state.position > perm_.size())
+      throw Error(ErrorCode::kInvalidState, ctx_.source_name,
+                  "saved window position " + std::to_string(state.position) + " is past the source's " +
+                      std::to_string(perm_.size()) + " windows; the data changed since the state was saved");
+    position_ = state.position;
+  }
+
+  uint64_t fingerprint() const override { return source_->fingerprint(); }
+
+  std::string locate(uint64_t document, uint64_t offset) const override {
+    return source_->path(static_cast<uint32_t>(document)) + ":token " + std::to_string(offset);
+  }
+
+ private:
+  std::shared_ptr<const TokenFileSource> source_;
+  CursorContext ctx_;
+  Permutation perm_;
+  uint64_t epoch_ = 0;
+  uint64_t position_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Documents (Megatron, JSONL): a seeded permutation of documents; each document plus its EOS is
+// a "unit"; packed mode cuts the concatenated units every T tokens, aligned mode cuts each unit
+// separately and pads its tail. Documents are read ahead on the pool; skip counts are merged
+// when a document is consumed, so prefetched-but-unused documents are never counted.
+struct ReadResult {
+  Document doc;
+  std::shared_ptr<SkipCounters> skips;  // what reading this document skipped
+};
+
+class DocumentCursor : public SourceCursor {
+ public:
+  DocumentCursor(std::shared_ptr<const DocumentSource> source, CursorContext ctx)
+      : source_(std::move(source)), ctx_(std::move(ctx)), perm_(source_->num_documents(), 0, false) {
+    start_epoch(0);
+  }
+
+  std::optional<CandidatePlan> next() override {
+    const uint64_t T = ctx_.sequence_length;
+    CandidatePlan plan;
+    uint64_t filled = 0;
+    bool have_id = false;
+    while (filled < T) {
+      const Document* doc = unit_at(position_);
+      if (doc == nullptr) {  // epoch exhausted: the partial candidate is the epoch's tail
+        if (filled > 0 && ctx_.skips) ctx_.skips->add(ctx_.source_name, "epoch_tail_tokens", "end of epoch " + std::to_string(epoch_), filled);
+        return std::nullopt;
+      }
+      const uint64_t doc_len = doc->tokens.size;
+      const uint64_t unit_len = doc_len + (ctx_.eos_id >= 0 ? 1 : 0);
+      const uint64_t document = perm_.at(position_);
+      if (!have_id) {
+        plan.id = make_id(ctx_, document, offset_);
+        have_id = true;
+      }
+      const uint64_t take = std::min<uint64_t>(unit_len - offset_, T - filled);
+      // Document tokens in [offset_, offset_ + take), then (maybe) the EOS.
+      if (offset_ < doc_len) {
+        const uint64_t n = std::min<uint64_t>(take, doc_len - offset_);
+        Segment seg;
+        seg.tokens = doc->tokens.slice(offset_, n);
+        seg.document = document;
+        seg.offset = offset_;
+        plan.segments.push_back(std::move(seg));
+      }
+      if (offset_ + take > doc_len) {
+        Segment eos;
+        eos.fill = ctx_.eos_id;
+        eos.fill_count = 1;
+        eos.document = document;
+        eos.offset = doc_len;
+        plan.segments.push_back(eos);
+      }
+      filled += take;
+      offset_ += take;
+      if (offset_ == unit_len) {
+        ++position_;
+        offset_ = 0;
+      }
+      if (ctx_.packing == PackingMode::kDocumentAligned && filled < T) {
+        // The unit ended before the window did: pad, and the next window starts a new document.
+        Segment pad;
+        pad.fill = ctx_.pad_id;
+        pad.fill_count = T - filled;
+        pad.document = document;
+        pad.offset = unit_len;
+        plan.segments.push_back(pad);
+        filled = T;
+      }
+    }
+    return plan;
+  }
+
+  void start_epoch(uint64_t epoch) override {
+    epoch_ = epoch;
+    position_ = 0;
+    offset_ = 0;
+    ahead_.clear();
+    ahead_base_ = 0;
+    perm_ = Permutation(source_->num_documents(), derive_seed(ctx_.seed, ctx_.source_index, epoch), ctx_.shuffle);
+  }
+
+  CursorState save() const override { return {epoch_, position_, offset_}; }
+
+  void load(const CursorState& state) override {
+    start_epoch(state.epoch);
+    if (state.position > perm_.size())
+      throw Error(ErrorCode::kInvalidState, ctx_.source_name,
+                  "saved document position " + std::to_string(state.position) + " is past the source's " +
+                      std::to_string(perm_.size()) + " documents; the data changed since the state was saved");
+    position_ = state.position;
+    offset_ = state.offset;
+    ahead_base_ = position_;
+  }
+
+  uint64_t fingerprint() const override { return source_->fingerprint(); }
+
+  std::string locate(uint64_t document, uint64_t offset) const override {
+    return source_->locate(document) + ", token " + std::to_string(offset);
+  }
+
+ private:
+  // The first non-empty, non-skipped document at or after position `p` (advancing position_),
+  // or nullptr at the end of the epoch.
+  const Document* unit_at(uint64_t p) {
+    while (p < perm_.size()) {
+      ReadResult& r = fetch(p);
+      if (!r.doc.skipped && (r.doc.tokens.size > 0 || ctx_.eos_id >= 0)) {
+        if (r.skips) merge_skips(r);
+        return &r.doc;
+      }
+      if (r.skips) merge_skips(r);
+      if (!r.doc.skipped && ctx_.skips) ctx_.skips->add(ctx_.source_name, "empty_document", source_->locate(perm_.at(p)));
+      position_ = ++p;
+      offset_ = 0;
+    }
+    return nullptr;
+  }
+
+  void merge_skips(ReadResult& r) {
+    if (ctx_.skips) {
+      const auto counts = r.skips->counts();
+      const auto examples = r.skips->examples();
+      for (const auto& kv : counts) {
+        const auto slash = kv.first.find('/');
+        ctx_.skips->add(kv.first.substr(0, slash), kv.first.substr(slash + 1), examples.at(kv.first), kv.second);
+      }
+    }
+    r.skips.reset();
+  }
+
+  ReadResult& fetch(uint64_t p) {
+    while (!ahead_.empty() && ahead_base_ < p) {
+      ahead_.pop_front();
+      ++ahead_base_;
+    }
+    if (ahead_.empty()) ahead_base_ = p;
+    const uint64_t want_end = std::min<uint64_t>(perm_.size(), p + std::max<uint32_t>(1, ctx_.read_ahead));
+    while (ahead_base_ + ahead_.size() < want_end) submit(ahead_base_ + ahead_.size());
+    Slot& slot = ahead_.front();
+    if (!slot.ready) {
+      slot.result = slot.future.get();  // rethrows a read error of this document
+      slot.ready = true;
+    }
+    return slot.result;
+  }
+
+  void submit(uint64_t p) {
+    const uint64_t document = perm_.at(p);
+    auto promise = std::make_shared<std::promise<ReadResult>>();
+    Slot slot;
+    slot.future = promise->get_future();
+    auto source = source_;
+    auto read = [source, document, promise]() {
+      try {
+        ReadResult r;
+        r.skips = std::make_shared<SkipCounters>();
+        r.doc = source->read(document, *r.skips);
+        if (r.skips->total() == 0) r.skips.reset();
+        promise->set_value(std::move(r));
+      } catch (...) {
+        promise->set_exception(std::current_exception());
+      }
+    };
+    if (ctx_.pool != nullptr)
+      boost::asio::post(*ctx_.pool, std::move(read));
+    else
+      read();
+    ahead_.push_back(std::move(slot));
+  }
+
+  struct Slot {
+    std::future<ReadResult> future;
+    ReadResult result;
+    bool ready = false;
+  };
+
+  std::shared_ptr<const DocumentSource> source_;
+  CursorContext ctx_;
+  Permutation perm_;
+  uint64_t epoch_ = 0;
+  uint64_t position_ = 0;
+  uint64_t offset_ = 0;
+  std::deque<Slot> ahead_;
+  uint64_t ahead_base_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<SourceCursor> make_window_cursor(std::shared_ptr<const TokenFileSource> source, CursorContext ctx) {
+  return std::make_unique<WindowCursor>(std::move(source), std::move(ctx));
+}
+
+std::unique_ptr<SourceCursor> make_document_cursor(std::shared_ptr<const DocumentSource> source, CursorContext ctx) {
+  return std::make_unique<DocumentCursor>(std::move(source), std::move(ctx));
+}
+
+}  // namespace groupmates

@@ -1,0 +1,180 @@
+// RelationalInfluenceModel: encoder + linear head + learnable (tau, alpha); ALGORITHM.md section 3.
+#include "groupmates/engine/influence_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include <torch/nn/functional/loss.h>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include "groupmates/error.h"
+
+namespace groupmates {
+
+RelationalInfluenceModel::RelationalInfluenceModel(std::shared_ptr<Encoder> encoder, const InfluenceModelConfig& config) {
+  if (!encoder) throw Error(ErrorCode::kInvalidConfig, "RelationalInfluenceModel", "encoder is null");
+  if (config.dropout < 0 || config.dropout >= 1)
+    throw Error(ErrorCode::kInvalidConfig, "InfluenceModelConfig.dropout",
+                "got " + std::to_string(config.dropout) + ", allowed [0, 1)");
+  if (config.tau_init == 0)
+    throw Error(ErrorCode::kInvalidConfig, "InfluenceModelConfig.tau_init", "must be non-zero");
+  if (config.tau_min < 0 || (config.tau_min > 0 && config.tau_init < config.tau_min))
+    throw Error(ErrorCode::kInvalidConfig, "InfluenceModelConfig.tau_min",
+                "got " + std::to_string(config.tau_min) + ": must be >= 0 and <= tau_init (" +
+                    std::to_string(config.tau_init) + ")");
+  tau_min_ = config.tau_min;
+  encoder_ = register_module("encoder", std::move(encoder));
+  dropout_ = register_module("dropout", torch::nn::Dropout(config.dropout));
+  head_ = register_module("head", torch::nn::Linear(encoder_->dim(), 1));
+  tau_ = register_parameter("tau", torch::full({}, config.tau_init));
+  alpha_ = register_parameter("alpha", torch::full({}, config.alpha_init));
+  prior_weight_ = register_parameter("prior_weight", torch::full({}, config.prior_weight_init));
+  if (config.zero_head) {
+    torch::NoGradGuard no_grad;
+    head_->weight.zero_();
+    head_->bias.zero_();
+  }
+  label_centre_ = register_buffer("label_centre", torch::zeros({}, torch::kDouble));
+  label_scale_ = register_buffer("label_scale", torch::ones({}, torch::kDouble));
+}
+
+torch::Tensor RelationalInfluenceModel::embed(const torch::Tensor& tokens, const torch::Tensor& mask) {
+  return encoder_->encode(tokens, mask);
+}
+
+torch::Tensor RelationalInfluenceModel::individual(const torch::Tensor& h, const torch::Tensor& prior) {
+  torch::Tensor u = head_->forward(dropout_->forward(h)).squeeze(-1);
+  if (prior.defined()) u = u + prior_weight_ * prior.to(u.device(), u.scalar_type());
+  return u;
+}
+
+torch::Tensor RelationalInfluenceModel::relation(const torch::Tensor& a, const torch::Tensor& b) {
+  return alpha_ * (1 - torch::matmul(a, b.transpose(-1, -2)) / tau_);
+}
+
+torch::Tensor RelationalInfluenceModel::predict_groups(const torch::Tensor& h, const torch::Tensor& prior) {
+  if (h.dim() != 3) throw Error(ErrorCode::kInvalidConfig, "predict_groups", "h must be [G, L, D]");
+  if (prior.defined() && (prior.dim() != 2 || prior.size(0) != h.size(0) || prior.size(1) != h.size(1)))
+    throw Error(ErrorCode::kInvalidConfig, "predict_groups", "prior must be [G, L] like h's first two dims");
+  const int64_t length = h.size(1);
+  const torch::Tensor u = individual(h, prior);                       // [G, L]
+  const torch::Tensor before = relation(h, h).tril(-1).sum(-1);       // [G, L]: sum_{j<t} r_tj
+  const torch::Tensor t = torch::arange(length, h.options());         // [L]
+  const torch::Tensor mean_r = before / t.clamp_min(1);
+  const torch::Tensor factor = torch::where(t.eq(0), torch::ones_like(mean_r), mean_r);  // p_0 = u_0
+  return u * factor;
+}
+
+torch::Tensor RelationalInfluenceModel::predict_rollouts(const torch::Tensor& tokens, const torch::Tensor& mask,
+                                                        const torch::Tensor& prior) {
+  if (tokens.dim() != 3) throw Error(ErrorCode::kInvalidConfig, "predict_rollouts", "tokens must be [G, L, T]");
+  const int64_t groups = tokens.size(0), length = tokens.size(1), width = tokens.size(2);
+  const torch::Tensor flat_mask = mask.defined() ? mask.reshape({groups * length, width}) : mask;
+  const torch::Tensor h = embed(tokens.reshape({groups * length, width}), flat_mask);
+  return predict_groups(h.reshape({groups, length, h.size(-1)}), prior);
+}
+
+torch::Tensor RelationalInfluenceModel::loss(const torch::Tensor& predictions, const torch::Tensor& raw_labels) const {
+  const torch::Tensor target = standardise(raw_labels).to(predictions.device(), predictions.scalar_type());
+  return torch::nn::functional::mse_loss(predictions, target);
+}
+
+void RelationalInfluenceModel::fit_label_stats(const torch::Tensor& raw_labels, LabelScaling scaling) {
+  const torch::Tensor flat = raw_labels.detach().to(torch::kCPU, torch::kDouble).contiguous().flatten();
+  std::vector<double> y(flat.data_ptr<double>(), flat.data_ptr<double>() + flat.numel());
+  if (y.empty()) throw Error(ErrorCode::kInvalidConfig, "fit_label_stats", "no labels");
+  double centre = 0, scale = 1;
+  if (scaling == LabelScaling::kMeanStd) {
+    for (double v : y) centre += v;
+    centre /= double(y.size());
+    double var = 0;
+    for (double v : y) var += (v - centre) * (v - centre);
+    scale = std::sqrt(var / double(y.size()));  // population standard deviation
+  } else {
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      const size_t n = v.size();
+      return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    };
+    centre = median(y);
+    std::vector<double> dev(y.size());
+    for (size_t i = 0; i < y.size(); ++i) dev[i] = std::abs(y[i] - centre);
+    scale = 1.4826 * median(dev);
+  }
+  if (!(scale > 1e-12)) scale = 1.0;  // constant labels: centre only
+  torch::NoGradGuard no_grad;
+  label_centre_.fill_(centre);
+  label_scale_.fill_(scale);
+}
+
+torch::Tensor RelationalInfluenceModel::standardise(const torch::Tensor& raw_labels) const {
+  return (raw_labels.to(torch::kDouble) - label_centre_.to(raw_labels.device())) / label_scale_.to(raw_labels.device());
+}
+
+double RelationalInfluenceModel::label_centre() const { return label_centre_.item<double>(); }
+double RelationalInfluenceModel::label_scale() const { return label_scale_.item<double>(); }
+void RelationalInfluenceModel::constrain() {
+  if (tau_min_ <= 0) return;
+  torch::NoGradGuard no_grad;
+  tau_.clamp_min_(tau_min_);
+  alpha_.clamp_min_(0.0);
+  prior_weight_.clamp_min_(0.0);
+}
+
+double RelationalInfluenceModel::tau() const { return tau_.item<double>(); }
+double RelationalInfluenceModel::alpha() const { return alpha_.item<double>(); }
+double RelationalInfluenceModel::prior_weight() const { return prior_weight_.item<double>(); }
+
+std::string RelationalInfluenceModel::export_weights() const {
+  torch::serialize::OutputArchive archive;
+  save(archive);
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+void RelationalInfluenceModel::import_weights(const std::string& blob) {
+  const torch::Device device = head_->weight.device();
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(blob.data(), blob.size(), device);
+    // Module::load replaces tensors without checking shapes: compare them afterwards.
+    std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+    for (const auto& item : named_parameters()) shapes.emplace_back(item.key(), item.value().sizes().vec());
+    for (const auto& item : named_buffers()) shapes.emplace_back(item.key(), item.value().sizes().vec());
+    load(archive);
+    size_t i = 0;
+    for (const auto& item : named_parameters())
+      if (item.value().sizes().vec() != shapes[i++].second)
+        throw Error(ErrorCode::kInvalidState, "RelationalInfluenceModel::import_weights",
+                    "tensor '" + item.key() + "' has another shape in the weights: architectures differ");
+    for (const auto& item : named_buffers())
+      if (item.value().sizes().vec() != shapes[i++].second)
+        throw Error(ErrorCode::kInvalidState, "RelationalInfluenceModel::import_weights",
+                    "buffer '" + item.key() + "' has another shape in the weights: architectures differ");
+  } catch (const c10::Error& e) {
+    throw Error(ErrorCode::kInvalidState, "RelationalInfluenceModel::import_weights",
+                std::string("weights do not fit this architecture: ") + e.what_without_backtrace());
+  }
+}
+
+void RelationalInfluenceModel::save_file(const std::string& path) const {
+  const std::string blob = export_weights();
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(blob.data(), static_cast<std::streamsize>(blob.size()));
+  if (!out) throw Error(ErrorCode::kIo, path, "cannot write the model file");
+}
+
+void RelationalInfluenceModel::load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorCode::kIo, path, "cannot open the model file");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  import_weights(buffer.str());
+}
+
+}  // namespace groupmates

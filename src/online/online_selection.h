@@ -1,0 +1,126 @@
+// online_selection.h: the selecting half of GroupMatesLoader (private).
+//
+// Data path: windows from the streaming core -> asynchronous scoring (WindowScorer, one model
+// version per window) -> online spherical k-means -> a Selector -> rows emitted in predicted-best
+// order. Control path: on_step -> ProbeScheduler (snapshot of the live model, rollouts on the
+// probe thread) -> LabelBuffer -> influence-model refresh (same thread) -> a pending version that
+// takes effect at the first window boundary after it is ready (RefreshMode::kWhenReady: the
+// trainer never waits, each switch is recorded) or at or after step s + effect_delay_steps, waiting
+// for it there (kAtStep: timing never changes the stream). With reference rows, an
+// ImportanceEstimator (DSIR-style, no probes) scores every window too: kImportance selects by it
+// alone, the model-based modes add it to u as a prior weighted by the model's learnable gamma.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <future>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "groupmates/loader.h"
+#include "groupmates/engine/model_registry.h"
+#include "groupmates/probe_target.h"
+#include "groupmates/engine/oracle_prober.h"
+#include "groupmates/engine/label_buffer.h"
+#include "groupmates/engine/probe_scheduler.h"
+#include "groupmates/engine/selector.h"
+#include "groupmates/engine/spherical_kmeans.h"
+#include "groupmates/engine/window_scorer.h"
+#include "selection/importance_estimator.h"
+
+namespace groupmates {
+
+class OnlineSelection {
+ public:
+  /// `core` yields windows (its batch_size is the window size); `restore` is a state saved by
+  /// save() (or null for a fresh start), whose main fields `core` was opened at.
+  OnlineSelection(StreamingLoader& core, const LoaderConfig& loader, SelectionConfig selection, ProbeConfig probes,
+                  const LoaderState* restore);
+  ~OnlineSelection();
+
+  /// Up to `rows` selected rows (fewer only at the end of the stream), or nullopt at the end.
+  std::optional<Batch> next(uint32_t rows);
+  void on_step(int64_t step, ProbeTarget* target);
+  /// Reference rows for the importance estimator (int64 [R, T]); replaces earlier ones.
+  void set_reference(const torch::Tensor& rows);
+  /// Main fields: the core's state at the start of the current window; extra: the rest.
+  LoaderState save();
+  SelectionStats stats() const;
+
+ private:
+  struct Window {
+    HostBatch host;
+    torch::Tensor tokens;          // [W, T] int64, a view of host's pooled buffer
+    LoaderState core_before;       // the core's state before this window
+    uint64_t index = 0;            // window number on this rank
+    uint64_t version = 0;          // loader version that scores it
+    std::future<ScoredWindow> scored;
+  };
+  struct Pending {                 // a refresh registered by a probe
+    int64_t probe_step = 0;
+    int64_t effective_at = 0;
+    std::shared_ptr<std::promise<std::string>> promise;
+    std::shared_future<std::string> blob;  // empty string = the probe failed (nothing to publish)
+  };
+
+  void publish(uint64_t loader_version, const std::string& blob, bool trained);
+  std::optional<Window> read_window();
+  bool advance();
+  void select_current();
+  void apply_due_refreshes();
+  void refresh(int64_t step, const ProbeResult& result);  // probe thread
+  std::shared_ptr<RelationalInfluenceModel> make_model() const;
+  const Selector& selector_for(bool trained) const;
+  void log_rows(const std::vector<int64_t>& rows);
+  bool uses_model() const { return cfg_.mode != SelectionMode::kImportance; }
+
+  StreamingLoader& core_;
+  SelectionConfig cfg_;
+  ProbeConfig probe_cfg_;
+  int64_t encoder_pad_id_;  // kDocumentAligned: padding never enters an embedding (else -1)
+  int64_t sequence_length_;
+  torch::Device device_;
+
+  std::shared_ptr<ModelRegistry> registry_;
+  std::unique_ptr<WindowScorer> scorer_;
+  std::map<uint64_t, uint64_t> registry_to_loader_version_;
+  std::map<uint64_t, std::string> blobs_;   // loader version -> weights (the ones still in use)
+  std::map<uint64_t, bool> trained_;        // loader version -> refreshed from probes?
+  uint64_t next_loader_version_ = 1;
+
+  SphericalKMeans kmeans_;
+  uint64_t kmeans_version_ = 0;             // loader version whose embedding space the centroids live in
+  std::string kmeans_before_current_;
+  uint64_t kmeans_version_before_current_ = 0;
+
+  std::unique_ptr<Selector> group_, random_, individual_, whole_window_, top_k_;
+
+  std::unique_ptr<ImportanceEstimator> importance_;
+  std::string importance_before_current_;   // estimator state before current_ was observed
+  torch::Tensor prior_;                     // of current_: float [W] CPU, standardised, lower = better (or undefined)
+
+  std::optional<Window> current_, next_;
+  bool ended_ = false;
+  std::vector<int64_t> order_;              // selected rows of current_, best first
+  torch::Tensor u_, cluster_ids_;           // of current_ (CPU; u_ is NaN in warm-up)
+  torch::Tensor embeddings_;                // of current_ (device)
+  size_t emit_pos_ = 0;
+  int64_t step_ = -1;
+
+  std::shared_ptr<LabelBuffer> labels_;
+  std::unique_ptr<ProbeScheduler> scheduler_;
+  std::shared_ptr<RelationalInfluenceModel> trainer_model_;  // trained on the probe thread only
+  std::vector<Pending> pending_;
+  std::shared_ptr<std::promise<std::string>> inflight_;  // the running probe's refresh result
+  bool trained_any_ = false;                // probe thread: trainer_model_ has been refreshed
+  double flops_per_token_ = 0;              // of the last target (cost accounting; probe thread reads after hand-off)
+  int64_t reference_tokens_ = 0;
+
+  mutable std::mutex stats_mu_;
+  SelectionStats stats_;
+  std::ofstream log_;
+};
+
+}  // namespace groupmates

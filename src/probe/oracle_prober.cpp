@@ -1,0 +1,175 @@
+// OracleProber: rollouts of L real optimiser steps from a copy of the live model (ALGORITHM.md 2).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "groupmates/error.h"
+#include "groupmates/probe_target.h"
+#include "groupmates/engine/oracle_prober.h"
+
+namespace groupmates {
+namespace {
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+const char* rollout_kind_name(RolloutKind kind) {
+  switch (kind) {
+    case RolloutKind::kRandom: return "random";
+    case RolloutKind::kNeighbour: return "neighbour";
+    case RolloutKind::kBootstrapBest: return "bootstrap_best";
+    case RolloutKind::kBootstrapWorst: return "bootstrap_worst";
+  }
+  return "unknown";
+}
+
+OracleProber::OracleProber(const OracleProberConfig& config) : config_(config) {
+  if (config_.rollout_length < 1)
+    throw Error(ErrorCode::kInvalidConfig, "OracleProberConfig.rollout_length", "must be >= 1");
+  if (config_.rows_per_step < 1)
+    throw Error(ErrorCode::kInvalidConfig, "OracleProberConfig.rows_per_step", "must be >= 1");
+  if (config_.max_rollouts < 0) throw Error(ErrorCode::kInvalidConfig, "OracleProberConfig.max_rollouts", "must be >= 0");
+  if (!(config_.max_seconds >= 0))
+    throw Error(ErrorCode::kInvalidConfig, "OracleProberConfig.max_seconds", "must be >= 0 (0 = no limit)");
+  if (!(config_.lr_scale > 0)) throw Error(ErrorCode::kInvalidConfig, "OracleProberConfig.lr_scale", "must be > 0");
+}
+
+bool OracleProber::run_rollout(const ProbeTarget& target, const torch::Tensor& pool, const RolloutPlan& plan,
+                               double reference_before, Rollout& out) const {
+  const double start = now_seconds();
+  const int64_t length = config_.rollout_length, rows = config_.rows_per_step;
+  std::unique_ptr<ProbeTarget> copy = target.clone();
+  copy->set_lr_scale(config_.lr_scale);
+  const torch::Tensor ids =
+      torch::tensor(plan.candidates, torch::TensorOptions().dtype(torch::kInt64)).to(pool.device());
+  out.candidates = plan.candidates;
+  out.kind = plan.kind;
+  out.reference_before = reference_before;
+  out.labels.assign(length, 0.0);
+  out.cumulative.assign(length, 0.0);
+  double previous = 0;
+  for (int64_t t = 0; t < length; ++t) {
+    const torch::Tensor batch = pool.index_select(0, ids.slice(0, t * rows, (t + 1) * rows));
+    const double train_loss = copy->train_step(batch);
+    if (!std::isfinite(train_loss)) return false;
+    const double reference = copy->reference_loss();
+    if (!std::isfinite(reference)) return false;
+    const double s = reference - reference_before;
+    out.cumulative[t] = s;
+    out.labels[t] = s - previous;  // y_1 = s_1
+    previous = s;
+  }
+  out.seconds = now_seconds() - start;
+  return true;
+}
+
+ProbeResult OracleProber::run(ProbeTarget& target, const torch::Tensor& pool,
+                              const std::vector<RolloutPlan>& plans) const {
+  const char* where = "OracleProber::run";
+  if (!pool.defined() || pool.dim() != 2 || pool.scalar_type() != torch::kInt64)
+    throw Error(ErrorCode::kInvalidConfig, where, "pool must be int64 token rows [N, T]");
+  const int64_t n = pool.size(0);
+  const size_t needed = static_cast<size_t>(config_.rollout_length * config_.rows_per_step);
+  for (const auto& plan : plans) {
+    if (plan.candidates.size() != needed)
+      throw Error(ErrorCode::kInvalidConfig, where,
+                  "a plan has " + std::to_string(plan.candidates.size()) + " candidates, expected rollout_length * "
+                  "rows_per_step = " + std::to_string(needed));
+    for (int64_t id : plan.candidates)
+      if (id < 0 || id >= n)
+        throw Error(ErrorCode::kInvalidConfig, where,
+                    "candidate " + std::to_string(id) + " outside the pool of " + std::to_string(n) + " rows");
+  }
+  ProbeResult result;
+  const double start = now_seconds();
+  result.reference_before = target.reference_loss();  // R_0: the same for every rollout of this run
+  if (!std::isfinite(result.reference_before)) {
+    // The snapshot itself is broken: nothing it produces can be trusted.
+    result.discarded = static_cast<int64_t>(plans.size());
+    result.attempted = result.discarded;
+    result.seconds = now_seconds() - start;
+    return result;
+  }
+  for (const auto& plan : plans) {
+    if (result.attempted >= config_.max_rollouts ||
+        (config_.max_seconds > 0 && now_seconds() - start >= config_.max_seconds)) {
+      ++result.skipped;
+      continue;
+    }
+    ++result.attempted;
+    Rollout rollout;
+    if (run_rollout(target, pool, plan, result.reference_before, rollout))
+      result.rollouts.push_back(std::move(rollout));
+    else
+      ++result.discarded;
+  }
+  result.seconds = now_seconds() - start;
+  return result;
+}
+
+std::vector<LabelStats> summarise_labels(const std::vector<Rollout>& rollouts) {
+  struct Acc {
+    int64_t rollouts = 0, count = 0, later_count = 0;
+    double sum = 0, sq = 0, first = 0, later = 0, later_sq = 0, final_sum = 0;
+  };
+  Acc acc[kNumRolloutKinds];
+  for (const auto& r : rollouts) {
+    Acc& a = acc[static_cast<int>(r.kind)];
+    ++a.rollouts;
+    for (size_t t = 0; t < r.labels.size(); ++t) {
+      const double y = r.labels[t];
+      ++a.count;
+      a.sum += y;
+      a.sq += y * y;
+      if (t == 0) {
+        a.first += y;
+      } else {
+        ++a.later_count;
+        a.later += y;
+        a.later_sq += y * y;
+      }
+    }
+    if (!r.cumulative.empty()) a.final_sum += r.cumulative.back();
+  }
+  std::vector<LabelStats> out;
+  for (int k = 0; k < kNumRolloutKinds; ++k) {
+    const Acc& a = acc[k];
+    if (a.rollouts == 0) continue;
+    LabelStats s;
+    s.kind = static_cast<RolloutKind>(k);
+    s.rollouts = a.rollouts;
+    s.count = a.count;
+    if (a.count > 0) {
+      s.mean = a.sum / a.count;
+      s.std = std::sqrt(std::max(0.0, a.sq / a.count - s.mean * s.mean));
+    }
+    s.first_mean = a.first / a.rollouts;
+    if (a.later_count > 0) {
+      s.later_mean = a.later / a.later_count;
+      s.later_std = std::sqrt(std::max(0.0, a.later_sq / a.later_count - s.later_mean * s.later_mean));
+    }
+    s.final_mean = a.final_sum / a.rollouts;
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::string format_label_stats(const std::vector<LabelStats>& stats) {
+  std::string out = "kind              rollouts  labels        mean         std     y1 mean  y>1 mean   y>1 std  s_L mean\n";
+  char line[256];
+  for (const auto& s : stats) {
+    std::snprintf(line, sizeof line, "%-16s %9lld %7lld %11.3e %11.3e %11.3e %9.2e %9.2e %9.2e\n",
+                  rollout_kind_name(s.kind), static_cast<long long>(s.rollouts), static_cast<long long>(s.count),
+                  s.mean, s.std, s.first_mean, s.later_mean, s.later_std, s.final_mean);
+    out += line;
+  }
+  return out;
+}
+
+}  // namespace groupmates

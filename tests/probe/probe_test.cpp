@@ -1,0 +1,499 @@
+// OracleProber, ModuleProbeTarget and ProbeScheduler: exact rollouts, clone independence,
+// NaN discards, asynchronous probes that never touch the trainer.
+#include <cmath>
+#include <chrono>
+#include <future>
+#include <thread>
+#include <memory>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "probe_test_util.h"
+#include "groupmates/error.h"
+#include "groupmates/probe_target.h"
+#include "groupmates/module_probe_target.h"
+#include "groupmates/engine/oracle_prober.h"
+#include "groupmates/engine/rollout_policy.h"
+#include "groupmates/engine/label_buffer.h"
+#include "groupmates/engine/probe_scheduler.h"
+#include "tiny_gpt/tiny_gpt.h"
+
+namespace groupmates {
+namespace {
+
+using test::expect_same_state;
+using test::LinearNet;
+
+constexpr int64_t kD = 3;
+constexpr double kLr = 0.05, kMomentum = 0.9, kClip = 1.0;
+
+std::shared_ptr<ModuleProbeTarget> make_linear_target(const std::vector<double>& w, double b) {
+  auto net = std::make_shared<LinearNet>(kD);
+  {
+    torch::NoGradGuard no_grad;
+    net->fc->weight.copy_(torch::tensor(w, torch::kDouble).view({1, kD}));
+    net->fc->bias.fill_(b);
+  }
+  auto opt_factory = [](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
+    return std::make_shared<torch::optim::SGD>(m.parameters(), torch::optim::SGDOptions(kLr).momentum(kMomentum));
+  };
+  auto optimizer = opt_factory(*net);
+  std::vector<torch::Tensor> refs = {torch::tensor({{3, 1, 4, 9}, {2, 7, 1, 8}}, torch::kInt64),
+                                     torch::tensor({{5, 5, 5, 2}}, torch::kInt64)};
+  ModuleProbeTargetConfig config;
+  config.grad_clip_norm = kClip;
+  return std::make_shared<ModuleProbeTarget>(
+      net, optimizer, [] { return std::make_shared<LinearNet>(kD); }, opt_factory, test::linear_loss, refs, config);
+}
+
+torch::Tensor linear_pool() {
+  return torch::tensor({{1, 2, 3, 4},
+                        {9, 0, 4, 1},
+                        {4, 4, 1, 19},
+                        {0, 7, 3, 2},
+                        {8, 1, 9, 12},
+                        {2, 2, 2, 2},
+                        {6, 3, 0, 15}},
+                       torch::kInt64);
+}
+
+/// The same model, optimiser and clipping, computed in double straight from the definitions.
+struct HandModel {
+  std::vector<double> w;
+  double b;
+  std::vector<double> buf;  // momentum buffer over (w, b); empty before the first step
+  int clipped = 0;
+
+  static double target_of(const std::vector<int64_t>& row) { return row[kD] / 10.0; }
+  double predict(const std::vector<int64_t>& row) const {
+    double p = b;
+    for (int64_t i = 0; i < kD; ++i) p += w[i] * (row[i] / 10.0);
+    return p;
+  }
+  double loss(const std::vector<std::vector<int64_t>>& rows) const {
+    double s = 0;
+    for (const auto& r : rows) s += std::pow(predict(r) - target_of(r), 2);
+    return s / rows.size();
+  }
+  void step(const std::vector<std::vector<int64_t>>& rows, double lr) {
+    std::vector<double> g(kD + 1, 0.0);
+    for (const auto& r : rows) {
+      const double e = 2.0 * (predict(r) - target_of(r)) / rows.size();
+      for (int64_t i = 0; i < kD; ++i) g[i] += e * (r[i] / 10.0);
+      g[kD] += e;
+    }
+    double norm = 0;
+    for (double x : g) norm += x * x;
+    norm = std::sqrt(norm);
+    const double coef = kClip / (norm + 1e-6);  // torch::nn::utils::clip_grad_norm_
+    if (coef < 1) {
+      ++clipped;
+      for (double& x : g) x *= coef;
+    }
+    if (buf.empty())
+      buf = g;
+    else
+      for (size_t i = 0; i < g.size(); ++i) buf[i] = kMomentum * buf[i] + g[i];
+    for (int64_t i = 0; i < kD; ++i) w[i] -= lr * buf[i];
+    b -= lr * buf[kD];
+  }
+};
+
+std::vector<std::vector<int64_t>> rows_of(const torch::Tensor& t) {
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t i = 0; i < t.size(0); ++i) {
+    const torch::Tensor r = t[i].contiguous();
+    out.emplace_back(r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + r.numel());
+  }
+  return out;
+}
+
+double hand_reference(const HandModel& m) {
+  const double a = m.loss({{3, 1, 4, 9}, {2, 7, 1, 8}}), c = m.loss({{5, 5, 5, 2}});
+  return (a + c) / 2;
+}
+
+void check_rollout_against_hand(int64_t rows_per_step, double lr_scale) {
+  const std::vector<double> w0 = {0.3, -0.2, 0.5};
+  const double b0 = 0.1;
+  auto live = make_linear_target(w0, b0);
+  const torch::Tensor pool = linear_pool();
+  HandModel hand{w0, b0, {}, 0};
+  // Two real training steps first, so the optimiser has momentum state to copy.
+  for (int64_t r : {0, 1}) {
+    live->train_step(pool.slice(0, r, r + 1));
+    hand.step(rows_of(pool.slice(0, r, r + 1)), kLr);
+  }
+  const std::string before = live->state_blob();
+
+  OracleProberConfig config;
+  config.rollout_length = 3;
+  config.rows_per_step = rows_per_step;
+  config.lr_scale = lr_scale;
+  OracleProber prober(config);
+  RolloutPlan plan;
+  plan.candidates = rows_per_step == 1 ? std::vector<int64_t>{2, 4, 3} : std::vector<int64_t>{2, 4, 3, 6, 5, 0};
+  const ProbeResult result = prober.run(*live, pool, {plan});
+  ASSERT_EQ(result.rollouts.size(), 1u);
+  EXPECT_EQ(result.discarded, 0);
+  const Rollout& rollout = result.rollouts[0];
+
+  const double r0 = hand_reference(hand);
+  EXPECT_NEAR(rollout.reference_before, r0, 1e-13);
+  double previous = 0;
+  for (int64_t t = 0; t < 3; ++t) {
+    std::vector<std::vector<int64_t>> batch;
+    for (int64_t k = 0; k < rows_per_step; ++k)
+      batch.push_back(rows_of(pool.slice(0, plan.candidates[t * rows_per_step + k],
+                                         plan.candidates[t * rows_per_step + k] + 1))[0]);
+    hand.step(batch, kLr * lr_scale);
+    const double s = hand_reference(hand) - r0;
+    EXPECT_NEAR(rollout.cumulative[t], s, 1e-12) << "s_" << t + 1;
+    EXPECT_NEAR(rollout.labels[t], s - previous, 1e-12) << "y_" << t + 1;
+    previous = s;
+  }
+  EXPECT_GT(hand.clipped, 0) << "the case should exercise gradient clipping";
+  EXPECT_EQ(live->state_blob(), before) << "the prober changed the live model";
+}
+
+TEST(OracleProber, MatchesHandComputedRollout) { check_rollout_against_hand(1, 1.0); }
+
+TEST(OracleProber, MatchesHandComputedRolloutWithBatchesAndScaledStep) { check_rollout_against_hand(2, 0.5); }
+
+TEST(OracleProber, RejectsBadPlans) {
+  auto live = make_linear_target({0, 0, 0}, 0);
+  OracleProberConfig config;
+  config.rollout_length = 2;
+  OracleProber prober(config);
+  RolloutPlan short_plan{{1}, RolloutKind::kRandom};
+  EXPECT_THROW(prober.run(*live, linear_pool(), {short_plan}), Error);
+  RolloutPlan outside{{1, 99}, RolloutKind::kRandom};
+  EXPECT_THROW(prober.run(*live, linear_pool(), {outside}), Error);
+}
+
+TEST(OracleProber, DiscardsAndCountsNanRollouts) {
+  auto live = make_linear_target({0.3, -0.2, 0.5}, 0.1);
+  torch::Tensor pool = linear_pool();
+  pool[3][0].fill_(100);  // poisons row 3: its loss is NaN
+  const std::string before = live->state_blob();
+  OracleProberConfig config;
+  config.rollout_length = 2;
+  OracleProber prober(config);
+  std::vector<RolloutPlan> plans = {{{0, 1}, RolloutKind::kRandom},
+                                    {{3, 1}, RolloutKind::kRandom},
+                                    {{2, 4}, RolloutKind::kNeighbour},
+                                    {{5, 3}, RolloutKind::kNeighbour}};
+  const ProbeResult result = prober.run(*live, pool, plans);
+  EXPECT_EQ(result.attempted, 4);
+  EXPECT_EQ(result.discarded, 2);
+  ASSERT_EQ(result.rollouts.size(), 2u);
+  EXPECT_EQ(result.rollouts[0].candidates, (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(result.rollouts[1].candidates, (std::vector<int64_t>{2, 4}));
+  for (const auto& r : result.rollouts)
+    for (double y : r.labels) EXPECT_TRUE(std::isfinite(y));
+  EXPECT_EQ(live->state_blob(), before);
+
+  // Through the scheduler: counted, never put into the buffer.
+  auto buffer = std::make_shared<LabelBuffer>(100);
+  ProbeSchedulerConfig sc;
+  sc.interval_steps = 10;
+  sc.prober = config;
+  sc.random_rollouts = 0;
+  sc.neighbour_rollouts = 6;
+  ProbeScheduler scheduler(sc, buffer);
+  ProbeContext context;
+  context.cluster_ids = torch::tensor({0, 0, 1, 0, 1, 0, 1}, torch::kInt64);  // row 3 in cluster 0
+  ASSERT_TRUE(scheduler.maybe_probe(0, *live, pool, context));
+  scheduler.wait_idle();
+  const ProbeStats stats = scheduler.stats();
+  EXPECT_EQ(stats.probes_completed, 1);
+  EXPECT_EQ(stats.rollouts_kept + stats.rollouts_discarded, 6);
+  EXPECT_GT(stats.rollouts_discarded, 0);
+  EXPECT_EQ(static_cast<int64_t>(buffer->size()), stats.rollouts_kept);
+  for (const auto& e : buffer->snapshot()) {
+    EXPECT_LT(e.tokens.max().item<int64_t>(), 100);
+    for (double y : e.labels) EXPECT_TRUE(std::isfinite(y));
+  }
+  EXPECT_EQ(live->state_blob(), before);
+}
+
+TEST(OracleProber, NonFiniteSnapshotDiscardsEverything) {
+  auto live = make_linear_target({std::nan(""), 0, 0}, 0);
+  OracleProberConfig config;
+  config.rollout_length = 1;
+  OracleProber prober(config);
+  const ProbeResult result = prober.run(*live, linear_pool(), {{{0}, RolloutKind::kRandom}, {{1}, RolloutKind::kRandom}});
+  EXPECT_TRUE(result.rollouts.empty());
+  EXPECT_EQ(result.discarded, 2);
+}
+
+TEST(OracleProber, CostBoundedByMaxRollouts) {
+  auto live = make_linear_target({0.3, -0.2, 0.5}, 0.1);
+  OracleProberConfig config;
+  config.rollout_length = 2;
+  config.max_rollouts = 3;
+  OracleProber prober(config);
+  const auto plans = random_rollouts(7, 5, 2, 1, 1);
+  const ProbeResult result = prober.run(*live, linear_pool(), plans);
+  EXPECT_EQ(result.attempted, 3);
+  EXPECT_EQ(result.skipped, 2);
+  EXPECT_EQ(result.rollouts.size(), 3u);
+  EXPECT_GT(result.seconds_per_rollout(), 0);
+}
+
+// ---- TinyGpt targets (AdamW) ----
+
+TinyGptConfig small_gpt() {
+  TinyGptConfig c;
+  c.vocab_size = 40;
+  c.context = 16;
+  c.d_model = 32;
+  c.n_layers = 1;
+  c.n_heads = 2;
+  c.seed = 7;
+  return c;
+}
+
+std::shared_ptr<torch::optim::Optimizer> adamw(torch::nn::Module& m) {
+  return std::make_shared<torch::optim::AdamW>(m.parameters(), torch::optim::AdamWOptions(3e-3).weight_decay(0.1));
+}
+
+std::shared_ptr<ModuleProbeTarget> make_gpt_target(ModuleProbeTarget::OptimizerFactory opt_factory = adamw) {
+  const TinyGptConfig config = small_gpt();
+  auto factory = [config] { return std::make_shared<TinyGpt>(config); };
+  auto module = factory();
+  auto optimizer = opt_factory(*module);
+  torch::Tensor refs = torch::arange(64, torch::kInt64).remainder(40).view({4, 16});
+  return std::make_shared<ModuleProbeTarget>(module, optimizer, factory, opt_factory, tiny_gpt_loss,
+                                             std::vector<torch::Tensor>{refs});
+}
+
+torch::Tensor gpt_pool(int64_t n, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  return torch::randint(0, 40, {n, 16}, gen, torch::kInt64);
+}
+
+TEST(ModuleProbeTarget, CloneIsDeepAndIndependent) {
+  auto live = make_gpt_target();
+  const torch::Tensor pool = gpt_pool(8, 1);
+  live->train_step(pool.slice(0, 0, 2));
+  live->train_step(pool.slice(0, 2, 4));
+  std::unique_ptr<ProbeTarget> copy_base = live->clone();
+  auto* copy = dynamic_cast<ModuleProbeTarget*>(copy_base.get());
+  ASSERT_NE(copy, nullptr);
+  expect_same_state(*live, *copy);  // weights AND optimiser state copied
+  EXPECT_EQ(live->reference_loss(), copy->reference_loss());
+  // No shared storage.
+  auto pl = live->module().parameters(), pc = copy->module().parameters();
+  for (size_t i = 0; i < pl.size(); ++i) EXPECT_NE(pl[i].data_ptr(), pc[i].data_ptr());
+
+  const std::string live_before = live->state_blob();
+  copy->train_step(pool.slice(0, 4, 6));
+  EXPECT_EQ(live->state_blob(), live_before) << "stepping the clone changed the original";
+  const std::string copy_before = copy->state_blob();
+  live->train_step(pool.slice(0, 6, 8));
+  EXPECT_EQ(copy->state_blob(), copy_before) << "stepping the original changed the clone";
+
+  // The same step from the same state gives the same result on the original and a clone.
+  auto twin = live->clone();
+  auto* twin_target = dynamic_cast<ModuleProbeTarget*>(twin.get());
+  live->train_step(pool.slice(0, 0, 4));
+  twin_target->train_step(pool.slice(0, 0, 4));
+  expect_same_state(*live, *twin_target);
+}
+
+TEST(ModuleProbeTarget, CloneOfAnOptimizerWithoutADirectCopyUsesArchives) {
+  // AdamW/Adam/SGD state is copied tensor by tensor; any other optimiser (here RMSprop) through
+  // archives: both deep, both exact.
+  auto live = make_gpt_target([](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
+    return std::make_shared<torch::optim::RMSprop>(m.parameters(), torch::optim::RMSpropOptions(1e-3).momentum(0.9));
+  });
+  const torch::Tensor pool = gpt_pool(8, 2);
+  live->train_step(pool.slice(0, 0, 4));
+  auto copy = live->clone();
+  auto* c = dynamic_cast<ModuleProbeTarget*>(copy.get());
+  ASSERT_NE(c, nullptr);
+  auto same_weights = [&] {
+    const auto a = live->module().parameters(), b = c->module().parameters();
+    for (size_t i = 0; i < a.size(); ++i) {
+      EXPECT_NE(a[i].data_ptr(), b[i].data_ptr());
+      EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+    }
+  };
+  same_weights();
+  // The same step on both: equal weights after it only if the RMSprop state (square averages,
+  // momentum) was copied exactly too.
+  live->train_step(pool.slice(0, 4, 8));
+  c->train_step(pool.slice(0, 4, 8));
+  same_weights();
+}
+
+TEST(ProbeScheduler, AsyncProbeLeavesTrainerBitExactAndSeesTheSnapshot) {
+  auto live = make_gpt_target();
+  auto twin = make_gpt_target();  // trained identically, never probed
+  const torch::Tensor data = gpt_pool(32, 2);
+  const torch::Tensor pool = gpt_pool(12, 3);
+  for (int64_t s = 0; s < 3; ++s) {
+    live->train_step(data.slice(0, 2 * s, 2 * s + 2));
+    twin->train_step(data.slice(0, 2 * s, 2 * s + 2));
+  }
+  std::unique_ptr<ProbeTarget> snapshot_copy = twin->clone();  // what the probe should see
+
+  auto buffer = std::make_shared<LabelBuffer>(64);
+  ProbeSchedulerConfig sc;
+  sc.interval_steps = 100;
+  sc.first_step = 3;
+  sc.prober.rollout_length = 3;
+  sc.random_rollouts = 4;
+  sc.neighbour_rollouts = 0;
+  ProbeScheduler scheduler(sc, buffer);
+  std::vector<Rollout> seen;
+  scheduler.set_callback([&seen](int64_t step, const ProbeResult& r) { seen = r.rollouts; });
+  EXPECT_FALSE(scheduler.maybe_probe(2, *live, pool));  // not due
+  ASSERT_TRUE(scheduler.maybe_probe(3, *live, pool));
+  // The trainer keeps stepping while the probe runs.
+  for (int64_t s = 3; s < 10; ++s) {
+    live->train_step(data.slice(0, 2 * s, 2 * s + 2));
+    twin->train_step(data.slice(0, 2 * s, 2 * s + 2));
+  }
+  scheduler.wait_idle();
+  expect_same_state(*live, *twin);
+
+  const ProbeStats stats = scheduler.stats();
+  EXPECT_EQ(stats.probes_completed, 1);
+  EXPECT_EQ(stats.rollouts_kept, 4);
+  EXPECT_EQ(buffer->size(), 4u);
+  ASSERT_EQ(seen.size(), 4u);
+  // The labels are those of the weights at the snapshot.
+  OracleProber prober(sc.prober);
+  const double r0 = snapshot_copy->reference_loss();
+  for (const auto& r : seen) {
+    Rollout again;
+    ASSERT_TRUE(prober.run_rollout(*snapshot_copy, pool, {r.candidates, r.kind}, r0, again));
+    for (size_t t = 0; t < r.labels.size(); ++t) EXPECT_NEAR(again.labels[t], r.labels[t], 1e-7);
+  }
+  const auto entries = buffer->snapshot();
+  EXPECT_EQ(entries[0].probe_step, 3);
+  EXPECT_EQ(entries[0].tokens.sizes(), (std::vector<int64_t>{3, 1, 16}));
+  EXPECT_GT(stats.probe_seconds, 0);
+  EXPECT_GT(stats.seconds_per_rollout, 0);
+}
+
+TEST(ProbeScheduler, IdleTrainerUnchangedBitExact) {
+  auto live = make_gpt_target();
+  live->train_step(gpt_pool(2, 5));
+  const std::string before = live->state_blob();
+  auto buffer = std::make_shared<LabelBuffer>(16);
+  ProbeSchedulerConfig sc;
+  sc.interval_steps = 1;
+  sc.prober.rollout_length = 2;
+  sc.random_rollouts = 3;
+  ProbeScheduler scheduler(sc, buffer);
+  ProbeContext context;
+  context.embeddings = torch::randn({10, 4});
+  ASSERT_TRUE(scheduler.maybe_probe(0, *live, gpt_pool(10, 6), context));
+  scheduler.wait_idle();
+  EXPECT_EQ(live->state_blob(), before);
+  EXPECT_EQ(scheduler.stats().rollouts_kept, 3 + sc.neighbour_rollouts);
+}
+
+/// Wraps a target; train_step waits until the gate opens (to hold a probe in flight).
+class GatedTarget : public ProbeTarget {
+ public:
+  GatedTarget(std::shared_ptr<ProbeTarget> inner, std::shared_future<void> gate) : inner_(std::move(inner)), gate_(gate) {}
+  std::unique_ptr<ProbeTarget> clone() const override {
+    return std::make_unique<GatedTarget>(std::shared_ptr<ProbeTarget>(inner_->clone()), gate_);
+  }
+  double train_step(const torch::Tensor& tokens) override {
+    gate_.wait();
+    return inner_->train_step(tokens);
+  }
+  double reference_loss() override { return inner_->reference_loss(); }
+  void set_lr_scale(double s) override { inner_->set_lr_scale(s); }
+  double lr_scale() const override { return inner_->lr_scale(); }
+  torch::Device device() const override { return inner_->device(); }
+
+ private:
+  std::shared_ptr<ProbeTarget> inner_;
+  std::shared_future<void> gate_;
+};
+
+/// Wraps a target; every train_step first sleeps (to exercise the time bound).
+class SlowTarget : public ProbeTarget {
+ public:
+  SlowTarget(std::shared_ptr<ProbeTarget> inner, double seconds) : inner_(std::move(inner)), seconds_(seconds) {}
+  std::unique_ptr<ProbeTarget> clone() const override {
+    return std::make_unique<SlowTarget>(std::shared_ptr<ProbeTarget>(inner_->clone()), seconds_);
+  }
+  double train_step(const torch::Tensor& tokens) override {
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds_));
+    return inner_->train_step(tokens);
+  }
+  double reference_loss() override { return inner_->reference_loss(); }
+  void set_lr_scale(double s) override { inner_->set_lr_scale(s); }
+  double lr_scale() const override { return inner_->lr_scale(); }
+  torch::Device device() const override { return inner_->device(); }
+
+ private:
+  std::shared_ptr<ProbeTarget> inner_;
+  double seconds_;
+};
+
+TEST(OracleProber, CostBoundedByMaxSeconds) {
+  SlowTarget target(make_linear_target({0.3, -0.2, 0.5}, 0.1), 0.03);
+  OracleProberConfig config;
+  config.rollout_length = 1;
+  config.max_seconds = 0.1;
+  OracleProber prober(config);
+  const ProbeResult result = prober.run(target, linear_pool(), random_rollouts(7, 20, 1, 1, 2));
+  EXPECT_GE(result.attempted, 1);
+  EXPECT_LE(result.attempted, 5);  // ~0.1 s / 0.03 s, rounded up
+  EXPECT_EQ(result.attempted + result.skipped, 20);
+  EXPECT_LT(result.seconds, 0.5);
+}
+
+TEST(ProbeScheduler, DueProbeWhileBusyIsSkippedAndCounted) {
+  std::promise<void> open;
+  GatedTarget target(make_linear_target({0.3, -0.2, 0.5}, 0.1), open.get_future().share());
+  auto buffer = std::make_shared<LabelBuffer>(16);
+  ProbeSchedulerConfig sc;
+  sc.interval_steps = 2;
+  sc.prober.rollout_length = 2;
+  sc.random_rollouts = 2;
+  ProbeScheduler scheduler(sc, buffer);
+  ASSERT_TRUE(scheduler.maybe_probe(0, target, linear_pool()));
+  EXPECT_TRUE(scheduler.busy());
+  EXPECT_FALSE(scheduler.maybe_probe(1, target, linear_pool()));  // not due
+  EXPECT_FALSE(scheduler.maybe_probe(2, target, linear_pool()));  // due but busy: skipped
+  EXPECT_FALSE(scheduler.maybe_probe(4, target, linear_pool()));
+  open.set_value();
+  scheduler.wait_idle();
+  ProbeStats stats = scheduler.stats();
+  EXPECT_EQ(stats.probes_started, 1);
+  EXPECT_EQ(stats.probes_skipped_busy, 2);
+  EXPECT_EQ(stats.rollouts_kept, 2);
+  EXPECT_TRUE(scheduler.maybe_probe(6, target, linear_pool()));
+  scheduler.wait_idle();
+  stats = scheduler.stats();
+  EXPECT_EQ(stats.probes_completed, 2);
+  EXPECT_EQ(buffer->size(), 4u);
+  EXPECT_GE(stats.probe_share, 0.0);
+  EXPECT_LE(stats.probe_share, 1.0);
+}
+
+TEST(ProbeScheduler, FailedProbeIsReportedNotThrown) {
+  auto live = make_linear_target({0.3, -0.2, 0.5}, 0.1);
+  auto buffer = std::make_shared<LabelBuffer>(16);
+  ProbeSchedulerConfig sc;
+  sc.prober.rollout_length = 5;
+  sc.random_rollouts = 1;
+  ProbeScheduler scheduler(sc, buffer);
+  ASSERT_TRUE(scheduler.maybe_probe(0, *live, linear_pool().slice(0, 0, 3)));  // 3 rows < 5 per rollout
+  scheduler.wait_idle();
+  EXPECT_EQ(scheduler.stats().probes_failed, 1);
+  EXPECT_NE(scheduler.last_error().find("distinct rows"), std::string::npos) << scheduler.last_error();
+}
+
+}  // namespace
+}  // namespace groupmates

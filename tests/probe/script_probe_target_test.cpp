@@ -1,0 +1,115 @@
+// ScriptModuleProbeTarget: a TorchScript live model, probed with exact labels from the definitions.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include <torch/optim.h>
+
+#include "groupmates/engine/oracle_prober.h"
+#include "groupmates/script_probe_target.h"
+
+using namespace groupmates;
+
+namespace {
+
+constexpr int kD = 4;
+
+torch::jit::Module linear_lm(const std::vector<double>& w) {
+  torch::jit::Module m("LinearLm");
+  m.register_parameter("w", torch::tensor(w, torch::kDouble).detach().requires_grad_(true), false);
+  m.define(R"JIT(
+def loss(self, tokens):
+    x = tokens.double()
+    return ((x.matmul(self.w) - 1.0) ** 2).mean()
+)JIT");
+  return m;
+}
+
+// Mean squared error of rows x against 1 and its gradient, in double, from the definition.
+double mse(const std::vector<std::vector<double>>& rows, const std::vector<double>& w, std::vector<double>* grad) {
+  double sum = 0;
+  if (grad) grad->assign(kD, 0.0);
+  for (const auto& x : rows) {
+    double dot = 0;
+    for (int i = 0; i < kD; ++i) dot += x[i] * w[i];
+    sum += (dot - 1) * (dot - 1);
+    if (grad)
+      for (int i = 0; i < kD; ++i) (*grad)[i] += 2 * (dot - 1) * x[i] / rows.size();
+  }
+  return sum / rows.size();
+}
+
+}  // namespace
+
+TEST(ScriptModuleProbeTarget, RolloutLabelsEqualHandComputedSgd) {
+  std::mt19937_64 rng(std::random_device{}());
+  std::vector<double> w(kD);
+  for (auto& v : w) v = std::uniform_real_distribution<double>(-0.3, 0.3)(rng);
+  const double lr = 0.01;
+  auto factory = [lr](std::vector<torch::Tensor> params) -> std::shared_ptr<torch::optim::Optimizer> {
+    return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(lr));
+  };
+  torch::jit::Module module = linear_lm(w);
+  auto optimizer = factory(script_parameters(module));
+  const torch::Tensor pool = torch::randint(0, 5, {6, kD}, torch::kInt64);
+  const torch::Tensor refs = torch::randint(0, 5, {3, kD}, torch::kInt64);
+  ModuleProbeTargetConfig config;
+  config.grad_clip_norm = 0;
+  config.lr_scale = 0.5;
+  ScriptModuleProbeTarget live(module, optimizer, factory, {refs}, "loss", config);
+  const std::vector<double> before = w;
+
+  OracleProberConfig pc;
+  pc.rollout_length = 3;
+  pc.lr_scale = config.lr_scale;  // the prober sets the scale of its copies
+  OracleProber prober(pc);
+  RolloutPlan plan;
+  plan.candidates = {4, 0, 2};
+  const ProbeResult result = prober.run(live, pool, {plan});
+  ASSERT_EQ(result.rollouts.size(), 1u);
+
+  auto rows_of = [](const torch::Tensor& t) {
+    std::vector<std::vector<double>> rows;
+    for (int64_t r = 0; r < t.size(0); ++r) {
+      std::vector<double> x(kD);
+      for (int i = 0; i < kD; ++i) x[i] = static_cast<double>(t[r][i].item<int64_t>());
+      rows.push_back(x);
+    }
+    return rows;
+  };
+  const auto ref_rows = rows_of(refs);
+  std::vector<double> cur = w, grad;
+  const double r0 = mse(ref_rows, cur, nullptr);
+  double prev = 0;
+  for (int t = 0; t < 3; ++t) {
+    mse(rows_of(pool.index({torch::indexing::Slice(plan.candidates[t], plan.candidates[t] + 1)})), cur, &grad);
+    for (int i = 0; i < kD; ++i) cur[i] -= lr * config.lr_scale * grad[i];
+    const double s = mse(ref_rows, cur, nullptr) - r0;
+    EXPECT_NEAR(result.rollouts[0].cumulative[t], s, 1e-10) << "step " << t;
+    EXPECT_NEAR(result.rollouts[0].labels[t], s - prev, 1e-10) << "step " << t;
+    prev = s;
+  }
+  // The live module was never stepped by the probe.
+  const auto live_w = live.module().attr("w").toTensor();
+  for (int i = 0; i < kD; ++i) EXPECT_EQ(live_w[i].item<double>(), before[i]);
+}
+
+TEST(ScriptModuleProbeTarget, CloneIsIndependentAndCarriesOptimizerState) {
+  auto factory = [](std::vector<torch::Tensor> params) -> std::shared_ptr<torch::optim::Optimizer> {
+    return std::make_shared<torch::optim::Adam>(params, torch::optim::AdamOptions(0.05));
+  };
+  torch::jit::Module module = linear_lm({0.1, 0.2, -0.1, 0.0});
+  ScriptModuleProbeTarget live(module, factory(script_parameters(module)), factory,
+                               {torch::ones({2, kD}, torch::kInt64)});
+  const torch::Tensor batch = torch::arange(2 * kD, torch::kInt64).view({2, kD}).remainder(3);
+  live.train_step(batch);  // Adam now has moments
+  auto copy = live.clone();
+  // Same next step on both: identical weights (the moments were copied), and independent storage.
+  live.train_step(batch);
+  copy->train_step(batch);
+  auto& c = static_cast<ScriptModuleProbeTarget&>(*copy);
+  EXPECT_TRUE(torch::equal(live.module().attr("w").toTensor(), c.module().attr("w").toTensor()));
+  c.train_step(batch);
+  EXPECT_FALSE(torch::equal(live.module().attr("w").toTensor(), c.module().attr("w").toTensor()));
+  EXPECT_DOUBLE_EQ(live.reference_loss(), live.reference_loss());
+}
