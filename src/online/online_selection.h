@@ -9,25 +9,30 @@
 // for it there (kAtStep: timing never changes the stream). With reference rows, an
 // ImportanceEstimator (DSIR-style, no probes) scores every window too: kImportance selects by it
 // alone, the model-based modes add it to u as a prior weighted by the model's learnable gamma.
+//
+// Its parts, one job each: VersionRegistry (model versions: weights, trained flag, published
+// model), WindowClusters (the k-means lifecycle), InfluenceRefresher (the refresh training, probe
+// thread), SelectionState (the saved keys, declared once), SelectionLog (JSON lines of emitted rows).
 #pragma once
 
 #include <cstdint>
-#include <fstream>
 #include <future>
 #include <map>
 #include <memory>
 #include <optional>
 #include <vector>
 
-#include "groupmates/loader.h"
-#include "groupmates/engine/model_registry.h"
-#include "groupmates/probe_target.h"
-#include "groupmates/engine/oracle_prober.h"
 #include "groupmates/engine/label_buffer.h"
+#include "groupmates/engine/oracle_prober.h"
 #include "groupmates/engine/probe_scheduler.h"
 #include "groupmates/engine/selector.h"
-#include "groupmates/engine/spherical_kmeans.h"
 #include "groupmates/engine/window_scorer.h"
+#include "groupmates/loader.h"
+#include "groupmates/probe_target.h"
+#include "online/influence_refresher.h"
+#include "online/selection_log.h"
+#include "online/version_registry.h"
+#include "online/window_clusters.h"
 #include "selection/importance_estimator.h"
 
 namespace groupmates {
@@ -65,13 +70,12 @@ class OnlineSelection {
     std::shared_future<std::string> blob;  // empty string = the probe failed (nothing to publish)
   };
 
-  void publish(uint64_t loader_version, const std::string& blob, bool trained);
   std::optional<Window> read_window();
   bool advance();
   void select_current();
   void apply_due_refreshes();
   void refresh(int64_t step, const ProbeResult& result);  // probe thread
-  std::shared_ptr<RelationalInfluenceModel> make_model() const;
+  void restore(const LoaderState& state, const LoaderConfig& loader);
   const Selector& selector_for(bool trained) const;
   void log_rows(const std::vector<int64_t>& rows);
   bool uses_model() const { return cfg_.mode != SelectionMode::kImportance; }
@@ -83,17 +87,9 @@ class OnlineSelection {
   int64_t sequence_length_;
   torch::Device device_;
 
-  std::shared_ptr<ModelRegistry> registry_;
+  VersionRegistry versions_;
   std::unique_ptr<WindowScorer> scorer_;
-  std::map<uint64_t, uint64_t> registry_to_loader_version_;
-  std::map<uint64_t, std::string> blobs_;   // loader version -> weights (the ones still in use)
-  std::map<uint64_t, bool> trained_;        // loader version -> refreshed from probes?
-  uint64_t next_loader_version_ = 1;
-
-  SphericalKMeans kmeans_;
-  uint64_t kmeans_version_ = 0;             // loader version whose embedding space the centroids live in
-  std::string kmeans_before_current_;
-  uint64_t kmeans_version_before_current_ = 0;
+  WindowClusters clusters_;
 
   std::unique_ptr<Selector> group_, random_, individual_, whole_window_, top_k_;
 
@@ -111,16 +107,15 @@ class OnlineSelection {
 
   std::shared_ptr<LabelBuffer> labels_;
   std::unique_ptr<ProbeScheduler> scheduler_;
-  std::shared_ptr<RelationalInfluenceModel> trainer_model_;  // trained on the probe thread only
+  std::unique_ptr<InfluenceRefresher> refresher_;  // used on the probe thread only (after construction)
   std::vector<Pending> pending_;
   std::shared_ptr<std::promise<std::string>> inflight_;  // the running probe's refresh result
-  bool trained_any_ = false;                // probe thread: trainer_model_ has been refreshed
   double flops_per_token_ = 0;              // of the last target (cost accounting; probe thread reads after hand-off)
   int64_t reference_tokens_ = 0;
 
   mutable std::mutex stats_mu_;
   SelectionStats stats_;
-  std::ofstream log_;
+  SelectionLog log_;
 };
 
 }  // namespace groupmates

@@ -1,0 +1,113 @@
+#include "online/influence_refresher.h"
+
+#include <algorithm>
+
+#include "groupmates/engine/influence_trainer.h"
+#include "groupmates/engine/metrics.h"
+#include "groupmates/error.h"
+#include "probe/label_standardisation.h"
+#include "stream/permutation.h"
+
+namespace groupmates {
+
+namespace {
+
+// Why a refreshed model must not be published, or "" if it may.
+std::string unpublishable(RelationalInfluenceModel& model, const torch::Tensor& predictions) {
+  for (const auto& item : model.named_parameters())
+    if (!torch::isfinite(item.value()).all().item<bool>()) return "parameter '" + item.key() + "' is not finite";
+  if (predictions.defined() && !torch::isfinite(predictions).all().item<bool>()) return "its predictions are not finite";
+  return "";
+}
+
+}  // namespace
+
+InfluenceRefresher::InfluenceRefresher(SelectionConfig config, std::shared_ptr<RelationalInfluenceModel> model,
+                                       std::shared_ptr<LabelBuffer> labels)
+    : config_(std::move(config)), model_(std::move(model)), labels_(std::move(labels)) {}
+
+std::string InfluenceRefresher::weights() const { return model_->export_weights(); }
+
+void InfluenceRefresher::load(const std::string& weights, bool refreshed) {
+  model_->import_weights(weights);
+  refreshed_ = refreshed;
+}
+
+RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) {
+  RefreshResult out;
+  const std::string last_good = model_->export_weights();
+  try {
+    const std::vector<LabelledRollout> entries = labels_->snapshot();
+    const int64_t g = static_cast<int64_t>(entries.size());
+    if (g == 0) throw Error(ErrorCode::kInvalidState, "InfluenceRefresher::refresh", "no labelled rollouts");
+    const int64_t L = static_cast<int64_t>(entries[0].labels.size());
+    std::vector<torch::Tensor> rows, priors;
+    for (const auto& e : entries) {
+      rows.push_back(e.tokens.reshape({L, -1}));
+      if (e.prior.defined()) priors.push_back(e.prior.reshape({L}));
+    }
+    const torch::Tensor tokens = torch::stack(rows);  // [G, L, T]
+    // The prior only when every rollout has one (rollouts from before set_reference() have none).
+    const torch::Tensor prior =
+        priors.size() == entries.size() && config_.importance_prior ? torch::stack(priors) : torch::Tensor();
+    const std::vector<double> std_labels =
+        standardise_per_probe(entries, config_.robust_label_scaling, config_.per_position_labels);
+    const torch::Tensor labels = torch::tensor(std_labels, torch::kDouble).view({g, L}).to(torch::kFloat);
+    const int64_t fresh = std::min<int64_t>(g, fresh_rollouts);
+    const double row_flops = model_->encoder().flops_per_row(tokens.size(2)) +
+                             2.0 * double(model_->encoder().dim()) * double(L);  // head + relations
+    if (fresh > 0 && refreshed_) {  // held-out check: the newest rollouts, before training on them
+      std::vector<double> measured, predicted;  // the fresh rollouts' marginal labels as measured, and p
+      for (int64_t i = g - fresh; i < g; ++i)
+        measured.insert(measured.end(), entries[i].labels.begin(), entries[i].labels.end());
+      {
+        torch::NoGradGuard no_grad;
+        model_->eval();
+        const torch::Tensor fresh_prior = prior.defined() ? prior.slice(0, g - fresh, g) : prior;
+        const torch::Tensor p =
+            model_->predict_rollouts(tokens.slice(0, g - fresh, g), {}, fresh_prior).to(torch::kDouble).contiguous();
+        predicted.assign(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
+      }
+      out.flops += double(fresh * L) * row_flops;
+      const std::vector<double> scaled(std_labels.end() - fresh * L, std_labels.end());
+      out.heldout_measured = true;
+      out.heldout_spearman = spearman(predicted, measured);
+      out.heldout_spearman_scaled = spearman(predicted, scaled);
+    }
+    model_->fit_label_stats(labels, LabelScaling::kMeanStd);  // ~(0, 1): labels are standardised already
+    InfluenceTrainerConfig tc;
+    tc.learning_rate = config_.refresh_learning_rate;
+    InfluenceTrainer trainer(model_, tc);
+    const int64_t batch = std::min<int64_t>(config_.refresh_batch_rollouts, g);
+    for (uint32_t i = 0; i < config_.refresh_train_steps; ++i) {
+      const Permutation order(static_cast<uint64_t>(g), derive_seed(config_.seed, static_cast<uint64_t>(step), i));
+      std::vector<int64_t> pick;
+      for (int64_t k = 0; k < batch; ++k) pick.push_back(static_cast<int64_t>(order.at(k)));
+      const torch::Tensor idx = torch::tensor(pick, torch::kLong);
+      trainer.step(tokens.index_select(0, idx), labels.index_select(0, idx), {},
+                   prior.defined() ? prior.index_select(0, idx) : prior);
+    }
+    out.flops += 3.0 * double(config_.refresh_train_steps) * double(batch * L) * row_flops;
+    torch::Tensor check;
+    {
+      torch::NoGradGuard no_grad;
+      model_->eval();
+      const int64_t k = std::min<int64_t>(g, 4);
+      check = model_->predict_rollouts(tokens.slice(0, g - k, g), {}, prior.defined() ? prior.slice(0, g - k, g) : prior);
+    }
+    const std::string why = unpublishable(*model_, check);
+    if (!why.empty())
+      throw Error(ErrorCode::kInvalidState, "InfluenceRefresher::refresh", "refreshed model not published: " + why);
+    refreshed_ = true;
+    out.weights = model_->export_weights();
+  } catch (const std::exception& e) {
+    out.error = e.what();
+    model_->import_weights(last_good);  // the next refresh starts from the last good model
+  } catch (...) {
+    out.error = "unknown exception";
+    model_->import_weights(last_good);
+  }
+  return out;
+}
+
+}  // namespace groupmates

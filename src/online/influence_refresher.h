@@ -1,0 +1,45 @@
+// influence_refresher.h: trains the influence model on the label buffer after each probe (private).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "groupmates/engine/influence_model.h"
+#include "groupmates/engine/label_buffer.h"
+#include "groupmates/selection_config.h"
+
+namespace groupmates {
+
+/// What one refresh produced.
+struct RefreshResult {
+  std::string weights;             ///< the refreshed weights to publish; empty when it failed
+  std::string error;               ///< why it failed ("" = published)
+  double flops = 0;                ///< held-out check + training steps
+  bool heldout_measured = false;   ///< the check ran (fresh rollouts and a model refreshed before)
+  double heldout_spearman = 0;     ///< predictions on the fresh rollouts vs their labels as measured
+  double heldout_spearman_scaled = 0;  ///< the same vs the labels as standardised for training
+};
+
+/// Owns the working copy of the influence model that refreshes train (ALGORITHM.md section 3), on the
+/// probe thread only. Before training, the model predicts the newest probe's rollouts (a held-out
+/// check); after, a model whose weights or predictions are not finite is not published and the
+/// working copy goes back to the last good weights.
+class InfluenceRefresher {
+ public:
+  InfluenceRefresher(SelectionConfig config, std::shared_ptr<RelationalInfluenceModel> model,
+                     std::shared_ptr<LabelBuffer> labels);
+  /// Trains on the whole buffer after the probe at trainer step `step` added `fresh` rollouts.
+  RefreshResult refresh(int64_t step, int64_t fresh);
+  /// The working weights (saved with the loader's state) / restore them; `refreshed`: a refresh succeeded before.
+  std::string weights() const;
+  void load(const std::string& weights, bool refreshed);
+
+ private:
+  SelectionConfig config_;
+  std::shared_ptr<RelationalInfluenceModel> model_;
+  std::shared_ptr<LabelBuffer> labels_;
+  bool refreshed_ = false;
+};
+
+}  // namespace groupmates

@@ -1,0 +1,93 @@
+// selection_state.h: what a selecting loader saves beyond the core's stream position (private).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "groupmates/selection_stats.h"
+
+namespace groupmates {
+
+/// Binary bytes saved as base64 text.
+struct Blob {
+  std::string bytes;
+};
+
+/// A refresh registered by a probe and not yet applied.
+struct SavedRefresh {
+  int64_t probe_step = 0;
+  int64_t effective_at = 0;  ///< trainer step it applies at (RefreshMode::kAtStep)
+  Blob weights;              ///< empty = the probe failed (nothing to publish)
+};
+
+/// The selection half of a LoaderState: LoaderState::extra's "gm.*" keys. The main fields of the
+/// LoaderState are the core's position at the start of the current window; restoring re-reads and
+/// re-selects that window. The table of keys is declared once (visit()) and used by both write() and read().
+struct SelectionState {
+  // What the state is valid for (checked on restore).
+  uint64_t mode = 0, window_size = 0, world_size = 0, rank = 0;
+  // Position.
+  int64_t step = -1;              ///< last step reported by on_step
+  bool has_current = false;       ///< a window was being emitted
+  uint64_t emit_pos = 0;          ///< rows of it already emitted
+  // Model versions: the current window's, and the next window's (or the latest) when it differs.
+  uint64_t first_version = 0, second_version = 0;
+  bool first_trained = false, second_trained = false;
+  Blob first_blob, second_blob;   ///< second_blob empty when second_version == first_version
+  uint64_t next_loader_version = 1;
+  Blob trainer;                   ///< the refreshes' working model (probe thread)
+  Blob labels;                    ///< the label buffer (empty = none yet)
+  // Per-window state from before the current window.
+  Blob kmeans;
+  uint64_t kmeans_version = 0;
+  Blob importance;
+  std::vector<SavedRefresh> pending;
+  // Counters (SelectionStats) and what the probe budget is measured against.
+  uint64_t windows = 0, warmup_windows = 0, seen = 0, selected = 0, refreshes = 0, refreshes_failed = 0;
+  uint64_t train_tokens = 0, probe_train_tokens = 0, probe_eval_tokens = 0;
+  std::vector<VersionSwitch> switches;
+
+  /// Writes every key into `extra`.
+  void write(std::map<std::string, std::string>& extra) const;
+  /// Reads every key; throws Error(kInvalidState) naming the key when one is missing or malformed.
+  static SelectionState read(const std::map<std::string, std::string>& extra);
+
+  /// Calls f(key, field) for every field, in one fixed order.
+  template <typename S, typename F>
+  static void visit(S& s, F&& f) {
+    f("gm.mode", s.mode);
+    f("gm.window_size", s.window_size);
+    f("gm.world_size", s.world_size);
+    f("gm.rank", s.rank);
+    f("gm.step", s.step);
+    f("gm.has_current", s.has_current);
+    f("gm.emit_pos", s.emit_pos);
+    f("gm.first_version", s.first_version);
+    f("gm.first_trained", s.first_trained);
+    f("gm.first_blob", s.first_blob);
+    f("gm.second_version", s.second_version);
+    f("gm.second_trained", s.second_trained);
+    f("gm.second_blob", s.second_blob);
+    f("gm.next_loader_version", s.next_loader_version);
+    f("gm.trainer", s.trainer);
+    f("gm.labels", s.labels);
+    f("gm.kmeans", s.kmeans);
+    f("gm.kmeans_version", s.kmeans_version);
+    f("gm.importance", s.importance);
+    f("gm.pending", s.pending);
+    f("gm.stats.windows", s.windows);
+    f("gm.stats.warmup_windows", s.warmup_windows);
+    f("gm.stats.seen", s.seen);
+    f("gm.stats.selected", s.selected);
+    f("gm.stats.refreshes", s.refreshes);
+    f("gm.stats.refreshes_failed", s.refreshes_failed);
+    f("gm.cost.train_tokens", s.train_tokens);
+    f("gm.cost.probe_train_tokens", s.probe_train_tokens);
+    f("gm.cost.probe_eval_tokens", s.probe_eval_tokens);
+    f("gm.switches", s.switches);
+  }
+};
+
+}  // namespace groupmates

@@ -1,0 +1,40 @@
+#include "online/version_registry.h"
+
+#include <algorithm>
+
+#include "groupmates/error.h"
+
+namespace groupmates {
+
+VersionRegistry::VersionRegistry(ModelRegistry::Factory factory, torch::Device device)
+    : models_(std::make_shared<ModelRegistry>(std::move(factory), device)) {}
+
+uint64_t VersionRegistry::publish(const std::string& weights, bool trained, uint64_t number) {
+  if (number == 0) number = next_++;
+  models_->publish(weights);
+  versions_[number] = Version{weights, trained, false};
+  current_ = number;
+  return number;
+}
+
+const std::string& VersionRegistry::weights(uint64_t number) const {
+  auto it = versions_.find(number);
+  if (it == versions_.end() || it->second.released)
+    throw Error(ErrorCode::kInternal, "VersionRegistry", "the weights of version " + std::to_string(number) + " were released");
+  return it->second.weights;
+}
+
+bool VersionRegistry::trained(uint64_t number) const {
+  auto it = versions_.find(number);
+  return it != versions_.end() && it->second.trained;
+}
+
+void VersionRegistry::retain(std::initializer_list<uint64_t> keep) {
+  for (auto& [number, v] : versions_) {
+    if (number == current_ || std::find(keep.begin(), keep.end(), number) != keep.end()) continue;
+    v.released = true;
+    std::string().swap(v.weights);
+  }
+}
+
+}  // namespace groupmates
