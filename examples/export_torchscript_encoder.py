@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Export a small sentence encoder as TorchScript for groupmates::TorchScriptEncoder.
 
-The contract TorchScriptEncoder expects (include/groupmates/torchscript_encoder.h):
+The contract TorchScriptEncoder expects (include/groupmates/engine/torchscript_encoder.h):
     forward(ids: int64 [W, T], mask: [W, T]) -> float [W, D]
 The mask is 1/True for real tokens and 0/False for padding; TorchScriptEncoder passes it as int64,
 so the module below accepts any dtype (bool or integer) and converts it itself. The output need

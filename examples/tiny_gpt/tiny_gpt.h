@@ -1,4 +1,4 @@
-// groupmates/tiny_gpt.h: a small causal transformer LM for examples, benchmarks and tests.
+// examples/tiny_gpt/tiny_gpt.h: a small causal transformer LM for examples, benchmarks and tests.
 //
 // Token + learned position embeddings, n_layers pre-LayerNorm blocks (causal multi-head
 // self-attention, GELU MLP), a final LayerNorm and an output head tied to the token embedding.

@@ -1,4 +1,4 @@
-// groupmates/candidate_id.h: the stable identity of a candidate sequence.
+// groupmates/candidate_id.h: the stable identity of a candidate sequence. No LibTorch here.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// groupmates/error.h: the one exception type the library throws.
+// groupmates/error.h: the one exception type the library throws. No LibTorch here.
 //
 // Every error names where it happened (file, byte offset or line) and, where there is one,
 // the fix. Worker-thread errors are carried to the consumer unchanged.

@@ -1,4 +1,4 @@
-// groupmates/loader_state.h: the exact position of a loader in its global stream.
+// groupmates/loader_state.h: the exact position of a loader in its global stream. No LibTorch here.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// tokenizer.h: SentencePiece behind a small shim loaded with dlopen(RTLD_LOCAL | RTLD_DEEPBIND).
+// groupmates/tokenizer.h: No LibTorch here. SentencePiece behind a small shim loaded with dlopen(RTLD_LOCAL | RTLD_DEEPBIND).
 //
 // Why the shim: Debian's libsentencepiece embeds its own protobuf and crashes at load when
 // libprotobuf.so.32 (pulled in by Debian's LibTorch) is in the same process. The shim library
