@@ -37,6 +37,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
         device:            move input_ids there (e.g. "cuda:0"); None keeps them on the CPU
         pin_memory:        with a CUDA device, copy through pinned memory and transfer non_blocking
+                           (device and pin_memory are the C++ DeliveryOptions, applied here in Python
+                           to the batches of both extensions)
         return_candidates: also return "source", "document", "offset" (LongTensor[B]) per row
         state:             a state_dict() to resume from (same as load_state_dict() afterwards)
         selection:         a SelectionConfig, a dict of its fields or a mode name ("group",

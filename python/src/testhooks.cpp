@@ -6,7 +6,9 @@
 //     the package's own translation;
 //   * make_bigram_target(...) is a C++ ModuleProbeTarget over a bigram LM (Embedding -> Linear), and
 //     probe_labels(target, ...) runs the OracleProber on it or on the PyModuleProbeTarget that
-//     groupmates.probe.make_target builds (both are groupmates._engine.ProbeTarget handles).
+//     groupmates.probe.make_target builds (both are groupmates._engine.ProbeTarget handles);
+//   * delivery_defaults() reads groupmates::DeliveryOptions, whose Python form is
+//     GroupMatesLoader's device= and pin_memory= (delivered in Python, see loader.py).
 // Import groupmates (and so groupmates._engine) first.
 #include <torch/extension.h>
 
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "groupmates/error.h"
+#include "groupmates/loader.h"
 #include "groupmates/module_probe_target.h"
 #include "groupmates/probe_target.h"
 #include "groupmates/engine/oracle_prober.h"
@@ -120,6 +123,14 @@ PYBIND11_MODULE(groupmates_testhooks, m) {
     }
     throw gm::Error(gm::ErrorCode::kInternal, where, message);
   }, "Throws a groupmates::Error of this code (for tests of the translation)");
+
+  m.def("delivery_defaults", [] {
+    const gm::DeliveryOptions d;
+    py::dict out;
+    out["device"] = d.device.str();
+    out["pin_memory"] = d.pin_memory;
+    return out;
+  }, "The defaults of groupmates::DeliveryOptions");
 
   m.def("make_bigram_target", [](const torch::Tensor& emb, const torch::Tensor& head_w, const torch::Tensor& head_b,
                                  const std::string& optimizer, double lr, std::vector<torch::Tensor> refs) {

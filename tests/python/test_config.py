@@ -71,3 +71,14 @@ def test_conversion_checks_each_field_by_its_cpp_kind():
     assert [s.paths for s in c.sources] == [["a.bin"], ["b.jsonl"]]
     assert c.sources[1].format == _core.SourceFormat.jsonl and c.eos_id == -1
     assert "batch_size=16" in repr(c)
+
+
+def test_delivery_keywords_have_the_defaults_of_the_cpp_delivery_options(testhooks):
+    # GroupMatesLoader's device= and pin_memory= are DeliveryOptions (include/groupmates/loader.h), applied
+    # in Python to the batches of both extensions (device None = the CPU).
+    import inspect
+    import torch
+    cpp = testhooks.delivery_defaults()
+    params = inspect.signature(groupmates.GroupMatesLoader.__init__).parameters
+    assert params["pin_memory"].default == cpp["pin_memory"]
+    assert torch.device(params["device"].default or "cpu") == torch.device(cpp["device"])
