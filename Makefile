@@ -81,7 +81,13 @@ python-install: deps $(VENV)/bin/python
 	GROUPMATES_BUILD_DIR=$(CURDIR)/$(BUILD)-py GROUPMATES_JOBS=$(JOBS) GROUPMATES_ENGINE=$(GROUPMATES_ENGINE) \
 	  $(VENV)/bin/pip install -q --no-build-isolation --no-deps --disable-pip-version-check ./python
 
-test-python: python-install corpus
+# The test-only module groupmates_testhooks (python/src/testhooks.cpp; never installed), built in the
+# engine's build directory, where tests/python/conftest.py finds it.
+.PHONY: python-testhooks
+python-testhooks: python-install
+	cmake --build $(BUILD)-py-engine -j$(JOBS) --target groupmates_testhooks
+
+test-python: python-testhooks corpus
 	cd tests/python && GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) $(CURDIR)/$(VENV)/bin/python -m pytest -q -p no:cacheprovider .
 
 bench-python: python-install

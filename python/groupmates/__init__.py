@@ -26,26 +26,27 @@ if not _os.environ.get("GROUPMATES_SPM_SHIM") and _os.path.exists(_os.path.join(
 
 import torch as _torch  # noqa: E402,F401  (load torch's libraries before the core, like a trainer would)
 
-from . import _core  # noqa: E402
+from . import _core, _extensions  # noqa: E402
 from .config import LoaderConfig, ProbeConfig, SelectionConfig, SourceConfig  # noqa: E402
 from .errors import (BY_CODE as _BY_CODE, ConfigError, DataError, EngineUnavailableError,  # noqa: E402
                      FileError, GroupMatesError, InternalError, OutOfVocabError, StateError)
-from .loader import GroupMatesLoader, _engine, _ENGINE_ERROR  # noqa: E402
+from .loader import GroupMatesLoader  # noqa: E402
 from .probe import next_token_loss  # noqa: E402
 
 _core._register_errors(dict(_BY_CODE))
-if _engine is not None:
-    _engine._register_errors(dict(_BY_CODE))
+if _extensions.engine is not None:
+    _extensions.engine._register_errors(dict(_BY_CODE))
 
 
 def engine_available():
     """Whether groupmates._engine (selection modes, probes of a Python model) imported; if not,
     engine_error() says why."""
-    return _engine is not None
+    return _extensions.engine is not None
 
 
 def engine_error():
-    return _ENGINE_ERROR
+    return _extensions.ENGINE_ERROR
+
 
 __version__ = "0.1.0"
 

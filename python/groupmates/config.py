@@ -1,12 +1,33 @@
-"""Configuration dataclasses, mirroring groupmates/config.h (validated by the C++ core, which
-raises ConfigError naming the bad field)."""
+"""The configs: Python dataclasses over the C++ structs bound in groupmates._core.
+
+The C++ structs (include/groupmates/config.h, selection_config.h) are the single source: each
+class here names the same fields (a test checks it), takes every default from a default-constructed
+C++ struct, and is converted to it field by field by the C++ kind of each field (the bound class's
+``_fields``); the C++ core validates the values and raises ConfigError naming the bad field.
+Enum fields are strings here (their names in the bindings, e.g. ``mode="group"``)."""
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import List, Sequence, Union
+from typing import Any, Dict, List, Sequence, Union
 
 from . import _core
 from .errors import config_error
+
+
+def _cpp_defaults(cpp_cls) -> Dict[str, Any]:
+    """The defaults of a bound C++ struct, as the Python classes hold them (enums by name)."""
+    cpp = cpp_cls()
+    out = {}
+    for name, _kind in cpp_cls._fields:
+        value = getattr(cpp, name)
+        out[name] = value.name if hasattr(type(value), "__members__") else value
+    return out
+
+
+_SOURCE = _cpp_defaults(_core.SourceConfig)
+_LOADER = _cpp_defaults(_core.LoaderConfig)
+_SELECTION = _cpp_defaults(_core.SelectionConfig)
+_PROBES = _cpp_defaults(_core.ProbeConfig)
 
 
 @dataclass
@@ -25,13 +46,13 @@ class SourceConfig:
     """
 
     paths: Union[str, Sequence[str]]
-    format: str = "token_file"
-    name: str = ""
-    dtype: str = "uint16"
-    weight: float = 1.0
-    on_exhausted: str = "end"
-    text_field: str = "text"
-    tokenizer_model: str = ""
+    format: str = _SOURCE["format"]
+    name: str = _SOURCE["name"]
+    dtype: str = _SOURCE["dtype"]
+    weight: float = _SOURCE["weight"]
+    on_exhausted: str = _SOURCE["on_exhausted"]
+    text_field: str = _SOURCE["text_field"]
+    tokenizer_model: str = _SOURCE["tokenizer_model"]
 
     @staticmethod
     def from_path(path: str) -> "SourceConfig":
@@ -43,6 +64,10 @@ class SourceConfig:
         if os.path.exists(p + ".idx") and os.path.exists(p + ".bin"):
             return SourceConfig(paths=[p], format="megatron")
         return SourceConfig(paths=[p])
+
+    def to_core(self, who: str = "SourceConfig") -> "_core.SourceConfig":
+        paths = [self.paths] if isinstance(self.paths, (str, os.PathLike)) else list(self.paths)
+        return to_cpp(self, _core.SourceConfig, who, paths=[os.fspath(p) for p in paths])
 
 
 @dataclass
@@ -67,21 +92,21 @@ class LoaderConfig:
     """
 
     sources: List[Union[SourceConfig, dict, str]] = field(default_factory=list)
-    sequence_length: int = 1024
-    batch_size: int = 16
-    rank: int = 0
-    world_size: int = 1
-    seed: int = 0
-    shuffle: bool = True
-    epochs: int = 1
-    packing: str = "packed"
-    eos_id: int = -1
-    pad_id: int = 0
-    vocab_size: int = 0
-    bad_input: str = "fail"
-    num_threads: int = 2
-    prefetch_batches: int = 4
-    tokenize_ahead: int = 256
+    sequence_length: int = _LOADER["sequence_length"]
+    batch_size: int = _LOADER["batch_size"]
+    rank: int = _LOADER["rank"]
+    world_size: int = _LOADER["world_size"]
+    seed: int = _LOADER["seed"]
+    shuffle: bool = _LOADER["shuffle"]
+    epochs: int = _LOADER["epochs"]
+    packing: str = _LOADER["packing"]
+    eos_id: int = _LOADER["eos_id"]
+    pad_id: int = _LOADER["pad_id"]
+    vocab_size: int = _LOADER["vocab_size"]
+    bad_input: str = _LOADER["bad_input"]
+    num_threads: int = _LOADER["num_threads"]
+    prefetch_batches: int = _LOADER["prefetch_batches"]
+    tokenize_ahead: int = _LOADER["tokenize_ahead"]
 
     def normalized_sources(self) -> List[SourceConfig]:
         if isinstance(self.sources, (str, os.PathLike, SourceConfig, dict)):
@@ -105,87 +130,21 @@ class LoaderConfig:
         return out
 
     def to_core(self) -> "_core.LoaderConfig":
-        c = _core.LoaderConfig()
-        c.sources = [_source_to_core(s, i) for i, s in enumerate(self.normalized_sources())]
-        for name in ("sequence_length", "batch_size", "rank", "world_size", "epochs", "num_threads",
-                     "prefetch_batches", "tokenize_ahead"):
-            setattr(c, name, _unsigned(f"LoaderConfig.{name}", getattr(self, name), 32))
-        for name in ("seed", "vocab_size"):
-            setattr(c, name, _unsigned(f"LoaderConfig.{name}", getattr(self, name), 64))
-        for name in ("eos_id", "pad_id"):
-            v = _integer(f"LoaderConfig.{name}", getattr(self, name))
-            if not -(1 << 63) <= v < 1 << 63:
-                raise config_error(f"LoaderConfig.{name}", f"{v} does not fit in int64")
-            setattr(c, name, v)
-        c.shuffle = bool(self.shuffle)
-        c.packing = _enum(_core.PackingMode, "LoaderConfig.packing", self.packing)
-        c.bad_input = _enum(_core.BadInputPolicy, "LoaderConfig.bad_input", self.bad_input)
-        return c
+        sources = [s.to_core(f"LoaderConfig.sources[{i}]") for i, s in enumerate(self.normalized_sources())]
+        return to_cpp(self, _core.LoaderConfig, "LoaderConfig", sources=sources)
 
     def replace(self, **changes) -> "LoaderConfig":
         return dataclasses.replace(self, **changes)
-
-
-def _source_to_core(s: SourceConfig, i: int) -> "_core.SourceConfig":
-    who = f"LoaderConfig.sources[{i}]"
-    c = _core.SourceConfig()
-    c.name = str(s.name)
-    c.format = _enum(_core.SourceFormat, f"{who}.format", s.format)
-    paths = [s.paths] if isinstance(s.paths, (str, os.PathLike)) else list(s.paths)
-    c.paths = [os.fspath(p) for p in paths]
-    c.dtype = _enum(_core.TokenDtype, f"{who}.dtype", s.dtype)
-    try:
-        c.weight = float(s.weight)
-    except (TypeError, ValueError):
-        raise config_error(f"{who}.weight", f"expected a number, got {s.weight!r}") from None
-    c.on_exhausted = _enum(_core.OnExhausted, f"{who}.on_exhausted", s.on_exhausted)
-    c.text_field = str(s.text_field)
-    c.tokenizer_model = os.fspath(s.tokenizer_model)
-    return c
-
-
-def _enum(enum_type, field_name, value):
-    if isinstance(value, enum_type):
-        return value
-    names = list(enum_type.__members__)
-    if isinstance(value, str) and value in enum_type.__members__:
-        return enum_type.__members__[value]
-    raise config_error(field_name, f"{value!r} is not one of {names}")
-
-
-def _integer(field_name, value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            import numpy as np
-            if isinstance(value, np.integer):
-                return int(value)
-        except ImportError:
-            pass
-        raise config_error(field_name, f"expected an integer, got {value!r}")
-    return value
-
-
-def _unsigned(field_name, value, bits):
-    v = _integer(field_name, value)
-    if v < 0 or v >= 1 << bits:
-        raise config_error(field_name, f"{v} is outside [0, 2^{bits})")
-    return v
-
-
-# ---- selection and probes (groupmates._engine; mirror include/groupmates/selection_config.h) ----
-
-_SELECTION_MODES = ("none", "random", "individual", "group", "group_no_clusters", "importance")
-_REFRESH_MODES = ("when_ready", "at_step")
 
 
 @dataclass
 class SelectionConfig:
     """How the loader selects data (needs groupmates._engine, the LibTorch extension).
 
-    mode:                   "none" (plain stream), "random" (a seeded random `ratio` of each window),
-                            "individual" (MATES: Gumbel-top-k on the predicted influence),
-                            "group" (Group-MATES: influence-aware clusters, relational greedy per cluster),
-                            "group_no_clusters" (relational greedy over the whole window),
+    mode:                   "none" (the default: the plain stream), "random" (a seeded random `ratio`
+                            of each window), "individual" (MATES: Gumbel-top-k on the predicted
+                            influence), "group" (Group-MATES: influence-aware clusters, relational greedy
+                            per cluster), "group_no_clusters" (relational greedy over the whole window),
                             "importance" (DSIR-style importance resampling against the reference rows of
                             GroupMatesLoader.set_reference; no probes)
     window_size:            candidates per selection window on this rank
@@ -193,11 +152,11 @@ class SelectionConfig:
     clusters:               k of the online spherical k-means ("group")
     influence_prefilter:    "group": keep the best ratio/prefilter_ratio of the window first
     prefilter_ratio:
+    merge_cluster_budgets:  "group": no quota per cluster; the best picks of all clusters' greedy orders
     nearest_pick_discount:  "group": a candidate's discount is its relation to the nearest pick (the
                             minimum r_ij) instead of the mean over the cluster's picks (the paper)
     temperature:            "individual": Gumbel temperature (0 = deterministic top-k)
     relations:              "group": False ranks by u alone (ablation of the relational term)
-    merge_cluster_budgets:  "group": no quota per cluster; the best picks of all clusters' greedy orders
     importance_prior:       with reference rows, u = w.h + b + gamma * (negated, window-standardised importance
                             weight); gamma learnable; before the first refresh u is the prior alone
     importance_buckets:     hashed token 1-2-gram buckets of the importance estimator
@@ -220,59 +179,37 @@ class SelectionConfig:
     log_path:               JSONL log of every emitted candidate ("" = none)
     """
 
-    mode: str = "group"
-    window_size: int = 512
-    ratio: float = 0.5
-    clusters: int = 8
-    influence_prefilter: bool = True
-    prefilter_ratio: float = 0.8
-    nearest_pick_discount: bool = True
-    temperature: float = 0.5
-    relations: bool = True
-    merge_cluster_budgets: bool = True
-    importance_prior: bool = True
-    importance_buckets: int = 1 << 14
-    importance_mix: float = 0.5
-    refresh_mode: str = "when_ready"
-    encoder_buckets: int = 1 << 14
-    encoder_dim: int = 64
-    encoder_bag_dim: int = 256
-    encoder_max_ngram: int = 2
-    refresh_train_steps: int = 150
-    refresh_batch_rollouts: int = 16
-    refresh_learning_rate: float = 3e-3
-    robust_label_scaling: bool = True
-    per_position_labels: bool = True
-    relation_tau_min: float = 1.0
-    train_ngram_table: bool = False
-    label_buffer_rollouts: int = 1024
-    seed: int = 0
-    log_path: str = ""
+    mode: str = _SELECTION["mode"]
+    window_size: int = _SELECTION["window_size"]
+    ratio: float = _SELECTION["ratio"]
+    clusters: int = _SELECTION["clusters"]
+    influence_prefilter: bool = _SELECTION["influence_prefilter"]
+    prefilter_ratio: float = _SELECTION["prefilter_ratio"]
+    merge_cluster_budgets: bool = _SELECTION["merge_cluster_budgets"]
+    nearest_pick_discount: bool = _SELECTION["nearest_pick_discount"]
+    temperature: float = _SELECTION["temperature"]
+    relations: bool = _SELECTION["relations"]
+    importance_prior: bool = _SELECTION["importance_prior"]
+    importance_buckets: int = _SELECTION["importance_buckets"]
+    importance_mix: float = _SELECTION["importance_mix"]
+    refresh_mode: str = _SELECTION["refresh_mode"]
+    encoder_buckets: int = _SELECTION["encoder_buckets"]
+    encoder_dim: int = _SELECTION["encoder_dim"]
+    encoder_bag_dim: int = _SELECTION["encoder_bag_dim"]
+    encoder_max_ngram: int = _SELECTION["encoder_max_ngram"]
+    refresh_train_steps: int = _SELECTION["refresh_train_steps"]
+    refresh_batch_rollouts: int = _SELECTION["refresh_batch_rollouts"]
+    refresh_learning_rate: float = _SELECTION["refresh_learning_rate"]
+    robust_label_scaling: bool = _SELECTION["robust_label_scaling"]
+    per_position_labels: bool = _SELECTION["per_position_labels"]
+    relation_tau_min: float = _SELECTION["relation_tau_min"]
+    train_ngram_table: bool = _SELECTION["train_ngram_table"]
+    label_buffer_rollouts: int = _SELECTION["label_buffer_rollouts"]
+    seed: int = _SELECTION["seed"]
+    log_path: str = _SELECTION["log_path"]
 
-    def to_engine(self, engine):
-        c = engine.SelectionConfig()
-        c.mode = _enum(engine.SelectionMode, "SelectionConfig.mode", self.mode)
-        for name in ("window_size", "clusters", "refresh_train_steps", "refresh_batch_rollouts",
-                     "label_buffer_rollouts"):
-            setattr(c, name, _unsigned(f"SelectionConfig.{name}", getattr(self, name), 32))
-        c.seed = _unsigned("SelectionConfig.seed", self.seed, 64)
-        c.encoder_max_ngram = _unsigned("SelectionConfig.encoder_max_ngram", self.encoder_max_ngram, 31)
-        c.refresh_mode = _enum(engine.RefreshMode, "SelectionConfig.refresh_mode", self.refresh_mode)
-        for name in ("encoder_buckets", "encoder_dim", "encoder_bag_dim", "importance_buckets"):
-            setattr(c, name, _unsigned(f"SelectionConfig.{name}", getattr(self, name), 63))
-        for name in ("ratio", "prefilter_ratio", "temperature", "refresh_learning_rate", "relation_tau_min",
-                     "importance_mix"):
-            setattr(c, name, _number(f"SelectionConfig.{name}", getattr(self, name)))
-        c.influence_prefilter = bool(self.influence_prefilter)
-        c.nearest_pick_discount = bool(self.nearest_pick_discount)
-        c.relations = bool(self.relations)
-        c.merge_cluster_budgets = bool(self.merge_cluster_budgets)
-        c.importance_prior = bool(self.importance_prior)
-        c.robust_label_scaling = bool(self.robust_label_scaling)
-        c.per_position_labels = bool(self.per_position_labels)
-        c.train_ngram_table = bool(self.train_ngram_table)
-        c.log_path = os.fspath(self.log_path)
-        return c
+    def to_core(self) -> "_core.SelectionConfig":
+        return to_cpp(self, _core.SelectionConfig, "SelectionConfig")
 
 
 @dataclass
@@ -293,27 +230,26 @@ class ProbeConfig:
     min_rollouts:       fewest rollouts worth a probe under the budget (else the probe is skipped)
     """
 
-    interval_steps: int = 100
-    first_step: int = 0
-    rollout_length: int = 4
-    random_rollouts: int = 12
-    neighbour_rollouts: int = 12
-    bootstrap_pairs: int = 2
-    lr_scale: float = 0.3
-    pool_rows: int = 256
-    effect_delay_steps: int = 50
-    max_seconds: float = 0.0
-    budget: float = 0.25
-    min_rollouts: int = 4
+    interval_steps: int = _PROBES["interval_steps"]
+    first_step: int = _PROBES["first_step"]
+    rollout_length: int = _PROBES["rollout_length"]
+    random_rollouts: int = _PROBES["random_rollouts"]
+    neighbour_rollouts: int = _PROBES["neighbour_rollouts"]
+    bootstrap_pairs: int = _PROBES["bootstrap_pairs"]
+    lr_scale: float = _PROBES["lr_scale"]
+    pool_rows: int = _PROBES["pool_rows"]
+    effect_delay_steps: int = _PROBES["effect_delay_steps"]
+    max_seconds: float = _PROBES["max_seconds"]
+    budget: float = _PROBES["budget"]
+    min_rollouts: int = _PROBES["min_rollouts"]
 
-    def to_engine(self, engine):
-        c = engine.ProbeConfig()
-        for name in ("interval_steps", "first_step", "rollout_length", "random_rollouts", "neighbour_rollouts",
-                     "bootstrap_pairs", "pool_rows", "effect_delay_steps", "min_rollouts"):
-            setattr(c, name, _unsigned(f"ProbeConfig.{name}", getattr(self, name), 32))
-        for name in ("lr_scale", "max_seconds", "budget"):
-            setattr(c, name, _number(f"ProbeConfig.{name}", getattr(self, name)))
-        return c
+    def to_core(self) -> "_core.ProbeConfig":
+        return to_cpp(self, _core.ProbeConfig, "ProbeConfig")
+
+
+# Each Python config class and the bound C++ struct it converts to.
+CPP_STRUCTS = {SourceConfig: _core.SourceConfig, LoaderConfig: _core.LoaderConfig,
+               SelectionConfig: _core.SelectionConfig, ProbeConfig: _core.ProbeConfig}
 
 
 def as_config(cls, value, what):
@@ -333,10 +269,67 @@ def as_config(cls, value, what):
     raise config_error(what, f"expected a groupmates.{cls.__name__} or a dict of its fields, got {type(value).__name__}")
 
 
-def _number(field_name, value):
+# ---- conversion to the C++ structs, by the C++ kind of each field ----------------------------------
+
+def to_cpp(obj, cpp_cls, who, **converted):
+    """The C++ struct of `obj`: every field of cpp_cls._fields taken from `obj` and checked against
+    its C++ kind (fields of kind "object" must be given already converted, as keywords)."""
+    c = cpp_cls()
+    for name, kind in cpp_cls._fields:
+        where = f"{who}.{name}"
+        if name in converted:
+            value = converted[name]
+        elif kind == "enum":
+            value = _enum(type(getattr(c, name)), where, getattr(obj, name))
+        elif kind == "object":
+            raise TypeError(f"groupmates: {where} (a list or struct) must be converted by the caller")
+        else:
+            value = _SCALARS[kind.rstrip("0123456789")](where, getattr(obj, name), kind)
+        setattr(c, name, value)
+    return c
+
+
+def _enum(enum_type, field_name, value):
+    if isinstance(value, enum_type):
+        return value
+    names = list(enum_type.__members__)
+    if isinstance(value, str) and value in enum_type.__members__:
+        return enum_type.__members__[value]
+    raise config_error(field_name, f"{value!r} is not one of {names}")
+
+
+def _integer(field_name, value, kind):
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            import numpy as np
+            if isinstance(value, np.integer):
+                value = int(value)
+        except ImportError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise config_error(field_name, f"expected an integer, got {value!r}")
+    unsigned = kind.startswith("uint")
+    bits = int(kind[len("uint" if unsigned else "int"):])
+    if unsigned:
+        if not 0 <= value < 1 << bits:
+            raise config_error(field_name, f"{value} is outside [0, 2^{bits})")
+    elif not -(1 << (bits - 1)) <= value < 1 << (bits - 1):
+        raise config_error(field_name, f"{value} does not fit in int{bits}")
+    return value
+
+
+def _number(field_name, value, kind=None):
     if isinstance(value, bool):
         raise config_error(field_name, f"expected a number, got {value!r}")
     try:
         return float(value)
     except (TypeError, ValueError):
         raise config_error(field_name, f"expected a number, got {value!r}") from None
+
+
+def _string(field_name, value, kind=None):
+    return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+
+
+_SCALARS = {"bool": lambda field_name, value, kind: bool(value), "int": _integer, "uint": _integer,
+            "float": _number, "str": _string}

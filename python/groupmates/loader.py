@@ -2,7 +2,6 @@
 import atexit
 import dataclasses
 import os
-import re
 import threading
 import weakref
 from typing import Any, Dict, Iterator, Optional, Union
@@ -10,35 +9,10 @@ from typing import Any, Dict, Iterator, Optional, Union
 import numpy as np
 import torch
 
-from . import _core
+from . import _core, _extensions
 from .config import LoaderConfig, ProbeConfig, SelectionConfig, as_config
-from .errors import EngineUnavailableError, GroupMatesError, StateError, config_error
-
-# groupmates._engine (the selecting loader and probes; LibTorch) is optional: plain streaming only
-# needs _core. Selection features raise EngineUnavailableError (an ImportError) naming the cause.
-try:
-    from . import _engine
-    _ENGINE_ERROR = None
-except Exception as _e:  # ImportError, or OSError from a libtorch_python that does not match
-    _engine = None
-    _ENGINE_ERROR = f"{type(_e).__name__}: {_e}"
-    try:
-        import importlib.util
-        if importlib.util.find_spec(__package__ + "._engine") is None:
-            _ENGINE_ERROR = ("it is not installed: the install skipped it (GROUPMATES_ENGINE=0) or its build failed "
-                             "(GROUPMATES_ENGINE=auto only warns)")
-    except Exception:
-        pass
-
-
-def _require_engine(what):
-    if _engine is None:
-        raise EngineUnavailableError(
-            f"groupmates: {what} needs the extension groupmates._engine (LibTorch + libtorch_python of the "
-            f"installed torch), which could not be imported ({_ENGINE_ERROR}). Plain streaming "
-            f"(no selection=) works without it; rebuild the package against this torch, e.g. "
-            f"`pip install --no-build-isolation ./python` with GROUPMATES_ENGINE=1 to see the build error.")
-    return _engine
+from .errors import GroupMatesError, StateError, config_error
+from .probe import make_target
 
 _STATE_FORMAT = "groupmates-loader"
 _STATE_VERSION = 1
@@ -63,6 +37,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
         device:            move input_ids there (e.g. "cuda:0"); None keeps them on the CPU
         pin_memory:        with a CUDA device, copy through pinned memory and transfer non_blocking
+                           (device and pin_memory are the C++ DeliveryOptions, applied here in Python
+                           to the batches of both extensions)
         return_candidates: also return "source", "document", "offset" (LongTensor[B]) per row
         state:             a state_dict() to resume from (same as load_state_dict() afterwards)
         selection:         a SelectionConfig, a dict of its fields or a mode name ("group",
@@ -119,10 +95,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self.probes = as_config(ProbeConfig, probes, "probes")
         if self.selection is not None and self.selection.mode == "none":
             self.selection = None
-        self._engine_configs = None
-        if self.selection is not None:
-            engine = _require_engine(f"selection mode {self.selection.mode!r}")
-            self._engine_configs = (self.selection.to_engine(engine), self.probes.to_engine(engine))
+        self._engine_configs = self._selection_configs()
         self._probe_target = None  # the cached PyModuleProbeTarget and what it wraps
         self._probe_key = None
         self._reference = None
@@ -132,8 +105,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self.return_candidates = bool(return_candidates)
         self._core = None
         self._pid = None
-        self._saved = None        # state text while the workers are stopped
-        self._fork_saved = None   # state text taken just before a fork()
+        self._saved = None        # (state text, batches) while the workers are stopped
+        self._fork_saved = None   # (state text, batches) taken just before a fork()
         self._closed = False
         self._skips = []          # [{"at_batch", "requested", "skipped"}], recorded in state_dict()
         self._step = None
@@ -154,7 +127,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
                 raise config_error("DataLoader.num_workers", "a selecting GroupMatesLoader runs its own threads and "
                                    "probes the trainer's model: use num_workers=0")
             with self._lock:
-                start = self._batches_of(self._state_text())
+                start = self._state()[1]
             return self._generate(info.num_workers, info.id, start)
         return self._generate(1, 0, 0)
 
@@ -171,7 +144,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
                 raw = self._next_raw()
                 if raw is None:
                     return
-                if stride > 1 and (raw[5] - start) % stride != offset:
+                if stride > 1 and (raw["index"] - start) % stride != offset:
                     continue
                 yield self._to_batch(raw)
         finally:
@@ -182,23 +155,13 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     def _next_raw(self):
         with self._lock:
             core = self._live_core()
-        if self.selection is None:  # releases the GIL while it waits
-            return core.next(self.return_candidates)
-        return core.next()
+        return core.next(self.return_candidates)  # releases the GIL while it waits
 
     def _to_batch(self, raw):
-        if self.selection is not None:
-            input_ids, ids, influence, cluster, version, index = raw
-            batch = {"input_ids": self._deliver(input_ids), "ids": ids, "influence": influence, "cluster": cluster,
-                     "model_version": int(version), "index": int(index)}
-            return batch
-        tokens, hashes, source, document, offset, index = raw
-        x = self._deliver(torch.from_numpy(tokens))
-        batch = {"input_ids": x, "ids": torch.from_numpy(hashes.view(np.int64)), "index": int(index)}
-        if self.return_candidates:
-            batch["source"] = torch.from_numpy(source)
-            batch["document"] = torch.from_numpy(document)
-            batch["offset"] = torch.from_numpy(offset)
+        # The one delivery path of both extensions: numpy arrays (input_ids zero-copy over the C++
+        # buffer) become tensors with torch.from_numpy; input_ids then go to the device.
+        batch = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in raw.items()}
+        batch["input_ids"] = self._deliver(batch["input_ids"])
         return batch
 
     def _deliver(self, x):
@@ -219,7 +182,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             raise config_error("skip.n", f"expected an integer >= 0, got {n!r}")
         with self._lock:
             core = self._live_core()
-            at = self._batches_of(core.state())
+            at = core.batches()
             done = core.skip(n)
             self._skips.append({"at_batch": at, "requested": n, "skipped": done})
             return done
@@ -228,9 +191,9 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         """The exact position after the last batch returned: {"format", "version", "state" (the
         C++ LoaderState text), "batches" (global batches consumed), "skips"}."""
         with self._lock:
-            text = self._state_text()
+            text, batches = self._state()
             return {"format": _STATE_FORMAT, "version": _STATE_VERSION, "state": text,
-                    "batches": self._batches_of(text), "skips": [dict(s) for s in self._skips]}
+                    "batches": batches, "skips": [dict(s) for s in self._skips]}
 
     def load_state_dict(self, state: Union[Dict[str, Any], str]) -> None:
         """Continues exactly from a state_dict() (or its "state" text) of a loader with the same
@@ -312,7 +275,6 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         if key is not None and key[0] is model:  # keep what the earlier call gave unless replaced
             loss_fn = key[2] if loss_fn is None else loss_fn
             reference_batches = key[3] if reference_batches is None else reference_batches
-        from .probe import make_target
         self._probe_target, self._probe_ops = make_target(model, optimizer, loss_fn, reference_batches)
         self._probe_key = (model, optimizer, loss_fn, reference_batches)
         return self._probe_target
@@ -327,7 +289,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         Plain mode: seen = selected = rows streamed."""
         with self._lock:
             if self.selection is None:
-                n = self._batches_of(self._state_text()) * self.config.batch_size
+                n = self._state()[1] * self.config.batch_size
                 return {"seen": n, "selected": n}
             self._adopt_after_fork()
             if self._core is None and self._last_selection_stats is not None:
@@ -343,9 +305,10 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         return self._step
 
     def stats(self) -> Dict[str, Any]:
-        """Counters of the C++ core: batches, buffers_allocated, consumer_wait_seconds, skipped,
-        skip_report, config_fingerprint (of the current or, while stopped, the last run of the
-        workers; a restart begins new counters)."""
+        """Counters of the C++ core: batches (returned by the core: in selection modes the windows
+        read), buffers_allocated, consumer_wait_seconds, skip_report and, in plain mode, skipped and
+        config_fingerprint (of the current or, while stopped, the last run of the workers; a restart
+        begins new counters)."""
         with self._lock:
             self._adopt_after_fork()
             if self._core is None and self._last_stats is not None:
@@ -380,11 +343,11 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     def __getstate__(self):
         # Pickling (spawn-started DataLoader workers, copy.deepcopy): config and position only.
         with self._lock:
-            text = self._state_text()
+            saved = self._state()
         d = {k: v for k, v in self.__dict__.items() if k not in ("_core", "_pid", "_lock", "_core_config",
                                                                "_engine_configs", "_probe_target", "_probe_key",
                                                                "_probe_ops")}
-        d["_saved"] = text
+        d["_saved"] = saved
         d["_fork_saved"] = None
         return d
 
@@ -393,10 +356,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self._core, self._pid, self._lock = None, None, threading.RLock()
         self._core_config = self.config.to_core()
         self._probe_target = self._probe_key = self._probe_ops = None
-        self._engine_configs = None
-        if self.selection is not None:
-            engine = _require_engine(f"selection mode {self.selection.mode!r}")
-            self._engine_configs = (self.selection.to_engine(engine), self.probes.to_engine(engine))
+        self._engine_configs = self._selection_configs()
 
     def __repr__(self):
         c = self.config
@@ -406,16 +366,17 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
     # ---- internals -----------------------------------------------------------------------------
 
-    def _batches_of(self, text):
-        # Selection modes: the state's main fields are the window reader's; the trainer's batches
-        # are the rows emitted so far over the batch size.
-        if self.selection is not None:
-            return _selected_of(text) // self.config.batch_size
-        return _batches_of(text)
+    def _selection_configs(self):
+        # The C++ SelectionConfig and ProbeConfig of a selecting loader (None in plain mode).
+        if self.selection is None:
+            return None
+        _extensions.require_engine(f"selection mode {self.selection.mode!r}")
+        return self.selection.to_core(), self.probes.to_core()
 
     def _start(self, state_text):
         if self.selection is not None:
-            self._core = _engine.Loader(self._core_config, *self._engine_configs, state_text)
+            engine = _extensions.require_engine(f"selection mode {self.selection.mode!r}")
+            self._core = engine.Loader(self._core_config, *self._engine_configs, state_text)
             if getattr(self, "_reference", None) is not None:
                 self._core.set_reference(self._reference)
         else:
@@ -439,11 +400,12 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         if self._closed:
             raise GroupMatesError("groupmates: the loader is closed")
         if self._core is None:
-            self._start(self._saved)
+            self._start(self._saved[0] if self._saved is not None else None)
             self._saved = None
         return self._core
 
-    def _state_text(self):
+    def _state(self):
+        # (state text, batches the trainer consumed), from the workers or as saved when they stopped.
         self._adopt_after_fork()
         if self._core is not None:
             return self._core.state()
@@ -469,16 +431,6 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             core.abandon()
         else:
             core.close()
-
-
-def _batches_of(text):
-    m = re.search(r"^batches (\d+)$", text, re.M)
-    return int(m.group(1)) if m else 0
-
-
-def _selected_of(text):
-    m = re.search(r"^extra gm\.stats\.selected (\d+)$", text, re.M)
-    return int(m.group(1)) if m else 0
 
 
 def _state_error(message):
@@ -507,10 +459,10 @@ def _close_all():
             loader._stop_core()
         except Exception:
             pass
-    if _engine is not None:
+    if _extensions.engine is not None:
         # Loaders finalized by a garbage collection on a probe thread are destroyed on detached C++
         # threads once their probe returns: let them finish while Python can still run.
-        _engine._wait_detached(120.0)
+        _extensions.engine._wait_detached(120.0)
 
 
 if hasattr(os, "register_at_fork"):

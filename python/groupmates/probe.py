@@ -20,6 +20,9 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from ._extensions import require_engine
+from .errors import config_error
+
 LossFn = Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
 
 
@@ -96,9 +99,7 @@ def make_target(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_f
     reference_batches: held-out token batches (LongTensor [B, T] each, or one [N, T] tensor),
     moved to the model's device once. loss_fn(model, tokens) -> scalar tensor (default
     next_token_loss)."""
-    from .errors import config_error
-    from .loader import _require_engine
-    engine = _require_engine("probes of a Python model")
+    engine = require_engine("probes of a Python model")
     if not isinstance(model, torch.nn.Module):
         raise config_error("on_step.model", f"expected a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(optimizer, torch.optim.Optimizer):

@@ -1,4 +1,10 @@
-// groupmates._core: pybind11 bindings of the LibTorch-free streaming core.
+// groupmates._core: pybind11 bindings of the LibTorch-free streaming core, and of every config and
+// stats struct of the package (also those of the selection engine: their headers are LibTorch-free,
+// and groupmates._engine uses the classes registered here).
+//
+// Each struct is bound once, field by field (`Struct`); the bound class lists its fields with their
+// C++ kinds in `_fields`, from which groupmates/config.py converts its config classes (and reads
+// their defaults) and binding_common.h's plain() turns stats into dicts.
 //
 // Threads and the GIL: the loader's planner and pool threads are pure C++ and never touch Python.
 // Every call that may wait (opening sources, next(), skip(), close()) releases the GIL first and
@@ -12,14 +18,19 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "groupmates/config.h"
 #include "groupmates/error.h"
 #include "groupmates/loader_state.h"
+#include "groupmates/selection_config.h"
+#include "groupmates/selection_stats.h"
 #include "groupmates/streaming_loader.h"
 #include "groupmates/tokenizer.h"
 
@@ -28,50 +39,63 @@
 namespace py = pybind11;
 namespace gm = groupmates;
 
-using groupmates_binding::ClosedError;
-using groupmates_binding::translate;
-
 namespace {
 
-// One batch as numpy arrays: tokens [B, T] int64 (zero-copy) and per-row candidate ids; source,
-// document and offset only when asked for (None otherwise: three arrays less per batch).
-py::tuple to_python(gm::HostBatch&& b, bool candidates) {
-  const py::ssize_t B = b.batch_size, T = b.sequence_length;
-  auto* keep = new std::shared_ptr<int64_t>(std::move(b.tokens));
-  py::capsule owner(keep, [](void* p) { delete static_cast<std::shared_ptr<int64_t>*>(p); });
-  py::array_t<int64_t> tokens({B, T}, {T * static_cast<py::ssize_t>(sizeof(int64_t)), static_cast<py::ssize_t>(sizeof(int64_t))},
-                              keep->get(), owner);
-  py::array_t<uint64_t> hash(B);
-  auto h = hash.mutable_unchecked<1>();
-  const py::ssize_t rows = std::min<py::ssize_t>(B, static_cast<py::ssize_t>(b.ids.size()));
-  for (py::ssize_t i = 0; i < rows; ++i) h(i) = b.ids[i].hash;
-  if (!candidates) return py::make_tuple(tokens, hash, py::none(), py::none(), py::none(), b.index);
-  py::array_t<int64_t> source(B), document(B), offset(B);
-  auto s = source.mutable_unchecked<1>();
-  auto d = document.mutable_unchecked<1>();
-  auto o = offset.mutable_unchecked<1>();
-  for (py::ssize_t i = 0; i < rows; ++i) {
-    s(i) = b.ids[i].source;
-    d(i) = static_cast<int64_t>(b.ids[i].document);
-    o(i) = static_cast<int64_t>(b.ids[i].offset);
-  }
-  return py::make_tuple(tokens, hash, source, document, offset, b.index);
+/// The kind of a field as groupmates/config.py converts it: "bool", "enum", "float", "str",
+/// "int<bits>" / "uint<bits>", else "object" (lists, maps, nested structs).
+template <typename F>
+std::string kind() {
+  if constexpr (std::is_same_v<F, bool>) return "bool";
+  else if constexpr (std::is_enum_v<F>) return "enum";
+  else if constexpr (std::is_integral_v<F>) return (std::is_signed_v<F> ? "int" : "uint") + std::to_string(8 * sizeof(F));
+  else if constexpr (std::is_floating_point_v<F>) return "float";
+  else if constexpr (std::is_same_v<F, std::string>) return "str";
+  else return "object";
 }
+
+/// A struct bound field by field: default-constructible, read-write (or read-only) attributes,
+/// `_fields` = ((name, kind), ...) in declaration order, and a repr of them all.
+template <typename T>
+class Struct {
+ public:
+  Struct(py::module_& m, const char* name, const char* doc, bool readonly = false)
+      : cls_(m, name, doc), readonly_(readonly) {
+    cls_.def(py::init<>());
+  }
+  template <typename F>
+  Struct& field(const char* name, F T::*member) {
+    if (readonly_) cls_.def_readonly(name, member);
+    else cls_.def_readwrite(name, member);
+    fields_.append(py::make_tuple(name, kind<F>()));
+    return *this;
+  }
+  ~Struct() {
+    cls_.attr("_fields") = py::tuple(fields_);
+    cls_.def("__repr__", [](py::object self) {
+      std::string out = py::str(py::type::handle_of(self).attr("__name__")).cast<std::string>() + "(";
+      const char* sep = "";
+      for (py::handle f : py::type::handle_of(self).attr("_fields")) {
+        py::object name = py::reinterpret_borrow<py::tuple>(f)[0];
+        out += sep + name.cast<std::string>() + "=" + py::repr(self.attr(name)).cast<std::string>();
+        sep = ", ";
+      }
+      return out + ")";
+    });
+  }
+  py::class_<T>& cls() { return cls_; }
+
+ private:
+  py::class_<T> cls_;
+  py::list fields_;
+  bool readonly_;
+};
 
 // The StreamingLoader behind a mutex, closable from any thread.
 class Loader : public groupmates_binding::LoaderHandle<gm::StreamingLoader> {
  public:
-  Loader(gm::LoaderConfig config, std::optional<std::string> state) {
-    py::gil_scoped_release nogil;
-    if (state) {
-      const auto parsed = gm::LoaderState::parse(*state);
-      core_ = std::make_unique<gm::StreamingLoader>(std::move(config), parsed);
-    } else {
-      core_ = std::make_unique<gm::StreamingLoader>(std::move(config));
-    }
-  }
+  Loader(gm::LoaderConfig config, std::optional<std::string> state) { open(state, std::move(config)); }
   // Runs from Python's deallocation with the GIL held; the joined threads never need it.
-  ~Loader() {
+  ~Loader() override {
     std::lock_guard<std::mutex> lock(mu_);
     core_.reset();
   }
@@ -84,66 +108,31 @@ class Loader : public groupmates_binding::LoaderHandle<gm::StreamingLoader> {
       b = live().next();
     }
     if (!b) return py::none();
-    return to_python(std::move(*b), candidates);
-  }
-
-  py::dict stats() {
-    gm::LoaderStats s;
-    std::map<std::string, uint64_t> skipped;
-    std::string report;
-    uint64_t fingerprint = 0;
-    {
-      py::gil_scoped_release nogil;
-      std::lock_guard<std::mutex> lock(mu_);
-      s = live().stats();
-      skipped = live().skipped();
-      report = live().skip_report();
-      fingerprint = live().config_fingerprint();
-    }
-    py::dict d;
-    d["batches"] = s.batches;
-    d["buffers_allocated"] = s.buffers_allocated;
-    d["consumer_wait_seconds"] = s.consumer_wait_seconds;
-    d["skipped"] = skipped;
-    d["skip_report"] = report;
-    d["config_fingerprint"] = fingerprint;
-    return d;
+    const int64_t* data = b->tokens.get();
+    auto rows = groupmates_binding::rows_view(std::move(b->tokens), data, b->batch_size, b->sequence_length);
+    return groupmates_binding::batch_dict(std::move(rows), b->ids, b->index, candidates);
   }
 
   // Stops and joins the worker threads; idempotent.
   void close() {
     std::unique_ptr<gm::StreamingLoader> dead;
-    {
-      py::gil_scoped_release nogil;
-      std::lock_guard<std::mutex> lock(mu_);
-      dead = std::move(core_);
-      dead.reset();
-    }
+    py::gil_scoped_release nogil;
+    std::lock_guard<std::mutex> lock(mu_);
+    dead = std::move(core_);
+    dead.reset();
   }
+
+ protected:
+  uint64_t position() override { return live().state().batches; }
 };
 
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "groupmates C++ core (use the groupmates package, not this module)";
+  groupmates_binding::install_errors(m);
 
-  py::register_exception_translator([](std::exception_ptr p) {
-    try {
-      if (p) std::rethrow_exception(p);
-    } catch (const gm::Error& e) {
-      translate(e);
-    } catch (const ClosedError& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
-  });
-  groupmates_binding::def_register_errors(m);
-  m.def("_raise_error", [](const std::string& code, const std::string& where, const std::string& message) {
-    for (int c = 0; c <= static_cast<int>(gm::ErrorCode::kInternal); ++c) {
-      if (code == gm::error_code_name(static_cast<gm::ErrorCode>(c))) throw gm::Error(static_cast<gm::ErrorCode>(c), where, message);
-    }
-    throw gm::Error(gm::ErrorCode::kInternal, where, message);
-  }, "Raises a groupmates::Error (for tests of the translation).");
-
+  // ---- the loader's configs (include/groupmates/config.h)
   py::enum_<gm::SourceFormat>(m, "SourceFormat")
       .value("token_file", gm::SourceFormat::kTokenFile)
       .value("megatron", gm::SourceFormat::kMegatron)
@@ -155,48 +144,159 @@ PYBIND11_MODULE(_core, m) {
       .value("packed", gm::PackingMode::kPacked)
       .value("document_aligned", gm::PackingMode::kDocumentAligned);
 
-  py::class_<gm::SourceConfig>(m, "SourceConfig")
-      .def(py::init<>())
-      .def_readwrite("name", &gm::SourceConfig::name)
-      .def_readwrite("format", &gm::SourceConfig::format)
-      .def_readwrite("paths", &gm::SourceConfig::paths)
-      .def_readwrite("dtype", &gm::SourceConfig::dtype)
-      .def_readwrite("weight", &gm::SourceConfig::weight)
-      .def_readwrite("on_exhausted", &gm::SourceConfig::on_exhausted)
-      .def_readwrite("text_field", &gm::SourceConfig::text_field)
-      .def_readwrite("tokenizer_model", &gm::SourceConfig::tokenizer_model);
+  Struct<gm::SourceConfig>(m, "SourceConfig", "groupmates::SourceConfig")
+      .field("name", &gm::SourceConfig::name)
+      .field("format", &gm::SourceConfig::format)
+      .field("paths", &gm::SourceConfig::paths)
+      .field("dtype", &gm::SourceConfig::dtype)
+      .field("weight", &gm::SourceConfig::weight)
+      .field("on_exhausted", &gm::SourceConfig::on_exhausted)
+      .field("text_field", &gm::SourceConfig::text_field)
+      .field("tokenizer_model", &gm::SourceConfig::tokenizer_model);
 
-  py::class_<gm::LoaderConfig>(m, "LoaderConfig")
-      .def(py::init<>())
-      .def_readwrite("sources", &gm::LoaderConfig::sources)
-      .def_readwrite("sequence_length", &gm::LoaderConfig::sequence_length)
-      .def_readwrite("batch_size", &gm::LoaderConfig::batch_size)
-      .def_readwrite("rank", &gm::LoaderConfig::rank)
-      .def_readwrite("world_size", &gm::LoaderConfig::world_size)
-      .def_readwrite("seed", &gm::LoaderConfig::seed)
-      .def_readwrite("shuffle", &gm::LoaderConfig::shuffle)
-      .def_readwrite("epochs", &gm::LoaderConfig::epochs)
-      .def_readwrite("packing", &gm::LoaderConfig::packing)
-      .def_readwrite("eos_id", &gm::LoaderConfig::eos_id)
-      .def_readwrite("pad_id", &gm::LoaderConfig::pad_id)
-      .def_readwrite("vocab_size", &gm::LoaderConfig::vocab_size)
-      .def_readwrite("bad_input", &gm::LoaderConfig::bad_input)
-      .def_readwrite("num_threads", &gm::LoaderConfig::num_threads)
-      .def_readwrite("prefetch_batches", &gm::LoaderConfig::prefetch_batches)
-      .def_readwrite("tokenize_ahead", &gm::LoaderConfig::tokenize_ahead)
-      .def("validate", &gm::LoaderConfig::validate);
+  Struct<gm::LoaderConfig>(m, "LoaderConfig", "groupmates::LoaderConfig")
+      .field("sources", &gm::LoaderConfig::sources)
+      .field("sequence_length", &gm::LoaderConfig::sequence_length)
+      .field("batch_size", &gm::LoaderConfig::batch_size)
+      .field("rank", &gm::LoaderConfig::rank)
+      .field("world_size", &gm::LoaderConfig::world_size)
+      .field("seed", &gm::LoaderConfig::seed)
+      .field("shuffle", &gm::LoaderConfig::shuffle)
+      .field("epochs", &gm::LoaderConfig::epochs)
+      .field("packing", &gm::LoaderConfig::packing)
+      .field("eos_id", &gm::LoaderConfig::eos_id)
+      .field("pad_id", &gm::LoaderConfig::pad_id)
+      .field("vocab_size", &gm::LoaderConfig::vocab_size)
+      .field("bad_input", &gm::LoaderConfig::bad_input)
+      .field("num_threads", &gm::LoaderConfig::num_threads)
+      .field("prefetch_batches", &gm::LoaderConfig::prefetch_batches)
+      .field("tokenize_ahead", &gm::LoaderConfig::tokenize_ahead)
+      .cls().def("validate", &gm::LoaderConfig::validate);
 
-  py::class_<Loader>(m, "Loader")
-      .def(py::init<gm::LoaderConfig, std::optional<std::string>>(), py::arg("config"), py::arg("state") = py::none())
-      .def("next", &Loader::next, py::arg("candidates") = true,
-           "(tokens[B,T] int64, hash[B] uint64, source[B], document[B], offset[B], index) or None at the end; "
-           "source, document and offset are None unless candidates")
-      .def("skip", &Loader::skip, py::arg("n"))
-      .def("state", &Loader::state)
-      .def("stats", &Loader::stats)
-      .def("close", &Loader::close)
-      .def_property_readonly("closed", &Loader::closed)
-      .def("abandon", &Loader::abandon);
+  // ---- selection and probes (include/groupmates/selection_config.h; validated by the engine)
+  py::enum_<gm::SelectionMode>(m, "SelectionMode")
+      .value("none", gm::SelectionMode::kNone)
+      .value("random", gm::SelectionMode::kRandom)
+      .value("individual", gm::SelectionMode::kIndividual)
+      .value("group", gm::SelectionMode::kGroup)
+      .value("group_no_clusters", gm::SelectionMode::kGroupNoClusters)
+      .value("importance", gm::SelectionMode::kImportance);
+  py::enum_<gm::RefreshMode>(m, "RefreshMode")
+      .value("when_ready", gm::RefreshMode::kWhenReady)
+      .value("at_step", gm::RefreshMode::kAtStep);
+
+  Struct<gm::SelectionConfig>(m, "SelectionConfig", "groupmates::SelectionConfig")
+      .field("mode", &gm::SelectionConfig::mode)
+      .field("window_size", &gm::SelectionConfig::window_size)
+      .field("ratio", &gm::SelectionConfig::ratio)
+      .field("clusters", &gm::SelectionConfig::clusters)
+      .field("influence_prefilter", &gm::SelectionConfig::influence_prefilter)
+      .field("prefilter_ratio", &gm::SelectionConfig::prefilter_ratio)
+      .field("merge_cluster_budgets", &gm::SelectionConfig::merge_cluster_budgets)
+      .field("nearest_pick_discount", &gm::SelectionConfig::nearest_pick_discount)
+      .field("temperature", &gm::SelectionConfig::temperature)
+      .field("relations", &gm::SelectionConfig::relations)
+      .field("importance_prior", &gm::SelectionConfig::importance_prior)
+      .field("importance_buckets", &gm::SelectionConfig::importance_buckets)
+      .field("importance_mix", &gm::SelectionConfig::importance_mix)
+      .field("refresh_mode", &gm::SelectionConfig::refresh_mode)
+      .field("encoder_buckets", &gm::SelectionConfig::encoder_buckets)
+      .field("encoder_dim", &gm::SelectionConfig::encoder_dim)
+      .field("encoder_bag_dim", &gm::SelectionConfig::encoder_bag_dim)
+      .field("encoder_max_ngram", &gm::SelectionConfig::encoder_max_ngram)
+      .field("refresh_train_steps", &gm::SelectionConfig::refresh_train_steps)
+      .field("refresh_batch_rollouts", &gm::SelectionConfig::refresh_batch_rollouts)
+      .field("refresh_learning_rate", &gm::SelectionConfig::refresh_learning_rate)
+      .field("robust_label_scaling", &gm::SelectionConfig::robust_label_scaling)
+      .field("per_position_labels", &gm::SelectionConfig::per_position_labels)
+      .field("relation_tau_min", &gm::SelectionConfig::relation_tau_min)
+      .field("train_ngram_table", &gm::SelectionConfig::train_ngram_table)
+      .field("label_buffer_rollouts", &gm::SelectionConfig::label_buffer_rollouts)
+      .field("seed", &gm::SelectionConfig::seed)
+      .field("log_path", &gm::SelectionConfig::log_path);
+
+  Struct<gm::ProbeConfig>(m, "ProbeConfig", "groupmates::ProbeConfig")
+      .field("interval_steps", &gm::ProbeConfig::interval_steps)
+      .field("first_step", &gm::ProbeConfig::first_step)
+      .field("rollout_length", &gm::ProbeConfig::rollout_length)
+      .field("random_rollouts", &gm::ProbeConfig::random_rollouts)
+      .field("neighbour_rollouts", &gm::ProbeConfig::neighbour_rollouts)
+      .field("bootstrap_pairs", &gm::ProbeConfig::bootstrap_pairs)
+      .field("lr_scale", &gm::ProbeConfig::lr_scale)
+      .field("pool_rows", &gm::ProbeConfig::pool_rows)
+      .field("effect_delay_steps", &gm::ProbeConfig::effect_delay_steps)
+      .field("max_seconds", &gm::ProbeConfig::max_seconds)
+      .field("budget", &gm::ProbeConfig::budget)
+      .field("min_rollouts", &gm::ProbeConfig::min_rollouts);
+
+  // ---- stats (include/groupmates/streaming_loader.h, selection_stats.h), read-only
+  Struct<gm::LoaderStats>(m, "LoaderStats", "groupmates::LoaderStats", true)
+      .field("batches", &gm::LoaderStats::batches)
+      .field("buffers_allocated", &gm::LoaderStats::buffers_allocated)
+      .field("consumer_wait_seconds", &gm::LoaderStats::consumer_wait_seconds);
+
+  Struct<gm::ProbeStats>(m, "ProbeStats", "groupmates::ProbeStats", true)
+      .field("probes_started", &gm::ProbeStats::probes_started)
+      .field("probes_completed", &gm::ProbeStats::probes_completed)
+      .field("probes_skipped_busy", &gm::ProbeStats::probes_skipped_busy)
+      .field("probes_failed", &gm::ProbeStats::probes_failed)
+      .field("rollouts_kept", &gm::ProbeStats::rollouts_kept)
+      .field("rollouts_discarded", &gm::ProbeStats::rollouts_discarded)
+      .field("rollouts_skipped", &gm::ProbeStats::rollouts_skipped)
+      .field("snapshot_seconds", &gm::ProbeStats::snapshot_seconds)
+      .field("probe_seconds", &gm::ProbeStats::probe_seconds)
+      .field("wall_seconds", &gm::ProbeStats::wall_seconds)
+      .field("probe_share", &gm::ProbeStats::probe_share)
+      .field("snapshot_share", &gm::ProbeStats::snapshot_share)
+      .field("seconds_per_rollout", &gm::ProbeStats::seconds_per_rollout)
+      .field("last_probe_step", &gm::ProbeStats::last_probe_step);
+
+  Struct<gm::SelectionCost>(m, "SelectionCost", "groupmates::SelectionCost", true)
+      .field("flops_per_token", &gm::SelectionCost::flops_per_token)
+      .field("train_tokens", &gm::SelectionCost::train_tokens)
+      .field("probe_train_tokens", &gm::SelectionCost::probe_train_tokens)
+      .field("probe_eval_tokens", &gm::SelectionCost::probe_eval_tokens)
+      .field("train_flops", &gm::SelectionCost::train_flops)
+      .field("probe_flops", &gm::SelectionCost::probe_flops)
+      .field("refresh_flops", &gm::SelectionCost::refresh_flops)
+      .field("scoring_flops", &gm::SelectionCost::scoring_flops)
+      .field("scoring_seconds", &gm::SelectionCost::scoring_seconds)
+      .field("selection_seconds", &gm::SelectionCost::selection_seconds)
+      .field("wait_scoring_seconds", &gm::SelectionCost::wait_scoring_seconds)
+      .field("wait_refresh_seconds", &gm::SelectionCost::wait_refresh_seconds)
+      .field("wait_probe_seconds", &gm::SelectionCost::wait_probe_seconds)
+      .field("snapshot_seconds", &gm::SelectionCost::snapshot_seconds);
+
+  Struct<gm::VersionSwitch>(m, "VersionSwitch", "groupmates::VersionSwitch", true)
+      .field("window", &gm::VersionSwitch::window)
+      .field("probe_step", &gm::VersionSwitch::probe_step)
+      .field("version", &gm::VersionSwitch::version);
+
+  Struct<gm::SelectionStats>(m, "SelectionStats", "groupmates::SelectionStats", true)
+      .field("windows", &gm::SelectionStats::windows)
+      .field("warmup_windows", &gm::SelectionStats::warmup_windows)
+      .field("seen", &gm::SelectionStats::seen)
+      .field("selected", &gm::SelectionStats::selected)
+      .field("seen_per_cluster", &gm::SelectionStats::seen_per_cluster)
+      .field("selected_per_cluster", &gm::SelectionStats::selected_per_cluster)
+      .field("model_version", &gm::SelectionStats::model_version)
+      .field("refreshes", &gm::SelectionStats::refreshes)
+      .field("refresh_seconds", &gm::SelectionStats::refresh_seconds)
+      .field("refresh_wait_seconds", &gm::SelectionStats::refresh_wait_seconds)
+      .field("last_heldout_spearman", &gm::SelectionStats::last_heldout_spearman)
+      .field("last_heldout_spearman_scaled", &gm::SelectionStats::last_heldout_spearman_scaled)
+      .field("probes", &gm::SelectionStats::probes)
+      .field("cost", &gm::SelectionStats::cost)
+      .field("probes_skipped_budget", &gm::SelectionStats::probes_skipped_budget)
+      .field("refreshes_failed", &gm::SelectionStats::refreshes_failed)
+      .field("last_refresh_error", &gm::SelectionStats::last_refresh_error)
+      .field("prior_weight", &gm::SelectionStats::prior_weight)
+      .field("switches", &gm::SelectionStats::switches);
+
+  // ---- the plain loader and the tokenizer
+  py::class_<Loader> loader(m, "Loader");
+  loader.def(py::init<gm::LoaderConfig, std::optional<std::string>>(), py::arg("config"), py::arg("state") = py::none());
+  groupmates_binding::def_loader(loader);
 
   py::class_<gm::Tokenizer, std::shared_ptr<gm::Tokenizer>>(m, "Tokenizer")
       .def_static("load", [](const std::string& path) {

@@ -21,11 +21,13 @@
 #include <torch/extension.h>
 #include <torch/csrc/autograd/python_variable.h>
 
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -37,20 +39,16 @@
 #include "groupmates/config.h"
 #include "groupmates/error.h"
 #include "groupmates/loader.h"
-#include "groupmates/loader_state.h"
 #include "groupmates/probe_target.h"
-#include "groupmates/module_probe_target.h"
-#include "groupmates/engine/oracle_prober.h"
-#include "groupmates/engine/rollout_policy.h"
 #include "groupmates/selection_config.h"
 
 #include "binding_common.h"
+#include "target_handle.h"
 
 namespace py = pybind11;
 namespace gm = groupmates;
 
-using groupmates_binding::ClosedError;
-using groupmates_binding::translate;
+using groupmates_binding::TargetHandle;
 
 namespace {
 
@@ -214,24 +212,26 @@ torch::Device to_device(const std::string& s) {
 // ---------------------------------------------------------------------------------------------
 // The selecting loader
 
-py::object wrap(const torch::Tensor& t) { return py::reinterpret_steal<py::object>(THPVariable_Wrap(t)); }
+/// A copy of a 1-D tensor as a numpy array of T (a few values per batch).
+template <typename T>
+py::array_t<T> column(const torch::Tensor& t) {
+  const torch::Tensor c = t.to(torch::kCPU, c10::CppTypeToScalarType<T>::value).contiguous();
+  py::array_t<T> a(c.numel());
+  if (c.numel() > 0) std::memcpy(a.mutable_data(), c.data_ptr<T>(), c.numel() * sizeof(T));
+  return a;
+}
 
 class Loader : public groupmates_binding::LoaderHandle<gm::GroupMatesLoader> {
  public:
   Loader(gm::LoaderConfig config, gm::SelectionConfig selection, gm::ProbeConfig probes, std::optional<std::string> state)
       : batch_size_(config.batch_size) {
-    py::gil_scoped_release nogil;
-    if (state) {
-      const auto parsed = gm::LoaderState::parse(*state);
-      core_ = std::make_unique<gm::GroupMatesLoader>(std::move(config), selection, probes, parsed);
-    } else {
-      core_ = std::make_unique<gm::GroupMatesLoader>(std::move(config), selection, probes);
-    }
+    open(state, std::move(config), selection, probes);
   }
-  ~Loader() { close(); }
+  ~Loader() override { close(); }
 
-  /// (input_ids [B,T] int64, ids [B] int64, influence [B] float, cluster [B] int64, model_version, index) or None.
-  py::object next() {
+  /// The batch of binding_common.h's batch_dict (index: the trainer's batch index) plus influence
+  /// [B] float, cluster [B] int64 and model_version; None at the end.
+  py::object next(bool candidates) {
     std::optional<gm::Batch> b;
     uint64_t selected = 0;
     {
@@ -241,11 +241,14 @@ class Loader : public groupmates_binding::LoaderHandle<gm::GroupMatesLoader> {
       if (b) selected = live().selection_stats().selected;
     }
     if (!b) return py::none();
-    torch::Tensor ids = torch::empty({static_cast<int64_t>(b->ids.size())}, torch::kInt64);
-    int64_t* p = ids.data_ptr<int64_t>();
-    for (size_t i = 0; i < b->ids.size(); ++i) p[i] = static_cast<int64_t>(b->ids[i].hash);
     const uint64_t index = batch_size_ > 0 && selected >= batch_size_ ? selected / batch_size_ - 1 : b->index;
-    return py::make_tuple(wrap(b->input_ids), wrap(ids), wrap(b->influence), wrap(b->cluster), b->model_version, index);
+    const torch::Tensor x = b->input_ids.to(torch::kCPU).contiguous();
+    auto rows = groupmates_binding::rows_view(x, x.data_ptr<int64_t>(), x.size(0), x.size(1));
+    py::dict d = groupmates_binding::batch_dict(std::move(rows), b->ids, index, candidates);
+    d["influence"] = column<float>(b->influence);
+    d["cluster"] = column<int64_t>(b->cluster);
+    d["model_version"] = b->model_version;
+    return std::move(d);
   }
 
   /// Reference rows (int64 [R, T]) for the importance estimator / prior.
@@ -262,23 +265,7 @@ class Loader : public groupmates_binding::LoaderHandle<gm::GroupMatesLoader> {
     live().on_step(step, target);
   }
 
-  py::dict stats() {
-    gm::LoaderStats s;
-    std::string report;
-    {
-      py::gil_scoped_release nogil;
-      std::lock_guard<std::mutex> lock(mu_);
-      s = live().stats();
-      report = live().skip_report();
-    }
-    py::dict d;
-    d["windows_read"] = s.batches;
-    d["buffers_allocated"] = s.buffers_allocated;
-    d["consumer_wait_seconds"] = s.consumer_wait_seconds;
-    d["skip_report"] = report;
-    return d;
-  }
-
+  /// SelectionStats as a dict (nested dicts for probes and cost, a list of dicts for switches).
   py::dict selection_stats() {
     gm::SelectionStats s;
     {
@@ -286,60 +273,7 @@ class Loader : public groupmates_binding::LoaderHandle<gm::GroupMatesLoader> {
       std::lock_guard<std::mutex> lock(mu_);
       s = live().selection_stats();
     }
-    py::dict d;
-    d["windows"] = s.windows;
-    d["warmup_windows"] = s.warmup_windows;
-    d["seen"] = s.seen;
-    d["selected"] = s.selected;
-    d["seen_per_cluster"] = s.seen_per_cluster;
-    d["selected_per_cluster"] = s.selected_per_cluster;
-    d["model_version"] = s.model_version;
-    d["refreshes"] = s.refreshes;
-    d["refresh_seconds"] = s.refresh_seconds;
-    d["refresh_wait_seconds"] = s.refresh_wait_seconds;
-    d["last_heldout_spearman"] = s.last_heldout_spearman;
-    d["last_heldout_spearman_scaled"] = s.last_heldout_spearman_scaled;
-    d["refreshes_failed"] = s.refreshes_failed;
-    d["probes_skipped_budget"] = s.probes_skipped_budget;
-    d["last_refresh_error"] = s.last_refresh_error;
-    d["prior_weight"] = s.prior_weight;
-    py::list switches;
-    for (const auto& sw : s.switches) switches.append(py::make_tuple(sw.window, sw.probe_step, sw.version));
-    d["switches"] = switches;
-    py::dict c;
-    const gm::SelectionCost& k = s.cost;
-    c["flops_per_token"] = k.flops_per_token;
-    c["train_tokens"] = k.train_tokens;
-    c["probe_train_tokens"] = k.probe_train_tokens;
-    c["probe_eval_tokens"] = k.probe_eval_tokens;
-    c["train_flops"] = k.train_flops;
-    c["probe_flops"] = k.probe_flops;
-    c["refresh_flops"] = k.refresh_flops;
-    c["scoring_flops"] = k.scoring_flops;
-    c["scoring_seconds"] = k.scoring_seconds;
-    c["selection_seconds"] = k.selection_seconds;
-    c["wait_scoring_seconds"] = k.wait_scoring_seconds;
-    c["wait_refresh_seconds"] = k.wait_refresh_seconds;
-    c["wait_probe_seconds"] = k.wait_probe_seconds;
-    c["snapshot_seconds"] = k.snapshot_seconds;
-    d["cost"] = c;
-    py::dict p;
-    p["probes_started"] = s.probes.probes_started;
-    p["probes_completed"] = s.probes.probes_completed;
-    p["probes_skipped_busy"] = s.probes.probes_skipped_busy;
-    p["probes_failed"] = s.probes.probes_failed;
-    p["rollouts_kept"] = s.probes.rollouts_kept;
-    p["rollouts_discarded"] = s.probes.rollouts_discarded;
-    p["rollouts_skipped"] = s.probes.rollouts_skipped;
-    p["snapshot_seconds"] = s.probes.snapshot_seconds;
-    p["probe_seconds"] = s.probes.probe_seconds;
-    p["wall_seconds"] = s.probes.wall_seconds;
-    p["probe_share"] = s.probes.probe_share;
-    p["snapshot_share"] = s.probes.snapshot_share;
-    p["seconds_per_rollout"] = s.probes.seconds_per_rollout;
-    p["last_probe_step"] = s.probes.last_probe_step;
-    d["probes"] = p;
-    return d;
+    return groupmates_binding::struct_dict(s);
   }
 
   /// Waits for a probe in flight, stops and joins the threads; idempotent. From inside a probe's
@@ -383,180 +317,38 @@ class Loader : public groupmates_binding::LoaderHandle<gm::GroupMatesLoader> {
     }
   }
 
+ protected:
+  /// The trainer's batches: the rows emitted so far over the batch size (the state's own batch count
+  /// is the window reader's).
+  uint64_t position() override { return batch_size_ > 0 ? live().selection_stats().selected / batch_size_ : 0; }
+
  private:
   uint32_t batch_size_;
-};
-
-// ---------------------------------------------------------------------------------------------
-// Test hooks: the oracle prober on a C++ ModuleProbeTarget (a bigram LM: embedding -> linear)
-// and on a PyModuleProbeTarget, over the same pool and plans.
-
-struct BigramImpl : torch::nn::Module {
-  BigramImpl(int64_t vocab, int64_t dim)
-      : emb(register_module("emb", torch::nn::Embedding(vocab, dim))),
-        head(register_module("head", torch::nn::Linear(dim, vocab))) {}
-  torch::Tensor forward(const torch::Tensor& x) { return head(emb(x)); }
-  torch::nn::Embedding emb;
-  torch::nn::Linear head;
-};
-
-/// Next-token cross-entropy of a [B, T] batch: logits of x[:, :-1] against x[:, 1:].
-torch::Tensor bigram_loss(torch::nn::Module& m, const torch::Tensor& tokens) {
-  auto& model = static_cast<BigramImpl&>(m);
-  const torch::Tensor x = tokens.slice(1, 0, tokens.size(1) - 1), y = tokens.slice(1, 1, tokens.size(1));
-  const torch::Tensor logits = model.forward(x);
-  return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), y.reshape({-1}));
-}
-
-std::shared_ptr<gm::ProbeTarget> make_bigram_target(const torch::Tensor& emb_weight, const torch::Tensor& head_weight,
-                                                    const torch::Tensor& head_bias, const std::string& optimizer,
-                                                    double lr, std::vector<torch::Tensor> reference_batches) {
-  const int64_t vocab = emb_weight.size(0), dim = emb_weight.size(1);
-  auto factory = [vocab, dim]() -> gm::ModuleProbeTarget::ModulePtr { return std::make_shared<BigramImpl>(vocab, dim); };
-  gm::ModuleProbeTarget::OptimizerFactory opt_factory;
-  if (optimizer == "sgd") {
-    opt_factory = [lr](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
-      return std::make_shared<torch::optim::SGD>(m.parameters(), torch::optim::SGDOptions(lr));
-    };
-  } else if (optimizer == "adamw") {
-    opt_factory = [lr](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
-      return std::make_shared<torch::optim::AdamW>(m.parameters(), torch::optim::AdamWOptions(lr));
-    };
-  } else {
-    throw gm::Error(gm::ErrorCode::kInvalidConfig, "optimizer", "expected 'sgd' or 'adamw'");
-  }
-  auto module = std::make_shared<BigramImpl>(vocab, dim);
-  {
-    torch::NoGradGuard no_grad;
-    module->emb->weight.copy_(emb_weight);
-    module->head->weight.copy_(head_weight);
-    module->head->bias.copy_(head_bias);
-  }
-  auto opt = opt_factory(*module);
-  auto loss = [](torch::nn::Module& m, const torch::Tensor& t) { return bigram_loss(m, t); };
-  return std::make_shared<gm::ModuleProbeTarget>(module, opt, factory, opt_factory, loss, std::move(reference_batches));
-}
-
-py::list run_prober(gm::ProbeTarget& target, const torch::Tensor& pool, const std::vector<std::vector<int64_t>>& plans,
-                    int64_t rollout_length, int64_t rows_per_step, double lr_scale) {
-  gm::OracleProberConfig c;
-  c.rollout_length = rollout_length;
-  c.rows_per_step = rows_per_step;
-  c.lr_scale = lr_scale;
-  c.max_rollouts = static_cast<int64_t>(plans.size());
-  std::vector<gm::RolloutPlan> ps;
-  for (const auto& p : plans) {
-    gm::RolloutPlan plan;
-    plan.candidates = p;
-    ps.push_back(plan);
-  }
-  gm::ProbeResult r;
-  {
-    py::gil_scoped_release nogil;  // the Python target re-takes it for each call into Python
-    r = gm::OracleProber(c).run(target, pool, ps);
-  }
-  py::list out;
-  for (const auto& rollout : r.rollouts) {
-    py::dict d;
-    d["candidates"] = rollout.candidates;
-    d["labels"] = rollout.labels;
-    d["cumulative"] = rollout.cumulative;
-    d["reference_before"] = rollout.reference_before;
-    out.append(d);
-  }
-  return out;
-}
-
-/// Holds either kind of target for the test hook.
-struct TargetHandle {
-  std::shared_ptr<gm::ProbeTarget> target;
 };
 
 }  // namespace
 
 PYBIND11_MODULE(_engine, m) {
   m.doc() = "groupmates selection engine (LibTorch); use the groupmates package, not this module";
+  // The configs and stats are the classes of groupmates._core (imported first by the package).
+  py::module_::import("groupmates._core");
 
+  groupmates_binding::install_errors(m);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
-    } catch (const gm::Error& e) {
-      translate(e);
-    } catch (const ClosedError& e) {
-      PyErr_SetString(PyExc_RuntimeError, e.what());
     } catch (const PythonCallError& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what());
     } catch (const c10::Error& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
     }
   });
-  groupmates_binding::def_register_errors(m);
   m.attr("TORCH_VERSION") = TORCH_VERSION;
   m.def("_wait_detached", [](double seconds) {
     py::gil_scoped_release nogil;
     return wait_detached(seconds);
   }, py::arg("seconds") = 60.0,
      "Waits for loaders closed from inside a probe callback (destroyed on detached threads); called at exit");
-
-  py::enum_<gm::SelectionMode>(m, "SelectionMode")
-      .value("none", gm::SelectionMode::kNone)
-      .value("random", gm::SelectionMode::kRandom)
-      .value("individual", gm::SelectionMode::kIndividual)
-      .value("group", gm::SelectionMode::kGroup)
-      .value("group_no_clusters", gm::SelectionMode::kGroupNoClusters)
-      .value("importance", gm::SelectionMode::kImportance);
-
-  py::enum_<gm::RefreshMode>(m, "RefreshMode")
-      .value("when_ready", gm::RefreshMode::kWhenReady)
-      .value("at_step", gm::RefreshMode::kAtStep);
-
-  py::class_<gm::SelectionConfig>(m, "SelectionConfig")
-      .def(py::init<>())
-      .def_readwrite("mode", &gm::SelectionConfig::mode)
-      .def_readwrite("window_size", &gm::SelectionConfig::window_size)
-      .def_readwrite("ratio", &gm::SelectionConfig::ratio)
-      .def_readwrite("clusters", &gm::SelectionConfig::clusters)
-      .def_readwrite("influence_prefilter", &gm::SelectionConfig::influence_prefilter)
-      .def_readwrite("prefilter_ratio", &gm::SelectionConfig::prefilter_ratio)
-      .def_readwrite("nearest_pick_discount", &gm::SelectionConfig::nearest_pick_discount)
-      .def_readwrite("temperature", &gm::SelectionConfig::temperature)
-      .def_readwrite("relations", &gm::SelectionConfig::relations)
-      .def_readwrite("merge_cluster_budgets", &gm::SelectionConfig::merge_cluster_budgets)
-      .def_readwrite("importance_prior", &gm::SelectionConfig::importance_prior)
-      .def_readwrite("importance_buckets", &gm::SelectionConfig::importance_buckets)
-      .def_readwrite("importance_mix", &gm::SelectionConfig::importance_mix)
-      .def_readwrite("refresh_mode", &gm::SelectionConfig::refresh_mode)
-      .def_readwrite("encoder_buckets", &gm::SelectionConfig::encoder_buckets)
-      .def_readwrite("encoder_dim", &gm::SelectionConfig::encoder_dim)
-      .def_readwrite("encoder_bag_dim", &gm::SelectionConfig::encoder_bag_dim)
-      .def_readwrite("encoder_max_ngram", &gm::SelectionConfig::encoder_max_ngram)
-      .def_readwrite("refresh_train_steps", &gm::SelectionConfig::refresh_train_steps)
-      .def_readwrite("refresh_batch_rollouts", &gm::SelectionConfig::refresh_batch_rollouts)
-      .def_readwrite("refresh_learning_rate", &gm::SelectionConfig::refresh_learning_rate)
-      .def_readwrite("robust_label_scaling", &gm::SelectionConfig::robust_label_scaling)
-      .def_readwrite("per_position_labels", &gm::SelectionConfig::per_position_labels)
-      .def_readwrite("relation_tau_min", &gm::SelectionConfig::relation_tau_min)
-      .def_readwrite("train_ngram_table", &gm::SelectionConfig::train_ngram_table)
-      .def_readwrite("label_buffer_rollouts", &gm::SelectionConfig::label_buffer_rollouts)
-      .def_readwrite("seed", &gm::SelectionConfig::seed)
-      .def_readwrite("log_path", &gm::SelectionConfig::log_path)
-      .def("validate", &gm::SelectionConfig::validate);
-
-  py::class_<gm::ProbeConfig>(m, "ProbeConfig")
-      .def(py::init<>())
-      .def_readwrite("interval_steps", &gm::ProbeConfig::interval_steps)
-      .def_readwrite("first_step", &gm::ProbeConfig::first_step)
-      .def_readwrite("rollout_length", &gm::ProbeConfig::rollout_length)
-      .def_readwrite("random_rollouts", &gm::ProbeConfig::random_rollouts)
-      .def_readwrite("neighbour_rollouts", &gm::ProbeConfig::neighbour_rollouts)
-      .def_readwrite("bootstrap_pairs", &gm::ProbeConfig::bootstrap_pairs)
-      .def_readwrite("lr_scale", &gm::ProbeConfig::lr_scale)
-      .def_readwrite("pool_rows", &gm::ProbeConfig::pool_rows)
-      .def_readwrite("effect_delay_steps", &gm::ProbeConfig::effect_delay_steps)
-      .def_readwrite("max_seconds", &gm::ProbeConfig::max_seconds)
-      .def_readwrite("budget", &gm::ProbeConfig::budget)
-      .def_readwrite("min_rollouts", &gm::ProbeConfig::min_rollouts)
-      .def("validate", &gm::ProbeConfig::validate);
 
   py::class_<PyProbeOps, std::shared_ptr<PyProbeOps>>(m, "_ProbeOps")
       .def(py::init([](py::object clone, py::object train_step, py::object reference_loss) {
@@ -575,25 +367,8 @@ PYBIND11_MODULE(_engine, m) {
         return o.errors;
       });
 
-  py::class_<TargetHandle>(m, "ProbeTarget")
-      .def_property_readonly("lr_scale", [](const TargetHandle& h) { return h.target->lr_scale(); })
-      .def_property_readonly("device", [](const TargetHandle& h) { return h.target->device().str(); })
-      .def("train_step", [](TargetHandle& h, const torch::Tensor& tokens) {
-        py::gil_scoped_release nogil;
-        return h.target->train_step(tokens);
-      })
-      .def("reference_loss", [](TargetHandle& h) {
-        py::gil_scoped_release nogil;
-        return h.target->reference_loss();
-      })
-      .def("clone", [](const TargetHandle& h) {
-        std::unique_ptr<gm::ProbeTarget> c;
-        {
-          py::gil_scoped_release nogil;
-          c = h.target->clone();
-        }
-        return TargetHandle{std::shared_ptr<gm::ProbeTarget>(std::move(c))};
-      });
+  // Opaque: what groupmates.probe.make_target hands GroupMatesLoader.on_step.
+  py::class_<TargetHandle>(m, "ProbeTarget");
 
   m.def("_make_py_target", [](std::shared_ptr<PyProbeOps> ops, py::object model, py::object optimizer, py::object loss_fn,
                               py::object reference_batches, const std::string& device, double grad_clip) {
@@ -603,22 +378,9 @@ PYBIND11_MODULE(_engine, m) {
      py::arg("device"), py::arg("grad_clip") = 1.0,
      "PyModuleProbeTarget over a Python model (for GroupMatesLoader.on_step; groupmates.probe builds it)");
 
-  m.def("_make_bigram_target", [](const torch::Tensor& emb, const torch::Tensor& head_w, const torch::Tensor& head_b,
-                                  const std::string& optimizer, double lr, std::vector<torch::Tensor> refs) {
-    return TargetHandle{make_bigram_target(emb, head_w, head_b, optimizer, lr, std::move(refs))};
-  }, "Test hook: a C++ ModuleProbeTarget over a bigram LM (Embedding -> Linear) with these weights");
-
-  m.def("_probe_labels", [](TargetHandle& h, const torch::Tensor& pool, const std::vector<std::vector<int64_t>>& plans,
-                            int64_t rollout_length, int64_t rows_per_step, double lr_scale) {
-    return run_prober(*h.target, pool, plans, rollout_length, rows_per_step, lr_scale);
-  }, py::arg("target"), py::arg("pool"), py::arg("plans"), py::arg("rollout_length"), py::arg("rows_per_step") = 1,
-     py::arg("lr_scale") = 1.0, "Test hook: OracleProber.run on the target; [{candidates, labels, cumulative, reference_before}]");
-
-  py::class_<Loader>(m, "Loader")
-      .def(py::init<gm::LoaderConfig, gm::SelectionConfig, gm::ProbeConfig, std::optional<std::string>>(),
-           py::arg("config"), py::arg("selection"), py::arg("probes"), py::arg("state") = py::none())
-      .def("next", &Loader::next)
-      .def("skip", &Loader::skip, py::arg("n"))
+  py::class_<Loader> loader(m, "Loader");
+  loader.def(py::init<gm::LoaderConfig, gm::SelectionConfig, gm::ProbeConfig, std::optional<std::string>>(),
+             py::arg("config"), py::arg("selection"), py::arg("probes"), py::arg("state") = py::none())
       .def("on_step", [](Loader& l, int64_t step, TargetHandle* target) {
         gm::ProbeTarget* t = nullptr;
         if (target != nullptr) {
@@ -628,10 +390,6 @@ PYBIND11_MODULE(_engine, m) {
         l.on_step(step, static_cast<PyModuleProbeTarget*>(t));
       }, py::arg("step"), py::arg("target") = nullptr)
       .def("set_reference", &Loader::set_reference, py::arg("rows"))
-      .def("state", &Loader::state)
-      .def("stats", &Loader::stats)
-      .def("selection_stats", &Loader::selection_stats)
-      .def("close", &Loader::close)
-      .def_property_readonly("closed", &Loader::closed)
-      .def("abandon", &Loader::abandon);
+      .def("selection_stats", &Loader::selection_stats);
+  groupmates_binding::def_loader(loader);
 }

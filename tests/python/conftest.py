@@ -8,6 +8,8 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 CORPUS = os.environ.get("GROUPMATES_CORPUS", os.path.join(REPO, "data", "corpus"))
+# The engine's CMake build directory of `make python-install` (setup.py: GROUPMATES_ENGINE_BUILD_DIR).
+ENGINE_BUILD = os.environ.get("GROUPMATES_ENGINE_BUILD_DIR", os.path.join(REPO, "build-py-engine"))
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +19,24 @@ def token_file(tmp_path_factory):
     rng = np.random.default_rng(1234)
     rng.integers(0, 50257, size=100_003, dtype=np.uint16).tofile(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def testhooks():
+    """groupmates_testhooks (python/src/testhooks.cpp): the test-only module over C++ internals the
+    public API does not reach. Never installed: (re)built here in the engine's build directory (a
+    no-op when up to date; `make python-testhooks` does the same) and imported from there."""
+    import subprocess
+    import groupmates
+    if not groupmates.engine_available():
+        pytest.skip(f"the test hooks need groupmates._engine, which did not import: {groupmates.engine_error()}")
+    if not os.path.exists(os.path.join(ENGINE_BUILD, "CMakeCache.txt")):
+        pytest.fail(f"no engine build directory {ENGINE_BUILD} (make python-install; or set GROUPMATES_ENGINE_BUILD_DIR)")
+    subprocess.run(["cmake", "--build", ENGINE_BUILD, "-j2", "--target", "groupmates_testhooks"], check=True,
+                   stdout=subprocess.DEVNULL)
+    sys.path.insert(0, os.path.join(ENGINE_BUILD, "python"))
+    import groupmates_testhooks
+    return groupmates_testhooks
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 labels through the adapter equal the C++ prober's on a C++ model, the live model is never touched,
 selection + probes resume exactly from state_dict, and GC / interrupt with a probe in flight."""
 import copy
-import dataclasses
 import gc
 import textwrap
 import threading
@@ -19,7 +18,6 @@ from conftest import run_python
 if not groupmates.engine_available():
     pytest.skip(f"groupmates._engine did not import: {groupmates.engine_error()}", allow_module_level=True)
 
-from groupmates import _engine  # noqa: E402
 from groupmates import probe as gprobe  # noqa: E402
 
 V, T, B = 64, 16, 4
@@ -110,7 +108,7 @@ def expected_labels(model, opt_cls, lr, pool, plan, L, R, lr_scale, refs):
 
 
 @pytest.mark.parametrize("opt_name,lr", [("sgd", 0.5), ("adamw", 0.01)])
-def test_adapter_labels_equal_the_cpp_prober_on_the_same_model(opt_name, lr):
+def test_adapter_labels_equal_the_cpp_prober_on_the_same_model(testhooks, opt_name, lr):
     torch.manual_seed(11)
     vocab, L, R, lr_scale = 16, 3, 2, 0.5
     model = Bigram(vocab, 8)
@@ -122,11 +120,11 @@ def test_adapter_labels_equal_the_cpp_prober_on_the_same_model(opt_name, lr):
     plans = [[int(i) for i in rng.permutation(12)[:L * R]] for _ in range(4)]
     before = copy.deepcopy(model.state_dict())
 
-    cpp = _engine._make_bigram_target(model.emb.weight.detach(), model.head.weight.detach(),
-                                      model.head.bias.detach(), opt_name, lr, refs)
+    cpp = testhooks.make_bigram_target(model.emb.weight.detach(), model.head.weight.detach(),
+                                       model.head.bias.detach(), opt_name, lr, refs)
     py_target, ops = gprobe.make_target(model, opt, groupmates.next_token_loss, refs)
-    a = _engine._probe_labels(cpp, pool, plans, L, R, lr_scale)
-    b = _engine._probe_labels(py_target, pool, plans, L, R, lr_scale)
+    a = testhooks.probe_labels(cpp, pool, plans, L, R, lr_scale)
+    b = testhooks.probe_labels(py_target, pool, plans, L, R, lr_scale)
     assert ops.errors == 0, ops.last_error
     assert len(a) == len(b) == len(plans)
     for ra, rb, plan in zip(a, b, plans):
@@ -283,9 +281,9 @@ def test_selection_config_errors(topic_tokens):
 
 
 def test_without_the_engine_selection_raises_an_import_error_and_streaming_works(topic_tokens, monkeypatch):
-    import groupmates.loader as gl
-    monkeypatch.setattr(gl, "_engine", None)
-    monkeypatch.setattr(gl, "_ENGINE_ERROR", "ImportError: libtorch_python.so: cannot open shared object file")
+    from groupmates import _extensions
+    monkeypatch.setattr(_extensions, "engine", None)
+    monkeypatch.setattr(_extensions, "ENGINE_ERROR", "ImportError: libtorch_python.so: cannot open shared object file")
     with pytest.raises(ImportError, match="groupmates._engine.*libtorch_python") as e:
         selecting(topic_tokens)
     assert isinstance(e.value, groupmates.EngineUnavailableError)
@@ -388,23 +386,6 @@ def test_gc_on_the_probe_thread_of_the_loader_being_collected(topic_tokens):
     """, extra="gc.collect(); finished.set()")
 
 
-def test_python_config_defaults_are_the_cpp_defaults():
-    # groupmates.SelectionConfig / ProbeConfig mirror include/groupmates/selection_config.h: every
-    # field the engine has, with the same default (the Python default mode is "group": a selecting
-    # loader is what these classes are for; the C++ default is kNone).
-    from groupmates import config
-    for py_cls, cpp_cls in ((config.SelectionConfig, groupmates._engine.SelectionConfig),
-                            (config.ProbeConfig, groupmates._engine.ProbeConfig)):
-        cpp = cpp_cls()
-        converted = py_cls().to_engine(groupmates._engine)
-        cpp_fields = {n for n in dir(cpp) if not n.startswith("_") and not callable(getattr(cpp, n))}
-        py_fields = {f.name for f in dataclasses.fields(py_cls)}
-        assert cpp_fields == py_fields, (py_cls.__name__, cpp_fields ^ py_fields)
-        for name in sorted(cpp_fields - {"mode"}):
-            want, got = getattr(cpp, name), getattr(converted, name)
-            assert want == pytest.approx(got) if isinstance(want, float) else want == got, (py_cls.__name__, name)
-
-
 def test_importance_mode_and_cost_accounting(topic_tokens):
     # Importance resampling needs reference rows; it then takes the reference-like rows (topic 0,
     # tokens 0 and 1, like REFS) first. Group-MATES with the same rows gets the prior, counts the
@@ -444,4 +425,29 @@ def test_importance_mode_and_cost_accounting(topic_tokens):
     assert 3 * c["probe_train_tokens"] + c["probe_eval_tokens"] <= budget * 3 * c["train_tokens"] + 1e-9
     assert s["probes_skipped_budget"] > 0
     assert s["warmup_windows"] == 0 and s["prior_weight"] >= 0
+    loader.close()
+
+
+def test_selection_stats_hold_every_field_of_the_cpp_structs(topic_tokens):
+    # selection_stats() is SelectionStats (include/groupmates/selection_stats.h) as nested dicts, all of
+    # its fields, through the one generic conversion; probes also carry the Python "last_error".
+    from groupmates import _core
+
+    def names(cls):
+        return {name for name, _kind in cls._fields}
+
+    loader = selecting(topic_tokens, return_candidates=True)
+    model, opt = live_model()
+    batches = train(loader, model, opt, 0, 20)
+    loader.state_dict()  # waits for the probe in flight
+    s = loader.selection_stats()
+    assert set(s) == names(_core.SelectionStats)
+    assert set(s["probes"]) == names(_core.ProbeStats) | {"last_error"}
+    assert set(s["cost"]) == names(_core.SelectionCost)
+    assert s["switches"] and all(set(w) == names(_core.VersionSwitch) for w in s["switches"])
+    assert set(loader.stats()) == names(_core.LoaderStats) | {"skip_report"}
+    # the one delivery path: selection batches carry the candidates too when asked
+    b = batches[-1]
+    assert b["source"].shape == b["document"].shape == b["offset"].shape == (B,)
+    assert b["source"].dtype == torch.int64 and b["influence"].dtype == torch.float32
     loader.close()
