@@ -9,7 +9,6 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -24,6 +23,7 @@
 #include "stream/skip_counters.h"
 #include "stream/source_cursor.h"
 #include "sources/token_file_source.h"
+#include "util/stopwatch.h"
 
 namespace groupmates {
 
@@ -404,11 +404,11 @@ struct StreamingLoader::Impl {
         return it != slots.end() && it->second.ready;
       };
       if (!ready()) {
-        const auto t0 = std::chrono::steady_clock::now();
+        const util::Stopwatch waited;
         consumer_waits_for = next_index;
         consumer_cv.wait(lock, ready);
         consumer_waits_for = UINT64_MAX;
-        wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        wait_seconds += waited.seconds();
       }
       auto it = slots.find(next_index);
       slot = std::move(it->second);
