@@ -1,5 +1,4 @@
 // TinyGpt: deterministic init, learning, and (disabled by default) speed and probe-cost reports.
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -13,13 +12,10 @@
 #include "groupmates/engine/oracle_prober.h"
 #include "groupmates/engine/rollout_policy.h"
 #include "tiny_gpt/tiny_gpt.h"
+#include "util/stopwatch.h"
 
 namespace groupmates {
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 TinyGptConfig small_config(int64_t vocab, int64_t context, int64_t d_model, int64_t heads, uint64_t seed) {
   TinyGptConfig c;
@@ -121,10 +117,10 @@ TEST(TinyGpt, DISABLED_SpeedReport) {
         opt.step();
       };
       for (int i = 0; i < 3; ++i) step();
-      const auto t0 = std::chrono::steady_clock::now();
+      const util::Stopwatch clock;
       int n = 0;
-      while (seconds_since(t0) < 4.0) step(), ++n;
-      const double s = seconds_since(t0);
+      while (clock.seconds() < 4.0) step(), ++n;
+      const double s = clock.seconds();
       std::printf("TinyGpt V=%lld d=128 L=2 H=4 params=%lld B=%lld T=%lld: %.1f train steps/s (%d steps, threads=%d)\n",
                   static_cast<long long>(vocab), static_cast<long long>(model->num_parameters()),
                   static_cast<long long>(bt.first), static_cast<long long>(bt.second), n / s, n,
@@ -166,10 +162,10 @@ TEST(OracleProber, DISABLED_CostAndLabelStatsReport) {
   for (int i = 0; i < 20; ++i) live.train_step(pool.index_select(0, torch::randint(0, 64, {8}, gen, torch::kInt64)));
 
   {
-    const auto t0 = std::chrono::steady_clock::now();
+    const util::Stopwatch clock;
     for (int i = 0; i < 10; ++i) live.clone();
     std::printf("ModuleProbeTarget::clone (TinyGpt V=256 d=128 L=2 + AdamW state): %.1f ms\n",
-                seconds_since(t0) * 100.0);
+                clock.seconds() * 100.0);
   }
   OracleProberConfig pc;
   pc.rollout_length = 10;

@@ -9,6 +9,7 @@
 
 #include "groupmates/error.h"
 #include "online_test_util.h"
+#include "util/stopwatch.h"
 
 using namespace gmonline;
 
@@ -107,14 +108,14 @@ TEST_F(RefreshModesTest, OnStepNeverWaitsForARunningProbe) {
   SlowTarget live(make_live_model(seed), 0.05);  // a probe: >= 7 rollouts x 3 steps x 50 ms
   double longest_on_step = 0;
   bool checked_busy = false;
-  const auto start = std::chrono::steady_clock::now();
-  for (int64_t step = 0; std::chrono::steady_clock::now() - start < std::chrono::seconds(60); ++step) {
+  const groupmates::util::Stopwatch clock;
+  for (int64_t step = 0; clock.seconds() < 60; ++step) {
     auto b = loader.next();
     ASSERT_TRUE(b);
     live.inner().train_step(b->input_ids);
-    const auto t0 = std::chrono::steady_clock::now();
+    const groupmates::util::Stopwatch on_step;
     loader.on_step(step, &live);
-    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double took = on_step.seconds();
     if (step != 2) longest_on_step = std::max(longest_on_step, took);  // step 2 takes the snapshot
     if (step == 4) {
       const SelectionStats s = loader.selection_stats();
