@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
 
     // Model + optimiser; the probe target wraps the live pair and is used for the real steps too.
     groupmates::TinyGptConfig mc =
-        tiny_gpt_training::tiny_gpt_config(tokenizer->vocab_size(), o.seq_len, o.d_model, o.layers, o.heads, o.seed);
+        groupmates::tiny_gpt_config(tokenizer->vocab_size(), o.seq_len, o.d_model, o.layers, o.heads, o.seed);
     const int64_t pad_id = 0;  // the pool tokenizer's --pad_id (bench_efficiency.py)
     if (o.aligned) mc.ignore_id = pad_id;
     auto model = std::make_shared<groupmates::TinyGpt>(mc);

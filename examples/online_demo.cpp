@@ -102,7 +102,7 @@ RunResult run(const std::string& name, groupmates::SelectionMode mode, const Set
   RunResult r;
   r.name = name;
   const groupmates::TinyGptConfig mc =
-      tiny_gpt_training::tiny_gpt_config(data.vocab, s.seq_len, s.d_model, s.layers, s.heads, s.seed);
+      groupmates::tiny_gpt_config(data.vocab, s.seq_len, s.d_model, s.layers, s.heads, s.seed);
   auto model = std::make_shared<groupmates::TinyGpt>(mc);
   // The live model + optimiser as a probe target: used for the real steps AND snapshotted by probes,
   // so probes step with exactly the trainer's optimiser, learning rate and clipping.
@@ -348,7 +348,7 @@ int main(int argc, char** argv) {
     std::string kinds;
     for (const auto& [k, c] : docs_by_kind) kinds += (kinds.empty() ? "" : ", ") + k + " " + std::to_string(c);
     const groupmates::TinyGpt sizing(
-        tiny_gpt_training::tiny_gpt_config(data.vocab, s.seq_len, s.d_model, s.layers, s.heads, s.seed));
+        groupmates::tiny_gpt_config(data.vocab, s.seq_len, s.d_model, s.layers, s.heads, s.seed));
     const groupmates::SelectionConfig sd;
     const groupmates::ProbeConfig pd;
     fmt::print("online_demo: TinyGpt d_model {} x {} layers ({} parameters; FLOPs: forward 2 x parameters per token, "

@@ -150,18 +150,6 @@ inline double mean_loss(groupmates::TinyGpt& model, const std::vector<torch::Ten
   return sum / static_cast<double>(rows);
 }
 
-inline groupmates::TinyGptConfig tiny_gpt_config(int64_t vocab, int64_t context, int64_t d_model, int64_t layers,
-                                                 int64_t heads, uint64_t seed) {
-  groupmates::TinyGptConfig mc;
-  mc.vocab_size = vocab;
-  mc.context = context;
-  mc.d_model = d_model;
-  mc.n_layers = layers;
-  mc.n_heads = heads;
-  mc.seed = seed;
-  return mc;
-}
-
 /// The live TinyGpt `model` (built from `mc`) with a fresh AdamW (lr, betas 0.9/0.95, weight_decay)
 /// as a probe target: used for the real steps AND snapshotted by probes, so probes step with
 /// exactly the trainer's optimiser, learning rate and clipping.

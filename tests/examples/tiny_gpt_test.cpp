@@ -18,13 +18,7 @@ namespace groupmates {
 namespace {
 
 TinyGptConfig small_config(int64_t vocab, int64_t context, int64_t d_model, int64_t heads, uint64_t seed) {
-  TinyGptConfig c;
-  c.vocab_size = vocab;
-  c.context = context;
-  c.d_model = d_model;
-  c.n_heads = heads;
-  c.seed = seed;
-  return c;
+  return tiny_gpt_config(vocab, context, d_model, TinyGptConfig().n_layers, heads, seed);
 }
 
 TEST(TinyGpt, DeterministicInitFromSeed) {
@@ -78,12 +72,7 @@ TEST(TinyGpt, IgnoreIdLeavesPaddingTargetsOutOfTheMean) {
 }
 
 TEST(TinyGpt, LossDecreasesOnRepetitiveSequence) {
-  TinyGptConfig c;
-  c.vocab_size = 64;
-  c.context = 32;
-  c.d_model = 64;
-  c.n_layers = 2;
-  c.n_heads = 4;
+  const TinyGptConfig c = tiny_gpt_config(64, 32, 64, 2, 4);
   auto model = std::make_shared<TinyGpt>(c);
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(3e-3));
   const torch::Tensor tokens = torch::arange(4 * 32, torch::kInt64).remainder(8).view({4, 32});  // 0..7 repeated
@@ -136,9 +125,7 @@ TEST(OracleProber, DISABLED_CostAndLabelStatsReport) {
   c.vocab_size = 256;
   c.context = 128;
   auto factory = [c] { return std::make_shared<TinyGpt>(c); };
-  auto opt_factory = [](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
-    return std::make_shared<torch::optim::AdamW>(m.parameters(), torch::optim::AdamWOptions(1e-3));
-  };
+  auto opt_factory = adamw_factory(1e-3);
   auto module = factory();
   auto optimizer = opt_factory(*module);
   // A pool of 8 "documents" (each a distinct repeating pattern) x 8 noisy variants; the
