@@ -453,17 +453,7 @@ LoaderState StreamingLoader::state() const { return impl_->current; }
 std::map<std::string, uint64_t> StreamingLoader::skipped() const { return impl_->current.skipped; }
 
 std::string StreamingLoader::skip_report() const {
-  const auto& counts = impl_->current.skipped;
-  if (counts.empty()) return "nothing skipped";
-  const auto examples = impl_->skips.examples();
-  std::string s;
-  for (const auto& kv : counts) {
-    if (!s.empty()) s += "\n";
-    s += kv.first + ": " + std::to_string(kv.second);
-    auto it = examples.find(kv.first);
-    if (it != examples.end()) s += " (first at " + it->second + ")";
-  }
-  return s;
+  return SkipCounters::report(impl_->current.skipped, impl_->skips.examples());
 }
 
 LoaderStats StreamingLoader::stats() const {

@@ -49,22 +49,21 @@ void ImportanceEstimator::features(const int64_t* row, int64_t width, std::vecto
 void ImportanceEstimator::set_reference(const int64_t* tokens, int64_t rows, int64_t width) {
   std::fill(reference_.begin(), reference_.end(), 0);
   reference_total_ = 0;
-  std::vector<int64_t> f;
-  for (int64_t r = 0; r < rows; ++r) {
-    f.clear();
-    features(tokens + r * width, width, f);
-    for (int64_t g : f) ++reference_[size_t(g)];
-    reference_total_ += f.size();
-  }
+  count_features(tokens, rows, width, reference_, reference_total_);
 }
 
 void ImportanceEstimator::observe(const int64_t* tokens, int64_t rows, int64_t width) {
+  count_features(tokens, rows, width, pool_, pool_total_);
+}
+
+void ImportanceEstimator::count_features(const int64_t* tokens, int64_t rows, int64_t width,
+                                         std::vector<uint64_t>& counts, uint64_t& total) const {
   std::vector<int64_t> f;
   for (int64_t r = 0; r < rows; ++r) {
     f.clear();
     features(tokens + r * width, width, f);
-    for (int64_t g : f) ++pool_[size_t(g)];
-    pool_total_ += f.size();
+    for (int64_t g : f) ++counts[size_t(g)];
+    total += f.size();
   }
 }
 

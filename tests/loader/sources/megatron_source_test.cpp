@@ -326,22 +326,8 @@ TEST(MegatronSource, FingerprintAndConcurrentReads) {
   EXPECT_NE(a->fingerprint(), open_document_source(megatron_config({dir.file("b")}), BadInputPolicy::kFail)->fingerprint());
   EXPECT_NE(a->fingerprint(),
             open_document_source(megatron_config({dir.file("a"), dir.file("b")}), BadInputPolicy::kFail)->fingerprint());
-  std::atomic<uint64_t> mismatches{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; t++) {
-    threads.emplace_back([&, t] {
-      SkipCounters skips;
-      for (uint64_t k = 0; k < 4 * docs.size(); k++) {
-        const uint64_t i = (k * 7919 + static_cast<uint64_t>(t)) % docs.size();
-        const Document d = a->read(i, skips);
-        bool ok = d.tokens.size == docs[i].size();
-        for (uint64_t j = 0; ok && j < d.tokens.size; j++) ok = d.tokens.at(j) == docs[i][j];
-        if (!ok) mismatches++;
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  EXPECT_EQ(mismatches.load(), 0u);
+  EXPECT_EQ(rdtest::concurrent_read_mismatches(*a, docs.size(), 4, 1, [&](uint64_t i) -> const auto& { return docs[i]; }),
+            0u);
 }
 
 TEST(MegatronSource, TokenFileFormatIsNotADocumentSource) {

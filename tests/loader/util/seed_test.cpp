@@ -32,15 +32,21 @@ uint64_t former_mix_seed(uint64_t seed, uint64_t window_seed) {
   return z ^ (z >> 31);
 }
 
-TEST(Seed, SplitMix64MatchesTheReference) {
+// A fresh seed, printed with the test's name (GM_TEST_SEED=... replays it).
+uint64_t printed_seed() {
   const uint64_t seed = rdtest::fresh_seed();
+  const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::printf("%s.%s: %s\n", test->test_suite_name(), test->name(), rdtest::seed_trace(seed).c_str());
+  return seed;
+}
+
+TEST(Seed, SplitMix64MatchesTheReference) {
+  const uint64_t seed = printed_seed();
   SCOPED_TRACE(rdtest::seed_trace(seed));
-  std::printf("Seed.SplitMix64MatchesTheReference: %s\n", rdtest::seed_trace(seed).c_str());
   std::mt19937_64 rng(seed);
   for (int i = 0; i < 10000; ++i) {
     const uint64_t x = rng();
-    ReferenceSplitMix64 ref{x};
-    ASSERT_EQ(splitmix64(x), ref.next()) << "x = " << x;
+    ASSERT_EQ(splitmix64(x), ReferenceSplitMix64{x}.next()) << "x = " << x;
   }
   // A generator's stream, draw after draw.
   const uint64_t start = rng();
@@ -49,16 +55,13 @@ TEST(Seed, SplitMix64MatchesTheReference) {
   for (int i = 0; i < 10000; ++i) ASSERT_EQ(splitmix64_next(state), ref.next()) << "draw " << i;
   EXPECT_EQ(state, ref.x);
   // Edge values.
-  for (uint64_t x : {uint64_t{0}, ~uint64_t{0}, uint64_t{1} << 63, kSplitMix64Gamma, uint64_t(0) - kSplitMix64Gamma}) {
-    ReferenceSplitMix64 r{x};
-    EXPECT_EQ(splitmix64(x), r.next()) << "x = " << x;
-  }
+  for (uint64_t x : {uint64_t{0}, ~uint64_t{0}, uint64_t{1} << 63, kSplitMix64Gamma, uint64_t(0) - kSplitMix64Gamma})
+    EXPECT_EQ(splitmix64(x), ReferenceSplitMix64{x}.next()) << "x = " << x;
 }
 
 TEST(Seed, MixSeedIsTheFormerSelectorSeedBitForBit) {
-  const uint64_t seed = rdtest::fresh_seed();
+  const uint64_t seed = printed_seed();
   SCOPED_TRACE(rdtest::seed_trace(seed));
-  std::printf("Seed.MixSeedIsTheFormerSelectorSeedBitForBit: %s\n", rdtest::seed_trace(seed).c_str());
   std::mt19937_64 rng(seed);
   for (int i = 0; i < 10000; ++i) {
     const uint64_t s = rng(), w = i % 2 ? rng() : rng() % 1000;  // small window indices too
@@ -70,7 +73,7 @@ TEST(Seed, MixSeedIsTheFormerSelectorSeedBitForBit) {
 // For one seed, stream -> mix_seed is a bijection (an add, an xor and a bijective mixer): the windows
 // of a run never share a seed. (Across seeds no such promise: the combine is not injective in pairs.)
 TEST(Seed, MixSeedGivesEveryStreamOfASeedItsOwnSeed) {
-  const uint64_t seed = rdtest::fresh_seed();
+  const uint64_t seed = printed_seed();
   SCOPED_TRACE(rdtest::seed_trace(seed));
   std::set<uint64_t> seen;
   for (uint64_t w = 0; w < 8192; ++w) seen.insert(mix_seed(seed, w));
