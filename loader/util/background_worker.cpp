@@ -82,12 +82,15 @@ BackgroundWorker::~BackgroundWorker() { shutdown(Shutdown::kDrain); }
 
 void BackgroundWorker::schedule(std::function<void()> task) {
   if (!task) throw Error(ErrorCode::kInvalidConfig, name_, "scheduled an empty task");
+  // Once queued, the task may release the last owner of this object before this call returns:
+  // from there on only the shared state (kept alive by this reference) is touched.
+  const std::shared_ptr<State> state = state_;
   {
-    std::lock_guard<std::mutex> lock(state_->mutex);
-    if (state_->stopping) throw Error(ErrorCode::kInvalidState, name_, "scheduled after shutdown");
-    state_->queue.push_back(std::move(task));
+    std::lock_guard<std::mutex> lock(state->mutex);
+    if (state->stopping) throw Error(ErrorCode::kInvalidState, name_, "scheduled after shutdown");
+    state->queue.push_back(std::move(task));
   }
-  state_->cv.notify_all();
+  state->cv.notify_all();
 }
 
 void BackgroundWorker::shutdown(Shutdown mode) {
