@@ -31,44 +31,30 @@
 #include <groupmates/selection_config.h>
 #include "tiny_gpt/tiny_gpt.h"
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 #include <vector>
 
+#include "example_cli.h"
 #include "tiny_gpt_training.h"
-
+#include "util/stopwatch.h"
 
 namespace {
 
-using tiny_gpt_training::batches_of;
+using groupmates::util::Stopwatch;
 using tiny_gpt_training::mean_loss;
-using tiny_gpt_training::reference_rows;
+using Json = nlohmann::ordered_json;
 
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-struct Options {
+struct Options : tiny_gpt_training::TrainingSettings {
   std::string pool, reference, tokenizer, method, out;
-  uint64_t seed = 0;
-  int64_t steps = 600;
-  uint32_t batch = 8;
-  uint32_t seq_len = 128;
-  int64_t eval_every = 40;
-  int64_t eval_rows = 128;
-  int64_t probe_ref_rows = 16;
-  int64_t d_model = 128;
-  int64_t layers = 2;
-  int64_t heads = 4;
-  double lr = 1e-3;
-  double weight_decay = 0.1;
   uint32_t loader_threads = 2;
   int torch_threads = 0;
   std::string log_path;
@@ -81,92 +67,47 @@ struct Options {
   bool quiet = false;
 };
 
-[[noreturn]] void usage(const char* msg) {
-  if (msg) std::fprintf(stderr, "bench_efficiency: %s\n", msg);
-  std::fprintf(stderr,
-               "usage: bench_efficiency --pool P.jsonl --reference R.jsonl --tokenizer M.model\n"
-               "         --method random|individual|group|plain --seed S --out RUN.json\n"
-               "         [--steps 600] [--batch 8] [--seq-len 128] [--eval-every 40] [--eval-rows 128]\n"
-               "         [--probe-ref-rows 16] [--d-model 128] [--layers 2] [--heads 4] [--lr 1e-3]\n"
-               "         [--weight-decay 0.1] [--loader-threads 2] [--torch-threads 0] [--log PATH]\n"
-               "         [--packing packed|aligned] [--clusters K] [--probe-budget B]\n"
-               "         [--refresh-mode when_ready|at_step] [--rollout-length L] [--merge-cluster-budgets 0|1] [--quiet]\n");
-  std::exit(2);
-}
+const std::vector<std::string> kMethods = {"random", "importance", "individual", "individual_topk", "group",
+                                           "group_no_relations", "group_no_clusters", "group_no_prior", "plain"};
 
 Options parse(int argc, char** argv) {
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) usage((a + " needs a value").c_str());
-      return argv[++i];
-    };
-    if (a == "--pool") o.pool = value();
-    else if (a == "--reference") o.reference = value();
-    else if (a == "--tokenizer") o.tokenizer = value();
-    else if (a == "--method") o.method = value();
-    else if (a == "--out") o.out = value();
-    else if (a == "--seed") o.seed = std::stoull(value());
-    else if (a == "--steps") o.steps = std::stoll(value());
-    else if (a == "--batch") o.batch = std::stoul(value());
-    else if (a == "--seq-len") o.seq_len = std::stoul(value());
-    else if (a == "--eval-every") o.eval_every = std::stoll(value());
-    else if (a == "--eval-rows") o.eval_rows = std::stoll(value());
-    else if (a == "--probe-ref-rows") o.probe_ref_rows = std::stoll(value());
-    else if (a == "--d-model") o.d_model = std::stoll(value());
-    else if (a == "--layers") o.layers = std::stoll(value());
-    else if (a == "--heads") o.heads = std::stoll(value());
-    else if (a == "--lr") o.lr = std::stod(value());
-    else if (a == "--weight-decay") o.weight_decay = std::stod(value());
-    else if (a == "--loader-threads") o.loader_threads = std::stoul(value());
-    else if (a == "--torch-threads") o.torch_threads = std::stoi(value());
-    else if (a == "--log") o.log_path = value();
-    else if (a == "--packing") {
-      const std::string v = value();
-      if (v != "packed" && v != "aligned") usage("--packing must be packed or aligned");
-      o.aligned = v == "aligned";
-    } else if (a == "--clusters") o.clusters = std::stoul(value());
-    else if (a == "--probe-budget") o.probe_budget = std::stod(value());
-    else if (a == "--rollout-length") o.rollout_length = std::stoll(value());
-    else if (a == "--merge-cluster-budgets") o.merge_budgets = std::stoi(value());
-    else if (a == "--refresh-mode") {
-      o.refresh_mode = value();
-      if (o.refresh_mode != "when_ready" && o.refresh_mode != "at_step") usage("--refresh-mode must be when_ready or at_step");
-    }
-    else if (a == "--quiet") o.quiet = true;
-    else usage(("unknown argument " + a).c_str());
-  }
-  if (o.pool.empty() || o.reference.empty() || o.tokenizer.empty() || o.method.empty() || o.out.empty())
-    usage("--pool, --reference, --tokenizer, --method and --out are required");
-  static const char* kMethods[] = {"random", "importance", "individual", "individual_topk", "group",
-                                   "group_no_relations", "group_no_clusters", "group_no_prior", "plain"};
-  if (std::find(std::begin(kMethods), std::end(kMethods), o.method) == std::end(kMethods))
-    usage("--method must be random, importance, individual, individual_topk, group, group_no_relations, "
-          "group_no_clusters, group_no_prior or plain");
-  if (o.steps < 1 || o.eval_every < 1 || o.eval_rows < 1 || o.probe_ref_rows < 1 || o.batch < 1 || o.seq_len < 2)
-    usage("sizes must be positive (seq-len >= 2)");
+  CLI::App app("one training run of the data-efficiency benchmark (bench/bench_efficiency.py drives it)",
+               "bench_efficiency");
+  app.add_option("--pool", o.pool, "candidate pool JSONL")->required();
+  app.add_option("--reference", o.reference, "held-out reference set JSONL")->required();
+  app.add_option("--tokenizer", o.tokenizer, "SentencePiece model of both")->required();
+  app.add_option("--method", o.method, "selection method")->required()->check(CLI::IsMember(kMethods));
+  app.add_option("--out", o.out, "the run's JSON")->required();
+  tiny_gpt_training::add_training_options(app, o);
+  app.add_option("--eval-rows", o.eval_rows, "reference rows of the reported loss")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--probe-ref-rows", o.probe_ref_rows, "reference rows of the probes")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--heads", o.heads, "TinyGpt attention heads")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--lr", o.lr, "AdamW learning rate")->capture_default_str();
+  app.add_option("--weight-decay", o.weight_decay, "AdamW weight decay")->capture_default_str();
+  app.add_option("--loader-threads", o.loader_threads, "loader threads")->capture_default_str();
+  app.add_option("--torch-threads", o.torch_threads, "intra-op threads (0: LibTorch's default)")->capture_default_str();
+  app.add_option("--log", o.log_path, "JSONL selection log");
+  std::string packing = "packed";
+  app.add_option("--packing", packing, "packed, or aligned (pad id 0)")->capture_default_str()
+      ->check(CLI::IsMember({"packed", "aligned"}));
+  app.add_option("--clusters", o.clusters, "k-means clusters per window (0: the library's default)");
+  app.add_option("--probe-budget", o.probe_budget, "ProbeConfig.budget (< 0: the library's default)");
+  app.add_option("--refresh-mode", o.refresh_mode, "SelectionConfig.refresh_mode (default: the library's)")
+      ->check(CLI::IsMember({"when_ready", "at_step"}));
+  app.add_option("--rollout-length", o.rollout_length, "ProbeConfig.rollout_length (0: the library's default)");
+  app.add_option("--merge-cluster-budgets", o.merge_budgets, "SelectionConfig.merge_cluster_budgets 0|1 (default: the library's)")
+      ->check(CLI::IsMember({0, 1}));
+  app.add_flag("--quiet", o.quiet, "no progress on stderr");
+  example_cli::parse_or_exit(app, argc, argv);
+  o.aligned = packing == "aligned";
   return o;
 }
 
-std::string num(double v) {
-  if (!std::isfinite(v)) return "null";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-
-std::string json_str(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\', o += c;
-    else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      o += buf;
-    } else o += c;
-  }
-  return o + "\"";
+/// A measured figure as the run files store it: 6 significant digits, null if not finite.
+Json num(double v) {
+  if (!std::isfinite(v)) return nullptr;
+  return std::stod(fmt::format("{:.6g}", v));
 }
 
 }  // namespace
@@ -175,24 +116,21 @@ int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
   try {
     if (o.torch_threads > 0) torch::set_num_threads(o.torch_threads);
-    const auto t_setup = Clock::now();
+    const Stopwatch setup_clock;
     auto tokenizer = groupmates::Tokenizer::load(o.tokenizer);
 
     // Reference rows: disjoint, evenly spaced probe and evaluation subsets.
-    const auto rows = reference_rows(o.reference, *tokenizer, o.seq_len);
-    const int64_t n = static_cast<int64_t>(rows.size());
-    if (n < o.probe_ref_rows + 1)
-      throw groupmates::Error(groupmates::ErrorCode::kInvalidConfig, o.reference,
-                              "too small: " + std::to_string(n) + " rows of " + std::to_string(o.seq_len) + " tokens");
-    const auto split = tiny_gpt_training::split_reference(n, o.probe_ref_rows, o.eval_rows);
-    const std::vector<size_t>& probe_idx = split.probe;
-    const std::vector<size_t>& eval_idx = split.eval;
-    const auto probe_batches = batches_of(rows, probe_idx, 16);
-    const auto eval_batches = batches_of(rows, eval_idx, 32);
+    const auto reference =
+        tiny_gpt_training::load_reference(o.reference, *tokenizer, o.seq_len, o.probe_ref_rows, o.eval_rows);
+    const int64_t n = reference.rows;
+    const std::vector<size_t>& probe_idx = reference.split.probe;
+    const std::vector<size_t>& eval_idx = reference.split.eval;
+    const auto& probe_batches = reference.probe_batches;
+    const auto& eval_batches = reference.eval_batches;
 
     // Model + optimiser; the probe target wraps the live pair and is used for the real steps too.
     groupmates::TinyGptConfig mc =
-        tiny_gpt_training::tiny_gpt_config(tokenizer->vocab_size(), o.seq_len, o.d_model, o.layers, o.heads, o.seed);
+        groupmates::tiny_gpt_config(tokenizer->vocab_size(), o.seq_len, o.d_model, o.layers, o.heads, o.seed);
     const int64_t pad_id = 0;  // the pool tokenizer's --pad_id (bench_efficiency.py)
     if (o.aligned) mc.ignore_id = pad_id;
     auto model = std::make_shared<groupmates::TinyGpt>(mc);
@@ -242,18 +180,16 @@ int main(int argc, char** argv) {
     selection.seed = o.seed;
     if (o.clusters > 0) selection.clusters = o.clusters;
     selection.log_path = o.log_path;
-    const double setup_seconds = since(t_setup);
+    const double setup_seconds = setup_clock.seconds();
 
     if (!o.quiet)
-      std::fprintf(stderr,
-                   "[%s seed %llu] vocab %lld, T %u, B %u, steps %lld, d_model %lld x %lld layers (%lld params), "
-                   "reference rows %lld (probe %zu, eval %zu)\n",
-                   o.method.c_str(), static_cast<unsigned long long>(o.seed), static_cast<long long>(mc.vocab_size),
-                   o.seq_len, o.batch, static_cast<long long>(o.steps), static_cast<long long>(o.d_model),
-                   static_cast<long long>(o.layers), static_cast<long long>(model->num_parameters()),
-                   static_cast<long long>(n), probe_idx.size(), eval_idx.size());
+      fmt::print(stderr,
+                 "[{} seed {}] vocab {}, T {}, B {}, steps {}, d_model {} x {} layers ({} params), "
+                 "reference rows {} (probe {}, eval {})\n",
+                 o.method, o.seed, mc.vocab_size, o.seq_len, o.batch, o.steps, o.d_model, o.layers,
+                 model->num_parameters(), n, probe_idx.size(), eval_idx.size());
 
-    const auto t_run = Clock::now();
+    const Stopwatch run_clock;
     std::unique_ptr<groupmates::GroupMatesLoader> loader =
         selection.mode == groupmates::SelectionMode::kNone
             ? std::make_unique<groupmates::GroupMatesLoader>(config)
@@ -277,17 +213,16 @@ int main(int argc, char** argv) {
     uint64_t last_refreshes = 0;
     int64_t step = 0;
     auto evaluate = [&](int64_t s) {
-      const auto t = Clock::now();
+      const Stopwatch eval_clock;
       const double l = mean_loss(*model, eval_batches);
       const double tokens = static_cast<double>(s) * o.batch * o.seq_len;
       const double overhead =
           selection.mode == groupmates::SelectionMode::kNone ? 0.0 : loader->selection_stats().cost.overhead_flops();
-      curve.push_back({s, tokens, l, since(t_run) - eval_s, 3.0 * flops_per_token * tokens + overhead});
-      eval_s += since(t);
+      curve.push_back({s, tokens, l, run_clock.seconds() - eval_s, 3.0 * flops_per_token * tokens + overhead});
+      eval_s += eval_clock.seconds();
       if (!o.quiet)
-        std::fprintf(stderr, "[%s seed %llu] step %lld/%lld  ref loss %.4f  train %.3f  %.0f s\n", o.method.c_str(),
-                     static_cast<unsigned long long>(o.seed), static_cast<long long>(s),
-                     static_cast<long long>(o.steps), l, train_loss_ema, since(t_run));
+        fmt::print(stderr, "[{} seed {}] step {}/{}  ref loss {:.4f}  train {:.3f}  {:.0f} s\n", o.method, o.seed, s,
+                   o.steps, l, train_loss_ema, run_clock.seconds());
     };
     auto poll = [&](int64_t s) {
       if (selection.mode == groupmates::SelectionMode::kNone) return;
@@ -300,9 +235,9 @@ int main(int argc, char** argv) {
 
     evaluate(0);
     for (; step < o.steps; ++step) {
-      auto t = Clock::now();
+      Stopwatch clock;
       auto batch = loader->next();
-      wait_s += since(t);
+      wait_s += clock.lap();
       if (!batch) throw groupmates::Error(groupmates::ErrorCode::kInternal, "bench_efficiency", "the endless stream ended");
       for (const auto& id : batch->ids) ++selected[{id.source, id.document}];
       if (o.aligned) pad_tokens += batch->input_ids.eq(pad_id).sum().item<int64_t>();
@@ -313,95 +248,92 @@ int main(int argc, char** argv) {
           if (std::isfinite(v)) scored.push_back({batch->ids[r].document, v, batch->model_version});
         }
       }
-      t = Clock::now();
+      clock.restart();
       const double l = target->train_step(batch->input_ids);
-      train_s += since(t);
+      train_s += clock.lap();
       train_loss_ema = std::isnan(train_loss_ema) ? l : 0.95 * train_loss_ema + 0.05 * l;
-      t = Clock::now();
       loader->on_step(step, probing ? target.get() : nullptr);
-      on_step_s += since(t);
+      on_step_s += clock.seconds();
       if ((step + 1) % 10 == 0) poll(step + 1);
       if ((step + 1) % o.eval_every == 0 || step + 1 == o.steps) evaluate(step + 1);
     }
-    const double run_s = since(t_run);
+    const double run_s = run_clock.seconds();
     groupmates::SelectionStats st;
     if (selection.mode != groupmates::SelectionMode::kNone) {
       poll(step);
       st = loader->selection_stats();
     }
     loader.reset();  // waits for an in-flight probe
-    const double total_s = since(t_run);
+    const double total_s = run_clock.seconds();
 
-    std::ostringstream j;
-    j << "{\"method\": " << json_str(o.method) << ", \"seed\": " << o.seed << ",\n";
-    j << " \"settings\": {\"pool\": " << json_str(o.pool) << ", \"reference\": " << json_str(o.reference)
-      << ", \"tokenizer\": " << json_str(o.tokenizer) << ", \"vocab\": " << mc.vocab_size << ", \"steps\": " << o.steps
-      << ", \"batch\": " << o.batch << ", \"seq_len\": " << o.seq_len << ", \"d_model\": " << o.d_model
-      << ", \"layers\": " << o.layers << ", \"heads\": " << o.heads << ", \"params\": " << model->num_parameters()
-      << ", \"lr\": " << num(o.lr) << ", \"weight_decay\": " << num(o.weight_decay) << ", \"eval_every\": " << o.eval_every
-      << ", \"eval_rows\": " << eval_idx.size() << ", \"probe_ref_rows\": " << probe_idx.size()
-      << ", \"reference_rows\": " << n << ", \"window_size\": " << selection.window_size
-      << ", \"ratio\": " << num(selection.ratio) << ", \"clusters\": " << selection.clusters
-      << ", \"probe_interval\": " << probes.interval_steps << ", \"rollout_length\": " << probes.rollout_length
-      << ", \"torch_threads\": " << torch::get_num_threads() << ", \"packing\": \"" << (o.aligned ? "aligned" : "packed")
-      << "\", \"pad_tokens\": " << pad_tokens << "},\n";
-    j << " \"curve\": [";
-    for (size_t i = 0; i < curve.size(); ++i)
-      j << (i ? ", " : "") << "[" << curve[i].step << ", " << num(curve[i].tokens) << ", " << num(curve[i].loss) << ", "
-        << num(curve[i].seconds) << ", " << num(curve[i].flops) << "]";
-    j << "],\n \"spearman_history\": [";
-    for (size_t i = 0; i < spearman.size(); ++i)
-      j << (i ? ", " : "") << "[" << spearman[i].step << ", " << spearman[i].refreshes << ", " << num(spearman[i].spearman)
-        << ", " << num(spearman[i].spearman_scaled) << "]";
-    j << "],\n \"selected\": [";
-    size_t k = 0;
-    for (const auto& [key, count] : selected) j << (k++ ? ", " : "") << "[" << key.first << ", " << key.second << ", " << count << "]";
-    j << "],\n \"scored\": [";
-    for (size_t i = 0; i < scored.size(); ++i)
-      j << (i ? ", " : "") << "[" << scored[i].document << ", " << num(scored[i].u) << ", " << scored[i].version << "]";
-    j << "],\n \"timing\": {\"setup_seconds\": " << num(setup_seconds) << ", \"run_seconds\": " << num(run_s)
-      << ", \"total_seconds\": " << num(total_s) << ", \"loader_wait_seconds\": " << num(wait_s)
-      << ", \"train_seconds\": " << num(train_s) << ", \"on_step_seconds\": " << num(on_step_s)
-      << ", \"eval_seconds\": " << num(eval_s) << ", \"run_seconds_without_eval\": " << num(run_s - eval_s) << "},\n";
+    auto rows_of = [](const auto& items, auto row) {
+      Json out = Json::array();
+      for (const auto& item : items) out.push_back(row(item));
+      return out;
+    };
     const auto& p = st.probes;
     const auto& c = st.cost;
-    j << " \"cost\": {\"flops_per_token\": " << num(flops_per_token) << ", \"train_flops\": "
-      << num(3.0 * flops_per_token * double(step) * o.batch * o.seq_len) << ", \"probe_flops\": " << num(c.probe_flops)
-      << ", \"refresh_flops\": " << num(c.refresh_flops) << ", \"scoring_flops\": " << num(c.scoring_flops)
-      << ", \"probe_train_tokens\": " << num(c.probe_train_tokens) << ", \"probe_eval_tokens\": " << num(c.probe_eval_tokens)
-      << ", \"scoring_seconds\": " << num(c.scoring_seconds) << ", \"selection_seconds\": " << num(c.selection_seconds)
-      << ", \"wait_scoring_seconds\": " << num(c.wait_scoring_seconds) << ", \"wait_refresh_seconds\": "
-      << num(c.wait_refresh_seconds) << ", \"wait_probe_seconds\": " << num(c.wait_probe_seconds)
-      << ", \"snapshot_seconds\": " << num(c.snapshot_seconds) << ", \"probes_skipped_budget\": " << st.probes_skipped_budget
-      << ", \"refreshes_failed\": " << st.refreshes_failed << ", \"prior_weight\": " << num(st.prior_weight)
-      << ", \"switches\": " << st.switches.size() << "},\n";
-    j << " \"selection\": {\"windows\": " << st.windows << ", \"warmup_windows\": " << st.warmup_windows
-      << ", \"seen\": " << st.seen << ", \"selected\": " << st.selected << ", \"model_version\": " << st.model_version
-      << ", \"refreshes\": " << st.refreshes << ", \"refresh_seconds\": " << num(st.refresh_seconds)
-      << ", \"refresh_wait_seconds\": " << num(st.refresh_wait_seconds)
-      << ", \"last_heldout_spearman\": " << num(st.last_heldout_spearman)
-      << ", \"last_heldout_spearman_scaled\": " << num(st.last_heldout_spearman_scaled) << ",\n  \"probes\": {\"started\": "
-      << p.probes_started << ", \"completed\": " << p.probes_completed << ", \"skipped_busy\": " << p.probes_skipped_busy
-      << ", \"failed\": " << p.probes_failed << ", \"rollouts_kept\": " << p.rollouts_kept
-      << ", \"rollouts_discarded\": " << p.rollouts_discarded << ", \"rollouts_skipped\": " << p.rollouts_skipped
-      << ", \"snapshot_seconds\": " << num(p.snapshot_seconds) << ", \"probe_seconds\": " << num(p.probe_seconds)
-      << ", \"wall_seconds\": " << num(p.wall_seconds) << ", \"probe_share\": " << num(p.probe_share)
-      << ", \"snapshot_share\": " << num(p.snapshot_share) << ", \"seconds_per_rollout\": " << num(p.seconds_per_rollout)
-      << "}}}\n";
+    Json j;
+    j["method"] = o.method;
+    j["seed"] = o.seed;
+    j["settings"] = {{"pool", o.pool}, {"reference", o.reference}, {"tokenizer", o.tokenizer},
+                     {"vocab", mc.vocab_size}, {"steps", o.steps}, {"batch", o.batch}, {"seq_len", o.seq_len},
+                     {"d_model", o.d_model}, {"layers", o.layers}, {"heads", o.heads},
+                     {"params", model->num_parameters()}, {"lr", num(o.lr)}, {"weight_decay", num(o.weight_decay)},
+                     {"eval_every", o.eval_every}, {"eval_rows", eval_idx.size()}, {"probe_ref_rows", probe_idx.size()},
+                     {"reference_rows", n}, {"window_size", selection.window_size}, {"ratio", num(selection.ratio)},
+                     {"clusters", selection.clusters}, {"probe_interval", probes.interval_steps},
+                     {"rollout_length", probes.rollout_length}, {"torch_threads", torch::get_num_threads()},
+                     {"packing", o.aligned ? "aligned" : "packed"}, {"pad_tokens", pad_tokens}};
+    j["curve"] = rows_of(curve, [](const Point& q) {
+      return Json::array({q.step, num(q.tokens), num(q.loss), num(q.seconds), num(q.flops)});
+    });
+    j["spearman_history"] = rows_of(spearman, [](const Sp& q) {
+      return Json::array({q.step, q.refreshes, num(q.spearman), num(q.spearman_scaled)});
+    });
+    j["selected"] = rows_of(selected, [](const auto& kv) {
+      return Json::array({kv.first.first, kv.first.second, kv.second});
+    });
+    j["scored"] = rows_of(scored, [](const Scored& q) { return Json::array({q.document, num(q.u), q.version}); });
+    j["timing"] = {{"setup_seconds", num(setup_seconds)}, {"run_seconds", num(run_s)}, {"total_seconds", num(total_s)},
+                   {"loader_wait_seconds", num(wait_s)}, {"train_seconds", num(train_s)},
+                   {"on_step_seconds", num(on_step_s)}, {"eval_seconds", num(eval_s)},
+                   {"run_seconds_without_eval", num(run_s - eval_s)}};
+    j["cost"] = {{"flops_per_token", num(flops_per_token)},
+                 {"train_flops", num(3.0 * flops_per_token * double(step) * o.batch * o.seq_len)},
+                 {"probe_flops", num(c.probe_flops)}, {"refresh_flops", num(c.refresh_flops)},
+                 {"scoring_flops", num(c.scoring_flops)}, {"probe_train_tokens", num(c.probe_train_tokens)},
+                 {"probe_eval_tokens", num(c.probe_eval_tokens)}, {"scoring_seconds", num(c.scoring_seconds)},
+                 {"selection_seconds", num(c.selection_seconds)}, {"wait_scoring_seconds", num(c.wait_scoring_seconds)},
+                 {"wait_refresh_seconds", num(c.wait_refresh_seconds)}, {"wait_probe_seconds", num(c.wait_probe_seconds)},
+                 {"snapshot_seconds", num(c.snapshot_seconds)}, {"probes_skipped_budget", st.probes_skipped_budget},
+                 {"refreshes_failed", st.refreshes_failed}, {"prior_weight", num(st.prior_weight)},
+                 {"switches", st.switches.size()}};
+    j["selection"] = {{"windows", st.windows}, {"warmup_windows", st.warmup_windows}, {"seen", st.seen},
+                      {"selected", st.selected}, {"model_version", st.model_version}, {"refreshes", st.refreshes},
+                      {"refresh_seconds", num(st.refresh_seconds)}, {"refresh_wait_seconds", num(st.refresh_wait_seconds)},
+                      {"last_heldout_spearman", num(st.last_heldout_spearman)},
+                      {"last_heldout_spearman_scaled", num(st.last_heldout_spearman_scaled)},
+                      {"probes", {{"started", p.probes_started}, {"completed", p.probes_completed},
+                                  {"skipped_busy", p.probes_skipped_busy}, {"failed", p.probes_failed},
+                                  {"rollouts_kept", p.rollouts_kept}, {"rollouts_discarded", p.rollouts_discarded},
+                                  {"rollouts_skipped", p.rollouts_skipped}, {"snapshot_seconds", num(p.snapshot_seconds)},
+                                  {"probe_seconds", num(p.probe_seconds)}, {"wall_seconds", num(p.wall_seconds)},
+                                  {"probe_share", num(p.probe_share)}, {"snapshot_share", num(p.snapshot_share)},
+                                  {"seconds_per_rollout", num(p.seconds_per_rollout)}}}};
     const std::string tmp = o.out + ".tmp";
     {
       std::ofstream f(tmp);
-      f << j.str();
+      f << j.dump() << "\n";
       if (!f) throw groupmates::Error(groupmates::ErrorCode::kIo, tmp, "cannot write");
     }
     if (std::rename(tmp.c_str(), o.out.c_str()) != 0)
       throw groupmates::Error(groupmates::ErrorCode::kIo, o.out, "cannot rename the result into place");
     if (!o.quiet)
-      std::fprintf(stderr, "[%s seed %llu] done: final ref loss %.4f, %.1f s (loader wait %.1f%%, train %.1f s, eval %.1f s)\n",
-                   o.method.c_str(), static_cast<unsigned long long>(o.seed), curve.back().loss, total_s,
-                   100.0 * wait_s / run_s, train_s, eval_s);
+      fmt::print(stderr, "[{} seed {}] done: final ref loss {:.4f}, {:.1f} s (loader wait {:.1f}%, train {:.1f} s, eval {:.1f} s)\n",
+                 o.method, o.seed, curve.back().loss, total_s, 100.0 * wait_s / run_s, train_s, eval_s);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_efficiency: %s\n", e.what());
+    fmt::print(stderr, "bench_efficiency: {}\n", e.what());
     return 1;
   }
   return 0;

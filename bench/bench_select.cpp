@@ -21,10 +21,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -45,12 +42,17 @@
 #include <groupmates/streaming_loader.h>
 #include <groupmates/engine/window_scorer.h>
 
+#include <fmt/format.h>
+
+#include "example_cli.h"
+#include "util/stopwatch.h"
+
 namespace {
 
 using namespace groupmates;
 namespace fs = std::filesystem;
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+double (&now)() = util::monotonic_seconds;
 
 constexpr uint64_t kReuseBytes = uint64_t{1} << 30;   // bench-throughput's file
 constexpr uint64_t kOwnBytes = uint64_t{256} << 20;  // ours, when that one is absent
@@ -64,7 +66,7 @@ std::string token_file(const fs::path& dir) {
   if (fs::exists(own, ec) && fs::file_size(own, ec) == kOwnBytes) return own.string();
   fs::create_directories(dir);
   const fs::path tmp = dir / ("tokens_u16_256m.bin.tmp." + std::to_string(::getpid()));
-  std::printf("writing %s (%llu MiB of uniform uint16 ids < 50257)\n", own.c_str(), (unsigned long long)(kOwnBytes >> 20));
+  fmt::print("writing {} ({} MiB of uniform uint16 ids < 50257)\n", own.string(), kOwnBytes >> 20);
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     std::mt19937_64 rng(0);
@@ -82,12 +84,12 @@ std::string token_file(const fs::path& dir) {
 // Reads the file once so that every timed pass finds it in the page cache (else the first pass
 // would time the disk, the later ones memory).
 double warm_page_cache(const std::string& path) {
-  const double t0 = now();
+  const util::Stopwatch clock;
   std::ifstream in(path, std::ios::binary);
   std::vector<char> buffer(8 << 20);
   while (in.read(buffer.data(), std::streamsize(buffer.size())) || in.gcount() > 0) {
   }
-  return now() - t0;
+  return clock.seconds();
 }
 
 LoaderConfig loader_config(const std::string& path, uint32_t rows, uint32_t length, uint32_t threads) {
@@ -137,35 +139,32 @@ double plain_pass(const LoaderConfig& config, int64_t windows, int64_t& checksum
 int main(int argc, char** argv) {
   int64_t windows = 10, rows = 4096, length = 1024, clusters = 64;
   uint32_t loader_threads = 2;
+  int intra_op_threads = 0;  // 0: LibTorch's default
   double ratio = 0.5;
   std::string file, data_dir = "data/bench";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--windows") windows = std::stoll(argv[i + 1]);
-    else if (a == "--window") rows = std::stoll(argv[i + 1]);
-    else if (a == "--seq-len") length = std::stoll(argv[i + 1]);
-    else if (a == "--clusters") clusters = std::stoll(argv[i + 1]);
-    else if (a == "--ratio") ratio = std::stod(argv[i + 1]);
-    else if (a == "--threads") at::set_num_threads(std::stoi(argv[i + 1]));
-    else if (a == "--loader-threads") loader_threads = std::stoul(argv[i + 1]);
-    else if (a == "--file") file = argv[i + 1];
-    else if (a == "--data-dir") data_dir = argv[i + 1];
-    else {
-      std::fprintf(stderr, "unknown argument %s\n", a.c_str());
-      return 2;
-    }
-  }
+  CLI::App app("tokens/s through the selection engine, against the plain loader on the same data", "bench_select");
+  app.add_option("--windows", windows, "windows per pass (the first is warm-up; at least 2)")->capture_default_str();
+  app.add_option("--window", rows, "candidate sequences per window (W)")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--seq-len", length, "tokens per sequence (T)")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--clusters", clusters, "k-means clusters per window")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--ratio", ratio, "share of each window selected")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_option("--threads", intra_op_threads, "intra-op threads (at::set_num_threads)")->check(example_cli::kPositive);
+  app.add_option("--loader-threads", loader_threads, "StreamingLoader threads")->capture_default_str();
+  app.add_option("--file", file, "flat uint16 token file (default: one in --data-dir, written if missing)");
+  app.add_option("--data-dir", data_dir, "where the default token file is")->capture_default_str();
+  example_cli::parse_or_exit(app, argc, argv);
+  if (intra_op_threads > 0) at::set_num_threads(intra_op_threads);
   windows = std::max<int64_t>(windows, 2);
   if (file.empty()) file = token_file(data_dir);
   int worker_threads = 0;  // intra-op threads seen from a fresh thread like the WindowScorer's
   std::thread([&] { worker_threads = at::get_num_threads(); }).join();
   const torch::Device device = default_device();
-  std::printf("bench_select: %lld windows of %lld x %lld tokens from %s (StreamingLoader, shuffled, %u threads), "
-              "%lld clusters, ratio %.2f, device %s, %d intra-op threads (%d in a new thread); "
-              "the first window of each pass is warm-up\n",
-              (long long)windows, (long long)rows, (long long)length, file.c_str(), loader_threads, (long long)clusters,
-              ratio, device.str().c_str(), at::get_num_threads(), worker_threads);
-  std::printf("read %s once into the page cache: %.1f s\n", file.c_str(), warm_page_cache(file));
+  fmt::print("bench_select: {} windows of {} x {} tokens from {} (StreamingLoader, shuffled, {} threads), "
+             "{} clusters, ratio {:.2f}, device {}, {} intra-op threads ({} in a new thread); "
+             "the first window of each pass is warm-up\n",
+             windows, rows, length, file, loader_threads, clusters, ratio, device.str(), at::get_num_threads(),
+             worker_threads);
+  fmt::print("read {} once into the page cache: {:.1f} s\n", file, warm_page_cache(file));
   const LoaderConfig config = loader_config(file, uint32_t(rows), uint32_t(length), loader_threads);
   const int64_t per_window = rows * length;
   int64_t checksum = 0;
@@ -237,8 +236,8 @@ int main(int argc, char** argv) {
       select += t5 - t4;
     }
     const double n = double(windows - 1), tokens = double(per_window);
-    std::printf("stage                        ms/window   tokens/s\n");
-    auto row = [&](const char* name, double s) { std::printf("%-27s %10.1f %10.3g\n", name, 1e3 * s / n, tokens * n / s); };
+    fmt::print("stage                        ms/window   tokens/s\n");
+    auto row = [&](const char* name, double s) { fmt::print("{:<27} {:>10.1f} {:>10.3g}\n", name, 1e3 * s / n, tokens * n / s); };
     row("loader.next() wait", wait);
     row("to tensor (zero copy)", convert);
     row("hash + bag sum", bag);
@@ -248,7 +247,7 @@ int main(int argc, char** argv) {
     row("greedy select", select);
     row(" (batched tensor path)", batched_select);
     row("sum of stages", wait + convert + bag + project + cluster + select);
-    std::printf("(first window: k-means++ seeding + Lloyd %.1f ms, not counted)\n", 1e3 * seed_s);
+    fmt::print("(first window: k-means++ seeding + Lloyd {:.1f} ms, not counted)\n", 1e3 * seed_s);
   }
 
   // 3) End to end, pipelined: the WindowScorer scores window w while this thread takes w + 1 from
@@ -279,11 +278,11 @@ int main(int argc, char** argv) {
   const double plain_s = std::min(plain_before, plain_after);
   const double plain_tps = double(per_window) / plain_s;
   const double select_tps = double(per_window) / e2e_s;
-  std::printf("plain loader (StreamingLoader alone): %.1f ms/window (passes: %.1f, %.1f), %.0f candidates/s, %.3g tokens/s\n",
-              1e3 * plain_s, 1e3 * plain_before, 1e3 * plain_after, double(rows) / plain_s, plain_tps);
-  std::printf("select, end to end (loader + embed + score + cluster + select, pipelined): %.1f ms/window, %.0f candidates/s, %.3g tokens/s\n",
-              1e3 * e2e_s, double(rows) / e2e_s, select_tps);
-  if (checksum == 42) std::printf(" \n");
-  std::printf("RESULT select_tokens_per_s=%.0f select_vs_plain=%.3f\n", select_tps, select_tps / plain_tps);
+  fmt::print("plain loader (StreamingLoader alone): {:.1f} ms/window (passes: {:.1f}, {:.1f}), {:.0f} candidates/s, {:.3g} tokens/s\n",
+             1e3 * plain_s, 1e3 * plain_before, 1e3 * plain_after, double(rows) / plain_s, plain_tps);
+  fmt::print("select, end to end (loader + embed + score + cluster + select, pipelined): {:.1f} ms/window, {:.0f} candidates/s, {:.3g} tokens/s\n",
+             1e3 * e2e_s, double(rows) / e2e_s, select_tps);
+  if (checksum == 42) fmt::print(" \n");
+  fmt::print("RESULT select_tokens_per_s={:.0f} select_vs_plain={:.3f}\n", select_tps, select_tps / plain_tps);
   return 0;
 }

@@ -7,9 +7,9 @@
 
 #include <torch/torch.h>
 
-#include <chrono>
+#include <fmt/format.h>
+
 #include <cstdio>
-#include <cstring>
 #include <fcntl.h>
 #include <random>
 #include <string>
@@ -18,9 +18,12 @@
 #include <unistd.h>
 #include <vector>
 
+#include "example_cli.h"
+#include "util/stopwatch.h"
+
 namespace {
 
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+using groupmates::util::Stopwatch;
 
 // The ceiling: one thread, random window offsets precomputed, uint16 -> int64 into one buffer.
 double ceiling(const std::string& path, uint32_t B, uint32_t T, uint64_t batches, uint64_t seed) {
@@ -34,7 +37,7 @@ double ceiling(const std::string& path, uint32_t B, uint32_t T, uint64_t batches
   for (auto& o : order) o = rng() % windows;
   std::vector<int64_t> out(uint64_t{B} * T);
   int64_t checksum = 0;
-  const double t0 = now();
+  const Stopwatch clock;
   for (uint64_t b = 0; b < batches; ++b) {
     for (uint32_t r = 0; r < B; ++r) {
       const uint16_t* in = tokens + order[b * B + r] * T;
@@ -43,7 +46,7 @@ double ceiling(const std::string& path, uint32_t B, uint32_t T, uint64_t batches
     }
     checksum += out[b % out.size()];
   }
-  const double secs = now() - t0;
+  const double secs = clock.seconds();
   munmap(const_cast<uint16_t*>(tokens), st.st_size);
   close(fd);
   if (checksum == 42) std::printf(" ");
@@ -66,12 +69,12 @@ double plain(const std::string& path, uint32_t B, uint32_t T, uint64_t batches, 
   config.epochs = 0;
   groupmates::GroupMatesLoader loader(config);
   int64_t checksum = 0;
-  const double t0 = now();
+  const Stopwatch clock;
   for (uint64_t b = 0; b < batches; ++b) {
     auto batch = loader.next();
     checksum += batch->input_ids.data_ptr<int64_t>()[b % (B * T)];
   }
-  const double secs = now() - t0;
+  const double secs = clock.seconds();
   if (checksum == 42) std::printf(" ");
   return batches * B * T / secs;
 }
@@ -79,21 +82,17 @@ double plain(const std::string& path, uint32_t B, uint32_t T, uint64_t batches, 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_throughput FILE [--batches N] [--threads N] [--prefetch 8] [--batch B] [--seq-len T]\n");
-    return 2;
-  }
-  const std::string path = argv[1];
+  std::string path;
   uint64_t batches = 3000;
   uint32_t threads = 2, prefetch = 8, B = 16, T = 1024;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--batches") batches = std::stoull(argv[i + 1]);
-    else if (a == "--threads") threads = std::stoul(argv[i + 1]);
-    else if (a == "--prefetch") prefetch = std::stoul(argv[i + 1]);
-    else if (a == "--batch") B = std::stoul(argv[i + 1]);
-    else if (a == "--seq-len") T = std::stoul(argv[i + 1]);
-  }
+  CLI::App app("tokens/s of groupmates (plain, shuffled) and of a tight copy loop (the ceiling)", "bench_throughput");
+  app.add_option("FILE", path, "flat uint16 token file")->required();
+  app.add_option("--batches", batches, "batches per pass")->capture_default_str();
+  app.add_option("--threads", threads, "loader threads")->capture_default_str();
+  app.add_option("--prefetch", prefetch, "batches prefetched")->capture_default_str();
+  app.add_option("--batch", B, "rows per batch (B)")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--seq-len", T, "tokens per row (T)")->capture_default_str()->check(example_cli::kPositive);
+  example_cli::parse_or_exit(app, argc, argv);
   torch::set_num_threads(1);
   // Alternate the two, best of 3 each, so that machine noise hits both alike.
   double best_plain = 0, best_ceiling = 0;
@@ -101,7 +100,7 @@ int main(int argc, char** argv) {
     best_plain = std::max(best_plain, plain(path, B, T, batches, threads, prefetch, 1000 + rep));
     best_ceiling = std::max(best_ceiling, ceiling(path, B, T, batches, 2000 + rep));
   }
-  std::printf("groupmates_plain_tokens_per_s %.0f\n", best_plain);
-  std::printf("ceiling_tokens_per_s %.0f\n", best_ceiling);
+  fmt::print("groupmates_plain_tokens_per_s {:.0f}\n", best_plain);
+  fmt::print("ceiling_tokens_per_s {:.0f}\n", best_ceiling);
   return 0;
 }

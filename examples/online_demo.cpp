@@ -30,11 +30,11 @@
 #include <groupmates/selection_config.h>
 #include "tiny_gpt/tiny_gpt.h"
 
+#include <fmt/format.h>
 #include <simdjson.h>
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -42,32 +42,19 @@
 #include <string>
 #include <vector>
 
+#include "example_cli.h"
 #include "tiny_gpt_training.h"
+#include "util/stopwatch.h"
 
 
 namespace {
 
-using tiny_gpt_training::batches_of;
+using groupmates::util::Stopwatch;
 using tiny_gpt_training::mean_loss;
-using tiny_gpt_training::reference_rows;
 
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-struct Settings {
+struct Settings : tiny_gpt_training::TrainingSettings {
+  Settings() { eval_every = 30; }
   std::string data = "data/pool-demo";
-  int64_t steps = 600;
-  uint32_t batch = 8;
-  uint32_t seq_len = 128;
-  int64_t eval_every = 30;
-  int64_t eval_rows = 128;
-  int64_t probe_ref_rows = 16;
-  int64_t d_model = 128;
-  int64_t layers = 2;
-  int64_t heads = 4;
-  double lr = 1e-3;
-  double weight_decay = 0.1;
-  uint64_t seed = 0;
 };
 
 constexpr int kSmooth = 3;  // curves are smoothed alike: the mean of the last 3 evaluations
@@ -105,8 +92,8 @@ void draw_bar(const std::string& name, int64_t step, int64_t steps, double ref, 
   const int filled = static_cast<int>(kWidth * step / std::max<int64_t>(steps, 1));
   std::string bar(filled, '#');
   bar.resize(kWidth, '.');
-  std::fprintf(stderr, "\r  %-12s [%s] %4lld/%lld steps  ref loss %.4f  %5.1f s%s\033[K", name.c_str(), bar.c_str(),
-               static_cast<long long>(step), static_cast<long long>(steps), ref, seconds, extra.c_str());
+  fmt::print(stderr, "\r  {:<12} [{}] {:4}/{} steps  ref loss {:.4f}  {:5.1f} s{}\033[K", name, bar, step, steps, ref,
+             seconds, extra);
   std::fflush(stderr);
 }
 
@@ -115,7 +102,7 @@ RunResult run(const std::string& name, groupmates::SelectionMode mode, const Set
   RunResult r;
   r.name = name;
   const groupmates::TinyGptConfig mc =
-      tiny_gpt_training::tiny_gpt_config(data.vocab, s.seq_len, s.d_model, s.layers, s.heads, s.seed);
+      groupmates::tiny_gpt_config(data.vocab, s.seq_len, s.d_model, s.layers, s.heads, s.seed);
   auto model = std::make_shared<groupmates::TinyGpt>(mc);
   // The live model + optimiser as a probe target: used for the real steps AND snapshotted by probes,
   // so probes step with exactly the trainer's optimiser, learning rate and clipping.
@@ -128,52 +115,49 @@ RunResult run(const std::string& name, groupmates::SelectionMode mode, const Set
   groupmates::ProbeConfig probes;  // library defaults (probe budget, interval, rollouts)
 
   double eval_seconds = 0, ref = 0;
-  const auto t0 = Clock::now();
+  const Stopwatch run_clock;
   groupmates::GroupMatesLoader loader(data.config, selection, probes);
   if (probing) loader.set_reference(data.probe_rows);
   auto evaluate = [&](int64_t step) {
-    const auto t = Clock::now();
-    const double seconds_with_evals = since(t0);
+    const Stopwatch eval_clock;
+    const double seconds_with_evals = run_clock.seconds();
     const double tokens = static_cast<double>(step) * s.batch * s.seq_len;
     const double flops = 3.0 * flops_per_token * tokens + loader.selection_stats().cost.overhead_flops();
     ref = mean_loss(*model, data.eval_batches);
     r.curve.push_back({step, tokens, ref, seconds_with_evals - eval_seconds, flops, seconds_with_evals});
-    eval_seconds += since(t);
+    eval_seconds += eval_clock.seconds();
   };
   auto extra = [&]() -> std::string {
     if (!probing) return "";
     const auto st = loader.selection_stats();
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "  probes %lld  model v%llu", static_cast<long long>(st.probes.probes_completed),
-                  static_cast<unsigned long long>(st.model_version));
-    return buf;
+    return fmt::format("  probes {}  model v{}", st.probes.probes_completed, st.model_version);
   };
 
   evaluate(0);
-  std::fprintf(stderr, "  %-12s step %4d  reference loss %.4f\n", name.c_str(), 0, ref);
+  fmt::print(stderr, "  {:<12} step {:4}  reference loss {:.4f}\n", name, 0, ref);
   for (int64_t step = 0; step < s.steps; ++step) {
-    auto t = Clock::now();
+    Stopwatch clock;
     auto batch = loader.next();
-    r.next_seconds += since(t);
+    r.next_seconds += clock.seconds();
     if (!batch) throw groupmates::Error(groupmates::ErrorCode::kInternal, "online_demo", "the endless stream ended");
     target->train_step(batch->input_ids);
-    t = Clock::now();
+    clock.restart();
     loader.on_step(step, probing ? target.get() : nullptr);
-    r.on_step_seconds += since(t);
+    r.on_step_seconds += clock.seconds();
 
     for (const auto& id : batch->ids)  // the report only: what the run trained on, by ground-truth kind
       r.rows_by_kind[id.document < data.kinds.size() ? data.kinds[id.document] : "?"] += 1;
     const bool eval = (step + 1) % s.eval_every == 0 || step + 1 == s.steps;
     if (eval) {
       evaluate(step + 1);
-      std::fprintf(stderr, "\r  %-12s step %4lld  reference loss %.4f  (%.1f s)\033[K\n", name.c_str(),
+      fmt::print(stderr, "\r  {:<12} step {:4}  reference loss {:.4f}  ({:.1f} s)\033[K\n", name,
                    static_cast<long long>(step + 1), ref, r.curve.back().seconds);
     }
-    if (eval || step % 5 == 4) draw_bar(name, step + 1, s.steps, ref, since(t0) - eval_seconds, extra());
+    if (eval || step % 5 == 4) draw_bar(name, step + 1, s.steps, ref, run_clock.seconds() - eval_seconds, extra());
   }
-  r.seconds = since(t0) - eval_seconds;
+  r.seconds = run_clock.seconds() - eval_seconds;
   r.eval_seconds = eval_seconds;
-  std::fprintf(stderr, "\n");
+  fmt::print(stderr, "\n");
   // Outside the clock: wait for a probe still in flight (state() waits for it and its refresh), so
   // that its FLOPs are counted too.
   if (probing) (void)loader.state();
@@ -227,33 +211,32 @@ std::vector<std::string> document_kinds(const std::string& path) {
   return kinds;
 }
 
-std::string fmt(const char* f, double v) {
+/// v in the fmt format `f` ("{:.1f}"), or "not reached" if it is not finite.
+std::string figure(const char* f, double v) {
   if (!std::isfinite(v)) return "not reached";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
+  return fmt::format(fmt::runtime(f), v);
 }
 
 void row(const std::string& label, const std::string& a, const std::string& b) {
-  std::printf("| %-44s | %16s | %16s |\n", label.c_str(), a.c_str(), b.c_str());
+  fmt::print("| {:<44} | {:>16} | {:>16} |\n", label, a, b);
 }
 
-std::string pct(double v) { return fmt("%.1f%%", 100 * v); }
+std::string pct(double v) { return figure("{:.1f}%", 100 * v); }
 
 void report(const Settings& s, const RunResult& rnd, const RunResult& grp, double total_seconds) {
-  std::printf("\nreference loss (held-out Emma) every %lld steps:\n  %-10s", static_cast<long long>(s.eval_every), "step");
-  for (const auto& p : rnd.curve) std::printf(" %6lld", static_cast<long long>(p.step));
+  fmt::print("\nreference loss (held-out Emma) every {} steps:\n  {:<10}", s.eval_every, "step");
+  for (const auto& p : rnd.curve) fmt::print(" {:6}", p.step);
   for (const auto* r : {&rnd, &grp}) {
-    std::printf("\n  %-10s", r->name.c_str());
-    for (const auto& p : r->curve) std::printf(" %6.3f", p.loss);
+    fmt::print("\n  {:<10}", r->name);
+    for (const auto& p : r->curve) fmt::print(" {:6.3f}", p.loss);
   }
-  std::printf("\n\n");
+  fmt::print("\n\n");
 
   const double target = final_loss(rnd.curve);
   const Point& budget = rnd.curve.back();
   row("", rnd.name, grp.name);
-  std::printf("|%s|%s|%s|\n", std::string(46, '-').c_str(), std::string(18, '-').c_str(), std::string(18, '-').c_str());
-  row("final reference loss (mean of last 3 evals)", fmt("%.4f", target), fmt("%.4f", final_loss(grp.curve)));
+  fmt::print("|{:-<46}|{:-<18}|{:-<18}|\n", "", "", "");
+  row("final reference loss (mean of last 3 evals)", figure("{:.4f}", target), figure("{:.4f}", final_loss(grp.curve)));
   for (const auto* kinds : {"in_domain", "near_dup", "off_domain", "noisy"}) {
     auto share = [&](const RunResult& r) {
       double all = 0;
@@ -264,21 +247,21 @@ void report(const Settings& s, const RunResult& rnd, const RunResult& grp, doubl
     row(std::string("trained on ") + kinds + (std::string(kinds) == "near_dup" ? " (Austen copies)" : ""), share(rnd),
         share(grp));
   }
-  std::printf("| %-44s | %16s | %16s |\n", "to reach random's final loss:", "", "");
+  row("to reach random's final loss:", "", "");
   auto reach = [&](const RunResult& r, double Point::*field, const char* f, double scale) {
     const double v = cost_to_reach(r.curve, target, field);
-    return fmt(f, v / scale) + fmt(" (%.2fx)", v / (budget.*field));
+    return figure(f, v / scale) + figure(" ({:.2f}x)", v / (budget.*field));
   };
-  row("  tokens", reach(rnd, &Point::tokens, "%.0f", 1), reach(grp, &Point::tokens, "%.0f", 1));
-  row("  compute, GFLOPs (selection included)", reach(rnd, &Point::flops, "%.0f", 1e9), reach(grp, &Point::flops, "%.0f", 1e9));
-  row("  wall clock, s (evaluations excluded)", reach(rnd, &Point::seconds, "%.1f", 1), reach(grp, &Point::seconds, "%.1f", 1));
-  row("  wall clock, s (evaluations included)", reach(rnd, &Point::seconds_with_evals, "%.1f", 1),
-      reach(grp, &Point::seconds_with_evals, "%.1f", 1));
-  row("wall clock of the whole run, s", fmt("%.1f", rnd.seconds), fmt("%.1f", grp.seconds));
-  row("  per trainer step, ms", fmt("%.0f", 1e3 * rnd.seconds / s.steps), fmt("%.0f", 1e3 * grp.seconds / s.steps));
-  row("  probe thread busy meanwhile, s", fmt("%.1f", rnd.stats.probes.probe_seconds),
-      fmt("%.1f", grp.stats.probes.probe_seconds));
-  row("  evaluations (left out), s", fmt("%.1f", rnd.eval_seconds), fmt("%.1f", grp.eval_seconds));
+  row("  tokens", reach(rnd, &Point::tokens, "{:.0f}", 1), reach(grp, &Point::tokens, "{:.0f}", 1));
+  row("  compute, GFLOPs (selection included)", reach(rnd, &Point::flops, "{:.0f}", 1e9), reach(grp, &Point::flops, "{:.0f}", 1e9));
+  row("  wall clock, s (evaluations excluded)", reach(rnd, &Point::seconds, "{:.1f}", 1), reach(grp, &Point::seconds, "{:.1f}", 1));
+  row("  wall clock, s (evaluations included)", reach(rnd, &Point::seconds_with_evals, "{:.1f}", 1),
+      reach(grp, &Point::seconds_with_evals, "{:.1f}", 1));
+  row("wall clock of the whole run, s", figure("{:.1f}", rnd.seconds), figure("{:.1f}", grp.seconds));
+  row("  per trainer step, ms", figure("{:.0f}", 1e3 * rnd.seconds / s.steps), figure("{:.0f}", 1e3 * grp.seconds / s.steps));
+  row("  probe thread busy meanwhile, s", figure("{:.1f}", rnd.stats.probes.probe_seconds),
+      figure("{:.1f}", grp.stats.probes.probe_seconds));
+  row("  evaluations (left out), s", figure("{:.1f}", rnd.eval_seconds), figure("{:.1f}", grp.eval_seconds));
   auto waits = [](const RunResult& r) {
     const auto& c = r.stats.cost;
     const double in_loader = r.next_seconds + r.on_step_seconds;
@@ -293,7 +276,7 @@ void report(const Settings& s, const RunResult& rnd, const RunResult& grp, doubl
   const char* causes[] = {"trainer waited on the loader (share of wall)", "  window scoring", "  due refresh",
                           "  probe hand-off", "  snapshot of the live model", "  selecting (trainer's thread)",
                           "  other (reading windows, batch copies)"};
-  for (size_t i = 0; i < wr.size(); ++i) row(causes[i], fmt("%.2f%%", 100 * wr[i]), fmt("%.2f%%", 100 * wg[i]));
+  for (size_t i = 0; i < wr.size(); ++i) row(causes[i], figure("{:.2f}%", 100 * wr[i]), figure("{:.2f}%", 100 * wg[i]));
   auto overhead = [](const RunResult& r, double v) { return r.train_flops > 0 ? pct(v / r.train_flops) : "-"; };
   row("selection overhead, share of training FLOPs:", "", "");
   row("  probes", overhead(rnd, rnd.stats.cost.probe_flops), overhead(grp, grp.stats.cost.probe_flops));
@@ -301,65 +284,38 @@ void report(const Settings& s, const RunResult& rnd, const RunResult& grp, doubl
   row("  scoring (encoder, importance, k-means)", overhead(rnd, rnd.stats.cost.scoring_flops),
       overhead(grp, grp.stats.cost.scoring_flops));
   const groupmates::ProbeConfig pd;
-  row("probe FLOPs / training FLOPs (budget)", "-", fmt("%.3f", grp.stats.cost.probe_flops / grp.train_flops) +
-                                                       fmt(" (%.2f)", pd.budget));
+  row("probe FLOPs / training FLOPs (budget)", "-", figure("{:.3f}", grp.stats.cost.probe_flops / grp.train_flops) +
+                                                       figure(" ({:.2f})", pd.budget));
 
   const auto& st = grp.stats;
   const auto& p = st.probes;
-  std::printf("\nGroup-MATES: %lld probes completed (%llu skipped for the budget, %lld while one ran, %lld failed), "
-              "%lld rollouts kept, %.2f s per rollout; %llu refreshes (%llu failed), model v%llu, importance prior "
-              "weight %.2f; %llu of %llu windows in warm-up; held-out Spearman of the last refresh %.3f\n",
-              static_cast<long long>(p.probes_completed), static_cast<unsigned long long>(st.probes_skipped_budget),
-              static_cast<long long>(p.probes_skipped_busy), static_cast<long long>(p.probes_failed),
-              static_cast<long long>(p.rollouts_kept), p.seconds_per_rollout,
-              static_cast<unsigned long long>(st.refreshes), static_cast<unsigned long long>(st.refreshes_failed),
-              static_cast<unsigned long long>(st.model_version), st.prior_weight,
-              static_cast<unsigned long long>(st.warmup_windows), static_cast<unsigned long long>(st.windows),
-              st.last_heldout_spearman);
-  std::printf("total %.1f s (both runs, evaluations and set-up included)\n", total_seconds);
+  fmt::print("\nGroup-MATES: {} probes completed ({} skipped for the budget, {} while one ran, {} failed), "
+             "{} rollouts kept, {:.2f} s per rollout; {} refreshes ({} failed), model v{}, importance prior "
+             "weight {:.2f}; {} of {} windows in warm-up; held-out Spearman of the last refresh {:.3f}\n",
+             p.probes_completed, st.probes_skipped_budget, p.probes_skipped_busy, p.probes_failed, p.rollouts_kept,
+             p.seconds_per_rollout, st.refreshes, st.refreshes_failed, st.model_version, st.prior_weight,
+             st.warmup_windows, st.windows, st.last_heldout_spearman);
+  fmt::print("total {:.1f} s (both runs, evaluations and set-up included)\n", total_seconds);
 
   const double w = cost_to_reach(grp.curve, target, &Point::seconds) / budget.seconds;
   const double f = wg[0];
   const double probe_share = grp.stats.cost.probe_flops / grp.train_flops;
-  std::printf("RESULT demo_wall_ratio_vs_random=%s demo_trainer_wait_share=%.4f demo_probe_share=%.4f\n",
-              std::isfinite(w) ? fmt("%.3f", w).c_str() : "inf", f, probe_share);
+  fmt::print("RESULT demo_wall_ratio_vs_random={} demo_trainer_wait_share={:.4f} demo_probe_share={:.4f}\n",
+             std::isfinite(w) ? fmt::format("{:.3f}", w) : "inf", f, probe_share);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   Settings s;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "online_demo: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--data") s.data = value();
-    else if (a == "--steps") s.steps = std::stoll(value());
-    else if (a == "--batch") s.batch = std::stoul(value());
-    else if (a == "--seq-len") s.seq_len = std::stoul(value());
-    else if (a == "--eval-every") s.eval_every = std::stoll(value());
-    else if (a == "--seed") s.seed = std::stoull(value());
-    else if (a == "--d-model") s.d_model = std::stoll(value());
-    else if (a == "--layers") s.layers = std::stoll(value());
-    else {
-      std::fprintf(stderr,
-                   "usage: online_demo [--data DIR] [--steps N] [--batch B] [--seq-len T] [--eval-every N] [--seed S]\n"
-                   "                   [--d-model D] [--layers L]\n"
-                   "  DIR holds pool.jsonl, reference.jsonl and tokenizer.model (scripts/prepare-pool.sh --variant demo)\n");
-      return 2;
-    }
-  }
-  if (s.steps < 1 || s.eval_every < 1 || s.batch < 1 || s.seq_len < 2) {
-    std::fprintf(stderr, "online_demo: sizes must be positive\n");
-    return 2;
-  }
+  CLI::App app("the same TinyGpt trained twice on the demo pool: random vs Group-MATES selection", "online_demo");
+  app.add_option("--data", s.data,
+                 "holds pool.jsonl, reference.jsonl and tokenizer.model (scripts/prepare-pool.sh --variant demo)")
+      ->capture_default_str();
+  tiny_gpt_training::add_training_options(app, s);
+  example_cli::parse_or_exit(app, argc, argv);
   try {
-    const auto t_all = Clock::now();
+    const Stopwatch all_clock;
     Data data;
     groupmates::SourceConfig pool;
     pool.name = "pool";
@@ -379,12 +335,12 @@ int main(int argc, char** argv) {
 
     // The held-out reference set (Emma), tokenized once: two disjoint, evenly spaced subsets of rows,
     // one for the probes and set_reference() (what selection optimises), one for the loss printed here.
-    const auto rows = reference_rows(s.data + "/reference.jsonl", *tokenizer, s.seq_len);
-    const int64_t n = static_cast<int64_t>(rows.size());
-    if (n <= s.probe_ref_rows) throw groupmates::Error(groupmates::ErrorCode::kInvalidConfig, "online_demo", "reference set too small");
-    const auto split = tiny_gpt_training::split_reference(n, s.probe_ref_rows, s.eval_rows);
-    data.probe_batches = batches_of(rows, split.probe, 16);
-    data.eval_batches = batches_of(rows, split.eval, 32);
+    const auto reference = tiny_gpt_training::load_reference(s.data + "/reference.jsonl", *tokenizer, s.seq_len,
+                                                             s.probe_ref_rows, s.eval_rows);
+    const int64_t n = reference.rows;
+    const auto& split = reference.split;
+    data.probe_batches = reference.probe_batches;
+    data.eval_batches = reference.eval_batches;
     data.probe_rows = torch::cat(data.probe_batches);
 
     std::map<std::string, int64_t> docs_by_kind;
@@ -392,32 +348,30 @@ int main(int argc, char** argv) {
     std::string kinds;
     for (const auto& [k, c] : docs_by_kind) kinds += (kinds.empty() ? "" : ", ") + k + " " + std::to_string(c);
     const groupmates::TinyGpt sizing(
-        tiny_gpt_training::tiny_gpt_config(data.vocab, s.seq_len, s.d_model, s.layers, s.heads, s.seed));
+        groupmates::tiny_gpt_config(data.vocab, s.seq_len, s.d_model, s.layers, s.heads, s.seed));
     const groupmates::SelectionConfig sd;
     const groupmates::ProbeConfig pd;
-    std::printf("online_demo: TinyGpt d_model %lld x %lld layers (%lld parameters; FLOPs: forward 2 x parameters per token, training 3 x forward), vocab %lld (%s/tokenizer.model), "
-                "T %u, B %u, %lld trainer steps (%lld tokens) per run, AdamW lr %g, seed %llu, torch threads %d\n",
-                static_cast<long long>(s.d_model), static_cast<long long>(s.layers),
-                static_cast<long long>(sizing.num_parameters()), static_cast<long long>(data.vocab), s.data.c_str(),
-                s.seq_len, s.batch, static_cast<long long>(s.steps), static_cast<long long>(s.steps * s.batch * s.seq_len),
-                s.lr, static_cast<unsigned long long>(s.seed), torch::get_num_threads());
-    std::printf("  pool: %s/pool.jsonl, %zu documents (%s; ground truth, only reported)\n", s.data.c_str(),
-                data.kinds.size(), kinds.c_str());
-    std::printf("  reference: %s/reference.jsonl (held-out Emma), %lld rows of %u tokens: %zu for the probes and "
-                "set_reference(), %zu for the reported loss\n",
-                s.data.c_str(), static_cast<long long>(n), s.seq_len, split.probe.size(), split.eval.size());
-    std::printf("  Group-MATES with the library defaults: window %u, ratio %.2f, %u clusters, refresh %s; probes every "
-                "%u steps within a budget of %.2f x the training FLOPs, rollouts of %u steps\n",
-                sd.window_size, sd.ratio, sd.clusters,
-                sd.refresh_mode == groupmates::RefreshMode::kWhenReady ? "when ready" : "at step", pd.interval_steps,
-                pd.budget, pd.rollout_length);
+    fmt::print("online_demo: TinyGpt d_model {} x {} layers ({} parameters; FLOPs: forward 2 x parameters per token, "
+               "training 3 x forward), vocab {} ({}/tokenizer.model), T {}, B {}, {} trainer steps ({} tokens) per run, "
+               "AdamW lr {:g}, seed {}, torch threads {}\n",
+               s.d_model, s.layers, sizing.num_parameters(), data.vocab, s.data, s.seq_len, s.batch, s.steps,
+               s.steps * s.batch * s.seq_len, s.lr, s.seed, torch::get_num_threads());
+    fmt::print("  pool: {}/pool.jsonl, {} documents ({}; ground truth, only reported)\n", s.data, data.kinds.size(), kinds);
+    fmt::print("  reference: {}/reference.jsonl (held-out Emma), {} rows of {} tokens: {} for the probes and "
+               "set_reference(), {} for the reported loss\n",
+               s.data, n, s.seq_len, split.probe.size(), split.eval.size());
+    fmt::print("  Group-MATES with the library defaults: window {}, ratio {:.2f}, {} clusters, refresh {}; probes every "
+               "{} steps within a budget of {:.2f} x the training FLOPs, rollouts of {} steps\n",
+               sd.window_size, sd.ratio, sd.clusters,
+               sd.refresh_mode == groupmates::RefreshMode::kWhenReady ? "when ready" : "at step", pd.interval_steps,
+               pd.budget, pd.rollout_length);
     std::fflush(stdout);
 
     const RunResult rnd = run("random", groupmates::SelectionMode::kRandom, s, data);
     const RunResult grp = run("Group-MATES", groupmates::SelectionMode::kGroup, s, data);
-    report(s, rnd, grp, since(t_all));
+    report(s, rnd, grp, all_clock.seconds());
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "\nonline_demo: %s\n", e.what());
+    fmt::print(stderr, "\nonline_demo: {}\n", e.what());
     return 1;
   }
   return 0;

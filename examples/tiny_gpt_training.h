@@ -1,6 +1,6 @@
-// Shared by examples/online_demo.cpp and bench/bench_efficiency.cpp: the held-out reference set
-// (JSONL -> token rows -> disjoint probe / evaluation subsets), the TinyGpt + AdamW probe target
-// used for the real training steps, and the reference loss.
+// Shared by examples/online_demo.cpp and bench/bench_efficiency.cpp: the training settings and
+// their flags, the held-out reference set (JSONL -> token rows -> disjoint probe / evaluation
+// subsets), the TinyGpt + AdamW probe target used for the real training steps, and the reference loss.
 #pragma once
 
 #include <groupmates/error.h>
@@ -19,9 +19,39 @@
 #include <string_view>
 #include <vector>
 
+#include "example_cli.h"
+
 
 
 namespace tiny_gpt_training {
+
+/// One training run's settings (the defaults of both programs but eval_every, which each sets).
+struct TrainingSettings {
+  int64_t steps = 600;
+  uint32_t batch = 8;
+  uint32_t seq_len = 128;
+  int64_t eval_every = 40;
+  int64_t eval_rows = 128;
+  int64_t probe_ref_rows = 16;
+  int64_t d_model = 128;
+  int64_t layers = 2;
+  int64_t heads = 4;
+  double lr = 1e-3;
+  double weight_decay = 0.1;
+  uint64_t seed = 0;
+};
+
+/// The flags both programs take: --steps --batch --seq-len --eval-every --seed --d-model --layers
+/// (sizes checked positive, --seq-len >= 2).
+inline void add_training_options(CLI::App& app, TrainingSettings& s) {
+  app.add_option("--steps", s.steps, "trainer steps per run (the budget)")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--batch", s.batch, "rows per batch (B)")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--seq-len", s.seq_len, "tokens per row (T)")->capture_default_str()->check(CLI::Range(2u, 1u << 30));
+  app.add_option("--eval-every", s.eval_every, "steps between evaluations")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--seed", s.seed, "model, loader and selection seed")->capture_default_str();
+  app.add_option("--d-model", s.d_model, "TinyGpt width")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--layers", s.layers, "TinyGpt layers")->capture_default_str()->check(example_cli::kPositive);
+}
 
 /// The "text" of every non-blank line of a JSONL file, tokenized, eos after each document,
 /// concatenated and cut into rows of `t` tokens (the tail shorter than t is dropped).
@@ -81,6 +111,29 @@ inline ReferenceSplit split_reference(int64_t n, int64_t probe_rows, int64_t eva
   return split;
 }
 
+/// The reference set of `path` as rows of `t` tokens, split as split_reference() does and batched
+/// (probe rows 16, evaluation rows 32 to a batch). Throws Error(kInvalidConfig) if it holds no more
+/// than `probe_rows` rows.
+struct ReferenceSet {
+  int64_t rows = 0;  ///< rows of t tokens in the file
+  ReferenceSplit split;
+  std::vector<torch::Tensor> probe_batches, eval_batches;
+};
+inline ReferenceSet load_reference(const std::string& path, const groupmates::Tokenizer& tok, uint32_t t,
+                                   int64_t probe_rows, int64_t eval_rows) {
+  const auto rows = reference_rows(path, tok, t);
+  ReferenceSet ref;
+  ref.rows = static_cast<int64_t>(rows.size());
+  if (ref.rows <= probe_rows)
+    throw groupmates::Error(groupmates::ErrorCode::kInvalidConfig, path,
+                            "reference set too small: " + std::to_string(ref.rows) + " rows of " + std::to_string(t) +
+                                " tokens");
+  ref.split = split_reference(ref.rows, probe_rows, eval_rows);
+  ref.probe_batches = batches_of(rows, ref.split.probe, 16);
+  ref.eval_batches = batches_of(rows, ref.split.eval, 32);
+  return ref;
+}
+
 /// Mean per-row loss of the model over `batches`, without gradients, in eval mode (the
 /// training/eval mode is restored afterwards).
 inline double mean_loss(groupmates::TinyGpt& model, const std::vector<torch::Tensor>& batches) {
@@ -95,18 +148,6 @@ inline double mean_loss(groupmates::TinyGpt& model, const std::vector<torch::Ten
   }
   model.train(was_training);
   return sum / static_cast<double>(rows);
-}
-
-inline groupmates::TinyGptConfig tiny_gpt_config(int64_t vocab, int64_t context, int64_t d_model, int64_t layers,
-                                                 int64_t heads, uint64_t seed) {
-  groupmates::TinyGptConfig mc;
-  mc.vocab_size = vocab;
-  mc.context = context;
-  mc.d_model = d_model;
-  mc.n_layers = layers;
-  mc.n_heads = heads;
-  mc.seed = seed;
-  return mc;
 }
 
 /// The live TinyGpt `model` (built from `mc`) with a fresh AdamW (lr, betas 0.9/0.95, weight_decay)

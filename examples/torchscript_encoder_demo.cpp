@@ -14,31 +14,24 @@
 #include <groupmates/engine/torchscript_encoder.h>
 #include <groupmates/engine/window_scorer.h>
 
-#include <cstdio>
+#include <fmt/format.h>
+
 #include <memory>
 #include <string>
+
+#include "example_cli.h"
 
 int main(int argc, char** argv) {
   std::string path = "tiny_sentence_encoder.pt";
   int64_t dim = 64, rows = 256, length = 128, clusters = 8;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "torchscript_encoder_demo: %s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--dim") dim = std::stoll(value());
-    else if (a == "--window") rows = std::stoll(value());
-    else if (a == "--seq-len") length = std::stoll(value());
-    else if (a == "--clusters") clusters = std::stoll(value());
-    else if (a.rfind("--", 0) == 0) {
-      std::fprintf(stderr, "usage: torchscript_encoder_demo FILE.pt [--dim 64] [--window 256] [--seq-len 128] [--clusters 8]\n");
-      return 2;
-    } else path = a;
-  }
+  CLI::App app("a scripted sentence encoder in the relational influence model: score one window, select half",
+               "torchscript_encoder_demo");
+  app.add_option("FILE.pt", path, "TorchScript encoder (examples/export_torchscript_encoder.py)")->capture_default_str();
+  app.add_option("--dim", dim, "the encoder's output dimension D")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--window", rows, "candidate rows per window")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--seq-len", length, "tokens per row")->capture_default_str()->check(example_cli::kPositive);
+  app.add_option("--clusters", clusters, "k-means clusters")->capture_default_str()->check(example_cli::kPositive);
+  example_cli::parse_or_exit(app, argc, argv);
   try {
     using namespace groupmates;
     const torch::Device device = default_device();
@@ -47,8 +40,7 @@ int main(int argc, char** argv) {
     torch::manual_seed(0);
     auto registry = std::make_shared<ModelRegistry>(factory, device);
     const uint64_t version = registry->publish(factory()->export_weights());
-    std::printf("loaded %s as a TorchScriptEncoder (D = %lld) on %s; model version %llu\n", path.c_str(),
-                (long long)dim, device.str().c_str(), (unsigned long long)version);
+    fmt::print("loaded {} as a TorchScriptEncoder (D = {}) on {}; model version {}\n", path, dim, device.str(), version);
 
     // A window of candidates: random token ids, the second half of the rows padded after 3/4 of T.
     const torch::Tensor tokens = torch::randint(0, 50257, {rows, length}, torch::kLong);
@@ -58,11 +50,10 @@ int main(int argc, char** argv) {
     WindowScorer scorer(registry);
     const ScoredWindow scored = scorer.score(tokens, mask).get();
     const torch::Tensor norms = scored.embeddings.norm(2, 1).cpu();
-    std::printf("embeddings [%lld, %lld], L2 norms min %.6f max %.6f (unit rows)\n", (long long)scored.embeddings.size(0),
-                (long long)scored.embeddings.size(1), norms.min().item<double>(), norms.max().item<double>());
-    std::printf("u [%lld]: mean %.4f std %.4f; alpha %.3f tau %.3f; scored by version %llu\n", (long long)scored.u.size(0),
-                scored.u.mean().item<double>(), scored.u.std().item<double>(), scored.alpha, scored.tau,
-                (unsigned long long)scored.version);
+    fmt::print("embeddings [{}, {}], L2 norms min {:.6f} max {:.6f} (unit rows)\n", scored.embeddings.size(0),
+               scored.embeddings.size(1), norms.min().item<double>(), norms.max().item<double>());
+    fmt::print("u [{}]: mean {:.4f} std {:.4f}; alpha {:.3f} tau {:.3f}; scored by version {}\n", scored.u.size(0),
+               scored.u.mean().item<double>(), scored.u.std().item<double>(), scored.alpha, scored.tau, scored.version);
 
     SphericalKMeansConfig kc;
     kc.num_clusters = clusters;
@@ -70,14 +61,14 @@ int main(int argc, char** argv) {
     const torch::Tensor ids = kmeans.update(scored.embeddings);
     const Selection selection = ClusterGreedySelector().select(
         SelectionInput{scored.u, scored.embeddings, ids, {scored.alpha, scored.tau}, 0}, 0.5);
-    std::printf("cluster sizes:");
+    fmt::print("cluster sizes:");
     const torch::Tensor sizes = torch::bincount(ids.cpu(), {}, clusters);
-    for (int64_t c = 0; c < clusters; ++c) std::printf(" %lld", (long long)sizes[c].item<int64_t>());
-    std::printf("\nselected %zu of %lld rows; best first:", selection.indices.size(), (long long)rows);
-    for (size_t i = 0; i < selection.indices.size() && i < 8; ++i) std::printf(" %lld", (long long)selection.indices[i]);
-    std::printf(" ...\n");
+    for (int64_t c = 0; c < clusters; ++c) fmt::print(" {}", sizes[c].item<int64_t>());
+    fmt::print("\nselected {} of {} rows; best first:", selection.indices.size(), rows);
+    for (size_t i = 0; i < selection.indices.size() && i < 8; ++i) fmt::print(" {}", selection.indices[i]);
+    fmt::print(" ...\n");
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "torchscript_encoder_demo: %s\n", e.what());
+    fmt::print(stderr, "torchscript_encoder_demo: {}\n", e.what());
     return 1;
   }
   return 0;

@@ -9,7 +9,6 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -24,6 +23,7 @@
 #include "stream/skip_counters.h"
 #include "stream/source_cursor.h"
 #include "sources/token_file_source.h"
+#include "util/stopwatch.h"
 
 namespace groupmates {
 
@@ -404,11 +404,11 @@ struct StreamingLoader::Impl {
         return it != slots.end() && it->second.ready;
       };
       if (!ready()) {
-        const auto t0 = std::chrono::steady_clock::now();
+        const util::Stopwatch waited;
         consumer_waits_for = next_index;
         consumer_cv.wait(lock, ready);
         consumer_waits_for = UINT64_MAX;
-        wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        wait_seconds += waited.seconds();
       }
       auto it = slots.find(next_index);
       slot = std::move(it->second);
@@ -453,17 +453,7 @@ LoaderState StreamingLoader::state() const { return impl_->current; }
 std::map<std::string, uint64_t> StreamingLoader::skipped() const { return impl_->current.skipped; }
 
 std::string StreamingLoader::skip_report() const {
-  const auto& counts = impl_->current.skipped;
-  if (counts.empty()) return "nothing skipped";
-  const auto examples = impl_->skips.examples();
-  std::string s;
-  for (const auto& kv : counts) {
-    if (!s.empty()) s += "\n";
-    s += kv.first + ": " + std::to_string(kv.second);
-    auto it = examples.find(kv.first);
-    if (it != examples.end()) s += " (first at " + it->second + ")";
-  }
-  return s;
+  return SkipCounters::report(impl_->current.skipped, impl_->skips.examples());
 }
 
 LoaderStats StreamingLoader::stats() const {

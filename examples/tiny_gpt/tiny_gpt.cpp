@@ -7,6 +7,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/optim/adamw.h>
 
 #include "groupmates/error.h"
 
@@ -107,6 +108,26 @@ int64_t TinyGpt::num_parameters() const {
   int64_t n = 0;
   for (const auto& p : parameters()) n += p.numel();
   return n;
+}
+
+TinyGptConfig tiny_gpt_config(int64_t vocab, int64_t context, int64_t d_model, int64_t layers, int64_t heads,
+                              uint64_t seed) {
+  TinyGptConfig c;
+  c.vocab_size = vocab;
+  c.context = context;
+  c.d_model = d_model;
+  c.n_layers = layers;
+  c.n_heads = heads;
+  c.seed = seed;
+  return c;
+}
+
+std::function<std::shared_ptr<torch::optim::Optimizer>(torch::nn::Module&)> adamw_factory(double lr,
+                                                                                          double weight_decay) {
+  return [lr, weight_decay](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
+    return std::make_shared<torch::optim::AdamW>(m.parameters(),
+                                                 torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
+  };
 }
 
 torch::Tensor tiny_gpt_loss(torch::nn::Module& module, const torch::Tensor& tokens) {

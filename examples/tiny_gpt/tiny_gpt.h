@@ -7,12 +7,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/normalization.h>
+#include <torch/optim/optimizer.h>
 #include <torch/types.h>
 
 namespace groupmates {
@@ -28,6 +30,15 @@ struct TinyGptConfig {
   uint64_t seed = 0;       ///< initialisation seed
   int64_t ignore_id = -1;  ///< loss() skips targets equal to it (the padding id; -1 = none)
 };
+
+/// A TinyGptConfig of these sizes (the other fields at their defaults).
+TinyGptConfig tiny_gpt_config(int64_t vocab, int64_t context, int64_t d_model, int64_t layers, int64_t heads,
+                              uint64_t seed = 0);
+
+/// An optimiser factory (as ModuleProbeTarget takes one): AdamW over the module's parameters with
+/// learning rate `lr` and LibTorch's other defaults unless given.
+std::function<std::shared_ptr<torch::optim::Optimizer>(torch::nn::Module&)> adamw_factory(double lr,
+                                                                                          double weight_decay = 1e-2);
 
 class TinyGptBlock;
 

@@ -2,11 +2,7 @@
 //
 // Exit codes: 0 no problem found, 1 problems found (or a file cannot be opened), 2 usage error.
 #include <algorithm>
-#include <cerrno>
-#include <cinttypes>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <map>
 #include <memory>
@@ -19,6 +15,10 @@
 #include "sources/mapped_file.h"
 #include "sources/megatron_source.h"
 #include "groupmates/tokenizer.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace gm = groupmates;
 
@@ -57,23 +57,8 @@ struct Options {
   std::vector<std::string> paths;
 };
 
-struct UsageError {
-  std::string message;
-};
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-uint64_t parse_count(const std::string& flag, const std::string& value) {
-  if (value.empty() || value[0] == '-') throw UsageError{flag + " needs a non-negative integer, got '" + value + "'"};
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long v = std::strtoull(value.c_str(), &end, 10);
-  if (errno != 0 || end == value.c_str() || *end != '\0') {
-    throw UsageError{flag + " needs a non-negative integer, got '" + value + "'"};
-  }
-  return v;
 }
 
 // Per-path findings.
@@ -178,6 +163,14 @@ std::string show_ids(const gm::TokenView& v, const gm::Tokenizer* tok) {
 
 enum class Format { kMegatron, kJsonl, kTokenFile };
 
+gm::SourceConfig source_config(gm::SourceFormat format, const std::string& path) {
+  gm::SourceConfig cfg;
+  cfg.name = "inspect";
+  cfg.format = format;
+  cfg.paths = {path};
+  return cfg;
+}
+
 Format detect(const std::string& path, std::string* prefix) {
   if (ends_with(path, ".jsonl") || ends_with(path, ".zst")) return Format::kJsonl;
   std::string p = path;
@@ -191,15 +184,10 @@ Format detect(const std::string& path, std::string* prefix) {
 
 void inspect_megatron(const std::string& prefix, const Options& o, uint64_t vocab, const gm::Tokenizer* tok,
                       Report& r) {
-  gm::SourceConfig cfg;
-  cfg.name = "inspect";
-  cfg.format = gm::SourceFormat::kMegatron;
-  cfg.paths = {prefix};
-  gm::MegatronSource src(cfg, gm::BadInputPolicy::kSkip);
-  std::printf("  format: megatron (%s.idx + %s.bin), dtype %s, %" PRIu64 " sequences, %" PRIu64
-              " document indices, .bin %" PRIu64 " bytes\n",
-              prefix.c_str(), prefix.c_str(), gm::megatron_dtype_name(src.dtype_code(0)), src.file_documents(0),
-              src.file_document_index_count(0), src.bin_size(0));
+  gm::MegatronSource src(source_config(gm::SourceFormat::kMegatron, prefix), gm::BadInputPolicy::kSkip);
+  fmt::print("  format: megatron ({0}.idx + {0}.bin), dtype {1}, {2} sequences, {3} document indices, .bin {4} bytes\n",
+             prefix, gm::megatron_dtype_name(src.dtype_code(0)), src.file_documents(0),
+             src.file_document_index_count(0), src.bin_size(0));
   gm::SkipCounters skips;
   uint64_t shown = 0, empty = 0;
   r.documents = src.num_documents();
@@ -226,10 +214,9 @@ void inspect_megatron(const std::string& prefix, const Options& o, uint64_t voca
     }
   }
   if (empty != 0) {
-    std::printf("  empty documents: %" PRIu64 " (0 tokens; skipped and counted as empty_document unless eos_id is set)\n",
-                empty);
+    fmt::print("  empty documents: {} (0 tokens; skipped and counted as empty_document unless eos_id is set)\n", empty);
   }
-  for (const auto& l : show_lines) std::printf("%s\n", l.c_str());
+  for (const auto& l : show_lines) fmt::print("{}\n", l);
 }
 
 void inspect_token_file(const std::string& path, const Options& o, uint64_t vocab, const gm::Tokenizer* tok,
@@ -237,7 +224,7 @@ void inspect_token_file(const std::string& path, const Options& o, uint64_t voca
   gm::MappedFile map(path, gm::MappedFile::Advice::kSequential);
   const bool wide = o.dtype == gm::TokenDtype::kUint32;
   const uint64_t w = wide ? 4 : 2;
-  std::printf("  format: flat token file, dtype %s, %" PRIu64 " bytes\n", wide ? "uint32" : "uint16", map.size());
+  fmt::print("  format: flat token file, dtype {}, {} bytes\n", wide ? "uint32" : "uint16", map.size());
   if (map.empty()) {
     r.problem("empty_file", path + ": file is empty (0 tokens); remove it from the source");
     return;
@@ -255,26 +242,22 @@ void inspect_token_file(const std::string& path, const Options& o, uint64_t voca
     return path + ":byte " + std::to_string(k * w) + " (token " + std::to_string(k) + ")";
   });
   const uint64_t win = std::max<uint64_t>(o.window, 1);
-  std::printf("  windows of %" PRIu64 " tokens: %" PRIu64 " (tail %" PRIu64 " tokens)\n", win, all.size / win,
-              all.size % win);
+  fmt::print("  windows of {} tokens: {} (tail {} tokens)\n", win, all.size / win, all.size % win);
   for (uint64_t k = 0; k < o.show && k * win < all.size; k++) {
     const gm::TokenView v = all.slice(k * win, std::min(win, all.size - k * win));
-    std::printf("  window %" PRIu64 " (token %" PRIu64 "): %s\n", k, k * win, show_ids(v, tok).c_str());
+    fmt::print("  window {} (token {}): {}\n", k, k * win, show_ids(v, tok));
   }
 }
 
 void inspect_jsonl(const std::string& path, const Options& o, uint64_t vocab, const gm::Tokenizer* tok,
                    Report& r) {
-  gm::SourceConfig cfg;
-  cfg.name = "inspect";
-  cfg.format = gm::SourceFormat::kJsonl;
-  cfg.paths = {path};
+  gm::SourceConfig cfg = source_config(gm::SourceFormat::kJsonl, path);
   cfg.text_field = o.text_field;
   cfg.tokenizer_model = o.tokenizer_model;
   gm::JsonlSource src(cfg, gm::BadInputPolicy::kSkip, /*load_tokenizer=*/false);
-  std::printf("  format: jsonl%s, %" PRIu64 " lines, text field \"%s\", private memory %.1f MiB%s\n",
-              src.compressed(0) ? " (zstd, decompressed in memory)" : "", src.num_documents(), o.text_field.c_str(),
-              static_cast<double>(src.memory_bytes()) / (1 << 20), tok ? "" : "; no --tokenizer: tokens not counted");
+  fmt::print("  format: jsonl{}, {} lines, text field \"{}\", private memory {:.1f} MiB{}\n",
+             src.compressed(0) ? " (zstd, decompressed in memory)" : "", src.num_documents(), o.text_field,
+             static_cast<double>(src.memory_bytes()) / (1 << 20), tok ? "" : "; no --tokenizer: tokens not counted");
   uint64_t blank = 0, shown = 0;
   std::string text, detail;
   std::vector<uint32_t> ids;
@@ -312,8 +295,8 @@ void inspect_jsonl(const std::string& path, const Options& o, uint64_t vocab, co
       shown++;
     }
   }
-  if (blank != 0) std::printf("  blank lines: %" PRIu64 " (skipped and counted as empty_line by the loader)\n", blank);
-  for (const auto& l : show_lines) std::printf("%s\n", l.c_str());
+  if (blank != 0) fmt::print("  blank lines: {} (skipped and counted as empty_line by the loader)\n", blank);
+  for (const auto& l : show_lines) fmt::print("{}\n", l);
 }
 
 int inspect(const Options& o) {
@@ -322,7 +305,7 @@ int inspect(const Options& o) {
     try {
       tok = gm::Tokenizer::load(o.tokenizer_model);
     } catch (const gm::Error& e) {
-      std::fprintf(stderr, "groupmates inspect: cannot load --tokenizer: %s\n", e.what());
+      fmt::print(stderr, "groupmates inspect: cannot load --tokenizer: {}\n", e.what());
       return 2;
     }
   }
@@ -333,7 +316,7 @@ int inspect(const Options& o) {
     r.max_listed = o.max_listed;
     std::string prefix;
     const Format f = detect(path, &prefix);
-    std::printf("%s\n", path.c_str());
+    fmt::print("{}\n", path);
     std::fflush(stdout);
     bool counted_docs = true;
     try {
@@ -348,114 +331,103 @@ int inspect(const Options& o) {
     } catch (const gm::Error& e) {
       r.problem(gm::error_code_name(e.code()), e.what());
     }
-    if (counted_docs) std::printf("  documents: %" PRIu64 "\n", r.documents);
-    if (f != Format::kJsonl || tok) std::printf("  tokens: %" PRIu64 "\n", r.tokens);
+    if (counted_docs) fmt::print("  documents: {}\n", r.documents);
+    if (f != Format::kJsonl || tok) fmt::print("  tokens: {}\n", r.tokens);
     if (r.tokens > 0) {
-      std::printf("  token ids: min %" PRId64 ", max %" PRId64, r.min_id, r.max_id);
-      if (vocab != 0) std::printf(" (vocab size %" PRIu64 ")", vocab);
-      else std::printf(" (vocab size not checked: give --vocab-size or --tokenizer)");
-      std::printf("\n");
+      fmt::print("  token ids: min {}, max {} ({})\n", r.min_id, r.max_id,
+                 vocab != 0 ? fmt::format("vocab size {}", vocab) : "vocab size not checked: give --vocab-size or --tokenizer");
     }
     if (r.problems == 0) {
-      std::printf("  problems: none\n");
+      fmt::print("  problems: none\n");
     } else {
-      std::printf("  problems: %" PRIu64 " (", r.problems);
-      bool first = true;
-      for (const auto& kv : r.problem_counts) {
-        std::printf("%s%s %" PRIu64, first ? "" : ", ", kv.first.c_str(), kv.second);
-        first = false;
-      }
-      std::printf(")\n");
-      for (const auto& l : r.listed) std::printf("    %s\n", l.c_str());
-      if (r.problems > r.listed.size()) {
-        std::printf("    ... %" PRIu64 " more\n", r.problems - r.listed.size());
-      }
+      std::vector<std::string> counts;
+      for (const auto& kv : r.problem_counts) counts.push_back(fmt::format("{} {}", kv.first, kv.second));
+      fmt::print("  problems: {} ({})\n", r.problems, fmt::join(counts, ", "));
+      for (const auto& l : r.listed) fmt::print("    {}\n", l);
+      if (r.problems > r.listed.size()) fmt::print("    ... {} more\n", r.problems - r.listed.size());
     }
     std::fflush(stdout);
     total_docs += r.documents;
     total_tokens += r.tokens;
     total_problems += r.problems;
   }
-  std::printf("total: %zu path(s), %" PRIu64 " documents, %" PRIu64 " tokens, %" PRIu64 " problem(s)\n",
-              o.paths.size(), total_docs, total_tokens, total_problems);
+  fmt::print("total: {} path(s), {} documents, {} tokens, {} problem(s)\n", o.paths.size(), total_docs, total_tokens,
+             total_problems);
   return total_problems == 0 ? 0 : 1;
 }
 
-Options parse_inspect(int argc, char** argv) {
-  Options o;
-  for (int i = 2; i < argc; i++) {
-    const std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      const size_t eq = a.find('=');
-      if (a.rfind("--", 0) == 0 && eq != std::string::npos) return a.substr(eq + 1);
-      if (i + 1 >= argc) throw UsageError{a + " needs a value"};
-      return argv[++i];
-    };
-    const std::string name = a.substr(0, a.find('='));
-    if (a == "-h" || a == "--help") {
-      throw UsageError{""};
-    } else if (name == "--dtype") {
-      const std::string v = value();
-      if (v == "uint16") o.dtype = gm::TokenDtype::kUint16;
-      else if (v == "uint32") o.dtype = gm::TokenDtype::kUint32;
-      else throw UsageError{"--dtype must be uint16 or uint32, got '" + v + "'"};
-    } else if (name == "--vocab-size") {
-      o.vocab_size = parse_count(name, value());
-    } else if (name == "--tokenizer") {
-      o.tokenizer_model = value();
-    } else if (name == "--text-field") {
-      o.text_field = value();
-      if (o.text_field.empty()) throw UsageError{"--text-field must not be empty"};
-    } else if (name == "--show") {
-      o.show = parse_count(name, value());
-    } else if (name == "--window") {
-      o.window = parse_count(name, value());
-      if (o.window == 0) throw UsageError{"--window must be > 0"};
-    } else if (name == "--max-listed") {
-      o.max_listed = parse_count(name, value());
-    } else if (a == "--") {
-      for (i++; i < argc; i++) o.paths.push_back(argv[i]);
-    } else if (a.size() > 1 && a[0] == '-') {
-      throw UsageError{"unknown option '" + a + "'"};
-    } else {
-      o.paths.push_back(a);
-    }
-  }
-  if (o.paths.empty()) throw UsageError{"inspect needs at least one PATH"};
-  return o;
+// A non-negative decimal integer (no sign, no 0x or octal, as the help says N).
+const CLI::Validator kCount(
+    [](std::string& v) {
+      return !v.empty() && v.find_first_not_of("0123456789") == std::string::npos
+                 ? std::string()
+                 : "needs a non-negative integer, got '" + v + "'";
+    },
+    "N");
+
+// The flags of `groupmates inspect` onto `o`.
+void add_inspect_options(CLI::App& inspect, Options& o, std::string& dtype) {
+  inspect.add_option("--dtype", dtype)->check(CLI::Validator(
+      [](std::string& v) {
+        return v == "uint16" || v == "uint32" ? std::string() : "--dtype must be uint16 or uint32, got '" + v + "'";
+      },
+      "uint16|uint32"));
+  inspect.add_option("--vocab-size", o.vocab_size)->check(kCount);
+  inspect.add_option("--tokenizer", o.tokenizer_model);
+  inspect.add_option("--text-field", o.text_field)->check(CLI::Validator(
+      [](std::string& v) { return v.empty() ? std::string("--text-field must not be empty") : std::string(); }, "F"));
+  inspect.add_option("--show", o.show)->check(kCount);
+  inspect.add_option("--window", o.window)->check(kCount)->check(CLI::Validator(
+      [](std::string& v) { return v.find_first_not_of('0') == std::string::npos ? "--window must be > 0" : ""; }, ""));
+  inspect.add_option("--max-listed", o.max_listed)->check(kCount);
+  inspect.add_option("PATH", o.paths);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "%s", kUsage);
+    fmt::print(stderr, "{}", kUsage);
     return 2;
   }
-  const std::string cmd = argv[1];
-  if (cmd == "-h" || cmd == "--help" || cmd == "help") {
-    std::printf("%s", kUsage);
+  // Help is kUsage (CLI11's own help flags are off); CLI11 parses and rejects what is unknown.
+  CLI::App app("groupmates: validates data files before a run", "groupmates");
+  app.set_help_flag();
+  bool help = false;
+  app.add_flag("-h,--help", help);
+  CLI::App* help_cmd = app.add_subcommand("help");
+  CLI::App* inspect_cmd = app.add_subcommand("inspect");
+  inspect_cmd->set_help_flag();
+  bool inspect_help = false;
+  inspect_cmd->add_flag("-h,--help", inspect_help);
+  app.require_subcommand(0, 1);
+  Options o;
+  std::string dtype = "uint16";
+  add_inspect_options(*inspect_cmd, o, dtype);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const std::string what = inspect_cmd->parsed() ? "groupmates inspect" : "groupmates";
+    fmt::print(stderr, "{}: {}\n\n{}", what, e.what(), kUsage);
+    return 2;
+  }
+  if (help || help_cmd->parsed() || inspect_help) {
+    fmt::print("{}", kUsage);
     return 0;
   }
-  if (cmd != "inspect") {
-    std::fprintf(stderr, "groupmates: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+  if (!inspect_cmd->parsed()) {  // options without a command
+    fmt::print(stderr, "groupmates: no command\n\n{}", kUsage);
     return 2;
   }
-  Options o;
-  try {
-    o = parse_inspect(argc, argv);
-  } catch (const UsageError& e) {
-    if (e.message.empty()) {
-      std::printf("%s", kUsage);
-      return 0;
-    }
-    std::fprintf(stderr, "groupmates inspect: %s\n\n%s", e.message.c_str(), kUsage);
+  if (o.paths.empty()) {
+    fmt::print(stderr, "groupmates inspect: inspect needs at least one PATH\n\n{}", kUsage);
     return 2;
   }
+  o.dtype = dtype == "uint32" ? gm::TokenDtype::kUint32 : gm::TokenDtype::kUint16;
   try {
     return inspect(o);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "groupmates inspect: %s\n", e.what());
+    fmt::print(stderr, "groupmates inspect: {}\n", e.what());
     return 1;
   }
 }

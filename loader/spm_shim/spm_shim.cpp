@@ -40,6 +40,20 @@ void set_error(char* errbuf, size_t errlen, const std::string& msg) {
   errbuf[n] = '\0';
 }
 
+/// Runs `body` (which returns 0 or -1); an exception becomes -1 with "exception while <what>: ..."
+/// in errbuf.
+template <typename Body>
+int guarded(const char* what, char* errbuf, size_t errlen, Body&& body) noexcept {
+  try {
+    return body();
+  } catch (const std::exception& e) {
+    set_error(errbuf, errlen, std::string("exception while ") + what + ": " + e.what());
+  } catch (...) {
+    set_error(errbuf, errlen, std::string("unknown exception while ") + what);
+  }
+  return -1;
+}
+
 }  // namespace
 
 /// ABI version of this shim (1). The loader refuses a shim with another version.
@@ -80,7 +94,7 @@ typedef void (*gm_spm_text_sink)(void* ctx, const char* text, size_t len);
 /// Thread-safe on a shared handle.
 GM_SPM_EXPORT int gm_spm_encode(const void* handle, const char* text, size_t len, gm_spm_ids_sink sink,
                                 void* ctx, char* errbuf, size_t errlen) noexcept {
-  try {
+  return guarded("encoding", errbuf, errlen, [&] {
     const auto* sp = static_cast<const sentencepiece::SentencePieceProcessor*>(handle);
     std::vector<int> ids;
     const auto status = sp->Encode(absl::string_view(text, len), &ids);
@@ -91,19 +105,14 @@ GM_SPM_EXPORT int gm_spm_encode(const void* handle, const char* text, size_t len
     static_assert(sizeof(int) == sizeof(int32_t), "int must be 32-bit");
     sink(ctx, reinterpret_cast<const int32_t*>(ids.data()), ids.size());
     return 0;
-  } catch (const std::exception& e) {
-    set_error(errbuf, errlen, std::string("exception while encoding: ") + e.what());
-  } catch (...) {
-    set_error(errbuf, errlen, "unknown exception while encoding");
-  }
-  return -1;
+  });
 }
 
 /// Decodes `n` ids (each must be in [0, gm_spm_vocab_size)) and hands the text to `sink(ctx, ...)`
 /// exactly once on success. Returns 0 on success, -1 on failure (errbuf). Thread-safe.
 GM_SPM_EXPORT int gm_spm_decode(const void* handle, const int32_t* ids, size_t n, gm_spm_text_sink sink,
                                 void* ctx, char* errbuf, size_t errlen) noexcept {
-  try {
+  return guarded("decoding", errbuf, errlen, [&] {
     const auto* sp = static_cast<const sentencepiece::SentencePieceProcessor*>(handle);
     std::vector<int> v(ids, ids + n);
     std::string text;
@@ -114,12 +123,7 @@ GM_SPM_EXPORT int gm_spm_decode(const void* handle, const int32_t* ids, size_t n
     }
     sink(ctx, text.data(), text.size());
     return 0;
-  } catch (const std::exception& e) {
-    set_error(errbuf, errlen, std::string("exception while decoding: ") + e.what());
-  } catch (...) {
-    set_error(errbuf, errlen, "unknown exception while decoding");
-  }
-  return -1;
+  });
 }
 
 /// Number of pieces (vocabulary size) of the loaded model.

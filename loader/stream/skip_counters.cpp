@@ -34,13 +34,18 @@ void SkipCounters::reset(const std::map<std::string, uint64_t>& counts) {
 
 std::string SkipCounters::report() const {
   std::lock_guard<std::mutex> lock(mu_);
-  if (counts_.empty()) return "nothing skipped";
+  return report(counts_, examples_);
+}
+
+std::string SkipCounters::report(const std::map<std::string, uint64_t>& counts,
+                                 const std::map<std::string, std::string>& examples) {
+  if (counts.empty()) return "nothing skipped";
   std::string s;
-  for (const auto& kv : counts_) {
+  for (const auto& kv : counts) {
     if (!s.empty()) s += "\n";
     s += kv.first + ": " + std::to_string(kv.second);
-    auto it = examples_.find(kv.first);
-    if (it != examples_.end()) s += " (first at " + it->second + ")";
+    auto it = examples.find(kv.first);
+    if (it != examples.end()) s += " (first at " + it->second + ")";
   }
   return s;
 }

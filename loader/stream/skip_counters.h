@@ -25,6 +25,9 @@ class SkipCounters {
   void reset(const std::map<std::string, uint64_t>& counts);
   /// "source/reason: n (first at where)" lines, or "nothing skipped".
   std::string report() const;
+  /// The same report of `counts`, with the first locations that `examples` has.
+  static std::string report(const std::map<std::string, uint64_t>& counts,
+                            const std::map<std::string, std::string>& examples);
 
  private:
   mutable std::mutex mu_;

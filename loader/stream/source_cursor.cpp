@@ -30,11 +30,60 @@ CandidateId make_id(const CursorContext& ctx, uint64_t document, uint64_t offset
 }
 
 // ---------------------------------------------------------------------------------------------
+// What both cursors share: a seeded permutation of the source's units (windows or documents) per
+// epoch, the position in it, and save/load of that position. Derived constructors call
+// start_epoch(0) (a base constructor cannot reach their reset()).
+template <typename Source>
+class PermutedCursor : public SourceCursor {
+ public:
+  PermutedCursor(std::shared_ptr<const Source> source, CursorContext ctx, uint64_t units, const char* unit)
+      : source_(std::move(source)), ctx_(std::move(ctx)), units_(units), unit_(unit), perm_(units, 0, false) {}
+
+  void start_epoch(uint64_t epoch) override {
+    epoch_ = epoch;
+    position_ = 0;
+    reset();
+    perm_ = Permutation(units_, derive_seed(ctx_.seed, ctx_.source_index, epoch), ctx_.shuffle);
+  }
+
+  CursorState save() const override { return {epoch_, position_, offset()}; }
+
+  void load(const CursorState& state) override {
+    start_epoch(state.epoch);
+    if (state.position > perm_.size())
+      throw Error(ErrorCode::kInvalidState, ctx_.source_name,
+                  "saved " + std::string(unit_) + " position " + std::to_string(state.position) +
+                      " is past the source's " + std::to_string(perm_.size()) + " " + unit_ +
+                      "s; the data changed since the state was saved");
+    position_ = state.position;
+    resume(state);
+  }
+
+  uint64_t fingerprint() const override { return source_->fingerprint(); }
+
+ protected:
+  /// Start of an epoch: the derived cursor's own position goes back too.
+  virtual void reset() {}
+  /// After load() set the position: the rest of the saved state.
+  virtual void resume(const CursorState&) {}
+  /// Tokens of the current unit already used (saved with the position).
+  virtual uint64_t offset() const { return 0; }
+
+  std::shared_ptr<const Source> source_;
+  CursorContext ctx_;
+  uint64_t units_;
+  const char* unit_;  // "window" / "document", for messages
+  Permutation perm_;
+  uint64_t epoch_ = 0;
+  uint64_t position_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
 // Flat token files: window k of the seeded permutation of all windows.
-class WindowCursor : public SourceCursor {
+class WindowCursor : public PermutedCursor<TokenFileSource> {
  public:
   WindowCursor(std::shared_ptr<const TokenFileSource> source, CursorContext ctx)
-      : source_(std::move(source)), ctx_(std::move(ctx)), perm_(source_->num_windows(), 0, false) {
+      : PermutedCursor(source, std::move(ctx), source->num_windows(), "window") {
     start_epoch(0);
   }
 
@@ -52,35 +101,9 @@ class WindowCursor : public SourceCursor {
     return plan;
   }
 
-  void start_epoch(uint64_t epoch) override {
-    epoch_ = epoch;
-    position_ = 0;
-    perm_ = Permutation(source_->num_windows(), derive_seed(ctx_.seed, ctx_.source_index, epoch), ctx_.shuffle);
-  }
-
-  CursorState save() const override { return {epoch_, position_, 0}; }
-
-  void load(const CursorState& state) override {
-    start_epoch(state.epoch);
-    if (state.position > perm_.size())
-      throw Error(ErrorCode::kInvalidState, ctx_.source_name,
-                  "saved window position " + std::to_string(state.position) + " is past the source's " +
-                      std::to_string(perm_.size()) + " windows; the data changed since the state was saved");
-    position_ = state.position;
-  }
-
-  uint64_t fingerprint() const override { return source_->fingerprint(); }
-
   std::string locate(uint64_t document, uint64_t offset) const override {
     return source_->path(static_cast<uint32_t>(document)) + ":token " + std::to_string(offset);
   }
-
- private:
-  std::shared_ptr<const TokenFileSource> source_;
-  CursorContext ctx_;
-  Permutation perm_;
-  uint64_t epoch_ = 0;
-  uint64_t position_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -93,10 +116,10 @@ struct ReadResult {
   std::shared_ptr<SkipCounters> skips;  // what reading this document skipped
 };
 
-class DocumentCursor : public SourceCursor {
+class DocumentCursor : public PermutedCursor<DocumentSource> {
  public:
   DocumentCursor(std::shared_ptr<const DocumentSource> source, CursorContext ctx)
-      : source_(std::move(source)), ctx_(std::move(ctx)), perm_(source_->num_documents(), 0, false) {
+      : PermutedCursor(source, std::move(ctx), source->num_documents(), "document") {
     start_epoch(0);
   }
 
@@ -156,35 +179,24 @@ class DocumentCursor : public SourceCursor {
     return plan;
   }
 
-  void start_epoch(uint64_t epoch) override {
-    epoch_ = epoch;
-    position_ = 0;
-    offset_ = 0;
-    ahead_.clear();
-    ahead_base_ = 0;
-    perm_ = Permutation(source_->num_documents(), derive_seed(ctx_.seed, ctx_.source_index, epoch), ctx_.shuffle);
-  }
-
-  CursorState save() const override { return {epoch_, position_, offset_}; }
-
-  void load(const CursorState& state) override {
-    start_epoch(state.epoch);
-    if (state.position > perm_.size())
-      throw Error(ErrorCode::kInvalidState, ctx_.source_name,
-                  "saved document position " + std::to_string(state.position) + " is past the source's " +
-                      std::to_string(perm_.size()) + " documents; the data changed since the state was saved");
-    position_ = state.position;
-    offset_ = state.offset;
-    ahead_base_ = position_;
-  }
-
-  uint64_t fingerprint() const override { return source_->fingerprint(); }
-
   std::string locate(uint64_t document, uint64_t offset) const override {
     return source_->locate(document) + ", token " + std::to_string(offset);
   }
 
  private:
+  void reset() override {
+    offset_ = 0;
+    ahead_.clear();
+    ahead_base_ = 0;
+  }
+
+  void resume(const CursorState& state) override {
+    offset_ = state.offset;
+    ahead_base_ = position_;
+  }
+
+  uint64_t offset() const override { return offset_; }
+
   // The first non-empty, non-skipped document at or after position `p` (advancing position_),
   // or nullptr at the end of the epoch.
   const Document* unit_at(uint64_t p) {
@@ -260,11 +272,6 @@ class DocumentCursor : public SourceCursor {
     bool ready = false;
   };
 
-  std::shared_ptr<const DocumentSource> source_;
-  CursorContext ctx_;
-  Permutation perm_;
-  uint64_t epoch_ = 0;
-  uint64_t position_ = 0;
   uint64_t offset_ = 0;
   std::deque<Slot> ahead_;
   uint64_t ahead_base_ = 0;

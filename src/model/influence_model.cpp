@@ -1,5 +1,6 @@
 // RelationalInfluenceModel: encoder + linear head + learnable (tau, alpha); ALGORITHM.md section 3.
 #include "groupmates/engine/influence_model.h"
+#include "model/blob_file.h"
 
 #include <algorithm>
 #include <cmath>
@@ -163,18 +164,11 @@ void RelationalInfluenceModel::import_weights(const std::string& blob) {
 }
 
 void RelationalInfluenceModel::save_file(const std::string& path) const {
-  const std::string blob = export_weights();
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(blob.data(), static_cast<std::streamsize>(blob.size()));
-  if (!out) throw Error(ErrorCode::kIo, path, "cannot write the model file");
+  write_blob_file(path, export_weights(), "model file");
 }
 
 void RelationalInfluenceModel::load_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::kIo, path, "cannot open the model file");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  import_weights(buffer.str());
+  import_weights(read_blob_file(path, "model file"));
 }
 
 }  // namespace groupmates

@@ -11,18 +11,14 @@
 #include "groupmates/error.h"
 #include "groupmates/engine/oracle_prober.h"
 #include "groupmates/engine/label_buffer.h"
+#include "util/seed.h"
 
 namespace groupmates {
 namespace {
 
 constexpr int64_t kFormatVersion = 1;
 
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
+using util::splitmix64;
 
 }  // namespace
 
@@ -109,19 +105,19 @@ LabelBuffer::Batch LabelBuffer::sample(size_t count, uint64_t seed) const {
   if (entries.empty()) throw Error(ErrorCode::kInvalidState, "LabelBuffer::sample", "the buffer is empty");
   std::vector<LabelledRollout> picked;
   picked.reserve(count);
-  uint64_t state = mix(seed);
+  uint64_t state = splitmix64(seed);
   const size_t n = entries.size();
   if (count <= n) {  // without replacement: partial Fisher-Yates over positions
     std::vector<size_t> order(n);
     std::iota(order.begin(), order.end(), size_t{0});
     for (size_t i = 0; i < count; ++i) {
-      state = mix(state);
+      state = splitmix64(state);
       std::swap(order[i], order[i + state % (n - i)]);
       picked.push_back(entries[order[i]]);
     }
   } else {
     for (size_t i = 0; i < count; ++i) {
-      state = mix(state);
+      state = splitmix64(state);
       picked.push_back(entries[state % n]);
     }
   }

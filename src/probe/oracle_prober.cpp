@@ -1,23 +1,18 @@
 // OracleProber: rollouts of L real optimiser steps from a copy of the live model (ALGORITHM.md 2).
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <cstdio>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "groupmates/error.h"
 #include "groupmates/probe_target.h"
 #include "groupmates/engine/oracle_prober.h"
+#include "util/stopwatch.h"
+
+#include <fmt/format.h>
 
 namespace groupmates {
-namespace {
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 const char* rollout_kind_name(RolloutKind kind) {
   switch (kind) {
@@ -42,7 +37,7 @@ OracleProber::OracleProber(const OracleProberConfig& config) : config_(config) {
 
 bool OracleProber::run_rollout(const ProbeTarget& target, const torch::Tensor& pool, const RolloutPlan& plan,
                                double reference_before, Rollout& out) const {
-  const double start = now_seconds();
+  const util::Stopwatch clock;
   const int64_t length = config_.rollout_length, rows = config_.rows_per_step;
   std::unique_ptr<ProbeTarget> copy = target.clone();
   copy->set_lr_scale(config_.lr_scale);
@@ -65,7 +60,7 @@ bool OracleProber::run_rollout(const ProbeTarget& target, const torch::Tensor& p
     out.labels[t] = s - previous;  // y_1 = s_1
     previous = s;
   }
-  out.seconds = now_seconds() - start;
+  out.seconds = clock.seconds();
   return true;
 }
 
@@ -87,18 +82,18 @@ ProbeResult OracleProber::run(ProbeTarget& target, const torch::Tensor& pool,
                     "candidate " + std::to_string(id) + " outside the pool of " + std::to_string(n) + " rows");
   }
   ProbeResult result;
-  const double start = now_seconds();
+  const util::Stopwatch clock;
   result.reference_before = target.reference_loss();  // R_0: the same for every rollout of this run
   if (!std::isfinite(result.reference_before)) {
     // The snapshot itself is broken: nothing it produces can be trusted.
     result.discarded = static_cast<int64_t>(plans.size());
     result.attempted = result.discarded;
-    result.seconds = now_seconds() - start;
+    result.seconds = clock.seconds();
     return result;
   }
   for (const auto& plan : plans) {
     if (result.attempted >= config_.max_rollouts ||
-        (config_.max_seconds > 0 && now_seconds() - start >= config_.max_seconds)) {
+        (config_.max_seconds > 0 && clock.seconds() >= config_.max_seconds)) {
       ++result.skipped;
       continue;
     }
@@ -109,7 +104,7 @@ ProbeResult OracleProber::run(ProbeTarget& target, const torch::Tensor& pool,
     else
       ++result.discarded;
   }
-  result.seconds = now_seconds() - start;
+  result.seconds = clock.seconds();
   return result;
 }
 
@@ -162,13 +157,10 @@ std::vector<LabelStats> summarise_labels(const std::vector<Rollout>& rollouts) {
 
 std::string format_label_stats(const std::vector<LabelStats>& stats) {
   std::string out = "kind              rollouts  labels        mean         std     y1 mean  y>1 mean   y>1 std  s_L mean\n";
-  char line[256];
-  for (const auto& s : stats) {
-    std::snprintf(line, sizeof line, "%-16s %9lld %7lld %11.3e %11.3e %11.3e %9.2e %9.2e %9.2e\n",
-                  rollout_kind_name(s.kind), static_cast<long long>(s.rollouts), static_cast<long long>(s.count),
-                  s.mean, s.std, s.first_mean, s.later_mean, s.later_std, s.final_mean);
-    out += line;
-  }
+  for (const auto& s : stats)
+    fmt::format_to(std::back_inserter(out), "{:<16} {:>9} {:>7} {:>11.3e} {:>11.3e} {:>11.3e} {:>9.2e} {:>9.2e} {:>9.2e}\n",
+                   rollout_kind_name(s.kind), s.rollouts, s.count, s.mean, s.std, s.first_mean, s.later_mean,
+                   s.later_std, s.final_mean);
   return out;
 }
 

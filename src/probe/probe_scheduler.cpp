@@ -1,6 +1,7 @@
 // ProbeScheduler: asynchronous oracle probes every N trainer steps, at most one in flight.
-#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,13 +18,11 @@
 #include "groupmates/engine/rollout_policy.h"
 #include "groupmates/engine/label_buffer.h"
 #include "groupmates/engine/probe_scheduler.h"
+#include "util/background_worker.h"
+#include "util/stopwatch.h"
 
 namespace groupmates {
 namespace {
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 /// Round-robin merge of the plan lists, so a cost cut (max_rollouts / max_seconds) keeps a mix of kinds.
 std::vector<RolloutPlan> interleave(std::vector<std::vector<RolloutPlan>> lists) {
@@ -40,9 +39,7 @@ std::vector<RolloutPlan> interleave(std::vector<std::vector<RolloutPlan>> lists)
   return out;
 }
 
-}  // namespace
-
-struct ProbeScheduler::Job {
+struct Job {
   int64_t step = 0;
   std::unique_ptr<ProbeTarget> snapshot;
   torch::Tensor pool;
@@ -50,45 +47,65 @@ struct ProbeScheduler::Job {
   std::unique_ptr<c10::Event> ready;  // CUDA only: recorded on the trainer's stream after the copy
 };
 
+}  // namespace
+
+struct ProbeScheduler::Impl {
+  Impl(const ProbeSchedulerConfig& c, std::shared_ptr<LabelBuffer> b)
+      : config(c), buffer(std::move(b)), prober(c.prober) {}
+
+  /// On the probe thread: runs the probe, counts it, frees the snapshot there, then reports idle.
+  void execute(std::shared_ptr<Job> job);
+  void run_job(Job& job);
+
+  const ProbeSchedulerConfig config;
+  const std::shared_ptr<LabelBuffer> buffer;
+  OracleProber prober;
+  const util::Stopwatch created;
+  mutable std::mutex mutex;
+  std::condition_variable idle;  // notified when running turns false
+  bool running = false;          // a probe is pending or running
+  Callback callback;
+  ProbeStats stats;
+  int64_t rollouts_attempted = 0;
+  std::string last_error;
+  util::BackgroundWorker worker{"ProbeScheduler"};  // last: destroyed first, after the probe in flight
+};
+
 ProbeScheduler::ProbeScheduler(const ProbeSchedulerConfig& config, std::shared_ptr<LabelBuffer> buffer)
-    : config_(config), buffer_(std::move(buffer)), prober_(config.prober), created_(now_seconds()) {
+    : buffer_(std::move(buffer)) {
   if (!buffer_) throw Error(ErrorCode::kInvalidConfig, "ProbeScheduler", "label buffer is null");
-  if (config_.interval_steps < 1)
+  if (config.interval_steps < 1)
     throw Error(ErrorCode::kInvalidConfig, "ProbeSchedulerConfig.interval_steps", "must be >= 1");
-  if (config_.random_rollouts < 0 || config_.neighbour_rollouts < 0 || config_.bootstrap_pairs < 0)
+  if (config.random_rollouts < 0 || config.neighbour_rollouts < 0 || config.bootstrap_pairs < 0)
     throw Error(ErrorCode::kInvalidConfig, "ProbeSchedulerConfig", "rollout counts must be >= 0");
-  if (config_.beam_width < 1) throw Error(ErrorCode::kInvalidConfig, "ProbeSchedulerConfig.beam_width", "must be >= 1");
-  thread_ = std::thread([this] { worker_loop(); });
+  if (config.beam_width < 1) throw Error(ErrorCode::kInvalidConfig, "ProbeSchedulerConfig.beam_width", "must be >= 1");
+  impl_ = std::make_unique<Impl>(config, buffer_);
+  if (config.probe_threads > 0)
+    impl_->worker.schedule([n = config.probe_threads] { at::set_num_threads(n); });  // the probe thread's own
 }
 
-ProbeScheduler::~ProbeScheduler() {
-  {
-    std::unique_lock<std::mutex> lock(mutex_);
-    cv_.wait(lock, [this] { return !running_; });
-    stop_ = true;
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+ProbeScheduler::~ProbeScheduler() = default;  // the worker waits for the probe in flight, then stops
 
 bool ProbeScheduler::due(int64_t step) const {
-  return step >= config_.first_step && (step - config_.first_step) % config_.interval_steps == 0;
+  const ProbeSchedulerConfig& c = impl_->config;
+  return step >= c.first_step && (step - c.first_step) % c.interval_steps == 0;
 }
 
 bool ProbeScheduler::maybe_probe(int64_t step, const ProbeTarget& target, const torch::Tensor& candidate_rows,
                                  const ProbeContext& context) {
   if (!due(step)) return false;
+  Impl& impl = *impl_;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (running_) {  // at most one probe in flight: a due probe is skipped, never queued
-      ++stats_.probes_skipped_busy;
+    std::lock_guard<std::mutex> lock(impl.mutex);
+    if (impl.running) {  // at most one probe in flight: a due probe is skipped, never queued
+      ++impl.stats.probes_skipped_busy;
       return false;
     }
   }
   if (!candidate_rows.defined() || candidate_rows.dim() != 2 || candidate_rows.scalar_type() != torch::kInt64)
     throw Error(ErrorCode::kInvalidConfig, "ProbeScheduler::maybe_probe", "candidate_rows must be int64 [N, T]");
-  const double start = now_seconds();
-  auto job = std::make_unique<Job>();
+  const util::Stopwatch clock;
+  auto job = std::make_shared<Job>();
   job->step = step;
   job->snapshot = target.clone();  // on the trainer's thread: the weights as they are at this step
   job->pool = candidate_rows.clone();
@@ -99,59 +116,50 @@ bool ProbeScheduler::maybe_probe(int64_t step, const ProbeTarget& target, const 
   const torch::Device device = target.device();
   if (device.is_cuda() && torch::cuda::is_available()) {
     // The copies above were queued on the trainer's current stream; the probe stream waits for them.
-    c10::impl::VirtualGuardImpl impl(device.type());
+    c10::impl::VirtualGuardImpl guard(device.type());
     job->ready = std::make_unique<c10::Event>(device.type());
-    job->ready->record(impl.getStream(device));
+    job->ready->record(guard.getStream(device));
   }
-  const double spent = now_seconds() - start;
+  const double spent = clock.seconds();
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stats_.snapshot_seconds += spent;
-    ++stats_.probes_started;
-    stats_.last_probe_step = step;
-    job_ = std::move(job);
-    running_ = true;
+    std::lock_guard<std::mutex> lock(impl.mutex);
+    impl.stats.snapshot_seconds += spent;
+    ++impl.stats.probes_started;
+    impl.stats.last_probe_step = step;
+    impl.running = true;
   }
-  cv_.notify_all();
+  impl.worker.schedule([&impl, job = std::move(job)]() mutable { impl.execute(std::move(job)); });
   return true;
 }
 
-void ProbeScheduler::worker_loop() {
-  if (config_.probe_threads > 0) at::set_num_threads(config_.probe_threads);
-  std::unique_lock<std::mutex> lock(mutex_);
-  for (;;) {
-    cv_.wait(lock, [this] { return stop_ || (running_ && job_); });
-    if (stop_) return;
-    Job* job = job_.get();
-    lock.unlock();
-    const double start = now_seconds();
-    std::string error;
-    bool ok = true;
-    try {
-      run_job(*job);
-    } catch (const std::exception& e) {
-      ok = false;
-      error = e.what();
-    } catch (...) {
-      ok = false;
-      error = "unknown exception";
-    }
-    const double spent = now_seconds() - start;
-    lock.lock();
-    stats_.probe_seconds += spent;
-    if (ok)
-      ++stats_.probes_completed;
-    else {
-      ++stats_.probes_failed;
-      last_error_ = error;
-    }
-    job_.reset();  // frees the snapshot on this thread
-    running_ = false;
-    cv_.notify_all();
+void ProbeScheduler::Impl::execute(std::shared_ptr<Job> job) {
+  const util::Stopwatch clock;
+  std::string error;
+  bool ok = true;
+  try {
+    run_job(*job);
+  } catch (const std::exception& e) {
+    ok = false;
+    error = e.what();
+  } catch (...) {
+    ok = false;
+    error = "unknown exception";
   }
+  const double spent = clock.seconds();
+  job.reset();  // frees the snapshot on this thread
+  std::lock_guard<std::mutex> lock(mutex);
+  stats.probe_seconds += spent;
+  if (ok)
+    ++stats.probes_completed;
+  else {
+    ++stats.probes_failed;
+    last_error = error;
+  }
+  running = false;
+  idle.notify_all();
 }
 
-void ProbeScheduler::run_job(Job& job) {
+void ProbeScheduler::Impl::run_job(Job& job) {
   std::optional<c10::StreamGuard> stream_guard;
   const torch::Device device = job.snapshot->device();
   if (job.ready) {  // CUDA: a stream of our own, ordered after the snapshot copy
@@ -160,28 +168,28 @@ void ProbeScheduler::run_job(Job& job) {
     job.ready->block(stream);
     stream_guard.emplace(stream);
   }
-  const OracleProberConfig& pc = config_.prober;
+  const OracleProberConfig& pc = config.prober;
   const int64_t n = job.pool.size(0);
-  const uint64_t seed = config_.seed ^ (static_cast<uint64_t>(job.step) * 0xD1B54A32D192ED03ULL);
+  const uint64_t seed = config.seed ^ (static_cast<uint64_t>(job.step) * 0xD1B54A32D192ED03ULL);
   std::vector<std::vector<RolloutPlan>> lists;
-  lists.push_back(random_rollouts(n, config_.random_rollouts, pc.rollout_length, pc.rows_per_step, seed));
-  if (config_.neighbour_rollouts > 0) {
+  lists.push_back(random_rollouts(n, config.random_rollouts, pc.rollout_length, pc.rows_per_step, seed));
+  if (config.neighbour_rollouts > 0) {
     if (job.context.cluster_ids.defined())
-      lists.push_back(cluster_neighbour_rollouts(job.context.cluster_ids, config_.neighbour_rollouts,
+      lists.push_back(cluster_neighbour_rollouts(job.context.cluster_ids, config.neighbour_rollouts,
                                                  pc.rollout_length, pc.rows_per_step, seed + 1));
     else if (job.context.embeddings.defined())
-      lists.push_back(embedding_neighbour_rollouts(job.context.embeddings, config_.neighbour_rollouts,
+      lists.push_back(embedding_neighbour_rollouts(job.context.embeddings, config.neighbour_rollouts,
                                                    pc.rollout_length, pc.rows_per_step, seed + 1));
   }
-  if (config_.bootstrap_pairs > 0 && job.context.model)
-    lists.push_back(bootstrap_rollouts(*job.context.model, job.pool, config_.bootstrap_pairs, pc.rollout_length,
-                                       pc.rows_per_step, seed + 2, config_.bootstrap_subset, config_.beam_width,
+  if (config.bootstrap_pairs > 0 && job.context.model)
+    lists.push_back(bootstrap_rollouts(*job.context.model, job.pool, config.bootstrap_pairs, pc.rollout_length,
+                                       pc.rows_per_step, seed + 2, config.bootstrap_subset, config.beam_width,
                                        job.context.prior));
   std::vector<RolloutPlan> plans = interleave(std::move(lists));
   if (job.context.max_rollouts >= 0 && int64_t(plans.size()) > job.context.max_rollouts)
     plans.resize(size_t(job.context.max_rollouts));  // interleaved: the cut keeps a mix of kinds
 
-  const ProbeResult result = prober_.run(*job.snapshot, job.pool, plans);
+  const ProbeResult result = prober.run(*job.snapshot, job.pool, plans);
 
   const int64_t width = job.pool.size(1);
   for (const auto& rollout : result.rollouts) {
@@ -194,50 +202,50 @@ void ProbeScheduler::run_job(Job& job) {
     entry.probe_step = job.step;
     if (job.context.prior.defined())
       entry.prior = job.context.prior.index_select(0, ids.to(torch::kCPU)).reshape({pc.rollout_length, pc.rows_per_step});
-    buffer_->add(std::move(entry));
+    buffer->add(std::move(entry));
   }
-  Callback callback;
+  ProbeScheduler::Callback notify;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stats_.rollouts_kept += static_cast<int64_t>(result.rollouts.size());
-    stats_.rollouts_discarded += result.discarded;
-    stats_.rollouts_skipped += result.skipped;
-    rollouts_attempted_ += result.attempted;
-    callback = callback_;
+    std::lock_guard<std::mutex> lock(mutex);
+    stats.rollouts_kept += static_cast<int64_t>(result.rollouts.size());
+    stats.rollouts_discarded += result.discarded;
+    stats.rollouts_skipped += result.skipped;
+    rollouts_attempted += result.attempted;
+    notify = callback;
   }
-  if (callback) callback(job.step, result);
+  if (notify) notify(job.step, result);
 }
 
 void ProbeScheduler::wait_idle() {
-  std::unique_lock<std::mutex> lock(mutex_);
-  cv_.wait(lock, [this] { return !running_; });
+  std::unique_lock<std::mutex> lock(impl_->mutex);
+  impl_->idle.wait(lock, [this] { return !impl_->running; });
 }
 
 bool ProbeScheduler::busy() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return running_;
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->running;
 }
 
 ProbeStats ProbeScheduler::stats() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  ProbeStats s = stats_;
-  s.wall_seconds = now_seconds() - created_;
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  ProbeStats s = impl_->stats;
+  s.wall_seconds = impl_->created.seconds();
   if (s.wall_seconds > 0) {
     s.probe_share = s.probe_seconds / s.wall_seconds;
     s.snapshot_share = s.snapshot_seconds / s.wall_seconds;
   }
-  s.seconds_per_rollout = rollouts_attempted_ > 0 ? s.probe_seconds / rollouts_attempted_ : 0.0;
+  s.seconds_per_rollout = impl_->rollouts_attempted > 0 ? s.probe_seconds / impl_->rollouts_attempted : 0.0;
   return s;
 }
 
 std::string ProbeScheduler::last_error() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return last_error_;
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->last_error;
 }
 
 void ProbeScheduler::set_callback(Callback callback) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  callback_ = std::move(callback);
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  impl_->callback = std::move(callback);
 }
 
 }  // namespace groupmates

@@ -27,20 +27,6 @@ torch::Device module_device(const torch::nn::Module& module) {
   return torch::kCPU;
 }
 
-// The optimiser's state map key of a parameter (a string of the TensorImpl address in LibTorch 1.x,
-// the address itself in later versions).
-template <typename Map>
-typename Map::key_type state_key(const torch::Tensor& p) {
-  using Key = typename Map::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream s;
-    s << p.unsafeGetTensorImpl();
-    return s.str();
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
-
 torch::Tensor deep(const torch::Tensor& t) { return t.defined() ? t.detach().clone() : t; }
 
 // A deep copy of one parameter's optimiser state for the optimisers whose state we know (Adam,
@@ -85,11 +71,11 @@ bool copy_direct(torch::nn::Module& from_module, torch::optim::Optimizer& from_o
     if (pf.size() != pt.size()) return false;
     for (size_t i = 0; i < pf.size(); ++i) {
       if (!pf[i].sizes().equals(pt[i].sizes())) return false;
-      auto it = state_from.find(state_key<Map>(pf[i]));
+      auto it = state_from.find(state_key(state_from, pf[i]));
       if (it == state_from.end()) continue;
       auto c = deep_state(*it->second);
       if (!c) return false;
-      copies.emplace_back(state_key<Map>(pt[i]), std::move(c));
+      copies.emplace_back(state_key(state_to, pt[i]), std::move(c));
     }
   }
   torch::NoGradGuard no_grad;
@@ -105,12 +91,6 @@ bool copy_direct(torch::nn::Module& from_module, torch::optim::Optimizer& from_o
   state_to.clear();
   for (auto& [key, value] : copies) state_to[key] = std::move(value);
   return true;
-}
-
-std::string archive_bytes(torch::serialize::OutputArchive& archive) {
-  std::ostringstream out;
-  archive.save_to(out);
-  return out.str();
 }
 
 /// Restores the module's training flag on scope exit.
@@ -182,10 +162,7 @@ ModuleProbeTarget::ModuleProbeTarget(ModulePtr module, std::shared_ptr<torch::op
 }
 
 std::string ModuleProbeTarget::state_blob() const {
-  torch::serialize::OutputArchive weights, state;
-  module_->save(weights);
-  optimizer_->save(state);
-  std::string a = archive_bytes(weights), b = archive_bytes(state);
+  const std::string a = saved_bytes(*module_), b = saved_bytes(*optimizer_);
   return std::to_string(a.size()) + ":" + a + b;
 }
 
@@ -202,33 +179,15 @@ std::unique_ptr<ProbeTarget> ModuleProbeTarget::clone() const {
                                                  reference_batches_, config_);
   }
   // Any other optimiser: weights and state through in-memory archives (deep copies on every LibTorch version).
-  torch::serialize::OutputArchive weights_out, state_out;
-  module_->save(weights_out);
-  optimizer_->save(state_out);
-  const std::string weights = archive_bytes(weights_out), state = archive_bytes(state_out);
-
+  const std::string weights = saved_bytes(*module_), state = saved_bytes(*optimizer_);
   ModulePtr fresh = module_factory_();
   if (!fresh) throw Error(ErrorCode::kInvalidConfig, "ModuleProbeTarget::clone", "module factory returned null");
   fresh->to(device_);
-  try {
-    torch::serialize::InputArchive weights_in;
-    weights_in.load_from(weights.data(), weights.size(), device_);
-    fresh->load(weights_in);
-  } catch (const c10::Error& e) {
-    throw Error(ErrorCode::kInvalidState, "ModuleProbeTarget::clone",
-                std::string("the factory's module does not fit the live weights: ") + e.what_without_backtrace());
-  }
+  load_bytes(weights, *fresh, device_, "ModuleProbeTarget::clone", "the factory's module does not fit the live weights");
   fresh->train(module_->is_training());
   std::shared_ptr<torch::optim::Optimizer> optimizer = optimizer_factory_(*fresh);
   if (!optimizer) throw Error(ErrorCode::kInvalidConfig, "ModuleProbeTarget::clone", "optimizer factory returned null");
-  try {
-    torch::serialize::InputArchive state_in;
-    state_in.load_from(state.data(), state.size(), device_);
-    optimizer->load(state_in);
-  } catch (const c10::Error& e) {
-    throw Error(ErrorCode::kInvalidState, "ModuleProbeTarget::clone",
-                std::string("the factory's optimizer does not fit the live state: ") + e.what_without_backtrace());
-  }
+  load_bytes(state, *optimizer, device_, "ModuleProbeTarget::clone", "the factory's optimizer does not fit the live state");
   return std::make_unique<ModuleProbeTarget>(fresh, optimizer, module_factory_, optimizer_factory_, loss_,
                                              reference_batches_, config_);
 }

@@ -10,6 +10,7 @@
 #include "groupmates/engine/influence_model.h"
 #include "groupmates/engine/oracle_prober.h"
 #include "groupmates/engine/rollout_policy.h"
+#include "util/seed.h"
 
 namespace groupmates {
 namespace {
@@ -17,13 +18,8 @@ namespace {
 /// SplitMix64: the same draws on every platform (std distributions are implementation-defined).
 class Rng {
  public:
-  explicit Rng(uint64_t seed) : state_(seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
+  explicit Rng(uint64_t seed) : state_(seed * util::kSplitMix64Gamma + 0x632BE59BD9B4E019ULL) {}
+  uint64_t next() { return util::splitmix64_next(state_); }
   /// Uniform in [0, n), n > 0.
   int64_t below(int64_t n) {
     return static_cast<int64_t>((static_cast<unsigned __int128>(next()) * static_cast<uint64_t>(n)) >> 64);

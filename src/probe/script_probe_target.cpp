@@ -52,19 +52,8 @@ std::unique_ptr<ProbeTarget> ScriptModuleProbeTarget::clone() const {
   auto original = module_.parameters().begin();
   for (auto p : copy.parameters()) p.requires_grad_((*original++).requires_grad());
   std::shared_ptr<torch::optim::Optimizer> optimizer = optimizer_factory_(script_parameters(copy));
-  torch::serialize::OutputArchive out;
-  optimizer_->save(out);
-  std::ostringstream bytes;
-  out.save_to(bytes);
-  const std::string state = bytes.str();
-  try {
-    torch::serialize::InputArchive in;
-    in.load_from(state.data(), state.size(), device_);
-    optimizer->load(in);
-  } catch (const c10::Error& e) {
-    throw Error(ErrorCode::kInvalidState, "ScriptModuleProbeTarget::clone",
-                std::string("the factory's optimizer does not fit the live state: ") + e.what_without_backtrace());
-  }
+  load_bytes(saved_bytes(*optimizer_), *optimizer, device_, "ScriptModuleProbeTarget::clone",
+             "the factory's optimizer does not fit the live state");
   return std::make_unique<ScriptModuleProbeTarget>(copy, optimizer, optimizer_factory_, reference_batches_, loss_method_,
                                                    config_);
 }

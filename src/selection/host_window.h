@@ -8,6 +8,7 @@
 
 #include "groupmates/error.h"
 #include "groupmates/engine/selector.h"
+#include "util/seed.h"
 
 namespace groupmates {
 
@@ -40,11 +41,6 @@ inline HostWindow to_host(const SelectionInput& input, bool need_h, bool need_cl
 }
 
 /// A stream-position-dependent seed: splitmix64 of (seed, window_seed).
-inline uint64_t mix_seed(uint64_t seed, uint64_t window_seed) {
-  uint64_t z = seed ^ (window_seed + 0x9E3779B97F4A7C15ULL + (seed << 6) + (seed >> 2));
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
+using util::mix_seed;
 
 }  // namespace groupmates

@@ -6,17 +6,13 @@
 #include <cstring>
 
 #include "groupmates/error.h"
+#include "util/seed.h"
 
 namespace groupmates {
 
 namespace {
 
-uint64_t splitmix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+using util::splitmix64;
 
 constexpr char kMagic[8] = {'g', 'm', 'i', 'm', 'p', '0', '0', '1'};
 
@@ -40,11 +36,11 @@ ImportanceEstimator::ImportanceEstimator(const ImportanceConfig& config)
 void ImportanceEstimator::features(const int64_t* row, int64_t width, std::vector<int64_t>& out) const {
   const uint64_t b = uint64_t(config_.buckets);
   for (int64_t i = 0; i < width; ++i) {
-    uint64_t h = splitmix(config_.seed);
+    uint64_t h = splitmix64(config_.seed);
     for (int n = 1; n <= config_.max_ngram && i + n <= width; ++n) {
       const int64_t tok = row[i + n - 1];
       if (tok == config_.pad_id) break;  // an n-gram never spans padding
-      h = splitmix(h ^ uint64_t(tok) ^ (uint64_t(n) << 56));
+      h = splitmix64(h ^ uint64_t(tok) ^ (uint64_t(n) << 56));
       out.push_back(int64_t(h % b));
     }
   }
@@ -53,22 +49,21 @@ void ImportanceEstimator::features(const int64_t* row, int64_t width, std::vecto
 void ImportanceEstimator::set_reference(const int64_t* tokens, int64_t rows, int64_t width) {
   std::fill(reference_.begin(), reference_.end(), 0);
   reference_total_ = 0;
-  std::vector<int64_t> f;
-  for (int64_t r = 0; r < rows; ++r) {
-    f.clear();
-    features(tokens + r * width, width, f);
-    for (int64_t g : f) ++reference_[size_t(g)];
-    reference_total_ += f.size();
-  }
+  count_features(tokens, rows, width, reference_, reference_total_);
 }
 
 void ImportanceEstimator::observe(const int64_t* tokens, int64_t rows, int64_t width) {
+  count_features(tokens, rows, width, pool_, pool_total_);
+}
+
+void ImportanceEstimator::count_features(const int64_t* tokens, int64_t rows, int64_t width,
+                                         std::vector<uint64_t>& counts, uint64_t& total) const {
   std::vector<int64_t> f;
   for (int64_t r = 0; r < rows; ++r) {
     f.clear();
     features(tokens + r * width, width, f);
-    for (int64_t g : f) ++pool_[size_t(g)];
-    pool_total_ += f.size();
+    for (int64_t g : f) ++counts[size_t(g)];
+    total += f.size();
   }
 }
 

@@ -56,6 +56,9 @@ class ImportanceEstimator {
   const ImportanceConfig& config() const { return config_; }
 
  private:
+  /// Adds the n-gram features of `rows` rows of `width` tokens to `counts` and their number to `total`.
+  void count_features(const int64_t* tokens, int64_t rows, int64_t width, std::vector<uint64_t>& counts,
+                      uint64_t& total) const;
   ImportanceConfig config_;
   std::vector<uint64_t> reference_, pool_;
   uint64_t reference_total_ = 0, pool_total_ = 0;

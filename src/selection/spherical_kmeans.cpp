@@ -1,5 +1,6 @@
 // SphericalKMeans: k-means++ seeding, Lloyd refinement on the first window, mini-batch updates.
 #include "groupmates/engine/spherical_kmeans.h"
+#include "model/blob_file.h"
 
 #include <algorithm>
 #include <cmath>
@@ -206,19 +207,8 @@ void SphericalKMeans::load_state(const std::string& blob) {
   }
 }
 
-void SphericalKMeans::save(const std::string& path) const {
-  const std::string blob = save_state();
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(blob.data(), static_cast<std::streamsize>(blob.size()));
-  if (!out) throw Error(ErrorCode::kIo, path, "cannot write the k-means state");
-}
+void SphericalKMeans::save(const std::string& path) const { write_blob_file(path, save_state(), "k-means state"); }
 
-void SphericalKMeans::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(ErrorCode::kIo, path, "cannot open the k-means state");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  load_state(buffer.str());
-}
+void SphericalKMeans::load(const std::string& path) { load_state(read_blob_file(path, "k-means state")); }
 
 }  // namespace groupmates

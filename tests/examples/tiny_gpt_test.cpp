@@ -1,5 +1,4 @@
 // TinyGpt: deterministic init, learning, and (disabled by default) speed and probe-cost reports.
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -13,22 +12,13 @@
 #include "groupmates/engine/oracle_prober.h"
 #include "groupmates/engine/rollout_policy.h"
 #include "tiny_gpt/tiny_gpt.h"
+#include "util/stopwatch.h"
 
 namespace groupmates {
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 TinyGptConfig small_config(int64_t vocab, int64_t context, int64_t d_model, int64_t heads, uint64_t seed) {
-  TinyGptConfig c;
-  c.vocab_size = vocab;
-  c.context = context;
-  c.d_model = d_model;
-  c.n_heads = heads;
-  c.seed = seed;
-  return c;
+  return tiny_gpt_config(vocab, context, d_model, TinyGptConfig().n_layers, heads, seed);
 }
 
 TEST(TinyGpt, DeterministicInitFromSeed) {
@@ -82,12 +72,7 @@ TEST(TinyGpt, IgnoreIdLeavesPaddingTargetsOutOfTheMean) {
 }
 
 TEST(TinyGpt, LossDecreasesOnRepetitiveSequence) {
-  TinyGptConfig c;
-  c.vocab_size = 64;
-  c.context = 32;
-  c.d_model = 64;
-  c.n_layers = 2;
-  c.n_heads = 4;
+  const TinyGptConfig c = tiny_gpt_config(64, 32, 64, 2, 4);
   auto model = std::make_shared<TinyGpt>(c);
   torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(3e-3));
   const torch::Tensor tokens = torch::arange(4 * 32, torch::kInt64).remainder(8).view({4, 32});  // 0..7 repeated
@@ -121,10 +106,10 @@ TEST(TinyGpt, DISABLED_SpeedReport) {
         opt.step();
       };
       for (int i = 0; i < 3; ++i) step();
-      const auto t0 = std::chrono::steady_clock::now();
+      const util::Stopwatch clock;
       int n = 0;
-      while (seconds_since(t0) < 4.0) step(), ++n;
-      const double s = seconds_since(t0);
+      while (clock.seconds() < 4.0) step(), ++n;
+      const double s = clock.seconds();
       std::printf("TinyGpt V=%lld d=128 L=2 H=4 params=%lld B=%lld T=%lld: %.1f train steps/s (%d steps, threads=%d)\n",
                   static_cast<long long>(vocab), static_cast<long long>(model->num_parameters()),
                   static_cast<long long>(bt.first), static_cast<long long>(bt.second), n / s, n,
@@ -140,9 +125,7 @@ TEST(OracleProber, DISABLED_CostAndLabelStatsReport) {
   c.vocab_size = 256;
   c.context = 128;
   auto factory = [c] { return std::make_shared<TinyGpt>(c); };
-  auto opt_factory = [](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
-    return std::make_shared<torch::optim::AdamW>(m.parameters(), torch::optim::AdamWOptions(1e-3));
-  };
+  auto opt_factory = adamw_factory(1e-3);
   auto module = factory();
   auto optimizer = opt_factory(*module);
   // A pool of 8 "documents" (each a distinct repeating pattern) x 8 noisy variants; the
@@ -166,10 +149,10 @@ TEST(OracleProber, DISABLED_CostAndLabelStatsReport) {
   for (int i = 0; i < 20; ++i) live.train_step(pool.index_select(0, torch::randint(0, 64, {8}, gen, torch::kInt64)));
 
   {
-    const auto t0 = std::chrono::steady_clock::now();
+    const util::Stopwatch clock;
     for (int i = 0; i < 10; ++i) live.clone();
     std::printf("ModuleProbeTarget::clone (TinyGpt V=256 d=128 L=2 + AdamW state): %.1f ms\n",
-                seconds_since(t0) * 100.0);
+                clock.seconds() * 100.0);
   }
   OracleProberConfig pc;
   pc.rollout_length = 10;

@@ -45,6 +45,35 @@ TEST_F(InspectCli, UsageAndHelp) {
   EXPECT_EQ(run_cli({"inspect", "x.bin", "--show"}).exit_code, 2);
 }
 
+TEST_F(InspectCli, UnknownFlagsAreUsageErrors) {
+  TempDir dir;
+  rdtest::write_megatron(dir.file("ds"), 4, {{1, 2, 3}});
+  // A good run first, so that a failure below is the flag's doing, not the file's.
+  ASSERT_EQ(run_cli({"inspect", "--show=1", dir.file("ds")}).exit_code, 0);
+  const std::vector<std::vector<std::string>> bad = {
+      {"inspect", "--bogus", dir.file("ds")},
+      {"inspect", dir.file("ds"), "--bogus=1"},
+      {"inspect", "-x", dir.file("ds")},
+      {"inspect", "--vocab", "5", dir.file("ds")},        // a prefix of --vocab-size is not it
+      {"inspect", "--tokeniser", "m.model", dir.file("ds")},  // a misspelt flag must not be a PATH
+      {"--bogus", "inspect", dir.file("ds")},
+      {"inspect", "--show", "-1", dir.file("ds")},        // counts are non-negative
+      {"inspect", "--show", "0x10", dir.file("ds")},      // and decimal
+      {"inspect", "--window", "0", dir.file("ds")},
+      {"inspect", "--text-field=", dir.file("ds")},
+  };
+  for (const auto& args : bad) {
+    std::string line;
+    for (const auto& a : args) line += " " + a;
+    const auto r = run_cli(args);
+    EXPECT_EQ(r.exit_code, 2) << line << "\n" << r.output;
+    EXPECT_FALSE(contains(r.output, "total:")) << line << ": nothing is inspected\n" << r.output;
+    EXPECT_TRUE(contains(r.output, "usage: groupmates inspect")) << line << "\n" << r.output;
+  }
+  const auto r = run_cli({"inspect", "--bogus", dir.file("ds")});
+  EXPECT_TRUE(contains(r.output, "--bogus")) << "the message names the flag\n" << r.output;
+}
+
 TEST_F(InspectCli, MegatronCountsAndRange) {
   const uint64_t seed = rdtest::fresh_seed();
   SCOPED_TRACE(rdtest::seed_trace(seed));

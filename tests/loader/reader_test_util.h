@@ -17,9 +17,12 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <atomic>
+#include <thread>
 #include <vector>
 
 #include "groupmates/error.h"
+#include "sources/document_source.h"
 
 namespace rdtest {
 
@@ -280,6 +283,31 @@ inline CommandResult run_cli(const std::vector<std::string>& args) {
   const int status = pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+/// Reads documents of `src` from 4 threads at once, `passes` x `n` reads each, thread t in the order
+/// (k * 7919 + t * stride) % n; returns how many reads gave other tokens than `want(i)` (any range
+/// with size() and operator[]), or were skipped.
+template <typename Want>
+uint64_t concurrent_read_mismatches(const groupmates::DocumentSource& src, uint64_t n, uint64_t passes, uint64_t stride,
+                                    Want want) {
+  std::atomic<uint64_t> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; t++) {
+    threads.emplace_back([&, t] {
+      groupmates::SkipCounters skips;
+      for (uint64_t k = 0; k < passes * n; k++) {
+        const uint64_t i = (k * 7919 + static_cast<uint64_t>(t) * stride) % n;
+        const groupmates::Document d = src.read(i, skips);
+        const auto& w = want(i);
+        bool ok = !d.skipped && d.tokens.size == w.size();
+        for (uint64_t j = 0; ok && j < d.tokens.size; j++) ok = d.tokens.at(j) == static_cast<int64_t>(w[j]);
+        if (!ok) mismatches++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  return mismatches.load();
 }
 
 }  // namespace rdtest

@@ -1,7 +1,6 @@
 // The influence model learns a known relational model from synthetic rollouts; metrics.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -13,6 +12,7 @@
 #include "groupmates/engine/influence_trainer.h"
 #include "groupmates/engine/metrics.h"
 #include "common/engine_test_util.h"
+#include "util/stopwatch.h"
 
 namespace groupmates {
 namespace {
@@ -55,7 +55,7 @@ struct SyntheticPool {
 
 TEST(InfluenceTraining, LearnsAKnownRelationalModel) {
   torch::manual_seed(40);
-  const auto start = std::chrono::steady_clock::now();
+  const util::Stopwatch clock;
   SyntheticPool pool;
   const auto [train_tokens, train_labels] = pool.rollouts(2048);
   const auto [test_tokens, test_labels] = pool.rollouts(512);
@@ -83,7 +83,7 @@ TEST(InfluenceTraining, LearnsAKnownRelationalModel) {
     }
   }
   const InfluenceEvaluation after = trainer.evaluate(test_tokens, test_labels);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds = clock.seconds();
   std::printf("[training] held-out: spearman %.3f -> %.3f, pearson %.3f -> %.3f, mse %.3f -> %.3f; tau %.3f alpha %.3f; %.1f s\n",
               before.spearman, after.spearman, before.pearson, after.pearson, before.mse, after.mse, model->tau(),
               model->alpha(), seconds);

@@ -174,16 +174,9 @@ TEST_F(OnlineLoaderTest, EndToEndOnTheEmbeddedCorpus) {
   sel.window_size = 64;
   sel.encoder_buckets = 4096;
   ProbeConfig probes = probe_config();
-  TinyGptConfig g;
-  g.vocab_size = 4096;
-  g.context = 32;
-  g.d_model = 32;
-  g.n_layers = 1;
-  g.n_heads = 2;
+  const TinyGptConfig g = tiny_gpt_config(4096, 32, 32, 1, 2);
   auto factory = [g] { return std::make_shared<TinyGpt>(g); };
-  auto opt_factory = [](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
-    return std::make_shared<torch::optim::AdamW>(m.parameters(), torch::optim::AdamWOptions(1e-3));
-  };
+  auto opt_factory = adamw_factory(1e-3);
   auto module = factory();
   GroupMatesLoader loader(c, sel, probes);
   // Reference batches: the first rows the plain stream gives (a smoke test, not a held-out set).

@@ -80,18 +80,10 @@ inline ProbeConfig probe_config() {
 }
 
 inline std::unique_ptr<ProbeTarget> make_live_model(uint64_t seed, int64_t ignore_id = -1) {
-  TinyGptConfig g;
+  TinyGptConfig g = tiny_gpt_config(kVocab, kT, 32, 1, 2, seed);
   g.ignore_id = ignore_id;
-  g.vocab_size = kVocab;
-  g.context = kT;
-  g.d_model = 32;
-  g.n_layers = 1;
-  g.n_heads = 2;
-  g.seed = seed;
   auto factory = [g] { return std::make_shared<TinyGpt>(g); };
-  auto opt_factory = [](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
-    return std::make_shared<torch::optim::AdamW>(m.parameters(), torch::optim::AdamWOptions(3e-3));
-  };
+  auto opt_factory = adamw_factory(3e-3);
   auto module = factory();
   auto optimizer = opt_factory(*module);
   std::vector<torch::Tensor> refs = {torch::arange(int64_t{4} * kT, torch::kInt64).remainder(2).view({4, int64_t{kT}})};

@@ -8,33 +8,13 @@
 #include <thread>
 
 #include "groupmates/error.h"
+#include "common/wrapped_target.h"
 #include "online_test_util.h"
+#include "util/stopwatch.h"
 
 using namespace gmonline;
 
 namespace {
-
-// A probe target whose optimiser steps are slow (the probe thread's work), for timing tests.
-class SlowTarget : public ProbeTarget {
- public:
-  SlowTarget(std::unique_ptr<ProbeTarget> inner, double step_seconds) : inner_(std::move(inner)), delay_(step_seconds) {}
-  std::unique_ptr<ProbeTarget> clone() const override { return std::make_unique<SlowTarget>(inner_->clone(), delay_); }
-  double train_step(const torch::Tensor& tokens) override {
-    std::this_thread::sleep_for(std::chrono::duration<double>(delay_));
-    return inner_->train_step(tokens);
-  }
-  double reference_loss() override { return inner_->reference_loss(); }
-  void set_lr_scale(double s) override { inner_->set_lr_scale(s); }
-  double lr_scale() const override { return inner_->lr_scale(); }
-  torch::Device device() const override { return inner_->device(); }
-  double forward_flops_per_token() const override { return inner_->forward_flops_per_token(); }
-  int64_t reference_tokens() const override { return inner_->reference_tokens(); }
-  ProbeTarget& inner() { return *inner_; }
-
- private:
-  std::unique_ptr<ProbeTarget> inner_;
-  double delay_;
-};
 
 // Rows like make_live_model's reference batches: tokens 0 and 1 only (topic 0 of write_tokens).
 torch::Tensor reference_rows() { return torch::arange(int64_t{4} * kT, torch::kInt64).remainder(2).view({4, int64_t{kT}}); }
@@ -104,17 +84,17 @@ TEST_F(RefreshModesTest, OnStepNeverWaitsForARunningProbe) {
   p.effect_delay_steps = 1;  // unused by kWhenReady
   p.budget = 0;
   GroupMatesLoader loader(loader_config(path, seed), sel, p);
-  SlowTarget live(make_live_model(seed), 0.05);  // a probe: >= 7 rollouts x 3 steps x 50 ms
+  auto live = gmtest::slow_target(make_live_model(seed), 0.05);  // a probe: >= 7 rollouts x 3 steps x 50 ms
   double longest_on_step = 0;
   bool checked_busy = false;
-  const auto start = std::chrono::steady_clock::now();
-  for (int64_t step = 0; std::chrono::steady_clock::now() - start < std::chrono::seconds(60); ++step) {
+  const groupmates::util::Stopwatch clock;
+  for (int64_t step = 0; clock.seconds() < 60; ++step) {
     auto b = loader.next();
     ASSERT_TRUE(b);
     live.inner().train_step(b->input_ids);
-    const auto t0 = std::chrono::steady_clock::now();
+    const groupmates::util::Stopwatch on_step;
     loader.on_step(step, &live);
-    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double took = on_step.seconds();
     if (step != 2) longest_on_step = std::max(longest_on_step, took);  // step 2 takes the snapshot
     if (step == 4) {
       const SelectionStats s = loader.selection_stats();

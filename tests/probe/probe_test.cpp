@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/wrapped_target.h"
 #include "probe_test_util.h"
 #include "groupmates/error.h"
 #include "groupmates/probe_target.h"
@@ -244,20 +245,9 @@ TEST(OracleProber, CostBoundedByMaxRollouts) {
 
 // ---- TinyGpt targets (AdamW) ----
 
-TinyGptConfig small_gpt() {
-  TinyGptConfig c;
-  c.vocab_size = 40;
-  c.context = 16;
-  c.d_model = 32;
-  c.n_layers = 1;
-  c.n_heads = 2;
-  c.seed = 7;
-  return c;
-}
+TinyGptConfig small_gpt() { return tiny_gpt_config(40, 16, 32, 1, 2, 7); }
 
-std::shared_ptr<torch::optim::Optimizer> adamw(torch::nn::Module& m) {
-  return std::make_shared<torch::optim::AdamW>(m.parameters(), torch::optim::AdamWOptions(3e-3).weight_decay(0.1));
-}
+const ModuleProbeTarget::OptimizerFactory adamw = adamw_factory(3e-3, 0.1);
 
 std::shared_ptr<ModuleProbeTarget> make_gpt_target(ModuleProbeTarget::OptimizerFactory opt_factory = adamw) {
   const TinyGptConfig config = small_gpt();
@@ -398,50 +388,8 @@ TEST(ProbeScheduler, IdleTrainerUnchangedBitExact) {
   EXPECT_EQ(scheduler.stats().rollouts_kept, 3 + sc.neighbour_rollouts);
 }
 
-/// Wraps a target; train_step waits until the gate opens (to hold a probe in flight).
-class GatedTarget : public ProbeTarget {
- public:
-  GatedTarget(std::shared_ptr<ProbeTarget> inner, std::shared_future<void> gate) : inner_(std::move(inner)), gate_(gate) {}
-  std::unique_ptr<ProbeTarget> clone() const override {
-    return std::make_unique<GatedTarget>(std::shared_ptr<ProbeTarget>(inner_->clone()), gate_);
-  }
-  double train_step(const torch::Tensor& tokens) override {
-    gate_.wait();
-    return inner_->train_step(tokens);
-  }
-  double reference_loss() override { return inner_->reference_loss(); }
-  void set_lr_scale(double s) override { inner_->set_lr_scale(s); }
-  double lr_scale() const override { return inner_->lr_scale(); }
-  torch::Device device() const override { return inner_->device(); }
-
- private:
-  std::shared_ptr<ProbeTarget> inner_;
-  std::shared_future<void> gate_;
-};
-
-/// Wraps a target; every train_step first sleeps (to exercise the time bound).
-class SlowTarget : public ProbeTarget {
- public:
-  SlowTarget(std::shared_ptr<ProbeTarget> inner, double seconds) : inner_(std::move(inner)), seconds_(seconds) {}
-  std::unique_ptr<ProbeTarget> clone() const override {
-    return std::make_unique<SlowTarget>(std::shared_ptr<ProbeTarget>(inner_->clone()), seconds_);
-  }
-  double train_step(const torch::Tensor& tokens) override {
-    std::this_thread::sleep_for(std::chrono::duration<double>(seconds_));
-    return inner_->train_step(tokens);
-  }
-  double reference_loss() override { return inner_->reference_loss(); }
-  void set_lr_scale(double s) override { inner_->set_lr_scale(s); }
-  double lr_scale() const override { return inner_->lr_scale(); }
-  torch::Device device() const override { return inner_->device(); }
-
- private:
-  std::shared_ptr<ProbeTarget> inner_;
-  double seconds_;
-};
-
 TEST(OracleProber, CostBoundedByMaxSeconds) {
-  SlowTarget target(make_linear_target({0.3, -0.2, 0.5}, 0.1), 0.03);
+  auto target = gmtest::slow_target(make_linear_target({0.3, -0.2, 0.5}, 0.1), 0.03);
   OracleProberConfig config;
   config.rollout_length = 1;
   config.max_seconds = 0.1;
@@ -455,7 +403,7 @@ TEST(OracleProber, CostBoundedByMaxSeconds) {
 
 TEST(ProbeScheduler, DueProbeWhileBusyIsSkippedAndCounted) {
   std::promise<void> open;
-  GatedTarget target(make_linear_target({0.3, -0.2, 0.5}, 0.1), open.get_future().share());
+  auto target = gmtest::gated_target(make_linear_target({0.3, -0.2, 0.5}, 0.1), open.get_future().share());
   auto buffer = std::make_shared<LabelBuffer>(16);
   ProbeSchedulerConfig sc;
   sc.interval_steps = 2;

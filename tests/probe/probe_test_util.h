@@ -14,6 +14,7 @@
 #include <torch/optim/sgd.h>
 
 #include "groupmates/module_probe_target.h"
+#include "probe/optimizer_step.h"  // state_key
 
 namespace groupmates::test {
 
@@ -35,19 +36,6 @@ inline torch::Tensor linear_loss(torch::nn::Module& m, const torch::Tensor& toke
   // A token >= 100 poisons the batch (for the NaN tests).
   if (tokens.max().item<int64_t>() >= 100) return loss * std::numeric_limits<double>::quiet_NaN();
   return loss;
-}
-
-/// Key of a parameter in Optimizer::state() (a string in LibTorch 1.x, a pointer in later versions).
-template <class Map>
-typename Map::key_type state_key(const Map&, const torch::Tensor& p) {
-  using K = typename Map::key_type;
-  if constexpr (std::is_same_v<K, std::string>) {
-    std::ostringstream s;
-    s << p.unsafeGetTensorImpl();
-    return s.str();
-  } else {
-    return K(p.unsafeGetTensorImpl());
-  }
 }
 
 inline void expect_same_tensor(const torch::Tensor& a, const torch::Tensor& b, const std::string& what) {

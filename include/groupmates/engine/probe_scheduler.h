@@ -2,13 +2,10 @@
 // steps, from a snapshot taken on the trainer's thread.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include <torch/types.h>
 
@@ -46,7 +43,7 @@ struct ProbeSchedulerConfig {
 };
 
 
-/// Runs probes asynchronously on its own thread, at most one in flight.
+/// Runs probes asynchronously on its own thread (a util::BackgroundWorker), at most one in flight.
 ///
 /// maybe_probe() on the trainer's thread: when a probe is due and none is running, clones the
 /// target there (the probe sees the weights as they were at that step), copies the candidate
@@ -79,24 +76,9 @@ class ProbeScheduler {
   const std::shared_ptr<LabelBuffer>& buffer() const { return buffer_; }
 
  private:
-  struct Job;
-  void worker_loop();
-  void run_job(Job& job);
-
-  ProbeSchedulerConfig config_;
+  struct Impl;  // the probe thread, the job in flight, the counters and their lock
   std::shared_ptr<LabelBuffer> buffer_;
-  OracleProber prober_;
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  std::unique_ptr<Job> job_;  // pending or running
-  bool running_ = false;
-  bool stop_ = false;
-  Callback callback_;
-  ProbeStats stats_;
-  int64_t rollouts_attempted_ = 0;
-  std::string last_error_;
-  double created_ = 0;  // steady-clock seconds
-  std::thread thread_;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace groupmates

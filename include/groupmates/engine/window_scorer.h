@@ -5,20 +5,19 @@
 // scored in submission order; every result carries the one version that produced all of it.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <deque>
-#include <functional>
 #include <future>
 #include <memory>
-#include <mutex>
-#include <thread>
 
 #include <torch/types.h>
 
 #include "groupmates/engine/model_registry.h"
 
 namespace groupmates {
+
+namespace util {
+class BackgroundWorker;
+}
 
 /// Embeddings and individual influence of one window, tagged with the model version.
 struct ScoredWindow {
@@ -32,7 +31,8 @@ struct ScoredWindow {
   double flops = 0;          ///< approximate: rows x (Encoder::flops_per_row + 2 D for the head)
 };
 
-/// A single worker thread that scores windows in order with the version current at submission.
+/// A single worker thread (util::BackgroundWorker) that scores windows in order with the version
+/// current at submission.
 class WindowScorer {
  public:
   explicit WindowScorer(std::shared_ptr<ModelRegistry> registry);
@@ -45,14 +45,8 @@ class WindowScorer {
   std::future<ScoredWindow> score(torch::Tensor tokens, torch::Tensor mask = {});
 
  private:
-  void run();
-
   std::shared_ptr<ModelRegistry> registry_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  bool stopping_ = false;
-  std::thread worker_;
+  std::unique_ptr<util::BackgroundWorker> worker_;  // destroyed first: drains, then joins
 };
 
 }  // namespace groupmates

@@ -326,22 +326,8 @@ TEST_F(JsonlSourceTest, FingerprintAndConcurrentReads) {
             open_document_source(config({dir.file("a.jsonl")}, "body"), BadInputPolicy::kFail)->fingerprint());
   std::vector<std::vector<uint32_t>> want;
   for (const auto& t : texts) want.push_back(encode(t));
-  std::atomic<uint64_t> mismatches{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; t++) {
-    threads.emplace_back([&, t] {
-      SkipCounters skips;
-      for (uint64_t k = 0; k < 2 * texts.size(); k++) {
-        const uint64_t i = (k * 7919 + static_cast<uint64_t>(t) * 31) % texts.size();
-        const Document d = src->read(i, skips);
-        bool ok = !d.skipped && d.tokens.size == want[i].size();
-        for (uint64_t j = 0; ok && j < d.tokens.size; j++) ok = d.tokens.at(j) == int64_t{want[i][j]};
-        if (!ok) mismatches++;
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  EXPECT_EQ(mismatches.load(), 0u);
+  EXPECT_EQ(rdtest::concurrent_read_mismatches(*src, texts.size(), 2, 31, [&](uint64_t i) -> const auto& { return want[i]; }),
+            0u);
 }
 
 }  // namespace

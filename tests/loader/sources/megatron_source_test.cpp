@@ -7,12 +7,12 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <chrono>
 #include <random>
 #include <thread>
 
 #include "groupmates/error.h"
 #include "loader/reader_test_util.h"
+#include "util/stopwatch.h"
 
 namespace groupmates {
 namespace {
@@ -141,9 +141,9 @@ TEST(MegatronSource, TenMillionEntryIndexOpensFast) {
   const uint16_t bin[5] = {11, 12, 13, 14, 15};
   rdtest::write_bytes(prefix + ".bin", std::string(reinterpret_cast<const char*>(bin), sizeof bin));
 
-  const auto t0 = std::chrono::steady_clock::now();
+  const util::Stopwatch clock;
   const auto src = open_document_source(megatron_config({prefix}), BadInputPolicy::kSkip);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds = clock.seconds();
   std::printf("[ info ] open() of a 10M-entry .idx took %.3f ms\n", seconds * 1e3);
   RecordProperty("open_10M_ms", std::to_string(seconds * 1e3));
   EXPECT_LT(seconds, 1.0);  // coarse guard: opening must not walk the arrays
@@ -326,22 +326,8 @@ TEST(MegatronSource, FingerprintAndConcurrentReads) {
   EXPECT_NE(a->fingerprint(), open_document_source(megatron_config({dir.file("b")}), BadInputPolicy::kFail)->fingerprint());
   EXPECT_NE(a->fingerprint(),
             open_document_source(megatron_config({dir.file("a"), dir.file("b")}), BadInputPolicy::kFail)->fingerprint());
-  std::atomic<uint64_t> mismatches{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; t++) {
-    threads.emplace_back([&, t] {
-      SkipCounters skips;
-      for (uint64_t k = 0; k < 4 * docs.size(); k++) {
-        const uint64_t i = (k * 7919 + static_cast<uint64_t>(t)) % docs.size();
-        const Document d = a->read(i, skips);
-        bool ok = d.tokens.size == docs[i].size();
-        for (uint64_t j = 0; ok && j < d.tokens.size; j++) ok = d.tokens.at(j) == docs[i][j];
-        if (!ok) mismatches++;
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  EXPECT_EQ(mismatches.load(), 0u);
+  EXPECT_EQ(rdtest::concurrent_read_mismatches(*a, docs.size(), 4, 1, [&](uint64_t i) -> const auto& { return docs[i]; }),
+            0u);
 }
 
 TEST(MegatronSource, TokenFileFormatIsNotADocumentSource) {
