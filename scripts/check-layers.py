@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks that includes and imports point one way (docs/ARCHITECTURE.md, "Layers").
 
-C++: loader/ (the LibTorch-free core) includes neither LibTorch nor the engine; in the engine,
+C++: loader/ (the LibTorch-free core) includes neither LibTorch nor the engine, and the engine uses
+only its util/ and the public headers; in the engine,
 online/ -> probe/, selection/ -> model/ (probe/ may use model/, nothing points back); public headers
 at the top of include/groupmates/ never include engine internals or private sources. Python: the
 modules of python/groupmates import each other without a cycle. Prints every violation with its
@@ -74,6 +75,9 @@ def check_cpp():
             m = INCLUDE.search(line)
             if not m:
                 continue
+            if m.group(1).split("/")[0] in ("sources", "stream"):
+                problems.append("%s:%d: the engine reaches into the loader core's %s (only util/ and public headers)"
+                                % (os.path.relpath(path, ROOT), no, m.group(1)))
             dst = target_layer(m.group(1))
             if dst and dst != src and dst not in ALLOWED.get(src, set()):
                 problems.append("%s:%d: %s/ includes %s/ (%s): includes point online -> probe/selection -> model"

@@ -8,7 +8,7 @@
 
 #include "sources/document_source.h"
 #include "groupmates/error.h"
-#include "stream/permutation.h"
+#include "util/permutation.h"
 #include "sources/token_file_source.h"
 
 namespace groupmates {

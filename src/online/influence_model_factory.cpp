@@ -7,7 +7,7 @@
 
 #include "groupmates/engine/hashed_ngram_encoder.h"
 #include "groupmates/error.h"
-#include "stream/permutation.h"
+#include "util/permutation.h"
 
 namespace groupmates {
 

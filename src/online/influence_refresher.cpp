@@ -6,7 +6,7 @@
 #include "groupmates/engine/metrics.h"
 #include "groupmates/error.h"
 #include "probe/label_standardisation.h"
-#include "stream/permutation.h"
+#include "util/permutation.h"
 
 namespace groupmates {
 

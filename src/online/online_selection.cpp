@@ -7,7 +7,7 @@
 #include "groupmates/error.h"
 #include "online/influence_model_factory.h"
 #include "online/selection_state.h"
-#include "stream/permutation.h"
+#include "util/permutation.h"
 
 namespace groupmates {
 

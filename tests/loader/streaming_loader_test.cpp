@@ -13,7 +13,7 @@
 
 #include "groupmates/error.h"
 #include "loader/loader_test_util.h"
-#include "stream/permutation.h"
+#include "util/permutation.h"
 
 using namespace groupmates;
 using gmtest::Drained;

@@ -1,4 +1,4 @@
-// permutation.h: a seeded pseudo-random bijection of [0, n), computed on the fly.
+// util/permutation.h: a seeded pseudo-random bijection of [0, n), computed on the fly.
 //
 // A Feistel network over the smallest even-bit power-of-two domain >= n, with cycle walking
 // back into [0, n). O(1) memory and O(1) set-up whatever n is (no index is materialised, so
@@ -26,7 +26,8 @@ class Permutation {
   uint64_t half_mask_ = 0;
 };
 
-/// Mixes a seed with up to three integers (source index, epoch, ...) into a new seed.
+/// Mixes a seed with up to three integers (source index, epoch, step, ...) into a new seed (XXH3; the
+/// stream, rollout draws and refresh samples use it: changing it changes every stream).
 uint64_t derive_seed(uint64_t seed, uint64_t a, uint64_t b = 0, uint64_t c = 0);
 
 }  // namespace groupmates

@@ -1,4 +1,4 @@
-#include "stream/permutation.h"
+#include "util/permutation.h"
 
 #include <xxhash.h>
 
