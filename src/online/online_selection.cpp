@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <type_traits>
 
 #include "groupmates/error.h"
 #include "online/influence_model_factory.h"
@@ -68,7 +69,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
 
 // Re-reads and re-selects the current window exactly as the original run did.
 void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& loader) {
-  const SelectionState s = SelectionState::read(state.extra);
+  SelectionState s = SelectionState::read(state.extra);
   if (s.world_size != loader.world_size || s.rank != loader.rank)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.world_size",
                 "a selecting loader's state is per rank (its windows, centroids and model are its own): restore it "
@@ -80,16 +81,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   versions_.set_next_number(s.next_loader_version);
   step_ = s.step;
   if (!s.labels.bytes.empty()) labels_->load(s.labels.bytes);
-  stats_.windows = s.windows;
-  stats_.warmup_windows = s.warmup_windows;
-  stats_.seen = s.seen;
-  stats_.selected = s.selected;
-  stats_.refreshes = s.refreshes;
-  stats_.refreshes_failed = s.refreshes_failed;
-  stats_.cost.train_tokens = s.train_tokens;
-  stats_.cost.probe_train_tokens = double(s.probe_train_tokens);
-  stats_.cost.probe_eval_tokens = double(s.probe_eval_tokens);
-  stats_.switches = s.switches;
+  s.visit_counters(stats_, [](const auto& saved, auto& live) { live = static_cast<std::decay_t<decltype(live)>>(saved); });
   refresher_->load(s.trainer.bytes, s.refreshes > 0 || !s.pending.empty());
   importance_->load(s.importance.bytes);
   versions_.publish(s.first_blob.bytes, s.first_trained, s.first_version);
@@ -440,17 +432,7 @@ LoaderState OnlineSelection::save() {
   for (const Pending& p : pending_) s.pending.push_back(SavedRefresh{p.probe_step, p.effective_at, Blob{p.blob.get()}});
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
-    s.windows = stats_.windows;
-    s.warmup_windows = stats_.warmup_windows;
-    s.seen = stats_.seen;
-    s.selected = stats_.selected;
-    s.refreshes = stats_.refreshes;
-    s.refreshes_failed = stats_.refreshes_failed;
-    // What the probe budget was measured against (it must resume exactly).
-    s.train_tokens = stats_.cost.train_tokens;
-    s.probe_train_tokens = uint64_t(stats_.cost.probe_train_tokens);
-    s.probe_eval_tokens = uint64_t(stats_.cost.probe_eval_tokens);
-    s.switches = stats_.switches;
+    s.visit_counters(stats_, [](auto& saved, const auto& live) { saved = static_cast<std::decay_t<decltype(saved)>>(live); });
   }
   s.write(state.extra);
   return state;

@@ -54,6 +54,22 @@ struct SelectionState {
   /// Reads every key; throws Error(kInvalidState) naming the key when one is missing or malformed.
   static SelectionState read(const std::map<std::string, std::string>& extra);
 
+  /// Calls f(saved, live) for each counter saved here and the SelectionStats field it comes from.
+  template <typename F>
+  void visit_counters(SelectionStats& live, F&& f) {
+    f(windows, live.windows);
+    f(warmup_windows, live.warmup_windows);
+    f(seen, live.seen);
+    f(selected, live.selected);
+    f(refreshes, live.refreshes);
+    f(refreshes_failed, live.refreshes_failed);
+    // What the probe budget is measured against (it must resume exactly).
+    f(train_tokens, live.cost.train_tokens);
+    f(probe_train_tokens, live.cost.probe_train_tokens);
+    f(probe_eval_tokens, live.cost.probe_eval_tokens);
+    f(switches, live.switches);
+  }
+
   /// Calls f(key, field) for every field, in one fixed order.
   template <typename S, typename F>
   static void visit(S& s, F&& f) {
