@@ -8,7 +8,8 @@
 // METHOD: random (SelectionMode::kRandom), importance (kImportance: DSIR-style, no probes),
 // individual (kIndividual, MATES, Gumbel T = 0.5), individual_topk (kIndividual, T = 0: top-k by u),
 // group (kGroup, Group-MATES), and the ablations group_no_relations (SelectionConfig::relations =
-// false), group_no_clusters (kGroupNoClusters), group_no_prior (importance_prior = false); plain
+// false), group_no_clusters (kGroupNoClusters), group_no_prior (importance_prior = false),
+// group_no_probes (ProbeConfig::interval_steps = 0: the prior and the relational greedy only); plain
 // (kNone: every candidate of --pool; the driver's oracle mix passes a pool of in-domain documents
 // only). The model-based methods get oracle probes of the live model (ModuleProbeTarget around the
 // TinyGpt + AdamW, loader.on_step(step, &target)); every selecting method gets the probes' reference
@@ -68,7 +69,8 @@ struct Options : tiny_gpt_training::TrainingSettings {
 };
 
 const std::vector<std::string> kMethods = {"random", "importance", "individual", "individual_topk", "group",
-                                           "group_no_relations", "group_no_clusters", "group_no_prior", "plain"};
+                                           "group_no_relations", "group_no_clusters", "group_no_prior", "group_no_probes",
+                                           "plain"};
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -172,6 +174,7 @@ int main(int argc, char** argv) {
     if (o.method == "individual_topk") selection.temperature = 0;
     if (o.method == "group_no_relations") selection.relations = false;
     if (o.method == "group_no_prior") selection.importance_prior = false;
+    if (o.method == "group_no_probes") probes.interval_steps = 0;
     if (o.probe_budget >= 0) probes.budget = o.probe_budget;
     if (o.rollout_length > 0) probes.rollout_length = static_cast<uint32_t>(o.rollout_length);
     if (o.merge_budgets >= 0) selection.merge_cluster_budgets = o.merge_budgets != 0;

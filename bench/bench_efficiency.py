@@ -37,11 +37,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 METHODS = ["random", "importance", "individual_topk", "group", "group_no_relations", "group_no_clusters",
            "group_no_prior", "oracle"]
-ALL_METHODS = METHODS + ["individual"]
+ALL_METHODS = METHODS + ["individual", "group_no_probes"]  # opt-in: --methods ...
 MODEL_METHODS = {"individual", "individual_topk", "group", "group_no_relations", "group_no_clusters", "group_no_prior"}
 LABELS = {"random": "random", "importance": "importance (DSIR)", "individual": "MATES (Gumbel)",
           "individual_topk": "MATES (top-k)", "group": "Group-MATES", "group_no_relations": "GM no relations",
-          "group_no_clusters": "GM no clusters", "group_no_prior": "GM no prior", "oracle": "oracle (in-domain)"}
+          "group_no_clusters": "GM no clusters", "group_no_prior": "GM no prior", "group_no_probes": "GM no probes", "oracle": "oracle (in-domain)"}
 KINDS = ["in_domain", "clean_other", "off_domain", "noisy", "near_dup"]
 SMOOTH = 3  # final loss = mean of the last 3 evaluations
 
