@@ -8,15 +8,10 @@
 #include "groupmates/error.h"
 #include "online/influence_model_factory.h"
 #include "online/selection_state.h"
+#include "util/stopwatch.h"
 #include "util/permutation.h"
 
 namespace groupmates {
-
-namespace {
-
-double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-}  // namespace
 
 OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& loader, SelectionConfig selection,
                                  ProbeConfig probes, const LoaderState* restore)
@@ -145,10 +140,10 @@ const Selector& OnlineSelection::selector_for(bool informed) const {
 }
 
 void OnlineSelection::select_current() {
-  const double t_wait = now();
+  util::Stopwatch clock;
   ScoredWindow scored;
   if (current_->scored.valid()) scored = current_->scored.get();
-  const double t_select = now();
+  const double waited = clock.lap();
   const int64_t rows = current_->tokens.size(0), width = current_->tokens.size(1);
   // The importance prior: the running pool estimate takes this window in, then scores it.
   prior_ = torch::Tensor();
@@ -185,7 +180,7 @@ void OnlineSelection::select_current() {
   u_ = informed ? in.u.to(torch::kCPU, torch::kFloat).contiguous() : torch::full({rows}, NAN);
   cluster_ids_ = clusters.to(torch::kCPU, torch::kLong).contiguous();
   embeddings_ = scored.embeddings;
-  const double t_done = now();
+  const double selecting = clock.seconds();
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_.windows += 1;
   if (!informed) stats_.warmup_windows += 1;
@@ -196,8 +191,8 @@ void OnlineSelection::select_current() {
   for (int64_t i = 0; i < cluster_ids_.size(0); ++i)
     if (c[i] >= 0) stats_.seen_per_cluster.at(c[i]) += 1;
   SelectionCost& cost = stats_.cost;
-  cost.wait_scoring_seconds += t_select - t_wait;
-  cost.selection_seconds += t_done - t_select;
+  cost.wait_scoring_seconds += waited;
+  cost.selection_seconds += selecting;
   cost.scoring_seconds += scored.seconds;
   const double d = scored.embeddings.defined() ? double(scored.embeddings.size(1)) : 0.0;
   cost.scoring_flops += scored.flops + 2.0 * double(rows) * d * double(cfg_.clusters)  // k-means assignment
@@ -217,13 +212,14 @@ void OnlineSelection::apply_due_refreshes() {
     }
     if (!when_ready && front.effective_at > step_) break;
     if (!ready) {
-      const double t0 = now();
+      const util::Stopwatch waited;
       scheduler_->wait_idle();
       // A probe that threw never reaches refresh(): nothing to publish.
       if (front.blob.wait_for(std::chrono::seconds(0)) != std::future_status::ready) front.promise->set_value("");
       std::lock_guard<std::mutex> lock(stats_mu_);
-      stats_.refresh_wait_seconds += now() - t0;
-      stats_.cost.wait_refresh_seconds += now() - t0;
+      const double w = waited.seconds();
+      stats_.refresh_wait_seconds += w;
+      stats_.cost.wait_refresh_seconds += w;
     }
     const Pending p = front;
     pending_.erase(pending_.begin());
@@ -324,10 +320,10 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
     for (auto& q : pending_)  // idle: a pending refresh still unresolved belongs to a probe that threw
       if (q.blob.wait_for(std::chrono::seconds(0)) != std::future_status::ready) q.promise->set_value("");
   } else {
-    const double t0 = now();
+    const util::Stopwatch waited;
     scheduler_->wait_idle();  // never skip a due probe: timing must not change the stream
     std::lock_guard<std::mutex> lock(stats_mu_);
-    stats_.cost.wait_probe_seconds += now() - t0;
+    stats_.cost.wait_probe_seconds += waited.seconds();
   }
   ProbeContext ctx;
   if (probe_cfg_.budget > 0) {
@@ -377,7 +373,7 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
 void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   std::shared_ptr<std::promise<std::string>> done = inflight_;
   if (!done) return;
-  const double t0 = now();
+  const util::Stopwatch took;
   const RefreshResult r = refresher_->refresh(step, static_cast<int64_t>(result.rollouts.size()));
   if (r.heldout_measured) {
     std::lock_guard<std::mutex> lock(stats_mu_);
@@ -391,7 +387,7 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   const double train_tokens = double(result.attempted) * pc.rollout_length * width;
   const double eval_tokens = double(1 + result.attempted * pc.rollout_length) * double(reference_tokens_);
   std::lock_guard<std::mutex> lock(stats_mu_);
-  stats_.refresh_seconds += now() - t0;
+  stats_.refresh_seconds += took.seconds();
   stats_.cost.refresh_flops += r.flops;
   stats_.cost.probe_train_tokens += train_tokens;
   stats_.cost.probe_eval_tokens += eval_tokens;
