@@ -11,9 +11,9 @@ void WindowClusters::begin_window() {
 }
 
 torch::Tensor WindowClusters::update(const torch::Tensor& embeddings, uint64_t version) {
-  if (version_ != version) {
-    kmeans_ = SphericalKMeans(config_, device_);
+  if (version_ != version) {  // another embedding space: refit from the carried centroids (identities kept)
     version_ = version;
+    return kmeans_.refit(embeddings);
   }
   return kmeans_.update(embeddings);
 }

@@ -11,7 +11,8 @@
 namespace groupmates {
 
 /// Online spherical k-means over each window's embeddings. Centroids live in one model version's
-/// embedding space, so a window scored by another version re-seeds them. Keeps the state from
+/// embedding space: the first window scored by another version refits them (Lloyd iterations from
+/// the carried centroids, so cluster i stays cluster i) instead of re-seeding. Keeps the state from
 /// before the current window: a saved loader state re-clusters that window on restore.
 class WindowClusters {
  public:

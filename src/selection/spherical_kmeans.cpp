@@ -114,9 +114,13 @@ void SphericalKMeans::seed_once(const torch::Tensor& x, std::mt19937_64& rng) {
   counts_ = torch::zeros({k}, torch::TensorOptions(device_).dtype(torch::kFloat));
   idle_ = torch::zeros({k}, torch::TensorOptions(device_).dtype(torch::kLong));
   initialized_ = true;
+  lloyd(x);
+}
 
-  // Lloyd iterations: centroid = normalised mean of its members; empty ones are re-seeded.
-  const torch::Tensor& xd = x;
+void SphericalKMeans::lloyd(const torch::Tensor& xd) {
+  // Lloyd iterations from the current centroids: centroid = normalised mean of its members; empty
+  // ones are re-seeded; the counts restart from this window's members.
+  const int64_t k = config_.num_clusters;
   for (int it = 0; it <= config_.init_iterations; ++it) {
     const torch::Tensor a = assign(xd);
     const torch::Tensor counts = torch::bincount(a, {}, k).to(torch::kFloat);
@@ -144,6 +148,14 @@ void SphericalKMeans::reseed_idle(const torch::Tensor& x, const torch::Tensor& a
   centroids_.index_copy_(0, targets, normalise_rows(x.index_select(0, worst)));
   counts_.index_fill_(0, targets, 1.0f);
   idle_.index_fill_(0, targets, 0);
+}
+
+torch::Tensor SphericalKMeans::refit(const torch::Tensor& x_in) {
+  if (x_in.dim() != 2) throw Error(ErrorCode::kInvalidConfig, "SphericalKMeans::refit", "x must be [W, D]");
+  const torch::Tensor x = x_in.to(device_, torch::kFloat);
+  if (!initialized_) seed(x);
+  else lloyd(x);
+  return assign(x);
 }
 
 torch::Tensor SphericalKMeans::update(const torch::Tensor& x_in) {

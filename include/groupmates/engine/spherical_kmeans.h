@@ -42,6 +42,9 @@ class SphericalKMeans {
   torch::Tensor assign(const torch::Tensor& x) const;
   /// Seeds on the first call, else one mini-batch step; returns the assignment used for the step.
   torch::Tensor update(const torch::Tensor& x);
+  /// Lloyd iterations on x from the current centroids (seeds on the first call), counts restarted from
+  /// x's members: the embedding space changed (a new model version), cluster identities carry over.
+  torch::Tensor refit(const torch::Tensor& x);
 
   bool initialized() const { return initialized_; }
   const torch::Tensor& centroids() const { return centroids_; }  ///< float [k, D], unit rows
@@ -56,6 +59,7 @@ class SphericalKMeans {
  private:
   void seed(const torch::Tensor& x);
   void seed_once(const torch::Tensor& x, std::mt19937_64& rng);
+  void lloyd(const torch::Tensor& x);
   void reseed_idle(const torch::Tensor& x, const torch::Tensor& assignment);
 
   SphericalKMeansConfig config_;
