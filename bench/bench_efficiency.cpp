@@ -9,7 +9,8 @@
 // individual (kIndividual, MATES, Gumbel T = 0.5), individual_topk (kIndividual, T = 0: top-k by u),
 // group (kGroup, Group-MATES), and the ablations group_no_relations (SelectionConfig::relations =
 // false), group_no_clusters (kGroupNoClusters), group_no_prior (importance_prior = false),
-// group_no_probes (ProbeConfig::interval_steps = 0: the prior and the relational greedy only); plain
+// group_no_probes (ProbeConfig::interval_steps = 0: the prior and the relational greedy only),
+// group_no_gate (SelectionConfig::refresh_gate = false: every refreshed model is published); plain
 // (kNone: every candidate of --pool; the driver's oracle mix passes a pool of in-domain documents
 // only). The model-based methods get oracle probes of the live model (ModuleProbeTarget around the
 // TinyGpt + AdamW, loader.on_step(step, &target)); every selecting method gets the probes' reference
@@ -70,7 +71,7 @@ struct Options : tiny_gpt_training::TrainingSettings {
 
 const std::vector<std::string> kMethods = {"random", "importance", "individual", "individual_topk", "group",
                                            "group_no_relations", "group_no_clusters", "group_no_prior", "group_no_probes",
-                                           "plain"};
+                                           "group_no_gate", "plain"};
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -175,6 +176,7 @@ int main(int argc, char** argv) {
     if (o.method == "group_no_relations") selection.relations = false;
     if (o.method == "group_no_prior") selection.importance_prior = false;
     if (o.method == "group_no_probes") probes.interval_steps = 0;
+    if (o.method == "group_no_gate") selection.refresh_gate = false;
     if (o.probe_budget >= 0) probes.budget = o.probe_budget;
     if (o.rollout_length > 0) probes.rollout_length = static_cast<uint32_t>(o.rollout_length);
     if (o.merge_budgets >= 0) selection.merge_cluster_budgets = o.merge_budgets != 0;
@@ -206,7 +208,7 @@ int main(int argc, char** argv) {
 
     struct Point { int64_t step; double tokens, loss, seconds, flops; };
     std::vector<Point> curve;
-    struct Sp { int64_t step; uint64_t refreshes; double spearman, spearman_scaled; };
+    struct Sp { int64_t step; uint64_t trained; double spearman, spearman_scaled, spearman_prior; };  // trained: refreshes + gated
     std::vector<Sp> spearman;
     std::map<std::pair<uint32_t, uint64_t>, uint64_t> selected;  // (source, document) -> rows
     struct Scored { uint64_t document; double u; uint64_t version; };
@@ -230,9 +232,10 @@ int main(int argc, char** argv) {
     auto poll = [&](int64_t s) {
       if (selection.mode == groupmates::SelectionMode::kNone) return;
       const auto st = loader->selection_stats();
-      if (st.refreshes != last_refreshes) {
-        last_refreshes = st.refreshes;
-        spearman.push_back({s, st.refreshes, st.last_heldout_spearman, st.last_heldout_spearman_scaled});
+      if (st.refreshes + st.refreshes_gated != last_refreshes) {
+        last_refreshes = st.refreshes + st.refreshes_gated;
+        spearman.push_back({s, last_refreshes, st.last_heldout_spearman, st.last_heldout_spearman_scaled,
+                            st.last_heldout_spearman_prior});
       }
     };
 
@@ -292,7 +295,7 @@ int main(int argc, char** argv) {
       return Json::array({q.step, num(q.tokens), num(q.loss), num(q.seconds), num(q.flops)});
     });
     j["spearman_history"] = rows_of(spearman, [](const Sp& q) {
-      return Json::array({q.step, q.refreshes, num(q.spearman), num(q.spearman_scaled)});
+      return Json::array({q.step, q.trained, num(q.spearman), num(q.spearman_scaled), num(q.spearman_prior)});
     });
     j["selected"] = rows_of(selected, [](const auto& kv) {
       return Json::array({kv.first.first, kv.first.second, kv.second});
@@ -310,7 +313,8 @@ int main(int argc, char** argv) {
                  {"selection_seconds", num(c.selection_seconds)}, {"wait_scoring_seconds", num(c.wait_scoring_seconds)},
                  {"wait_refresh_seconds", num(c.wait_refresh_seconds)}, {"wait_probe_seconds", num(c.wait_probe_seconds)},
                  {"snapshot_seconds", num(c.snapshot_seconds)}, {"probes_skipped_budget", st.probes_skipped_budget},
-                 {"refreshes_failed", st.refreshes_failed}, {"prior_weight", num(st.prior_weight)},
+                 {"refreshes_failed", st.refreshes_failed}, {"refreshes_gated", st.refreshes_gated},
+                 {"prior_weight", num(st.prior_weight)},
                  {"switches", st.switches.size()}};
     j["selection"] = {{"windows", st.windows}, {"warmup_windows", st.warmup_windows}, {"seen", st.seen},
                       {"selected", st.selected}, {"model_version", st.model_version}, {"refreshes", st.refreshes},

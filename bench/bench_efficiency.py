@@ -37,11 +37,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 METHODS = ["random", "importance", "individual_topk", "group", "group_no_relations", "group_no_clusters",
            "group_no_prior", "oracle"]
-ALL_METHODS = METHODS + ["individual", "group_no_probes"]  # opt-in: --methods ...
+ALL_METHODS = METHODS + ["individual", "group_no_probes", "group_no_gate"]  # opt-in: --methods ...
 MODEL_METHODS = {"individual", "individual_topk", "group", "group_no_relations", "group_no_clusters", "group_no_prior"}
 LABELS = {"random": "random", "importance": "importance (DSIR)", "individual": "MATES (Gumbel)",
           "individual_topk": "MATES (top-k)", "group": "Group-MATES", "group_no_relations": "GM no relations",
-          "group_no_clusters": "GM no clusters", "group_no_prior": "GM no prior", "group_no_probes": "GM no probes", "oracle": "oracle (in-domain)"}
+          "group_no_clusters": "GM no clusters", "group_no_prior": "GM no prior", "group_no_probes": "GM no probes", "group_no_gate": "GM no gate", "oracle": "oracle (in-domain)"}
 KINDS = ["in_domain", "clean_other", "off_domain", "noisy", "near_dup"]
 SMOOTH = 3  # final loss = mean of the last 3 evaluations
 
@@ -269,7 +269,7 @@ def heldout_spearman(run, column=2):
     hist = [h for h in run.get("spearman_history", []) if h[1] >= 2 and len(h) > column and h[column] is not None]
     vals = [h[column] for h in hist]
     if not vals:
-        last = run["selection"].get("last_heldout_spearman" if column == 2 else "last_heldout_spearman_scaled")
+        last = run["selection"].get({2: "last_heldout_spearman", 3: "last_heldout_spearman_scaled"}.get(column, ""))
         return (math.nan, last if last is not None else math.nan, 0)
     return (sum(vals) / len(vals), vals[-1], len(vals))
 
@@ -396,6 +396,7 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
             model = m in MODEL_METHODS
             sp_mean, sp_last, sp_n = heldout_spearman(run) if model else (math.nan, math.nan, 0)
             sp_scaled = heldout_spearman(run, 3)[0] if model else math.nan
+            sp_prior = heldout_spearman(run, 4)[0] if model else math.nan
             cost, timing = run["cost"], run["timing"]
             train_flops = 3 * cost["flops_per_token"] * run["curve"][-1][1]
             waits = {k: cost[k] / timing["run_seconds_without_eval"] for k in
@@ -406,6 +407,7 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
                 "compute_ratio": reach[4] / budget[4], "wall_ratio": reach[3] / budget[3],
                 "oracle_gain_share": gain, "selection": sel, "spearman_mean": sp_mean,
                 "spearman_last": sp_last, "spearman_refreshes": sp_n, "spearman_scaled_mean": sp_scaled,
+                "spearman_prior_mean": sp_prior,
                 "seconds": timing["run_seconds_without_eval"],
                 "loader_wait_share": timing["loader_wait_seconds"] / timing["run_seconds_without_eval"],
                 "on_step_share": timing["on_step_seconds"] / timing["run_seconds_without_eval"],
@@ -416,6 +418,7 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
                 "probes_skipped_budget": cost["probes_skipped_budget"],
                 "probes_skipped_busy": run["selection"]["probes"]["skipped_busy"],
                 "refreshes": run["selection"]["refreshes"], "refreshes_failed": cost["refreshes_failed"],
+                "refreshes_gated": cost.get("refreshes_gated", 0),
                 "prior_weight": cost["prior_weight"],
                 "pad_share": run["settings"].get("pad_tokens", 0) / run["curve"][-1][1]}
         x = fig["methods"]
@@ -446,10 +449,12 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
         for m in methods:
             if m in MODEL_METHODS or m == "importance":
                 y = x[m]
-                log("  %-20s Spearman %s (%d refreshes, scaled %s), gamma %.2f, FLOPs over training: probes %.1f%% "
+                log("  %-20s Spearman %s (%d refreshes, scaled %s; prior-only model %s, %d refreshes gated), gamma %.2f, "
+                    "FLOPs over training: probes %.1f%% "
                     "refresh %.2f%% scoring %.2f%%; trainer waiting: scoring %.2f%% refresh %.2f%% probe %.2f%% "
                     "snapshot %.2f%% selecting %.2f%%; probes skipped (budget %d, busy %d), refreshes failed %d"
                     % (LABELS[m], fmt(y["spearman_mean"]), y["spearman_refreshes"], fmt(y["spearman_scaled_mean"]),
+                       fmt(y["spearman_prior_mean"]), y["refreshes_gated"],
                        y["prior_weight"], 100 * y["overhead_share"]["probe_flops"], 100 * y["overhead_share"]["refresh_flops"],
                        100 * y["overhead_share"]["scoring_flops"], 100 * y["wait_shares"]["wait_scoring_seconds"],
                        100 * y["wait_shares"]["wait_refresh_seconds"], 100 * y["wait_shares"]["wait_probe_seconds"],

@@ -56,6 +56,9 @@ struct SelectionConfig {
   uint32_t refresh_train_steps = 150; ///< influence-model optimiser steps after each probe
   uint32_t refresh_batch_rollouts = 16; ///< rollouts per optimiser step
   double refresh_learning_rate = 3e-3;
+  bool refresh_gate = true;           ///< publish a refreshed model only while learned models predict each new
+                                      ///< probe (held out) better than the prior-only model does, by mean
+                                      ///< Spearman over all probes so far; else the prior-only model selects
   bool robust_label_scaling = true;   ///< standardise labels by median/MAD (else mean/std)
   bool per_position_labels = true;    ///< standardise per probe AND rollout position t (else per probe):
                                       ///< the mean label drifts with t, a trend of the rollout, not the data

@@ -73,6 +73,8 @@ struct SelectionStats {
                                     ///< training on them, against the oracle's marginal labels as measured
   double last_heldout_spearman_scaled = 0; ///< the same against the labels as standardised for training (per probe
                                            ///< and rollout position: without the rollout-position trend)
+  double last_heldout_spearman_prior = 0; ///< the prior-only model's, on the same rollouts (SelectionConfig::refresh_gate)
+  uint64_t refreshes_gated = 0;     ///< refreshes trained but not published: the prior-only model predicted better
   ProbeStats probes;
   SelectionCost cost;
   uint64_t probes_skipped_budget = 0;  ///< due probes skipped because the budget could not pay min_rollouts

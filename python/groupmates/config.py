@@ -170,6 +170,8 @@ class SelectionConfig:
     refresh_train_steps:    influence-model optimiser steps after each probe
     refresh_batch_rollouts: rollouts per influence-model step
     refresh_learning_rate:
+    refresh_gate:           publish a refreshed model only while learned models predict each new probe (held
+                            out) better than the prior-only model, by mean Spearman so far; else the prior selects
     robust_label_scaling:   standardise labels by median/MAD (else mean/std)
     per_position_labels:    standardise per probe and rollout position (else per probe)
     relation_tau_min:       lower bound of the relational temperature tau (0 = unconstrained)
@@ -200,6 +202,7 @@ class SelectionConfig:
     refresh_train_steps: int = _SELECTION["refresh_train_steps"]
     refresh_batch_rollouts: int = _SELECTION["refresh_batch_rollouts"]
     refresh_learning_rate: float = _SELECTION["refresh_learning_rate"]
+    refresh_gate: bool = _SELECTION["refresh_gate"]
     robust_label_scaling: bool = _SELECTION["robust_label_scaling"]
     per_position_labels: bool = _SELECTION["per_position_labels"]
     relation_tau_min: float = _SELECTION["relation_tau_min"]

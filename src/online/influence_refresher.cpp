@@ -23,8 +23,13 @@ std::string unpublishable(RelationalInfluenceModel& model, const torch::Tensor& 
 }  // namespace
 
 InfluenceRefresher::InfluenceRefresher(SelectionConfig config, std::shared_ptr<RelationalInfluenceModel> model,
+                                       std::shared_ptr<RelationalInfluenceModel> baseline,
                                        std::shared_ptr<LabelBuffer> labels)
-    : config_(std::move(config)), model_(std::move(model)), labels_(std::move(labels)) {}
+    : config_(std::move(config)),
+      model_(std::move(model)),
+      baseline_(std::move(baseline)),
+      baseline_weights_(baseline_->export_weights()),
+      labels_(std::move(labels)) {}
 
 std::string InfluenceRefresher::weights() const { return model_->export_weights(); }
 
@@ -57,22 +62,28 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
     const double row_flops = model_->encoder().flops_per_row(tokens.size(2)) +
                              2.0 * double(model_->encoder().dim()) * double(L);  // head + relations
     if (fresh > 0 && refreshed_) {  // held-out check: the newest rollouts, before training on them
-      std::vector<double> measured, predicted;  // the fresh rollouts' marginal labels as measured, and p
+      std::vector<double> measured;  // the fresh rollouts' marginal labels as measured
       for (int64_t i = g - fresh; i < g; ++i)
         measured.insert(measured.end(), entries[i].labels.begin(), entries[i].labels.end());
-      {
+      const torch::Tensor fresh_prior = prior.defined() ? prior.slice(0, g - fresh, g) : prior;
+      const auto predict = [&](RelationalInfluenceModel& m) {
         torch::NoGradGuard no_grad;
-        model_->eval();
-        const torch::Tensor fresh_prior = prior.defined() ? prior.slice(0, g - fresh, g) : prior;
+        m.eval();
         const torch::Tensor p =
-            model_->predict_rollouts(tokens.slice(0, g - fresh, g), {}, fresh_prior).to(torch::kDouble).contiguous();
-        predicted.assign(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
-      }
+            m.predict_rollouts(tokens.slice(0, g - fresh, g), {}, fresh_prior).to(torch::kDouble).contiguous();
+        return std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
+      };
+      const std::vector<double> predicted = predict(*model_);
       out.flops += double(fresh * L) * row_flops;
       const std::vector<double> scaled(std_labels.end() - fresh * L, std_labels.end());
       out.heldout_measured = true;
       out.heldout_spearman = spearman(predicted, measured);
       out.heldout_spearman_scaled = spearman(predicted, scaled);
+      if (config_.refresh_gate) {
+        out.heldout_spearman_prior = spearman(predict(*baseline_), measured);
+        out.flops += double(fresh * L) * row_flops;
+        gate_.record(out.heldout_spearman, out.heldout_spearman_prior);
+      }
     }
     model_->fit_label_stats(labels, LabelScaling::kMeanStd);  // ~(0, 1): labels are standardised already
     InfluenceTrainerConfig tc;
@@ -99,7 +110,14 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
     if (!why.empty())
       throw Error(ErrorCode::kInvalidState, "InfluenceRefresher::refresh", "refreshed model not published: " + why);
     refreshed_ = true;
-    out.weights = model_->export_weights();
+    if (!config_.refresh_gate || gate_.learned_wins()) {
+      out.weights = model_->export_weights();
+      gate_.set_learned_published(true);
+    } else {  // the prior-only model selects: publish it again if a learned model was published last
+      out.gated = true;
+      if (gate_.learned_published()) out.weights = baseline_weights_;
+      gate_.set_learned_published(false);
+    }
   } catch (const std::exception& e) {
     out.error = e.what();
     model_->import_weights(last_good);  // the next refresh starts from the last good model

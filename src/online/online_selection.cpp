@@ -35,7 +35,8 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   ic.seed = derive_seed(cfg_.seed, 0x696d70ULL);
   importance_ = std::make_unique<ImportanceEstimator>(ic);
   labels_ = std::make_shared<LabelBuffer>(cfg_.label_buffer_rollouts);
-  refresher_ = std::make_unique<InfluenceRefresher>(cfg_, make_influence_model(cfg_, encoder_pad_id_), labels_);
+  refresher_ = std::make_unique<InfluenceRefresher>(cfg_, make_influence_model(cfg_, encoder_pad_id_),
+                                                    make_influence_model(cfg_, encoder_pad_id_), labels_);
   if (probe_cfg_.interval_steps > 0 && uses_model()) {
     ProbeSchedulerConfig sc;
     sc.interval_steps = probe_cfg_.interval_steps;
@@ -77,7 +78,8 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   step_ = s.step;
   if (!s.labels.bytes.empty()) labels_->load(s.labels.bytes);
   s.visit_counters(stats_, [](const auto& saved, auto& live) { live = static_cast<std::decay_t<decltype(live)>>(saved); });
-  refresher_->load(s.trainer.bytes, s.refreshes > 0 || !s.pending.empty());
+  refresher_->load(s.trainer.bytes, s.refreshes > 0 || s.refreshes_gated > 0 || !s.pending.empty());
+  refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
   importance_->load(s.importance.bytes);
   versions_.publish(s.first_blob.bytes, s.first_trained, s.first_version);
   next_ = read_window();
@@ -379,6 +381,7 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.last_heldout_spearman = r.heldout_spearman;
     stats_.last_heldout_spearman_scaled = r.heldout_spearman_scaled;
+    stats_.last_heldout_spearman_prior = r.heldout_spearman_prior;
   }
   done->set_value(r.weights);
   // Probe cost: every attempted rollout's steps and evaluations, and each probe's R_0.
@@ -392,6 +395,7 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   stats_.cost.probe_train_tokens += train_tokens;
   stats_.cost.probe_eval_tokens += eval_tokens;
   stats_.cost.probe_flops += 3.0 * flops_per_token_ * train_tokens + flops_per_token_ * eval_tokens;
+  if (r.gated) stats_.refreshes_gated += 1;
   if (!r.error.empty()) {
     stats_.refreshes_failed += 1;
     stats_.last_refresh_error = r.error;
@@ -424,6 +428,7 @@ LoaderState OnlineSelection::save() {
   s.importance.bytes = current_ ? importance_before_current_ : importance_->save();
   s.next_loader_version = versions_.next_number();
   s.trainer.bytes = refresher_->weights();
+  s.gate.bytes = refresher_->gate().save();
   if (labels_->size() > 0) s.labels.bytes = labels_->save();
   for (const Pending& p : pending_) s.pending.push_back(SavedRefresh{p.probe_step, p.effective_at, Blob{p.blob.get()}});
   {

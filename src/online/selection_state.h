@@ -38,6 +38,7 @@ struct SelectionState {
   Blob first_blob, second_blob;   ///< second_blob empty when second_version == first_version
   uint64_t next_loader_version = 1;
   Blob trainer;                   ///< the refreshes' working model (probe thread)
+  Blob gate;                      ///< the refresh gate's record (RefreshGate::save() text)
   Blob labels;                    ///< the label buffer (empty = none yet)
   // Per-window state from before the current window.
   Blob kmeans;
@@ -45,7 +46,8 @@ struct SelectionState {
   Blob importance;
   std::vector<SavedRefresh> pending;
   // Counters (SelectionStats) and what the probe budget is measured against.
-  uint64_t windows = 0, warmup_windows = 0, seen = 0, selected = 0, refreshes = 0, refreshes_failed = 0;
+  uint64_t windows = 0, warmup_windows = 0, seen = 0, selected = 0, refreshes = 0, refreshes_failed = 0,
+           refreshes_gated = 0;
   uint64_t train_tokens = 0, probe_train_tokens = 0, probe_eval_tokens = 0;
   std::vector<VersionSwitch> switches;
 
@@ -63,6 +65,7 @@ struct SelectionState {
     f(selected, live.selected);
     f(refreshes, live.refreshes);
     f(refreshes_failed, live.refreshes_failed);
+    f(refreshes_gated, live.refreshes_gated);
     // What the probe budget is measured against (it must resume exactly).
     f(train_tokens, live.cost.train_tokens);
     f(probe_train_tokens, live.cost.probe_train_tokens);
@@ -88,6 +91,7 @@ struct SelectionState {
     f("gm.second_blob", s.second_blob);
     f("gm.next_loader_version", s.next_loader_version);
     f("gm.trainer", s.trainer);
+    f("gm.gate", s.gate);
     f("gm.labels", s.labels);
     f("gm.kmeans", s.kmeans);
     f("gm.kmeans_version", s.kmeans_version);
@@ -99,6 +103,7 @@ struct SelectionState {
     f("gm.stats.selected", s.selected);
     f("gm.stats.refreshes", s.refreshes);
     f("gm.stats.refreshes_failed", s.refreshes_failed);
+    f("gm.stats.refreshes_gated", s.refreshes_gated);
     f("gm.cost.train_tokens", s.train_tokens);
     f("gm.cost.probe_train_tokens", s.probe_train_tokens);
     f("gm.cost.probe_eval_tokens", s.probe_eval_tokens);

@@ -72,30 +72,35 @@ TEST_F(OnlineLoaderTest, FullStateResumeReproducesTheEmittedStream) {
   std::mt19937_64 rng(seed);
   const int64_t k = 4 + static_cast<int64_t>(rng() % 26);
   SCOPED_TRACE("resume after step " + std::to_string(k));
-  std::string saved;
-  std::unique_ptr<ProbeTarget> live_at_k;
-  Emitted original;
-  {
-    GroupMatesLoader loader(loader_config(path, seed), selection_config(seed), probe_config());
-    auto live = make_live_model(seed);
-    Emitted a = train(loader, *live, 0, k + 1);
-    saved = loader.state().serialize();
-    live_at_k = live->clone();
-    Emitted b = train(loader, *live, k + 1, total);
-    original = a;
-    original.ids.insert(original.ids.end(), b.ids.begin(), b.ids.end());
-    original.inputs.insert(original.inputs.end(), b.inputs.begin(), b.inputs.end());
-    original.versions.insert(original.versions.end(), b.versions.begin(), b.versions.end());
+  for (const bool gate : {false, true}) {  // with the gate, its record of held-out checks resumes too
+    SCOPED_TRACE(gate ? "refresh gate on" : "refresh gate off");
+    SelectionConfig sel = selection_config(seed);
+    sel.refresh_gate = gate;
+    std::string saved;
+    std::unique_ptr<ProbeTarget> live_at_k;
+    Emitted original;
+    {
+      GroupMatesLoader loader(loader_config(path, seed), sel, probe_config());
+      auto live = make_live_model(seed);
+      Emitted a = train(loader, *live, 0, k + 1);
+      saved = loader.state().serialize();
+      live_at_k = live->clone();
+      Emitted b = train(loader, *live, k + 1, total);
+      original = a;
+      original.ids.insert(original.ids.end(), b.ids.begin(), b.ids.end());
+      original.inputs.insert(original.inputs.end(), b.inputs.begin(), b.inputs.end());
+      original.versions.insert(original.versions.end(), b.versions.begin(), b.versions.end());
+    }
+    GroupMatesLoader resumed(loader_config(path, seed), sel, probe_config(), LoaderState::parse(saved));
+    EXPECT_EQ(resumed.state().serialize(), saved) << "the state right after a resume is the saved state";
+    const Emitted rest = train(resumed, *live_at_k, k + 1, total);
+    ASSERT_EQ(rest.inputs.size(), static_cast<size_t>(total - k - 1));
+    for (size_t i = 0; i < rest.inputs.size(); ++i) {
+      EXPECT_TRUE(torch::equal(rest.inputs[i], original.inputs[k + 1 + i])) << "batch " << k + 1 + i;
+      EXPECT_EQ(rest.versions[i], original.versions[k + 1 + i]) << "batch " << k + 1 + i;
+    }
+    EXPECT_TRUE(std::equal(rest.ids.begin(), rest.ids.end(), original.ids.begin() + (k + 1) * 4));
   }
-  GroupMatesLoader resumed(loader_config(path, seed), selection_config(seed), probe_config(), LoaderState::parse(saved));
-  EXPECT_EQ(resumed.state().serialize(), saved) << "the state right after a resume is the saved state";
-  const Emitted rest = train(resumed, *live_at_k, k + 1, total);
-  ASSERT_EQ(rest.inputs.size(), static_cast<size_t>(total - k - 1));
-  for (size_t i = 0; i < rest.inputs.size(); ++i) {
-    EXPECT_TRUE(torch::equal(rest.inputs[i], original.inputs[k + 1 + i])) << "batch " << k + 1 + i;
-    EXPECT_EQ(rest.versions[i], original.versions[k + 1 + i]) << "batch " << k + 1 + i;
-  }
-  EXPECT_TRUE(std::equal(rest.ids.begin(), rest.ids.end(), original.ids.begin() + (k + 1) * 4));
 }
 
 TEST_F(OnlineLoaderTest, DocumentAlignedPaddingNeverReachesTheEmbeddings) {

@@ -62,6 +62,7 @@ inline SelectionConfig selection_config(uint64_t seed) {
   s.refresh_batch_rollouts = 4;
   s.seed = seed;
   s.refresh_mode = RefreshMode::kAtStep;  // these tests check the timing-free stream (refresh_modes_test: the other)
+  s.refresh_gate = false;  // they check refresh mechanics: every refresh publishes (refresh_gate_test: the gate)
   return s;
 }
 

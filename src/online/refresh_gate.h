@@ -1,0 +1,40 @@
+// refresh_gate.h: publishes a learned influence model only while it predicts fresh probes better than
+// the prior-only model does (private).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace groupmates {
+
+/// Champion/challenger check of refreshes. Before a refresh trains on the newest probe, the learned
+/// model (trained on the probes before it) and the prior-only model (the initial one: u = gamma *
+/// importance prior) both predict that probe's rollouts, and each one's held-out Spearman is recorded.
+/// A refreshed model is published only while the learned models' mean held-out Spearman over all
+/// checks so far exceeds the prior-only model's; otherwise the prior-only model selects.
+class RefreshGate {
+ public:
+  /// Records one held-out check (a non-finite Spearman, e.g. of constant predictions, counts as 0).
+  void record(double learned_spearman, double prior_spearman);
+  /// The learned model should select now (false before the first check).
+  bool learned_wins() const { return checks_ > 0 && learned_sum_ > prior_sum_; }
+  /// Held-out checks recorded, and the mean Spearman of each model over them (0 before the first).
+  uint64_t checks() const { return checks_; }
+  double learned_mean() const { return checks_ ? learned_sum_ / double(checks_) : 0.0; }
+  double prior_mean() const { return checks_ ? prior_sum_ / double(checks_) : 0.0; }
+  /// The last model a refresh published is a learned one (not the prior-only model).
+  bool learned_published() const { return learned_published_; }
+  void set_learned_published(bool learned) { learned_published_ = learned; }
+
+  /// The whole state as text (exact: sums as hexadecimal floats) / restore it; load throws
+  /// Error(kInvalidState) naming `what` when the text is malformed.
+  std::string save() const;
+  void load(const std::string& text, const std::string& what);
+
+ private:
+  uint64_t checks_ = 0;
+  double learned_sum_ = 0, prior_sum_ = 0;
+  bool learned_published_ = false;
+};
+
+}  // namespace groupmates
