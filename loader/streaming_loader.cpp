@@ -153,7 +153,7 @@ struct StreamingLoader::Impl {
       ctx.shuffle = config.shuffle;
       ctx.sequence_length = config.row_length();
       ctx.packing = config.packing;
-      ctx.eos_id = config.eos_id;
+      ctx.eos_id = sc.append_eos ? config.eos_id : -1;  // false: the documents end with their own EOS
       ctx.pad_id = config.pad_id;
       ctx.read_ahead = config.tokenize_ahead;
       ctx.pool = &pool;
@@ -176,6 +176,7 @@ struct StreamingLoader::Impl {
       std::memcpy(&wbits, &sc.weight, sizeof(wbits));
       mix(wbits);
       mix(static_cast<uint64_t>(sc.on_exhausted));
+      if (!sc.append_eos) mix(0x656f73ULL);  // only when set: fingerprints of earlier states stay valid
     }
     fingerprint = h;
   }

@@ -42,6 +42,9 @@ struct SourceConfig {
   OnExhausted on_exhausted = OnExhausted::kEnd;
   std::string text_field = "text";     ///< kJsonl: the string field holding the document
   std::string tokenizer_model;         ///< kJsonl: SentencePiece .model file
+  /// Documents sources (kMegatron, kJsonl): append LoaderConfig::eos_id after each document. false:
+  /// the documents already end with it (Megatron data built with --append-eod), none is added.
+  bool append_eos = true;
 };
 
 /// How documents become fixed-length candidate sequences.

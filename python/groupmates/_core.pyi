@@ -60,6 +60,7 @@ class SourceConfig(_StubStruct):
     on_exhausted: OnExhausted
     text_field: str
     tokenizer_model: str
+    append_eos: bool
 
 class LoaderConfig(_StubStruct):
     sources: List[SourceConfig]

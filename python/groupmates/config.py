@@ -45,6 +45,8 @@ class SourceConfig:
     on_exhausted:    "end" (the pass ends) or "recycle" (reshuffle and go on)
     text_field:      "jsonl": the string field holding the document
     tokenizer_model: "jsonl": the SentencePiece .model file
+    append_eos:      "megatron"/"jsonl": append LoaderConfig.eos_id after each document; False when the
+                     documents already end with it (Megatron data built with --append-eod)
     """
 
     paths: Union[str, Sequence[str]]
@@ -55,6 +57,7 @@ class SourceConfig:
     on_exhausted: str = _SOURCE["on_exhausted"]
     text_field: str = _SOURCE["text_field"]
     tokenizer_model: str = _SOURCE["tokenizer_model"]
+    append_eos: bool = _SOURCE["append_eos"]
 
     @staticmethod
     def from_path(path: str) -> "SourceConfig":

@@ -195,7 +195,8 @@ PYBIND11_MODULE(_core, m) {
       .field("weight", &gm::SourceConfig::weight)
       .field("on_exhausted", &gm::SourceConfig::on_exhausted)
       .field("text_field", &gm::SourceConfig::text_field)
-      .field("tokenizer_model", &gm::SourceConfig::tokenizer_model);
+      .field("tokenizer_model", &gm::SourceConfig::tokenizer_model)
+      .field("append_eos", &gm::SourceConfig::append_eos);
 
   Struct<gm::LoaderConfig>(m, "LoaderConfig", "groupmates::LoaderConfig")
       .field("sources", &gm::LoaderConfig::sources)
