@@ -48,3 +48,18 @@ def test_selection_block_selects_and_probes(corpus, tmp_path):
     assert int(m.group(2)) == 121 * 8 and int(m.group(3)) >= 2 * int(m.group(2)) - 64  # ratio 0.5 of the windows
     assert int(m.group(4)) >= 1
     assert (tmp_path / "ckpt.pt").exists()
+
+
+def test_the_readme_diff_of_the_two_examples_is_current(tmp_path):
+    # the diff python/README.md shows is GNU diff -u of the code below the docstrings
+    for name in ("train_gpt_baseline.py", "train_gpt.py"):
+        lines = open(os.path.join(REPO, "examples", name)).read().splitlines(keepends=True)
+        (tmp_path / name).write_text("".join(lines[next(i for i, x in enumerate(lines) if x.startswith("import")):]))
+    r = subprocess.run(["diff", "-u", "train_gpt_baseline.py", "train_gpt.py"], cwd=str(tmp_path),
+                       capture_output=True, text=True)
+    diff = r.stdout.split("\n", 2)[2]  # without the two file header lines
+    with open(os.path.join(REPO, "python", "README.md")) as f:
+        readme = f.read()
+    block = re.search(r"differs in (\d+) lines:\n\n```diff\n(.*?)```", readme, flags=re.S)
+    assert block and block.group(2) == diff, "regenerate the diff in python/README.md"
+    assert int(block.group(1)) == sum(1 for line in diff.splitlines() if line[:1] in "+-")
