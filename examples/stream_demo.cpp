@@ -1,10 +1,12 @@
 // stream_demo: streams the embedded corpus (Austen, JSONL tokenized with SentencePiece) through
-// GroupMatesLoader in plain mode and prints throughput, what was skipped, and a sample.
+// GroupMatesLoader in plain mode as training batches (inputs, next-token labels, position ids) and
+// prints throughput, the masked targets, what was skipped, and a sample.
 //
 //   stream_demo --corpus data/corpus [--seq-len 256] [--batch 16] [--threads 2] [--epochs 3]
 #include <groupmates/error.h>
 #include <groupmates/tokenizer.h>
 #include <groupmates/loader.h>
+#include <groupmates/training_batch.h>
 
 #include <fmt/format.h>
 
@@ -34,6 +36,8 @@ int main(int argc, char** argv) {
     austen.tokenizer_model = corpus + "/austen.model";
     config.sources = {austen};
     config.sequence_length = seq_len;
+    config.labels = true;  // rows of seq_len + 1 tokens: inputs and their next-token labels
+    config.position_ids = true;
     config.batch_size = batch;
     config.num_threads = threads;
     config.epochs = epochs;
@@ -43,16 +47,21 @@ int main(int argc, char** argv) {
 
     const groupmates::util::Stopwatch clock;
     groupmates::GroupMatesLoader loader(config);
-    uint64_t batches = 0, tokens = 0;
+    uint64_t batches = 0, tokens = 0, targets = 0, documents = 0;
     torch::Tensor first;
-    for (auto& b : loader) {
+    for (auto& raw : loader) {
+      const groupmates::TrainingBatch b = groupmates::training_batch(raw, config);
       if (!first.defined()) first = b.input_ids.clone();
       ++batches;
       tokens += b.input_ids.numel();
+      targets += b.loss_mask.sum().item<int64_t>();
+      documents += (b.position_ids == 0).sum().item<int64_t>();  // starts of documents (and of rows)
     }
     const double secs = clock.seconds();
     fmt::print("streamed {} batches [{}, {}] = {} tokens in {:.3f} s: {:.2f} M tokens/s ({} threads, {} epochs)\n",
                batches, batch, seq_len, tokens, secs, tokens / secs / 1e6, threads, epochs);
+    fmt::print("{} next-token targets ({:.2f}% of the inputs masked), {} document starts (position 0)\n", targets,
+               tokens ? 100.0 * (tokens - targets) / tokens : 0.0, documents);
     fmt::print("consumer waited {:.3f} s for data; buffers allocated: {}\n", loader.stats().consumer_wait_seconds,
                loader.stats().buffers_allocated);
     fmt::print("skipped: {}\n", loader.skip_report());

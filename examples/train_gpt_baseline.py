@@ -4,13 +4,13 @@ corpus with torch.utils.data.DataLoader over windows tokenized up front (with th
 SentencePiece model through groupmates.Tokenizer).
 
     make corpus && make python-install
-    .venv/bin/python examples/train_gpt_baseline.py --steps 200
+    .venv/bin/python examples/train_gpt_baseline.py --steps 200 [--checkpoint-dir DIR]
 """
 import json
 
 import torch
 
-from gpt_common import setup, train
+from gpt_common import held_out_rows, setup, train
 
 
 def main():
@@ -25,8 +25,8 @@ def main():
     windows = data[: len(data) // (args.seq_len + 1) * (args.seq_len + 1)].view(-1, args.seq_len + 1)
     loader = torch.utils.data.DataLoader(windows, batch_size=args.batch, shuffle=True, drop_last=True)
 
-    train(args, tok, loader,
-          tokens=lambda batch: batch.to(args.device))
+    train(args, tok, loader, held_out=held_out_rows(args, tok),
+          inputs=lambda batch: (batch[:, :-1].to(args.device), batch[:, 1:].to(args.device)))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #include "groupmates/config.h"
 
 #include <string>
+#include <utility>
 
 #include "groupmates/error.h"
 
@@ -43,6 +44,16 @@ void LoaderConfig::validate() const {
   if (vocab_size > 0 && packing == PackingMode::kDocumentAligned && (pad_id < 0 || pad_id >= static_cast<int64_t>(vocab_size)))
     bad("pad_id", "is " + std::to_string(pad_id) + ", outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
   if (eos_id < -1) bad("eos_id", "is " + std::to_string(eos_id) + "; use -1 for no separator");
+  if (labels && sequence_length >= (1u << 24)) bad("sequence_length", "is " + std::to_string(sequence_length) + "; with labels (T + 1 tokens per row) allowed 1..16777215");
+  for (const auto& [name, on] : {std::pair{"mask_across_documents", mask_across_documents}, std::pair{"position_ids", position_ids},
+                                 std::pair{"document_boundaries", document_boundaries}}) {
+    if (on && !labels) bad(name, "is true but labels is false: it describes the inputs of a labelled row; set labels = true");
+    if (on && eos_id < 0)
+      bad(name, "is true but eos_id is -1: documents are told apart by eos_id in the rows; set eos_id to the id ending your documents");
+  }
+  if (labels && packing == PackingMode::kDocumentAligned && eos_id < 0)
+    bad("labels", "with packing = kDocumentAligned needs eos_id >= 0: padding is what follows a row's EOS "
+                  "(pad_id may be a real token); set eos_id");
 }
 
 }  // namespace groupmates

@@ -125,7 +125,7 @@ struct StreamingLoader::Impl {
   Impl(LoaderConfig cfg, BufferAllocator allocator)
       : config(validated(std::move(cfg))), blend(weights(config)), pool(config.num_threads) {
     open_sources();
-    const size_t bytes = size_t{config.batch_size} * config.sequence_length * sizeof(int64_t);
+    const size_t bytes = size_t{config.batch_size} * config.row_length() * sizeof(int64_t);
     buffers = BufferPool::create(bytes, std::move(allocator));
   }
 
@@ -138,7 +138,7 @@ struct StreamingLoader::Impl {
   void open_sources() {
     uint64_t h = XXH3_64bits_withSeed(&config.seed, sizeof(config.seed), 0x67726f7570ULL);
     auto mix = [&h](uint64_t v) { h = XXH3_64bits_withSeed(&v, sizeof(v), h); };
-    mix(config.sequence_length);
+    mix(config.row_length());
     mix(config.shuffle);
     mix(static_cast<uint64_t>(config.packing));
     mix(static_cast<uint64_t>(config.eos_id));
@@ -151,20 +151,20 @@ struct StreamingLoader::Impl {
       ctx.source_name = source_name(config, i);
       ctx.seed = config.seed;
       ctx.shuffle = config.shuffle;
-      ctx.sequence_length = config.sequence_length;
+      ctx.sequence_length = config.row_length();
       ctx.packing = config.packing;
-      ctx.eos_id = config.eos_id;
+      ctx.eos_id = sc.append_eos ? config.eos_id : -1;  // false: the documents end with their own EOS
       ctx.pad_id = config.pad_id;
       ctx.read_ahead = config.tokenize_ahead;
       ctx.pool = &pool;
       ctx.skips = &skips;
       names.push_back(ctx.source_name);
       if (sc.format == SourceFormat::kTokenFile) {
-        auto src = std::make_shared<const TokenFileSource>(sc, config.sequence_length);
+        auto src = std::make_shared<const TokenFileSource>(sc, config.row_length());
         if (src->num_windows() == 0)
           throw Error(ErrorCode::kCorruptData, sc.paths[0],
-                      "source '" + ctx.source_name + "' has no complete window of sequence_length=" +
-                          std::to_string(config.sequence_length) + " tokens: use longer files or a shorter sequence_length");
+                      "source '" + ctx.source_name + "' has no complete window of " + std::to_string(config.row_length()) +
+                          " tokens (sequence_length, +1 with labels): use longer files or a shorter sequence_length");
         cursors.push_back(make_window_cursor(src, ctx));
       } else {
         std::shared_ptr<const DocumentSource> src = open_document_source(sc, config.bad_input);
@@ -176,6 +176,7 @@ struct StreamingLoader::Impl {
       std::memcpy(&wbits, &sc.weight, sizeof(wbits));
       mix(wbits);
       mix(static_cast<uint64_t>(sc.on_exhausted));
+      if (!sc.append_eos) mix(0x656f73ULL);  // only when set: fingerprints of earlier states stay valid
     }
     fingerprint = h;
   }
@@ -238,7 +239,7 @@ struct StreamingLoader::Impl {
           return plan;
         }
         throw Error(ErrorCode::kCorruptData, names[s],
-                    "source has no complete candidate of " + std::to_string(config.sequence_length) +
+                    "source has no complete candidate of " + std::to_string(config.row_length()) +
                         " tokens in a whole epoch (all documents skipped or too short?)");
       }
       // A source that ends has run out: the pass is over.
@@ -251,7 +252,7 @@ struct StreamingLoader::Impl {
       auto plan = cursors[t]->next();
       if (!plan)
         throw Error(ErrorCode::kCorruptData, names[t],
-                    "source has no complete candidate of " + std::to_string(config.sequence_length) +
+                    "source has no complete candidate of " + std::to_string(config.row_length()) +
                         " tokens in a whole epoch (all documents skipped or too short?)");
       blend.commit(t);
       return plan;
@@ -281,10 +282,10 @@ struct StreamingLoader::Impl {
     try {
       HostBatch b;
       b.batch_size = config.batch_size;
-      b.sequence_length = config.sequence_length;
+      b.sequence_length = config.row_length();
       b.index = index;
       b.tokens = buffers->acquire();
-      const uint64_t T = config.sequence_length;
+      const uint64_t T = config.row_length();
       for (size_t r = 0; r < rows.size(); ++r) {
         int64_t* row = b.tokens.get() + r * T;
         uint64_t pos = 0;

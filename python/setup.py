@@ -118,6 +118,7 @@ setup(
     description="Streaming data loader for LLM pretraining (C++ core, PyTorch integration)",
     packages=["groupmates"],
     package_dir={"groupmates": "groupmates"},
+    package_data={"groupmates": ["py.typed", "*.pyi"]},  # typed package (PEP 561) with stubs of the extensions
     ext_modules=[Extension("groupmates._core", sources=[]), Extension("groupmates._engine", sources=[])],
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.8",

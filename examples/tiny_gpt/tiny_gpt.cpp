@@ -97,11 +97,18 @@ torch::Tensor TinyGpt::loss(const torch::Tensor& tokens) {
   if (tokens.dim() != 2 || tokens.size(1) < 2)
     throw Error(ErrorCode::kInvalidConfig, "TinyGpt::loss", "tokens must be int64 [B, T] with T >= 2");
   const int64_t t = tokens.size(1);
-  const torch::Tensor logits = forward(tokens.slice(1, 0, t - 1));
-  const torch::Tensor targets = tokens.slice(1, 1, t).reshape({-1});
-  const int64_t ignore = config_.ignore_id >= 0 ? config_.ignore_id : -100;  // -100: nll_loss's default
+  return loss(tokens.slice(1, 0, t - 1), tokens.slice(1, 1, t));
+}
+
+torch::Tensor TinyGpt::loss(const torch::Tensor& input_ids, const torch::Tensor& labels) {
+  if (input_ids.dim() != 2 || labels.sizes() != input_ids.sizes())
+    throw Error(ErrorCode::kInvalidConfig, "TinyGpt::loss", "input_ids and labels must both be int64 [B, T]");
+  const torch::Tensor logits = forward(input_ids);
+  torch::Tensor targets = labels.reshape({-1});
+  if (config_.ignore_id >= 0)  // the padding id of a loader without labels: left out like -100
+    targets = targets.masked_fill(targets == config_.ignore_id, -100);
   return torch::nll_loss(torch::log_softmax(logits.reshape({-1, config_.vocab_size}), -1), targets, {},
-                         at::Reduction::Mean, ignore);
+                         at::Reduction::Mean, -100);
 }
 
 int64_t TinyGpt::num_parameters() const {

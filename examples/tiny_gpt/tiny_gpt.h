@@ -52,6 +52,10 @@ class TinyGpt : public torch::nn::Module {
   /// Mean next-token cross entropy of rows [B, T] (T >= 2): positions 0..T-2 predict 1..T-1;
   /// targets equal to config.ignore_id are left out of the mean.
   torch::Tensor loss(const torch::Tensor& tokens);
+  /// Mean cross entropy of the logits of input_ids [B, T] against labels [B, T] (a
+  /// groupmates::TrainingBatch); labels equal to -100 (no target: padding, document ends) or to
+  /// config.ignore_id are left out of the mean.
+  torch::Tensor loss(const torch::Tensor& input_ids, const torch::Tensor& labels);
   const TinyGptConfig& config() const { return config_; }
   /// Number of parameters (the tied head counted once).
   int64_t num_parameters() const;

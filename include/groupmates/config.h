@@ -42,6 +42,9 @@ struct SourceConfig {
   OnExhausted on_exhausted = OnExhausted::kEnd;
   std::string text_field = "text";     ///< kJsonl: the string field holding the document
   std::string tokenizer_model;         ///< kJsonl: SentencePiece .model file
+  /// Documents sources (kMegatron, kJsonl): append LoaderConfig::eos_id after each document. false:
+  /// the documents already end with it (Megatron data built with --append-eod), none is added.
+  bool append_eos = true;
 };
 
 /// How documents become fixed-length candidate sequences.
@@ -68,6 +71,15 @@ struct LoaderConfig {
   uint32_t num_threads = 2;            ///< worker threads reading / tokenizing / assembling batches
   uint32_t prefetch_batches = 4;       ///< batches prepared ahead of the consumer (bounds memory)
   uint32_t tokenize_ahead = 256;       ///< kJsonl: documents tokenized ahead of packing
+
+  // Training targets (include/groupmates/training_targets.h; docs/TRAINING_BATCHES.md).
+  bool labels = false;                 ///< rows read sequence_length + 1 tokens: T inputs, T next-token labels
+  bool mask_across_documents = false;  ///< labels: no target where the input is eos_id (the next document's start)
+  bool position_ids = false;           ///< labels: position ids restarting at 0 after each eos_id
+  bool document_boundaries = false;    ///< labels: a document index per position and cu_seqlens offsets
+
+  /// Tokens each row of the stream holds: sequence_length, plus the last label with `labels`.
+  uint32_t row_length() const { return sequence_length + (labels ? 1u : 0u); }
 
   /// Throws Error(kInvalidConfig) naming the first bad field.
   void validate() const;

@@ -1,17 +1,19 @@
 """groupmates: a streaming data loader for LLM pretraining (C++ core) for PyTorch training loops.
 
     import groupmates
-    loader = groupmates.GroupMatesLoader(sources=["train.bin"], sequence_length=1024, batch_size=16)
+    loader = groupmates.GroupMatesLoader(sources=["train.bin"], sequence_length=1024, batch_size=16,
+                                         labels=True)
     for batch in loader:
         batch["input_ids"]    # LongTensor [16, 1024], zero-copy from the C++ buffers
+        batch["labels"]       # LongTensor [16, 1024]: the next tokens, -100 where there is no target
 
     # Group-MATES selection with oracle probes of the live model (needs groupmates._engine):
-    loader = groupmates.GroupMatesLoader(sources=[...], sequence_length=1025, batch_size=16,
+    loader = groupmates.GroupMatesLoader(sources=[...], sequence_length=1024, batch_size=16, labels=True,
                                          selection=groupmates.SelectionConfig(mode="group"),
                                          probes=groupmates.ProbeConfig(interval_steps=100))
     for step, batch in enumerate(loader):
         ...; optimizer.step()
-        loader.on_step(step, model, optimizer, reference_batches=held_out)
+        loader.on_step(step, model, optimizer, reference_batches=held_out_rows)  # [R, T + 1]
 
 See GroupMatesLoader, LoaderConfig, SourceConfig, SelectionConfig, ProbeConfig, and the errors
 module for the exceptions.
@@ -32,6 +34,7 @@ from .errors import (BY_CODE as _BY_CODE, ConfigError, DataError, EngineUnavaila
                      FileError, GroupMatesError, InternalError, OutOfVocabError, StateError)
 from .loader import GroupMatesLoader  # noqa: E402
 from .probe import next_token_loss  # noqa: E402
+from .stats import LoaderStats, ProbeStats, SelectionCost, SelectionStats, VersionSwitch  # noqa: E402
 
 _core._register_errors(dict(_BY_CODE))
 if _extensions.engine is not None:
@@ -49,6 +52,9 @@ def engine_error():
 
 
 __version__ = "0.1.0"
+
+#: The label of a position without a target (torch.nn.functional.cross_entropy's ignore_index).
+IGNORE_INDEX = _core.IGNORE_INDEX
 
 
 class Tokenizer:
@@ -73,5 +79,6 @@ class Tokenizer:
 
 
 __all__ = ["GroupMatesLoader", "LoaderConfig", "SourceConfig", "SelectionConfig", "ProbeConfig", "Tokenizer",
+           "SelectionStats", "ProbeStats", "SelectionCost", "VersionSwitch", "LoaderStats", "IGNORE_INDEX",
            "next_token_loss", "engine_available", "engine_error", "GroupMatesError", "ConfigError", "FileError",
            "DataError", "OutOfVocabError", "StateError", "InternalError", "EngineUnavailableError"]

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Union
 
+import numpy as np
+
 from . import _core
 from .errors import config_error
 
@@ -43,6 +45,8 @@ class SourceConfig:
     on_exhausted:    "end" (the pass ends) or "recycle" (reshuffle and go on)
     text_field:      "jsonl": the string field holding the document
     tokenizer_model: "jsonl": the SentencePiece .model file
+    append_eos:      "megatron"/"jsonl": append LoaderConfig.eos_id after each document; False when the
+                     documents already end with it (Megatron data built with --append-eod)
     """
 
     paths: Union[str, Sequence[str]]
@@ -53,21 +57,55 @@ class SourceConfig:
     on_exhausted: str = _SOURCE["on_exhausted"]
     text_field: str = _SOURCE["text_field"]
     tokenizer_model: str = _SOURCE["tokenizer_model"]
+    append_eos: bool = _SOURCE["append_eos"]
 
     @staticmethod
     def from_path(path: str) -> "SourceConfig":
         """A source for one path, its format guessed from the name: *.jsonl[.zst] is "jsonl",
-        a prefix with PREFIX.idx is "megatron", anything else a uint16 "token_file"."""
+        a prefix with PREFIX.idx is "megatron", anything else a uint16 "token_file" after a check
+        of its first MiB (check_token_file_dtype): a file that reads as uint32 ids raises
+        ConfigError instead of streaming garbage; give SourceConfig(paths=..., dtype=...) to choose."""
         p = os.fspath(path)
         if p.endswith(".jsonl") or p.endswith(".jsonl.zst"):
             return SourceConfig(paths=[p], format="jsonl")
         if os.path.exists(p + ".idx") and os.path.exists(p + ".bin"):
             return SourceConfig(paths=[p], format="megatron")
+        check_token_file_dtype(p)
         return SourceConfig(paths=[p])
 
     def to_core(self, who: str = "SourceConfig") -> "_core.SourceConfig":
         paths = [self.paths] if isinstance(self.paths, (str, os.PathLike)) else list(self.paths)
         return to_cpp(self, _core.SourceConfig, who, paths=[os.fspath(p) for p in paths])
+
+
+# check_token_file_dtype: bytes read, pairs of 16-bit words needed before a file is called uint32,
+# and the largest high word of a uint32 id (ids < 2^18: vocabularies up to 262,144).
+_DTYPE_SAMPLE_BYTES = 1 << 20
+_DTYPE_MIN_PAIRS = 16
+_DTYPE_MAX_HIGH_WORD = 3
+
+
+def check_token_file_dtype(path: str) -> None:
+    """Refuses a flat token file given without a dtype when it is not plainly uint16: raises
+    ConfigError naming the file if its size is odd, or if it reads as little-endian uint32 ids
+    (in its first MiB, at least 16 pairs of 16-bit words, every second word <= 3 and not all
+    words 0: as uint16 that would be a token stream with every other id in {0..3}, which no text
+    gives). Files too small to tell, or missing (the core reports those), pass as uint16."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(min(size, _DTYPE_SAMPLE_BYTES))
+    except OSError:
+        return
+    if size % 2:
+        raise config_error("sources", f"{path}: {size} bytes is not a whole number of uint16 (or uint32) "
+                           "token ids: is it a token file? (a Megatron dataset is given by its prefix)")
+    words = np.frombuffer(head[: len(head) // 4 * 4], dtype="<u2")
+    if size % 4 == 0 and len(words) >= 2 * _DTYPE_MIN_PAIRS and words.any() and \
+            int(words[1::2].max()) <= _DTYPE_MAX_HIGH_WORD:
+        raise config_error("sources", f"{path} looks like uint32 token ids (in its first {len(head)} bytes every "
+                           f"second 16-bit word is <= {_DTYPE_MAX_HIGH_WORD}), but a path alone is read as uint16: "
+                           "give SourceConfig(paths=[...], dtype='uint32') (or dtype='uint16' if it is uint16)")
 
 
 @dataclass
@@ -89,6 +127,15 @@ class LoaderConfig:
     num_threads:      C++ worker threads (reading, tokenizing, assembling batches)
     prefetch_batches: batches prepared ahead of the training loop (bounds memory)
     tokenize_ahead:   "jsonl": documents tokenized ahead of packing
+
+    Training targets (batch fields; semantics in include/groupmates/training_targets.h):
+    labels:                rows read sequence_length + 1 tokens; batches carry input_ids [B, T] and
+                           "labels" [B, T] (the next token, -100 where there is no target: padding,
+                           and across documents with mask_across_documents) and "loss_mask" (float)
+    mask_across_documents: no target where the input is eos_id (the next document's first token)
+    position_ids:          "position_ids" [B, T], restarting at 0 after each eos_id (needs eos_id)
+    document_boundaries:   "document_ids" [B, T] (runs of a row 0, 1, ...; -1 on padding), "cu_seqlens"
+                           (int32 offsets in the flattened batch) and "max_seqlen" (needs eos_id)
     """
 
     sources: List[Union[SourceConfig, dict, str]] = field(default_factory=list)
@@ -107,6 +154,10 @@ class LoaderConfig:
     num_threads: int = _LOADER["num_threads"]
     prefetch_batches: int = _LOADER["prefetch_batches"]
     tokenize_ahead: int = _LOADER["tokenize_ahead"]
+    labels: bool = _LOADER["labels"]
+    mask_across_documents: bool = _LOADER["mask_across_documents"]
+    position_ids: bool = _LOADER["position_ids"]
+    document_boundaries: bool = _LOADER["document_boundaries"]
 
     def normalized_sources(self) -> List[SourceConfig]:
         if isinstance(self.sources, (str, os.PathLike, SourceConfig, dict)):

@@ -4,7 +4,7 @@ import dataclasses
 import os
 import threading
 import weakref
-from typing import Any, Dict, Iterator, Optional, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -13,6 +13,10 @@ from . import _core, _extensions
 from .config import LoaderConfig, ProbeConfig, SelectionConfig, as_config
 from .errors import GroupMatesError, StateError, config_error
 from .probe import make_target
+from .stats import LoaderStats, SelectionStats
+
+# Batch fields moved to `device` (the per-token ones and the document offsets).
+_DEVICE_FIELDS = ("input_ids", "labels", "loss_mask", "position_ids", "document_ids", "cu_seqlens")
 
 _STATE_FORMAT = "groupmates-loader"
 _STATE_VERSION = 1
@@ -100,7 +104,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self._probe_key = None
         self._reference = None
         self._probe_ops = None
-        self.device = torch.device(device) if device is not None else None
+        self.device = _checked_device(device)
         self.pin_memory = bool(pin_memory)
         self.return_candidates = bool(return_candidates)
         self._core = None
@@ -112,6 +116,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self._step = None
         self._last_stats = None
         self._last_selection_stats = None
+        self._metrics_callbacks = []  # [(fn, every)], called by on_step()
         self._lock = threading.RLock()
         if state is not None:
             self.load_state_dict(state)
@@ -159,9 +164,18 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
     def _to_batch(self, raw):
         # The one delivery path of both extensions: numpy arrays (input_ids zero-copy over the C++
-        # buffer) become tensors with torch.from_numpy; input_ids then go to the device.
+        # buffer) become tensors with torch.from_numpy; the per-token fields then go to the device.
+        # With labels the rows hold T + 1 tokens: the C++ core computes the targets from them and
+        # input_ids become a view of the first T (row stride T + 1).
+        if self.config.labels:
+            rows = raw["input_ids"]
+            raw.update(_core._training_targets(rows, self._core_config))
+            raw["input_ids"] = rows[:, :-1]
+            raw["tokens"] = rows  # the whole rows (CPU): what probes' loss_fn and reference_batches take
         batch = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in raw.items()}
-        batch["input_ids"] = self._deliver(batch["input_ids"])
+        for k in _DEVICE_FIELDS:
+            if k in batch:
+                batch[k] = self._deliver(batch[k])
         return batch
 
     def _deliver(self, x):
@@ -238,8 +252,13 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         if isinstance(step, bool) or not isinstance(step, int):
             raise config_error("on_step.step", f"expected an integer, got {step!r}")
         self._step = int(step)
-        if self.selection is None:
-            return
+        if self.selection is not None:
+            self._probe_step(step, model, optimizer, loss_fn, reference_batches)
+        for fn, every in list(self._metrics_callbacks):
+            if step % every == 0:
+                fn(int(step), self.metrics())
+
+    def _probe_step(self, step, model, optimizer, loss_fn, reference_batches):
         target = None
         if model is not None:
             if optimizer is None:
@@ -249,6 +268,25 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         with self._lock:
             core = self._live_core()
         core.on_step(int(step), target)  # the snapshot (deep copy) happens in here; waits without the GIL
+
+    def add_metrics_callback(self, fn: Callable[[int, Dict[str, float]], None], every: int = 100) -> None:
+        """Calls fn(step, metrics()) from on_step() at every step that is a multiple of `every`, on
+        the training loop's thread: e.g. ``lambda step, m: [writer.add_scalar(k, v, step) for k, v in
+        m.items()]`` (TensorBoard) or ``lambda step, m: wandb.log(m, step=step)``."""
+        if not callable(fn):
+            raise config_error("add_metrics_callback.fn", f"expected a callable fn(step, metrics), got {fn!r}")
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise config_error("add_metrics_callback.every", f"expected an integer >= 1, got {every!r}")
+        self._metrics_callbacks.append((fn, every))
+
+    def metrics(self) -> Dict[str, float]:
+        """Scalars for a metrics tool: stats().metrics() ("loader/...": batches, consumer wait,
+        skipped) and, when selecting, selection_stats().metrics() ("selection/...": selected share
+        overall and per cluster, model version, refreshes, Spearman, probe time and FLOPs shares)."""
+        m = self.stats().metrics()
+        if self.selection is not None:
+            m.update(self.selection_stats().metrics())
+        return m
 
     def set_reference(self, rows) -> None:
         """Reference rows (LongTensor [R, T], or a list of [B, T] batches): the text selection should
@@ -279,41 +317,43 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self._probe_key = (model, optimizer, loss_fn, reference_batches)
         return self._probe_target
 
-    def selection_stats(self) -> Dict[str, Any]:
-        """What selection did so far: windows, warmup_windows, seen, selected, seen_per_cluster,
+    def selection_stats(self) -> SelectionStats:
+        """What selection did so far (groupmates.stats.SelectionStats, the C++ SelectionStats field
+        for field; reads like a dict too): windows, warmup_windows, seen, selected, seen_per_cluster,
         selected_per_cluster, model_version, refreshes, refresh_seconds, refresh_wait_seconds,
         last_heldout_spearman (against the measured labels), last_heldout_spearman_scaled (against the
-        labels as standardised for training) and "probes" (probes_started/completed/skipped_busy/failed,
-        rollouts_kept/discarded/skipped, snapshot_seconds, probe_seconds, probe_share, ...,
-        "last_error": the last Python exception of a probe callback, e.g. loss_fn, or "").
-        Plain mode: seen = selected = rows streamed."""
+        labels as standardised for training), probes (ProbeStats: probes_started/completed/skipped_busy/
+        failed, rollouts_kept/discarded/skipped, snapshot_seconds, probe_seconds, probe_share, ...,
+        last_error: the last Python exception of a probe callback, e.g. loss_fn, or ""), cost, switches.
+        Plain mode: seen = selected = rows streamed, the rest zero."""
         with self._lock:
             if self.selection is None:
                 n = self._state()[1] * self.config.batch_size
-                return {"seen": n, "selected": n}
+                return SelectionStats(seen=n, selected=n)
             self._adopt_after_fork()
             if self._core is None and self._last_selection_stats is not None:
                 s = dict(self._last_selection_stats)
             else:
                 s = self._live_core().selection_stats()
-            s["probes"]["last_error"] = self._probe_ops.last_error if self._probe_ops is not None else ""
-            return s
+            s["probes"] = dict(s["probes"], last_error=self._probe_ops.last_error if self._probe_ops is not None else "")
+            return SelectionStats.from_dict(s)
 
     @property
     def step(self) -> Optional[int]:
         """The last step given to on_step()."""
         return self._step
 
-    def stats(self) -> Dict[str, Any]:
-        """Counters of the C++ core: batches (returned by the core: in selection modes the windows
-        read), buffers_allocated, consumer_wait_seconds, skip_report and, in plain mode, skipped and
-        config_fingerprint (of the current or, while stopped, the last run of the workers; a restart
+    def stats(self) -> LoaderStats:
+        """Counters of the C++ core (groupmates.stats.LoaderStats; reads like a dict too): batches
+        (returned by the core: in selection modes the windows read), buffers_allocated,
+        consumer_wait_seconds, skip_report and, in plain mode, skipped and config_fingerprint (None
+        when selecting) (of the current or, while stopped, the last run of the workers; a restart
         begins new counters)."""
         with self._lock:
             self._adopt_after_fork()
             if self._core is None and self._last_stats is not None:
-                return dict(self._last_stats)
-            return self._live_core().stats()
+                return LoaderStats.from_dict(self._last_stats)
+            return LoaderStats.from_dict(self._live_core().stats())
 
     # ---- lifetime ------------------------------------------------------------------------------
 
@@ -346,7 +386,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             saved = self._state()
         d = {k: v for k, v in self.__dict__.items() if k not in ("_core", "_pid", "_lock", "_core_config",
                                                                "_engine_configs", "_probe_target", "_probe_key",
-                                                               "_probe_ops")}
+                                                               "_probe_ops", "_metrics_callbacks")}
         d["_saved"] = saved
         d["_fork_saved"] = None
         return d
@@ -356,6 +396,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self._core, self._pid, self._lock = None, None, threading.RLock()
         self._core_config = self.config.to_core()
         self._probe_target = self._probe_key = self._probe_ops = None
+        self._metrics_callbacks = []  # callbacks stay with the training loop's process
         self._engine_configs = self._selection_configs()
 
     def __repr__(self):
@@ -431,6 +472,23 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             core.abandon()
         else:
             core.close()
+
+
+def _checked_device(device):
+    # A device the batches can reach, or a ConfigError now (not at the first batch).
+    if device is None:
+        return None
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise config_error("device", f"{device!r} is not a torch device ({e}); use e.g. 'cpu' or 'cuda:0'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise config_error("device", f"'{dev}' but CUDA is not available here (torch {torch.__version__}, "
+                               f"built with CUDA: {torch.version.cuda or 'no'}); use device=None or 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise config_error("device", f"'{dev}' but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return dev
 
 
 def _state_error(message):

@@ -33,6 +33,7 @@
 #include "groupmates/selection_stats.h"
 #include "groupmates/streaming_loader.h"
 #include "groupmates/tokenizer.h"
+#include "groupmates/training_targets.h"
 
 #include "binding_common.h"
 
@@ -126,6 +127,48 @@ class Loader : public groupmates_binding::LoaderHandle<gm::StreamingLoader> {
   uint64_t position() override { return live().state().batches; }
 };
 
+/// The targets of `rows` ([B, T + 1] int64, any row stride) as numpy arrays, computed without the GIL.
+py::dict training_targets(py::array_t<int64_t> rows, const gm::LoaderConfig& config) {
+  const int64_t T = config.sequence_length;
+  if (rows.ndim() != 2 || rows.shape(1) != T + 1 || rows.strides(1) != static_cast<py::ssize_t>(sizeof(int64_t)))
+    throw gm::Error(gm::ErrorCode::kInvalidConfig, "training_targets.rows",
+                    "expected int64 rows [B, sequence_length + 1 = " + std::to_string(T + 1) + "] with contiguous rows");
+  const py::ssize_t B = rows.shape(0);
+  py::array_t<int64_t> labels({B, static_cast<py::ssize_t>(T)});
+  py::array_t<float> loss_mask({B, static_cast<py::ssize_t>(T)});
+  gm::TargetBuffers out;
+  out.labels = labels.mutable_data();
+  out.loss_mask = loss_mask.mutable_data();
+  py::dict d;
+  d["labels"] = labels;
+  d["loss_mask"] = loss_mask;
+  if (config.position_ids) {
+    py::array_t<int64_t> a({B, static_cast<py::ssize_t>(T)});
+    out.position_ids = a.mutable_data();
+    d["position_ids"] = a;
+  }
+  std::vector<int32_t> cu;
+  int64_t max_seqlen = 0;
+  if (config.document_boundaries) {
+    py::array_t<int64_t> a({B, static_cast<py::ssize_t>(T)});
+    out.document_ids = a.mutable_data();
+    out.cu_seqlens = &cu;
+    out.max_seqlen = &max_seqlen;
+    d["document_ids"] = a;
+  }
+  {
+    py::gil_scoped_release nogil;
+    gm::compute_training_targets(rows.data(), static_cast<uint32_t>(B),
+                                 static_cast<uint64_t>(rows.strides(0) / static_cast<py::ssize_t>(sizeof(int64_t))),
+                                 config, out);
+  }
+  if (config.document_boundaries) {
+    d["cu_seqlens"] = py::array_t<int32_t>(static_cast<py::ssize_t>(cu.size()), cu.data());
+    d["max_seqlen"] = max_seqlen;
+  }
+  return d;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -152,7 +195,8 @@ PYBIND11_MODULE(_core, m) {
       .field("weight", &gm::SourceConfig::weight)
       .field("on_exhausted", &gm::SourceConfig::on_exhausted)
       .field("text_field", &gm::SourceConfig::text_field)
-      .field("tokenizer_model", &gm::SourceConfig::tokenizer_model);
+      .field("tokenizer_model", &gm::SourceConfig::tokenizer_model)
+      .field("append_eos", &gm::SourceConfig::append_eos);
 
   Struct<gm::LoaderConfig>(m, "LoaderConfig", "groupmates::LoaderConfig")
       .field("sources", &gm::LoaderConfig::sources)
@@ -171,7 +215,17 @@ PYBIND11_MODULE(_core, m) {
       .field("num_threads", &gm::LoaderConfig::num_threads)
       .field("prefetch_batches", &gm::LoaderConfig::prefetch_batches)
       .field("tokenize_ahead", &gm::LoaderConfig::tokenize_ahead)
+      .field("labels", &gm::LoaderConfig::labels)
+      .field("mask_across_documents", &gm::LoaderConfig::mask_across_documents)
+      .field("position_ids", &gm::LoaderConfig::position_ids)
+      .field("document_boundaries", &gm::LoaderConfig::document_boundaries)
       .cls().def("validate", &gm::LoaderConfig::validate);
+
+  // ---- training targets of rows of T + 1 tokens (include/groupmates/training_targets.h)
+  m.attr("IGNORE_INDEX") = gm::kIgnoreIndex;
+  m.def("_training_targets", &training_targets, py::arg("rows"), py::arg("config"),
+        "labels, loss_mask (and position_ids, document_ids, cu_seqlens, max_seqlen as the config asks) "
+        "of int64 rows [B, sequence_length + 1]");
 
   // ---- selection and probes (include/groupmates/selection_config.h; validated by the engine)
   py::enum_<gm::SelectionMode>(m, "SelectionMode")
