@@ -107,6 +107,7 @@ class SelectionConfig(_StubStruct):
     refresh_train_steps: int
     refresh_batch_rollouts: int
     refresh_learning_rate: float
+    refresh_gate: bool
     robust_label_scaling: bool
     per_position_labels: bool
     relation_tau_min: float
@@ -184,6 +185,8 @@ class SelectionStats(_StubStruct):
     refresh_wait_seconds: float
     last_heldout_spearman: float
     last_heldout_spearman_scaled: float
+    last_heldout_spearman_prior: float
+    refreshes_gated: int
     probes: ProbeStats
     cost: SelectionCost
     probes_skipped_budget: int

@@ -119,6 +119,8 @@ class SelectionStats(_Record):
     refresh_wait_seconds: float = 0.0
     last_heldout_spearman: float = 0.0
     last_heldout_spearman_scaled: float = 0.0
+    last_heldout_spearman_prior: float = 0.0
+    refreshes_gated: int = 0
     probes: ProbeStats = field(default_factory=ProbeStats)
     cost: SelectionCost = field(default_factory=SelectionCost)
     probes_skipped_budget: int = 0
