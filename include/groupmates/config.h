@@ -42,6 +42,8 @@ struct SourceConfig {
   OnExhausted on_exhausted = OnExhausted::kEnd;
   std::string text_field = "text";     ///< kJsonl: the string field holding the document
   std::string tokenizer_model;         ///< kJsonl: SentencePiece .model file
+  uint64_t max_line_bytes = 4u << 20;  ///< kJsonl: a longer line is a bad record ("line_too_long", by bad_input):
+                                       ///< parsing + tokenizing one line takes ~70x its size in memory
 };
 
 /// How documents become fixed-length candidate sequences.

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "groupmates/error.h"
 #include "sources/mapped_file.h"
@@ -117,6 +118,7 @@ const char* JsonlSource::problem_key(Problem p) {
     case Problem::kInvalidUtf8: return "invalid_utf8";
     case Problem::kMissingField: return "missing_field";
     case Problem::kEmptyText: return "empty_text";
+    case Problem::kLineTooLong: return "line_too_long";
   }
   return "unknown";
 }
@@ -166,7 +168,7 @@ static void decompress_zstd(const MappedFile& in, Buffer& out) {
 }
 
 JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool load_tokenizer)
-    : source_name_(config.name.empty() ? "jsonl" : config.name), text_field_(config.text_field), policy_(policy) {
+    : source_name_(config.name.empty() ? "jsonl" : config.name), text_field_(config.text_field), max_line_bytes_(config.max_line_bytes), policy_(policy) {
   if (config.paths.empty()) {
     throw Error(ErrorCode::kInvalidConfig, "", "source '" + source_name_ + "': paths is empty; list .jsonl / .jsonl.zst files");
   }
@@ -187,6 +189,7 @@ JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool
     f->path = path;
     auto map = std::make_unique<MappedFile>(path, MappedFile::Advice::kSequential);
     f->disk_size = map->size();
+    const uint64_t content_hash = map->sampled_hash();  // of the file on disk (compressed or not)
     if (map->empty()) {
       throw Error(ErrorCode::kCorruptData, path, "file is empty (0 records); remove it from the source's paths");
     }
@@ -227,7 +230,9 @@ JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool
     if (f->map) f->map->advise(MappedFile::Advice::kRandom);  // documents are then read in shuffled order
     fp += path;
     fp += '\0';
-    fp += std::to_string(f->disk_size) + " " + std::to_string(f->size) + " " + std::to_string(f->starts.size()) + "\n";
+    fp += std::to_string(f->disk_size) + " " + std::to_string(f->size) + " " + std::to_string(f->starts.size()) + " " +
+          std::to_string(content_hash) + "\n";
+    data_files_.push_back({path, f->disk_size, content_hash});
     first_line_.push_back(first_line_.back() + f->starts.size());
     files_.push_back(std::move(f));
   }
@@ -264,6 +269,10 @@ JsonlSource::Problem JsonlSource::parse(uint64_t i, std::string_view* text, std:
     if (detail != nullptr) *detail = what;
     return p;
   };
+  if (raw.size() > max_line_bytes_) {
+    return say(Problem::kLineTooLong, "the line is " + std::to_string(raw.size()) + " bytes, over max_line_bytes = " +
+                                          std::to_string(max_line_bytes_) + " (one line costs ~70x its size in memory)");
+  }
   if (is_blank(raw)) return say(Problem::kEmptyLine, "blank line");
   if (!simdjson::validate_utf8(raw.data(), raw.size())) {
     return say(Problem::kInvalidUtf8,
@@ -271,8 +280,15 @@ JsonlSource::Problem JsonlSource::parse(uint64_t i, std::string_view* text, std:
   }
   // One parser and one padded copy buffer per thread: the line may end at the end of the map,
   // where simdjson's read-ahead padding is not available.
-  thread_local simdjson::dom::parser parser;
-  thread_local std::vector<char> padded;
+  // Lines over 1 MiB get a parser and buffer of their own, freed after: a thread keeps no
+  // high-water mark of the largest line it ever parsed.
+  thread_local simdjson::dom::parser shared_parser;
+  thread_local std::vector<char> shared_padded;
+  const bool large = raw.size() > (1u << 20);
+  std::unique_ptr<simdjson::dom::parser> own_parser(large ? new simdjson::dom::parser : nullptr);
+  std::vector<char> own_padded;
+  simdjson::dom::parser& parser = large ? *own_parser : shared_parser;
+  std::vector<char>& padded = large ? own_padded : shared_padded;
   if (padded.size() < raw.size() + simdjson::SIMDJSON_PADDING) padded.resize(raw.size() + simdjson::SIMDJSON_PADDING);
   std::memcpy(padded.data(), raw.data(), raw.size());
   std::memset(padded.data() + raw.size(), 0, simdjson::SIMDJSON_PADDING);
@@ -340,6 +356,7 @@ Document JsonlSource::read(uint64_t i, SkipCounters& skips) const {
       case Problem::kInvalidUtf8: fix = "re-encode the file as UTF-8, "; break;
       case Problem::kMissingField: fix = "set text_field to the field holding the document text, "; break;
       case Problem::kEmptyText: fix = "remove empty documents, "; break;
+      case Problem::kLineTooLong: fix = "split the document or raise max_line_bytes, "; break;
       default: break;
     }
     throw Error(ErrorCode::kCorruptData, locate(i), detail + "; " + fix + kSkipHint);
@@ -352,6 +369,7 @@ Document JsonlSource::read(uint64_t i, SkipCounters& skips) const {
 }
 
 uint64_t JsonlSource::fingerprint() const { return fingerprint_; }
+std::vector<DataFileFingerprint> JsonlSource::data_files() const { return data_files_; }
 uint32_t JsonlSource::num_files() const { return static_cast<uint32_t>(files_.size()); }
 const std::string& JsonlSource::path(uint32_t f) const { return files_.at(f)->path; }
 uint64_t JsonlSource::file_lines(uint32_t f) const { return files_.at(f)->starts.size(); }
