@@ -12,6 +12,7 @@ PACKAGES=(
   pybind11-dev python3-pybind11 python3-setuptools python3-venv python3-pip python3-numpy python3-pytest python3-matplotlib
   libgtest-dev googletest
   libcli11-dev nlohmann-json3-dev libfmt-dev
+  clang libclang-rt-14-dev  # make fuzz: libFuzzer + ASan/UBSan
 )
 
 missing=()
