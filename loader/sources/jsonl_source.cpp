@@ -89,6 +89,25 @@ struct Buffer {
   }
 };
 
+// One parser and one padded copy buffer per thread: the line may end at the end of the map,
+// where simdjson's read-ahead padding is not available.
+simdjson::dom::parser& thread_parser() {
+  thread_local simdjson::dom::parser parser;
+  return parser;
+}
+std::vector<char>& thread_padded() {
+  thread_local std::vector<char> padded;
+  return padded;
+}
+
+// After a line over 1 MiB is used up: frees this thread's parser and buffer, so a thread keeps no
+// high-water mark of the largest line it ever parsed.
+void release_large_line_buffers(size_t line_bytes) {
+  if (line_bytes <= (size_t{1} << 20)) return;
+  thread_parser() = simdjson::dom::parser();
+  std::vector<char>().swap(thread_padded());
+}
+
 }  // namespace
 
 struct JsonlSource::File {
@@ -278,17 +297,10 @@ JsonlSource::Problem JsonlSource::parse(uint64_t i, std::string_view* text, std:
     return say(Problem::kInvalidUtf8,
                "invalid UTF-8 at byte " + std::to_string(first_invalid_utf8(raw)) + " of the line");
   }
-  // One parser and one padded copy buffer per thread: the line may end at the end of the map,
-  // where simdjson's read-ahead padding is not available.
-  // Lines over 1 MiB get a parser and buffer of their own, freed after: a thread keeps no
-  // high-water mark of the largest line it ever parsed.
-  thread_local simdjson::dom::parser shared_parser;
-  thread_local std::vector<char> shared_padded;
-  const bool large = raw.size() > (1u << 20);
-  std::unique_ptr<simdjson::dom::parser> own_parser(large ? new simdjson::dom::parser : nullptr);
-  std::vector<char> own_padded;
-  simdjson::dom::parser& parser = large ? *own_parser : shared_parser;
-  std::vector<char>& padded = large ? own_padded : shared_padded;
+  // The per-thread parser and padded copy: the text found points into the parser, valid until
+  // this thread's next parse or release_large_line_buffers().
+  simdjson::dom::parser& parser = thread_parser();
+  std::vector<char>& padded = thread_padded();
   if (padded.size() < raw.size() + simdjson::SIMDJSON_PADDING) padded.resize(raw.size() + simdjson::SIMDJSON_PADDING);
   std::memcpy(padded.data(), raw.data(), raw.size());
   std::memset(padded.data() + raw.size(), 0, simdjson::SIMDJSON_PADDING);
@@ -325,6 +337,7 @@ JsonlSource::Problem JsonlSource::text(uint64_t i, std::string* text, std::strin
   std::string_view s;
   const Problem p = parse(i, &s, detail);
   if (p == Problem::kNone && text != nullptr) text->assign(s.data(), s.size());
+  release_large_line_buffers(line(i).size());
   return p;
 }
 
@@ -343,6 +356,7 @@ Document JsonlSource::read(uint64_t i, SkipCounters& skips) const {
       detail = "field \"" + text_field_ + "\" tokenizes to 0 tokens";
     }
   }
+  release_large_line_buffers(line(i).size());
   Document doc;
   if (p != Problem::kNone) {
     if (p == Problem::kEmptyLine || policy_ == BadInputPolicy::kSkip) {

@@ -172,6 +172,19 @@ TEST(HostileInput, JsonlLineOverMaxLineBytesIsABadRecordCheckedBeforeParsing) {
   JsonlSource at_limit(c, BadInputPolicy::kFail, false);
   EXPECT_EQ(at_limit.text(1, &text), JsonlSource::Problem::kNone);
   EXPECT_EQ(text.size(), 5000u);
+  // Lines over 1 MiB release the thread's parser after use: the text must still come back whole
+  // (a parser freed too early once left it dangling).
+  std::string huge(3 << 19, 'x');
+  for (size_t k = 0; k < huge.size(); k += 97) huge[k] = static_cast<char>('a' + k % 26);
+  rdtest::write_bytes(path, "{\"text\": \"" + huge + "\"}\n{\"text\": \"after\"}\n");
+  c.max_line_bytes = 2u << 20;
+  JsonlSource large(c, BadInputPolicy::kFail, false);
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_EQ(large.text(0, &text), JsonlSource::Problem::kNone);
+    EXPECT_TRUE(text == huge) << "a " << huge.size() << "-byte text came back as " << text.size() << " bytes";
+    ASSERT_EQ(large.text(1, &text), JsonlSource::Problem::kNone);
+    EXPECT_EQ(text, "after");
+  }
   LoaderConfig cfg;
   c.max_line_bytes = 0;
   c.tokenizer_model = "x.model";
