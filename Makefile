@@ -54,7 +54,7 @@ test-sanitizers: deps
 	    $(BUILD)-$$san/tests/loader_tests --gtest_brief=1 || exit 1; \
 	done
 
-test: test-unit test-sanitizers test-python
+test: test-unit test-sanitizers test-python fuzz-smoke
 	@echo "make test: all suites passed"
 
 bench-throughput: build
@@ -65,8 +65,26 @@ bench-select: configure
 	cmake --build $(BUILD) -j$(JOBS) --target bench_select
 	$(BUILD)/bench/bench_select
 
+# libFuzzer harnesses of every parser (fuzz/): a clang ASan+UBSan build in $(BUILD)-fuzz, seed corpora
+# written by fuzz/make_seeds.cpp from real small files. `make fuzz` runs each harness for its share of
+# FUZZ_SECONDS and ends with RESULT fuzz_targets= fuzz_execs= fuzz_crashes=; `make fuzz-smoke` (in
+# `make test`) runs each once over its seeds and the kept regression inputs (fuzz/regressions/).
+FUZZ_BUILD ?= $(BUILD)-fuzz
+FUZZ_SECONDS ?= 180
+.PHONY: fuzz-build fuzz fuzz-smoke
+fuzz-build: deps corpus
+	cmake -S fuzz -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang >/dev/null
+	cmake --build $(FUZZ_BUILD) -j$(JOBS)
+	$(FUZZ_BUILD)/make_seeds $(FUZZ_BUILD)/seeds $(CORPUS)
+
+fuzz: fuzz-build
+	bash scripts/run-fuzz.sh $(FUZZ_BUILD) run $(FUZZ_SECONDS)
+
+fuzz-smoke: fuzz-build
+	bash scripts/run-fuzz.sh $(FUZZ_BUILD) smoke
+
 clean:
-	rm -rf $(BUILD) $(BUILD)-thread $(BUILD)-address
+	rm -rf $(BUILD) $(BUILD)-thread $(BUILD)-address $(BUILD)-fuzz
 
 # The Python package (python/): installed into a venv that sees Debian's torch; the extension is
 # built by CMake in $(BUILD)-py (LibTorch-free, so it fits any torch the interpreter has).

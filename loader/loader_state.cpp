@@ -2,6 +2,7 @@
 
 #include <cinttypes>
 #include <sstream>
+#include <vector>
 
 #include "groupmates/error.h"
 
@@ -15,7 +16,7 @@ constexpr int kVersion = 1;
 std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '%' || c == ' ' || c == '\n' || c == '\r' || c == '\t') {
+    if (c == '%' || c == ' ' || c == '\n' || c == '\r' || c == '\t' || c == '\v' || c == '\f') {
       char buf[4];
       std::snprintf(buf, sizeof(buf), "%%%02X", static_cast<unsigned char>(c));
       out += buf;
@@ -26,22 +27,70 @@ std::string escape(const std::string& s) {
   return out.empty() ? "%" : out;  // "%" alone stands for the empty string
 }
 
-std::string unescape(const std::string& s) {
+[[noreturn]] void bad(const std::string& what) {
+  throw Error(ErrorCode::kInvalidState, "LoaderState", what + " (was the state saved by groupmates and passed unchanged?)");
+}
+
+[[noreturn]] void bad_field(int line_no, const std::string& field, const std::string& what) {
+  throw Error(ErrorCode::kInvalidState, "LoaderState." + field,
+              "line " + std::to_string(line_no) + ": " + what + " (was the state saved by groupmates and passed unchanged?)");
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Inverse of escape(); `field`/`line_no` name a bad escape.
+std::string unescape(const std::string& s, int line_no, const std::string& field) {
   if (s == "%") return "";
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
+    if (s[i] != '%') {
       out += s[i];
+      continue;
     }
+    const int hi = i + 2 < s.size() ? hex_digit(s[i + 1]) : -1, lo = i + 2 < s.size() ? hex_digit(s[i + 2]) : -1;
+    if (hi < 0 || lo < 0) bad_field(line_no, field, "bad escape at character " + std::to_string(i) + " (expected %XX)");
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
   }
   return out;
 }
 
-[[noreturn]] void bad(const std::string& what) {
-  throw Error(ErrorCode::kInvalidState, "LoaderState", what + " (was the state saved by groupmates and passed unchanged?)");
+// The whitespace-separated words of a line.
+std::vector<std::string> words(const std::string& line) {
+  std::vector<std::string> out;
+  std::istringstream in(line);
+  std::string w;
+  while (in >> w) out.push_back(w);
+  return out;
+}
+
+// A decimal uint64: digits only (no sign), no overflow.
+uint64_t parse_u64(const std::string& w, int line_no, const std::string& field) {
+  if (w.empty() || w.size() > 20) bad_field(line_no, field, "'" + w.substr(0, 32) + "' is not a number in 0..2^64-1");
+  uint64_t v = 0;
+  for (char c : w) {
+    if (c < '0' || c > '9') bad_field(line_no, field, "'" + w.substr(0, 32) + "' is not a number in 0..2^64-1 (digits only)");
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) bad_field(line_no, field, "'" + w + "' overflows 64 bits");
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+uint64_t parse_hex64(const std::string& w, int line_no, const std::string& field) {
+  if (w.empty() || w.size() > 16) bad_field(line_no, field, "'" + w.substr(0, 32) + "' is not 1..16 hex digits");
+  uint64_t v = 0;
+  for (char c : w) {
+    const int d = hex_digit(c);
+    if (d < 0) bad_field(line_no, field, "'" + w.substr(0, 32) + "' is not hexadecimal");
+    v = v * 16 + static_cast<uint64_t>(d);
+  }
+  return v;
 }
 
 }  // namespace
@@ -62,6 +111,10 @@ std::string LoaderState::serialize() const {
   for (const auto& s : sources) o << "source " << s.epoch << " " << s.position << " " << s.offset << "\n";
   for (const auto& kv : skipped) o << "skipped " << escape(kv.first) << " " << kv.second << "\n";
   for (const auto& kv : extra) o << "extra " << escape(kv.first) << " " << escape(kv.second) << "\n";
+  for (const auto& f : files) {
+    std::snprintf(hex, sizeof(hex), "%016" PRIx64, f.content_hash);
+    o << "file " << f.size << " " << hex << " " << escape(f.path) << "\n";
+  }
   o << "end\n";
   return o.str();
 }
@@ -71,60 +124,78 @@ LoaderState LoaderState::parse(const std::string& text) {
   std::string line;
   if (!std::getline(in, line)) bad("empty state");
   {
-    std::istringstream head(line);
-    std::string magic;
-    int version = 0;
-    head >> magic >> version;
-    if (magic != kMagic) bad("does not start with '" + std::string(kMagic) + "'");
-    if (version != kVersion) bad("version " + std::to_string(version) + " is not supported (this build reads version 1)");
+    const auto w = words(line);
+    if (w.empty() || w[0] != kMagic) bad("does not start with '" + std::string(kMagic) + "'");
+    if (w.size() != 2 || w[1] != std::to_string(kVersion))
+      bad("version " + (w.size() > 1 ? w[1].substr(0, 32) : std::string("(none)")) + " is not supported (this build reads version 1)");
   }
   LoaderState s;
   bool seen_end = false;
   int line_no = 1;
+  std::map<std::string, int> seen;  // scalar field -> line it was first on
   while (std::getline(in, line)) {
     ++line_no;
-    std::istringstream f(line);
-    std::string key;
-    f >> key;
-    auto need = [&](bool ok) {
-      if (!ok) bad("line " + std::to_string(line_no) + " ('" + key + "') is malformed");
+    const auto w = words(line);
+    if (seen_end) {
+      if (!w.empty())
+        bad_field(line_no, "end", "text after 'end' ('" + w[0].substr(0, 32) + "'): the state was edited or two states were concatenated");
+      continue;
+    }
+    if (w.empty()) continue;
+    const std::string& key = w[0];
+    auto arity = [&](size_t n, const char* form) {
+      if (w.size() != n + 1)
+        bad_field(line_no, key, "expected '" + key + " " + form + "', got " + std::to_string(w.size() - 1) + " value(s)");
+    };
+    auto once = [&]() {
+      if (!seen.emplace(key, line_no).second) bad_field(line_no, key, "given twice (first on line " + std::to_string(seen[key]) + ")");
     };
     if (key == "fingerprint") {
-      std::string hex;
-      f >> hex;
-      need(!hex.empty());
-      s.config_fingerprint = std::stoull(hex, nullptr, 16);
+      arity(1, "HEX"), once();
+      s.config_fingerprint = parse_hex64(w[1], line_no, "config_fingerprint");
     } else if (key == "global_batch_size") {
-      need(static_cast<bool>(f >> s.global_batch_size));
+      arity(1, "N"), once();
+      s.global_batch_size = parse_u64(w[1], line_no, key);
     } else if (key == "batches") {
-      need(static_cast<bool>(f >> s.batches));
+      arity(1, "N"), once();
+      s.batches = parse_u64(w[1], line_no, key);
     } else if (key == "pass") {
-      need(static_cast<bool>(f >> s.pass));
+      arity(1, "N"), once();
+      s.pass = parse_u64(w[1], line_no, key);
     } else if (key == "ended") {
-      int e = 0;
-      need(static_cast<bool>(f >> e));
-      s.ended = e != 0;
+      arity(1, "0|1"), once();
+      if (w[1] != "0" && w[1] != "1") bad_field(line_no, key, "is '" + w[1].substr(0, 32) + "'; must be 0 or 1");
+      s.ended = w[1] == "1";
     } else if (key == "blend") {
-      uint64_t c;
-      while (f >> c) s.blend_counts.push_back(c);
+      once();
+      for (size_t k = 1; k < w.size(); ++k) s.blend_counts.push_back(parse_u64(w[k], line_no, "blend[" + std::to_string(k - 1) + "]"));
     } else if (key == "source") {
+      arity(3, "EPOCH POSITION OFFSET");
+      const std::string f = "sources[" + std::to_string(s.sources.size()) + "]";
       SourcePosition p;
-      need(static_cast<bool>(f >> p.epoch >> p.position >> p.offset));
+      p.epoch = parse_u64(w[1], line_no, f + ".epoch");
+      p.position = parse_u64(w[2], line_no, f + ".position");
+      p.offset = parse_u64(w[3], line_no, f + ".offset");
       s.sources.push_back(p);
     } else if (key == "skipped") {
-      std::string k;
-      uint64_t n = 0;
-      need(static_cast<bool>(f >> k >> n));
-      s.skipped[unescape(k)] = n;
+      arity(2, "KEY N");
+      s.skipped[unescape(w[1], line_no, "skipped")] = parse_u64(w[2], line_no, "skipped");
     } else if (key == "extra") {
-      std::string k, v;
-      need(static_cast<bool>(f >> k >> v));
-      s.extra[unescape(k)] = unescape(v);
+      arity(2, "KEY VALUE");
+      s.extra[unescape(w[1], line_no, "extra")] = unescape(w[2], line_no, "extra");
+    } else if (key == "file") {
+      arity(3, "SIZE HEX PATH");
+      const std::string f = "files[" + std::to_string(s.files.size()) + "]";
+      DataFileFingerprint d;
+      d.size = parse_u64(w[1], line_no, f + ".size");
+      d.content_hash = parse_hex64(w[2], line_no, f + ".content_hash");
+      d.path = unescape(w[3], line_no, f + ".path");
+      s.files.push_back(std::move(d));
     } else if (key == "end") {
+      arity(0, "");
       seen_end = true;
-      break;
-    } else if (!key.empty()) {
-      bad("unknown field '" + key + "' on line " + std::to_string(line_no));
+    } else {
+      bad("unknown field '" + key.substr(0, 32) + "' on line " + std::to_string(line_no));
     }
   }
   if (!seen_end) bad("truncated: no 'end' line");
@@ -139,7 +210,7 @@ bool LoaderState::operator==(const LoaderState& o) const {
       return false;
   return config_fingerprint == o.config_fingerprint && global_batch_size == o.global_batch_size &&
          batches == o.batches && pass == o.pass && ended == o.ended && blend_counts == o.blend_counts &&
-         skipped == o.skipped && extra == o.extra;
+         skipped == o.skipped && extra == o.extra && files == o.files;
 }
 
 }  // namespace groupmates

@@ -9,6 +9,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -19,6 +20,7 @@
 #include "stream/blend_schedule.h"
 #include "stream/buffer_pool.h"
 #include "sources/document_source.h"
+#include "sources/mapped_file.h"
 #include "groupmates/error.h"
 #include "stream/skip_counters.h"
 #include "stream/source_cursor.h"
@@ -83,6 +85,7 @@ struct StreamingLoader::Impl {
   BlendSchedule blend;
   SkipCounters skips;
   uint64_t fingerprint = 0;
+  std::vector<DataFileFingerprint> files;  // every data file, in source order (saved in the state)
   boost::asio::thread_pool pool;
   std::shared_ptr<BufferPool> buffers;
 
@@ -171,6 +174,7 @@ struct StreamingLoader::Impl {
         cursors.push_back(make_document_cursor(src, ctx));
       }
       mix(cursors.back()->fingerprint());
+      for (auto& f : cursors.back()->data_files()) files.push_back(std::move(f));
       mix(XXH3_64bits(ctx.source_name.data(), ctx.source_name.size()));
       uint64_t wbits;
       std::memcpy(&wbits, &sc.weight, sizeof(wbits));
@@ -196,10 +200,36 @@ struct StreamingLoader::Impl {
       s.sources.push_back({cs.epoch, cs.position, cs.offset});
     }
     s.skipped = skips.counts();
+    s.files = files;
     return s;
   }
 
+  // A data file changed since `s` was saved: named, with what changed (states saved before file
+  // fingerprints existed have none and are checked by config_fingerprint alone).
+  void check_files(const LoaderState& s) const {
+    for (size_t i = 0; i < s.files.size(); ++i) {
+      const DataFileFingerprint& was = s.files[i];
+      const auto now = std::find_if(files.begin(), files.end(), [&](const DataFileFingerprint& f) { return f.path == was.path; });
+      const std::string field = "LoaderState.files[" + std::to_string(i) + "]";
+      if (now == files.end())
+        throw Error(ErrorCode::kInvalidState, was.path,
+                    "the state was saved reading this file, which this config does not read (" + field +
+                        "): restore it with the config it was saved with");
+      if (now->size != was.size)
+        throw Error(ErrorCode::kInvalidState, was.path,
+                    "the file is " + std::to_string(now->size) + " bytes but was " + std::to_string(was.size) +
+                        " when the state was saved: it changed, and resuming would read other data; restore the "
+                        "original file, or start a fresh run without the state");
+      if (now->content_hash != was.content_hash)
+        throw Error(ErrorCode::kInvalidState, was.path,
+                    "the file has the same size but other content than when the state was saved (sampled-block "
+                    "fingerprint differs): it was replaced or rewritten, and resuming would read other data; "
+                    "restore the original file, or start a fresh run without the state");
+    }
+  }
+
   void restore(const LoaderState& s) {
+    check_files(s);
     if (s.config_fingerprint != fingerprint)
       throw Error(ErrorCode::kInvalidState, "LoaderState.config_fingerprint",
                   "the state was saved with different data or stream settings (sources, their files, seed, "
@@ -212,6 +242,17 @@ struct StreamingLoader::Impl {
                       "set batch_size = " + std::to_string(s.global_batch_size) + " / world_size");
     if (s.sources.size() != cursors.size())
       throw Error(ErrorCode::kInvalidState, "LoaderState.sources", "saved with " + std::to_string(s.sources.size()) + " sources, config has " + std::to_string(cursors.size()));
+    if (config.epochs > 0 && (s.pass > config.epochs || (s.pass == config.epochs && !s.ended)))
+      throw Error(ErrorCode::kInvalidState, "LoaderState.pass",
+                  "is " + std::to_string(s.pass) + " but the config has epochs = " + std::to_string(config.epochs) +
+                      " (a state past the last pass can only be an ended one): the state was edited or belongs to another config");
+    if (s.blend_counts.size() != cursors.size())
+      throw Error(ErrorCode::kInvalidState, "LoaderState.blend",
+                  "has " + std::to_string(s.blend_counts.size()) + " counts, the config has " +
+                      std::to_string(cursors.size()) + " sources: the state was edited or belongs to another config");
+    if (s.batches > UINT64_MAX / global_batch_size())
+      throw Error(ErrorCode::kInvalidState, "LoaderState.batches",
+                  "is " + std::to_string(s.batches) + ": batches * global batch size overflows 64 bits; the state was edited");
     blend.set_counts(s.blend_counts);
     for (size_t i = 0; i < cursors.size(); ++i)
       cursors[i]->load({s.sources[i].epoch, s.sources[i].position, s.sources[i].offset});
@@ -302,6 +343,7 @@ struct StreamingLoader::Impl {
         }
         b.ids.push_back(rows[r].id);
       }
+      throw_if_mapping_faulted();  // a data file shrank under its map: never emit the zeros read
       slot.batch = std::move(b);
       slot.state_after = std::move(state_after);
     } catch (...) {

@@ -13,6 +13,7 @@ PACKAGES=(
   libgtest-dev googletest
   libcli11-dev nlohmann-json3-dev libfmt-dev
   python3-mypy  # tests/python/test_stubs.py type-checks a use of the package's stubs
+  clang libclang-rt-14-dev  # make fuzz: libFuzzer + ASan/UBSan
 )
 
 missing=()

@@ -45,6 +45,8 @@ struct SourceConfig {
   /// Documents sources (kMegatron, kJsonl): append LoaderConfig::eos_id after each document. false:
   /// the documents already end with it (Megatron data built with --append-eod), none is added.
   bool append_eos = true;
+  uint64_t max_line_bytes = 4u << 20;  ///< kJsonl: a longer line is a bad record ("line_too_long", by bad_input):
+                                       ///< parsing + tokenizing one line takes ~70x its size in memory
 };
 
 /// How documents become fixed-length candidate sequences.

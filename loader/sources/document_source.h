@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "groupmates/loader_state.h"
 
 #include "groupmates/config.h"
 #include "stream/skip_counters.h"
@@ -32,6 +35,8 @@ class DocumentSource {
   virtual std::string locate(uint64_t i) const = 0;
   /// A hash of what was opened (paths, sizes, counts); a saved state must match it.
   virtual uint64_t fingerprint() const = 0;
+  /// Every file read, with its size and sampled content hash (also mixed into fingerprint()).
+  virtual std::vector<DataFileFingerprint> data_files() const = 0;
 };
 
 /// Opens a kMegatron or kJsonl source. Throws Error (kIo / kCorruptData / kInvalidConfig).

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "groupmates/error.h"
 #include "sources/mapped_file.h"
@@ -88,6 +89,25 @@ struct Buffer {
   }
 };
 
+// One parser and one padded copy buffer per thread: the line may end at the end of the map,
+// where simdjson's read-ahead padding is not available.
+simdjson::dom::parser& thread_parser() {
+  thread_local simdjson::dom::parser parser;
+  return parser;
+}
+std::vector<char>& thread_padded() {
+  thread_local std::vector<char> padded;
+  return padded;
+}
+
+// After a line over 1 MiB is used up: frees this thread's parser and buffer, so a thread keeps no
+// high-water mark of the largest line it ever parsed.
+void release_large_line_buffers(size_t line_bytes) {
+  if (line_bytes <= (size_t{1} << 20)) return;
+  thread_parser() = simdjson::dom::parser();
+  std::vector<char>().swap(thread_padded());
+}
+
 }  // namespace
 
 struct JsonlSource::File {
@@ -117,6 +137,7 @@ const char* JsonlSource::problem_key(Problem p) {
     case Problem::kInvalidUtf8: return "invalid_utf8";
     case Problem::kMissingField: return "missing_field";
     case Problem::kEmptyText: return "empty_text";
+    case Problem::kLineTooLong: return "line_too_long";
   }
   return "unknown";
 }
@@ -166,7 +187,7 @@ static void decompress_zstd(const MappedFile& in, Buffer& out) {
 }
 
 JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool load_tokenizer)
-    : source_name_(config.name.empty() ? "jsonl" : config.name), text_field_(config.text_field), policy_(policy) {
+    : source_name_(config.name.empty() ? "jsonl" : config.name), text_field_(config.text_field), max_line_bytes_(config.max_line_bytes), policy_(policy) {
   if (config.paths.empty()) {
     throw Error(ErrorCode::kInvalidConfig, "", "source '" + source_name_ + "': paths is empty; list .jsonl / .jsonl.zst files");
   }
@@ -187,6 +208,7 @@ JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool
     f->path = path;
     auto map = std::make_unique<MappedFile>(path, MappedFile::Advice::kSequential);
     f->disk_size = map->size();
+    const uint64_t content_hash = map->sampled_hash();  // of the file on disk (compressed or not)
     if (map->empty()) {
       throw Error(ErrorCode::kCorruptData, path, "file is empty (0 records); remove it from the source's paths");
     }
@@ -227,7 +249,9 @@ JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool
     if (f->map) f->map->advise(MappedFile::Advice::kRandom);  // documents are then read in shuffled order
     fp += path;
     fp += '\0';
-    fp += std::to_string(f->disk_size) + " " + std::to_string(f->size) + " " + std::to_string(f->starts.size()) + "\n";
+    fp += std::to_string(f->disk_size) + " " + std::to_string(f->size) + " " + std::to_string(f->starts.size()) + " " +
+          std::to_string(content_hash) + "\n";
+    data_files_.push_back({path, f->disk_size, content_hash});
     first_line_.push_back(first_line_.back() + f->starts.size());
     files_.push_back(std::move(f));
   }
@@ -264,15 +288,19 @@ JsonlSource::Problem JsonlSource::parse(uint64_t i, std::string_view* text, std:
     if (detail != nullptr) *detail = what;
     return p;
   };
+  if (raw.size() > max_line_bytes_) {
+    return say(Problem::kLineTooLong, "the line is " + std::to_string(raw.size()) + " bytes, over max_line_bytes = " +
+                                          std::to_string(max_line_bytes_) + " (one line costs ~70x its size in memory)");
+  }
   if (is_blank(raw)) return say(Problem::kEmptyLine, "blank line");
   if (!simdjson::validate_utf8(raw.data(), raw.size())) {
     return say(Problem::kInvalidUtf8,
                "invalid UTF-8 at byte " + std::to_string(first_invalid_utf8(raw)) + " of the line");
   }
-  // One parser and one padded copy buffer per thread: the line may end at the end of the map,
-  // where simdjson's read-ahead padding is not available.
-  thread_local simdjson::dom::parser parser;
-  thread_local std::vector<char> padded;
+  // The per-thread parser and padded copy: the text found points into the parser, valid until
+  // this thread's next parse or release_large_line_buffers().
+  simdjson::dom::parser& parser = thread_parser();
+  std::vector<char>& padded = thread_padded();
   if (padded.size() < raw.size() + simdjson::SIMDJSON_PADDING) padded.resize(raw.size() + simdjson::SIMDJSON_PADDING);
   std::memcpy(padded.data(), raw.data(), raw.size());
   std::memset(padded.data() + raw.size(), 0, simdjson::SIMDJSON_PADDING);
@@ -309,6 +337,7 @@ JsonlSource::Problem JsonlSource::text(uint64_t i, std::string* text, std::strin
   std::string_view s;
   const Problem p = parse(i, &s, detail);
   if (p == Problem::kNone && text != nullptr) text->assign(s.data(), s.size());
+  release_large_line_buffers(line(i).size());
   return p;
 }
 
@@ -327,6 +356,7 @@ Document JsonlSource::read(uint64_t i, SkipCounters& skips) const {
       detail = "field \"" + text_field_ + "\" tokenizes to 0 tokens";
     }
   }
+  release_large_line_buffers(line(i).size());
   Document doc;
   if (p != Problem::kNone) {
     if (p == Problem::kEmptyLine || policy_ == BadInputPolicy::kSkip) {
@@ -340,6 +370,7 @@ Document JsonlSource::read(uint64_t i, SkipCounters& skips) const {
       case Problem::kInvalidUtf8: fix = "re-encode the file as UTF-8, "; break;
       case Problem::kMissingField: fix = "set text_field to the field holding the document text, "; break;
       case Problem::kEmptyText: fix = "remove empty documents, "; break;
+      case Problem::kLineTooLong: fix = "split the document or raise max_line_bytes, "; break;
       default: break;
     }
     throw Error(ErrorCode::kCorruptData, locate(i), detail + "; " + fix + kSkipHint);
@@ -352,6 +383,7 @@ Document JsonlSource::read(uint64_t i, SkipCounters& skips) const {
 }
 
 uint64_t JsonlSource::fingerprint() const { return fingerprint_; }
+std::vector<DataFileFingerprint> JsonlSource::data_files() const { return data_files_; }
 uint32_t JsonlSource::num_files() const { return static_cast<uint32_t>(files_.size()); }
 const std::string& JsonlSource::path(uint32_t f) const { return files_.at(f)->path; }
 uint64_t JsonlSource::file_lines(uint32_t f) const { return files_.at(f)->starts.size(); }

@@ -10,7 +10,10 @@
 // read(i) validates line i's UTF-8, parses it with simdjson (one parser per thread), takes the
 // string field config.text_field and tokenizes it with the source's SentencePiece model.
 // Bad records (invalid_json, invalid_utf8, missing_field, empty_text) follow the BadInputPolicy;
-// blank (empty or whitespace-only) lines are always skipped and counted as "empty_line".
+// blank (empty or whitespace-only) lines are always skipped and counted as "empty_line". A line
+// longer than config.max_line_bytes is a bad record too ("line_too_long"), checked before it is
+// parsed: one line costs ~70x its size while parsed and tokenized, so the cap bounds memory (and
+// how long a shutdown can wait behind a worker tokenizing it).
 #pragma once
 
 #include <cstdint>
@@ -29,9 +32,9 @@ class Tokenizer;
 class JsonlSource : public DocumentSource {
  public:
   /// What is wrong with a record.
-  enum class Problem { kNone, kEmptyLine, kInvalidJson, kInvalidUtf8, kMissingField, kEmptyText };
+  enum class Problem { kNone, kEmptyLine, kInvalidJson, kInvalidUtf8, kMissingField, kEmptyText, kLineTooLong };
   /// Skip-counter reason key of a problem: "empty_line", "invalid_json", "invalid_utf8",
-  /// "missing_field", "empty_text" ("" for kNone).
+  /// "missing_field", "empty_text", "line_too_long" ("" for kNone).
   static const char* problem_key(Problem p);
 
   /// Opens every file of config.paths and indexes its lines. Loads config.tokenizer_model when
@@ -46,6 +49,7 @@ class JsonlSource : public DocumentSource {
   /// "path:line N" (1-based line in its file).
   std::string locate(uint64_t i) const override;
   uint64_t fingerprint() const override;
+  std::vector<DataFileFingerprint> data_files() const override;
 
   /// Checks record i and extracts its text without tokenizing; on a problem, *detail (if given)
   /// says what is wrong (without location or fix).
@@ -74,9 +78,11 @@ class JsonlSource : public DocumentSource {
   std::vector<uint64_t> first_line_;  // size files+1
   std::string source_name_;
   std::string text_field_;
+  uint64_t max_line_bytes_;
   BadInputPolicy policy_;
   std::shared_ptr<Tokenizer> tokenizer_;
   uint64_t fingerprint_ = 0;
+  std::vector<DataFileFingerprint> data_files_;
 };
 
 }  // namespace groupmates

@@ -7,9 +7,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <utility>
 
+#include <xxhash.h>
+
 #include "groupmates/error.h"
+#include "sources/sigbus_guard.h"
 
 namespace groupmates {
 namespace {
@@ -67,19 +71,23 @@ MappedFile::MappedFile(const std::string& path, Advice advice) : path_(path) {
                 "cannot mmap " + std::to_string(st.st_size) + " bytes: " + errno_text(err));
   }
   data_ = static_cast<const char*>(p);
+  slot_ = sigbus_guard_register(data_, size_, path_);
   if (advice != Advice::kNormal) this->advise(advice);
 }
 
 MappedFile::~MappedFile() { release(); }
 
 void MappedFile::release() noexcept {
+  sigbus_guard_unregister(slot_);
+  slot_ = -1;
   if (data_ != nullptr) ::munmap(const_cast<char*>(data_), size_);
   data_ = nullptr;
   size_ = 0;
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
-    : path_(std::move(other.path_)), data_(other.data_), size_(other.size_) {
+    : slot_(other.slot_), path_(std::move(other.path_)), data_(other.data_), size_(other.size_) {
+  other.slot_ = -1;
   other.data_ = nullptr;
   other.size_ = 0;
 }
@@ -87,6 +95,8 @@ MappedFile::MappedFile(MappedFile&& other) noexcept
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
     release();
+    slot_ = other.slot_;
+    other.slot_ = -1;
     path_ = std::move(other.path_);
     data_ = other.data_;
     size_ = other.size_;
@@ -103,6 +113,39 @@ void MappedFile::advise(Advice advice, uint64_t offset, uint64_t length) const {
   const uint64_t begin = offset / page * page;  // the map itself is page-aligned
   const uint64_t end = offset + length;
   (void)::madvise(const_cast<char*>(data_) + begin, end - begin, advice_flag(advice));
+}
+
+uint64_t sampled_content_hash(const char* data, uint64_t size) {
+  constexpr uint64_t kBlock = 4096, kSamples = 17;
+  XXH3_state_t* st = XXH3_createState();
+  if (st == nullptr) throw std::bad_alloc();
+  XXH3_64bits_reset(st);
+  XXH3_64bits_update(st, &size, sizeof(size));
+  if (size <= kBlock * kSamples) {
+    if (size > 0) XXH3_64bits_update(st, data, size);
+  } else {
+    for (uint64_t k = 0; k < kSamples; ++k) {
+      const uint64_t at = (size - kBlock) / (kSamples - 1) * k;  // k = 16: the last block
+      const uint64_t begin = k + 1 == kSamples ? size - kBlock : at;
+      XXH3_64bits_update(st, data + begin, kBlock);
+    }
+  }
+  const uint64_t h = XXH3_64bits_digest(st);
+  XXH3_freeState(st);
+  return h;
+}
+
+uint64_t MappedFile::sampled_hash() const { return sampled_content_hash(data_, size_); }
+
+void throw_if_mapping_faulted() {
+  if (sigbus_guard_faults() == 0) return;
+  std::string path;
+  uint64_t offset = 0;
+  if (!sigbus_guard_first_fault(&path, &offset)) return;  // the faulted map is gone with its data
+  throw Error(ErrorCode::kIo, path + ":" + std::to_string(offset),
+              "the file shrank while the loader had it mapped (reading the page at this byte offset raised "
+              "SIGBUS: it was truncated or rewritten in place); data files must not change during a run: "
+              "restore the file and resume from the last checkpoint");
 }
 
 bool file_exists(const std::string& path) {

@@ -147,10 +147,14 @@ MegatronSource::MegatronSource(const SourceConfig& config, BadInputPolicy policy
                         " per " + ip + ": truncated .bin or mismatched .idx, " + kRegenerate);
       }
     }
+    data_files_.push_back({f->idx_path, idx.size(), idx.sampled_hash()});
+    data_files_.push_back({f->bin_path, f->bin->size(), f->bin->sampled_hash()});
     fp += f->prefix;
     fp += '\0';
     fp += std::to_string(idx.size()) + " " + std::to_string(f->bin->size()) + " " + std::to_string(f->n) + " " +
-          std::to_string(f->d) + " " + std::to_string(f->dtype) + "\n";
+          std::to_string(f->d) + " " + std::to_string(f->dtype) + " " +
+          std::to_string(data_files_[data_files_.size() - 2].content_hash) + " " +
+          std::to_string(data_files_.back().content_hash) + "\n";
     first_doc_.push_back(first_doc_.back() + f->n);
     files_.push_back(std::move(f));
   }
@@ -237,6 +241,7 @@ std::string MegatronSource::locate(uint64_t i) const {
 }
 
 uint64_t MegatronSource::fingerprint() const { return fingerprint_; }
+std::vector<DataFileFingerprint> MegatronSource::data_files() const { return data_files_; }
 uint32_t MegatronSource::num_files() const { return static_cast<uint32_t>(files_.size()); }
 const std::string& MegatronSource::prefix(uint32_t f) const { return files_.at(f)->prefix; }
 TokenWidth MegatronSource::width(uint32_t f) const { return files_.at(f)->width; }

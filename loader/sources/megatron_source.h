@@ -44,6 +44,7 @@ class MegatronSource : public DocumentSource {
   /// "PREFIX.bin:byte OFFSET (document i)".
   std::string locate(uint64_t i) const override;
   uint64_t fingerprint() const override;
+  std::vector<DataFileFingerprint> data_files() const override;
 
   /// Raw index entry of document i (unchecked values straight from the .idx).
   struct Entry {
@@ -74,6 +75,7 @@ class MegatronSource : public DocumentSource {
   std::string source_name_;
   BadInputPolicy policy_;
   uint64_t fingerprint_ = 0;
+  std::vector<DataFileFingerprint> data_files_;
 };
 
 }  // namespace groupmates

@@ -21,6 +21,7 @@ struct TokenFileSource::Impl {
   uint32_t window = 0;
   uint64_t tail_tokens = 0;
   uint64_t fingerprint = 0;
+  std::vector<DataFileFingerprint> data_files;
 };
 
 TokenFileSource::TokenFileSource(const SourceConfig& config, uint32_t window) : impl_(new Impl) {
@@ -36,7 +37,7 @@ TokenFileSource::TokenFileSource(const SourceConfig& config, uint32_t window) : 
   const uint64_t bytes = token_width_bytes(impl_->width);
   const char* dtype_name = bytes == 4 ? "uint32" : "uint16";
 
-  // What the fingerprint covers: window, width, then every path and size.
+  // What the fingerprint covers: window, width, then every path, size and sampled content hash.
   std::string fp = "tokenfile\n" + std::to_string(window) + "\n" + std::to_string(bytes) + "\n";
 
   impl_->first_window.push_back(0);
@@ -58,7 +59,8 @@ TokenFileSource::TokenFileSource(const SourceConfig& config, uint32_t window) : 
     impl_->first_window.push_back(impl_->first_window.back() + windows);
     fp += path;
     fp += '\0';
-    fp += std::to_string(file->size()) + "\n";
+    impl_->data_files.push_back({path, file->size(), file->sampled_hash()});
+    fp += std::to_string(file->size()) + " " + std::to_string(impl_->data_files.back().content_hash) + "\n";
     impl_->files.push_back(std::move(file));
   }
   impl_->fingerprint = XXH3_64bits(fp.data(), fp.size());
@@ -101,5 +103,7 @@ const std::string& TokenFileSource::path(uint32_t file) const { return impl_->fi
 uint64_t TokenFileSource::tail_tokens() const { return impl_->tail_tokens; }
 
 uint64_t TokenFileSource::fingerprint() const { return impl_->fingerprint; }
+
+std::vector<DataFileFingerprint> TokenFileSource::data_files() const { return impl_->data_files; }
 
 }  // namespace groupmates

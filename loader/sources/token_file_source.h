@@ -7,13 +7,14 @@
 #include <vector>
 
 #include "groupmates/config.h"
+#include "groupmates/loader_state.h"
 #include "stream/token_view.h"
 
 namespace groupmates {
 
 /// Non-overlapping windows of `window` tokens over one or more flat token files. Windows never
-/// cross a file boundary; a file's tail shorter than a window is not used (counted in
-/// tail_tokens()). Window k is a view into the map; thread-safe.
+/// cross a file boundary; a file's tail shorter than a window is not used (tail_tokens(); the
+/// cursor counts it as "epoch_tail_tokens" at the end of every epoch, as for documents). Window k is a view into the map; thread-safe.
 class TokenFileSource {
  public:
   /// Maps every path; throws Error(kIo) for a missing/unreadable file, Error(kCorruptData) for a
@@ -32,6 +33,8 @@ class TokenFileSource {
   uint64_t tail_tokens() const;
   /// A hash of the paths, sizes and window length; a saved state must match it.
   uint64_t fingerprint() const;
+  /// Every file with its size and sampled content hash (also in fingerprint()).
+  std::vector<DataFileFingerprint> data_files() const;
 
  private:
   struct Impl;

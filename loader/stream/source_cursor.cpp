@@ -60,6 +60,7 @@ class PermutedCursor : public SourceCursor {
   }
 
   uint64_t fingerprint() const override { return source_->fingerprint(); }
+  std::vector<DataFileFingerprint> data_files() const override { return source_->data_files(); }
 
  protected:
   /// Start of an epoch: the derived cursor's own position goes back too.
@@ -88,7 +89,14 @@ class WindowCursor : public PermutedCursor<TokenFileSource> {
   }
 
   std::optional<CandidatePlan> next() override {
-    if (position_ >= perm_.size()) return std::nullopt;
+    if (position_ >= perm_.size()) {
+      // The files' tails shorter than a window are the epoch's tail, as for documents.
+      if (!tail_counted_ && source_->tail_tokens() > 0 && ctx_.skips)
+        ctx_.skips->add(ctx_.source_name, "epoch_tail_tokens", "end of epoch " + std::to_string(epoch_),
+                        source_->tail_tokens());
+      tail_counted_ = true;
+      return std::nullopt;
+    }
     const uint64_t k = perm_.at(position_++);
     const auto where = source_->locate(k);
     CandidatePlan plan;
@@ -104,6 +112,18 @@ class WindowCursor : public PermutedCursor<TokenFileSource> {
   std::string locate(uint64_t document, uint64_t offset) const override {
     return source_->path(static_cast<uint32_t>(document)) + ":token " + std::to_string(offset);
   }
+
+ private:
+  void reset() override { tail_counted_ = false; }
+  void resume(const CursorState& state) override {
+    tail_counted_ = false;
+    if (state.offset != 0)
+      throw Error(ErrorCode::kInvalidState, "LoaderState.sources[" + std::to_string(ctx_.source_index) + "].offset",
+                  "is " + std::to_string(state.offset) + " but source '" + ctx_.source_name +
+                      "' is a token file source (whole windows: always 0); the state was edited or belongs to another config");
+  }
+
+  bool tail_counted_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -137,6 +157,10 @@ class DocumentCursor : public PermutedCursor<DocumentSource> {
       const uint64_t doc_len = doc->tokens.size;
       const uint64_t unit_len = doc_len + (ctx_.eos_id >= 0 ? 1 : 0);
       const uint64_t document = perm_.at(position_);
+      if (offset_ >= unit_len)  // only a restored offset can be out of range
+        throw Error(ErrorCode::kInvalidState, "LoaderState.sources[" + std::to_string(ctx_.source_index) + "].offset",
+                    "is " + std::to_string(offset_) + " but document " + source_->locate(document) + " has only " +
+                        std::to_string(unit_len) + " tokens (with its EOS); the state was edited or the data changed");
       if (!have_id) {
         plan.id = make_id(ctx_, document, offset_);
         have_id = true;

@@ -8,9 +8,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "stream/candidate_plan.h"
 #include "groupmates/config.h"
+#include "groupmates/loader_state.h"
 #include "stream/skip_counters.h"
 
 namespace boost { namespace asio { class thread_pool; } }
@@ -40,6 +42,8 @@ class SourceCursor {
   virtual void load(const CursorState& state) = 0;
   /// Fingerprint of the opened data (a state must match it).
   virtual uint64_t fingerprint() const = 0;
+  /// Every data file of the source, with size and sampled content hash.
+  virtual std::vector<DataFileFingerprint> data_files() const = 0;
   /// "path:line N" / "path:token OFFSET" of a document+offset, for error messages.
   virtual std::string locate(uint64_t document, uint64_t offset) const = 0;
 };

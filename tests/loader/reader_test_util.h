@@ -15,6 +15,9 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <memory>
+#include <future>
+#include <chrono>
 #include <sstream>
 #include <string>
 #include <atomic>
@@ -65,6 +68,29 @@ inline uint64_t fresh_seed() {
   if (const char* s = std::getenv("GM_TEST_SEED")) return std::strtoull(s, nullptr, 10);
   std::random_device rd;
   return (uint64_t{rd()} << 32) ^ rd();
+}
+
+/// Runs fn() on its own thread and waits at most `seconds`: a hang is reported and ends the test
+/// binary at once (a hung thread cannot be abandoned safely, and waiting for ctest's timeout would
+/// hide which test hung).
+template <typename Fn>
+void within_deadline(double seconds, const std::string& what, Fn fn) {
+  auto done = std::make_shared<std::promise<void>>();
+  auto finished = done->get_future();
+  std::thread([done, fn]() mutable {
+    try {
+      fn();
+      done->set_value();
+    } catch (...) {
+      done->set_exception(std::current_exception());
+    }
+  }).detach();
+  if (finished.wait_for(std::chrono::duration<double>(seconds)) != std::future_status::ready) {
+    std::fprintf(stderr, "FAILED: %s did not finish within its deadline of %.0f s (hang)\n", what.c_str(), seconds);
+    std::fflush(stderr);
+    std::_Exit(3);
+  }
+  finished.get();  // rethrows what fn threw
 }
 
 inline std::string seed_trace(uint64_t seed) { return "seed " + std::to_string(seed) + " (GM_TEST_SEED=" + std::to_string(seed) + " to replay)"; }

@@ -1,6 +1,8 @@
 // HashedNgramEncoder (hashing, fused kernel vs EmbeddingBag, masks) and TorchScriptEncoder.
 #include <gtest/gtest.h>
 
+#include "common/test_seed.h"
+
 #include <filesystem>
 #include <random>
 #include <set>
@@ -47,7 +49,9 @@ TEST(HashedNgramEncoder, BucketsSpreadUniformly) {
 }
 
 TEST(HashedNgramEncoder, FusedKernelEqualsEmbeddingBag) {
-  torch::manual_seed(std::random_device{}());
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  torch::manual_seed(seed);
   for (int64_t dim : {16, 48, 64, 128, 256}) {  // the unrolled widths and the generic loop
     for (int max_ngram : {1, 2, 3}) {
       HashedNgramEncoderConfig config = testing::small_encoder();

@@ -1,6 +1,8 @@
 // The influence model learns a known relational model from synthetic rollouts; metrics.
 #include <gtest/gtest.h>
 
+#include "common/test_seed.h"
+
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -92,7 +94,9 @@ TEST(InfluenceTraining, LearnsAKnownRelationalModel) {
 }
 
 TEST(InfluenceTraining, TauMinKeepsRelationsNonNegative) {
-  torch::manual_seed(std::random_device{}());
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  torch::manual_seed(seed);
   for (double tau_min : {0.0, 1.0}) {
     InfluenceModelConfig head;
     head.dropout = 0.0;

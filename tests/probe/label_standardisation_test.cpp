@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/test_seed.h"
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -38,7 +40,9 @@ std::vector<double> reference_standardise(const std::vector<double>& raw, bool r
 }  // namespace
 
 TEST(LabelStandardisation, EachProbeByItsOwnMedianAndMad) {
-  std::mt19937_64 rng(std::random_device{}());
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  std::mt19937_64 rng(seed);
   std::vector<LabelledRollout> entries;
   const std::vector<double> scales = {3e-2, 2e-3, 7e-4};  // label scale falls as training goes on
   for (int i = 0; i < 30; ++i) {
@@ -63,7 +67,9 @@ TEST(LabelStandardisation, EachProbeByItsOwnMedianAndMad) {
 }
 
 TEST(LabelStandardisation, PerProbeAndPosition) {
-  std::mt19937_64 rng(std::random_device{}());
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  std::mt19937_64 rng(seed);
   std::vector<LabelledRollout> entries;
   const int L = 6;
   for (int i = 0; i < 40; ++i) {

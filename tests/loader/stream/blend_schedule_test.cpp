@@ -10,7 +10,9 @@
 using groupmates::BlendSchedule;
 
 TEST(BlendSchedule, EverySourceStaysWithinTwoOfItsShare) {
-  std::mt19937_64 rng(gmtest::fresh_seed());
+  const uint64_t seed = gmtest::fresh_seed();
+  SCOPED_TRACE(rdtest::seed_trace(seed));
+  std::mt19937_64 rng(seed);
   for (int trial = 0; trial < 20; ++trial) {
     const int S = 1 + static_cast<int>(rng() % 6);
     std::vector<double> w(S);

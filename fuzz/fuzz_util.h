@@ -1,0 +1,26 @@
+// fuzz_util.h: what the harnesses share: the fuzz input written to a file (the parsers read
+// files through mmap), in /dev/shm when it exists.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+
+namespace fuzz {
+
+/// A per-process scratch path with `suffix` (e.g. ".idx").
+inline std::string scratch(const std::string& suffix) {
+  const char* base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+  return std::string(base) + "/gm_fuzz_" + std::to_string(::getpid()) + suffix;
+}
+
+inline void write_file(const std::string& path, const uint8_t* data, size_t size) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) std::abort();
+  if (size > 0 && std::fwrite(data, 1, size, f) != size) std::abort();
+  std::fclose(f);
+}
+
+}  // namespace fuzz
