@@ -61,6 +61,7 @@ class SourceConfig(_StubStruct):
     text_field: str
     tokenizer_model: str
     append_eos: bool
+    max_line_bytes: int
 
 class LoaderConfig(_StubStruct):
     sources: List[SourceConfig]

@@ -47,6 +47,8 @@ class SourceConfig:
     tokenizer_model: "jsonl": the SentencePiece .model file
     append_eos:      "megatron"/"jsonl": append LoaderConfig.eos_id after each document; False when the
                      documents already end with it (Megatron data built with --append-eod)
+    max_line_bytes:  "jsonl": a longer line is a bad record ("line_too_long": skipped and counted, or an
+                     error, by LoaderConfig.bad_input)
     """
 
     paths: Union[str, Sequence[str]]
@@ -58,6 +60,7 @@ class SourceConfig:
     text_field: str = _SOURCE["text_field"]
     tokenizer_model: str = _SOURCE["tokenizer_model"]
     append_eos: bool = _SOURCE["append_eos"]
+    max_line_bytes: int = _SOURCE["max_line_bytes"]
 
     @staticmethod
     def from_path(path: str) -> "SourceConfig":

@@ -196,7 +196,8 @@ PYBIND11_MODULE(_core, m) {
       .field("on_exhausted", &gm::SourceConfig::on_exhausted)
       .field("text_field", &gm::SourceConfig::text_field)
       .field("tokenizer_model", &gm::SourceConfig::tokenizer_model)
-      .field("append_eos", &gm::SourceConfig::append_eos);
+      .field("append_eos", &gm::SourceConfig::append_eos)
+      .field("max_line_bytes", &gm::SourceConfig::max_line_bytes);
 
   Struct<gm::LoaderConfig>(m, "LoaderConfig", "groupmates::LoaderConfig")
       .field("sources", &gm::LoaderConfig::sources)
