@@ -49,8 +49,9 @@ def topic_tokens(tmp_path_factory):
 
 
 # The timing-free refresh mode and no probe budget: these tests compare exact streams and probe counts.
+# refresh_gate off: these tests check refresh mechanics, every refresh publishes (the gate: tests/online)
 SELECTION = dict(mode="group", window_size=32, ratio=0.5, clusters=4, encoder_buckets=512, encoder_dim=16,
-                 refresh_train_steps=5, refresh_batch_rollouts=4, refresh_mode="at_step")
+                 refresh_train_steps=5, refresh_batch_rollouts=4, refresh_mode="at_step", refresh_gate=False)
 PROBES = dict(interval_steps=6, first_step=2, rollout_length=3, random_rollouts=2, neighbour_rollouts=2,
               bootstrap_pairs=1, pool_rows=32, effect_delay_steps=3, budget=0.0)
 REFS = torch.arange(4 * T).remainder(2).view(4, T)
