@@ -29,8 +29,11 @@ import torch as _torch  # noqa: E402,F401  (load torch's libraries before the co
 from . import _core, _extensions  # noqa: E402
 from .config import LoaderConfig, ProbeConfig, SelectionConfig, SourceConfig  # noqa: E402
 from .errors import (BY_CODE as _BY_CODE, ConfigError, DataError, EngineUnavailableError,  # noqa: E402
-                     FileError, GroupMatesError, InternalError, OutOfVocabError, StateError)
+                     DistributedError, FileError, GroupMatesError, InternalError, OutOfVocabError,
+                     StateError)
 from .loader import GroupMatesLoader  # noqa: E402
+from .dataloader import DataLoader  # noqa: E402
+from .ranks import resolve_ranks  # noqa: E402
 from .probe import next_token_loss  # noqa: E402
 
 _core._register_errors(dict(_BY_CODE))
@@ -72,6 +75,6 @@ class Tokenizer:
         return self._tok.eos_id
 
 
-__all__ = ["GroupMatesLoader", "LoaderConfig", "SourceConfig", "SelectionConfig", "ProbeConfig", "Tokenizer",
+__all__ = ["GroupMatesLoader", "DataLoader", "resolve_ranks", "LoaderConfig", "SourceConfig", "SelectionConfig", "ProbeConfig", "Tokenizer",
            "next_token_loss", "engine_available", "engine_error", "GroupMatesError", "ConfigError", "FileError",
-           "DataError", "OutOfVocabError", "StateError", "InternalError", "EngineUnavailableError"]
+           "DataError", "OutOfVocabError", "StateError", "InternalError", "DistributedError", "EngineUnavailableError"]
