@@ -35,7 +35,7 @@ def launch(argv, nproc: int, timeout: float = 0, master_port: int = 0, python=sy
     deadline = time.monotonic() + timeout if timeout > 0 else None
     code = 0
     try:
-        while any(p.poll() is None for p in procs):
+        while [p.poll() for p in procs].count(None) > 0:  # poll every process (any() would stop early)
             failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
             if failed:
                 code = failed[0]

@@ -79,7 +79,7 @@ elif mode in ("hang", "exit"):
     if rank == world - 1:  # the rank that fails: never joins the collective
         if mode == "exit":
             os._exit(0)
-        time.sleep(float(os.environ["GM_TIMEOUT"]) * 4)
+        time.sleep(float(os.environ["GM_TIMEOUT"]) * 2)
         sys.exit(0)
     t0 = time.monotonic()
     try:
