@@ -4,11 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <random>
 #include <set>
 
 #include "groupmates/error.h"
-#include "loader/loader_test_util.h"
 
 using namespace groupmates;
 
@@ -33,7 +33,7 @@ TEST(SharedProbes, RolloutsOfRanksAreDisjointAndCoverEveryRollout) {
 }
 
 TEST(SharedProbes, RolloutsSurviveTheExchangeFormatBitForBit) {
-  const uint64_t seed = gmtest::fresh_seed();
+  const uint64_t seed = std::getenv("GM_TEST_SEED") ? std::stoull(std::getenv("GM_TEST_SEED")) : std::random_device{}();
   SCOPED_TRACE("GM_TEST_SEED=" + std::to_string(seed));
   torch::manual_seed(seed);
   std::mt19937_64 rng(seed);
