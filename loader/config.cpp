@@ -36,8 +36,13 @@ void LoaderConfig::validate() const {
                       "or on_exhausted = kEnd on one source");
   if (sequence_length < 1 || sequence_length > (1u << 24)) bad("sequence_length", "is " + std::to_string(sequence_length) + "; allowed 1..16777216");
   if (batch_size < 1 || batch_size > (1u << 20)) bad("batch_size", "is " + std::to_string(batch_size) + "; allowed 1..1048576");
+  // kFromEnvironment is resolved by resolve_ranks() (rank_environment.h) when a loader starts.
   if (world_size < 1) bad("world_size", "is 0; must be >= 1");
-  if (rank >= world_size) bad("rank", "is " + std::to_string(rank) + "; must be < world_size (" + std::to_string(world_size) + ")");
+  if (rank != kFromEnvironment && world_size != kFromEnvironment && rank >= world_size)
+    bad("rank", "is " + std::to_string(rank) + "; must be < world_size (" + std::to_string(world_size) + ")");
+  if (reader_count < 1 || reader_count > 65536) bad("reader_count", "is " + std::to_string(reader_count) + "; allowed 1..65536");
+  if (reader_index >= reader_count)
+    bad("reader_index", "is " + std::to_string(reader_index) + "; must be < reader_count (" + std::to_string(reader_count) + ")");
   if (num_threads < 1 || num_threads > 256) bad("num_threads", "is " + std::to_string(num_threads) + "; allowed 1..256");
   if (prefetch_batches < 1 || prefetch_batches > 4096) bad("prefetch_batches", "is " + std::to_string(prefetch_batches) + "; allowed 1..4096");
   if (tokenize_ahead < 1 || tokenize_ahead > (1u << 20)) bad("tokenize_ahead", "is " + std::to_string(tokenize_ahead) + "; allowed 1..1048576");

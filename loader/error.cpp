@@ -10,6 +10,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kOutOfVocab: return "out_of_vocab";
     case ErrorCode::kInvalidState: return "invalid_state";
     case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kDistributed: return "distributed";
   }
   return "unknown";
 }

@@ -5,6 +5,9 @@
 //   * pool threads (boost::asio::thread_pool) read/tokenize documents ahead for the cursors and
 //     assemble batches (copy + widen tokens into a pooled buffer); they never block;
 //   * the consumer (next()) takes batches strictly in order from the reorder slots.
+// With reader_count = k > 1 (e.g. k DataLoader worker processes of one rank), this loader plans
+// every global batch (the stream and its state stay global) but reads, assembles and returns only
+// the batches g with g % k == reader_index.
 #include "groupmates/streaming_loader.h"
 
 #include <boost/asio/post.hpp>
@@ -22,6 +25,7 @@
 #include "sources/document_source.h"
 #include "sources/mapped_file.h"
 #include "groupmates/error.h"
+#include "groupmates/rank_environment.h"
 #include "stream/skip_counters.h"
 #include "stream/source_cursor.h"
 #include "sources/token_file_source.h"
@@ -121,6 +125,7 @@ struct StreamingLoader::Impl {
   double wait_seconds = 0;
 
   static LoaderConfig validated(LoaderConfig c) {
+    c = resolve_ranks(std::move(c), read_rank_environment());
     c.validate();
     return c;
   }
@@ -302,7 +307,7 @@ struct StreamingLoader::Impl {
 
   // This rank's rows of the next global batch, or nullopt when the stream ended (a partial
   // global batch at the very end is dropped and counted).
-  std::optional<std::vector<CandidatePlan>> plan_batch() {
+  std::optional<std::vector<CandidatePlan>> plan_batch(bool keep_rows = true) {
     const uint64_t gb = global_batch_size();
     const uint64_t lo = uint64_t{config.rank} * config.batch_size, hi = lo + config.batch_size;
     std::vector<CandidatePlan> rows;
@@ -313,7 +318,7 @@ struct StreamingLoader::Impl {
         if (i > 0) skips.add("stream", "final_partial_global_batch_candidates", "end of stream", i);
         return std::nullopt;
       }
-      if (i >= lo && i < hi) rows.push_back(std::move(*plan));
+      if (keep_rows && i >= lo && i < hi) rows.push_back(std::move(*plan));
     }
     return rows;
   }
@@ -379,6 +384,12 @@ struct StreamingLoader::Impl {
   // wake-ups per batch), then plans until the window is full.
   uint32_t low_water() const { return config.prefetch_batches / 2; }
 
+  // The first global batch >= g that this reader returns.
+  uint64_t next_mine(uint64_t g) const {
+    const uint64_t k = config.reader_count;
+    return g + (config.reader_index + k - g % k) % k;
+  }
+
   void run_planner() {
     uint64_t index = plan_batch_index;
     for (;;) {
@@ -393,11 +404,21 @@ struct StreamingLoader::Impl {
         ++in_flight;
       }
       Slot end_slot;
+      const uint64_t slot_index = next_mine(index);  // where the consumer waits next
       try {
+        // Other readers' batches: planned (the global position advances), never read.
+        while (!plan_ended && index < slot_index) {
+          if (plan_batch(false)) {
+            ++plan_batch_index;
+            ++index;
+          } else {
+            plan_ended = true;
+          }
+        }
         if (plan_ended) {
           end_slot.end = true;
           end_slot.state_after = snapshot();
-          put(index, std::move(end_slot));
+          put(slot_index, std::move(end_slot));
           return;
         }
         auto rows = plan_batch();
@@ -405,7 +426,7 @@ struct StreamingLoader::Impl {
           plan_ended = true;
           end_slot.end = true;
           end_slot.state_after = snapshot();
-          put(index, std::move(end_slot));
+          put(slot_index, std::move(end_slot));
           return;
         }
         ++plan_batch_index;
@@ -415,14 +436,17 @@ struct StreamingLoader::Impl {
         });
       } catch (...) {
         end_slot.error = std::current_exception();
-        put(index, std::move(end_slot));
+        put(slot_index, std::move(end_slot));
         return;
       }
       ++index;
     }
   }
 
-  void start() { planner = std::thread([this] { run_planner(); }); }
+  void start() {
+    next_index = next_mine(next_index);
+    planner = std::thread([this] { run_planner(); });
+  }
 
   void shutdown() {
     {
@@ -469,7 +493,7 @@ struct StreamingLoader::Impl {
       ended = true;
       return std::nullopt;
     }
-    ++next_index;
+    next_index = next_mine(next_index + 1);
     ++batches_returned;
     return std::move(slot.batch);
   }

@@ -3,7 +3,8 @@
 
 C++: loader/ (the LibTorch-free core) includes neither LibTorch nor the engine, and the engine uses
 only its util/ and the public headers; in the engine,
-online/ -> probe/, selection/ -> model/ (probe/ may use model/, nothing points back); public headers
+online/ -> distributed/, probe/, selection/ -> model/ (probe/ may use model/, distributed/ may use
+probe/ and model/, nothing points back); public headers
 at the top of include/groupmates/ never include engine internals or private sources. Python: the
 modules of python/groupmates import each other without a cycle. Prints every violation with its
 file and line; exits 1 if there is one.
@@ -22,13 +23,15 @@ ENGINE_HEADER_LAYER = {  # include/groupmates/engine/<name>.h -> its layer
     "window_scorer": "model", "metrics": "model",
     "spherical_kmeans": "selection", "greedy_group": "selection", "batched_greedy": "selection", "selector": "selection",
     "oracle_prober": "probe", "rollout_policy": "probe", "label_buffer": "probe", "probe_scheduler": "probe",
+    "collectives": "distributed", "shared_probes": "distributed",
 }
 # What each layer may include (besides itself, the public headers and the loader core's utilities).
 ALLOWED = {
     "model": set(),
     "selection": {"model"},
     "probe": {"model"},
-    "online": {"model", "selection", "probe"},
+    "distributed": {"model", "probe"},  # collectives across ranks (c10d) and the shared-probe exchange
+    "online": {"model", "selection", "probe", "distributed"},
 }
 TORCH = re.compile(r"#\s*include\s*[<\"](torch|ATen|c10)/")
 INCLUDE = re.compile(r"#\s*include\s*[<\"]([^>\"]+)[>\"]")

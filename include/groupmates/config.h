@@ -55,13 +55,22 @@ enum class PackingMode {
   kDocumentAligned,  ///< every window starts at a document start; a short tail is padded with pad_id
 };
 
+/// LoaderConfig::rank / world_size: take the value from the environment (torchrun's RANK and
+/// WORLD_SIZE, else rank 0 of 1); see include/groupmates/rank_environment.h for the precedence.
+inline constexpr uint32_t kFromEnvironment = 0xFFFFFFFFu;
+
 /// The streaming loader: sources, shapes, shuffling, sharding, threads, memory.
 struct LoaderConfig {
   std::vector<SourceConfig> sources;
   uint32_t sequence_length = 1024;     ///< T: tokens per candidate sequence
   uint32_t batch_size = 16;            ///< B: sequences per batch on this rank
-  uint32_t rank = 0;
-  uint32_t world_size = 1;             ///< global batch = batch_size * world_size
+  uint32_t rank = kFromEnvironment;       ///< data-parallel rank; kFromEnvironment: RANK, else 0
+  uint32_t world_size = kFromEnvironment; ///< ranks; global batch = batch_size * world_size; kFromEnvironment: WORLD_SIZE, else 1
+  bool check_rank_environment = true;  ///< an explicit rank/world_size must agree with RANK/WORLD_SIZE when set;
+                                       ///< false: the environment is not read (e.g. an evaluation loader every rank reads whole)
+  uint32_t reader_count = 1;           ///< processes splitting this rank's batches (e.g. DataLoader workers; set by the
+                                       ///< Python package): this one returns only the rank's global batches g with
+  uint32_t reader_index = 0;           ///< g % reader_count == reader_index, and plans the others without reading them
   uint64_t seed = 0;
   bool shuffle = true;
   uint32_t epochs = 1;                 ///< passes over the blend; 0 = endless

@@ -18,6 +18,7 @@ enum class ErrorCode {
   kOutOfVocab,     ///< a token id is outside [0, vocab_size)
   kInvalidState,   ///< a saved state cannot be restored with this config
   kInternal,       ///< a bug in groupmates: please report it
+  kDistributed,    ///< a collective across ranks failed or timed out (a rank died, hung or disagreed)
 };
 
 /// Name of an ErrorCode, e.g. "corrupt_data".

@@ -31,8 +31,11 @@ import torch as _torch  # noqa: E402,F401  (load torch's libraries before the co
 from . import _core, _extensions  # noqa: E402
 from .config import LoaderConfig, ProbeConfig, SelectionConfig, SourceConfig  # noqa: E402
 from .errors import (BY_CODE as _BY_CODE, ConfigError, DataError, EngineUnavailableError,  # noqa: E402
-                     FileError, GroupMatesError, InternalError, OutOfVocabError, StateError)
+                     DistributedError, FileError, GroupMatesError, InternalError, OutOfVocabError,
+                     StateError)
 from .loader import GroupMatesLoader  # noqa: E402
+from .dataloader import DataLoader  # noqa: E402
+from .ranks import resolve_ranks  # noqa: E402
 from .probe import next_token_loss  # noqa: E402
 from .stats import LoaderStats, ProbeStats, SelectionCost, SelectionStats, VersionSwitch  # noqa: E402
 
@@ -78,7 +81,8 @@ class Tokenizer:
         return self._tok.eos_id
 
 
-__all__ = ["GroupMatesLoader", "LoaderConfig", "SourceConfig", "SelectionConfig", "ProbeConfig", "Tokenizer",
-           "SelectionStats", "ProbeStats", "SelectionCost", "VersionSwitch", "LoaderStats", "IGNORE_INDEX",
+__all__ = ["GroupMatesLoader", "DataLoader", "resolve_ranks", "LoaderConfig", "SourceConfig", "SelectionConfig",
+           "ProbeConfig", "Tokenizer", "SelectionStats", "ProbeStats", "SelectionCost", "VersionSwitch", "LoaderStats",
+           "IGNORE_INDEX",
            "next_token_loss", "engine_available", "engine_error", "GroupMatesError", "ConfigError", "FileError",
-           "DataError", "OutOfVocabError", "StateError", "InternalError", "EngineUnavailableError"]
+           "DataError", "OutOfVocabError", "StateError", "InternalError", "DistributedError", "EngineUnavailableError"]

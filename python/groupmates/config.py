@@ -8,7 +8,7 @@ Enum fields are strings here (their names in the bindings, e.g. ``mode="group"``
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -118,7 +118,13 @@ class LoaderConfig:
     sources:          SourceConfig objects, dicts of their fields, or paths (see SourceConfig.from_path)
     sequence_length:  T, tokens per sequence
     batch_size:       B, sequences per batch on this rank
-    rank, world_size: data-parallel position; the global batch is batch_size * world_size
+    rank, world_size: data-parallel position; the global batch is batch_size * world_size. None (the
+                      default): from an initialised torch.distributed group, else torchrun's RANK /
+                      WORLD_SIZE, else 0 of 1; a value given that disagrees with them is a ConfigError
+    check_rank_environment: False: rank/world_size as given (default 0 of 1), the group and the
+                      environment are not read (a loader every rank reads whole, e.g. evaluation)
+    reader_count, reader_index: this process reads only the rank's global batches g with
+                      g % reader_count == reader_index (set in DataLoader workers; leave at 1, 0)
     seed:             the stream (order of candidates) is a pure function of the config and seed
     shuffle:          shuffle windows/documents (False: file order)
     epochs:           passes over the blend; 0 = endless
@@ -144,8 +150,11 @@ class LoaderConfig:
     sources: List[Union[SourceConfig, dict, str]] = field(default_factory=list)
     sequence_length: int = _LOADER["sequence_length"]
     batch_size: int = _LOADER["batch_size"]
-    rank: int = _LOADER["rank"]
-    world_size: int = _LOADER["world_size"]
+    rank: Optional[int] = None        # C++ kFromEnvironment
+    world_size: Optional[int] = None  # C++ kFromEnvironment
+    check_rank_environment: bool = _LOADER["check_rank_environment"]
+    reader_count: int = _LOADER["reader_count"]
+    reader_index: int = _LOADER["reader_index"]
     seed: int = _LOADER["seed"]
     shuffle: bool = _LOADER["shuffle"]
     epochs: int = _LOADER["epochs"]
@@ -185,7 +194,9 @@ class LoaderConfig:
 
     def to_core(self) -> "_core.LoaderConfig":
         sources = [s.to_core(f"LoaderConfig.sources[{i}]") for i, s in enumerate(self.normalized_sources())]
-        return to_cpp(self, _core.LoaderConfig, "LoaderConfig", sources=sources)
+        ranks = {name: _core.FROM_ENVIRONMENT if getattr(self, name) is None else
+                 _integer(f"LoaderConfig.{name}", getattr(self, name), "uint32") for name in ("rank", "world_size")}
+        return to_cpp(self, _core.LoaderConfig, "LoaderConfig", sources=sources, **ranks)
 
     def replace(self, **changes) -> "LoaderConfig":
         return dataclasses.replace(self, **changes)

@@ -9,6 +9,7 @@ ErrorCode, with the C++ message unchanged (``str(e)``) and two attributes: ``cod
     |   +-- OutOfVocabError              out_of_vocab: a token id outside [0, vocab_size)
     +-- StateError (also ValueError)     invalid_state: a saved state does not fit this config
     +-- InternalError                    internal: a bug in groupmates, please report it
+    +-- DistributedError                 distributed: a collective across ranks failed or timed out
 """
 
 
@@ -43,6 +44,10 @@ class InternalError(GroupMatesError):
     """A bug in groupmates."""
 
 
+class DistributedError(GroupMatesError, RuntimeError):
+    """A collective across ranks failed or timed out (a rank died, hung or disagreed)."""
+
+
 BY_CODE = {
     "invalid_config": ConfigError,
     "io": FileError,
@@ -50,6 +55,7 @@ BY_CODE = {
     "out_of_vocab": OutOfVocabError,
     "invalid_state": StateError,
     "internal": InternalError,
+    "distributed": DistributedError,
 }
 
 

@@ -13,6 +13,7 @@ from . import _core, _extensions
 from .config import LoaderConfig, ProbeConfig, SelectionConfig, as_config
 from .errors import GroupMatesError, StateError, config_error
 from .probe import make_target
+from .ranks import resolve_ranks
 from .stats import LoaderStats, SelectionStats
 
 # Batch fields moved to `device` (the per-token ones and the document offsets).
@@ -20,6 +21,8 @@ _DEVICE_FIELDS = ("input_ids", "labels", "loss_mask", "position_ids", "document_
 
 _STATE_FORMAT = "groupmates-loader"
 _STATE_VERSION = 1
+# The batch key under which a DataLoader worker reports its state to groupmates.DataLoader.
+WORKER_STATE_KEY = "_groupmates_state"
 
 # Every loader with live C++ workers, to stop them at exit and to snapshot them before fork().
 _live = weakref.WeakSet()
@@ -30,7 +33,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     """Streams [B, T] int64 batches of token ids from the C++ core, zero-copy.
 
         loader = groupmates.GroupMatesLoader(sources=["train.bin"], sequence_length=1024, batch_size=16,
-                                             rank=rank, world_size=world, seed=0, epochs=0)
+                                             seed=0, epochs=0)   # rank, world_size: see below
         for batch in loader:               # {"input_ids": LongTensor[B, T], "ids": LongTensor[B], "index": int}
             loss = model(batch["input_ids"].to(device)) ...
             if step % 1000 == 0:
@@ -69,11 +72,19 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     Checkpointing: state_dict() / load_state_dict() carry the exact global position (text from
     the C++ LoaderState, restorable with any world size of the same global batch size).
 
-    torch.utils.data.DataLoader(loader, batch_size=None) works; with num_workers=0 (recommended:
-    the core already has its own threads) state_dict() tracks what the DataLoader delivered. With
-    num_workers=k>1 worker w yields the w-th of every k batches, so the DataLoader still
-    delivers the stream in order, but each worker reads the whole stream and the parent's
-    state_dict() does not advance.
+    Ranks: rank and world_size given in the config win; else an initialised torch.distributed
+    group; else torchrun's RANK / WORLD_SIZE; else 0 of 1 (groupmates/ranks.py). A given value that
+    disagrees with the group or the environment is a ConfigError (check_rank_environment=False
+    turns the check off, for a loader every rank reads whole). self.config holds the resolved values.
+
+    DataLoader workers: with num_workers=k each worker process of a rank reads only its share of
+    the rank's batches (worker w the batches start+w, start+w+k, ...; LoaderConfig.reader_count),
+    so the DataLoader delivers exactly the stream of num_workers=0. Use groupmates.DataLoader
+    (a torch DataLoader that takes the workers' positions back): its state_dict() is exact and a
+    second iteration resumes. torch.utils.data.DataLoader(loader, batch_size=None) works too, but
+    the parent never sees where its workers got to: after a multi-process iteration this loader's
+    state_dict(), next() and a second iteration raise StateError instead of replaying.
+    num_workers=0 (the core has its own threads) tracks the state in any DataLoader.
 
     Threads: the C++ threads never call Python; next() waits for a batch with the GIL released.
     """
@@ -93,6 +104,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             if unknown:
                 raise config_error(unknown[0], f"unknown LoaderConfig field; the fields are {sorted(known)}")
             config = dataclasses.replace(config, **fields)
+        config = resolve_ranks(config)
         self.config = config
         self._core_config = config.to_core()
         self.selection = as_config(SelectionConfig, selection, "selection") if selection is not None else None
@@ -118,6 +130,11 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self._last_selection_stats = None
         self._metrics_callbacks = []  # [(fn, every)], called by on_step()
         self._lock = threading.RLock()
+        # Shared with DataLoader worker processes (fork or spawn): [1, base seed of the DataLoader
+        # iteration] once workers read from this position without reporting back (a plain torch
+        # DataLoader), so the position the parent holds is no longer where the trainer is.
+        self._workers_took = torch.zeros(2, dtype=torch.int64).share_memory_()
+        self._report_state = False  # set by groupmates.DataLoader: workers attach their state to batches
         if state is not None:
             self.load_state_dict(state)
         else:
@@ -127,31 +144,34 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
-        if info is not None and info.num_workers > 1:
-            if self.selection is not None:
+        if info is not None:
+            if self.selection is not None and info.num_workers > 1:
                 raise config_error("DataLoader.num_workers", "a selecting GroupMatesLoader runs its own threads and "
                                    "probes the trainer's model: use num_workers=0")
-            with self._lock:
-                start = self._state()[1]
-            return self._generate(info.num_workers, info.id, start)
-        return self._generate(1, 0, 0)
+            self._become_worker(info)
+            return self._generate(report=self._report_state)
+        self._check_position()
+        return self._generate()
 
     def __next__(self) -> Dict[str, Any]:
         """The next batch (next(loader) works without an iterator); StopIteration at the end."""
+        self._check_position()
         raw = self._next_raw()
         if raw is None:
             raise StopIteration
         return self._to_batch(raw)
 
-    def _generate(self, stride, offset, start):
+    def _generate(self, report=False):
         try:
             while True:
                 raw = self._next_raw()
                 if raw is None:
                     return
-                if stride > 1 and (raw["index"] - start) % stride != offset:
-                    continue
-                yield self._to_batch(raw)
+                batch = self._to_batch(raw)
+                if report:  # for groupmates.DataLoader in the parent: the state after this batch
+                    with self._lock:
+                        batch[WORKER_STATE_KEY] = tuple(self._state())
+                yield batch
         finally:
             # break, an exception (KeyboardInterrupt) or gc of the iterator: stop the workers now;
             # the next iteration restarts them from the exact position.
@@ -205,6 +225,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         """The exact position after the last batch returned: {"format", "version", "state" (the
         C++ LoaderState text), "batches" (global batches consumed), "skips"}."""
         with self._lock:
+            self._check_position()
             text, batches = self._state()
             return {"format": _STATE_FORMAT, "version": _STATE_VERSION, "state": text,
                     "batches": batches, "skips": [dict(s) for s in self._skips]}
@@ -228,6 +249,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             self._stop_core()
             self._saved = None
             self._start(text)  # parses and restores now: a bad state raises here
+            self._workers_took.zero_()
             self._skips = [dict(s) for s in skips]
 
     def on_step(self, step: int, model: Optional[torch.nn.Module] = None, optimizer=None, loss_fn=None,
@@ -404,6 +426,52 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         return (f"GroupMatesLoader(sources={len(c.normalized_sources())}, batch_size={c.batch_size}, "
                 f"sequence_length={c.sequence_length}, rank={c.rank}/{c.world_size}, "
                 f"{'closed' if self._closed else 'running' if self._core is not None else 'stopped'})")
+
+    # ---- DataLoader workers ----------------------------------------------------------------------
+
+    def _become_worker(self, info):
+        # In a DataLoader worker process (this object is the worker's copy): from here on read only
+        # this worker's share of the rank's batches. The DataLoader takes one batch from each worker
+        # in turn, so worker w takes the batches start+w, start+w+k, ...
+        if self.config.reader_count != 1:
+            raise config_error("LoaderConfig.reader_count", f"is {self.config.reader_count}; DataLoader workers split "
+                               "the stream themselves: leave reader_count=1, reader_index=0")
+        with self._lock:
+            base_seed = info.seed - info.id  # the same in every worker of one DataLoader iteration
+            if not self._report_state:
+                took = self._workers_took
+                if took[0] and int(took[1]) != base_seed:
+                    raise self._position_lost()
+                took[1], took[0] = base_seed, 1
+            text, start = self._state()
+            self._stop_core()
+            self._saved = (text, start)
+            k = info.num_workers
+            self._core_config = dataclasses.replace(self.config, reader_count=k,
+                                                    reader_index=(start + info.id) % k).to_core()
+
+    def _delivered(self, state):
+        # groupmates.DataLoader, in the parent: the workers' state after the batch it just delivered.
+        with self._lock:
+            if self._core is not None and self._pid == os.getpid():
+                self._stop_core()  # the workers read on; this process's own threads are not needed
+            self._saved = (state[0], int(state[1]))
+
+    def _check_position(self):
+        if torch.utils.data.get_worker_info() is None and int(self._workers_took[0]):
+            raise self._position_lost()
+
+    def _position_lost(self):
+        try:
+            with self._lock:
+                batches = self._state()[1]
+        except GroupMatesError:
+            batches = "?"
+        return _state_error(
+            "DataLoader worker processes read this loader from batch " + str(batches) + " on, and a plain "
+            "torch.utils.data.DataLoader does not tell it which batches it delivered: its state_dict(), next() "
+            "and a second iteration would replay from there. Use groupmates.DataLoader(loader, num_workers=k) "
+            "(exact state, resumes), or num_workers=0; load_state_dict() sets a known position again")
 
     # ---- internals -----------------------------------------------------------------------------
 

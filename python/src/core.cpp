@@ -29,6 +29,7 @@
 #include "groupmates/config.h"
 #include "groupmates/error.h"
 #include "groupmates/loader_state.h"
+#include "groupmates/rank_environment.h"
 #include "groupmates/selection_config.h"
 #include "groupmates/selection_stats.h"
 #include "groupmates/streaming_loader.h"
@@ -205,6 +206,9 @@ PYBIND11_MODULE(_core, m) {
       .field("batch_size", &gm::LoaderConfig::batch_size)
       .field("rank", &gm::LoaderConfig::rank)
       .field("world_size", &gm::LoaderConfig::world_size)
+      .field("check_rank_environment", &gm::LoaderConfig::check_rank_environment)
+      .field("reader_count", &gm::LoaderConfig::reader_count)
+      .field("reader_index", &gm::LoaderConfig::reader_index)
       .field("seed", &gm::LoaderConfig::seed)
       .field("shuffle", &gm::LoaderConfig::shuffle)
       .field("epochs", &gm::LoaderConfig::epochs)
@@ -221,6 +225,13 @@ PYBIND11_MODULE(_core, m) {
       .field("position_ids", &gm::LoaderConfig::position_ids)
       .field("document_boundaries", &gm::LoaderConfig::document_boundaries)
       .cls().def("validate", &gm::LoaderConfig::validate);
+  // Ranks from torchrun's environment (include/groupmates/rank_environment.h); the Python package
+  // puts an initialised torch.distributed group first (groupmates/ranks.py).
+  m.attr("FROM_ENVIRONMENT") = gm::kFromEnvironment;
+  m.def("resolve_ranks", [](const gm::LoaderConfig& c) {
+    const gm::LoaderConfig r = gm::resolve_ranks(c, gm::read_rank_environment());
+    return py::make_tuple(r.rank, r.world_size);
+  }, "(rank, world_size) of the config, resolved from the process environment (RANK, WORLD_SIZE)");
 
   // ---- training targets of rows of T + 1 tokens (include/groupmates/training_targets.h)
   m.attr("IGNORE_INDEX") = gm::kIgnoreIndex;

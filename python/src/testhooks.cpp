@@ -23,7 +23,13 @@
 #include "groupmates/loader.h"
 #include "groupmates/module_probe_target.h"
 #include "groupmates/probe_target.h"
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+
+#include <chrono>
+
+#include "groupmates/engine/collectives.h"
 #include "groupmates/engine/oracle_prober.h"
+#include "groupmates/engine/shared_probes.h"
 #include "groupmates/engine/rollout_policy.h"
 
 #include "target_handle.h"
@@ -118,7 +124,7 @@ PYBIND11_MODULE(groupmates_testhooks, m) {
   py::module_::import("groupmates._engine");  // registers ProbeTarget and the error translation
 
   m.def("raise_error", [](const std::string& code, const std::string& where, const std::string& message) {
-    for (int c = 0; c <= static_cast<int>(gm::ErrorCode::kInternal); ++c) {
+    for (int c = 0; c <= static_cast<int>(gm::ErrorCode::kDistributed); ++c) {
       if (code == gm::error_code_name(static_cast<gm::ErrorCode>(c))) throw gm::Error(static_cast<gm::ErrorCode>(c), where, message);
     }
     throw gm::Error(gm::ErrorCode::kInternal, where, message);
@@ -142,4 +148,78 @@ PYBIND11_MODULE(groupmates_testhooks, m) {
     return run_prober(*h.target, pool, plans, rollout_length, rows_per_step, lr_scale);
   }, py::arg("target"), py::arg("pool"), py::arg("plans"), py::arg("rollout_length"), py::arg("rows_per_step") = 1,
      py::arg("lr_scale") = 1.0, "OracleProber.run on the target; [{candidates, labels, cumulative, reference_before}]");
+
+  // src/distributed/ over torch.distributed's group (a c10d::ProcessGroup from Python: torch's
+  // pybind11 types, shared with this module) or the single-process collectives.
+  py::class_<gm::Collectives, std::shared_ptr<gm::Collectives>>(m, "Collectives")
+      .def_property_readonly("rank", &gm::Collectives::rank)
+      .def_property_readonly("world_size", &gm::Collectives::world_size)
+      .def("all_gather", [](gm::Collectives& c, const py::bytes& b) {
+        const std::string mine = b;
+        std::vector<std::string> all;
+        {
+          py::gil_scoped_release nogil;
+          all = c.all_gather(mine);
+        }
+        py::list out;
+        for (const auto& s : all) out.append(py::bytes(s));
+        return out;
+      })
+      .def("broadcast", [](gm::Collectives& c, const py::bytes& b, int root) {
+        const std::string mine = b;
+        std::string got;
+        {
+          py::gil_scoped_release nogil;
+          got = c.broadcast(mine, root);
+        }
+        return py::bytes(got);
+      })
+      .def("share_weights", [](gm::Collectives& c, const py::bytes& b, int root) {
+        const std::string mine = b;
+        std::string got;
+        {
+          py::gil_scoped_release nogil;
+          got = gm::share_weights(c, mine, root);
+        }
+        return py::bytes(got);
+      })
+      .def("all_reduce_cluster_sums", [](gm::Collectives& c, torch::Tensor sums, torch::Tensor counts) {
+        py::gil_scoped_release nogil;
+        gm::all_reduce_cluster_sums(c, sums, counts);
+      })
+      .def("all_gather_rollouts", [](gm::Collectives& c, const py::list& rollouts) {
+        std::vector<gm::LabelledRollout> mine;
+        for (py::handle h : rollouts) {
+          py::dict d = py::reinterpret_borrow<py::dict>(h);
+          gm::LabelledRollout r;
+          r.tokens = d["tokens"].cast<torch::Tensor>();
+          r.labels = d["labels"].cast<std::vector<double>>();
+          r.kind = static_cast<gm::RolloutKind>(d["kind"].cast<int64_t>());
+          r.probe_step = d["probe_step"].cast<int64_t>();
+          if (d.contains("prior")) r.prior = d["prior"].cast<torch::Tensor>();
+          mine.push_back(std::move(r));
+        }
+        std::vector<gm::LabelledRollout> all;
+        {
+          py::gil_scoped_release nogil;
+          all = gm::all_gather_rollouts(c, mine);
+        }
+        py::list out;
+        for (const auto& r : all) {
+          py::dict d;
+          d["tokens"] = r.tokens;
+          d["labels"] = r.labels;
+          d["kind"] = static_cast<int64_t>(r.kind);
+          d["probe_step"] = r.probe_step;
+          if (r.prior.defined()) d["prior"] = r.prior;
+          out.append(d);
+        }
+        return out;
+      });
+  m.def("process_group_collectives", [](py::object group, double timeout_seconds) {
+    auto pg = group.cast<c10::intrusive_ptr<c10d::ProcessGroup>>();
+    return gm::process_group_collectives(pg, std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000)));
+  }, "Collectives over a torch.distributed ProcessGroup (e.g. torch.distributed.group.WORLD)");
+  m.def("local_collectives", &gm::local_collectives);
+  m.def("rollouts_of_rank", &gm::rollouts_of_rank);
 }

@@ -66,7 +66,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
 // Re-reads and re-selects the current window exactly as the original run did.
 void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& loader) {
   SelectionState s = SelectionState::read(state.extra);
-  if (s.world_size != loader.world_size || s.rank != loader.rank)
+  if (s.world_size != core_.config().world_size || s.rank != core_.config().rank)  // resolved (rank_environment.h)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.world_size",
                 "a selecting loader's state is per rank (its windows, centroids and model are its own): restore it "
                 "on the same rank of the same number of ranks (saved: rank " + std::to_string(s.rank) + " of " +

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "groupmates/error.h"
+#include "groupmates/rank_environment.h"
 #include "loader/loader_test_util.h"
 #include "util/permutation.h"
 
@@ -114,7 +115,8 @@ std::vector<std::vector<int64_t>> reference_docs(const Corpus& c, const LoaderCo
 }
 
 // This rank's rows of the reference global stream, whole global batches only.
-std::vector<std::vector<int64_t>> slice(const std::vector<std::vector<int64_t>>& global, const LoaderConfig& cfg) {
+std::vector<std::vector<int64_t>> slice(const std::vector<std::vector<int64_t>>& global, const LoaderConfig& given) {
+  const LoaderConfig cfg = resolve_ranks(given, RankEnvironment{});  // rank/world_size unset: 0 of 1
   const uint64_t gb = uint64_t{cfg.batch_size} * cfg.world_size;
   std::vector<std::vector<int64_t>> out;
   for (uint64_t g = 0; (g + 1) * gb <= global.size(); ++g)
@@ -212,6 +214,100 @@ TEST_F(StreamingLoaderTest, RanksAreDisjointAndCoverTheGlobalStream) {
     // Within one epoch a window appears once; over 2 epochs at most twice.
     for (uint64_t id : all) ASSERT_LE(all.count(id), 2u);
   }
+}
+
+// torchrun's variables, no rank in the config: each process takes its own rows (the StreamingLoader
+// reads the environment); a config that disagrees with them fails at construction.
+TEST_F(StreamingLoaderTest, RankAndWorldSizeComeFromTheEnvironment) {
+  LoaderConfig cfg = flat_config(*corpus, T, 2);
+  cfg.epochs = 1;
+  LoaderConfig explicit_rank = cfg;
+  explicit_rank.rank = 1;
+  explicit_rank.world_size = 3;
+  const Drained want = run(explicit_rank);
+  ASSERT_FALSE(want.ids.empty());
+  setenv("RANK", "1", 1);
+  setenv("WORLD_SIZE", "3", 1);
+  setenv("LOCAL_RANK", "1", 1);
+  const Drained got = run(cfg);  // rank and world_size left at kFromEnvironment
+  {
+    StreamingLoader loader(cfg);
+    EXPECT_EQ(loader.config().rank, 1u);
+    EXPECT_EQ(loader.config().world_size, 3u);
+  }
+  LoaderConfig wrong = cfg;
+  wrong.rank = 0;
+  try {
+    StreamingLoader bad(wrong);
+    ADD_FAILURE() << "rank 0 under RANK=1 must fail";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("LoaderConfig.rank"), std::string::npos) << e.what();
+  }
+  unsetenv("RANK");
+  unsetenv("WORLD_SIZE");
+  unsetenv("LOCAL_RANK");
+  EXPECT_EQ(got.ids, want.ids);
+}
+
+// reader_count = k readers of one rank (DataLoader workers): reader i returns the batches g with
+// g % k == i, each exactly as the single reader returns it; the readers' union, interleaved, is the
+// rank's stream; each reader's state after its batch g is the single reader's state after g.
+TEST_F(StreamingLoaderTest, ReadersSplitTheRanksBatchesExactly) {
+  std::mt19937_64 rng(seed);
+  LoaderConfig cfg = mega_config(*corpus, T, 2, PackingMode::kPacked);
+  cfg.epochs = 2;
+  cfg.world_size = 2;
+  cfg.rank = 1;
+  std::vector<std::string> states;  // the single reader's state after each batch
+  Drained whole;
+  std::string end_state;
+  {
+    StreamingLoader one(cfg);
+    while (auto b = one.next()) {
+      gmtest::append(whole, *b);
+      states.push_back(one.state().serialize());
+    }
+    end_state = one.state().serialize();
+  }
+  const size_t nb = states.size();
+  ASSERT_GT(nb, 6u);
+  for (uint32_t k : {1u, 2u, 3u}) {
+    // Start at a random batch (as DataLoader workers do after a resume).
+    const size_t start = rng() % (nb / 2);
+    std::vector<std::vector<std::vector<int64_t>>> by_batch(nb);
+    for (uint32_t i = 0; i < k; ++i) {
+      LoaderConfig r = cfg;
+      r.reader_count = k;
+      r.reader_index = i;
+      auto reader = start == 0 ? std::make_unique<StreamingLoader>(r)
+                               : std::make_unique<StreamingLoader>(r, LoaderState::parse(states[start - 1]));
+      size_t returned = 0;
+      while (auto b = reader->next()) {
+        ASSERT_EQ(b->index % k, i) << "k=" << k;
+        ASSERT_GE(b->index, start);
+        ASSERT_EQ(reader->state().serialize(), states[b->index]) << "k=" << k << " batch " << b->index;
+        Drained d;
+        gmtest::append(d, *b);
+        by_batch[b->index] = d.rows;
+        ++returned;
+      }
+      EXPECT_EQ(reader->stats().batches, returned);
+      EXPECT_EQ(reader->state().serialize(), end_state) << "every reader ends at the global end";
+    }
+    for (size_t g = 0; g < nb; ++g) {
+      const std::vector<std::vector<int64_t>> want(whole.rows.begin() + g * cfg.batch_size,
+                                                   whole.rows.begin() + (g + 1) * cfg.batch_size);
+      if (g < start) {
+        EXPECT_TRUE(by_batch[g].empty());
+      } else {
+        EXPECT_EQ(by_batch[g], want) << "k=" << k << " start=" << start << " batch " << g;
+      }
+    }
+  }
+  LoaderConfig bad = cfg;
+  bad.reader_count = 2;
+  bad.reader_index = 2;
+  EXPECT_THROW(StreamingLoader{bad}, Error);
 }
 
 TEST_F(StreamingLoaderTest, ResumeAtRandomPointsEqualsUninterruptedStream) {

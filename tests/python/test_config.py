@@ -10,6 +10,8 @@ from groupmates import _core, config
 REQUIRED = {("SourceConfig", "paths")}
 # Fields whose Python default is a fresh empty list (the C++ default is an empty vector too).
 LISTS = {("LoaderConfig", "sources")}
+# Fields whose Python default None stands for the C++ kFromEnvironment (groupmates/ranks.py).
+FROM_ENVIRONMENT = {("LoaderConfig", "rank"), ("LoaderConfig", "world_size")}
 
 
 def cpp_value(value):
@@ -35,6 +37,8 @@ def test_python_configs_have_the_fields_and_defaults_of_the_cpp_structs(py_cls):
             assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         elif key in LISTS:
             assert f.default_factory() == [] and list(getattr(cpp, name)) == []
+        elif key in FROM_ENVIRONMENT:
+            assert f.default is None and getattr(cpp, name) == _core.FROM_ENVIRONMENT
         else:
             assert f.default == cpp_value(getattr(cpp, name)), key
     # and the defaults convert back to the default C++ struct

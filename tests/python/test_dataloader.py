@@ -1,6 +1,9 @@
-"""GroupMatesLoader inside torch.utils.data.DataLoader(batch_size=None), pickling, on_step."""
+"""GroupMatesLoader inside torch.utils.data.DataLoader(batch_size=None) and groupmates.DataLoader (worker
+processes splitting the stream, exact state), pickling, on_step."""
 import copy
+import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -38,15 +41,76 @@ def test_dataloader_in_process_equals_the_stream_and_tracks_state(token_file):
     assert all(i == j and torch.equal(x, y) for (i, x), (j, y) in zip(got, ref))
 
 
-def test_dataloader_with_two_workers_delivers_the_stream_in_order(token_file):
+def tag_worker_reads(batch):
+    """collate_fn run in the worker: how many batches this worker's core has returned so far."""
+    info = torch.utils.data.get_worker_info()
+    batch["worker"], batch["worker_read"] = info.id, info.dataset.stats()["batches"]
+    return batch
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_plain_dataloader_workers_split_the_stream_and_never_replay_silently(token_file, workers):
     ref = indices_and_tokens(make(token_file))
     loader = make(token_file)
     next(loader)  # the parent has consumed one batch and has live threads when the workers fork
-    dl = torch.utils.data.DataLoader(loader, batch_size=None, num_workers=2)
-    got = indices_and_tokens(dl)
+    dl = torch.utils.data.DataLoader(loader, batch_size=None, num_workers=workers, collate_fn=tag_worker_reads)
+    got, reads = [], {}
+    for b in dl:
+        got.append((b["index"], b["input_ids"].clone()))
+        reads[b["worker"]] = reads.get(b["worker"], 0) + 1
+        # each worker read its own share only: its core returned exactly the batches it delivered
+        assert b["worker_read"] == reads[b["worker"]], (b["index"], b["worker"], b["worker_read"])
     assert [i for i, _ in got] == [i for i, _ in ref[1:]]
     assert all(torch.equal(x, y) for (_, x), (_, y) in zip(got, ref[1:]))
-    assert next(loader)["index"] == 1  # the parent's loader is unaffected
+    assert len(reads) == workers
+    # The parent cannot know what the workers delivered: no silent replay from batch 1.
+    for use in (loader.state_dict, lambda: next(loader), lambda: next(iter(dl))):
+        with pytest.raises(groupmates.StateError, match="groupmates.DataLoader"):
+            use()
+    loader.load_state_dict(make(token_file).state_dict())  # a known position again
+    assert next(loader)["index"] == 0
+
+
+@pytest.mark.parametrize("workers,context", [(0, None), (1, None), (2, None), (3, None), (2, "spawn")])
+def test_groupmates_dataloader_state_is_exact_and_a_second_iteration_resumes(token_file, workers, context):
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"seed={seed}")  # replay: set this seed below
+    rng = random.Random(seed)
+    ref_loader = make(token_file)
+    ref, ref_states = [], []
+    for b in ref_loader:
+        ref.append((b["index"], b["input_ids"].clone()))
+        ref_states.append(ref_loader.state_dict()["state"])
+    cuts = sorted(rng.sample(range(1, len(ref) - 1), 2))
+    loader = make(token_file)
+    dl = groupmates.DataLoader(loader, num_workers=workers, multiprocessing_context=context)
+    got = []
+    for cut in cuts:
+        for b in dl:
+            got.append((b["index"], b["input_ids"].clone()))
+            assert set(b) == {"input_ids", "ids", "index"}
+            if len(got) == cut:
+                break
+        sd = dl.state_dict()
+        assert sd["batches"] == cut and sd["state"] == ref_states[cut - 1], (seed, cut)
+    resumed = make(token_file, state=sd)  # the saved state restores in a fresh loader too
+    assert next(resumed)["index"] == cuts[-1]
+    got += indices_and_tokens(dl)  # the rest, then the end
+    assert [i for i, _ in got] == [i for i, _ in ref], seed
+    assert all(torch.equal(x, y) for (_, x), (_, y) in zip(got, ref)), seed
+    assert list(dl) == []
+
+
+def test_groupmates_dataloader_refuses_what_would_break_the_state(token_file):
+    loader = make(token_file)
+    with pytest.raises(groupmates.ConfigError, match="DataLoader.batch_size"):
+        groupmates.DataLoader(loader, batch_size=2)
+    with pytest.raises(groupmates.ConfigError, match="DataLoader.persistent_workers"):
+        groupmates.DataLoader(loader, num_workers=1, persistent_workers=True)
+    with pytest.raises(groupmates.ConfigError, match="DataLoader.dataset"):
+        groupmates.DataLoader([1, 2])
+    with pytest.raises(groupmates.ConfigError, match="LoaderConfig.reader_count"):
+        next(iter(torch.utils.data.DataLoader(make(token_file, reader_count=2), batch_size=None, num_workers=1)))
 
 
 def test_pickle_and_deepcopy_carry_config_and_position(token_file):
