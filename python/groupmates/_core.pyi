@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 IGNORE_INDEX: int
+FROM_ENVIRONMENT: int
 
 class _StubEnum:
     name: str
@@ -69,6 +70,9 @@ class LoaderConfig(_StubStruct):
     batch_size: int
     rank: int
     world_size: int
+    check_rank_environment: bool
+    reader_count: int
+    reader_index: int
     seed: int
     shuffle: bool
     epochs: int
@@ -222,4 +226,5 @@ class Tokenizer:
     def shim_path() -> str: ...
 
 def _register_errors(classes: Dict[str, type]) -> None: ...
+def resolve_ranks(config: LoaderConfig) -> Tuple[int, int]: ...
 def _training_targets(rows: npt.NDArray[np.int64], config: LoaderConfig) -> Dict[str, Any]: ...
