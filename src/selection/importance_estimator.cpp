@@ -14,7 +14,8 @@ namespace {
 
 using util::splitmix64;
 
-constexpr char kMagic[8] = {'g', 'm', 'i', 'm', 'p', '0', '0', '1'};
+constexpr char kMagic[8] = {'g', 'm', 'i', 'm', 'p', '0', '0', '1'};  // reference + pool counts
+constexpr char kMagicFeedback[8] = {'g', 'm', 'i', 'm', 'p', '0', '0', '2'};  // ... + feedback counts
 
 }  // namespace
 
@@ -26,10 +27,14 @@ void ImportanceConfig::validate() const {
   if (!(reference_mix > 0 && reference_mix <= 1))
     throw Error(ErrorCode::kInvalidConfig, "ImportanceConfig.reference_mix",
                 "got " + std::to_string(reference_mix) + ", allowed (0, 1]");
+  if (!(feedback_weight >= 0 && feedback_weight < 1))
+    throw Error(ErrorCode::kInvalidConfig, "ImportanceConfig.feedback_weight",
+                "got " + std::to_string(feedback_weight) + ", allowed [0, 1)");
 }
 
 ImportanceEstimator::ImportanceEstimator(const ImportanceConfig& config)
-    : config_(config), reference_(size_t(std::max<int64_t>(config.buckets, 1)), 0), pool_(reference_.size(), 0) {
+    : config_(config), reference_(size_t(std::max<int64_t>(config.buckets, 1)), 0), pool_(reference_.size(), 0),
+      feedback_(reference_.size(), 0) {
   config_.validate();
 }
 
@@ -56,6 +61,10 @@ void ImportanceEstimator::observe(const int64_t* tokens, int64_t rows, int64_t w
   count_features(tokens, rows, width, pool_, pool_total_);
 }
 
+void ImportanceEstimator::add_feedback(const int64_t* tokens, int64_t rows, int64_t width) {
+  count_features(tokens, rows, width, feedback_, feedback_total_);
+}
+
 void ImportanceEstimator::count_features(const int64_t* tokens, int64_t rows, int64_t width,
                                          std::vector<uint64_t>& counts, uint64_t& total) const {
   std::vector<int64_t> f;
@@ -73,6 +82,8 @@ std::vector<double> ImportanceEstimator::score(const int64_t* tokens, int64_t ro
                 "no reference rows: call set_reference() (GroupMatesLoader::set_reference) first");
   const double b = double(config_.buckets), mix = config_.reference_mix;
   const double pool_den = double(pool_total_) + b, ref_den = double(reference_total_);
+  const double fb = feedback_total_ > 0 ? config_.feedback_weight : 0.0;
+  const double fb_den = std::max<double>(double(feedback_total_), 1.0);
   std::vector<double> out(size_t(rows), 0.0);
   std::vector<int64_t> f;
   for (int64_t r = 0; r < rows; ++r) {
@@ -81,7 +92,8 @@ std::vector<double> ImportanceEstimator::score(const int64_t* tokens, int64_t ro
     double sum = 0;
     for (int64_t g : f) {
       const double p_pool = (double(pool_[size_t(g)]) + 1) / pool_den;
-      const double p_ref = mix * double(reference_[size_t(g)]) / ref_den + (1 - mix) * p_pool;
+      const double p_target = (1 - fb) * double(reference_[size_t(g)]) / ref_den + fb * double(feedback_[size_t(g)]) / fb_den;
+      const double p_ref = mix * p_target + (1 - mix) * p_pool;
       sum += std::log(p_ref) - std::log(p_pool);
     }
     out[size_t(r)] = f.empty() ? 0.0 : sum / double(f.size());
@@ -90,19 +102,26 @@ std::vector<double> ImportanceEstimator::score(const int64_t* tokens, int64_t ro
 }
 
 std::string ImportanceEstimator::save() const {
-  std::string blob(kMagic, sizeof kMagic);
+  const bool fb = feedback_total_ > 0;  // without feedback the first format, as before feedback existed
+  std::string blob(fb ? kMagicFeedback : kMagic, sizeof kMagic);
   auto put = [&](uint64_t v) { blob.append(reinterpret_cast<const char*>(&v), sizeof v); };
   put(uint64_t(config_.buckets));
   put(reference_total_);
   put(pool_total_);
   for (uint64_t v : reference_) put(v);
   for (uint64_t v : pool_) put(v);
+  if (fb) {
+    put(feedback_total_);
+    for (uint64_t v : feedback_) put(v);
+  }
   return blob;
 }
 
 void ImportanceEstimator::load(const std::string& blob) {
   const size_t n = reference_.size();
-  if (blob.size() != sizeof kMagic + 8 * (3 + 2 * n) || std::memcmp(blob.data(), kMagic, sizeof kMagic) != 0)
+  const bool fb = blob.size() >= sizeof kMagic && std::memcmp(blob.data(), kMagicFeedback, sizeof kMagic) == 0;
+  const size_t expected = sizeof kMagic + 8 * (3 + 2 * n) + (fb ? 8 * (1 + n) : 0);
+  if (blob.size() != expected || (!fb && std::memcmp(blob.data(), kMagic, sizeof kMagic) != 0))
     throw Error(ErrorCode::kInvalidState, "ImportanceEstimator::load",
                 "not an importance-estimator state of " + std::to_string(n) + " buckets (" + std::to_string(blob.size()) +
                     " bytes): restore with the SelectionConfig it was saved with");
@@ -118,6 +137,8 @@ void ImportanceEstimator::load(const std::string& blob) {
   pool_total_ = get();
   for (auto& v : reference_) v = get();
   for (auto& v : pool_) v = get();
+  feedback_total_ = fb ? get() : 0;
+  for (auto& v : feedback_) v = fb ? get() : 0;
 }
 
 std::vector<float> importance_prior(const std::vector<double>& scores) {

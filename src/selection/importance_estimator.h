@@ -13,6 +13,10 @@
 // reference much higher).
 // A row's score is the mean over its n-grams of log p_ref' - log p_pool (its log importance weight
 // per n-gram); higher = more like the reference. Deterministic; save()/load() hold the counts.
+//
+// Relevance feedback (optional): rows the probes measured to lower the reference loss most can be added
+// with add_feedback(); p_ref then becomes (1 - feedback_weight) * p_ref + feedback_weight * p_feedback,
+// widening an estimate made from a few reference rows with pool rows shown to help them.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +32,7 @@ struct ImportanceConfig {
   double reference_mix = 0.5;   ///< p_ref' = mix * p_ref + (1 - mix) * p_pool, in (0, 1]
   int64_t pad_id = -1;          ///< token id that is never a feature (-1 = none)
   uint64_t seed = 0;            ///< hash seed
+  double feedback_weight = 0;   ///< share of p_ref taken by add_feedback() rows once there are any, in [0, 1)
 
   /// Throws Error(kInvalidConfig) naming the field and the allowed range.
   void validate() const;
@@ -43,6 +48,8 @@ class ImportanceEstimator {
   bool has_reference() const { return reference_total_ > 0; }
   /// Adds rows to the running pool estimate.
   void observe(const int64_t* tokens, int64_t rows, int64_t width);
+  /// Adds rows to the feedback estimate (rows measured to help the reference; see feedback_weight).
+  void add_feedback(const int64_t* tokens, int64_t rows, int64_t width);
   /// Per row: mean over its n-grams of log p_ref'(g) - log p_pool(g) (0 for a row without n-grams).
   std::vector<double> score(const int64_t* tokens, int64_t rows, int64_t width) const;
 
@@ -50,6 +57,7 @@ class ImportanceEstimator {
   void features(const int64_t* row, int64_t width, std::vector<int64_t>& out) const;
   uint64_t pool_total() const { return pool_total_; }
   uint64_t reference_total() const { return reference_total_; }
+  uint64_t feedback_total() const { return feedback_total_; }
   /// Counts as a byte blob / restore from one (throws Error(kInvalidState) on a mismatch).
   std::string save() const;
   void load(const std::string& blob);
@@ -60,8 +68,8 @@ class ImportanceEstimator {
   void count_features(const int64_t* tokens, int64_t rows, int64_t width, std::vector<uint64_t>& counts,
                       uint64_t& total) const;
   ImportanceConfig config_;
-  std::vector<uint64_t> reference_, pool_;
-  uint64_t reference_total_ = 0, pool_total_ = 0;
+  std::vector<uint64_t> reference_, pool_, feedback_;
+  uint64_t reference_total_ = 0, pool_total_ = 0, feedback_total_ = 0;
 };
 
 /// -(x - mean) / std over the rows (population std; all zeros when std is 0): the importance score

@@ -153,3 +153,72 @@ TEST(ImportanceEstimatorTest, StateRoundTripsAndMismatchesAreRefused) {
   a.set_reference(ref.data(), 4, 16);
   EXPECT_EQ(a.reference_total(), b.reference_total());
 }
+
+// Relevance feedback: p_ref = (1 - f) * reference + f * feedback frequencies, computed the long way.
+TEST(ImportanceEstimatorTest, FeedbackFollowsTheDefinitionAndRoundTrips) {
+  const uint64_t seed = fresh_seed();
+  SCOPED_TRACE("GM_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  ImportanceConfig c;
+  c.buckets = 64 + int64_t(rng() % 500);
+  c.max_ngram = 1 + int(rng() % 3);
+  c.reference_mix = 0.1 + 0.9 * double(rng() % 1000) / 1000.0;
+  c.feedback_weight = 0.05 + 0.9 * double(rng() % 1000) / 1000.0;
+  c.seed = rng();
+  ImportanceEstimator est(c);
+  const int64_t width = 3 + int64_t(rng() % 20);
+  const auto ref = random_rows(rng, 5, width, 0, 30), pool = random_rows(rng, 12, width, 0, 200),
+             fb1 = random_rows(rng, 3, width, 20, 120), fb2 = random_rows(rng, 2, width, 0, 200),
+             rows = random_rows(rng, 10, width, 0, 200);
+  est.set_reference(ref.data(), 5, width);
+  est.observe(pool.data(), 12, width);
+  const auto before = est.score(rows.data(), 10, width);
+  // Without feedback rows the weight does not apply: the plain definition.
+  const auto plain = reference_scores(est, ref, {pool}, rows, width);
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_NEAR(before[i], plain[i], 1e-12) << "row " << i;
+  const std::string saved_plain = est.save();
+  est.add_feedback(fb1.data(), 3, width);
+  est.add_feedback(fb2.data(), 2, width);
+  // The long way: reference and feedback frequencies from the n-gram lists.
+  std::map<int64_t, double> rc, fc, pc;
+  double rn = 0, fn = 0, pn = 0;
+  std::vector<int64_t> f;
+  auto count = [&](const std::vector<int64_t>& t, std::map<int64_t, double>& m, double& n) {
+    for (size_t r = 0; r < t.size() / size_t(width); ++r) {
+      f.clear();
+      est.features(t.data() + r * width, width, f);
+      for (int64_t g : f) m[g] += 1, n += 1;
+    }
+  };
+  count(ref, rc, rn);
+  count(fb1, fc, fn);
+  count(fb2, fc, fn);
+  count(pool, pc, pn);
+  EXPECT_EQ(est.feedback_total(), uint64_t(fn));
+  const auto got = est.score(rows.data(), 10, width);
+  for (size_t r = 0; r < 10; ++r) {
+    f.clear();
+    est.features(rows.data() + r * width, width, f);
+    double sum = 0;
+    for (int64_t g : f) {
+      const double pp = (pc[g] + 1) / (pn + double(c.buckets));
+      const double target = (1 - c.feedback_weight) * rc[g] / rn + c.feedback_weight * fc[g] / fn;
+      sum += std::log((c.reference_mix * target + (1 - c.reference_mix) * pp) / pp);
+    }
+    EXPECT_NEAR(got[r], f.empty() ? 0.0 : sum / double(f.size()), 1e-12) << "row " << r;
+  }
+  // State: feedback counts round-trip; a state saved before any feedback loads with none.
+  ImportanceEstimator b(c);
+  b.load(est.save());
+  EXPECT_EQ(b.feedback_total(), est.feedback_total());
+  EXPECT_EQ(b.score(rows.data(), 10, width), got);
+  b.load(saved_plain);
+  EXPECT_EQ(b.feedback_total(), 0u);
+  EXPECT_EQ(b.score(rows.data(), 10, width), before);
+  std::string torn = est.save();
+  torn.pop_back();
+  EXPECT_THROW(b.load(torn), Error);
+  ImportanceConfig bad = c;
+  bad.feedback_weight = 1.0;
+  EXPECT_THROW(ImportanceEstimator{bad}, Error);
+}
