@@ -65,6 +65,7 @@ struct Options : tiny_gpt_training::TrainingSettings {
   int64_t rollout_length = 0;  // 0 = ProbeConfig's default
   int merge_budgets = -1;      // -1 = SelectionConfig's default
   std::string refresh_mode;  // "" = SelectionConfig's default; when_ready | at_step
+  double reference_feedback = -1;  // < 0 = SelectionConfig's default
   bool aligned = false;  // --packing aligned: every candidate starts at a document start (pad id 0, not trained on)
   bool quiet = false;
 };
@@ -98,6 +99,8 @@ Options parse(int argc, char** argv) {
   app.add_option("--probe-budget", o.probe_budget, "ProbeConfig.budget (< 0: the library's default)");
   app.add_option("--refresh-mode", o.refresh_mode, "SelectionConfig.refresh_mode (default: the library's)")
       ->check(CLI::IsMember({"when_ready", "at_step"}));
+  app.add_option("--reference-feedback", o.reference_feedback,
+                 "SelectionConfig.reference_feedback (< 0: the library's default)");
   app.add_option("--rollout-length", o.rollout_length, "ProbeConfig.rollout_length (0: the library's default)");
   app.add_option("--merge-cluster-budgets", o.merge_budgets, "SelectionConfig.merge_cluster_budgets 0|1 (default: the library's)")
       ->check(CLI::IsMember({0, 1}));
@@ -180,6 +183,7 @@ int main(int argc, char** argv) {
     if (o.probe_budget >= 0) probes.budget = o.probe_budget;
     if (o.rollout_length > 0) probes.rollout_length = static_cast<uint32_t>(o.rollout_length);
     if (o.merge_budgets >= 0) selection.merge_cluster_budgets = o.merge_budgets != 0;
+    if (o.reference_feedback >= 0) selection.reference_feedback = o.reference_feedback;
     if (!o.refresh_mode.empty())
       selection.refresh_mode = o.refresh_mode == "at_step" ? groupmates::RefreshMode::kAtStep : groupmates::RefreshMode::kWhenReady;
     selection.seed = o.seed;
@@ -282,6 +286,7 @@ int main(int argc, char** argv) {
     Json j;
     j["method"] = o.method;
     j["seed"] = o.seed;
+    j["reference_feedback"] = num(selection.reference_feedback);
     j["settings"] = {{"pool", o.pool}, {"reference", o.reference}, {"tokenizer", o.tokenizer},
                      {"vocab", mc.vocab_size}, {"steps", o.steps}, {"batch", o.batch}, {"seq_len", o.seq_len},
                      {"d_model", o.d_model}, {"layers", o.layers}, {"heads", o.heads},
@@ -313,6 +318,7 @@ int main(int argc, char** argv) {
                  {"selection_seconds", num(c.selection_seconds)}, {"wait_scoring_seconds", num(c.wait_scoring_seconds)},
                  {"wait_refresh_seconds", num(c.wait_refresh_seconds)}, {"wait_probe_seconds", num(c.wait_probe_seconds)},
                  {"snapshot_seconds", num(c.snapshot_seconds)}, {"probes_skipped_budget", st.probes_skipped_budget},
+                 {"probes_skipped_backoff", st.probes_skipped_backoff},
                  {"refreshes_failed", st.refreshes_failed}, {"refreshes_gated", st.refreshes_gated},
                  {"prior_weight", num(st.prior_weight)},
                  {"switches", st.switches.size()}};

@@ -417,6 +417,7 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
                 "probes": run["selection"]["probes"]["completed"],
                 "probes_skipped_budget": cost["probes_skipped_budget"],
                 "probes_skipped_busy": run["selection"]["probes"]["skipped_busy"],
+                "probes_skipped_backoff": cost.get("probes_skipped_backoff", 0),
                 "refreshes": run["selection"]["refreshes"], "refreshes_failed": cost["refreshes_failed"],
                 "refreshes_gated": cost.get("refreshes_gated", 0),
                 "prior_weight": cost["prior_weight"],
@@ -452,14 +453,15 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
                 log("  %-20s Spearman %s (%d refreshes, scaled %s; prior-only model %s, %d refreshes gated), gamma %.2f, "
                     "FLOPs over training: probes %.1f%% "
                     "refresh %.2f%% scoring %.2f%%; trainer waiting: scoring %.2f%% refresh %.2f%% probe %.2f%% "
-                    "snapshot %.2f%% selecting %.2f%%; probes skipped (budget %d, busy %d), refreshes failed %d"
+                    "snapshot %.2f%% selecting %.2f%%; probes skipped (budget %d, busy %d, back-off %d), refreshes failed %d"
                     % (LABELS[m], fmt(y["spearman_mean"]), y["spearman_refreshes"], fmt(y["spearman_scaled_mean"]),
                        fmt(y["spearman_prior_mean"]), y["refreshes_gated"],
                        y["prior_weight"], 100 * y["overhead_share"]["probe_flops"], 100 * y["overhead_share"]["refresh_flops"],
                        100 * y["overhead_share"]["scoring_flops"], 100 * y["wait_shares"]["wait_scoring_seconds"],
                        100 * y["wait_shares"]["wait_refresh_seconds"], 100 * y["wait_shares"]["wait_probe_seconds"],
                        100 * y["wait_shares"]["snapshot_seconds"], 100 * y["wait_shares"]["selection_seconds"],
-                       y["probes_skipped_budget"], y["probes_skipped_busy"], y["refreshes_failed"]))
+                       y["probes_skipped_budget"], y["probes_skipped_busy"], y["probes_skipped_backoff"],
+                       y["refreshes_failed"]))
         log("  seed %d: r=%s c=%s w=%s g=%s v=%s d=%s s=%s q=%s" % (
             seed, fmt(fig["r"]), fmt(fig["c"]), fmt(fig["w"]), fmt(fig["g"], 4), fmt(fig["v"], 4), fmt(fig["d"]),
             fmt(fig["s"]), fmt(fig["q"])))

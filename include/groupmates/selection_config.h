@@ -46,6 +46,10 @@ struct SelectionConfig {
                                       ///< gamma learnable (init 1, kept >= 0); before the first refresh u = prior
   int64_t importance_buckets = 1 << 14; ///< hashed token 1-2-gram buckets of the importance estimator
   double importance_mix = 0.5;        ///< reference distribution smoothed toward the pool's: mix * p_ref + (1-mix) * p_pool
+  double reference_feedback = 0.0;    ///< relevance feedback from the probes: after each probe the rows whose steps
+                                      ///< lowered the reference loss most join a feedback estimate that takes this
+                                      ///< share of p_ref (then p_ref = (1-f) p_reference + f p_feedback); 0 = off
+  double reference_feedback_share = 0.25; ///< share of each probe's steps (best labels, per rollout position) fed back
   RefreshMode refresh_mode = RefreshMode::kWhenReady;  ///< see RefreshMode (README: why this default)
   int64_t encoder_buckets = 1 << 14;  ///< hashed n-gram buckets of the default encoder
   int64_t encoder_dim = 64;           ///< embedding width D
@@ -88,6 +92,10 @@ struct ProbeConfig {
                                       ///< cap): a due probe runs as many rollouts as the unspent budget pays for
                                       ///< (at most the configured ones), or is skipped until min_rollouts are paid
   uint32_t min_rollouts = 4;          ///< fewest rollouts worth a probe under the budget
+  uint32_t gated_backoff_max = 7;     ///< probes back off while the refresh gate keeps the prior-only model: after
+                                      ///< n held-out checks in a row that refused the learned model, the next
+                                      ///< min(2^n - 1, this) due probes are skipped (a published learned model resets
+                                      ///< n); 0 = never back off (SelectionConfig::refresh_gate)
 
   void validate() const;
 };

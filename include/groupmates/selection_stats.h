@@ -78,6 +78,7 @@ struct SelectionStats {
   ProbeStats probes;
   SelectionCost cost;
   uint64_t probes_skipped_budget = 0;  ///< due probes skipped because the budget could not pay min_rollouts
+  uint64_t probes_skipped_backoff = 0; ///< due probes skipped while the refresh gate keeps refusing (ProbeConfig::gated_backoff_max)
   uint64_t refreshes_failed = 0;    ///< refreshes not published (non-finite weights or predictions, or an error)
   std::string last_refresh_error;   ///< why the last one failed ("" = none)
   double prior_weight = 0;          ///< gamma of the version scoring the current window (importance prior's weight)

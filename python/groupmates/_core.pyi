@@ -104,6 +104,8 @@ class SelectionConfig(_StubStruct):
     importance_prior: bool
     importance_buckets: int
     importance_mix: float
+    reference_feedback: float
+    reference_feedback_share: float
     refresh_mode: RefreshMode
     encoder_buckets: int
     encoder_dim: int
@@ -134,6 +136,7 @@ class ProbeConfig(_StubStruct):
     max_seconds: float
     budget: float
     min_rollouts: int
+    gated_backoff_max: int
 
 class LoaderStats(_StubStruct):
     batches: int
@@ -195,6 +198,7 @@ class SelectionStats(_StubStruct):
     probes: ProbeStats
     cost: SelectionCost
     probes_skipped_budget: int
+    probes_skipped_backoff: int
     refreshes_failed: int
     last_refresh_error: str
     prior_weight: float

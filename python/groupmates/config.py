@@ -226,6 +226,8 @@ class SelectionConfig:
                             weight); gamma learnable; before the first refresh u is the prior alone
     importance_buckets:     hashed token 1-2-gram buckets of the importance estimator
     importance_mix:         reference distribution smoothed toward the pool's (mix * p_ref + (1 - mix) * p_pool)
+    reference_feedback:     share of p_ref taken by rows the probes measured to lower the reference loss most (0 = off)
+    reference_feedback_share: share of each probe's steps (best labels per rollout position) fed back
     refresh_mode:           "when_ready" (a refreshed model scores from the next window boundary after it is
                             ready; the trainer never waits; switches are recorded) or "at_step" (from probe step
                             + effect_delay_steps, waiting for it: the stream is timing-free)
@@ -259,6 +261,8 @@ class SelectionConfig:
     importance_prior: bool = _SELECTION["importance_prior"]
     importance_buckets: int = _SELECTION["importance_buckets"]
     importance_mix: float = _SELECTION["importance_mix"]
+    reference_feedback: float = _SELECTION["reference_feedback"]
+    reference_feedback_share: float = _SELECTION["reference_feedback_share"]
     refresh_mode: str = _SELECTION["refresh_mode"]
     encoder_buckets: int = _SELECTION["encoder_buckets"]
     encoder_dim: int = _SELECTION["encoder_dim"]
@@ -296,6 +300,8 @@ class ProbeConfig:
     max_seconds:        cap on one probe's rollouts (0 = none)
     budget:             probe FLOPs kept within this share of the training FLOPs so far (0 = no cap)
     min_rollouts:       fewest rollouts worth a probe under the budget (else the probe is skipped)
+    gated_backoff_max:  while the refresh gate keeps refusing learned models, skip up to this many due probes
+                        (2^n - 1 after n refusals in a row; 0 = never back off)
     """
 
     interval_steps: int = _PROBES["interval_steps"]
@@ -310,6 +316,7 @@ class ProbeConfig:
     max_seconds: float = _PROBES["max_seconds"]
     budget: float = _PROBES["budget"]
     min_rollouts: int = _PROBES["min_rollouts"]
+    gated_backoff_max: int = _PROBES["gated_backoff_max"]
 
     def to_core(self) -> "_core.ProbeConfig":
         return to_cpp(self, _core.ProbeConfig, "ProbeConfig")

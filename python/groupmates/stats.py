@@ -124,6 +124,7 @@ class SelectionStats(_Record):
     probes: ProbeStats = field(default_factory=ProbeStats)
     cost: SelectionCost = field(default_factory=SelectionCost)
     probes_skipped_budget: int = 0
+    probes_skipped_backoff: int = 0
     refreshes_failed: int = 0
     last_refresh_error: str = ""
     prior_weight: float = 0.0
@@ -143,6 +144,7 @@ class SelectionStats(_Record):
              "refreshes_failed": float(self.refreshes_failed), "spearman": self.last_heldout_spearman,
              "probes_completed": float(self.probes.probes_completed), "probes_failed": float(self.probes.probes_failed),
              "probes_skipped_budget": float(self.probes_skipped_budget),
+             "probes_skipped_backoff": float(self.probes_skipped_backoff),
              "probe_time_share": self.probes.probe_share,
              "probe_flops_share": self.cost.probe_flops / self.cost.train_flops if self.cost.train_flops else 0.0,
              "trainer_wait_seconds": self.cost.wait_scoring_seconds + self.cost.wait_refresh_seconds

@@ -265,6 +265,8 @@ PYBIND11_MODULE(_core, m) {
       .field("importance_prior", &gm::SelectionConfig::importance_prior)
       .field("importance_buckets", &gm::SelectionConfig::importance_buckets)
       .field("importance_mix", &gm::SelectionConfig::importance_mix)
+      .field("reference_feedback", &gm::SelectionConfig::reference_feedback)
+      .field("reference_feedback_share", &gm::SelectionConfig::reference_feedback_share)
       .field("refresh_mode", &gm::SelectionConfig::refresh_mode)
       .field("encoder_buckets", &gm::SelectionConfig::encoder_buckets)
       .field("encoder_dim", &gm::SelectionConfig::encoder_dim)
@@ -294,7 +296,8 @@ PYBIND11_MODULE(_core, m) {
       .field("effect_delay_steps", &gm::ProbeConfig::effect_delay_steps)
       .field("max_seconds", &gm::ProbeConfig::max_seconds)
       .field("budget", &gm::ProbeConfig::budget)
-      .field("min_rollouts", &gm::ProbeConfig::min_rollouts);
+      .field("min_rollouts", &gm::ProbeConfig::min_rollouts)
+      .field("gated_backoff_max", &gm::ProbeConfig::gated_backoff_max);
 
   // ---- stats (include/groupmates/streaming_loader.h, selection_stats.h), read-only
   Struct<gm::LoaderStats>(m, "LoaderStats", "groupmates::LoaderStats", true)
@@ -357,6 +360,7 @@ PYBIND11_MODULE(_core, m) {
       .field("probes", &gm::SelectionStats::probes)
       .field("cost", &gm::SelectionStats::cost)
       .field("probes_skipped_budget", &gm::SelectionStats::probes_skipped_budget)
+      .field("probes_skipped_backoff", &gm::SelectionStats::probes_skipped_backoff)
       .field("refreshes_failed", &gm::SelectionStats::refreshes_failed)
       .field("last_refresh_error", &gm::SelectionStats::last_refresh_error)
       .field("prior_weight", &gm::SelectionStats::prior_weight)

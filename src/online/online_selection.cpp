@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 
 #include "groupmates/error.h"
@@ -19,7 +20,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
       encoder_pad_id_(loader.packing == PackingMode::kDocumentAligned ? loader.pad_id : -1),
       sequence_length_(loader.sequence_length), device_(default_device()),
       versions_([this] { return make_influence_model(cfg_, encoder_pad_id_); }, device_),
-      clusters_(cfg_.clusters, cfg_.seed, device_), log_(cfg_.log_path) {
+      clusters_(cfg_.clusters, cfg_.seed, device_), log_(cfg_.log_path), backoff_(probe_cfg_.gated_backoff_max) {
   scorer_ = std::make_unique<WindowScorer>(versions_.models());
   group_ = std::make_unique<ClusterGreedySelector>(
       cfg_.influence_prefilter ? BudgetMode::kInfluencePrefilter : BudgetMode::kUniformRatio, cfg_.prefilter_ratio,
@@ -33,6 +34,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   ic.reference_mix = cfg_.importance_mix;
   ic.pad_id = encoder_pad_id_;
   ic.seed = derive_seed(cfg_.seed, 0x696d70ULL);
+  ic.feedback_weight = cfg_.reference_feedback;
   importance_ = std::make_unique<ImportanceEstimator>(ic);
   labels_ = std::make_shared<LabelBuffer>(cfg_.label_buffer_rollouts);
   refresher_ = std::make_unique<InfluenceRefresher>(cfg_, make_influence_model(cfg_, encoder_pad_id_),
@@ -80,7 +82,14 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   s.visit_counters(stats_, [](const auto& saved, auto& live) { live = static_cast<std::decay_t<decltype(live)>>(saved); });
   refresher_->load(s.trainer.bytes, s.refreshes > 0 || s.refreshes_gated > 0 || !s.pending.empty());
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
+  backoff_.restore(s.backoff_streak, s.backoff_skip);
   importance_->load(s.importance.bytes);
+  if (s.feedback.bytes.size() % (sizeof(int64_t) * size_t(sequence_length_)) != 0)
+    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.feedback",
+                "not whole token rows of sequence_length " + std::to_string(sequence_length_) +
+                    ": restore with the LoaderConfig the state was saved with");
+  feedback_due_.resize(s.feedback.bytes.size() / sizeof(int64_t));
+  if (!feedback_due_.empty()) std::memcpy(feedback_due_.data(), s.feedback.bytes.data(), s.feedback.bytes.size());
   versions_.publish(s.first_blob.bytes, s.first_trained, s.first_version);
   next_ = read_window();
   if (s.has_current) {
@@ -225,6 +234,7 @@ void OnlineSelection::apply_due_refreshes() {
     }
     const Pending p = front;
     pending_.erase(pending_.begin());
+    if (cfg_.reference_feedback > 0) collect_feedback(p.probe_step);
     const std::string blob = p.blob.get();
     if (blob.empty()) continue;
     const uint64_t version = versions_.publish(blob, true);
@@ -234,11 +244,38 @@ void OnlineSelection::apply_due_refreshes() {
   }
 }
 
+// Relevance feedback: the rows of the probe's steps that lowered the reference loss most (the best
+// reference_feedback_share at each rollout position), due at the next window.
+void OnlineSelection::collect_feedback(int64_t probe_step) {
+  std::vector<LabelledRollout> probe;
+  for (LabelledRollout& e : labels_->snapshot())
+    if (e.probe_step == probe_step) probe.push_back(std::move(e));
+  if (probe.empty()) return;
+  const size_t L = probe[0].labels.size();
+  for (size_t t = 0; t < L; ++t) {
+    std::vector<std::pair<double, size_t>> ranked;  // (label, rollout): lower = the step helped more
+    for (size_t i = 0; i < probe.size(); ++i)
+      if (probe[i].labels.size() == L && std::isfinite(probe[i].labels[t])) ranked.emplace_back(probe[i].labels[t], i);
+    const size_t keep = size_t(std::ceil(cfg_.reference_feedback_share * double(ranked.size())));
+    std::partial_sort(ranked.begin(), ranked.begin() + std::min(keep, ranked.size()), ranked.end());
+    for (size_t k = 0; k < keep && k < ranked.size(); ++k) {
+      const torch::Tensor rows = probe[ranked[k].second].tokens.select(0, int64_t(t)).contiguous();  // [R, T]
+      if (rows.size(-1) != sequence_length_)
+        throw Error(ErrorCode::kInvalidState, "OnlineSelection::collect_feedback",
+                    "a probe row of " + std::to_string(rows.size(-1)) + " tokens, not sequence_length");
+      feedback_due_.insert(feedback_due_.end(), rows.data_ptr<int64_t>(), rows.data_ptr<int64_t>() + rows.numel());
+    }
+  }
+}
+
 bool OnlineSelection::advance() {
   if (!next_) {
     ended_ = true;
     return false;
   }
+  if (!feedback_due_.empty() && importance_->has_reference())
+    importance_->add_feedback(feedback_due_.data(), int64_t(feedback_due_.size()) / sequence_length_, sequence_length_);
+  feedback_due_.clear();
   clusters_.begin_window();
   importance_before_current_ = importance_->save();
   current_ = std::move(next_);
@@ -327,6 +364,13 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.cost.wait_probe_seconds += waited.seconds();
   }
+  {  // back-off while the gate keeps refusing (decided after the previous probe's refresh, under kAtStep)
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    if (backoff_.skip_due()) {
+      stats_.probes_skipped_backoff += 1;
+      return;
+    }
+  }
   ProbeContext ctx;
   if (probe_cfg_.budget > 0) {
     // Budget in token-FLOP units (x F cancels): training 3 per token, a probe step 3 per token, an evaluation 1
@@ -396,6 +440,8 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   stats_.cost.probe_eval_tokens += eval_tokens;
   stats_.cost.probe_flops += 3.0 * flops_per_token_ * train_tokens + flops_per_token_ * eval_tokens;
   if (r.gated) stats_.refreshes_gated += 1;
+  if (r.gated && r.heldout_measured && r.error.empty()) backoff_.refused();  // a held-out check kept the prior
+  else if (!r.gated && r.error.empty() && !r.weights.empty()) backoff_.published();
   if (!r.error.empty()) {
     stats_.refreshes_failed += 1;
     stats_.last_refresh_error = r.error;
@@ -426,9 +472,15 @@ LoaderState OnlineSelection::save() {
   s.kmeans.bytes = clusters_.saved_state();
   s.kmeans_version = clusters_.saved_version();
   s.importance.bytes = current_ ? importance_before_current_ : importance_->save();
+  s.feedback.bytes.assign(reinterpret_cast<const char*>(feedback_due_.data()), feedback_due_.size() * sizeof(int64_t));
   s.next_loader_version = versions_.next_number();
   s.trainer.bytes = refresher_->weights();
   s.gate.bytes = refresher_->gate().save();
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    s.backoff_streak = backoff_.streak();
+    s.backoff_skip = backoff_.pending_skips();
+  }
   if (labels_->size() > 0) s.labels.bytes = labels_->save();
   for (const Pending& p : pending_) s.pending.push_back(SavedRefresh{p.probe_step, p.effective_at, Blob{p.blob.get()}});
   {

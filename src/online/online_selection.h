@@ -33,6 +33,7 @@
 #include "online/selection_log.h"
 #include "online/version_registry.h"
 #include "online/window_clusters.h"
+#include "online/probe_backoff.h"
 #include "selection/importance_estimator.h"
 
 namespace groupmates {
@@ -72,6 +73,7 @@ class OnlineSelection {
 
   std::optional<Window> read_window();
   bool advance();
+  void collect_feedback(int64_t probe_step);
   void select_current();
   void apply_due_refreshes();
   void refresh(int64_t step, const ProbeResult& result);  // probe thread
@@ -95,6 +97,7 @@ class OnlineSelection {
 
   std::unique_ptr<ImportanceEstimator> importance_;
   std::string importance_before_current_;   // estimator state before current_ was observed
+  std::vector<int64_t> feedback_due_;       // reference-feedback rows [n, sequence_length_], added at the next window
   torch::Tensor prior_;                     // of current_: float [W] CPU, standardised, lower = better (or undefined)
 
   std::optional<Window> current_, next_;
@@ -116,6 +119,7 @@ class OnlineSelection {
   mutable std::mutex stats_mu_;
   SelectionStats stats_;
   SelectionLog log_;
+  ProbeBackoff backoff_;  // guarded by stats_mu_ (refresh() on the probe thread, on_step() on the trainer's)
 };
 
 }  // namespace groupmates

@@ -20,6 +20,10 @@ void SelectionConfig::validate() const {
   if (importance_buckets < 16 || importance_buckets > (int64_t{1} << 24))
     bad(f + "importance_buckets", "is " + std::to_string(importance_buckets) + "; allowed 16..16777216");
   if (!(importance_mix > 0 && importance_mix <= 1)) bad(f + "importance_mix", "is " + std::to_string(importance_mix) + "; allowed (0, 1]");
+  if (!(reference_feedback >= 0 && reference_feedback < 1))
+    bad(f + "reference_feedback", "is " + std::to_string(reference_feedback) + "; allowed [0, 1)");
+  if (!(reference_feedback_share > 0 && reference_feedback_share <= 1))
+    bad(f + "reference_feedback_share", "is " + std::to_string(reference_feedback_share) + "; allowed (0, 1]");
   if (encoder_buckets < 16 || encoder_buckets > (int64_t{1} << 26)) bad(f + "encoder_buckets", "is " + std::to_string(encoder_buckets) + "; allowed 16..67108864");
   if (encoder_bag_dim < 2 || encoder_bag_dim > 4096) bad(f + "encoder_bag_dim", "is " + std::to_string(encoder_bag_dim) + "; allowed 2..4096");
   if (encoder_max_ngram < 1 || encoder_max_ngram > 3) bad(f + "encoder_max_ngram", "is " + std::to_string(encoder_max_ngram) + "; allowed 1..3");
@@ -43,6 +47,7 @@ void ProbeConfig::validate() const {
   if (!(lr_scale > 0)) bad(f + "lr_scale", "must be > 0");
   if (!(budget >= 0 && budget <= 100)) bad(f + "budget", "is " + std::to_string(budget) + "; allowed [0, 100] (a share of training FLOPs; 0 = no cap)");
   if (budget > 0 && min_rollouts < 1) bad(f + "min_rollouts", "is 0; must be >= 1 with a budget");
+  if (gated_backoff_max > 1000000) bad(f + "gated_backoff_max", "is " + std::to_string(gated_backoff_max) + "; allowed 0..1000000");
 }
 
 }  // namespace groupmates

@@ -44,10 +44,12 @@ struct SelectionState {
   Blob kmeans;
   uint64_t kmeans_version = 0;
   Blob importance;
+  Blob feedback;                  ///< reference-feedback rows due at the next window (int64 tokens; empty = none)
   std::vector<SavedRefresh> pending;
+  uint64_t backoff_streak = 0, backoff_skip = 0;  ///< gate refusals in a row; due probes still to skip
   // Counters (SelectionStats) and what the probe budget is measured against.
   uint64_t windows = 0, warmup_windows = 0, seen = 0, selected = 0, refreshes = 0, refreshes_failed = 0,
-           refreshes_gated = 0;
+           refreshes_gated = 0, probes_skipped_backoff = 0;
   uint64_t train_tokens = 0, probe_train_tokens = 0, probe_eval_tokens = 0;
   std::vector<VersionSwitch> switches;
 
@@ -66,6 +68,7 @@ struct SelectionState {
     f(refreshes, live.refreshes);
     f(refreshes_failed, live.refreshes_failed);
     f(refreshes_gated, live.refreshes_gated);
+    f(probes_skipped_backoff, live.probes_skipped_backoff);
     // What the probe budget is measured against (it must resume exactly).
     f(train_tokens, live.cost.train_tokens);
     f(probe_train_tokens, live.cost.probe_train_tokens);
@@ -96,7 +99,10 @@ struct SelectionState {
     f("gm.kmeans", s.kmeans);
     f("gm.kmeans_version", s.kmeans_version);
     f("gm.importance", s.importance);
+    f("gm.feedback", s.feedback);
     f("gm.pending", s.pending);
+    f("gm.backoff_streak", s.backoff_streak);
+    f("gm.backoff_skip", s.backoff_skip);
     f("gm.stats.windows", s.windows);
     f("gm.stats.warmup_windows", s.warmup_windows);
     f("gm.stats.seen", s.seen);

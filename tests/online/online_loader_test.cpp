@@ -12,6 +12,7 @@
 #include "groupmates/loader.h"
 #include "groupmates/module_probe_target.h"
 #include "tiny_gpt/tiny_gpt.h"
+#include "online/blob_text.h"
 #include "online_test_util.h"
 
 using namespace groupmates;
@@ -72,15 +73,22 @@ TEST_F(OnlineLoaderTest, FullStateResumeReproducesTheEmittedStream) {
   std::mt19937_64 rng(seed);
   const int64_t k = 4 + static_cast<int64_t>(rng() % 26);
   SCOPED_TRACE("resume after step " + std::to_string(k));
-  for (const bool gate : {false, true}) {  // with the gate, its record of held-out checks resumes too
-    SCOPED_TRACE(gate ? "refresh gate on" : "refresh gate off");
+  // With the gate, its record of held-out checks resumes too; with reference feedback, the importance
+  // prior (reference rows set) and the feedback rows due at the next window.
+  for (const int variant : {0, 1, 2}) {
+    const bool gate = variant >= 1, feedback = variant == 2;
+    SCOPED_TRACE(feedback ? "gate on, reference feedback" : gate ? "refresh gate on" : "refresh gate off");
     SelectionConfig sel = selection_config(seed);
     sel.refresh_gate = gate;
+    if (feedback) sel.reference_feedback = 0.5;
+    const torch::Tensor reference = torch::arange(int64_t{4} * kT, torch::kInt64).remainder(2).view({4, int64_t{kT}});
     std::string saved;
     std::unique_ptr<ProbeTarget> live_at_k;
     Emitted original;
+    std::string final_importance;
     {
       GroupMatesLoader loader(loader_config(path, seed), sel, probe_config());
+      if (feedback) loader.set_reference(reference);
       auto live = make_live_model(seed);
       Emitted a = train(loader, *live, 0, k + 1);
       saved = loader.state().serialize();
@@ -90,7 +98,10 @@ TEST_F(OnlineLoaderTest, FullStateResumeReproducesTheEmittedStream) {
       original.ids.insert(original.ids.end(), b.ids.begin(), b.ids.end());
       original.inputs.insert(original.inputs.end(), b.inputs.begin(), b.inputs.end());
       original.versions.insert(original.versions.end(), b.versions.begin(), b.versions.end());
+      final_importance = loader.state().extra.at("gm.importance");
     }
+    if (feedback)  // the estimator's state with feedback counts (format gmimp002) once a refresh applied
+      EXPECT_EQ(text_to_blob(final_importance, "gm.importance").substr(0, 8), "gmimp002");
     GroupMatesLoader resumed(loader_config(path, seed), sel, probe_config(), LoaderState::parse(saved));
     EXPECT_EQ(resumed.state().serialize(), saved) << "the state right after a resume is the saved state";
     const Emitted rest = train(resumed, *live_at_k, k + 1, total);
