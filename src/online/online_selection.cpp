@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <type_traits>
 
+#include <xxhash.h>
+
+#include "groupmates/engine/shared_probes.h"
 #include "groupmates/error.h"
 #include "online/influence_model_factory.h"
 #include "online/selection_state.h"
@@ -14,12 +18,27 @@
 namespace groupmates {
 
 OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& loader, SelectionConfig selection,
-                                 ProbeConfig probes, const LoaderState* restore)
+                                 ProbeConfig probes, const LoaderState* restore,
+                                 std::shared_ptr<Collectives> collectives)
     : core_(core), cfg_(std::move(selection)), probe_cfg_(std::move(probes)),
       encoder_pad_id_(loader.packing == PackingMode::kDocumentAligned ? loader.pad_id : -1),
       sequence_length_(loader.sequence_length), device_(default_device()),
       versions_([this] { return make_influence_model(cfg_, encoder_pad_id_); }, device_),
-      clusters_(cfg_.clusters, cfg_.seed, device_), log_(cfg_.log_path) {
+      clusters_(cfg_.clusters, cfg_.seed, device_), collectives_(std::move(collectives)), log_(cfg_.log_path) {
+  shared_ = collectives_ && collectives_->world_size() > 1;
+  const LoaderConfig& resolved = core_.config();  // rank and world size resolved (rank_environment.h)
+  if (collectives_ && (collectives_->world_size() != static_cast<int>(resolved.world_size) ||
+                       collectives_->rank() != static_cast<int>(resolved.rank)))
+    throw Error(ErrorCode::kInvalidConfig, "process_group",
+                "is rank " + std::to_string(collectives_->rank()) + " of " + std::to_string(collectives_->world_size()) +
+                    " but the loader reads rank " + std::to_string(resolved.rank) + " of " +
+                    std::to_string(resolved.world_size) + ": pass the data-parallel group the ranks were taken from");
+  if (shared_ && uses_model() && cfg_.refresh_mode == RefreshMode::kWhenReady)
+    throw Error(ErrorCode::kInvalidConfig, "SelectionConfig.refresh_mode",
+                "is kWhenReady (\"when_ready\"), whose switch points depend on each rank's timing; on " +
+                    std::to_string(collectives_->world_size()) +
+                    " ranks every rank must refresh at the same step: set refresh_mode = kAtStep (\"at_step\")");
+  if (shared_) clusters_.set_collectives(collectives_);
   scorer_ = std::make_unique<WindowScorer>(versions_.models());
   group_ = std::make_unique<ClusterGreedySelector>(
       cfg_.influence_prefilter ? BudgetMode::kInfluencePrefilter : BudgetMode::kUniformRatio, cfg_.prefilter_ratio,
@@ -50,7 +69,12 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
     sc.neighbour_rollouts = probe_cfg_.neighbour_rollouts;
     sc.bootstrap_pairs = probe_cfg_.bootstrap_pairs;
     sc.seed = derive_seed(cfg_.seed, 0x70726f6265ULL);
-    scheduler_ = std::make_unique<ProbeScheduler>(sc, labels_);
+    if (shared_) {  // this rank's share of each probe, into a buffer of its own until the exchange
+      sc.rank = collectives_->rank();
+      sc.world_size = collectives_->world_size();
+      probe_out_ = std::make_shared<LabelBuffer>(std::max<size_t>(1, static_cast<size_t>(sc.prober.max_rollouts)));
+    }
+    scheduler_ = std::make_unique<ProbeScheduler>(sc, shared_ ? probe_out_ : labels_);
     scheduler_->set_callback([this](int64_t step, const ProbeResult& result) { refresh(step, result); });
   }
   stats_.seen_per_cluster.assign(cfg_.clusters, 0);
@@ -183,7 +207,15 @@ void OnlineSelection::select_current() {
   cluster_ids_ = clusters.to(torch::kCPU, torch::kLong).contiguous();
   embeddings_ = scored.embeddings;
   const double selecting = clock.seconds();
+  const uint64_t centroids_hash = uses_model() ? clusters_.hash() : 0;
+  if (uses_model() && hashed_version_ != current_->version) {
+    const std::string& w = versions_.weights(current_->version);
+    model_hash_ = XXH3_64bits(w.data(), w.size());
+    hashed_version_ = current_->version;
+  }
   std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.centroids_hash = centroids_hash;
+  stats_.model_hash = model_hash_;
   stats_.windows += 1;
   if (!informed) stats_.warmup_windows += 1;
   stats_.seen += current_->host.batch_size;
@@ -216,6 +248,7 @@ void OnlineSelection::apply_due_refreshes() {
     if (!ready) {
       const util::Stopwatch waited;
       scheduler_->wait_idle();
+      if (shared_ && !front.shared) share_refresh(front);
       // A probe that threw never reaches refresh(): nothing to publish.
       if (front.blob.wait_for(std::chrono::seconds(0)) != std::future_status::ready) front.promise->set_value("");
       std::lock_guard<std::mutex> lock(stats_mu_);
@@ -324,6 +357,7 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
   } else {
     const util::Stopwatch waited;
     scheduler_->wait_idle();  // never skip a due probe: timing must not change the stream
+    if (shared_) share_unshared_refreshes();  // the previous probe's rollouts leave probe_out_ first
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.cost.wait_probe_seconds += waited.seconds();
   }
@@ -356,6 +390,7 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
   p.effective_at = step + probe_cfg_.effect_delay_steps;
   p.promise = std::make_shared<std::promise<std::string>>();
   p.blob = p.promise->get_future().share();
+  p.shared = !shared_;
   inflight_ = p.promise;
   pending_.push_back(p);
   bool started = false;
@@ -373,6 +408,10 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
 }
 
 void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
+  if (shared_) {  // trained after the exchange (share_refresh), on the trainer thread
+    probe_attempted_ = result.attempted;
+    return;
+  }
   std::shared_ptr<std::promise<std::string>> done = inflight_;
   if (!done) return;
   const util::Stopwatch took;
@@ -384,17 +423,10 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
     stats_.last_heldout_spearman_prior = r.heldout_spearman_prior;
   }
   done->set_value(r.weights);
-  // Probe cost: every attempted rollout's steps and evaluations, and each probe's R_0.
-  const auto& pc = probe_cfg_;
-  const double width = double(sequence_length_);
-  const double train_tokens = double(result.attempted) * pc.rollout_length * width;
-  const double eval_tokens = double(1 + result.attempted * pc.rollout_length) * double(reference_tokens_);
+  count_probe_cost(double(result.attempted));
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_.refresh_seconds += took.seconds();
   stats_.cost.refresh_flops += r.flops;
-  stats_.cost.probe_train_tokens += train_tokens;
-  stats_.cost.probe_eval_tokens += eval_tokens;
-  stats_.cost.probe_flops += 3.0 * flops_per_token_ * train_tokens + flops_per_token_ * eval_tokens;
   if (r.gated) stats_.refreshes_gated += 1;
   if (!r.error.empty()) {
     stats_.refreshes_failed += 1;
@@ -402,8 +434,21 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   }
 }
 
+void OnlineSelection::count_probe_cost(double attempted) {
+  // Probe cost: every attempted rollout's steps and evaluations, and each probe's R_0.
+  const auto& pc = probe_cfg_;
+  const double width = double(sequence_length_);
+  const double train_tokens = attempted * pc.rollout_length * width;
+  const double eval_tokens = (1.0 + attempted * pc.rollout_length) * double(reference_tokens_);
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.cost.probe_train_tokens += train_tokens;
+  stats_.cost.probe_eval_tokens += eval_tokens;
+  stats_.cost.probe_flops += 3.0 * flops_per_token_ * train_tokens + flops_per_token_ * eval_tokens;
+}
+
 LoaderState OnlineSelection::save() {
   if (scheduler_) scheduler_->wait_idle();
+  if (shared_) share_unshared_refreshes();  // collective: every rank saves at the same point
   for (auto& p : pending_)
     if (p.blob.wait_for(std::chrono::seconds(0)) != std::future_status::ready) p.promise->set_value("");
   const Window* first = current_ ? &*current_ : (next_ ? &*next_ : nullptr);
@@ -445,6 +490,165 @@ SelectionStats OnlineSelection::stats() const {
   if (scheduler_) s.probes = scheduler_->stats();
   s.cost.snapshot_seconds = s.probes.snapshot_seconds;
   return s;
+}
+
+}  // namespace groupmates
+
+namespace groupmates {
+
+namespace {
+
+// Length-prefixed strings as one byte string (rank 0's refresh result on the wire).
+std::string pack(const std::vector<std::string>& fields) {
+  std::string out;
+  for (const std::string& f : fields) {
+    const uint64_t n = f.size();
+    out.append(reinterpret_cast<const char*>(&n), sizeof n);
+    out += f;
+  }
+  return out;
+}
+
+std::vector<std::string> unpack(const std::string& bytes, size_t count) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (out.size() < count) {
+    uint64_t n = 0;
+    if (at + sizeof n > bytes.size()) break;
+    std::memcpy(&n, bytes.data() + at, sizeof n);
+    at += sizeof n;
+    if (n > bytes.size() - at) break;
+    out.push_back(bytes.substr(at, n));
+    at += n;
+  }
+  if (out.size() != count || at != bytes.size())
+    throw Error(ErrorCode::kDistributed, "refresh broadcast", "rank 0's refresh result is malformed (" +
+                                                                  std::to_string(bytes.size()) + " bytes)");
+  return out;
+}
+
+std::string pack_doubles(const std::vector<double>& v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(double)); }
+
+std::vector<double> unpack_doubles(const std::string& s) {
+  std::vector<double> v(s.size() / sizeof(double));
+  std::memcpy(v.data(), s.data(), v.size() * sizeof(double));
+  return v;
+}
+
+uint64_t hash_of(const std::string& s) { return XXH3_64bits(s.data(), s.size()); }
+
+uint64_t hash_of(const std::vector<LabelledRollout>& entries) {
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_64bits_reset(state);
+  for (const LabelledRollout& e : entries) {
+    const torch::Tensor t = e.tokens.contiguous();
+    XXH3_64bits_update(state, t.data_ptr(), t.numel() * t.element_size());
+    XXH3_64bits_update(state, e.labels.data(), e.labels.size() * sizeof(double));
+  }
+  const uint64_t h = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return h;
+}
+
+}  // namespace
+
+void OnlineSelection::share_unshared_refreshes() {
+  for (Pending& p : pending_)
+    if (!p.shared) {
+      scheduler_->wait_idle();
+      share_refresh(p);
+    }
+}
+
+void OnlineSelection::share_refresh(Pending& p) {
+  const util::Stopwatch took;
+  const int rank = collectives_->rank(), world = collectives_->world_size();
+  // 1. Every rank's share of the probe (its attempted count and labelled rollouts), in rank order.
+  std::vector<LabelledRollout> mine = probe_out_->snapshot();
+  probe_out_->clear();
+  const int64_t attempted = probe_attempted_;
+  probe_attempted_ = 0;
+  uint64_t bytes = 0;
+  int64_t all_attempted = 0;
+  for (const std::string& b : collectives_->all_gather(std::string(reinterpret_cast<const char*>(&attempted), sizeof attempted))) {
+    int64_t n = 0;
+    std::memcpy(&n, b.data(), std::min(b.size(), sizeof n));
+    all_attempted += n;
+    bytes += b.size();
+  }
+  std::vector<LabelledRollout> all;
+  for (const std::string& b : collectives_->all_gather(serialize_rollouts(mine))) {
+    bytes += b.size();
+    for (auto& r : deserialize_rollouts(b)) all.push_back(std::move(r));
+  }
+  for (const LabelledRollout& r : all) labels_->add(r);  // the same entries in the same order on every rank
+  p.shared = true;
+  // 2. Rank 0 trains on the shared buffer; its result is every rank's (a probe that failed everywhere: nothing).
+  std::string published;
+  RefreshResult r;
+  bool refreshed = false;
+  if (!all.empty()) {
+    std::string wire;
+    if (rank == 0) {
+      r = refresher_->refresh(p.probe_step, static_cast<int64_t>(all.size()));
+      std::string working = refresher_->weights();
+      if (working == r.weights) working.clear();  // the usual case: sent once
+      wire = pack({r.weights, working, refresher_->gate().save(), r.error,
+                   pack_doubles({r.flops, double(r.heldout_measured), r.heldout_spearman, r.heldout_spearman_scaled,
+                            r.heldout_spearman_prior, double(r.gated), double(refresher_->refreshed())})});
+    }
+    wire = collectives_->broadcast(wire, 0);
+    bytes += wire.size();
+    std::vector<std::string> f = unpack(wire, 5);
+    if (f[1].empty()) f[1] = f[0];  // the working weights are the published ones
+    const std::vector<double> d = unpack_doubles(f[4]);
+    if (d.size() != 7) throw Error(ErrorCode::kDistributed, "refresh broadcast", "rank 0's refresh numbers are malformed");
+    if (rank != 0) {
+      refresher_->load(f[1], d[6] != 0);
+      refresher_->gate().load(f[2], "the refresh gate record broadcast by rank 0");
+      r.weights = f[0];
+      r.error = f[3];
+      r.flops = d[0];
+      r.heldout_measured = d[1] != 0;
+      r.heldout_spearman = d[2];
+      r.heldout_spearman_scaled = d[3];
+      r.heldout_spearman_prior = d[4];
+      r.gated = d[5] != 0;
+    }
+    // 3. Checked, not assumed: every rank now holds the same published and working weights.
+    const uint64_t both[2] = {hash_of(f[0]), hash_of(f[1])};
+    const std::vector<uint64_t> h = hashes_of_ranks(*collectives_, std::string(reinterpret_cast<const char*>(both), sizeof both));
+    for (int q = 1; q < world; ++q)
+      if (h[q] != h[0])
+        throw Error(ErrorCode::kDistributed, "refresh broadcast",
+                    "rank " + std::to_string(q) + " holds other influence-model weights than rank 0 after the refresh "
+                    "of the probe at step " + std::to_string(p.probe_step));
+    published = f[0];
+    refreshed = true;
+  }
+  count_probe_cost(double(all_attempted) / double(world));  // this rank's share of the probe's cost
+  const uint64_t labels_hash = hash_of(labels_->snapshot());
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.shared_rollouts += all.size();
+    stats_.shared_bytes += bytes;
+    stats_.labels_hash = labels_hash;
+    stats_.refresh_seconds += took.seconds();
+    if (refreshed) {
+      if (r.heldout_measured) {
+        stats_.last_heldout_spearman = r.heldout_spearman;
+        stats_.last_heldout_spearman_scaled = r.heldout_spearman_scaled;
+        stats_.last_heldout_spearman_prior = r.heldout_spearman_prior;
+      }
+      stats_.cost.refresh_flops += r.flops;  // rank 0's (the others trained nothing; counted as one model)
+      if (r.gated) stats_.refreshes_gated += 1;
+      if (!r.error.empty()) {
+        stats_.refreshes_failed += 1;
+        stats_.last_refresh_error = r.error;
+      }
+    }
+  }
+  p.promise->set_value(published);
 }
 
 }  // namespace groupmates
