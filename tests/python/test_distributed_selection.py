@@ -217,3 +217,22 @@ def test_a_rank_that_dies_mid_run_is_an_error_on_the_others_within_the_timeout(t
     print("the surviving rank's error:", r["error"])
     e = r["when_ready_error"]
     assert e is not None and "SelectionConfig.refresh_mode" in e and "at_step" in e, r
+
+
+def test_selecting_under_torchrun_without_an_initialised_group_is_an_error(tmp_path, topic_tokens):
+    """Not one model per rank in silence: torchrun's environment, selection on, no group."""
+    code = (f"import groupmates\n"
+            f"try:\n"
+            f"    groupmates.GroupMatesLoader(sources=[{topic_tokens!r}], sequence_length=16, batch_size=4, vocab_size=64,\n"
+            f"                                selection=dict(mode='group', window_size=32, refresh_mode='at_step'))\n"
+            f"except groupmates.ConfigError as e:\n"
+            f"    print('ERROR', e)\n"
+            f"l = groupmates.GroupMatesLoader(sources=[{topic_tokens!r}], sequence_length=16, batch_size=4,\n"
+            f"                                vocab_size=64, selection='group', process_group=False)\n"
+            f"print('ALONE', l.config.rank, l.config.world_size, len(next(l)['ids']))\n")
+    env = dict(os.environ, RANK="1", WORLD_SIZE="2", LOCAL_RANK="1")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "ERROR groupmates [invalid_config] process_group: this is rank 1 of 2" in p.stdout, p.stdout
+    assert "init_process_group" in p.stdout and "process_group=False" in p.stdout
+    assert "ALONE 1 2 4" in p.stdout, p.stdout
