@@ -17,6 +17,10 @@
 
 namespace groupmates {
 
+namespace {
+uint64_t hash_of(const std::string& s) { return XXH3_64bits(s.data(), s.size()); }
+}  // namespace
+
 OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& loader, SelectionConfig selection,
                                  ProbeConfig probes, const LoaderState* restore,
                                  std::shared_ptr<Collectives> collectives)
@@ -90,11 +94,27 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
 // Re-reads and re-selects the current window exactly as the original run did.
 void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& loader) {
   SelectionState s = SelectionState::read(state.extra);
-  if (s.world_size != core_.config().world_size || s.rank != core_.config().rank)  // resolved (rank_environment.h)
+  // Alone, a state is per rank (its model, centroids and labels are its own). Shared across ranks they
+  // are global, and so is the stream position: one state (e.g. rank 0's) restores every rank of the same
+  // number of ranks, checked below; the rank's importance estimate and counters then come from that state.
+  if (s.world_size != core_.config().world_size || (!shared_ && s.rank != core_.config().rank))  // resolved (rank_environment.h)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.world_size",
-                "a selecting loader's state is per rank (its windows, centroids and model are its own): restore it "
-                "on the same rank of the same number of ranks (saved: rank " + std::to_string(s.rank) + " of " +
-                    std::to_string(s.world_size) + ")");
+                std::string(shared_ ? "selecting loaders sharing a model restore a state on the same number of ranks"
+                                    : "a selecting loader's state is per rank (its windows, centroids and model are "
+                                      "its own): restore it on the same rank of the same number of ranks") +
+                    " (saved: rank " + std::to_string(s.rank) + " of " + std::to_string(s.world_size) + "; here: rank " +
+                    std::to_string(core_.config().rank) + " of " + std::to_string(core_.config().world_size) + ")");
+  if (shared_) {
+    const uint64_t global[6] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
+                                hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos};
+    const std::vector<uint64_t> h =
+        hashes_of_ranks(*collectives_, std::string(reinterpret_cast<const char*>(global), sizeof global));
+    for (size_t q = 1; q < h.size(); ++q)
+      if (h[q] != h[0])
+        throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm",
+                    "rank " + std::to_string(q) + " restores another selection state (model, labels, centroids or "
+                    "position) than rank 0: every rank of a shared model restores the same saved state (e.g. rank 0's)");
+  }
   if (s.mode != static_cast<uint64_t>(cfg_.mode) || s.window_size != cfg_.window_size)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.mode",
                 "the state was saved with another selection mode or window size");
@@ -534,8 +554,6 @@ std::vector<double> unpack_doubles(const std::string& s) {
   std::memcpy(v.data(), s.data(), v.size() * sizeof(double));
   return v;
 }
-
-uint64_t hash_of(const std::string& s) { return XXH3_64bits(s.data(), s.size()); }
 
 uint64_t hash_of(const std::vector<LabelledRollout>& entries) {
   XXH3_state_t* state = XXH3_createState();

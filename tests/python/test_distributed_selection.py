@@ -5,7 +5,8 @@ weights are broadcast), k-means shared. Checked after every step on every rank: 
 centroids hash, label-buffer hash and model version; the emitted streams are disjoint; what the ranks
 emit after a save point equals what single processes (restored from the same states, selecting alone
 from the same rank windows with the same model versions) emit; a rank that dies makes the other fail
-with DistributedError within the timeout; RefreshMode kWhenReady is refused."""
+with DistributedError within the timeout; RefreshMode kWhenReady is refused; one saved state (rank 0's)
+restores every rank exactly."""
 import json
 import os
 import subprocess
@@ -77,6 +78,13 @@ if mode == "train":
             report["state"] = l.state_dict()  # collective: every rank saves here
     report["seconds"] = time.monotonic() - t0
     report["probe_seconds"] = l.selection_stats().probes.probe_seconds
+elif mode == "resume":  # every rank restores rank 0's state (saved once) and continues without probes
+    steps, save_at = int(sys.argv[6]), int(sys.argv[7])
+    l = loader(state=json.load(open(sys.argv[8])))
+    for step in range(save_at, steps):
+        b = next(l)
+        l.on_step(step)
+        record(l, step, b)
 elif mode == "exit":  # the last rank dies after a few steps; the others must raise, not hang
     SELECTION["refresh_mode"] = "when_ready"  # first: refused on many ranks (timing-dependent)
     try:
@@ -183,6 +191,16 @@ def test_every_rank_holds_the_same_model_centroids_and_labels_after_every_step(t
     print("per rank: seconds", [round(r["seconds"], 1) for r in reports], "probe seconds",
           [round(r["probe_seconds"], 2) for r in reports], "rollouts run", [s["kept"] for s in last],
           "of", last[0]["shared"], "bytes moved", [s["bytes"] for s in last])
+    # Saved once: every rank restores rank 0's state and continues exactly as the uninterrupted run.
+    if clusters > 1:
+        state0 = tmp_path / "state0.json"
+        state0.write_text(json.dumps(reports[0]["state"]))
+        resumed = launch(tmp_path, world, ["resume", topic_tokens, seed, tmp_path / "resumed", clusters, steps, save_at,
+                                           state0])
+        for r, q in zip(reports, resumed):
+            assert [s["ids"] for s in q["steps"]] == [s["ids"] for s in r["steps"][save_at:]], (seed, r["rank"])
+            for key in ("model_hash", "centroids_hash", "version"):
+                assert [s[key] for s in q["steps"]] == [s[key] for s in r["steps"][save_at:]], (seed, key)
     # After the save point (no new probes): the union of what the ranks emitted equals what one process per
     # rank window emits alone with the same model versions (restored from the rank's state). With one
     # cluster the centroids do not enter the selection, so the reference needs no shared k-means.
