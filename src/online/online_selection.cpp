@@ -391,7 +391,10 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
     const double allowance = probe_cfg_.budget * 3.0 * double(c.train_tokens) - spent - double(reference_tokens_);
     const double per_rollout =
         double(probe_cfg_.rollout_length) * (3.0 * double(sequence_length_) + double(reference_tokens_));
-    const int64_t afford = allowance > 0 ? int64_t(allowance / per_rollout) : 0;
+    // On many ranks: this rank's allowance (its share of the probes' cost is counted) times the ranks is
+    // what the whole probe may cost; the plan is cut to that many rollouts before it is split.
+    const double ranks = shared_ ? double(collectives_->world_size()) : 1.0;
+    const int64_t afford = allowance > 0 ? int64_t(allowance * ranks / per_rollout) : 0;
     if (afford < int64_t(probe_cfg_.min_rollouts)) {
       stats_.probes_skipped_budget += 1;
       return;
