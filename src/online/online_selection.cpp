@@ -19,6 +19,9 @@ namespace groupmates {
 
 namespace {
 uint64_t hash_of(const std::string& s) { return XXH3_64bits(s.data(), s.size()); }
+// A saved refresh whose probe ran on many ranks and was not exchanged yet: this marker, the rank's
+// attempted count (int64), then its labelled rollouts (serialize_rollouts).
+const std::string kUnsharedProbe("gm.unshared-probe\n", 18);
 }  // namespace
 
 OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& loader, SelectionConfig selection,
@@ -146,9 +149,24 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     p.probe_step = saved.probe_step;
     p.effective_at = saved.effective_at;
     auto promise = std::make_shared<std::promise<std::string>>();
-    promise->set_value(saved.weights.bytes);
     p.promise = promise;
     p.blob = promise->get_future().share();
+    const std::string& bytes = saved.weights.bytes;
+    if (bytes.compare(0, kUnsharedProbe.size(), kUnsharedProbe) == 0) {  // this rank's share, exchanged later
+      if (!shared_ || !probe_out_)
+        throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.pending",
+                    "holds a probe shared across ranks and not exchanged yet (step " + std::to_string(p.probe_step) +
+                        "): restore it with the same process group and number of ranks");
+      const size_t at = kUnsharedProbe.size();
+      if (bytes.size() < at + sizeof(int64_t))
+        throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.pending", "a saved probe share is truncated");
+      std::memcpy(&probe_attempted_, bytes.data() + at, sizeof(int64_t));
+      probe_out_->clear();
+      for (auto& r : deserialize_rollouts(bytes.substr(at + sizeof(int64_t)))) probe_out_->add(std::move(r));
+      p.shared = false;
+    } else {
+      promise->set_value(bytes);
+    }
     pending_.push_back(std::move(p));
   }
 }
@@ -471,9 +489,10 @@ void OnlineSelection::count_probe_cost(double attempted) {
 
 LoaderState OnlineSelection::save() {
   if (scheduler_) scheduler_->wait_idle();
-  if (shared_) share_unshared_refreshes();  // collective: every rank saves at the same point
+  // No collective here (a rank may save alone, e.g. on leaving a loop after an error): a probe not
+  // exchanged yet is saved as this rank's share, exchanged after the restore.
   for (auto& p : pending_)
-    if (p.blob.wait_for(std::chrono::seconds(0)) != std::future_status::ready) p.promise->set_value("");
+    if (p.shared && p.blob.wait_for(std::chrono::seconds(0)) != std::future_status::ready) p.promise->set_value("");
   const Window* first = current_ ? &*current_ : (next_ ? &*next_ : nullptr);
   LoaderState state = first ? first->core_before : core_.state();
   SelectionState s;
@@ -498,7 +517,17 @@ LoaderState OnlineSelection::save() {
   s.trainer.bytes = refresher_->weights();
   s.gate.bytes = refresher_->gate().save();
   if (labels_->size() > 0) s.labels.bytes = labels_->save();
-  for (const Pending& p : pending_) s.pending.push_back(SavedRefresh{p.probe_step, p.effective_at, Blob{p.blob.get()}});
+  for (const Pending& p : pending_) {
+    std::string bytes;
+    if (p.shared) {
+      bytes = p.blob.get();
+    } else {
+      bytes = kUnsharedProbe;
+      bytes.append(reinterpret_cast<const char*>(&probe_attempted_), sizeof(int64_t));
+      bytes += serialize_rollouts(probe_out_->snapshot());
+    }
+    s.pending.push_back(SavedRefresh{p.probe_step, p.effective_at, Blob{std::move(bytes)}});
+  }
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     s.visit_counters(stats_, [](auto& saved, const auto& live) { saved = static_cast<std::decay_t<decltype(saved)>>(live); });

@@ -16,11 +16,12 @@
 //
 // On many ranks (a Collectives over more than one rank, issue #14): RefreshMode::kAtStep only. Each
 // rank's probe thread runs its share of every probe's rollouts into a private buffer; at the refresh's
-// effect point (or before the next probe, or in save()) the trainer thread all-gathers them, every
+// effect point (or before the next probe) the trainer thread all-gathers them, every
 // rank appends all of them to its label buffer in rank order, rank 0 trains, and its result (weights
 // published and working, gate record, refresh stats) is broadcast and checked by hash: every rank
 // publishes bit-identical weights under the same version number at the same window. The k-means
-// step is shared too (WindowClusters::set_collectives). All collectives run on the trainer thread.
+// step is shared too (WindowClusters::set_collectives). All collectives run on the trainer thread;
+// save() makes none (a probe not exchanged yet is saved as this rank's share).
 #pragma once
 
 #include <cstdint>

@@ -72,17 +72,26 @@ if mode == "train":
             dist.all_reduce(p.grad)
             p.grad /= world
         opt.step()
-        probe = step < save_at  # after the save point: no new probes (the reference runs without the model)
+        probe = step < save_at + 2  # then no new probes (the reference runs without the model)
         l.on_step(step, model if probe else None, opt if probe else None, reference_batches=REFS)
         record(l, step, b)
         if step + 1 == save_at:
-            report["state"] = l.state_dict()  # collective: every rank saves here
+            report["state"] = l.state_dict()  # no refresh pending: one state (rank 0's) restores every rank
+        if step + 1 == save_at + 2:
+            report["state_pending"] = l.state_dict()  # the probe of step 14 run, not yet exchanged
     report["seconds"] = time.monotonic() - t0
     report["probe_seconds"] = l.selection_stats().probes.probe_seconds
 elif mode == "resume":  # every rank restores rank 0's state (saved once) and continues without probes
     steps, save_at = int(sys.argv[6]), int(sys.argv[7])
     l = loader(state=json.load(open(sys.argv[8])))
-    for step in range(save_at, steps):
+    for step in range(save_at, save_at + 10):  # until the model of the step-14 probe (not in this state) selects
+        b = next(l)
+        l.on_step(step)
+        record(l, step, b)
+    l.close()
+    # then its own state saved with a probe share not exchanged yet (the exchange happens after the restore)
+    l = loader(state=json.load(open(sys.argv[9] + "." + str(rank))))
+    for step in range(save_at + 2, steps):
         b = next(l)
         l.on_step(step)
         record(l, step, b)
@@ -174,7 +183,7 @@ def test_every_rank_holds_the_same_model_centroids_and_labels_after_every_step(t
                                                                                 clusters):
     seed = int.from_bytes(os.urandom(3), "little")
     print(f"seed={seed}")
-    steps, save_at = 22, 16
+    steps, save_at = 28, 14  # windows of 4 steps; the step-14 probe's model selects from step 24 on
     # 4 ranks: with a probe budget too (every rank must take the same skip decisions, from the shared costs)
     budget = 0.0 if world == 2 else 0.5
     reports = launch(tmp_path, world, ["train", topic_tokens, seed, tmp_path / "out", clusters, steps, save_at],
@@ -186,7 +195,7 @@ def test_every_rank_holds_the_same_model_centroids_and_labels_after_every_step(t
             assert len({a[key] for a in at}) == 1, (seed, i, key, at)
         assert at[0]["model_hash"] != 0 and at[0]["centroids_hash"] != 0
     last = [r["steps"][-1] for r in reports]
-    # probes at steps 2, 8, 14 (< save_at): three refreshes, every one published on every rank (with a
+    # probes at steps 2, 8, 14 (< save_at + 2): three refreshes, every one published on every rank (with a
     # budget: those it paid for, at least one; the others were skipped on every rank alike)
     assert last[0]["refreshes"] == 3 if budget == 0 else 1 <= last[0]["refreshes"] <= 3, last
     # one hash per version: the initial model and the refreshes in effect by the last step (the third's
@@ -202,15 +211,24 @@ def test_every_rank_holds_the_same_model_centroids_and_labels_after_every_step(t
     print("per rank: seconds", [round(r["seconds"], 1) for r in reports], "probe seconds",
           [round(r["probe_seconds"], 2) for r in reports], "rollouts run", [s["kept"] for s in last],
           "of", last[0]["shared"], "bytes moved", [s["bytes"] for s in last])
-    # Saved once: every rank restores rank 0's state and continues exactly as the uninterrupted run.
+    # Saved once: every rank restores rank 0's state and continues exactly as the uninterrupted run; then
+    # every rank its own state saved while a probe's shares were not exchanged yet: exact too.
     state0 = tmp_path / "state0.json"
     state0.write_text(json.dumps(reports[0]["state"]))
+    for r in reports:
+        (tmp_path / f"pending.{r['rank']}").write_text(json.dumps(r["state_pending"]))
     resumed = launch(tmp_path, world, ["resume", topic_tokens, seed, tmp_path / "resumed", clusters, steps, save_at,
-                                       state0], budget)
+                                       state0, tmp_path / "pending"], budget)
     for r, q in zip(reports, resumed):
-        assert [s["ids"] for s in q["steps"]] == [s["ids"] for s in r["steps"][save_at:]], (seed, r["rank"])
-        for key in ("model_hash", "centroids_hash", "version"):
-            assert [s[key] for s in q["steps"]] == [s[key] for s in r["steps"][save_at:]], (seed, key)
+        want = r["steps"][save_at:save_at + 10] + r["steps"][save_at + 2:]
+        assert len(q["steps"]) == len(want)
+        for key in ("ids", "model_hash", "centroids_hash", "version"):
+            assert [s[key] for s in q["steps"]] == [s[key] for s in want], (seed, r["rank"], key)
+        # the second restore's probe shares were exchanged after it: the step-14 refresh as uninterrupted, and
+        # its model (selecting from step 24: model_hash above) trained on the same labels
+        n = 10
+        assert [s["refreshes"] for s in q["steps"][n:]] == [s["refreshes"] for s in want[n:]], (seed, r["rank"])
+        assert q["steps"][-1]["refreshes"] == r["steps"][-1]["refreshes"]
     # After the save point (no new probes): the union of what the ranks emitted equals what one process per
     # rank window emits alone with the same model versions (restored from the rank's state). With one
     # cluster the centroids do not enter the selection, so the reference needs no shared k-means.
@@ -222,12 +240,12 @@ def test_every_rank_holds_the_same_model_centroids_and_labels_after_every_step(t
             state_file = tmp_path / f"state.{r['rank']}.json"
             state_file.write_text(json.dumps(r["state"]))
             p = subprocess.run([sys.executable, str(ref), topic_tokens, str(seed), str(state_file), str(r["rank"]),
-                                str(world), str(steps - save_at), str(clusters)],
+                                str(world), "10", str(clusters)],
                                env={k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")},
                                capture_output=True, text=True, timeout=120)
             assert p.returncode == 0, p.stderr[-3000:]
             got = json.loads(p.stdout)
-            want = [s["ids"] for s in r["steps"][save_at:]]
+            want = [s["ids"] for s in r["steps"][save_at:save_at + 10]]
             assert got == want, (seed, r["rank"])
             union |= {i for s in want for i in s}
             reference |= {i for s in got for i in s}
