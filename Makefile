@@ -108,6 +108,12 @@ python-testhooks: python-install
 test-python: python-testhooks corpus
 	cd tests/python && GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) $(CURDIR)/$(VENV)/bin/python -m pytest -q -p no:cacheprovider .
 
+# Selection shared across 2 and 4 Gloo processes (the 4-process cases take ~50 s more than make test's).
+.PHONY: test-distributed
+test-distributed: python-testhooks corpus
+	cd tests/python && GM_TEST_MANY_RANKS=1 GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) $(CURDIR)/$(VENV)/bin/python -m pytest -q \
+	  -p no:cacheprovider test_distributed_selection.py test_distributed.py
+
 bench-python: python-install
 	$(VENV)/bin/python bench/bench_python.py
 

@@ -30,6 +30,9 @@
 
 namespace groupmates {
 
+class Collectives;  // groupmates/engine/collectives.h
+
+
 class OnlineSelection;
 
 /// Where batches are delivered.
@@ -57,11 +60,15 @@ class GroupMatesLoader {
   explicit GroupMatesLoader(LoaderConfig config, DeliveryOptions delivery = {});
   /// Continues exactly from a saved state (plain mode).
   GroupMatesLoader(LoaderConfig config, const LoaderState& state, DeliveryOptions delivery = {});
-  /// Selection (and probes, when on_step gets a target).
-  GroupMatesLoader(LoaderConfig config, SelectionConfig selection, ProbeConfig probes, DeliveryOptions delivery = {});
+  /// Selection (and probes, when on_step gets a target). `collectives`: the data-parallel ranks
+  /// (e.g. process_group_collectives over the job's c10d group) sharing probes, one influence model
+  /// and the centroids; null or one rank: this process alone. With more than one rank every rank
+  /// must call next(), on_step() and state() in the same order (README: Running on many ranks).
+  GroupMatesLoader(LoaderConfig config, SelectionConfig selection, ProbeConfig probes, DeliveryOptions delivery = {},
+                   std::shared_ptr<Collectives> collectives = nullptr);
   /// Continues exactly from a saved state of a selecting loader with the same configs.
   GroupMatesLoader(LoaderConfig config, SelectionConfig selection, ProbeConfig probes, const LoaderState& state,
-                   DeliveryOptions delivery = {});
+                   DeliveryOptions delivery = {}, std::shared_ptr<Collectives> collectives = nullptr);
   ~GroupMatesLoader();
 
   /// Reference rows (int64 [R, T]): the text selection should help, e.g. the probes' reference

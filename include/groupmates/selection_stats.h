@@ -83,6 +83,11 @@ struct SelectionStats {
   std::string last_refresh_error;   ///< why the last one failed ("" = none)
   double prior_weight = 0;          ///< gamma of the version scoring the current window (importance prior's weight)
   std::vector<VersionSwitch> switches;  ///< every version switch so far (RefreshMode::kWhenReady: timing-dependent)
+  uint64_t model_hash = 0;          ///< XXH3 of the weights of the version scoring the current window (0 = none)
+  uint64_t centroids_hash = 0;      ///< XXH3 of the k-means centroids and counts after the current window (0 = none)
+  uint64_t labels_hash = 0;         ///< XXH3 of the label buffer after the last shared refresh (0 = one rank: not computed)
+  uint64_t shared_rollouts = 0;     ///< rollouts all-gathered from every rank so far (0 on one rank)
+  uint64_t shared_bytes = 0;        ///< bytes this rank sent and received in the refresh exchanges so far (payloads)
 };
 
 }  // namespace groupmates

@@ -203,6 +203,11 @@ class SelectionStats(_StubStruct):
     last_refresh_error: str
     prior_weight: float
     switches: List[VersionSwitch]
+    model_hash: int
+    centroids_hash: int
+    labels_hash: int
+    shared_rollouts: int
+    shared_bytes: int
 
 class Loader:
     """The plain StreamingLoader; batches are dicts of numpy arrays (binding_common.h batch_dict)."""

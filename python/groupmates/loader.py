@@ -53,6 +53,13 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
                            (needs groupmates._engine; None or mode "none" = the plain stream)
         probes:            a ProbeConfig or a dict of its fields: when on_step() gets a model, oracle
                            probes of a copy of it train the influence model that scores the windows
+        process_group:     on many ranks, with selection: the torch.distributed group the ranks share
+                           probes, one influence model and the centroids over (default: the
+                           initialised default group when world_size > 1; False: each rank alone).
+                           next(), on_step() and state_dict() are then collective: every rank calls
+                           them in the same order (README: Running on many ranks)
+        collective_timeout: seconds any rank waits in one of those collectives before it raises
+                           DistributedError (a rank that died or hangs)
 
     Selection modes add batch fields "influence" (float [B], the predicted influence; NaN in
     warm-up), "cluster" (int64 [B]) and "model_version" (int). on_step(step, model, optimizer,
@@ -93,7 +100,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
                  pin_memory: bool = False, return_candidates: bool = False,
                  state: Optional[Union[Dict[str, Any], str]] = None,
                  selection: Union[SelectionConfig, Dict[str, Any], str, None] = None,
-                 probes: Union[ProbeConfig, Dict[str, Any], None] = None, **fields):
+                 probes: Union[ProbeConfig, Dict[str, Any], None] = None, process_group: Any = None,
+                 collective_timeout: float = 1800.0, **fields):
         if config is None:
             config = LoaderConfig()
         elif not isinstance(config, LoaderConfig):
@@ -112,6 +120,11 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         if self.selection is not None and self.selection.mode == "none":
             self.selection = None
         self._engine_configs = self._selection_configs()
+        self._process_group, self._collective_device = self._shared_group(process_group)
+        if not collective_timeout > 0:
+            raise config_error("collective_timeout", f"is {collective_timeout}; must be > 0 seconds (a rank that died "
+                               "would be waited for forever)")
+        self.collective_timeout = float(collective_timeout)
         self._probe_target = None  # the cached PyModuleProbeTarget and what it wraps
         self._probe_key = None
         self._reference = None
@@ -408,7 +421,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             saved = self._state()
         d = {k: v for k, v in self.__dict__.items() if k not in ("_core", "_pid", "_lock", "_core_config",
                                                                "_engine_configs", "_probe_target", "_probe_key",
-                                                               "_probe_ops", "_metrics_callbacks")}
+                                                               "_probe_ops", "_metrics_callbacks",
+                                                               "_process_group")}
         d["_saved"] = saved
         d["_fork_saved"] = None
         return d
@@ -420,6 +434,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self._probe_target = self._probe_key = self._probe_ops = None
         self._metrics_callbacks = []  # callbacks stay with the training loop's process
         self._engine_configs = self._selection_configs()
+        self._process_group = None  # a group is not picklable: a copy selects alone
 
     def __repr__(self):
         c = self.config
@@ -482,10 +497,36 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         _extensions.require_engine(f"selection mode {self.selection.mode!r}")
         return self.selection.to_core(), self.probes.to_core()
 
+    def _shared_group(self, process_group):
+        # (the torch.distributed group the ranks share probes, model and centroids over, its device), or
+        # (None, "cpu") when this loader selects alone.
+        if self.selection is None or process_group is False:
+            return None, "cpu"
+        dist = torch.distributed
+        if process_group is None:
+            if self.config.world_size <= 1:
+                return None, "cpu"
+            if not dist.is_available() or not dist.is_initialized():
+                raise config_error("process_group", f"this is rank {self.config.rank} of {self.config.world_size} and "
+                                   f"selection mode {self.selection.mode!r} shares one influence model across the "
+                                   "ranks, but torch.distributed is not initialised: call "
+                                   "torch.distributed.init_process_group() first (\"gloo\" on CPU, \"nccl\" on GPU), "
+                                   "pass process_group=<group>, or process_group=False to select on each rank alone")
+            process_group = dist.group.WORLD
+        size = dist.get_world_size(process_group)
+        if size != self.config.world_size:
+            raise config_error("process_group", f"has {size} ranks but the loader is split over "
+                               f"world_size={self.config.world_size}: pass the data-parallel group")
+        device = "cpu"
+        if dist.get_backend(process_group) == "nccl":  # NCCL moves CUDA tensors only
+            device = f"cuda:{torch.cuda.current_device()}"
+        return process_group, device
+
     def _start(self, state_text):
         if self.selection is not None:
             engine = _extensions.require_engine(f"selection mode {self.selection.mode!r}")
-            self._core = engine.Loader(self._core_config, *self._engine_configs, state_text)
+            self._core = engine.Loader(self._core_config, *self._engine_configs, state_text, self._process_group,
+                                       self.collective_timeout, self._collective_device)
             if getattr(self, "_reference", None) is not None:
                 self._core.set_reference(self._reference)
         else:

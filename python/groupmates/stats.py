@@ -129,6 +129,11 @@ class SelectionStats(_Record):
     last_refresh_error: str = ""
     prior_weight: float = 0.0
     switches: List[VersionSwitch] = field(default_factory=list)
+    model_hash: int = 0
+    centroids_hash: int = 0
+    labels_hash: int = 0
+    shared_rollouts: int = 0
+    shared_bytes: int = 0
 
     @property
     def selected_share_per_cluster(self) -> List[float]:

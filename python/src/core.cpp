@@ -364,7 +364,12 @@ PYBIND11_MODULE(_core, m) {
       .field("refreshes_failed", &gm::SelectionStats::refreshes_failed)
       .field("last_refresh_error", &gm::SelectionStats::last_refresh_error)
       .field("prior_weight", &gm::SelectionStats::prior_weight)
-      .field("switches", &gm::SelectionStats::switches);
+      .field("switches", &gm::SelectionStats::switches)
+      .field("model_hash", &gm::SelectionStats::model_hash)
+      .field("centroids_hash", &gm::SelectionStats::centroids_hash)
+      .field("labels_hash", &gm::SelectionStats::labels_hash)
+      .field("shared_rollouts", &gm::SelectionStats::shared_rollouts)
+      .field("shared_bytes", &gm::SelectionStats::shared_bytes);
 
   // ---- the plain loader and the tokenizer
   py::class_<Loader> loader(m, "Loader");

@@ -20,6 +20,7 @@
 //     to a detached thread that destroys it once the probe returns.
 #include <torch/extension.h>
 #include <torch/csrc/autograd/python_variable.h>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -37,6 +38,7 @@
 #include <vector>
 
 #include "groupmates/config.h"
+#include "groupmates/engine/collectives.h"
 #include "groupmates/error.h"
 #include "groupmates/loader.h"
 #include "groupmates/probe_target.h"
@@ -223,9 +225,34 @@ py::array_t<T> column(const torch::Tensor& t) {
 
 class Loader : public groupmates_binding::LoaderHandle<gm::GroupMatesLoader> {
  public:
-  Loader(gm::LoaderConfig config, gm::SelectionConfig selection, gm::ProbeConfig probes, std::optional<std::string> state)
+  /// `process_group`: a torch.distributed ProcessGroup (None: this process alone); every wait on it
+  /// is bounded by `timeout_seconds`; its tensors go to `collective_device` ("cpu" for Gloo, the
+  /// rank's "cuda:i" for NCCL).
+  Loader(gm::LoaderConfig config, gm::SelectionConfig selection, gm::ProbeConfig probes, std::optional<std::string> state,
+         py::object process_group, double timeout_seconds, const std::string& collective_device)
       : batch_size_(config.batch_size) {
-    open(state, std::move(config), selection, probes);
+    std::shared_ptr<gm::Collectives> collectives;
+    if (!process_group.is_none()) {
+      c10::intrusive_ptr<c10d::ProcessGroup> group;
+      try {
+        group = process_group.cast<c10::intrusive_ptr<c10d::ProcessGroup>>();
+      } catch (const py::cast_error&) {
+        throw gm::Error(gm::ErrorCode::kInvalidConfig, "process_group",
+                        "is not a torch.distributed ProcessGroup: pass torch.distributed.group.WORLD or a group from "
+                        "torch.distributed.new_group()");
+      }
+      collectives = gm::process_group_collectives(
+          group, std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000.0)), torch::Device(collective_device));
+    }
+    py::gil_scoped_release nogil;
+    if (state) {
+      const auto parsed = gm::LoaderState::parse(*state);
+      core_ = std::make_unique<gm::GroupMatesLoader>(std::move(config), selection, probes, parsed, gm::DeliveryOptions{},
+                                                     collectives);
+    } else {
+      core_ = std::make_unique<gm::GroupMatesLoader>(std::move(config), selection, probes, gm::DeliveryOptions{},
+                                                     collectives);
+    }
   }
   ~Loader() override { close(); }
 
@@ -379,8 +406,11 @@ PYBIND11_MODULE(_engine, m) {
      "PyModuleProbeTarget over a Python model (for GroupMatesLoader.on_step; groupmates.probe builds it)");
 
   py::class_<Loader> loader(m, "Loader");
-  loader.def(py::init<gm::LoaderConfig, gm::SelectionConfig, gm::ProbeConfig, std::optional<std::string>>(),
-             py::arg("config"), py::arg("selection"), py::arg("probes"), py::arg("state") = py::none())
+  loader.def(py::init<gm::LoaderConfig, gm::SelectionConfig, gm::ProbeConfig, std::optional<std::string>, py::object,
+                      double, const std::string&>(),
+             py::arg("config"), py::arg("selection"), py::arg("probes"), py::arg("state") = py::none(),
+             py::arg("process_group") = py::none(), py::arg("timeout_seconds") = 1800.0,
+             py::arg("collective_device") = "cpu")
       .def("on_step", [](Loader& l, int64_t step, TargetHandle* target) {
         gm::ProbeTarget* t = nullptr;
         if (target != nullptr) {

@@ -48,7 +48,7 @@ GroupMatesLoader::GroupMatesLoader(LoaderConfig config, const LoaderState& state
 }
 
 GroupMatesLoader::GroupMatesLoader(LoaderConfig config, SelectionConfig selection, ProbeConfig probes,
-                                   DeliveryOptions delivery)
+                                   DeliveryOptions delivery, std::shared_ptr<Collectives> collectives)
     : delivery_(delivery), selection_config_(selection), batch_size_(config.batch_size) {
   probes.validate();
   if (selection.mode == SelectionMode::kNone) {
@@ -57,11 +57,12 @@ GroupMatesLoader::GroupMatesLoader(LoaderConfig config, SelectionConfig selectio
   }
   const LoaderConfig loader = config;
   core_ = std::make_unique<StreamingLoader>(window_config(std::move(config), selection));
-  selection_ = std::make_unique<OnlineSelection>(*core_, loader, selection, probes, nullptr);
+  selection_ = std::make_unique<OnlineSelection>(*core_, loader, selection, probes, nullptr, std::move(collectives));
 }
 
 GroupMatesLoader::GroupMatesLoader(LoaderConfig config, SelectionConfig selection, ProbeConfig probes,
-                                   const LoaderState& state, DeliveryOptions delivery)
+                                   const LoaderState& state, DeliveryOptions delivery,
+                                   std::shared_ptr<Collectives> collectives)
     : delivery_(delivery), selection_config_(selection), batch_size_(config.batch_size) {
   probes.validate();
   if (selection.mode == SelectionMode::kNone) {
@@ -70,7 +71,7 @@ GroupMatesLoader::GroupMatesLoader(LoaderConfig config, SelectionConfig selectio
   }
   const LoaderConfig loader = config;
   core_ = std::make_unique<StreamingLoader>(window_config(std::move(config), selection), state);
-  selection_ = std::make_unique<OnlineSelection>(*core_, loader, selection, probes, &state);
+  selection_ = std::make_unique<OnlineSelection>(*core_, loader, selection, probes, &state, std::move(collectives));
 }
 
 GroupMatesLoader::~GroupMatesLoader() {

@@ -40,6 +40,8 @@ class InfluenceRefresher {
   /// The working weights (saved with the loader's state) / restore them; `refreshed`: a refresh succeeded before.
   std::string weights() const;
   void load(const std::string& weights, bool refreshed);
+  /// Whether a refresh succeeded before (shared with the other ranks with the weights).
+  bool refreshed() const { return refreshed_; }
   /// The gate's record (saved with the loader's state; used on the probe thread only).
   RefreshGate& gate() { return gate_; }
 

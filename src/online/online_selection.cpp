@@ -6,6 +6,9 @@
 #include <cstring>
 #include <type_traits>
 
+#include <xxhash.h>
+
+#include "groupmates/engine/shared_probes.h"
 #include "groupmates/error.h"
 #include "online/influence_model_factory.h"
 #include "online/selection_state.h"
@@ -14,13 +17,36 @@
 
 namespace groupmates {
 
+namespace {
+uint64_t hash_of(const std::string& s) { return XXH3_64bits(s.data(), s.size()); }
+// A saved refresh whose probe ran on many ranks and was not exchanged yet: this marker, the rank's
+// attempted count (int64), then its labelled rollouts (serialize_rollouts).
+const std::string kUnsharedProbe("gm.unshared-probe\n", 18);
+}  // namespace
+
 OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& loader, SelectionConfig selection,
-                                 ProbeConfig probes, const LoaderState* restore)
+                                 ProbeConfig probes, const LoaderState* restore,
+                                 std::shared_ptr<Collectives> collectives)
     : core_(core), cfg_(std::move(selection)), probe_cfg_(std::move(probes)),
       encoder_pad_id_(loader.packing == PackingMode::kDocumentAligned ? loader.pad_id : -1),
       sequence_length_(loader.sequence_length), device_(default_device()),
       versions_([this] { return make_influence_model(cfg_, encoder_pad_id_); }, device_),
-      clusters_(cfg_.clusters, cfg_.seed, device_), log_(cfg_.log_path), backoff_(probe_cfg_.gated_backoff_max) {
+      clusters_(cfg_.clusters, cfg_.seed, device_), collectives_(std::move(collectives)), log_(cfg_.log_path),
+      backoff_(probe_cfg_.gated_backoff_max) {
+  shared_ = collectives_ && collectives_->world_size() > 1;
+  const LoaderConfig& resolved = core_.config();  // rank and world size resolved (rank_environment.h)
+  if (collectives_ && (collectives_->world_size() != static_cast<int>(resolved.world_size) ||
+                       collectives_->rank() != static_cast<int>(resolved.rank)))
+    throw Error(ErrorCode::kInvalidConfig, "process_group",
+                "is rank " + std::to_string(collectives_->rank()) + " of " + std::to_string(collectives_->world_size()) +
+                    " but the loader reads rank " + std::to_string(resolved.rank) + " of " +
+                    std::to_string(resolved.world_size) + ": pass the data-parallel group the ranks were taken from");
+  if (shared_ && uses_model() && cfg_.refresh_mode == RefreshMode::kWhenReady)
+    throw Error(ErrorCode::kInvalidConfig, "SelectionConfig.refresh_mode",
+                "is kWhenReady (\"when_ready\"), whose switch points depend on each rank's timing; on " +
+                    std::to_string(collectives_->world_size()) +
+                    " ranks every rank must refresh at the same step: set refresh_mode = kAtStep (\"at_step\")");
+  if (shared_) clusters_.set_collectives(collectives_);
   scorer_ = std::make_unique<WindowScorer>(versions_.models());
   group_ = std::make_unique<ClusterGreedySelector>(
       cfg_.influence_prefilter ? BudgetMode::kInfluencePrefilter : BudgetMode::kUniformRatio, cfg_.prefilter_ratio,
@@ -52,7 +78,12 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
     sc.neighbour_rollouts = probe_cfg_.neighbour_rollouts;
     sc.bootstrap_pairs = probe_cfg_.bootstrap_pairs;
     sc.seed = derive_seed(cfg_.seed, 0x70726f6265ULL);
-    scheduler_ = std::make_unique<ProbeScheduler>(sc, labels_);
+    if (shared_) {  // this rank's share of each probe, into a buffer of its own until the exchange
+      sc.rank = collectives_->rank();
+      sc.world_size = collectives_->world_size();
+      probe_out_ = std::make_shared<LabelBuffer>(std::max<size_t>(1, static_cast<size_t>(sc.prober.max_rollouts)));
+    }
+    scheduler_ = std::make_unique<ProbeScheduler>(sc, shared_ ? probe_out_ : labels_);
     scheduler_->set_callback([this](int64_t step, const ProbeResult& result) { refresh(step, result); });
   }
   stats_.seen_per_cluster.assign(cfg_.clusters, 0);
@@ -68,11 +99,27 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
 // Re-reads and re-selects the current window exactly as the original run did.
 void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& loader) {
   SelectionState s = SelectionState::read(state.extra);
-  if (s.world_size != core_.config().world_size || s.rank != core_.config().rank)  // resolved (rank_environment.h)
+  // Alone, a state is per rank (its model, centroids and labels are its own). Shared across ranks they
+  // are global, and so is the stream position: one state (e.g. rank 0's) restores every rank of the same
+  // number of ranks, checked below; the rank's importance estimate and counters then come from that state.
+  if (s.world_size != core_.config().world_size || (!shared_ && s.rank != core_.config().rank))  // resolved (rank_environment.h)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.world_size",
-                "a selecting loader's state is per rank (its windows, centroids and model are its own): restore it "
-                "on the same rank of the same number of ranks (saved: rank " + std::to_string(s.rank) + " of " +
-                    std::to_string(s.world_size) + ")");
+                std::string(shared_ ? "selecting loaders sharing a model restore a state on the same number of ranks"
+                                    : "a selecting loader's state is per rank (its windows, centroids and model are "
+                                      "its own): restore it on the same rank of the same number of ranks") +
+                    " (saved: rank " + std::to_string(s.rank) + " of " + std::to_string(s.world_size) + "; here: rank " +
+                    std::to_string(core_.config().rank) + " of " + std::to_string(core_.config().world_size) + ")");
+  if (shared_) {
+    const uint64_t global[6] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
+                                hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos};
+    const std::vector<uint64_t> h =
+        hashes_of_ranks(*collectives_, std::string(reinterpret_cast<const char*>(global), sizeof global));
+    for (size_t q = 1; q < h.size(); ++q)
+      if (h[q] != h[0])
+        throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm",
+                    "rank " + std::to_string(q) + " restores another selection state (model, labels, centroids or "
+                    "position) than rank 0: every rank of a shared model restores the same saved state (e.g. rank 0's)");
+  }
   if (s.mode != static_cast<uint64_t>(cfg_.mode) || s.window_size != cfg_.window_size)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.mode",
                 "the state was saved with another selection mode or window size");
@@ -111,9 +158,24 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     p.probe_step = saved.probe_step;
     p.effective_at = saved.effective_at;
     auto promise = std::make_shared<std::promise<std::string>>();
-    promise->set_value(saved.weights.bytes);
     p.promise = promise;
     p.blob = promise->get_future().share();
+    const std::string& bytes = saved.weights.bytes;
+    if (bytes.compare(0, kUnsharedProbe.size(), kUnsharedProbe) == 0) {  // this rank's share, exchanged later
+      if (!shared_ || !probe_out_)
+        throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.pending",
+                    "holds a probe shared across ranks and not exchanged yet (step " + std::to_string(p.probe_step) +
+                        "): restore it with the same process group and number of ranks");
+      const size_t at = kUnsharedProbe.size();
+      if (bytes.size() < at + sizeof(int64_t))
+        throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.pending", "a saved probe share is truncated");
+      std::memcpy(&probe_attempted_, bytes.data() + at, sizeof(int64_t));
+      probe_out_->clear();
+      for (auto& r : deserialize_rollouts(bytes.substr(at + sizeof(int64_t)))) probe_out_->add(std::move(r));
+      p.shared = false;
+    } else {
+      promise->set_value(bytes);
+    }
     pending_.push_back(std::move(p));
   }
 }
@@ -192,7 +254,15 @@ void OnlineSelection::select_current() {
   cluster_ids_ = clusters.to(torch::kCPU, torch::kLong).contiguous();
   embeddings_ = scored.embeddings;
   const double selecting = clock.seconds();
+  const uint64_t centroids_hash = uses_model() ? clusters_.hash() : 0;
+  if (uses_model() && hashed_version_ != current_->version) {
+    const std::string& w = versions_.weights(current_->version);
+    model_hash_ = XXH3_64bits(w.data(), w.size());
+    hashed_version_ = current_->version;
+  }
   std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.centroids_hash = centroids_hash;
+  stats_.model_hash = model_hash_;
   stats_.windows += 1;
   if (!informed) stats_.warmup_windows += 1;
   stats_.seen += current_->host.batch_size;
@@ -225,6 +295,7 @@ void OnlineSelection::apply_due_refreshes() {
     if (!ready) {
       const util::Stopwatch waited;
       scheduler_->wait_idle();
+      if (shared_ && !front.shared) share_refresh(front);
       // A probe that threw never reaches refresh(): nothing to publish.
       if (front.blob.wait_for(std::chrono::seconds(0)) != std::future_status::ready) front.promise->set_value("");
       std::lock_guard<std::mutex> lock(stats_mu_);
@@ -361,6 +432,7 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
   } else {
     const util::Stopwatch waited;
     scheduler_->wait_idle();  // never skip a due probe: timing must not change the stream
+    if (shared_) share_unshared_refreshes();  // the previous probe's rollouts leave probe_out_ first
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.cost.wait_probe_seconds += waited.seconds();
   }
@@ -381,7 +453,10 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
     const double allowance = probe_cfg_.budget * 3.0 * double(c.train_tokens) - spent - double(reference_tokens_);
     const double per_rollout =
         double(probe_cfg_.rollout_length) * (3.0 * double(sequence_length_) + double(reference_tokens_));
-    const int64_t afford = allowance > 0 ? int64_t(allowance / per_rollout) : 0;
+    // On many ranks: this rank's allowance (its share of the probes' cost is counted) times the ranks is
+    // what the whole probe may cost; the plan is cut to that many rollouts before it is split.
+    const double ranks = shared_ ? double(collectives_->world_size()) : 1.0;
+    const int64_t afford = allowance > 0 ? int64_t(allowance * ranks / per_rollout) : 0;
     if (afford < int64_t(probe_cfg_.min_rollouts)) {
       stats_.probes_skipped_budget += 1;
       return;
@@ -400,6 +475,7 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
   p.effective_at = step + probe_cfg_.effect_delay_steps;
   p.promise = std::make_shared<std::promise<std::string>>();
   p.blob = p.promise->get_future().share();
+  p.shared = !shared_;
   inflight_ = p.promise;
   pending_.push_back(p);
   bool started = false;
@@ -416,7 +492,17 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
   }
 }
 
+// Probe back-off after a refresh (called under stats_mu_).
+void OnlineSelection::note_backoff(const RefreshResult& r) {
+  if (r.gated && r.heldout_measured && r.error.empty()) backoff_.refused();  // a held-out check kept the prior
+  else if (!r.gated && r.error.empty() && !r.weights.empty()) backoff_.published();
+}
+
 void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
+  if (shared_) {  // trained after the exchange (share_refresh), on the trainer thread
+    probe_attempted_ = result.attempted;
+    return;
+  }
   std::shared_ptr<std::promise<std::string>> done = inflight_;
   if (!done) return;
   const util::Stopwatch took;
@@ -428,30 +514,36 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
     stats_.last_heldout_spearman_prior = r.heldout_spearman_prior;
   }
   done->set_value(r.weights);
-  // Probe cost: every attempted rollout's steps and evaluations, and each probe's R_0.
-  const auto& pc = probe_cfg_;
-  const double width = double(sequence_length_);
-  const double train_tokens = double(result.attempted) * pc.rollout_length * width;
-  const double eval_tokens = double(1 + result.attempted * pc.rollout_length) * double(reference_tokens_);
+  count_probe_cost(double(result.attempted));
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_.refresh_seconds += took.seconds();
   stats_.cost.refresh_flops += r.flops;
-  stats_.cost.probe_train_tokens += train_tokens;
-  stats_.cost.probe_eval_tokens += eval_tokens;
-  stats_.cost.probe_flops += 3.0 * flops_per_token_ * train_tokens + flops_per_token_ * eval_tokens;
   if (r.gated) stats_.refreshes_gated += 1;
-  if (r.gated && r.heldout_measured && r.error.empty()) backoff_.refused();  // a held-out check kept the prior
-  else if (!r.gated && r.error.empty() && !r.weights.empty()) backoff_.published();
+  note_backoff(r);
   if (!r.error.empty()) {
     stats_.refreshes_failed += 1;
     stats_.last_refresh_error = r.error;
   }
 }
 
+void OnlineSelection::count_probe_cost(double attempted) {
+  // Probe cost: every attempted rollout's steps and evaluations, and each probe's R_0.
+  const auto& pc = probe_cfg_;
+  const double width = double(sequence_length_);
+  const double train_tokens = attempted * pc.rollout_length * width;
+  const double eval_tokens = (1.0 + attempted * pc.rollout_length) * double(reference_tokens_);
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.cost.probe_train_tokens += train_tokens;
+  stats_.cost.probe_eval_tokens += eval_tokens;
+  stats_.cost.probe_flops += 3.0 * flops_per_token_ * train_tokens + flops_per_token_ * eval_tokens;
+}
+
 LoaderState OnlineSelection::save() {
   if (scheduler_) scheduler_->wait_idle();
+  // No collective here (a rank may save alone, e.g. on leaving a loop after an error): a probe not
+  // exchanged yet is saved as this rank's share, exchanged after the restore.
   for (auto& p : pending_)
-    if (p.blob.wait_for(std::chrono::seconds(0)) != std::future_status::ready) p.promise->set_value("");
+    if (p.shared && p.blob.wait_for(std::chrono::seconds(0)) != std::future_status::ready) p.promise->set_value("");
   const Window* first = current_ ? &*current_ : (next_ ? &*next_ : nullptr);
   LoaderState state = first ? first->core_before : core_.state();
   SelectionState s;
@@ -482,7 +574,17 @@ LoaderState OnlineSelection::save() {
     s.backoff_skip = backoff_.pending_skips();
   }
   if (labels_->size() > 0) s.labels.bytes = labels_->save();
-  for (const Pending& p : pending_) s.pending.push_back(SavedRefresh{p.probe_step, p.effective_at, Blob{p.blob.get()}});
+  for (const Pending& p : pending_) {
+    std::string bytes;
+    if (p.shared) {
+      bytes = p.blob.get();
+    } else {
+      bytes = kUnsharedProbe;
+      bytes.append(reinterpret_cast<const char*>(&probe_attempted_), sizeof(int64_t));
+      bytes += serialize_rollouts(probe_out_->snapshot());
+    }
+    s.pending.push_back(SavedRefresh{p.probe_step, p.effective_at, Blob{std::move(bytes)}});
+  }
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     s.visit_counters(stats_, [](auto& saved, const auto& live) { saved = static_cast<std::decay_t<decltype(saved)>>(live); });
@@ -497,6 +599,164 @@ SelectionStats OnlineSelection::stats() const {
   if (scheduler_) s.probes = scheduler_->stats();
   s.cost.snapshot_seconds = s.probes.snapshot_seconds;
   return s;
+}
+
+}  // namespace groupmates
+
+namespace groupmates {
+
+namespace {
+
+// Length-prefixed strings as one byte string (rank 0's refresh result on the wire).
+std::string pack(const std::vector<std::string>& fields) {
+  std::string out;
+  for (const std::string& f : fields) {
+    const uint64_t n = f.size();
+    out.append(reinterpret_cast<const char*>(&n), sizeof n);
+    out += f;
+  }
+  return out;
+}
+
+std::vector<std::string> unpack(const std::string& bytes, size_t count) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (out.size() < count) {
+    uint64_t n = 0;
+    if (at + sizeof n > bytes.size()) break;
+    std::memcpy(&n, bytes.data() + at, sizeof n);
+    at += sizeof n;
+    if (n > bytes.size() - at) break;
+    out.push_back(bytes.substr(at, n));
+    at += n;
+  }
+  if (out.size() != count || at != bytes.size())
+    throw Error(ErrorCode::kDistributed, "refresh broadcast", "rank 0's refresh result is malformed (" +
+                                                                  std::to_string(bytes.size()) + " bytes)");
+  return out;
+}
+
+std::string pack_doubles(const std::vector<double>& v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(double)); }
+
+std::vector<double> unpack_doubles(const std::string& s) {
+  std::vector<double> v(s.size() / sizeof(double));
+  std::memcpy(v.data(), s.data(), v.size() * sizeof(double));
+  return v;
+}
+
+uint64_t hash_of(const std::vector<LabelledRollout>& entries) {
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_64bits_reset(state);
+  for (const LabelledRollout& e : entries) {
+    const torch::Tensor t = e.tokens.contiguous();
+    XXH3_64bits_update(state, t.data_ptr(), t.numel() * t.element_size());
+    XXH3_64bits_update(state, e.labels.data(), e.labels.size() * sizeof(double));
+  }
+  const uint64_t h = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return h;
+}
+
+}  // namespace
+
+void OnlineSelection::share_unshared_refreshes() {
+  for (Pending& p : pending_)
+    if (!p.shared) {
+      scheduler_->wait_idle();
+      share_refresh(p);
+    }
+}
+
+void OnlineSelection::share_refresh(Pending& p) {
+  const util::Stopwatch took;
+  const int rank = collectives_->rank(), world = collectives_->world_size();
+  // 1. Every rank's share of the probe (its attempted count and labelled rollouts), in rank order.
+  std::vector<LabelledRollout> mine = probe_out_->snapshot();
+  probe_out_->clear();
+  const int64_t attempted = probe_attempted_;
+  probe_attempted_ = 0;
+  uint64_t bytes = 0;
+  int64_t all_attempted = 0;
+  for (const std::string& b : collectives_->all_gather(std::string(reinterpret_cast<const char*>(&attempted), sizeof attempted))) {
+    int64_t n = 0;
+    std::memcpy(&n, b.data(), std::min(b.size(), sizeof n));
+    all_attempted += n;
+    bytes += b.size();
+  }
+  std::vector<LabelledRollout> all;
+  for (const std::string& b : collectives_->all_gather(serialize_rollouts(mine))) {
+    bytes += b.size();
+    for (auto& r : deserialize_rollouts(b)) all.push_back(std::move(r));
+  }
+  for (const LabelledRollout& r : all) labels_->add(r);  // the same entries in the same order on every rank
+  p.shared = true;
+  // 2. Rank 0 trains on the shared buffer; its result is every rank's (a probe that failed everywhere: nothing).
+  std::string published;
+  RefreshResult r;
+  bool refreshed = false;
+  if (!all.empty()) {
+    std::string wire;
+    if (rank == 0) {
+      r = refresher_->refresh(p.probe_step, static_cast<int64_t>(all.size()));
+      std::string working = refresher_->weights();
+      if (working == r.weights) working.clear();  // the usual case: sent once
+      wire = pack({r.weights, working, refresher_->gate().save(), r.error,
+                   pack_doubles({r.flops, double(r.heldout_measured), r.heldout_spearman, r.heldout_spearman_scaled,
+                            r.heldout_spearman_prior, double(r.gated), double(refresher_->refreshed())})});
+    }
+    wire = collectives_->broadcast(wire, 0);
+    bytes += wire.size();
+    std::vector<std::string> f = unpack(wire, 5);
+    if (f[1].empty()) f[1] = f[0];  // the working weights are the published ones
+    const std::vector<double> d = unpack_doubles(f[4]);
+    if (d.size() != 7) throw Error(ErrorCode::kDistributed, "refresh broadcast", "rank 0's refresh numbers are malformed");
+    if (rank != 0) {
+      refresher_->load(f[1], d[6] != 0);
+      refresher_->gate().load(f[2], "the refresh gate record broadcast by rank 0");
+      r.weights = f[0];
+      r.error = f[3];
+      r.flops = d[0];
+      r.heldout_measured = d[1] != 0;
+      r.heldout_spearman = d[2];
+      r.heldout_spearman_scaled = d[3];
+      r.heldout_spearman_prior = d[4];
+      r.gated = d[5] != 0;
+    }
+    // 3. Checked, not assumed: every rank now holds the same published and working weights.
+    const uint64_t both[2] = {hash_of(f[0]), hash_of(f[1])};
+    const std::vector<uint64_t> h = hashes_of_ranks(*collectives_, std::string(reinterpret_cast<const char*>(both), sizeof both));
+    for (int q = 1; q < world; ++q)
+      if (h[q] != h[0])
+        throw Error(ErrorCode::kDistributed, "refresh broadcast",
+                    "rank " + std::to_string(q) + " holds other influence-model weights than rank 0 after the refresh "
+                    "of the probe at step " + std::to_string(p.probe_step));
+    published = f[0];
+    refreshed = true;
+  }
+  count_probe_cost(double(all_attempted) / double(world));  // this rank's share of the probe's cost
+  const uint64_t labels_hash = hash_of(labels_->snapshot());
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.shared_rollouts += all.size();
+    stats_.shared_bytes += bytes;
+    stats_.labels_hash = labels_hash;
+    stats_.refresh_seconds += took.seconds();
+    if (refreshed) {
+      if (r.heldout_measured) {
+        stats_.last_heldout_spearman = r.heldout_spearman;
+        stats_.last_heldout_spearman_scaled = r.heldout_spearman_scaled;
+        stats_.last_heldout_spearman_prior = r.heldout_spearman_prior;
+      }
+      stats_.cost.refresh_flops += r.flops;  // rank 0's (the others trained nothing; counted as one model)
+      if (r.gated) stats_.refreshes_gated += 1;
+      note_backoff(r);  // rank 0's result: every rank backs off alike
+      if (!r.error.empty()) {
+        stats_.refreshes_failed += 1;
+        stats_.last_refresh_error = r.error;
+      }
+    }
+  }
+  p.promise->set_value(published);
 }
 
 }  // namespace groupmates

@@ -13,6 +13,15 @@
 // Its parts, one job each: VersionRegistry (model versions: weights, trained flag, published
 // model), WindowClusters (the k-means lifecycle), InfluenceRefresher (the refresh training, probe
 // thread), SelectionState (the saved keys, declared once), SelectionLog (JSON lines of emitted rows).
+//
+// On many ranks (a Collectives over more than one rank, issue #14): RefreshMode::kAtStep only. Each
+// rank's probe thread runs its share of every probe's rollouts into a private buffer; at the refresh's
+// effect point (or before the next probe) the trainer thread all-gathers them, every
+// rank appends all of them to its label buffer in rank order, rank 0 trains, and its result (weights
+// published and working, gate record, refresh stats) is broadcast and checked by hash: every rank
+// publishes bit-identical weights under the same version number at the same window. The k-means
+// step is shared too (WindowClusters::set_collectives). All collectives run on the trainer thread;
+// save() makes none (a probe not exchanged yet is saved as this rank's share).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +31,7 @@
 #include <optional>
 #include <vector>
 
+#include "groupmates/engine/collectives.h"
 #include "groupmates/engine/label_buffer.h"
 #include "groupmates/engine/oracle_prober.h"
 #include "groupmates/engine/probe_scheduler.h"
@@ -41,9 +51,10 @@ namespace groupmates {
 class OnlineSelection {
  public:
   /// `core` yields windows (its batch_size is the window size); `restore` is a state saved by
-  /// save() (or null for a fresh start), whose main fields `core` was opened at.
+  /// save() (or null for a fresh start), whose main fields `core` was opened at; `collectives`:
+  /// the data-parallel ranks to share probes, model and centroids with (null or one rank: alone).
   OnlineSelection(StreamingLoader& core, const LoaderConfig& loader, SelectionConfig selection, ProbeConfig probes,
-                  const LoaderState* restore);
+                  const LoaderState* restore, std::shared_ptr<Collectives> collectives = nullptr);
   ~OnlineSelection();
 
   /// Up to `rows` selected rows (fewer only at the end of the stream), or nullopt at the end.
@@ -69,14 +80,19 @@ class OnlineSelection {
     int64_t effective_at = 0;
     std::shared_ptr<std::promise<std::string>> promise;
     std::shared_future<std::string> blob;  // empty string = the probe failed (nothing to publish)
+    bool shared = true;                    // shared_: false until share_refresh() resolved it
   };
 
   std::optional<Window> read_window();
   bool advance();
   void collect_feedback(int64_t probe_step);
+  void note_backoff(const RefreshResult& r);
   void select_current();
   void apply_due_refreshes();
   void refresh(int64_t step, const ProbeResult& result);  // probe thread
+  void share_refresh(Pending& p);                          // trainer thread, collective: many ranks
+  void share_unshared_refreshes();                         // every pending refresh not shared yet
+  void count_probe_cost(double attempted);                 // probe tokens and FLOPs of `attempted` rollouts
   void restore(const LoaderState& state, const LoaderConfig& loader);
   const Selector& selector_for(bool trained) const;
   void log_rows(const std::vector<int64_t>& rows);
@@ -115,6 +131,12 @@ class OnlineSelection {
   std::shared_ptr<std::promise<std::string>> inflight_;  // the running probe's refresh result
   double flops_per_token_ = 0;              // of the last target (cost accounting; probe thread reads after hand-off)
   int64_t reference_tokens_ = 0;
+
+  std::shared_ptr<Collectives> collectives_;  // null: one rank
+  bool shared_ = false;                     // more than one rank: probes, model and centroids shared
+  std::shared_ptr<LabelBuffer> probe_out_;  // shared_: this rank's rollouts of the probe in flight
+  int64_t probe_attempted_ = 0;             // shared_: its attempted rollouts (probe thread; read after wait_idle)
+  uint64_t hashed_version_ = 0, model_hash_ = 0;  // XXH3 of that version's weights (stats)
 
   mutable std::mutex stats_mu_;
   SelectionStats stats_;

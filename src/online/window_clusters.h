@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include <torch/types.h>
@@ -17,6 +18,10 @@ namespace groupmates {
 class WindowClusters {
  public:
   WindowClusters(int64_t clusters, uint64_t seed, torch::Device device);
+  /// Shares the centroids across data-parallel ranks (SphericalKMeans::set_collectives).
+  void set_collectives(std::shared_ptr<Collectives> collectives) { kmeans_.set_collectives(std::move(collectives)); }
+  /// XXH3 of the centroids and counts as they are now (equal on every rank when shared).
+  uint64_t hash() const;
   /// Remembers the state before the window about to be clustered (its save point).
   void begin_window();
   /// Updates the centroids with `embeddings` [W, D] of a window scored by `version`; its cluster ids int64 [W].

@@ -18,6 +18,7 @@
 #include "groupmates/engine/rollout_policy.h"
 #include "groupmates/engine/label_buffer.h"
 #include "groupmates/engine/probe_scheduler.h"
+#include "groupmates/engine/shared_probes.h"
 #include "util/background_worker.h"
 #include "util/stopwatch.h"
 
@@ -79,6 +80,9 @@ ProbeScheduler::ProbeScheduler(const ProbeSchedulerConfig& config, std::shared_p
   if (config.random_rollouts < 0 || config.neighbour_rollouts < 0 || config.bootstrap_pairs < 0)
     throw Error(ErrorCode::kInvalidConfig, "ProbeSchedulerConfig", "rollout counts must be >= 0");
   if (config.beam_width < 1) throw Error(ErrorCode::kInvalidConfig, "ProbeSchedulerConfig.beam_width", "must be >= 1");
+  if (config.world_size < 1 || config.rank < 0 || config.rank >= config.world_size)
+    throw Error(ErrorCode::kInvalidConfig, "ProbeSchedulerConfig.rank",
+                std::to_string(config.rank) + " of " + std::to_string(config.world_size) + " is not a rank");
   impl_ = std::make_unique<Impl>(config, buffer_);
   if (config.probe_threads > 0)
     impl_->worker.schedule([n = config.probe_threads] { at::set_num_threads(n); });  // the probe thread's own
@@ -188,6 +192,11 @@ void ProbeScheduler::Impl::run_job(Job& job) {
   std::vector<RolloutPlan> plans = interleave(std::move(lists));
   if (job.context.max_rollouts >= 0 && int64_t(plans.size()) > job.context.max_rollouts)
     plans.resize(size_t(job.context.max_rollouts));  // interleaved: the cut keeps a mix of kinds
+  if (config.world_size > 1) {  // this rank's share of the probe (every rank planned the same count)
+    std::vector<RolloutPlan> mine;
+    for (size_t i : rollouts_of_rank(plans.size(), config.rank, config.world_size)) mine.push_back(std::move(plans[i]));
+    plans = std::move(mine);
+  }
 
   const ProbeResult result = prober.run(*job.snapshot, job.pool, plans);
 

@@ -46,8 +46,36 @@ torch::Tensor SphericalKMeans::assign(const torch::Tensor& x) const {
   return torch::matmul(x.to(device_, torch::kFloat), centroids_.t()).argmax(1);
 }
 
+void SphericalKMeans::all_reduce(torch::Tensor& sums, torch::Tensor& counts) {
+  torch::Tensor both = torch::cat({sums, counts.unsqueeze(1)}, 1).to(torch::kCPU, torch::kDouble).contiguous();
+  collectives_->all_reduce_sum(both);
+  const torch::Tensor back = both.to(device_, torch::kFloat);
+  sums = back.slice(1, 0, sums.size(1)).contiguous();
+  counts = back.select(1, sums.size(1)).contiguous();
+}
+
+void SphericalKMeans::broadcast_state() {
+  const std::string blob = collectives_->broadcast(collectives_->rank() == 0 ? save_state() : std::string(), 0);
+  if (collectives_->rank() != 0) load_state(blob);
+}
+
 void SphericalKMeans::seed(const torch::Tensor& x) {
   if (x.size(0) == 0) throw Error(ErrorCode::kInvalidConfig, "SphericalKMeans::update", "empty first window");
+  if (shared()) {  // rank 0 seeds on its window; every rank refines from its centroids on the union
+    if (collectives_->rank() == 0) {
+      local_only_ = true;
+      try {
+        seed(x);
+      } catch (...) {
+        local_only_ = false;
+        throw;
+      }
+      local_only_ = false;
+    }
+    broadcast_state();
+    lloyd(x.to(device_, torch::kFloat));
+    return;
+  }
   // Several seeded starts from one random stream; keep the one with the highest total cosine.
   std::mt19937_64 rng(config_.seed);
   const torch::Tensor xd = x.to(device_, torch::kFloat);
@@ -123,14 +151,15 @@ void SphericalKMeans::lloyd(const torch::Tensor& xd) {
   const int64_t k = config_.num_clusters;
   for (int it = 0; it <= config_.init_iterations; ++it) {
     const torch::Tensor a = assign(xd);
-    const torch::Tensor counts = torch::bincount(a, {}, k).to(torch::kFloat);
+    torch::Tensor counts = torch::bincount(a, {}, k).to(torch::kFloat);
+    torch::Tensor sums = torch::zeros_like(centroids_).index_add_(0, a, xd);
+    if (shared()) all_reduce(sums, counts);
     if (it == config_.init_iterations) {
       counts_ = counts;
       idle_ = counts.eq(0).to(torch::kLong) * config_.reseed_after_idle_windows;  // empty: re-seed now
       reseed_idle(xd, a);
       break;
     }
-    const torch::Tensor sums = torch::zeros_like(centroids_).index_add_(0, a, xd);
     const torch::Tensor nonempty = counts.gt(0).unsqueeze(1);
     centroids_ = torch::where(nonempty, normalise_rows(sums), centroids_);
   }
@@ -148,6 +177,7 @@ void SphericalKMeans::reseed_idle(const torch::Tensor& x, const torch::Tensor& a
   centroids_.index_copy_(0, targets, normalise_rows(x.index_select(0, worst)));
   counts_.index_fill_(0, targets, 1.0f);
   idle_.index_fill_(0, targets, 0);
+  if (shared()) broadcast_state();  // the same idle set on every rank; rank 0's points replace them
 }
 
 torch::Tensor SphericalKMeans::refit(const torch::Tensor& x_in) {
@@ -167,8 +197,9 @@ torch::Tensor SphericalKMeans::update(const torch::Tensor& x_in) {
   }
   const int64_t k = config_.num_clusters;
   const torch::Tensor a = assign(x);
-  const torch::Tensor m = torch::bincount(a, {}, k).to(torch::kFloat);
-  const torch::Tensor sums = torch::zeros_like(centroids_).index_add_(0, a, x);
+  torch::Tensor m = torch::bincount(a, {}, k).to(torch::kFloat);
+  torch::Tensor sums = torch::zeros_like(centroids_).index_add_(0, a, x);
+  if (shared()) all_reduce(sums, m);  // the step on the union of the ranks' windows
   counts_ += m;
   // c <- (1 - m/n) c + sum/n, with n the centroid's running count (rate 1/n per point), capped at
   // max_count so the rate never decays below ~1/max_count; n >= m keeps 1 - m/n >= 0.

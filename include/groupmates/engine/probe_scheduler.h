@@ -40,6 +40,8 @@ struct ProbeSchedulerConfig {
   int64_t beam_width = 5;
   uint64_t seed = 0;               ///< rollout draws use (seed, step)
   int probe_threads = 0;           ///< intra-op threads on the probe thread (at::set_num_threads); 0 = leave
+  int rank = 0;                    ///< of world_size data-parallel ranks sharing each probe: this rank runs the
+  int world_size = 1;              ///< planned rollouts i with i % world_size == rank (rollouts_of_rank)
 };
 
 

@@ -12,10 +12,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 
 #include <torch/types.h>
+
+#include "groupmates/engine/collectives.h"
 
 namespace groupmates {
 
@@ -46,6 +49,12 @@ class SphericalKMeans {
   /// x's members: the embedding space changed (a new model version), cluster identities carry over.
   torch::Tensor refit(const torch::Tensor& x);
 
+  /// Shares the centroids across data-parallel ranks (null or one rank: local). Every rank then
+  /// calls update()/refit() on its own window in the same order: rank 0 seeds and its state is
+  /// broadcast, each step's member sums and counts are all-reduced, re-seeds come from rank 0, so
+  /// the centroids are bit-identical on every rank (the k-means of the union of the ranks' windows).
+  void set_collectives(std::shared_ptr<Collectives> collectives) { collectives_ = std::move(collectives); }
+
   bool initialized() const { return initialized_; }
   const torch::Tensor& centroids() const { return centroids_; }  ///< float [k, D], unit rows
   const torch::Tensor& counts() const { return counts_; }        ///< float [k]: points absorbed (uncapped)
@@ -61,6 +70,11 @@ class SphericalKMeans {
   void seed_once(const torch::Tensor& x, std::mt19937_64& rng);
   void lloyd(const torch::Tensor& x);
   void reseed_idle(const torch::Tensor& x, const torch::Tensor& assignment);
+  bool shared() const { return collectives_ && collectives_->world_size() > 1 && !local_only_; }
+  /// Sums [k, D] and counts [k] over the ranks (in float64; the same result on every rank).
+  void all_reduce(torch::Tensor& sums, torch::Tensor& counts);
+  /// Rank 0's state on every rank.
+  void broadcast_state();
 
   SphericalKMeansConfig config_;
   torch::Device device_;
@@ -68,6 +82,8 @@ class SphericalKMeans {
   torch::Tensor centroids_;  // [k, D]
   torch::Tensor counts_;     // [k]
   torch::Tensor idle_;       // int64 [k]
+  std::shared_ptr<Collectives> collectives_;
+  bool local_only_ = false;  // rank 0 seeding on its own window
 };
 
 }  // namespace groupmates

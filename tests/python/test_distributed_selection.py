@@ -1,0 +1,284 @@
+"""A selecting GroupMatesLoader on 2 and 4 Gloo processes started by `python -m groupmates.launch`
+(torchrun's environment; no rank, world size or group passed: the loader takes the initialised default
+group): probes split across the ranks, labels all-gathered, one influence model (rank 0 trains, the
+weights are broadcast), k-means shared. Checked after every step on every rank: the same model hash,
+centroids hash, label-buffer hash and model version; the emitted streams are disjoint; what the ranks
+emit after a save point equals what single processes (restored from the same states, selecting alone
+from the same rank windows with the same model versions) emit; a rank that dies makes the other fail
+with DistributedError within the timeout; RefreshMode kWhenReady is refused; one saved state (rank 0's)
+restores every rank exactly."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import groupmates
+
+if not groupmates.engine_available():
+    pytest.skip(f"groupmates._engine did not import: {groupmates.engine_error()}", allow_module_level=True)
+
+RANK_SCRIPT = r"""
+import json, os, sys, time
+import torch, torch.distributed as dist, torch.nn as nn
+import groupmates
+mode, path, seed, out, clusters = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+dist.init_process_group("gloo")  # env://: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from the launcher
+rank, world = dist.get_rank(), dist.get_world_size()
+V, T, B = 64, 16, 4
+SELECTION = dict(mode="group", window_size=32, ratio=0.5, clusters=clusters, encoder_buckets=512, encoder_dim=16,
+                 refresh_train_steps=5, refresh_batch_rollouts=4, refresh_mode="at_step", refresh_gate=False,
+                 seed=seed)
+PROBES = dict(interval_steps=6, first_step=2, rollout_length=3, random_rollouts=4, neighbour_rollouts=2,
+              bootstrap_pairs=1, pool_rows=32, effect_delay_steps=3, budget=float(os.environ.get("GM_BUDGET", "0")),
+              min_rollouts=2)
+REFS = torch.arange(4 * T).remainder(2).view(4, T)
+report = {"rank": rank, "steps": []}
+
+class Bigram(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb, self.head = nn.Embedding(V, 16), nn.Linear(16, V)
+    def forward(self, x):
+        return self.head(self.emb(x))
+
+def loader(**kw):
+    return groupmates.GroupMatesLoader(sources=[path], sequence_length=T, batch_size=B, epochs=0, vocab_size=V,
+                                       seed=seed, selection=dict(SELECTION), probes=dict(PROBES), **kw)
+
+def record(l, step, b):
+    s = l.selection_stats()
+    report["steps"].append({"step": step, "ids": [int(i) for i in b["ids"]], "model_hash": s.model_hash,
+                            "centroids_hash": s.centroids_hash, "labels_hash": s.labels_hash,
+                            "version": s.model_version, "refreshes": s.refreshes, "shared": s.shared_rollouts,
+                            "kept": s.probes.rollouts_kept, "bytes": s.shared_bytes})
+
+if mode == "train":
+    steps, save_at = int(sys.argv[6]), int(sys.argv[7])
+    torch.manual_seed(seed)  # data-parallel replicas: the same initial weights, gradients averaged
+    model = Bigram()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    l = loader()
+    t0 = time.monotonic()
+    for step in range(steps):
+        b = next(l)
+        loss = groupmates.next_token_loss(model, b["input_ids"])
+        opt.zero_grad()
+        loss.backward()
+        for p in model.parameters():
+            dist.all_reduce(p.grad)
+            p.grad /= world
+        opt.step()
+        probe = step < save_at + 2  # then no new probes (the reference runs without the model)
+        l.on_step(step, model if probe else None, opt if probe else None, reference_batches=REFS)
+        record(l, step, b)
+        if step + 1 == save_at:
+            report["state"] = l.state_dict()  # no refresh pending: one state (rank 0's) restores every rank
+        if step + 1 == save_at + 2:
+            report["state_pending"] = l.state_dict()  # the probe of step 14 run, not yet exchanged
+    report["seconds"] = time.monotonic() - t0
+    report["probe_seconds"] = l.selection_stats().probes.probe_seconds
+elif mode == "resume":  # every rank restores rank 0's state (saved once) and continues without probes
+    steps, save_at = int(sys.argv[6]), int(sys.argv[7])
+    l = loader(state=json.load(open(sys.argv[8])))
+    for step in range(save_at, save_at + 10):  # until the model of the step-14 probe (not in this state) selects
+        b = next(l)
+        l.on_step(step)
+        record(l, step, b)
+    l.close()
+    # then its own state saved with a probe share not exchanged yet (the exchange happens after the restore)
+    l = loader(state=json.load(open(sys.argv[9] + "." + str(rank))))
+    for step in range(save_at + 2, steps):
+        b = next(l)
+        l.on_step(step)
+        record(l, step, b)
+elif mode == "exit":  # the last rank dies after a few steps; the others must raise, not hang
+    SELECTION["refresh_mode"] = "when_ready"  # first: refused on many ranks (timing-dependent)
+    try:
+        loader()
+        report["when_ready_error"] = None
+    except groupmates.ConfigError as e:
+        report["when_ready_error"] = str(e)
+    SELECTION["refresh_mode"] = "at_step"
+    dist.barrier()
+    l = loader(collective_timeout=float(sys.argv[6]))
+    model = Bigram()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    t0 = None
+    try:
+        for step in range(40):
+            if step == 3:
+                if rank == world - 1:
+                    os._exit(0)
+                t0 = time.monotonic()
+            b = next(l)
+            l.on_step(step, model, opt, reference_batches=REFS)
+        report["error"] = None
+    except groupmates.DistributedError as e:
+        report["error"] = str(e)
+    report["seconds"] = time.monotonic() - t0
+with open(out + "." + str(rank), "w") as f:
+    json.dump(report, f)
+"""
+
+REFERENCE_SCRIPT = r"""
+import json, sys
+import groupmates
+path, seed, state_file, rank, world, steps, clusters = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), \
+    int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+V, T, B = 64, 16, 4
+SELECTION = dict(mode="group", window_size=32, ratio=0.5, clusters=clusters, encoder_buckets=512, encoder_dim=16,
+                 refresh_train_steps=5, refresh_batch_rollouts=4, refresh_mode="at_step", refresh_gate=False,
+                 seed=seed)
+PROBES = dict(interval_steps=6, first_step=2, rollout_length=3, random_rollouts=4, neighbour_rollouts=2,
+              bootstrap_pairs=1, pool_rows=32, effect_delay_steps=3, budget=0.0)
+state = json.load(open(state_file))
+# One process, alone (no group): rank `rank` of `world`'s windows, from that rank's saved state.
+l = groupmates.GroupMatesLoader(sources=[path], sequence_length=T, batch_size=B, epochs=0, vocab_size=V, seed=seed,
+                                rank=rank, world_size=world, check_rank_environment=False,
+                                selection=dict(SELECTION), probes=dict(PROBES), state=state, process_group=False)
+out = []
+for step in range(steps):
+    b = next(l)
+    l.on_step(step)
+    out.append([int(i) for i in b["ids"]])
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def topic_tokens(tmp_path_factory):
+    """Token rows with structure (4 topics = token ranges)."""
+    path = str(tmp_path_factory.mktemp("topics") / "topics.bin")
+    rng = np.random.default_rng(7)
+    rows = [t * 16 + rng.integers(0, 2 if t == 0 else 16, size=16) for t in rng.integers(0, 4, size=2000)]
+    np.concatenate(rows).astype(np.uint16).tofile(path)
+    return path
+
+
+def launch(tmp_path, world, args, budget=0.0):
+    script = tmp_path / "rank_script.py"
+    script.write_text(RANK_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["GM_BUDGET"] = str(budget)
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "groupmates.launch", "--nproc-per-node", str(world), "--timeout", "150",
+                        str(script)] + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=200)
+    print(f"{world} processes, {args[0]}: {time.monotonic() - t0:.1f} s")
+    assert p.returncode == 0, p.stderr[-4000:]
+    out = args[3]
+    return [json.loads(open(f"{out}.{r}").read()) for r in range(world) if os.path.exists(f"{out}.{r}")]
+
+
+# 4 processes take ~50 s on this 2-core machine: behind `make test-distributed` (GM_TEST_MANY_RANKS=1), not `make test`.
+MANY_RANKS = pytest.mark.skipif(os.environ.get("GM_TEST_MANY_RANKS") != "1",
+                                reason="4 processes: make test-distributed (GM_TEST_MANY_RANKS=1)")
+
+
+@pytest.mark.parametrize("world,clusters", [(2, 1), pytest.param(4, 4, marks=MANY_RANKS)])
+def test_every_rank_holds_the_same_model_centroids_and_labels_after_every_step(tmp_path, topic_tokens, world,
+                                                                                clusters):
+    seed = int.from_bytes(os.urandom(3), "little")
+    print(f"seed={seed}")
+    steps, save_at = 28, 14  # windows of 4 steps; the step-14 probe's model selects from step 24 on
+    # 4 ranks: with a probe budget too (every rank must take the same skip decisions, from the shared costs)
+    budget = 0.0 if world == 2 else 0.5
+    reports = launch(tmp_path, world, ["train", topic_tokens, seed, tmp_path / "out", clusters, steps, save_at],
+                     budget)
+    assert len(reports) == world
+    for i in range(steps):
+        at = [r["steps"][i] for r in reports]
+        for key in ("model_hash", "centroids_hash", "labels_hash", "version", "refreshes", "shared"):
+            assert len({a[key] for a in at}) == 1, (seed, i, key, at)
+        assert at[0]["model_hash"] != 0 and at[0]["centroids_hash"] != 0
+    last = [r["steps"][-1] for r in reports]
+    # probes at steps 2, 8, 14 (< save_at + 2): three refreshes, every one published on every rank (with a
+    # budget: those it paid for, at least one; the others were skipped on every rank alike)
+    assert last[0]["refreshes"] == 3 if budget == 0 else 1 <= last[0]["refreshes"] <= 3, last
+    # one hash per version: the initial model and the refreshes in effect by the last step (the third's
+    # window is read after it)
+    pairs = {(s["version"], s["model_hash"]) for s in reports[0]["steps"]}
+    assert len(pairs) == len({v for v, _ in pairs}) == len({h for _, h in pairs}) >= 3, pairs
+    # every rank ran its share of each probe; every rank holds all of them
+    assert sum(s["kept"] for s in last) == last[0]["shared"] > 0, last
+    assert all(0 < s["kept"] < last[0]["shared"] for s in last), last
+    # disjoint emitted streams
+    emitted = [i for r in reports for s in r["steps"] for i in s["ids"]]
+    assert len(emitted) == len(set(emitted)) == world * steps * 4
+    print("per rank: seconds", [round(r["seconds"], 1) for r in reports], "probe seconds",
+          [round(r["probe_seconds"], 2) for r in reports], "rollouts run", [s["kept"] for s in last],
+          "of", last[0]["shared"], "bytes moved", [s["bytes"] for s in last])
+    # Saved once: every rank restores rank 0's state and continues exactly as the uninterrupted run; then
+    # every rank its own state saved while a probe's shares were not exchanged yet: exact too.
+    state0 = tmp_path / "state0.json"
+    state0.write_text(json.dumps(reports[0]["state"]))
+    for r in reports:
+        (tmp_path / f"pending.{r['rank']}").write_text(json.dumps(r["state_pending"]))
+    resumed = launch(tmp_path, world, ["resume", topic_tokens, seed, tmp_path / "resumed", clusters, steps, save_at,
+                                       state0, tmp_path / "pending"], budget)
+    for r, q in zip(reports, resumed):
+        want = r["steps"][save_at:save_at + 10] + r["steps"][save_at + 2:]
+        assert len(q["steps"]) == len(want)
+        for key in ("ids", "model_hash", "centroids_hash", "version"):
+            assert [s[key] for s in q["steps"]] == [s[key] for s in want], (seed, r["rank"], key)
+        # the second restore's probe shares were exchanged after it: the step-14 refresh as uninterrupted, and
+        # its model (selecting from step 24: model_hash above) trained on the same labels
+        n = 10
+        assert [s["refreshes"] for s in q["steps"][n:]] == [s["refreshes"] for s in want[n:]], (seed, r["rank"])
+        assert q["steps"][-1]["refreshes"] == r["steps"][-1]["refreshes"]
+    # After the save point (no new probes): the union of what the ranks emitted equals what one process per
+    # rank window emits alone with the same model versions (restored from the rank's state). With one
+    # cluster the centroids do not enter the selection, so the reference needs no shared k-means.
+    if clusters == 1:
+        ref = tmp_path / "reference.py"
+        ref.write_text(REFERENCE_SCRIPT)
+        union, reference = set(), set()
+        for r in reports:
+            state_file = tmp_path / f"state.{r['rank']}.json"
+            state_file.write_text(json.dumps(r["state"]))
+            p = subprocess.run([sys.executable, str(ref), topic_tokens, str(seed), str(state_file), str(r["rank"]),
+                                str(world), "10", str(clusters)],
+                               env={k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")},
+                               capture_output=True, text=True, timeout=120)
+            assert p.returncode == 0, p.stderr[-3000:]
+            got = json.loads(p.stdout)
+            want = [s["ids"] for s in r["steps"][save_at:save_at + 10]]
+            assert got == want, (seed, r["rank"])
+            union |= {i for s in want for i in s}
+            reference |= {i for s in got for i in s}
+        assert union == reference
+
+
+def test_a_rank_that_dies_mid_run_is_an_error_on_the_others_within_the_timeout(tmp_path, topic_tokens):
+    """Also: RefreshMode kWhenReady is refused on many ranks (one launch for both: process start-up is the cost)."""
+    timeout_s = 4
+    reports = launch(tmp_path, 2, ["exit", topic_tokens, 1, tmp_path / "out", 4, timeout_s])
+    assert len(reports) == 1, reports
+    r = reports[0]
+    assert r["error"] is not None and "groupmates [distributed] collective" in r["error"], r
+    assert r["seconds"] < timeout_s + 5, r
+    print("the surviving rank's error:", r["error"])
+    e = r["when_ready_error"]
+    assert e is not None and "SelectionConfig.refresh_mode" in e and "at_step" in e, r
+
+
+def test_selecting_under_torchrun_without_an_initialised_group_is_an_error(tmp_path, topic_tokens):
+    """Not one model per rank in silence: torchrun's environment, selection on, no group."""
+    code = (f"import groupmates\n"
+            f"try:\n"
+            f"    groupmates.GroupMatesLoader(sources=[{topic_tokens!r}], sequence_length=16, batch_size=4, vocab_size=64,\n"
+            f"                                selection=dict(mode='group', window_size=32, refresh_mode='at_step'))\n"
+            f"except groupmates.ConfigError as e:\n"
+            f"    print('ERROR', e)\n"
+            f"l = groupmates.GroupMatesLoader(sources=[{topic_tokens!r}], sequence_length=16, batch_size=4,\n"
+            f"                                vocab_size=64, selection='group', process_group=False)\n"
+            f"print('ALONE', l.config.rank, l.config.world_size, len(next(l)['ids']))\n")
+    env = dict(os.environ, RANK="1", WORLD_SIZE="2", LOCAL_RANK="1")
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "ERROR groupmates [invalid_config] process_group: this is rank 1 of 2" in p.stdout, p.stdout
+    assert "init_process_group" in p.stdout and "process_group=False" in p.stdout
+    assert "ALONE 1 2 4" in p.stdout, p.stdout
