@@ -26,6 +26,8 @@ void LoaderConfig::validate() const {
     if (s.format == SourceFormat::kJsonl && s.text_field.empty()) bad(f + ".text_field", "is empty");
     if (s.max_line_bytes < 1 || s.max_line_bytes > (uint64_t{1} << 32))
       bad(f + ".max_line_bytes", "is " + std::to_string(s.max_line_bytes) + "; allowed 1..4294967296 (a line costs ~70x its size in memory)");
+    if (s.zstd_cache_bytes < (uint64_t{1} << 16))
+      bad(f + ".zstd_cache_bytes", "is " + std::to_string(s.zstd_cache_bytes) + "; at least 65536 (every zstd frame must fit: 64 MiB by default)");
     if (s.on_exhausted == OnExhausted::kEnd) any_end = true;
     for (size_t j = 0; j < i; ++j)
       if (!s.name.empty() && s.name == sources[j].name) bad(f + ".name", "'" + s.name + "' is used twice");

@@ -47,6 +47,11 @@ struct SourceConfig {
   bool append_eos = true;
   uint64_t max_line_bytes = 4u << 20;  ///< kJsonl: a longer line is a bad record ("line_too_long", by bad_input):
                                        ///< parsing + tokenizing one line takes ~70x its size in memory
+  /// kJsonl, .zst files: decompressed zstd frames kept in memory (LRU, per source). A line is read by
+  /// decompressing its frame whole, so every frame must fit: a bigger frame is an error at open
+  /// (recompress with `groupmates reframe`, 256 KiB frames). Memory in use: this plus one frame per
+  /// reading thread, plus the line index (8 bytes per line).
+  uint64_t zstd_cache_bytes = 64u << 20;
 };
 
 /// How documents become fixed-length candidate sequences.
