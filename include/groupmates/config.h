@@ -52,6 +52,12 @@ struct SourceConfig {
   /// (recompress with `groupmates reframe`, 256 KiB frames). Memory in use: this plus one frame per
   /// reading thread, plus the line index (8 bytes per line).
   uint64_t zstd_cache_bytes = 64u << 20;
+  /// kJsonl: keep each file's line index on disk (a second open reads no data but 17 sampled pages),
+  /// keyed by the file's size, mtime and sampled content hash; a stale or corrupt one is reported on
+  /// stderr and rebuilt. Written as `.NAME.gmidx` beside the file when its directory is writable,
+  /// else in index_cache_dir; atomic (temporary file + rename), so concurrent jobs can share it.
+  bool index_cache = true;
+  std::string index_cache_dir;  ///< kJsonl: where indexes go when a file's directory is not writable ("" = nowhere)
 };
 
 /// How documents become fixed-length candidate sequences.

@@ -7,12 +7,15 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <cstring>
 #include <memory>
 
 #include "groupmates/error.h"
 #include "sources/line_index.h"
+#include "sources/line_index_cache.h"
 #include "sources/mapped_file.h"
 #include "sources/megatron_source.h"
 #include "groupmates/tokenizer.h"
@@ -160,13 +163,29 @@ JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool
                   "name ends in .zst but the file does not start with the zstd magic bytes; recompress it with zstd or rename it");
     }
     f->number = static_cast<uint32_t>(files_.size());
-    if (has_magic) {
-      f->compressed = true;
-      map.reset();
+    f->compressed = has_magic;
+    if (has_magic) map.reset();
+    // The line index: from the cache when valid for the file's content, else built (and cached).
+    const LineIndexKey key = line_index_key(path, content_hash, has_magic);
+    const std::string cache_path = config.index_cache ? line_index_cache_path(path, config.index_cache_dir) : "";
+    std::optional<LineIndex> cached;
+    IndexCacheOutcome outcome = IndexCacheOutcome::kNoCache;
+    std::string problem;
+    if (!cache_path.empty()) cached = load_line_index(cache_path, key, &outcome, &problem);
+    if (cached) {
+      f->index = std::move(*cached);
+      if (has_magic) check_frames_fit(path, f->index, cache_->budget_bytes());
+    } else if (has_magic) {
       f->index = index_zstd_lines(path, cache_->budget_bytes());
     } else {
       map->advise(MappedFile::Advice::kSequential);
       f->index = index_plain_lines(map->data(), map->size());
+    }
+    if (!cached && !cache_path.empty() && f->index.size > 0 && !save_line_index(cache_path, key, f->index, &problem)) {
+      outcome = IndexCacheOutcome::kNoCache;  // could not be written: reported below
+    }
+    index_cache_.count(outcome, cache_path.empty() ? path : cache_path, problem);
+    if (map) {
       map->advise(MappedFile::Advice::kRandom);  // documents are then read in shuffled order
       f->map = std::move(map);
     }
@@ -182,6 +201,10 @@ JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool
     files_.push_back(std::move(f));
   }
   fingerprint_ = XXH3_64bits(fp.data(), fp.size());
+  if (config.index_cache) {
+    const std::string report = index_cache_.report();
+    if (!report.empty()) std::fprintf(stderr, "groupmates: source '%s': %s\n", source_name_.c_str(), report.c_str());
+  }
 }
 
 JsonlSource::~JsonlSource() = default;
@@ -354,6 +377,7 @@ uint64_t JsonlSource::memory_bytes() const {
 }
 
 FrameCache::Stats JsonlSource::frame_cache_stats() const { return cache_->stats(); }
+const IndexCacheCounts& JsonlSource::index_cache_counts() const { return index_cache_; }
 
 std::unique_ptr<DocumentSource> open_document_source(const SourceConfig& config, BadInputPolicy policy) {
   switch (config.format) {

@@ -7,6 +7,8 @@
 // must fit that budget: a file written by `zstd` is one frame, so a big one is refused at open with
 // the fix (`groupmates reframe` rewrites it as 256 KiB frames, sources/zstd_reframe.h).
 // memory_bytes() reports what the source holds. The line index costs 8 bytes per line.
+// Line indexes are cached on disk by content fingerprint (sources/line_index_cache.h: beside the
+// data, or in config.index_cache_dir), so a second open reads no data beyond 17 sampled pages.
 // A trailing newline at the end of a file does not make an extra line; "\r\n" endings are
 // accepted.
 //
@@ -27,6 +29,7 @@
 
 #include "sources/document_source.h"
 #include "sources/frame_cache.h"
+#include "sources/line_index_cache.h"
 #include "groupmates/config.h"
 
 namespace groupmates {
@@ -72,6 +75,8 @@ class JsonlSource : public DocumentSource {
   uint64_t memory_bytes() const;
   /// Hits, misses and size of the decompressed-frame cache.
   FrameCache::Stats frame_cache_stats() const;
+  /// How the files' cached line indexes fared at open (also reported on stderr when not clean).
+  const IndexCacheCounts& index_cache_counts() const;
   /// The tokenizer (null when opened with load_tokenizer = false).
   const std::shared_ptr<Tokenizer>& tokenizer() const;
 
@@ -90,6 +95,7 @@ class JsonlSource : public DocumentSource {
   BadInputPolicy policy_;
   std::shared_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<FrameCache> cache_;
+  IndexCacheCounts index_cache_;
   uint64_t fingerprint_ = 0;
   std::vector<DataFileFingerprint> data_files_;
 };

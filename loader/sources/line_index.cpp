@@ -49,6 +49,22 @@ struct Fd {
 
 }  // namespace
 
+void throw_frame_too_big(const std::string& path, uint64_t compressed_offset, uint64_t max_frame_bytes) {
+  throw Error(ErrorCode::kInvalidConfig, path + ":" + std::to_string(compressed_offset),
+              "the zstd frame starting at this compressed offset decompresses to more than zstd_cache_bytes = " +
+                  std::to_string(max_frame_bytes) +
+                  " bytes; a frame is the only point zstd can restart from, so it is decompressed whole "
+                  "when one of its lines is read. Recompress the file into small frames "
+                  "(groupmates reframe FILE OUT.jsonl.zst) or raise the source's zstd_cache_bytes");
+}
+
+void check_frames_fit(const std::string& path, const LineIndex& index, uint64_t max_frame_bytes) {
+  if (index.max_frame_size <= max_frame_bytes) return;
+  for (const ZstdFrame& f : index.frames) {
+    if (f.size > max_frame_bytes) throw_frame_too_big(path, f.compressed_offset, max_frame_bytes);
+  }
+}
+
 LineIndex index_plain_lines(const char* data, uint64_t size) {
   LineIndex ix;
   ix.size = size;
@@ -110,14 +126,7 @@ LineIndex index_zstd_lines(const std::string& path, uint64_t max_frame_bytes) {
         last = outbuf[output.pos - 1];
         ix.size += output.pos;
         frame_out += output.pos;
-        if (frame_out > max_frame_bytes) {
-          throw Error(ErrorCode::kInvalidConfig, path + ":" + std::to_string(frame_start),
-                      "the zstd frame starting at this compressed offset decompresses to more than zstd_cache_bytes = " +
-                          std::to_string(max_frame_bytes) +
-                          " bytes; a frame is the only point zstd can restart from, so it is decompressed whole "
-                          "when one of its lines is read. Recompress the file into small frames "
-                          "(groupmates reframe FILE OUT.jsonl.zst) or raise the source's zstd_cache_bytes");
-        }
+        if (frame_out > max_frame_bytes) throw_frame_too_big(path, frame_start, max_frame_bytes);
       }
       if (ret == 0 && in_frame) {  // a frame ended (decoded and flushed)
         const uint64_t end = file_pos + input.pos;

@@ -45,6 +45,12 @@ struct LineIndex {
 /// Indexes the lines of `size` plain bytes. Throws nothing.
 LineIndex index_plain_lines(const char* data, uint64_t size);
 
+/// Throws Error(kInvalidConfig) naming the file, the compressed offset of a frame of `index` over
+/// `max_frame_bytes` decompressed, and the fixes (`groupmates reframe`, a larger zstd_cache_bytes).
+void check_frames_fit(const std::string& path, const LineIndex& index, uint64_t max_frame_bytes);
+/// Throws the error of check_frames_fit for the frame at `compressed_offset`.
+[[noreturn]] void throw_frame_too_big(const std::string& path, uint64_t compressed_offset, uint64_t max_frame_bytes);
+
 /// Indexes a zstd file by decompressing it once through a bounded window. Throws Error(kIo) if
 /// it cannot be read, Error(kCorruptData) naming the compressed offset for a corrupt or
 /// truncated stream, Error(kInvalidConfig) for a frame over `max_frame_bytes` decompressed
