@@ -49,7 +49,7 @@ struct SourceConfig {
                                        ///< parsing + tokenizing one line takes ~70x its size in memory
   /// kJsonl, .zst files: decompressed zstd frames kept in memory (LRU, per source). A line is read by
   /// decompressing its frame whole, so every frame must fit: a bigger frame is an error at open
-  /// (recompress with `groupmates reframe`, 256 KiB frames). Memory in use: this plus one frame per
+  /// (recompress with `groupmates reframe`, 64 KiB frames). Memory in use: this plus one frame per
   /// reading thread, plus the line index (8 bytes per line).
   uint64_t zstd_cache_bytes = 64u << 20;
   /// kJsonl: keep each file's line index on disk (a second open reads no data but 17 sampled pages),

@@ -48,7 +48,7 @@ constexpr const char* kUsage =
     "  -h, --help              this help\n"
     "\n"
     "reframe: rewrites IN (.jsonl or .jsonl.zst) as OUT, zstd frames of ~N decompressed bytes cut\n"
-    "at line ends (default 262144, level 3), so the loader can read any line by decompressing one\n"
+    "at line ends (default 65536, level 3), so the loader can read any line by decompressing one\n"
     "small frame (a file written by `zstd` is one frame: it must fit the source's zstd_cache_bytes)\n"
     "\n"
     "exit status: 0 no problem, 1 problems found, 2 usage error\n";

@@ -21,8 +21,8 @@ struct ReframeResult {
   uint64_t output_bytes = 0;       ///< bytes of the output file
 };
 
-/// Default frame size of `groupmates reframe`: 256 KiB decompressed.
-inline constexpr uint64_t kDefaultReframeBytes = uint64_t{256} << 10;
+/// Default frame size of `groupmates reframe`: 64 KiB decompressed.
+inline constexpr uint64_t kDefaultReframeBytes = uint64_t{64} << 10;
 
 /// Rewrites `in` (plain or zstd JSONL) as `out` in frames of ~frame_bytes (a longer line gets a
 /// frame of its own). Throws Error(kIo) naming a file that cannot be read or written,
