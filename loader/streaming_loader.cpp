@@ -22,6 +22,7 @@
 
 #include "stream/blend_schedule.h"
 #include "stream/buffer_pool.h"
+#include "sources/path_expansion.h"
 #include "sources/document_source.h"
 #include "sources/mapped_file.h"
 #include "groupmates/error.h"
@@ -154,6 +155,7 @@ struct StreamingLoader::Impl {
     for (size_t i = 0; i < config.sources.size(); ++i) {
       SourceConfig sc = config.sources[i];
       sc.name = source_name(config, i);  // readers label their skip counters with it
+      sc.paths = expand_paths(sc.paths, sc.format, "sources[" + std::to_string(i) + "].paths");
       CursorContext ctx;
       ctx.source_index = static_cast<uint32_t>(i);
       ctx.source_name = source_name(config, i);
