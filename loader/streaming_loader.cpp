@@ -163,7 +163,8 @@ struct StreamingLoader::Impl {
       ctx.shuffle = config.shuffle;
       ctx.sequence_length = config.row_length();
       ctx.packing = config.packing;
-      ctx.eos_id = sc.append_eos ? config.eos_id : -1;  // false: the documents end with their own EOS
+      // append_eos false: the documents end with their own EOS; else the source's id or the loader's.
+      ctx.eos_id = !sc.append_eos ? -1 : sc.eos_id == kLoaderEosId ? config.eos_id : sc.eos_id;
       ctx.pad_id = config.pad_id;
       ctx.read_ahead = config.tokenize_ahead;
       ctx.pool = &pool;
@@ -188,6 +189,10 @@ struct StreamingLoader::Impl {
       mix(wbits);
       mix(static_cast<uint64_t>(sc.on_exhausted));
       if (!sc.append_eos) mix(0x656f73ULL);  // only when set: fingerprints of earlier states stay valid
+      if (sc.eos_id != kLoaderEosId) {
+        mix(0x736f75726365656fULL);
+        mix(static_cast<uint64_t>(sc.eos_id));
+      }
     }
     fingerprint = h;
   }

@@ -33,6 +33,9 @@ enum class BadInputPolicy {
 };
 
 /// One data source: a set of files of one format, blended with the others by weight.
+/// SourceConfig::eos_id: the source appends LoaderConfig::eos_id.
+inline constexpr int64_t kLoaderEosId = -2;
+
 struct SourceConfig {
   std::string name;                    ///< label used in ids, logs and counters; defaults to "source<i>"
   SourceFormat format = SourceFormat::kTokenFile;
@@ -45,6 +48,10 @@ struct SourceConfig {
   /// Documents sources (kMegatron, kJsonl): append LoaderConfig::eos_id after each document. false:
   /// the documents already end with it (Megatron data built with --append-eod), none is added.
   bool append_eos = true;
+  /// Documents sources, with append_eos: the id appended after each of this source's documents.
+  /// kLoaderEosId: LoaderConfig::eos_id; -1: none (documents run together). A source tokenized
+  /// with another EOS than the loader's (e.g. raw JSONL beside Megatron data) sets its own.
+  int64_t eos_id = kLoaderEosId;
   uint64_t max_line_bytes = 4u << 20;  ///< kJsonl: a longer line is a bad record ("line_too_long", by bad_input):
                                        ///< parsing + tokenizing one line takes ~70x its size in memory
   /// kJsonl, .zst files: decompressed zstd frames kept in memory (LRU, per source). A line is read by

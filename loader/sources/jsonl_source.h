@@ -5,7 +5,7 @@
 // lines and zstd frames (sources/line_index.h), and read(i) decompresses the frame holding line i
 // into a per-source LRU bounded by config.zstd_cache_bytes (sources/frame_cache.h). Every frame
 // must fit that budget: a file written by `zstd` is one frame, so a big one is refused at open with
-// the fix (`groupmates reframe` rewrites it as 256 KiB frames, sources/zstd_reframe.h).
+// the fix (`groupmates reframe` rewrites it as 64 KiB frames, sources/zstd_reframe.h).
 // memory_bytes() reports what the source holds. The line index costs 8 bytes per line.
 // Line indexes are cached on disk by content fingerprint (sources/line_index_cache.h: beside the
 // data, or in config.index_cache_dir), so a second open reads no data beyond 17 sampled pages.
