@@ -9,9 +9,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <optional>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "groupmates/error.h"
 #include "sources/line_index.h"
