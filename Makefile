@@ -65,6 +65,16 @@ bench-select: configure
 	cmake --build $(BUILD) -j$(JOBS) --target bench_select
 	$(BUILD)/bench/bench_select
 
+# JSONL at scale (LibTorch-free): writes (once) 1,000 .jsonl.zst shards holding 1 GiB of JSONL in
+# 64 KiB frames under $(BUILD)/bench-jsonl-corpus, then streams them in fresh processes, cold (no line
+# index cached) and warm (second start); ends with RESULT jsonl_vs_spm_encode= jsonl_peak_rss_vs_bound=
+# startup_1000_shards_s= (bound: 128 MiB per process). BENCH_JSONL_ARGS: e.g. --mib 2048 --batches 400.
+BENCH_JSONL_ARGS ?=
+.PHONY: bench-jsonl
+bench-jsonl: configure corpus
+	cmake --build $(BUILD) -j$(JOBS) --target bench_jsonl
+	$(BUILD)/bench/bench_jsonl --tokenizer $(CORPUS)/austen.model --text $(CORPUS)/austen.jsonl --dir $(BUILD)/bench-jsonl-corpus $(BENCH_JSONL_ARGS)
+
 # libFuzzer harnesses of every parser (fuzz/): a clang ASan+UBSan build in $(BUILD)-fuzz, seed corpora
 # written by fuzz/make_seeds.cpp from real small files. `make fuzz` runs each harness for its share of
 # FUZZ_SECONDS and ends with RESULT fuzz_targets= fuzz_execs= fuzz_crashes=; `make fuzz-smoke` (in

@@ -15,6 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   c.name = "fuzz";
   c.format = groupmates::SourceFormat::kJsonl;
   c.paths = {path};
+  c.index_cache = false;  // every input is indexed by the parser under test (fuzz_line_index_cache: the cache)
   c.text_field = (data[0] & 0x80) ? "content" : "text";
   c.max_line_bytes = uint64_t{16} << (data[0] % 16);
   try {

@@ -14,6 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   c.name = "fuzz";
   c.format = groupmates::SourceFormat::kJsonl;
   c.paths = {path};
+  c.index_cache = false;  // every input is indexed by the parser under test (fuzz_line_index_cache: the cache)
   try {
     groupmates::JsonlSource src(c, groupmates::BadInputPolicy::kSkip, /*load_tokenizer=*/false);
     const uint64_t n = std::min<uint64_t>(src.num_documents(), 256);

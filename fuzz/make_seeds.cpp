@@ -14,6 +14,8 @@
 
 #include "groupmates/streaming_loader.h"
 #include "online/blob_text.h"
+#include "sources/line_index.h"
+#include "sources/line_index_cache.h"
 
 namespace {
 
@@ -130,6 +132,16 @@ int main(int argc, char** argv) {
   for (size_t f = 0; f < files.size(); ++f) {
     put("fuzz_jsonl", "austen" + std::to_string(f), std::string(1, static_cast<char>(f * 3 + 5)) + files[f]);
     put("fuzz_zstd", "austen" + std::to_string(f), zstd(files[f], 1 + static_cast<int>(f % 3)));
+    // Cached line indexes of the same files, plain and zstd (their key is read back by the harness).
+    ::mkdir((g_out + "/fuzz_line_index_cache").c_str(), 0755);
+    const std::string zpath = g_out + "/.index_data.zst";
+    std::ofstream(zpath, std::ios::binary) << zstd(files[f], 1 + static_cast<int>(f % 3));
+    std::string problem;
+    const auto plain = groupmates::index_plain_lines(files[f].data(), files[f].size());
+    groupmates::save_line_index(g_out + "/fuzz_line_index_cache/plain" + std::to_string(f),
+                                {files[f].size(), 7, 42, false}, plain, &problem);
+    groupmates::save_line_index(g_out + "/fuzz_line_index_cache/zstd" + std::to_string(f), {1u << 20, 7, 42, true},
+                                groupmates::index_zstd_lines(zpath, 1u << 30), &problem);
   }
   const std::string dir = g_out + "/.state_data";
   ::mkdir(dir.c_str(), 0755);

@@ -26,6 +26,15 @@ void LoaderConfig::validate() const {
     if (s.format == SourceFormat::kJsonl && s.text_field.empty()) bad(f + ".text_field", "is empty");
     if (s.max_line_bytes < 1 || s.max_line_bytes > (uint64_t{1} << 32))
       bad(f + ".max_line_bytes", "is " + std::to_string(s.max_line_bytes) + "; allowed 1..4294967296 (a line costs ~70x its size in memory)");
+    if (s.eos_id < kLoaderEosId)
+      bad(f + ".eos_id", "is " + std::to_string(s.eos_id) + "; use -2 (kLoaderEosId: the loader's eos_id), -1 (none) or a token id");
+    if (s.eos_id >= 0 && vocab_size > 0 && s.eos_id >= static_cast<int64_t>(vocab_size))
+      bad(f + ".eos_id", "is " + std::to_string(s.eos_id) + ", outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
+    if (s.eos_id != kLoaderEosId && s.eos_id != eos_id && (mask_across_documents || position_ids || document_boundaries))
+      bad(f + ".eos_id", "is " + std::to_string(s.eos_id) + " but mask_across_documents / position_ids / document_boundaries find "
+                         "documents by LoaderConfig.eos_id (" + std::to_string(eos_id) + "): leave it at -2 (the loader's) or turn those off");
+    if (s.zstd_cache_bytes < (uint64_t{1} << 16))
+      bad(f + ".zstd_cache_bytes", "is " + std::to_string(s.zstd_cache_bytes) + "; at least 65536 (every zstd frame must fit: 64 MiB by default)");
     if (s.on_exhausted == OnExhausted::kEnd) any_end = true;
     for (size_t j = 0; j < i; ++j)
       if (!s.name.empty() && s.name == sources[j].name) bad(f + ".name", "'" + s.name + "' is used twice");

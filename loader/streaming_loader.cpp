@@ -22,6 +22,7 @@
 
 #include "stream/blend_schedule.h"
 #include "stream/buffer_pool.h"
+#include "sources/path_expansion.h"
 #include "sources/document_source.h"
 #include "sources/mapped_file.h"
 #include "groupmates/error.h"
@@ -154,6 +155,7 @@ struct StreamingLoader::Impl {
     for (size_t i = 0; i < config.sources.size(); ++i) {
       SourceConfig sc = config.sources[i];
       sc.name = source_name(config, i);  // readers label their skip counters with it
+      sc.paths = expand_paths(sc.paths, sc.format, "sources[" + std::to_string(i) + "].paths");
       CursorContext ctx;
       ctx.source_index = static_cast<uint32_t>(i);
       ctx.source_name = source_name(config, i);
@@ -161,7 +163,8 @@ struct StreamingLoader::Impl {
       ctx.shuffle = config.shuffle;
       ctx.sequence_length = config.row_length();
       ctx.packing = config.packing;
-      ctx.eos_id = sc.append_eos ? config.eos_id : -1;  // false: the documents end with their own EOS
+      // append_eos false: the documents end with their own EOS; else the source's id or the loader's.
+      ctx.eos_id = !sc.append_eos ? -1 : sc.eos_id == kLoaderEosId ? config.eos_id : sc.eos_id;
       ctx.pad_id = config.pad_id;
       ctx.read_ahead = config.tokenize_ahead;
       ctx.pool = &pool;
@@ -186,6 +189,10 @@ struct StreamingLoader::Impl {
       mix(wbits);
       mix(static_cast<uint64_t>(sc.on_exhausted));
       if (!sc.append_eos) mix(0x656f73ULL);  // only when set: fingerprints of earlier states stay valid
+      if (sc.eos_id != kLoaderEosId) {
+        mix(0x736f75726365656fULL);
+        mix(static_cast<uint64_t>(sc.eos_id));
+      }
     }
     fingerprint = h;
   }

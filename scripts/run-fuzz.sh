@@ -7,7 +7,7 @@
 set -uo pipefail
 dir=$1 mode=$2 seconds=${3:-180}
 root=$(cd "$(dirname "$0")/.." && pwd)
-targets=(fuzz_megatron_idx fuzz_token_file fuzz_jsonl fuzz_zstd fuzz_loader_state fuzz_blob_text)
+targets=(fuzz_megatron_idx fuzz_token_file fuzz_jsonl fuzz_zstd fuzz_line_index_cache fuzz_loader_state fuzz_blob_text)
 per=$(( seconds / ${#targets[@]} )); (( per < 1 )) && per=1
 total_execs=0 total_crashes=0
 printf '%-20s %12s %8s\n' harness executions crashes

@@ -33,6 +33,9 @@ enum class BadInputPolicy {
 };
 
 /// One data source: a set of files of one format, blended with the others by weight.
+/// SourceConfig::eos_id: the source appends LoaderConfig::eos_id.
+inline constexpr int64_t kLoaderEosId = -2;
+
 struct SourceConfig {
   std::string name;                    ///< label used in ids, logs and counters; defaults to "source<i>"
   SourceFormat format = SourceFormat::kTokenFile;
@@ -45,8 +48,23 @@ struct SourceConfig {
   /// Documents sources (kMegatron, kJsonl): append LoaderConfig::eos_id after each document. false:
   /// the documents already end with it (Megatron data built with --append-eod), none is added.
   bool append_eos = true;
+  /// Documents sources, with append_eos: the id appended after each of this source's documents.
+  /// kLoaderEosId: LoaderConfig::eos_id; -1: none (documents run together). A source tokenized
+  /// with another EOS than the loader's (e.g. raw JSONL beside Megatron data) sets its own.
+  int64_t eos_id = kLoaderEosId;
   uint64_t max_line_bytes = 4u << 20;  ///< kJsonl: a longer line is a bad record ("line_too_long", by bad_input):
                                        ///< parsing + tokenizing one line takes ~70x its size in memory
+  /// kJsonl, .zst files: decompressed zstd frames kept in memory (LRU, per source). A line is read by
+  /// decompressing its frame whole, so every frame must fit: a bigger frame is an error at open
+  /// (recompress with `groupmates reframe`, 64 KiB frames). Memory in use: this plus one frame per
+  /// reading thread, plus the line index (8 bytes per line).
+  uint64_t zstd_cache_bytes = 64u << 20;
+  /// kJsonl: keep each file's line index on disk (a second open reads no data but 17 sampled pages),
+  /// keyed by the file's size, mtime and sampled content hash; a stale or corrupt one is reported on
+  /// stderr and rebuilt. Written as `.NAME.gmidx` beside the file when its directory is writable,
+  /// else in index_cache_dir; atomic (temporary file + rename), so concurrent jobs can share it.
+  bool index_cache = true;
+  std::string index_cache_dir;  ///< kJsonl: where indexes go when a file's directory is not writable ("" = nowhere)
 };
 
 /// How documents become fixed-length candidate sequences.

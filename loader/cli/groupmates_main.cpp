@@ -1,4 +1,5 @@
-// groupmates: command-line tool. `groupmates inspect PATH...` validates data files before a run.
+// groupmates: command-line tool. `groupmates inspect PATH...` validates data files before a run;
+// `groupmates reframe IN OUT` rewrites a JSONL file as small zstd frames (random access).
 //
 // Exit codes: 0 no problem found, 1 problems found (or a file cannot be opened), 2 usage error.
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include "sources/jsonl_source.h"
 #include "sources/mapped_file.h"
 #include "sources/megatron_source.h"
+#include "sources/zstd_reframe.h"
 #include "groupmates/tokenizer.h"
 
 #include <CLI/CLI.hpp>
@@ -26,6 +28,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: groupmates inspect [options] PATH...\n"
+    "       groupmates reframe [--frame-bytes N] [--level L] IN OUT\n"
     "       groupmates --help\n"
     "\n"
     "inspect: validates data files and prints what they hold (documents, tokens, id range,\n"
@@ -43,6 +46,10 @@ constexpr const char* kUsage =
     "  --window N              tokens per shown window of a flat token file (default 32)\n"
     "  --max-listed N          problems listed in detail per path (default 10)\n"
     "  -h, --help              this help\n"
+    "\n"
+    "reframe: rewrites IN (.jsonl or .jsonl.zst) as OUT, zstd frames of ~N decompressed bytes cut\n"
+    "at line ends (default 65536, level 3), so the loader can read any line by decompressing one\n"
+    "small frame (a file written by `zstd` is one frame: it must fit the source's zstd_cache_bytes)\n"
     "\n"
     "exit status: 0 no problem, 1 problems found, 2 usage error\n";
 
@@ -256,7 +263,7 @@ void inspect_jsonl(const std::string& path, const Options& o, uint64_t vocab, co
   cfg.tokenizer_model = o.tokenizer_model;
   gm::JsonlSource src(cfg, gm::BadInputPolicy::kSkip, /*load_tokenizer=*/false);
   fmt::print("  format: jsonl{}, {} lines, text field \"{}\", private memory {:.1f} MiB{}\n",
-             src.compressed(0) ? " (zstd, decompressed in memory)" : "", src.num_documents(), o.text_field,
+             src.compressed(0) ? " (zstd)" : "", src.num_documents(), o.text_field,
              static_cast<double>(src.memory_bytes()) / (1 << 20), tok ? "" : "; no --tokenizer: tokens not counted");
   uint64_t blank = 0, shown = 0;
   std::string text, detail;
@@ -400,6 +407,14 @@ int main(int argc, char** argv) {
   inspect_cmd->set_help_flag();
   bool inspect_help = false;
   inspect_cmd->add_flag("-h,--help", inspect_help);
+  CLI::App* reframe_cmd = app.add_subcommand("reframe");
+  uint64_t frame_bytes = gm::kDefaultReframeBytes;
+  int level = 3;
+  std::string reframe_in, reframe_out;
+  reframe_cmd->add_option("--frame-bytes", frame_bytes);
+  reframe_cmd->add_option("--level", level);
+  reframe_cmd->add_option("IN", reframe_in)->required();
+  reframe_cmd->add_option("OUT", reframe_out)->required();
   app.require_subcommand(0, 1);
   Options o;
   std::string dtype = "uint16";
@@ -407,13 +422,24 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const std::string what = inspect_cmd->parsed() ? "groupmates inspect" : "groupmates";
+    const std::string what = inspect_cmd->parsed() ? "groupmates inspect" : reframe_cmd->parsed() ? "groupmates reframe" : "groupmates";
     fmt::print(stderr, "{}: {}\n\n{}", what, e.what(), kUsage);
     return 2;
   }
   if (help || help_cmd->parsed() || inspect_help) {
     fmt::print("{}", kUsage);
     return 0;
+  }
+  if (reframe_cmd->parsed()) {
+    try {
+      const gm::ReframeResult r = gm::reframe_jsonl_zstd(reframe_in, reframe_out, frame_bytes, level);
+      fmt::print("{}: {} frames, {} bytes of JSONL, {} -> {} bytes on disk\n", reframe_out, r.frames, r.decompressed_bytes,
+                 r.input_bytes, r.output_bytes);
+      return 0;
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "groupmates reframe: {}\n", e.what());
+      return 1;
+    }
   }
   if (!inspect_cmd->parsed()) {  // options without a command
     fmt::print(stderr, "groupmates: no command\n\n{}", kUsage);

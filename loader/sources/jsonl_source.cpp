@@ -7,11 +7,15 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "groupmates/error.h"
+#include "sources/line_index.h"
+#include "sources/line_index_cache.h"
 #include "sources/mapped_file.h"
 #include "sources/megatron_source.h"
 #include "groupmates/tokenizer.h"
@@ -74,21 +78,6 @@ const char* json_type_name(simdjson::dom::element_type t) {
   return "not a string";
 }
 
-// A malloc'd growable byte buffer (realloc can grow big blocks in place).
-struct Buffer {
-  char* data = nullptr;
-  size_t size = 0;
-  size_t capacity = 0;
-  ~Buffer() { std::free(data); }
-  void reserve(size_t cap) {
-    if (cap <= capacity) return;
-    char* p = static_cast<char*>(std::realloc(data, cap));
-    if (p == nullptr) throw std::bad_alloc();
-    data = p;
-    capacity = cap;
-  }
-};
-
 // One parser and one padded copy buffer per thread: the line may end at the end of the map,
 // where simdjson's read-ahead padding is not available.
 simdjson::dom::parser& thread_parser() {
@@ -112,21 +101,19 @@ void release_large_line_buffers(size_t line_bytes) {
 
 struct JsonlSource::File {
   std::string path;
+  uint32_t number = 0;              // index in files_
   uint64_t disk_size = 0;
   bool compressed = false;
   std::unique_ptr<MappedFile> map;  // plain files
-  Buffer buffer;                    // compressed files, decompressed
-  const char* data = nullptr;
-  uint64_t size = 0;
-  uint64_t content_end = 0;        // size without a final '\n'
-  std::vector<uint64_t> starts;    // byte offset of each line
+  LineIndex index;                  // line starts (decompressed coordinates) and zstd frames
+};
 
-  std::string_view line(uint64_t k) const {
-    const uint64_t b = starts[k];
-    uint64_t e = k + 1 < starts.size() ? starts[k + 1] - 1 : content_end;
-    if (e > b && data[e - 1] == '\r') e--;
-    return std::string_view(data + b, e - b);
-  }
+// The bytes of one line: a view into a plain file's map, into a cached frame, or into `joined`
+// (a line across zstd frames); `owner` keeps a frame alive while the view is used.
+struct JsonlSource::LineBytes {
+  std::string_view bytes;
+  FrameCache::Block owner;
+  std::string joined;
 };
 
 const char* JsonlSource::problem_key(Problem p) {
@@ -140,50 +127,6 @@ const char* JsonlSource::problem_key(Problem p) {
     case Problem::kLineTooLong: return "line_too_long";
   }
   return "unknown";
-}
-
-static void decompress_zstd(const MappedFile& in, Buffer& out) {
-  const std::string& path = in.path();
-  const uint64_t hint = ZSTD_getFrameContentSize(in.data(), in.size());
-  // The first frame's declared size is only a hint (there may be more frames, or it may lie):
-  // capped, and the buffer grows by doubling (realloc, in place for large blocks) if needed.
-  const uint64_t cap_limit = in.size() * 64 + (uint64_t(1) << 20);
-  size_t cap = (hint != ZSTD_CONTENTSIZE_UNKNOWN && hint != ZSTD_CONTENTSIZE_ERROR)
-                   ? static_cast<size_t>(std::min<uint64_t>(hint, cap_limit)) + 1
-                   : static_cast<size_t>(std::min<uint64_t>(in.size() * 4, uint64_t(1) << 30)) + 4096;
-  out.reserve(cap);
-  ZSTD_DStream* ds = ZSTD_createDStream();
-  if (ds == nullptr) throw Error(ErrorCode::kInternal, path, "ZSTD_createDStream failed (out of memory?)");
-  struct Free {
-    ZSTD_DStream* ds;
-    ~Free() { ZSTD_freeDStream(ds); }
-  } guard{ds};
-  ZSTD_initDStream(ds);
-  ZSTD_inBuffer input{in.data(), static_cast<size_t>(in.size()), 0};
-  size_t ret = 0;
-  while (true) {
-    if (out.size == out.capacity) out.reserve(out.capacity * 2);
-    ZSTD_outBuffer output{out.data + out.size, out.capacity - out.size, 0};
-    ret = ZSTD_decompressStream(ds, &output, &input);
-    if (ZSTD_isError(ret)) {
-      throw Error(ErrorCode::kCorruptData, path + ":" + std::to_string(input.pos),
-                  std::string("zstd decompression failed: ") + ZSTD_getErrorName(ret) +
-                      "; the file is corrupt: recompress it (zstd FILE.jsonl) or remove it from the source");
-    }
-    out.size += output.pos;
-    if (input.pos == input.size && output.pos < output.size) break;
-  }
-  if (out.size != 0 && out.capacity > out.size + (out.size >> 4)) {  // give back a doubling's slack
-    if (char* p = static_cast<char*>(std::realloc(out.data, out.size))) {
-      out.data = p;
-      out.capacity = out.size;
-    }
-  }
-  if (ret != 0) {
-    throw Error(ErrorCode::kCorruptData, path,
-                "truncated zstd stream (the last frame is incomplete after " + std::to_string(out.size) +
-                    " decompressed bytes); recompress the file or remove it from the source");
-  }
 }
 
 JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool load_tokenizer)
@@ -201,6 +144,7 @@ JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool
     }
     tokenizer_ = Tokenizer::load(config.tokenizer_model);
   }
+  cache_ = std::make_unique<FrameCache>(config.zstd_cache_bytes);
   std::string fp = "jsonl\n" + text_field_ + "\n";
   first_line_.push_back(0);
   for (const std::string& path : config.paths) {
@@ -218,44 +162,49 @@ JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool
       throw Error(ErrorCode::kCorruptData, path,
                   "name ends in .zst but the file does not start with the zstd magic bytes; recompress it with zstd or rename it");
     }
-    if (has_magic) {
-      f->compressed = true;
-      decompress_zstd(*map, f->buffer);
-      map.reset();
-      f->data = f->buffer.data;
-      f->size = f->buffer.size;
+    f->number = static_cast<uint32_t>(files_.size());
+    f->compressed = has_magic;
+    if (has_magic) map.reset();
+    // The line index: from the cache when valid for the file's content, else built (and cached).
+    const LineIndexKey key = line_index_key(path, content_hash, has_magic);
+    const std::string cache_path = config.index_cache ? line_index_cache_path(path, config.index_cache_dir) : "";
+    std::optional<LineIndex> cached;
+    IndexCacheOutcome outcome = IndexCacheOutcome::kNoCache;
+    std::string problem;
+    if (!cache_path.empty()) cached = load_line_index(cache_path, key, &outcome, &problem);
+    if (cached) {
+      f->index = std::move(*cached);
+      if (has_magic) check_frames_fit(path, f->index, cache_->budget_bytes());
+    } else if (has_magic) {
+      f->index = index_zstd_lines(path, cache_->budget_bytes());
     } else {
       map->advise(MappedFile::Advice::kSequential);
-      f->data = map->data();
-      f->size = map->size();
+      f->index = index_plain_lines(map->data(), map->size());
+    }
+    if (!cached && !cache_path.empty() && f->index.size > 0 && !save_line_index(cache_path, key, f->index, &problem)) {
+      outcome = IndexCacheOutcome::kNoCache;  // could not be written: reported below
+    }
+    index_cache_.count(outcome, cache_path.empty() ? path : cache_path, problem);
+    if (map) {
+      map->advise(MappedFile::Advice::kRandom);  // documents are then read in shuffled order
       f->map = std::move(map);
     }
-    if (f->size == 0) {
+    if (f->index.size == 0) {
       throw Error(ErrorCode::kCorruptData, path, "file decompresses to 0 bytes (0 records); remove it from the source's paths");
     }
-    // Line index: one memchr pass.
-    f->content_end = f->data[f->size - 1] == '\n' ? f->size - 1 : f->size;
-    f->starts.reserve(static_cast<size_t>(f->size / 512) + 16);
-    f->starts.push_back(0);
-    const char* p = f->data;
-    const char* end = f->data + f->content_end;
-    while (p < end) {
-      const void* nl = std::memchr(p, '\n', static_cast<size_t>(end - p));
-      if (nl == nullptr) break;
-      p = static_cast<const char*>(nl) + 1;
-      f->starts.push_back(static_cast<uint64_t>(p - f->data));
-    }
-    f->starts.shrink_to_fit();
-    if (f->map) f->map->advise(MappedFile::Advice::kRandom);  // documents are then read in shuffled order
     fp += path;
     fp += '\0';
-    fp += std::to_string(f->disk_size) + " " + std::to_string(f->size) + " " + std::to_string(f->starts.size()) + " " +
+    fp += std::to_string(f->disk_size) + " " + std::to_string(f->index.size) + " " + std::to_string(f->index.starts.size()) + " " +
           std::to_string(content_hash) + "\n";
     data_files_.push_back({path, f->disk_size, content_hash});
-    first_line_.push_back(first_line_.back() + f->starts.size());
+    first_line_.push_back(first_line_.back() + f->index.starts.size());
     files_.push_back(std::move(f));
   }
   fingerprint_ = XXH3_64bits(fp.data(), fp.size());
+  if (config.index_cache) {
+    const std::string report = index_cache_.report();
+    if (!report.empty()) std::fprintf(stderr, "groupmates: source '%s': %s\n", source_name_.c_str(), report.c_str());
+  }
 }
 
 JsonlSource::~JsonlSource() = default;
@@ -272,9 +221,38 @@ std::pair<const JsonlSource::File*, uint64_t> JsonlSource::find(uint64_t i) cons
   return {files_[f].get(), i - first_line_[f]};
 }
 
-std::string_view JsonlSource::line(uint64_t i) const {
+JsonlSource::LineBytes JsonlSource::bytes(uint64_t i) const {
   const auto fk = find(i);
-  return fk.first->line(fk.second);
+  const File& f = *fk.first;
+  auto [b, e] = f.index.range(fk.second);
+  LineBytes out;
+  if (!f.compressed) {
+    out.bytes = std::string_view(f.map->data() + b, e - b);
+  } else if (e > b) {
+    size_t k = f.index.frame_of(b);
+    const ZstdFrame& first = f.index.frames[k];
+    if (e <= first.offset + first.size) {
+      out.owner = cache_->get(f.number, f.path, f.index, k);
+      out.bytes = std::string_view(out.owner->data() + (b - first.offset), e - b);
+    } else {  // the line crosses frames
+      out.joined.reserve(e - b);
+      for (uint64_t pos = b; pos < e; k++) {
+        const ZstdFrame& fr = f.index.frames[k];
+        const FrameCache::Block blk = cache_->get(f.number, f.path, f.index, k);
+        const uint64_t end = std::min(e, fr.offset + fr.size);
+        out.joined.append(blk->data() + (pos - fr.offset), end - pos);
+        pos = end;
+      }
+      out.bytes = out.joined;
+    }
+  }
+  if (!out.bytes.empty() && out.bytes.back() == '\r') out.bytes.remove_suffix(1);
+  return out;
+}
+
+std::string JsonlSource::line(uint64_t i) const {
+  const LineBytes b = bytes(i);
+  return std::string(b.bytes);
 }
 
 std::string JsonlSource::locate(uint64_t i) const {
@@ -282,8 +260,7 @@ std::string JsonlSource::locate(uint64_t i) const {
   return fk.first->path + ":line " + std::to_string(fk.second + 1);
 }
 
-JsonlSource::Problem JsonlSource::parse(uint64_t i, std::string_view* text, std::string* detail) const {
-  const std::string_view raw = line(i);
+JsonlSource::Problem JsonlSource::parse(std::string_view raw, std::string_view* text, std::string* detail) const {
   auto say = [&](Problem p, const std::string& what) {
     if (detail != nullptr) *detail = what;
     return p;
@@ -335,9 +312,10 @@ JsonlSource::Problem JsonlSource::parse(uint64_t i, std::string_view* text, std:
 
 JsonlSource::Problem JsonlSource::text(uint64_t i, std::string* text, std::string* detail) const {
   std::string_view s;
-  const Problem p = parse(i, &s, detail);
+  const LineBytes raw = bytes(i);
+  const Problem p = parse(raw.bytes, &s, detail);
   if (p == Problem::kNone && text != nullptr) text->assign(s.data(), s.size());
-  release_large_line_buffers(line(i).size());
+  release_large_line_buffers(raw.bytes.size());
   return p;
 }
 
@@ -347,7 +325,8 @@ Document JsonlSource::read(uint64_t i, SkipCounters& skips) const {
   }
   std::string_view s;
   std::string detail;
-  Problem p = parse(i, &s, &detail);
+  LineBytes raw = bytes(i);
+  Problem p = parse(raw.bytes, &s, &detail);
   auto tokens = std::make_shared<std::vector<uint32_t>>();
   if (p == Problem::kNone) {
     tokenizer_->encode(s, *tokens);
@@ -356,7 +335,8 @@ Document JsonlSource::read(uint64_t i, SkipCounters& skips) const {
       detail = "field \"" + text_field_ + "\" tokenizes to 0 tokens";
     }
   }
-  release_large_line_buffers(line(i).size());
+  release_large_line_buffers(raw.bytes.size());
+  raw = LineBytes();
   Document doc;
   if (p != Problem::kNone) {
     if (p == Problem::kEmptyLine || policy_ == BadInputPolicy::kSkip) {
@@ -386,15 +366,18 @@ uint64_t JsonlSource::fingerprint() const { return fingerprint_; }
 std::vector<DataFileFingerprint> JsonlSource::data_files() const { return data_files_; }
 uint32_t JsonlSource::num_files() const { return static_cast<uint32_t>(files_.size()); }
 const std::string& JsonlSource::path(uint32_t f) const { return files_.at(f)->path; }
-uint64_t JsonlSource::file_lines(uint32_t f) const { return files_.at(f)->starts.size(); }
+uint64_t JsonlSource::file_lines(uint32_t f) const { return files_.at(f)->index.starts.size(); }
 bool JsonlSource::compressed(uint32_t f) const { return files_.at(f)->compressed; }
 const std::shared_ptr<Tokenizer>& JsonlSource::tokenizer() const { return tokenizer_; }
 
 uint64_t JsonlSource::memory_bytes() const {
-  uint64_t total = 0;
-  for (const auto& f : files_) total += f->buffer.capacity + f->starts.capacity() * sizeof(uint64_t);
+  uint64_t total = cache_->stats().bytes;
+  for (const auto& f : files_) total += f->index.memory_bytes();
   return total;
 }
+
+FrameCache::Stats JsonlSource::frame_cache_stats() const { return cache_->stats(); }
+const IndexCacheCounts& JsonlSource::index_cache_counts() const { return index_cache_; }
 
 std::unique_ptr<DocumentSource> open_document_source(const SourceConfig& config, BadInputPolicy policy) {
   switch (config.format) {

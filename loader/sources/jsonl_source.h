@@ -1,9 +1,14 @@
 // jsonl_source.h: JSONL documents (one JSON object per line), plain or zstd-compressed.
 //
-// Plain .jsonl files are memory-mapped; .jsonl.zst / .zst files (or any file starting with the
-// zstd magic) are decompressed at open, with libzstd's streaming API, into a private in-memory
-// buffer of this process (no cache file on disk, so two jobs never collide; memory_bytes()
-// reports what it costs). Opening builds a line-offset index with memchr (8 bytes per line).
+// Plain .jsonl files are memory-mapped. .jsonl.zst / .zst files (or any file starting with the
+// zstd magic) are streamed: opening decompresses each once through a bounded window to index its
+// lines and zstd frames (sources/line_index.h), and read(i) decompresses the frame holding line i
+// into a per-source LRU bounded by config.zstd_cache_bytes (sources/frame_cache.h). Every frame
+// must fit that budget: a file written by `zstd` is one frame, so a big one is refused at open with
+// the fix (`groupmates reframe` rewrites it as 64 KiB frames, sources/zstd_reframe.h).
+// memory_bytes() reports what the source holds. The line index costs 8 bytes per line.
+// Line indexes are cached on disk by content fingerprint (sources/line_index_cache.h: beside the
+// data, or in config.index_cache_dir), so a second open reads no data beyond 17 sampled pages.
 // A trailing newline at the end of a file does not make an extra line; "\r\n" endings are
 // accepted.
 //
@@ -23,6 +28,8 @@
 #include <vector>
 
 #include "sources/document_source.h"
+#include "sources/frame_cache.h"
+#include "sources/line_index_cache.h"
 #include "groupmates/config.h"
 
 namespace groupmates {
@@ -54,25 +61,31 @@ class JsonlSource : public DocumentSource {
   /// Checks record i and extracts its text without tokenizing; on a problem, *detail (if given)
   /// says what is wrong (without location or fix).
   Problem text(uint64_t i, std::string* text, std::string* detail = nullptr) const;
-  /// Raw bytes of line i (without the line ending).
-  std::string_view line(uint64_t i) const;
+  /// Raw bytes of line i (without the line ending), copied.
+  std::string line(uint64_t i) const;
 
   uint32_t num_files() const;
   const std::string& path(uint32_t f) const;
   /// Lines (records) of file f.
   uint64_t file_lines(uint32_t f) const;
-  /// True if file f was decompressed into memory.
+  /// True if file f is zstd-compressed.
   bool compressed(uint32_t f) const;
-  /// Bytes of memory this source holds privately: decompressed buffers plus the line index
+  /// Bytes of memory this source holds privately: the cached zstd frames plus the line indexes
   /// (memory-mapped plain files are not counted: they are page cache, shared and reclaimable).
   uint64_t memory_bytes() const;
+  /// Hits, misses and size of the decompressed-frame cache.
+  FrameCache::Stats frame_cache_stats() const;
+  /// How the files' cached line indexes fared at open (also reported on stderr when not clean).
+  const IndexCacheCounts& index_cache_counts() const;
   /// The tokenizer (null when opened with load_tokenizer = false).
   const std::shared_ptr<Tokenizer>& tokenizer() const;
 
  private:
   struct File;
+  struct LineBytes;
   std::pair<const File*, uint64_t> find(uint64_t i) const;
-  Problem parse(uint64_t i, std::string_view* text, std::string* detail) const;
+  LineBytes bytes(uint64_t i) const;
+  Problem parse(std::string_view raw, std::string_view* text, std::string* detail) const;
 
   std::vector<std::unique_ptr<File>> files_;
   std::vector<uint64_t> first_line_;  // size files+1
@@ -81,6 +94,8 @@ class JsonlSource : public DocumentSource {
   uint64_t max_line_bytes_;
   BadInputPolicy policy_;
   std::shared_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<FrameCache> cache_;
+  IndexCacheCounts index_cache_;
   uint64_t fingerprint_ = 0;
   std::vector<DataFileFingerprint> data_files_;
 };

@@ -7,6 +7,7 @@ import numpy.typing as npt
 
 IGNORE_INDEX: int
 FROM_ENVIRONMENT: int
+LOADER_EOS_ID: int
 
 class _StubEnum:
     name: str
@@ -62,7 +63,11 @@ class SourceConfig(_StubStruct):
     text_field: str
     tokenizer_model: str
     append_eos: bool
+    eos_id: int
     max_line_bytes: int
+    zstd_cache_bytes: int
+    index_cache: bool
+    index_cache_dir: str
 
 class LoaderConfig(_StubStruct):
     sources: List[SourceConfig]

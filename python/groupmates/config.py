@@ -6,6 +6,7 @@ C++ struct, and is converted to it field by field by the C++ kind of each field 
 ``_fields``); the C++ core validates the values and raises ConfigError naming the bad field.
 Enum fields are strings here (their names in the bindings, e.g. ``mode="group"``)."""
 import dataclasses
+import glob as _glob
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -36,7 +37,9 @@ _PROBES = _cpp_defaults(_core.ProbeConfig)
 class SourceConfig:
     """One data source: files of one format, blended with the other sources by weight.
 
-    paths:           files ("token_file", "jsonl") or prefixes without .bin/.idx ("megatron")
+    paths:           files ("token_file", "jsonl") or prefixes without .bin/.idx ("megatron"); a glob
+                     ("data/*.jsonl.zst") or a directory (its data files) stands for its matches, sorted;
+                     one matching nothing is an error
     format:          "token_file" (flat little-endian ids, no header), "megatron" (MMIDIDX) or
                      "jsonl" (.jsonl or .jsonl.zst, text tokenized with SentencePiece)
     name:            label in ids, logs and counters (default "source<i>")
@@ -47,8 +50,15 @@ class SourceConfig:
     tokenizer_model: "jsonl": the SentencePiece .model file
     append_eos:      "megatron"/"jsonl": append LoaderConfig.eos_id after each document; False when the
                      documents already end with it (Megatron data built with --append-eod)
+    eos_id:          "megatron"/"jsonl" with append_eos: the id appended after this source's documents;
+                     -2 (LOADER_EOS_ID): LoaderConfig.eos_id; -1: none
     max_line_bytes:  "jsonl": a longer line is a bad record ("line_too_long": skipped and counted, or an
                      error, by LoaderConfig.bad_input)
+    zstd_cache_bytes: "jsonl", .zst files: decompressed zstd frames kept in memory per source (LRU); every
+                     frame must fit (`groupmates reframe IN OUT` rewrites a file as 64 KiB frames)
+    index_cache:     "jsonl": keep each file's line index on disk (.NAME.gmidx beside it, else in
+                     index_cache_dir), keyed by size, mtime and sampled content; stale ones are rebuilt
+    index_cache_dir: "jsonl": where line indexes go when a file's directory is not writable ("": nowhere)
     """
 
     paths: Union[str, Sequence[str]]
@@ -60,7 +70,11 @@ class SourceConfig:
     text_field: str = _SOURCE["text_field"]
     tokenizer_model: str = _SOURCE["tokenizer_model"]
     append_eos: bool = _SOURCE["append_eos"]
+    eos_id: int = _SOURCE["eos_id"]
     max_line_bytes: int = _SOURCE["max_line_bytes"]
+    zstd_cache_bytes: int = _SOURCE["zstd_cache_bytes"]
+    index_cache: bool = _SOURCE["index_cache"]
+    index_cache_dir: str = _SOURCE["index_cache_dir"]
 
     @staticmethod
     def from_path(path: str) -> "SourceConfig":
@@ -73,6 +87,13 @@ class SourceConfig:
             return SourceConfig(paths=[p], format="jsonl")
         if os.path.exists(p + ".idx") and os.path.exists(p + ".bin"):
             return SourceConfig(paths=[p], format="megatron")
+        if any(c in p for c in "*?["):  # a glob of token files: each one's dtype is checked
+            matches = sorted(m for m in _glob.glob(p) if os.path.isfile(m))
+            if not matches:
+                raise config_error(p, "the pattern matches no file; check the directory and the pattern")
+            for m in matches:
+                check_token_file_dtype(m)
+            return SourceConfig(paths=[p])
         check_token_file_dtype(p)
         return SourceConfig(paths=[p])
 

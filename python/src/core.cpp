@@ -198,7 +198,11 @@ PYBIND11_MODULE(_core, m) {
       .field("text_field", &gm::SourceConfig::text_field)
       .field("tokenizer_model", &gm::SourceConfig::tokenizer_model)
       .field("append_eos", &gm::SourceConfig::append_eos)
-      .field("max_line_bytes", &gm::SourceConfig::max_line_bytes);
+      .field("eos_id", &gm::SourceConfig::eos_id)
+      .field("max_line_bytes", &gm::SourceConfig::max_line_bytes)
+      .field("zstd_cache_bytes", &gm::SourceConfig::zstd_cache_bytes)
+      .field("index_cache", &gm::SourceConfig::index_cache)
+      .field("index_cache_dir", &gm::SourceConfig::index_cache_dir);
 
   Struct<gm::LoaderConfig>(m, "LoaderConfig", "groupmates::LoaderConfig")
       .field("sources", &gm::LoaderConfig::sources)
@@ -228,6 +232,7 @@ PYBIND11_MODULE(_core, m) {
   // Ranks from torchrun's environment (include/groupmates/rank_environment.h); the Python package
   // puts an initialised torch.distributed group first (groupmates/ranks.py).
   m.attr("FROM_ENVIRONMENT") = gm::kFromEnvironment;
+  m.attr("LOADER_EOS_ID") = gm::kLoaderEosId;
   m.def("resolve_ranks", [](const gm::LoaderConfig& c) {
     const gm::LoaderConfig r = gm::resolve_ranks(c, gm::read_rank_environment());
     return py::make_tuple(r.rank, r.world_size);

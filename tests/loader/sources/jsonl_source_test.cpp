@@ -132,14 +132,42 @@ TEST_F(JsonlSourceTest, ZstdEqualsPlain) {
     SCOPED_TRACE(name);
     JsonlSource z(config({dir.file(name)}), BadInputPolicy::kFail);
     EXPECT_TRUE(z.compressed(0));
-    EXPECT_GE(z.memory_bytes(), content.size());
+    EXPECT_LT(z.memory_bytes(), content.size());  // nothing decompressed at open: the line index only
     expect_documents(z, texts);
+    EXPECT_GE(z.memory_bytes(), content.size());  // every frame read and cached (64 MiB budget)
     SkipCounters skips;
     for (uint64_t i = 0; i < texts.size(); i++) {
       ASSERT_EQ(z.line(i), dynamic_cast<const JsonlSource&>(*plain).line(i));
       EXPECT_EQ(z.locate(i), dir.file(name) + ":line " + std::to_string(i + 1));
     }
   }
+  // A cache budget of ~3 frames over a 60-frame file, read in a random order by 3 threads: every
+  // line equals the plain file's, and the cache stays within its budget.
+  rdtest::write_bytes(dir.file("many.zst"), rdtest::zstd_compress(content, 60));
+  SourceConfig small = config({dir.file("many.zst")});
+  small.zstd_cache_bytes = 3 * (content.size() / 60 + 1) + content.size() / 60 / 2;
+  JsonlSource bounded(small, BadInputPolicy::kFail);
+  const auto& plain_js = dynamic_cast<const JsonlSource&>(*plain);
+  std::vector<std::thread> readers;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 3; t++) {
+    readers.emplace_back([&, t] {
+      std::mt19937_64 r(seed ^ (t + 1));
+      for (int k = 0; k < 400; k++) {
+        const uint64_t i = r() % texts.size();
+        std::string text;
+        if (bounded.text(i, &text) != JsonlSource::Problem::kNone || text != texts[i] ||
+            bounded.line(i) != plain_js.line(i)) {
+          mismatches++;
+        }
+      }
+    });
+  }
+  for (auto& th : readers) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
+  const auto cs = bounded.frame_cache_stats();
+  EXPECT_LE(cs.peak_bytes, small.zstd_cache_bytes);
+  EXPECT_GT(cs.misses, 60u);  // evictions happened: more misses than frames
   // Mixed plain + compressed in one source.
   expect_documents(*open_document_source(config({dir.file("a.jsonl"), dir.file("multi.zst")}), BadInputPolicy::kFail),
                    [&] {

@@ -1,0 +1,302 @@
+// bench_jsonl: JSONL at scale, LibTorch-free (`make bench-jsonl`). Writes (once) a corpus of
+// --shards .jsonl.zst shards holding --mib MiB of JSONL in all (documents are random slices of the
+// --text corpus, each shard in --frame-kib frames cut at line ends, as `groupmates reframe` writes
+// them), then runs the streaming loader over every shard in a fresh child process, twice:
+//   cold: no line index cached (each shard is decompressed once to index it), and
+//   warm: second start, indexes from the on-disk cache (page cache warm);
+// each child reports its start-up (construction to first batch), its peak RSS above what the
+// process held before opening the loader, and tokens per CPU-second while reading --batches
+// shuffled batches (random documents across all shards: one frame decompressed per document
+// unless cached). Baseline in the same run: SentencePiece's own encoder (the tokenizer the loader
+// calls) on the same documents' text, one thread, tokens per CPU-second.
+//
+// RESULT jsonl_vs_spm_encode=<loader tokens/cpu-s over SentencePiece's> jsonl_peak_rss_vs_bound=<peak
+// RSS growth / --bound-mib> startup_1000_shards_s=<warm start-up> (+ the cold start-up, corpus size).
+//
+//   bench_jsonl --tokenizer M.model --text CORPUS.jsonl [--dir D] [--shards 1000] [--mib 1024]
+//               [--frame-kib 64] [--budget-mib 32] [--bound-mib 128] [--batches 200] [--threads 2]
+#include "groupmates/streaming_loader.h"
+
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "groupmates/tokenizer.h"
+#include "sources/jsonl_source.h"
+
+namespace fs = std::filesystem;
+namespace gm = groupmates;
+
+extern char** environ;
+
+namespace {
+
+struct Args {
+  std::string dir = "build/bench-jsonl-corpus", tokenizer, text, child;
+  uint64_t shards = 1000, mib = 1024, frame_kib = 64, budget_mib = 32, bound_mib = 128, batches = 200, threads = 2;
+};
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double cpu_s() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
+}
+
+// VmRSS / VmHWM of this process, bytes.
+uint64_t status_kib(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key, 0) == 0) return std::strtoull(line.c_str() + std::strlen(key), nullptr, 10) * 1024;
+  }
+  return 0;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string o = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') { o += '\\'; o += static_cast<char>(c); }
+    else if (c == '\n') o += "\\n";
+    else if (c < 0x20) { char b[8]; std::snprintf(b, sizeof b, "\\u%04x", c); o += b; }
+    else o += static_cast<char>(c);
+  }
+  return o + "\"";
+}
+
+std::vector<std::string> shard_paths(const Args& a) {
+  std::vector<std::string> p;
+  for (uint64_t s = 0; s < a.shards; s++) {
+    char name[32];
+    std::snprintf(name, sizeof name, "shard-%05llu.jsonl.zst", static_cast<unsigned long long>(s));
+    p.push_back((fs::path(a.dir) / name).string());
+  }
+  return p;
+}
+
+// Writes the corpus unless a marker says it is there with these parameters.
+void make_corpus(const Args& a) {
+  const std::string marker = (fs::path(a.dir) / "CORPUS").string();
+  const std::string params = std::to_string(a.shards) + " " + std::to_string(a.mib) + " " + std::to_string(a.frame_kib) + "\n";
+  {
+    std::ifstream in(marker);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (ss.str() == params) return;
+  }
+  fs::create_directories(a.dir);
+  // Source text: the "text" fields of --text joined (a simple scan: the corpus is our own JSONL).
+  gm::SourceConfig sc;
+  sc.format = gm::SourceFormat::kJsonl;
+  sc.paths = {a.text};
+  sc.index_cache = false;
+  gm::JsonlSource src(sc, gm::BadInputPolicy::kSkip, false);
+  std::string pool;
+  for (uint64_t i = 0; i < src.num_documents(); i++) {
+    std::string t;
+    if (src.text(i, &t) == gm::JsonlSource::Problem::kNone) pool += t + "\n";
+  }
+  std::mt19937_64 rng(20261202);
+  const uint64_t shard_bytes = (a.mib << 20) / a.shards;
+  ZSTD_CCtx* cc = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, 1);
+  ZSTD_CCtx_setParameter(cc, ZSTD_c_contentSizeFlag, 1);
+  const double t0 = now_s();
+  uint64_t total = 0, compressed = 0;
+  for (const std::string& path : shard_paths(a)) {
+    std::string out, frame, z;
+    uint64_t bytes = 0;
+    auto flush = [&] {
+      z.resize(ZSTD_compressBound(frame.size()));
+      z.resize(ZSTD_compress2(cc, z.data(), z.size(), frame.data(), frame.size()));
+      out += z;
+      frame.clear();
+    };
+    while (bytes < shard_bytes) {
+      const size_t len = 200 + rng() % 3800;
+      size_t b = rng() % (pool.size() - len);
+      while (b > 0 && pool[b - 1] != ' ' && pool[b - 1] != '\n') b--;
+      const std::string line = "{\"id\": " + std::to_string(rng() % 1000000000) + ", \"text\": " + json_escape(pool.substr(b, len)) + "}\n";
+      frame += line;
+      bytes += line.size();
+      if (frame.size() >= (a.frame_kib << 10)) flush();
+    }
+    if (!frame.empty()) flush();
+    std::ofstream(path, std::ios::binary).write(out.data(), static_cast<std::streamsize>(out.size()));
+    total += bytes;
+    compressed += out.size();
+  }
+  ZSTD_freeCCtx(cc);
+  std::ofstream(marker) << params;
+  std::printf("corpus: %llu shards, %.1f MiB of JSONL, %.1f MiB compressed, written in %.1f s\n",
+              static_cast<unsigned long long>(a.shards), total / 1048576.0, compressed / 1048576.0, now_s() - t0);
+}
+
+// The child: opens the loader over every shard, reads, prints one "CHILD k=v ..." line.
+int child(const Args& a) {
+  const uint64_t base = status_kib("VmRSS:");
+  gm::LoaderConfig c;
+  gm::SourceConfig s;
+  s.name = "web";
+  s.format = gm::SourceFormat::kJsonl;
+  s.paths = shard_paths(a);
+  s.tokenizer_model = a.tokenizer;
+  s.zstd_cache_bytes = a.budget_mib << 20;
+  c.sources = {s};
+  c.sequence_length = 1024;
+  c.batch_size = 8;
+  c.num_threads = static_cast<uint32_t>(a.threads);
+  c.eos_id = 2;
+  c.seed = 7;
+  c.rank = 0;
+  c.world_size = 1;
+  c.check_rank_environment = false;
+  const double t0 = now_s();
+  gm::StreamingLoader loader(c);
+  const double opened = now_s() - t0;
+  auto first = loader.next();
+  const double startup = now_s() - t0;
+  const double c0 = cpu_s(), w0 = now_s();
+  uint64_t batches = 0;
+  int64_t checksum = 0;
+  while (batches < a.batches) {
+    auto b = loader.next();
+    if (!b) break;
+    checksum += b->tokens.get()[batches % 8192];
+    batches++;
+  }
+  const double cpu = cpu_s() - c0, wall = now_s() - w0;
+  std::printf("CHILD open_s=%.4f startup_s=%.4f rss_base=%llu rss_peak=%llu tokens=%llu cpu_s=%.4f wall_s=%.4f checksum=%lld first=%d\n",
+              opened, startup, static_cast<unsigned long long>(base), static_cast<unsigned long long>(status_kib("VmHWM:")),
+              static_cast<unsigned long long>(batches * 8 * 1024), cpu, wall, static_cast<long long>(checksum), first ? 1 : 0);
+  return 0;
+}
+
+std::map<std::string, double> run_child(const Args& a, char** argv, const char* mode) {
+  const std::string self = fs::read_symlink("/proc/self/exe").string();  // popen runs a shell
+  std::vector<std::string> args = {self, "--child", mode, "--dir", a.dir, "--tokenizer", a.tokenizer, "--text", a.text,
+                                   "--shards", std::to_string(a.shards), "--mib", std::to_string(a.mib), "--frame-kib",
+                                   std::to_string(a.frame_kib), "--budget-mib", std::to_string(a.budget_mib), "--batches",
+                                   std::to_string(a.batches), "--threads", std::to_string(a.threads)};
+  (void)argv;
+  std::string cmd;
+  for (const auto& s : args) cmd += "'" + s + "' ";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::map<std::string, double> r;
+  char buf[4096];
+  while (p && std::fgets(buf, sizeof buf, p)) {
+    std::string line(buf);
+    if (line.rfind("CHILD ", 0) != 0) { std::fputs(buf, stdout); continue; }
+    std::istringstream in(line.substr(6));
+    std::string kv;
+    while (in >> kv) r[kv.substr(0, kv.find('='))] = std::atof(kv.c_str() + kv.find('=') + 1);
+  }
+  if (!p || pclose(p) != 0 || r.empty()) {
+    std::fprintf(stderr, "bench_jsonl: the %s child failed\n", mode);
+    std::exit(1);
+  }
+  return r;
+}
+
+// SentencePiece's own encoder on the text of the first shards' documents: tokens per CPU-second.
+double spm_tokens_per_cpu_s(const Args& a) {
+  gm::SourceConfig sc;
+  sc.format = gm::SourceFormat::kJsonl;
+  const auto all = shard_paths(a);
+  sc.paths.assign(all.begin(), all.begin() + std::min<size_t>(all.size(), 8));
+  sc.zstd_cache_bytes = a.budget_mib << 20;
+  gm::JsonlSource src(sc, gm::BadInputPolicy::kSkip, false);
+  std::vector<std::string> texts;
+  for (uint64_t i = 0; i < src.num_documents(); i++) {
+    std::string t;
+    if (src.text(i, &t) == gm::JsonlSource::Problem::kNone) texts.push_back(std::move(t));
+  }
+  const auto tok = gm::Tokenizer::load(a.tokenizer);
+  std::vector<uint32_t> ids;
+  uint64_t tokens = 0;
+  timespec t0, t1;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+  for (const auto& t : texts) {
+    ids.clear();
+    tok->encode(t, ids);
+    tokens += ids.size() + 1;  // + the EOS the loader appends
+  }
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+  const double cpu = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+  std::printf("baseline: SentencePiece encode, %zu documents, %llu tokens, %.2f CPU-s: %.0f tokens/cpu-s\n", texts.size(),
+              static_cast<unsigned long long>(tokens), cpu, tokens / cpu);
+  return tokens / cpu;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i], v = argv[i + 1];
+    if (k == "--dir") a.dir = v;
+    else if (k == "--tokenizer") a.tokenizer = v;
+    else if (k == "--text") a.text = v;
+    else if (k == "--child") a.child = v;
+    else if (k == "--shards") a.shards = std::stoull(v);
+    else if (k == "--mib") a.mib = std::stoull(v);
+    else if (k == "--frame-kib") a.frame_kib = std::stoull(v);
+    else if (k == "--budget-mib") a.budget_mib = std::stoull(v);
+    else if (k == "--bound-mib") a.bound_mib = std::stoull(v);
+    else if (k == "--batches") a.batches = std::stoull(v);
+    else if (k == "--threads") a.threads = std::stoull(v);
+    else { std::fprintf(stderr, "bench_jsonl: unknown option %s\n", k.c_str()); return 2; }
+  }
+  if (a.tokenizer.empty() || a.text.empty()) {
+    std::fprintf(stderr, "usage: bench_jsonl --tokenizer M.model --text CORPUS.jsonl [--dir D] [--shards N] [--mib N] ...\n");
+    return 2;
+  }
+  try {
+    if (!a.child.empty()) return child(a);
+    make_corpus(a);
+    for (const auto& e : fs::directory_iterator(a.dir)) {
+      if (e.path().extension() == ".gmidx") fs::remove(e.path());  // cold: nothing cached
+    }
+    const auto cold = run_child(a, argv, "cold");
+    const auto warm = run_child(a, argv, "warm");
+    const double spm = spm_tokens_per_cpu_s(a);
+    const uint64_t bound = a.bound_mib << 20;
+    for (const auto* r : {&cold, &warm}) {
+      const auto& m = *r;
+      std::printf("%s start: open %.3f s, first batch %.3f s; peak RSS %.1f MiB above %.1f MiB before open; %.0f tokens in %.2f CPU-s "
+                  "(%.2f s wall): %.0f tokens/cpu-s\n",
+                  r == &cold ? "cold" : "warm", m.at("open_s"), m.at("startup_s"), (m.at("rss_peak") - m.at("rss_base")) / 1048576.0,
+                  m.at("rss_base") / 1048576.0, m.at("tokens"), m.at("cpu_s"), m.at("wall_s"), m.at("tokens") / m.at("cpu_s"));
+    }
+    const double peak = std::max(cold.at("rss_peak") - cold.at("rss_base"), warm.at("rss_peak") - warm.at("rss_base"));
+    std::printf("memory bound %llu MiB per process (zstd_cache_bytes %llu MiB); corpus %llu MiB of JSONL = %.1fx the bound\n",
+                static_cast<unsigned long long>(a.bound_mib), static_cast<unsigned long long>(a.budget_mib),
+                static_cast<unsigned long long>(a.mib), static_cast<double>(a.mib) / a.bound_mib);
+    std::printf("RESULT jsonl_vs_spm_encode=%.3f jsonl_peak_rss_vs_bound=%.3f startup_1000_shards_s=%.3f cold_startup_s=%.3f "
+                "shards=%llu corpus_mib=%llu peak_rss_mib=%.1f\n",
+                (warm.at("tokens") / warm.at("cpu_s")) / spm, peak / bound, warm.at("startup_s"), cold.at("startup_s"),
+                static_cast<unsigned long long>(a.shards), static_cast<unsigned long long>(a.mib), peak / 1048576.0);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_jsonl: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
