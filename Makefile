@@ -83,6 +83,16 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	bash scripts/run-fuzz.sh $(FUZZ_BUILD) smoke
 
+# Kill -9 resume (tests/examples/kill_resume.py): the examples' GPT trained by GroupMatesLoader in plain and
+# Group-MATES mode (refresh at_step), SIGKILLed KILLS times per mode at random moments (seed printed) and
+# restarted from its last atomic checkpoint; ends with RESULT kills= resumed_identical= (equal when every
+# restarted process emitted the uninterrupted run's batches). The short run (3 kills) is in test-python.
+KILLS ?= 20
+KILL_ARGS ?=
+.PHONY: kill-resume
+kill-resume: python-install corpus
+	$(VENV)/bin/python tests/examples/kill_resume.py --kills $(KILLS) --corpus $(CORPUS) $(KILL_ARGS)
+
 clean:
 	rm -rf $(BUILD) $(BUILD)-thread $(BUILD)-address $(BUILD)-fuzz
 
