@@ -120,6 +120,7 @@ class SelectionConfig(_StubStruct):
     label_buffer_rollouts: int
     seed: int
     log_path: str
+    max_window_memory_bytes: int
 
 class ProbeConfig(_StubStruct):
     interval_steps: int
@@ -134,6 +135,8 @@ class ProbeConfig(_StubStruct):
     max_seconds: float
     budget: float
     min_rollouts: int
+    timeout_seconds: float
+    max_consecutive_failures: int
 
 class LoaderStats(_StubStruct):
     batches: int
@@ -145,6 +148,7 @@ class ProbeStats(_StubStruct):
     probes_completed: int
     probes_skipped_busy: int
     probes_failed: int
+    probes_timed_out: int
     rollouts_kept: int
     rollouts_discarded: int
     rollouts_skipped: int
@@ -155,6 +159,7 @@ class ProbeStats(_StubStruct):
     snapshot_share: float
     seconds_per_rollout: float
     last_probe_step: int
+    last_error: str
 
 class SelectionCost(_StubStruct):
     flops_per_token: float
@@ -196,7 +201,9 @@ class SelectionStats(_StubStruct):
     cost: SelectionCost
     probes_skipped_budget: int
     refreshes_failed: int
+    refreshes_rejected_nonfinite: int
     last_refresh_error: str
+    consecutive_failures: int
     prior_weight: float
     switches: List[VersionSwitch]
 
