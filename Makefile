@@ -93,6 +93,26 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	bash scripts/run-fuzz.sh $(FUZZ_BUILD) smoke
 
+# Kill -9 resume (tests/examples/kill_resume.py): the examples' GPT trained by GroupMatesLoader in plain and
+# Group-MATES mode (refresh at_step), SIGKILLed KILLS times per mode at random moments (seed printed) and
+# restarted from its last atomic checkpoint; ends with RESULT kills= resumed_identical= (equal when every
+# restarted process emitted the uninterrupted run's batches). The short run (3 kills) is in test-python.
+KILLS ?= 20
+KILL_ARGS ?=
+.PHONY: kill-resume
+kill-resume: python-install corpus
+	$(VENV)/bin/python tests/examples/kill_resume.py --kills $(KILLS) --corpus $(CORPUS) $(KILL_ARGS)
+
+# Soak (bench/soak.py): the loader with Group-MATES selection and probes on, at full speed for SOAK_MINUTES (30)
+# or SOAK_SECONDS; RSS, threads and the loader's pooled buffers sampled every 2 s; fails if RSS grows 5% or more,
+# or threads grow, after the warm-up (first third). Samples and a plot in $(BUILD)/soak; ends with
+# RESULT soak_minutes= rss_growth_pct= threads_growth= ... Not in `make test`.
+SOAK_MINUTES ?= 30
+SOAK_SECONDS ?= $(shell echo $$(( $(SOAK_MINUTES) * 60 )))
+.PHONY: soak
+soak: python-install corpus
+	$(VENV)/bin/python bench/soak.py --seconds $(SOAK_SECONDS) --corpus $(CORPUS) --out $(BUILD)/soak
+
 clean:
 	rm -rf $(BUILD) $(BUILD)-thread $(BUILD)-address $(BUILD)-fuzz
 

@@ -11,6 +11,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kInvalidState: return "invalid_state";
     case ErrorCode::kInternal: return "internal";
     case ErrorCode::kDistributed: return "distributed";
+    case ErrorCode::kSelectionFailed: return "selection_failed";
   }
   return "unknown";
 }

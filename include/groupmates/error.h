@@ -19,6 +19,7 @@ enum class ErrorCode {
   kInvalidState,   ///< a saved state cannot be restored with this config
   kInternal,       ///< a bug in groupmates: please report it
   kDistributed,    ///< a collective across ranks failed or timed out (a rank died, hung or disagreed)
+  kSelectionFailed,  ///< online selection's probes or refreshes kept failing (ProbeConfig::max_consecutive_failures)
 };
 
 /// Name of an ErrorCode, e.g. "corrupt_data".

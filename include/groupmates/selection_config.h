@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "groupmates/config.h"
+
 namespace groupmates {
 
 /// What the loader emits from each window of candidates.
@@ -72,8 +74,17 @@ struct SelectionConfig {
   uint32_t label_buffer_rollouts = 1024; ///< recent rollouts kept for training
   uint64_t seed = 0;
   std::string log_path;               ///< JSONL selection log of every emitted candidate ("" = none)
+  uint64_t max_window_memory_bytes = uint64_t{4} << 30; ///< bound on window_memory_bytes(), checked when the
+                                      ///< loader starts (validate(loader)); raise it to allow a bigger window
 
   void validate() const;
+  /// validate(), and window_memory_bytes(loader) within max_window_memory_bytes.
+  void validate(const LoaderConfig& loader) const;
+  /// Estimated memory of the selection windows with this loader config: the core's pooled int64 rows of
+  /// (prefetch_batches + 4) windows (in flight, current, next, and the encoder's and gathers' copies) plus
+  /// per candidate the scorer's and selector's floats: window_size x (row_length x 8 x (prefetch_batches + 4)
+  /// + 4 x (2 x encoder_bag_dim + 4 x encoder_dim + 2 x clusters + 64)) bytes (measured: README).
+  uint64_t window_memory_bytes(const LoaderConfig& loader) const;
 };
 
 /// Oracle probes of the live model (ALGORITHM.md section 2).
@@ -96,6 +107,13 @@ struct ProbeConfig {
                                       ///< n held-out checks in a row that refused the learned model, the next
                                       ///< min(2^n - 1, this) due probes are skipped (a published learned model resets
                                       ///< n); 0 = never back off (SelectionConfig::refresh_gate)
+  double timeout_seconds = 600;       ///< a probe still running after this long is abandoned: its thread is left to
+                                      ///< finish on its own, its rollouts dropped, ProbeStats::probes_timed_out
+                                      ///< counted; the loop goes on with the last good model (0 = no timeout)
+  uint32_t max_consecutive_failures = 3; ///< this many failed probes / refreshes in a row (a throw, a timeout, a
+                                      ///< non-finite refresh) and the next GroupMatesLoader::next() throws
+                                      ///< Error(kSelectionFailed) with the last error; 0 = never (keep training
+                                      ///< on the last good influence model, failures only counted)
 
   void validate() const;
 };

@@ -14,6 +14,8 @@ struct ProbeStats {
   int64_t probes_completed = 0;
   int64_t probes_skipped_busy = 0; ///< due while one was in flight (skipped, not queued)
   int64_t probes_failed = 0;       ///< threw (see last_error)
+  int64_t probes_timed_out = 0;    ///< abandoned after ProbeConfig::timeout_seconds (see last_error); started =
+                                   ///< completed + failed + timed out + the one in flight
   int64_t rollouts_kept = 0;
   int64_t rollouts_discarded = 0;  ///< NaN/inf
   int64_t rollouts_skipped = 0;    ///< cut by max_rollouts / max_seconds
@@ -24,6 +26,7 @@ struct ProbeStats {
   double snapshot_share = 0;       ///< snapshot_seconds / wall_seconds
   double seconds_per_rollout = 0;  ///< probe_seconds / rollouts attempted
   int64_t last_probe_step = -1;
+  std::string last_error;          ///< why the last failed probe threw or timed out ("" = none)
 };
 
 /// What selection cost so far, and where the trainer waited for it. FLOPs follow ALGORITHM.md
@@ -80,7 +83,10 @@ struct SelectionStats {
   uint64_t probes_skipped_budget = 0;  ///< due probes skipped because the budget could not pay min_rollouts
   uint64_t probes_skipped_backoff = 0; ///< due probes skipped while the refresh gate keeps refusing (ProbeConfig::gated_backoff_max)
   uint64_t refreshes_failed = 0;    ///< refreshes not published (non-finite weights or predictions, or an error)
+  uint64_t refreshes_rejected_nonfinite = 0; ///< of which the refreshed weights or predictions were NaN/inf
   std::string last_refresh_error;   ///< why the last one failed ("" = none)
+  uint64_t consecutive_failures = 0; ///< probes failed or timed out and refreshes failed since the last refresh that
+                                     ///< trained (ProbeConfig::max_consecutive_failures)
   double prior_weight = 0;          ///< gamma of the version scoring the current window (importance prior's weight)
   std::vector<VersionSwitch> switches;  ///< every version switch so far (RefreshMode::kWhenReady: timing-dependent)
   uint64_t model_hash = 0;          ///< XXH3 of the weights of the version scoring the current window (0 = none)

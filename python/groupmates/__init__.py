@@ -32,7 +32,7 @@ from . import _core, _extensions  # noqa: E402
 from .config import LoaderConfig, ProbeConfig, SelectionConfig, SourceConfig  # noqa: E402
 from .errors import (BY_CODE as _BY_CODE, ConfigError, DataError, EngineUnavailableError,  # noqa: E402
                      DistributedError, FileError, GroupMatesError, InternalError, OutOfVocabError,
-                     StateError)
+                     SelectionError, StateError)
 from .loader import GroupMatesLoader  # noqa: E402
 from .dataloader import DataLoader  # noqa: E402
 from .ranks import resolve_ranks  # noqa: E402
@@ -85,4 +85,5 @@ __all__ = ["GroupMatesLoader", "DataLoader", "resolve_ranks", "LoaderConfig", "S
            "ProbeConfig", "Tokenizer", "SelectionStats", "ProbeStats", "SelectionCost", "VersionSwitch", "LoaderStats",
            "IGNORE_INDEX",
            "next_token_loss", "engine_available", "engine_error", "GroupMatesError", "ConfigError", "FileError",
-           "DataError", "OutOfVocabError", "StateError", "InternalError", "DistributedError", "EngineUnavailableError"]
+           "DataError", "OutOfVocabError", "StateError", "InternalError", "DistributedError", "SelectionError",
+           "EngineUnavailableError"]

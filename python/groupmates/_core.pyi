@@ -127,6 +127,7 @@ class SelectionConfig(_StubStruct):
     label_buffer_rollouts: int
     seed: int
     log_path: str
+    max_window_memory_bytes: int
 
 class ProbeConfig(_StubStruct):
     interval_steps: int
@@ -142,6 +143,8 @@ class ProbeConfig(_StubStruct):
     budget: float
     min_rollouts: int
     gated_backoff_max: int
+    timeout_seconds: float
+    max_consecutive_failures: int
 
 class LoaderStats(_StubStruct):
     batches: int
@@ -153,6 +156,7 @@ class ProbeStats(_StubStruct):
     probes_completed: int
     probes_skipped_busy: int
     probes_failed: int
+    probes_timed_out: int
     rollouts_kept: int
     rollouts_discarded: int
     rollouts_skipped: int
@@ -163,6 +167,7 @@ class ProbeStats(_StubStruct):
     snapshot_share: float
     seconds_per_rollout: float
     last_probe_step: int
+    last_error: str
 
 class SelectionCost(_StubStruct):
     flops_per_token: float
@@ -205,7 +210,9 @@ class SelectionStats(_StubStruct):
     probes_skipped_budget: int
     probes_skipped_backoff: int
     refreshes_failed: int
+    refreshes_rejected_nonfinite: int
     last_refresh_error: str
+    consecutive_failures: int
     prior_weight: float
     switches: List[VersionSwitch]
     model_hash: int

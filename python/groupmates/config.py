@@ -267,6 +267,9 @@ class SelectionConfig:
     label_buffer_rollouts:  recent rollouts kept for training the influence model
     seed:
     log_path:               JSONL log of every emitted candidate ("" = none)
+    max_window_memory_bytes: bound on the selection windows' estimated memory (window_size x (row length x
+                            8 x (prefetch_batches + 4) + the scorer's floats)), checked when the loader
+                            starts; raise it to allow a bigger window
     """
 
     mode: str = _SELECTION["mode"]
@@ -300,6 +303,7 @@ class SelectionConfig:
     label_buffer_rollouts: int = _SELECTION["label_buffer_rollouts"]
     seed: int = _SELECTION["seed"]
     log_path: str = _SELECTION["log_path"]
+    max_window_memory_bytes: int = _SELECTION["max_window_memory_bytes"]
 
     def to_core(self) -> "_core.SelectionConfig":
         return to_cpp(self, _core.SelectionConfig, "SelectionConfig")
@@ -323,6 +327,10 @@ class ProbeConfig:
     min_rollouts:       fewest rollouts worth a probe under the budget (else the probe is skipped)
     gated_backoff_max:  while the refresh gate keeps refusing learned models, skip up to this many due probes
                         (2^n - 1 after n refusals in a row; 0 = never back off)
+    timeout_seconds:    a probe still running after this long is abandoned (counted in probes_timed_out; its
+                        thread finishes on its own, its rollouts are dropped); 0 = no timeout
+    max_consecutive_failures: this many failed probes / refreshes in a row (an exception, a timeout, a
+                        non-finite refresh) and the next batch raises SelectionError; 0 = never raise
     """
 
     interval_steps: int = _PROBES["interval_steps"]
@@ -338,6 +346,8 @@ class ProbeConfig:
     budget: float = _PROBES["budget"]
     min_rollouts: int = _PROBES["min_rollouts"]
     gated_backoff_max: int = _PROBES["gated_backoff_max"]
+    timeout_seconds: float = _PROBES["timeout_seconds"]
+    max_consecutive_failures: int = _PROBES["max_consecutive_failures"]
 
     def to_core(self) -> "_core.ProbeConfig":
         return to_cpp(self, _core.ProbeConfig, "ProbeConfig")

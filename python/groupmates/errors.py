@@ -10,6 +10,8 @@ ErrorCode, with the C++ message unchanged (``str(e)``) and two attributes: ``cod
     +-- StateError (also ValueError)     invalid_state: a saved state does not fit this config
     +-- InternalError                    internal: a bug in groupmates, please report it
     +-- DistributedError                 distributed: a collective across ranks failed or timed out
+    +-- SelectionError                   selection_failed: probes or refreshes kept failing
+                                         (ProbeConfig.max_consecutive_failures)
 """
 
 
@@ -48,6 +50,11 @@ class DistributedError(GroupMatesError, RuntimeError):
     """A collective across ranks failed or timed out (a rank died, hung or disagreed)."""
 
 
+class SelectionError(GroupMatesError, RuntimeError):
+    """Online selection's probes or refreshes failed ProbeConfig.max_consecutive_failures times in a row
+    (the message has the last errors and the fix)."""
+
+
 BY_CODE = {
     "invalid_config": ConfigError,
     "io": FileError,
@@ -56,6 +63,7 @@ BY_CODE = {
     "invalid_state": StateError,
     "internal": InternalError,
     "distributed": DistributedError,
+    "selection_failed": SelectionError,
 }
 
 

@@ -358,8 +358,10 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         selected_per_cluster, model_version, refreshes, refresh_seconds, refresh_wait_seconds,
         last_heldout_spearman (against the measured labels), last_heldout_spearman_scaled (against the
         labels as standardised for training), probes (ProbeStats: probes_started/completed/skipped_busy/
-        failed, rollouts_kept/discarded/skipped, snapshot_seconds, probe_seconds, probe_share, ...,
-        last_error: the last Python exception of a probe callback, e.g. loss_fn, or ""), cost, switches.
+        failed/timed_out, rollouts_kept/discarded/skipped, snapshot_seconds, probe_seconds, probe_share, ...,
+        last_error: why the last probe failed or timed out, else the last Python exception of a probe
+        callback, e.g. loss_fn, or ""), refreshes_failed (of which refreshes_rejected_nonfinite),
+        last_refresh_error, consecutive_failures, cost, switches.
         Plain mode: seen = selected = rows streamed, the rest zero."""
         with self._lock:
             if self.selection is None:
@@ -370,7 +372,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
                 s = dict(self._last_selection_stats)
             else:
                 s = self._live_core().selection_stats()
-            s["probes"] = dict(s["probes"], last_error=self._probe_ops.last_error if self._probe_ops is not None else "")
+            python_error = self._probe_ops.last_error if self._probe_ops is not None else ""
+            s["probes"] = dict(s["probes"], last_error=s["probes"].get("last_error") or python_error)
             return SelectionStats.from_dict(s)
 
     @property

@@ -58,11 +58,13 @@ def _convert(f, value):
 
 @dataclass(frozen=True)
 class ProbeStats(_Record):
-    """Oracle probes so far (C++ ProbeStats) plus the last Python exception of a probe callback."""
+    """Oracle probes so far (C++ ProbeStats); last_error: why the last probe failed or timed out, else the
+    last Python exception of a probe callback."""
     probes_started: int = 0
     probes_completed: int = 0
     probes_skipped_busy: int = 0
     probes_failed: int = 0
+    probes_timed_out: int = 0
     rollouts_kept: int = 0
     rollouts_discarded: int = 0
     rollouts_skipped: int = 0
@@ -126,7 +128,9 @@ class SelectionStats(_Record):
     probes_skipped_budget: int = 0
     probes_skipped_backoff: int = 0
     refreshes_failed: int = 0
+    refreshes_rejected_nonfinite: int = 0
     last_refresh_error: str = ""
+    consecutive_failures: int = 0
     prior_weight: float = 0.0
     switches: List[VersionSwitch] = field(default_factory=list)
     model_hash: int = 0
@@ -148,6 +152,8 @@ class SelectionStats(_Record):
              "model_version": float(self.model_version), "refreshes": float(self.refreshes),
              "refreshes_failed": float(self.refreshes_failed), "spearman": self.last_heldout_spearman,
              "probes_completed": float(self.probes.probes_completed), "probes_failed": float(self.probes.probes_failed),
+             "probes_timed_out": float(self.probes.probes_timed_out),
+             "consecutive_failures": float(self.consecutive_failures),
              "probes_skipped_budget": float(self.probes_skipped_budget),
              "probes_skipped_backoff": float(self.probes_skipped_backoff),
              "probe_time_share": self.probes.probe_share,

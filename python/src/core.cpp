@@ -287,7 +287,8 @@ PYBIND11_MODULE(_core, m) {
       .field("train_ngram_table", &gm::SelectionConfig::train_ngram_table)
       .field("label_buffer_rollouts", &gm::SelectionConfig::label_buffer_rollouts)
       .field("seed", &gm::SelectionConfig::seed)
-      .field("log_path", &gm::SelectionConfig::log_path);
+      .field("log_path", &gm::SelectionConfig::log_path)
+      .field("max_window_memory_bytes", &gm::SelectionConfig::max_window_memory_bytes);
 
   Struct<gm::ProbeConfig>(m, "ProbeConfig", "groupmates::ProbeConfig")
       .field("interval_steps", &gm::ProbeConfig::interval_steps)
@@ -302,7 +303,9 @@ PYBIND11_MODULE(_core, m) {
       .field("max_seconds", &gm::ProbeConfig::max_seconds)
       .field("budget", &gm::ProbeConfig::budget)
       .field("min_rollouts", &gm::ProbeConfig::min_rollouts)
-      .field("gated_backoff_max", &gm::ProbeConfig::gated_backoff_max);
+      .field("gated_backoff_max", &gm::ProbeConfig::gated_backoff_max)
+      .field("timeout_seconds", &gm::ProbeConfig::timeout_seconds)
+      .field("max_consecutive_failures", &gm::ProbeConfig::max_consecutive_failures);
 
   // ---- stats (include/groupmates/streaming_loader.h, selection_stats.h), read-only
   Struct<gm::LoaderStats>(m, "LoaderStats", "groupmates::LoaderStats", true)
@@ -315,6 +318,7 @@ PYBIND11_MODULE(_core, m) {
       .field("probes_completed", &gm::ProbeStats::probes_completed)
       .field("probes_skipped_busy", &gm::ProbeStats::probes_skipped_busy)
       .field("probes_failed", &gm::ProbeStats::probes_failed)
+      .field("probes_timed_out", &gm::ProbeStats::probes_timed_out)
       .field("rollouts_kept", &gm::ProbeStats::rollouts_kept)
       .field("rollouts_discarded", &gm::ProbeStats::rollouts_discarded)
       .field("rollouts_skipped", &gm::ProbeStats::rollouts_skipped)
@@ -324,7 +328,8 @@ PYBIND11_MODULE(_core, m) {
       .field("probe_share", &gm::ProbeStats::probe_share)
       .field("snapshot_share", &gm::ProbeStats::snapshot_share)
       .field("seconds_per_rollout", &gm::ProbeStats::seconds_per_rollout)
-      .field("last_probe_step", &gm::ProbeStats::last_probe_step);
+      .field("last_probe_step", &gm::ProbeStats::last_probe_step)
+      .field("last_error", &gm::ProbeStats::last_error);
 
   Struct<gm::SelectionCost>(m, "SelectionCost", "groupmates::SelectionCost", true)
       .field("flops_per_token", &gm::SelectionCost::flops_per_token)
@@ -367,7 +372,9 @@ PYBIND11_MODULE(_core, m) {
       .field("probes_skipped_budget", &gm::SelectionStats::probes_skipped_budget)
       .field("probes_skipped_backoff", &gm::SelectionStats::probes_skipped_backoff)
       .field("refreshes_failed", &gm::SelectionStats::refreshes_failed)
+      .field("refreshes_rejected_nonfinite", &gm::SelectionStats::refreshes_rejected_nonfinite)
       .field("last_refresh_error", &gm::SelectionStats::last_refresh_error)
+      .field("consecutive_failures", &gm::SelectionStats::consecutive_failures)
       .field("prior_weight", &gm::SelectionStats::prior_weight)
       .field("switches", &gm::SelectionStats::switches)
       .field("model_hash", &gm::SelectionStats::model_hash)

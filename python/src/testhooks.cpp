@@ -124,7 +124,7 @@ PYBIND11_MODULE(groupmates_testhooks, m) {
   py::module_::import("groupmates._engine");  // registers ProbeTarget and the error translation
 
   m.def("raise_error", [](const std::string& code, const std::string& where, const std::string& message) {
-    for (int c = 0; c <= static_cast<int>(gm::ErrorCode::kDistributed); ++c) {
+    for (int c = 0; c <= static_cast<int>(gm::ErrorCode::kSelectionFailed); ++c) {
       if (code == gm::error_code_name(static_cast<gm::ErrorCode>(c))) throw gm::Error(static_cast<gm::ErrorCode>(c), where, message);
     }
     throw gm::Error(gm::ErrorCode::kInternal, where, message);

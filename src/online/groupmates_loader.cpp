@@ -21,7 +21,7 @@ BufferAllocator make_allocator(const DeliveryOptions& d) {
 
 // The core reads whole selection windows: its batch is one window of this rank.
 LoaderConfig window_config(LoaderConfig c, const SelectionConfig& s) {
-  s.validate();
+  s.validate(c);  // with the loader's rows and prefetch depth: the window memory bound
   c.batch_size = s.window_size;
   return c;
 }

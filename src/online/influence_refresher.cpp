@@ -20,7 +20,14 @@ std::string unpublishable(RelationalInfluenceModel& model, const torch::Tensor& 
   return "";
 }
 
+// Thrown for a refreshed model that is not finite (told apart from other failures in the stats).
+struct NonFinite : Error {
+  using Error::Error;
+};
+
 }  // namespace
+
+std::function<void(int64_t, RelationalInfluenceModel&)> refresh_fault_hook;
 
 InfluenceRefresher::InfluenceRefresher(SelectionConfig config, std::shared_ptr<RelationalInfluenceModel> model,
                                        std::shared_ptr<RelationalInfluenceModel> baseline,
@@ -99,6 +106,7 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
                    prior.defined() ? prior.index_select(0, idx) : prior);
     }
     out.flops += 3.0 * double(config_.refresh_train_steps) * double(batch * L) * row_flops;
+    if (refresh_fault_hook) refresh_fault_hook(step, *model_);
     torch::Tensor check;
     {
       torch::NoGradGuard no_grad;
@@ -108,7 +116,7 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
     }
     const std::string why = unpublishable(*model_, check);
     if (!why.empty())
-      throw Error(ErrorCode::kInvalidState, "InfluenceRefresher::refresh", "refreshed model not published: " + why);
+      throw NonFinite(ErrorCode::kInvalidState, "InfluenceRefresher::refresh", "refreshed model not published: " + why);
     refreshed_ = true;
     if (!config_.refresh_gate || gate_.learned_wins()) {
       out.weights = model_->export_weights();
@@ -118,6 +126,10 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
       if (gate_.learned_published()) out.weights = baseline_weights_;
       gate_.set_learned_published(false);
     }
+  } catch (const NonFinite& e) {
+    out.error = e.what();
+    out.nonfinite = true;
+    model_->import_weights(last_good);
   } catch (const std::exception& e) {
     out.error = e.what();
     model_->import_weights(last_good);  // the next refresh starts from the last good model

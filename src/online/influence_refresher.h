@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -17,6 +18,7 @@ struct RefreshResult {
   std::string weights;             ///< the weights to publish; empty: nothing to publish (failed, or gated
                                    ///< while the prior-only model is already the published one)
   std::string error;               ///< why it failed ("" = trained)
+  bool nonfinite = false;          ///< it failed because the refreshed weights or predictions were NaN/inf
   bool gated = false;              ///< trained, but the gate kept the prior-only model (SelectionConfig::refresh_gate)
   double flops = 0;                ///< held-out check + training steps
   bool heldout_measured = false;   ///< the check ran (fresh rollouts and a model refreshed before)
@@ -31,6 +33,11 @@ struct RefreshResult {
 /// working copy goes back to the last good weights. With SelectionConfig::refresh_gate, the prior-only
 /// model (`baseline`: the initial model, never trained) predicts the same rollouts and RefreshGate decides
 /// whether the refreshed model or the prior-only one is published.
+/// Test-only fault injection (tests/online): when set, called on the probe thread after a refresh's
+/// training steps and before the finite check, with the probe step and the working model; it may
+/// throw or write NaN into the model. Empty in production; set it only while no loader runs.
+extern std::function<void(int64_t probe_step, RelationalInfluenceModel& model)> refresh_fault_hook;
+
 class InfluenceRefresher {
  public:
   InfluenceRefresher(SelectionConfig config, std::shared_ptr<RelationalInfluenceModel> model,

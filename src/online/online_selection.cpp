@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <type_traits>
 
@@ -83,6 +84,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
       sc.world_size = collectives_->world_size();
       probe_out_ = std::make_shared<LabelBuffer>(std::max<size_t>(1, static_cast<size_t>(sc.prober.max_rollouts)));
     }
+    sc.timeout_seconds = probe_cfg_.timeout_seconds;
     scheduler_ = std::make_unique<ProbeScheduler>(sc, shared_ ? probe_out_ : labels_);
     scheduler_->set_callback([this](int64_t step, const ProbeResult& result) { refresh(step, result); });
   }
@@ -127,6 +129,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   step_ = s.step;
   if (!s.labels.bytes.empty()) labels_->load(s.labels.bytes);
   s.visit_counters(stats_, [](const auto& saved, auto& live) { live = static_cast<std::decay_t<decltype(live)>>(saved); });
+  failures_at_last_success_ = stats_.refreshes_failed;  // a run of failures starts afresh in a new process
   refresher_->load(s.trainer.bytes, s.refreshes > 0 || s.refreshes_gated > 0 || !s.pending.empty());
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
   backoff_.restore(s.backoff_streak, s.backoff_skip);
@@ -359,6 +362,7 @@ bool OnlineSelection::advance() {
 }
 
 std::optional<Batch> OnlineSelection::next(uint32_t rows) {
+  check_failures();
   if (ended_) return std::nullopt;
   std::vector<torch::Tensor> pieces, us, cs;
   Batch b;
@@ -513,7 +517,6 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
     stats_.last_heldout_spearman_scaled = r.heldout_spearman_scaled;
     stats_.last_heldout_spearman_prior = r.heldout_spearman_prior;
   }
-  done->set_value(r.weights);
   count_probe_cost(double(result.attempted));
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_.refresh_seconds += took.seconds();
@@ -522,7 +525,39 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   note_backoff(r);
   if (!r.error.empty()) {
     stats_.refreshes_failed += 1;
+    if (r.nonfinite) stats_.refreshes_rejected_nonfinite += 1;
     stats_.last_refresh_error = r.error;
+    std::fprintf(stderr, "groupmates [warning] the refresh after the probe at step %lld failed: %s\n",
+                 static_cast<long long>(step), r.error.c_str());
+  } else {
+    failures_at_last_success_ = failures_locked();
+  }
+  done->set_value(r.weights);  // after the stats: whoever sees the refresh sees it counted
+}
+
+uint64_t OnlineSelection::failures_locked() const {
+  const ProbeStats p = scheduler_ ? scheduler_->stats() : ProbeStats{};
+  return uint64_t(p.probes_failed + p.probes_timed_out) + stats_.refreshes_failed;
+}
+
+void OnlineSelection::check_failures() const {
+  if (probe_cfg_.max_consecutive_failures == 0 || !scheduler_) return;
+  std::string probe_error;
+  ProbeStats p;
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    const uint64_t run = failures_locked() - failures_at_last_success_;
+    if (run < probe_cfg_.max_consecutive_failures) return;
+    p = scheduler_->stats();
+    probe_error = scheduler_->last_error();
+    std::string msg = std::to_string(run) + " probes or refreshes failed in a row (probes failed " +
+                      std::to_string(p.probes_failed) + ", timed out " + std::to_string(p.probes_timed_out) +
+                      ", refreshes failed " + std::to_string(stats_.refreshes_failed) + " so far)";
+    if (!probe_error.empty()) msg += "; last probe error: " + probe_error;
+    if (!stats_.last_refresh_error.empty()) msg += "; last refresh error: " + stats_.last_refresh_error;
+    msg += ". Fix what the errors name (the probe target, its loss or model), or set "
+           "ProbeConfig.max_consecutive_failures = 0 to keep training on the last good influence model";
+    throw Error(ErrorCode::kSelectionFailed, "ProbeConfig.max_consecutive_failures", msg);
   }
 }
 
@@ -598,6 +633,8 @@ SelectionStats OnlineSelection::stats() const {
   SelectionStats s = stats_;
   if (scheduler_) s.probes = scheduler_->stats();
   s.cost.snapshot_seconds = s.probes.snapshot_seconds;
+  s.consecutive_failures =
+      uint64_t(s.probes.probes_failed + s.probes.probes_timed_out) + s.refreshes_failed - failures_at_last_success_;
   return s;
 }
 
@@ -753,6 +790,10 @@ void OnlineSelection::share_refresh(Pending& p) {
       if (!r.error.empty()) {
         stats_.refreshes_failed += 1;
         stats_.last_refresh_error = r.error;
+        std::fprintf(stderr, "groupmates [warning] the refresh after the probe at step %lld failed: %s\n",
+                     static_cast<long long>(p.probe_step), r.error.c_str());
+      } else {
+        failures_at_last_success_ = failures_locked();
       }
     }
   }

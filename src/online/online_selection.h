@@ -96,6 +96,10 @@ class OnlineSelection {
   void restore(const LoaderState& state, const LoaderConfig& loader);
   const Selector& selector_for(bool trained) const;
   void log_rows(const std::vector<int64_t>& rows);
+  /// Probes failed or timed out plus refreshes failed so far (stats_mu_ held).
+  uint64_t failures_locked() const;
+  /// Throws Error(kSelectionFailed) once ProbeConfig::max_consecutive_failures failures ran in a row.
+  void check_failures() const;
   bool uses_model() const { return cfg_.mode != SelectionMode::kImportance; }
 
   StreamingLoader& core_;
@@ -140,6 +144,7 @@ class OnlineSelection {
 
   mutable std::mutex stats_mu_;
   SelectionStats stats_;
+  uint64_t failures_at_last_success_ = 0;   // failures_locked() at the last refresh that trained (stats_mu_)
   SelectionLog log_;
   ProbeBackoff backoff_;  // guarded by stats_mu_ (refresh() on the probe thread, on_step() on the trainer's)
 };

@@ -1,5 +1,8 @@
 #include "groupmates/selection_config.h"
 
+#include <cmath>
+#include <cstdio>
+
 #include "groupmates/error.h"
 
 namespace groupmates {
@@ -35,6 +38,33 @@ void SelectionConfig::validate() const {
   if (label_buffer_rollouts < 1) bad(f + "label_buffer_rollouts", "is 0; must be >= 1");
 }
 
+uint64_t SelectionConfig::window_memory_bytes(const LoaderConfig& loader) const {
+  const double per_row = double(loader.row_length()) * 8.0 * (double(loader.prefetch_batches) + 4.0) +
+                         4.0 * (2.0 * double(encoder_bag_dim) + 4.0 * double(encoder_dim) + 2.0 * double(clusters) + 64.0);
+  const double total = double(window_size) * per_row;
+  return total >= 1.8e19 ? UINT64_MAX : uint64_t(total);
+}
+
+void SelectionConfig::validate(const LoaderConfig& loader) const {
+  validate();
+  const uint64_t need = window_memory_bytes(loader);
+  if (need <= max_window_memory_bytes) return;
+  const auto gib = [](double bytes) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f GiB", bytes / double(uint64_t{1} << 30));
+    return std::string(text);
+  };
+  const double per_row = double(need) / double(window_size);
+  const uint64_t fits = uint64_t(double(max_window_memory_bytes) / per_row);
+  bad("SelectionConfig.window_size",
+      "is " + std::to_string(window_size) + ": windows of rows of " + std::to_string(loader.row_length()) +
+          " tokens with prefetch_batches " + std::to_string(loader.prefetch_batches) + " need an estimated " + gib(double(need)) +
+          " (window_size x (row_length x 8 bytes x (prefetch_batches + 4) + the scorer's floats)), above "
+          "SelectionConfig.max_window_memory_bytes = " + gib(double(max_window_memory_bytes)) +
+          ". Use window_size <= " + std::to_string(fits) + " (or fewer LoaderConfig.prefetch_batches), or raise "
+          "max_window_memory_bytes to allow it");
+}
+
 void ProbeConfig::validate() const {
   const std::string f = "ProbeConfig.";
   if (rollout_length < 1 || rollout_length > 1000) bad(f + "rollout_length", "is " + std::to_string(rollout_length) + "; allowed 1..1000");
@@ -48,6 +78,8 @@ void ProbeConfig::validate() const {
   if (!(budget >= 0 && budget <= 100)) bad(f + "budget", "is " + std::to_string(budget) + "; allowed [0, 100] (a share of training FLOPs; 0 = no cap)");
   if (budget > 0 && min_rollouts < 1) bad(f + "min_rollouts", "is 0; must be >= 1 with a budget");
   if (gated_backoff_max > 1000000) bad(f + "gated_backoff_max", "is " + std::to_string(gated_backoff_max) + "; allowed 0..1000000");
+  if (!(timeout_seconds >= 0) || std::isinf(timeout_seconds))
+    bad(f + "timeout_seconds", "is " + std::to_string(timeout_seconds) + "; must be finite and >= 0 (0 = no timeout)");
 }
 
 }  // namespace groupmates

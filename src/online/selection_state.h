@@ -49,7 +49,7 @@ struct SelectionState {
   uint64_t backoff_streak = 0, backoff_skip = 0;  ///< gate refusals in a row; due probes still to skip
   // Counters (SelectionStats) and what the probe budget is measured against.
   uint64_t windows = 0, warmup_windows = 0, seen = 0, selected = 0, refreshes = 0, refreshes_failed = 0,
-           refreshes_gated = 0, probes_skipped_backoff = 0;
+           refreshes_rejected_nonfinite = 0, refreshes_gated = 0, probes_skipped_backoff = 0;
   uint64_t train_tokens = 0, probe_train_tokens = 0, probe_eval_tokens = 0;
   std::vector<VersionSwitch> switches;
 
@@ -67,6 +67,7 @@ struct SelectionState {
     f(selected, live.selected);
     f(refreshes, live.refreshes);
     f(refreshes_failed, live.refreshes_failed);
+    f(refreshes_rejected_nonfinite, live.refreshes_rejected_nonfinite);
     f(refreshes_gated, live.refreshes_gated);
     f(probes_skipped_backoff, live.probes_skipped_backoff);
     // What the probe budget is measured against (it must resume exactly).
@@ -109,6 +110,7 @@ struct SelectionState {
     f("gm.stats.selected", s.selected);
     f("gm.stats.refreshes", s.refreshes);
     f("gm.stats.refreshes_failed", s.refreshes_failed);
+    f("gm.stats.refreshes_rejected_nonfinite", s.refreshes_rejected_nonfinite);
     f("gm.stats.refreshes_gated", s.refreshes_gated);
     f("gm.cost.train_tokens", s.train_tokens);
     f("gm.cost.probe_train_tokens", s.probe_train_tokens);

@@ -1,9 +1,12 @@
 // ProbeScheduler: asynchronous oracle probes every N trainer steps, at most one in flight.
+#include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -19,7 +22,6 @@
 #include "groupmates/engine/label_buffer.h"
 #include "groupmates/engine/probe_scheduler.h"
 #include "groupmates/engine/shared_probes.h"
-#include "util/background_worker.h"
 #include "util/stopwatch.h"
 
 namespace groupmates {
@@ -50,26 +52,45 @@ struct Job {
 
 }  // namespace
 
-struct ProbeScheduler::Impl {
-  Impl(const ProbeSchedulerConfig& c, std::shared_ptr<LabelBuffer> b)
+/// What the probe thread touches. Shared with the thread, so a probe abandoned after its timeout (its
+/// thread detached) may still finish after the scheduler is gone: it then finds its job abandoned and
+/// only frees its snapshot.
+struct ProbeScheduler::Shared {
+  Shared(const ProbeSchedulerConfig& c, std::shared_ptr<LabelBuffer> b)
       : config(c), buffer(std::move(b)), prober(c.prober) {}
 
-  /// On the probe thread: runs the probe, counts it, frees the snapshot there, then reports idle.
-  void execute(std::shared_ptr<Job> job);
-  void run_job(Job& job);
+  /// On the probe thread: runs job `id`; unless it was abandoned meanwhile, fills the buffer, calls
+  /// the callback, counts it and reports idle. Frees the snapshot on this thread.
+  static void execute(const std::shared_ptr<Shared>& self, std::shared_ptr<Job> job, uint64_t id);
+  ProbeResult run_rollouts(Job& job);
+  void commit(Job& job, const ProbeResult& result);
+  /// With the lock held: abandons the job in flight if it is past its timeout (and not yet committing).
+  bool expire_locked();
 
   const ProbeSchedulerConfig config;
   const std::shared_ptr<LabelBuffer> buffer;
   OracleProber prober;
-  const util::Stopwatch created;
-  mutable std::mutex mutex;
+  std::mutex mutex;
   std::condition_variable idle;  // notified when running turns false
   bool running = false;          // a probe is pending or running
+  bool committing = false;       // the probe in flight is past the target's code: buffer, callback (never abandoned)
+  uint64_t job_id = 0;           // the probe in flight (or the last one)
+  int64_t job_step = 0;
+  std::chrono::steady_clock::time_point job_started;
   Callback callback;
   ProbeStats stats;
   int64_t rollouts_attempted = 0;
   std::string last_error;
-  util::BackgroundWorker worker{"ProbeScheduler"};  // last: destroyed first, after the probe in flight
+};
+
+struct ProbeScheduler::Impl {
+  std::shared_ptr<Shared> shared;
+  const util::Stopwatch created;
+  std::thread thread;  // the probe in flight; joined when done, detached when abandoned
+  /// After an abandonment (the lock was held): lets the abandoned thread go.
+  void release_abandoned() {
+    if (thread.joinable()) thread.detach();
+  }
 };
 
 ProbeScheduler::ProbeScheduler(const ProbeSchedulerConfig& config, std::shared_ptr<LabelBuffer> buffer)
@@ -83,31 +104,37 @@ ProbeScheduler::ProbeScheduler(const ProbeSchedulerConfig& config, std::shared_p
   if (config.world_size < 1 || config.rank < 0 || config.rank >= config.world_size)
     throw Error(ErrorCode::kInvalidConfig, "ProbeSchedulerConfig.rank",
                 std::to_string(config.rank) + " of " + std::to_string(config.world_size) + " is not a rank");
-  impl_ = std::make_unique<Impl>(config, buffer_);
-  if (config.probe_threads > 0)
-    impl_->worker.schedule([n = config.probe_threads] { at::set_num_threads(n); });  // the probe thread's own
+  if (!(config.timeout_seconds >= 0))
+    throw Error(ErrorCode::kInvalidConfig, "ProbeSchedulerConfig.timeout_seconds", "must be >= 0 (0 = no timeout)");
+  impl_ = std::make_unique<Impl>();
+  impl_->shared = std::make_shared<Shared>(config, buffer_);
 }
 
-ProbeScheduler::~ProbeScheduler() = default;  // the worker waits for the probe in flight, then stops
+ProbeScheduler::~ProbeScheduler() {
+  wait_idle();  // bounded by the timeout: a hung probe is abandoned (its thread detached)
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
 
 bool ProbeScheduler::due(int64_t step) const {
-  const ProbeSchedulerConfig& c = impl_->config;
+  const ProbeSchedulerConfig& c = impl_->shared->config;
   return step >= c.first_step && (step - c.first_step) % c.interval_steps == 0;
 }
 
 bool ProbeScheduler::maybe_probe(int64_t step, const ProbeTarget& target, const torch::Tensor& candidate_rows,
                                  const ProbeContext& context) {
   if (!due(step)) return false;
-  Impl& impl = *impl_;
+  Shared& shared = *impl_->shared;
   {
-    std::lock_guard<std::mutex> lock(impl.mutex);
-    if (impl.running) {  // at most one probe in flight: a due probe is skipped, never queued
-      ++impl.stats.probes_skipped_busy;
+    std::lock_guard<std::mutex> lock(shared.mutex);
+    if (shared.expire_locked()) impl_->release_abandoned();
+    if (shared.running) {  // at most one probe in flight: a due probe is skipped, never queued
+      ++shared.stats.probes_skipped_busy;
       return false;
     }
   }
   if (!candidate_rows.defined() || candidate_rows.dim() != 2 || candidate_rows.scalar_type() != torch::kInt64)
     throw Error(ErrorCode::kInvalidConfig, "ProbeScheduler::maybe_probe", "candidate_rows must be int64 [N, T]");
+  if (impl_->thread.joinable()) impl_->thread.join();  // the last probe's thread, done (idle) but not yet joined
   const util::Stopwatch clock;
   auto job = std::make_shared<Job>();
   job->step = step;
@@ -125,45 +152,82 @@ bool ProbeScheduler::maybe_probe(int64_t step, const ProbeTarget& target, const 
     job->ready->record(guard.getStream(device));
   }
   const double spent = clock.seconds();
+  uint64_t id = 0;
   {
-    std::lock_guard<std::mutex> lock(impl.mutex);
-    impl.stats.snapshot_seconds += spent;
-    ++impl.stats.probes_started;
-    impl.stats.last_probe_step = step;
-    impl.running = true;
+    std::lock_guard<std::mutex> lock(shared.mutex);
+    shared.stats.snapshot_seconds += spent;
+    ++shared.stats.probes_started;
+    shared.stats.last_probe_step = step;
+    shared.running = true;
+    shared.committing = false;
+    id = ++shared.job_id;
+    shared.job_step = step;
+    shared.job_started = std::chrono::steady_clock::now();
   }
-  impl.worker.schedule([&impl, job = std::move(job)]() mutable { impl.execute(std::move(job)); });
+  impl_->thread = std::thread(&Shared::execute, impl_->shared, std::move(job), id);
   return true;
 }
 
-void ProbeScheduler::Impl::execute(std::shared_ptr<Job> job) {
-  const util::Stopwatch clock;
-  std::string error;
-  bool ok = true;
-  try {
-    run_job(*job);
-  } catch (const std::exception& e) {
-    ok = false;
-    error = e.what();
-  } catch (...) {
-    ok = false;
-    error = "unknown exception";
-  }
-  const double spent = clock.seconds();
-  job.reset();  // frees the snapshot on this thread
-  std::lock_guard<std::mutex> lock(mutex);
-  stats.probe_seconds += spent;
-  if (ok)
-    ++stats.probes_completed;
-  else {
-    ++stats.probes_failed;
-    last_error = error;
-  }
+bool ProbeScheduler::Shared::expire_locked() {
+  if (!running || committing || !(config.timeout_seconds > 0)) return false;
+  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - job_started).count();
+  if (elapsed < config.timeout_seconds) return false;
   running = false;
+  ++stats.probes_timed_out;
+  stats.probe_seconds += elapsed;
+  last_error = "the probe at step " + std::to_string(job_step) + " was still running after ProbeConfig.timeout_seconds = " +
+               std::to_string(config.timeout_seconds) +
+               " s: abandoned (its rollouts are dropped; its thread is left to finish on its own)";
+  std::fprintf(stderr, "groupmates [warning] %s\n", last_error.c_str());
   idle.notify_all();
+  return true;
 }
 
-void ProbeScheduler::Impl::run_job(Job& job) {
+void ProbeScheduler::Shared::execute(const std::shared_ptr<Shared>& self, std::shared_ptr<Job> job, uint64_t id) {
+  Shared& s = *self;
+  if (s.config.probe_threads > 0) at::set_num_threads(s.config.probe_threads);  // this thread's own
+  const util::Stopwatch clock;
+  std::string error;
+  ProbeResult result;
+  const auto attempt = [&error](const auto& work) {
+    try {
+      work();
+    } catch (const std::exception& e) {
+      error = e.what();
+    } catch (...) {
+      error = "unknown exception";
+    }
+  };
+  attempt([&] { result = s.run_rollouts(*job); });
+  bool abandoned = false;
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    abandoned = s.job_id != id || !s.running;  // abandoned after its timeout: nothing of it is used
+    if (!abandoned) s.committing = true;  // from here on only our own code runs (buffer, callback)
+  }
+  if (abandoned) {
+    job.reset();  // outside the lock: a snapshot's destructor may wait (e.g. for Python's GIL)
+    return;
+  }
+  if (error.empty()) attempt([&] { s.commit(*job, result); });
+  job.reset();  // frees the snapshot on this thread
+  const double spent = clock.seconds();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.stats.probe_seconds += spent;
+  if (error.empty()) {
+    ++s.stats.probes_completed;
+  } else {
+    ++s.stats.probes_failed;
+    s.last_error = error;
+    std::fprintf(stderr, "groupmates [warning] the probe at step %lld failed: %s\n",
+                 static_cast<long long>(s.job_step), error.c_str());
+  }
+  s.committing = false;
+  s.running = false;
+  s.idle.notify_all();
+}
+
+ProbeResult ProbeScheduler::Shared::run_rollouts(Job& job) {
   std::optional<c10::StreamGuard> stream_guard;
   const torch::Device device = job.snapshot->device();
   if (job.ready) {  // CUDA: a stream of our own, ordered after the snapshot copy
@@ -198,8 +262,11 @@ void ProbeScheduler::Impl::run_job(Job& job) {
     plans = std::move(mine);
   }
 
-  const ProbeResult result = prober.run(*job.snapshot, job.pool, plans);
+  return prober.run(*job.snapshot, job.pool, plans);
+}
 
+void ProbeScheduler::Shared::commit(Job& job, const ProbeResult& result) {
+  const OracleProberConfig& pc = config.prober;
   const int64_t width = job.pool.size(1);
   for (const auto& rollout : result.rollouts) {
     LabelledRollout entry;
@@ -226,35 +293,49 @@ void ProbeScheduler::Impl::run_job(Job& job) {
 }
 
 void ProbeScheduler::wait_idle() {
-  std::unique_lock<std::mutex> lock(impl_->mutex);
-  impl_->idle.wait(lock, [this] { return !impl_->running; });
+  Shared& s = *impl_->shared;
+  std::unique_lock<std::mutex> lock(s.mutex);
+  while (s.running) {
+    if (s.config.timeout_seconds > 0 && !s.committing) {
+      const auto deadline = s.job_started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                std::chrono::duration<double>(s.config.timeout_seconds));
+      s.idle.wait_until(lock, deadline, [&s] { return !s.running || s.committing; });
+      if (s.expire_locked()) impl_->release_abandoned();
+    } else {
+      s.idle.wait(lock, [&s] { return !s.running; });
+    }
+  }
 }
 
 bool ProbeScheduler::busy() const {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
-  return impl_->running;
+  Shared& s = *impl_->shared;
+  std::lock_guard<std::mutex> lock(s.mutex);
+  if (s.expire_locked()) impl_->release_abandoned();
+  return s.running;
 }
 
 ProbeStats ProbeScheduler::stats() const {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
-  ProbeStats s = impl_->stats;
+  const Shared& sh = *impl_->shared;
+  std::lock_guard<std::mutex> lock(impl_->shared->mutex);
+  ProbeStats s = sh.stats;
+  s.last_error = sh.last_error;
   s.wall_seconds = impl_->created.seconds();
   if (s.wall_seconds > 0) {
     s.probe_share = s.probe_seconds / s.wall_seconds;
     s.snapshot_share = s.snapshot_seconds / s.wall_seconds;
   }
-  s.seconds_per_rollout = impl_->rollouts_attempted > 0 ? s.probe_seconds / impl_->rollouts_attempted : 0.0;
+  s.seconds_per_rollout = sh.rollouts_attempted > 0 ? s.probe_seconds / sh.rollouts_attempted : 0.0;
   return s;
 }
 
 std::string ProbeScheduler::last_error() const {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
-  return impl_->last_error;
+  std::lock_guard<std::mutex> lock(impl_->shared->mutex);
+  return impl_->shared->last_error;
 }
 
 void ProbeScheduler::set_callback(Callback callback) {
-  std::lock_guard<std::mutex> lock(impl_->mutex);
-  impl_->callback = std::move(callback);
+  std::lock_guard<std::mutex> lock(impl_->shared->mutex);
+  impl_->shared->callback = std::move(callback);
 }
 
 }  // namespace groupmates

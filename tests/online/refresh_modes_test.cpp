@@ -173,13 +173,16 @@ TEST_F(RefreshModesTest, WhenReadySwitchesResumeExactly) {
 TEST_F(RefreshModesTest, NonFiniteRefreshIsNeverPublished) {
   SelectionConfig sel = selection_config(seed);
   sel.refresh_learning_rate = 1e30;  // AdamW's decay and steps overflow the influence model's weights
-  GroupMatesLoader loader(loader_config(path, seed), sel, probe_config());
+  ProbeConfig p = probe_config();
+  p.max_consecutive_failures = 0;  // every refresh fails: keep going (fault_injection_test: the other policy)
+  GroupMatesLoader loader(loader_config(path, seed), sel, p);
   auto live = make_live_model(seed);
   const Emitted e = train(loader, *live, 0, 30);
   const SelectionStats s = loader.selection_stats();
   EXPECT_GE(s.probes.probes_completed, 3);
   EXPECT_EQ(s.refreshes, 0u);
   EXPECT_GE(s.refreshes_failed, 3u);
+  EXPECT_EQ(s.refreshes_rejected_nonfinite, s.refreshes_failed);
   EXPECT_NE(s.last_refresh_error.find("not finite"), std::string::npos) << s.last_refresh_error;
   for (uint64_t v : e.versions) EXPECT_EQ(v, 1u);
   EXPECT_EQ(e.inputs.size(), 30u) << "the loader goes on with the last good model";

@@ -1,5 +1,6 @@
 // OracleProber, ModuleProbeTarget and ProbeScheduler: exact rollouts, clone independence,
 // NaN discards, asynchronous probes that never touch the trainer.
+#include <atomic>
 #include <cmath>
 #include <chrono>
 #include <future>
@@ -441,6 +442,70 @@ TEST(ProbeScheduler, FailedProbeIsReportedNotThrown) {
   scheduler.wait_idle();
   EXPECT_EQ(scheduler.stats().probes_failed, 1);
   EXPECT_NE(scheduler.last_error().find("distinct rows"), std::string::npos) << scheduler.last_error();
+}
+
+TEST(ProbeScheduler, HungProbeIsAbandonedAfterItsTimeout) {
+  auto hang = std::make_shared<gmtest::HangSwitch>();
+  gmtest::HangingTarget target(make_linear_target({0.3, -0.2, 0.5}, 0.1), hang);
+  auto buffer = std::make_shared<LabelBuffer>(16);
+  std::atomic<int> callbacks{0};
+  ProbeSchedulerConfig sc;
+  sc.interval_steps = 2;
+  sc.prober.rollout_length = 2;
+  sc.random_rollouts = 2;
+  sc.timeout_seconds = 0.3;
+  {
+    ProbeScheduler scheduler(sc, buffer);
+    scheduler.set_callback([&callbacks](int64_t, const ProbeResult&) { ++callbacks; });
+    const auto started = std::chrono::steady_clock::now();
+    ASSERT_TRUE(scheduler.maybe_probe(0, target, linear_pool()));  // its first step hangs
+    EXPECT_TRUE(scheduler.busy());
+    EXPECT_FALSE(scheduler.maybe_probe(2, target, linear_pool())) << "busy before the timeout: skipped";
+    scheduler.wait_idle();  // returns at the timeout, the probe abandoned
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    EXPECT_GE(waited, 0.3);
+    EXPECT_LT(waited, 10.0);
+    EXPECT_FALSE(scheduler.busy());
+    ProbeStats st = scheduler.stats();
+    EXPECT_EQ(st.probes_timed_out, 1);
+    EXPECT_EQ(st.probes_failed, 0);
+    EXPECT_EQ(st.probes_completed, 0);
+    EXPECT_EQ(st.probes_skipped_busy, 1);
+    EXPECT_NE(scheduler.last_error().find("step 0 was still running after ProbeConfig.timeout_seconds"),
+              std::string::npos) << scheduler.last_error();
+    // The loop goes on: the next due probe runs on a thread of its own while the hung one still hangs.
+    ASSERT_TRUE(scheduler.maybe_probe(4, target, linear_pool()));
+    scheduler.wait_idle();
+    st = scheduler.stats();
+    EXPECT_EQ(st.probes_completed, 1);
+    EXPECT_EQ(st.probes_started, 2);
+    EXPECT_EQ(callbacks.load(), 1);
+    EXPECT_EQ(buffer->size(), 2u);
+    EXPECT_GE(hang->clones_alive.load(), 1) << "the abandoned probe's snapshot (and its rollout's copy), on its hung thread";
+  }  // the scheduler is gone; the hung thread still holds what it needs
+  hang->release();
+  EXPECT_TRUE(hang->clones_gone_within(60)) << "the abandoned thread finishes and frees its snapshot";
+  EXPECT_EQ(callbacks.load(), 1) << "an abandoned probe's rollouts are dropped: no callback";
+  EXPECT_EQ(buffer->size(), 2u) << "and nothing added to the buffer";
+}
+
+TEST(ProbeScheduler, DestructorReturnsAtTheTimeoutOfAHungProbe) {
+  auto hang = std::make_shared<gmtest::HangSwitch>();
+  gmtest::HangingTarget target(make_linear_target({0.3, -0.2, 0.5}, 0.1), hang);
+  ProbeSchedulerConfig sc;
+  sc.prober.rollout_length = 2;
+  sc.random_rollouts = 2;
+  sc.timeout_seconds = 0.3;
+  const auto started = std::chrono::steady_clock::now();
+  {
+    ProbeScheduler scheduler(sc, std::make_shared<LabelBuffer>(16));
+    ASSERT_TRUE(scheduler.maybe_probe(0, target, linear_pool()));
+  }
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_GE(took, 0.3);
+  EXPECT_LT(took, 10.0) << "shutdown is bounded by the timeout";
+  hang->release();
+  EXPECT_TRUE(hang->clones_gone_within(60));
 }
 
 }  // namespace

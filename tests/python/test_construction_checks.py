@@ -1,5 +1,6 @@
 """Mistakes a new user makes are errors at construction, not garbage or a failure at the first
-batch: a CUDA device without CUDA, and a uint32 token file given as a path alone."""
+batch: a CUDA device without CUDA, a uint32 token file given as a path alone, a selection window
+too big for memory."""
 import numpy as np
 import pytest
 import torch
@@ -43,3 +44,17 @@ def test_uint16_files_pass_and_odd_sizes_are_refused(tmp_path, token_file):
     zeros = np.zeros(1000, dtype=np.uint16)  # all zero: as ambiguous as can be, but not uint32 evidence
     zeros.tofile(str(tmp_path / "zeros.bin"))
     assert groupmates.SourceConfig.from_path(str(tmp_path / "zeros.bin")).dtype == "uint16"
+
+
+def test_a_selection_window_too_big_for_memory_is_refused_with_the_fix(token_file):
+    if not groupmates.engine_available():
+        pytest.skip(f"groupmates._engine did not import: {groupmates.engine_error()}")
+    # 2^20 candidates of 1025 tokens: 67 GiB by the estimate; refused before anything is allocated
+    with pytest.raises(groupmates.ConfigError) as e:
+        groupmates.GroupMatesLoader(sources=[token_file], sequence_length=1024, labels=True, vocab_size=50257,
+                                    selection=dict(mode="group", window_size=1 << 20))
+    message = str(e.value)
+    assert e.value.where == "SelectionConfig.window_size", message
+    assert "need an estimated 67.3" in message and "GiB" in message, message
+    assert "max_window_memory_bytes = 4.00 GiB" in message and "Use window_size <= 62253" in message, message
+    assert "raise max_window_memory_bytes to allow it" in message, message

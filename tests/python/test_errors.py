@@ -16,6 +16,7 @@ import groupmates
     ("invalid_state", groupmates.StateError, ValueError),
     ("internal", groupmates.InternalError, groupmates.GroupMatesError),
     ("distributed", groupmates.DistributedError, RuntimeError),
+    ("selection_failed", groupmates.SelectionError, RuntimeError),
 ])
 def test_every_error_code_maps_to_its_class(testhooks, code, cls, also):
     # A groupmates::Error thrown in C++, translated by the package's extensions (the hooks install

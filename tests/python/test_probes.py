@@ -160,6 +160,58 @@ def test_a_failing_loss_fn_is_a_failed_probe_with_its_message(topic_tokens):
     loader.close()
 
 
+def test_failing_probes_in_a_row_raise_selection_error_at_next(topic_tokens):
+    def bad_loss(model, tokens):
+        raise ValueError("my loss is broken")
+
+    loader = selecting(topic_tokens, probes=dict(PROBES, max_consecutive_failures=2))
+    model, opt = live_model()
+    raised_at = None
+    for step in range(30):  # probes at 2, 8, ...: the second failure stops the next batch
+        try:
+            next(loader)
+        except groupmates.SelectionError as e:
+            raised_at, message = step, str(e)
+            break
+        loader.on_step(step, model, opt, loss_fn=bad_loss, reference_batches=REFS)
+    assert raised_at is not None and 9 <= raised_at <= 15, raised_at
+    assert "[selection_failed] ProbeConfig.max_consecutive_failures: 2 probes or refreshes failed in a row" in message
+    assert "ValueError: my loss is broken" in message and "max_consecutive_failures = 0" in message
+    assert isinstance(groupmates.SelectionError("x"), RuntimeError)
+    s = loader.selection_stats()
+    assert s.probes.probes_failed == 2 and s.consecutive_failures == 2
+    loader.close()
+
+
+def test_a_hung_probe_is_abandoned_at_its_timeout(topic_tokens):
+    release = threading.Event()
+
+    def hanging_loss(model, tokens):
+        release.wait(60)  # the GIL is released while it waits
+        return groupmates.next_token_loss(model, tokens)
+
+    loader = selecting(topic_tokens, probes=dict(PROBES, timeout_seconds=0.5))
+    model, opt = live_model()
+    t0 = time.monotonic()
+    for step in range(4):  # the probe at step 2 hangs
+        next(loader)
+        loader.on_step(step, model, opt, loss_fn=hanging_loss, reference_batches=REFS)
+    loader.state_dict()  # waits for the probe in flight: at most its timeout
+    waited = time.monotonic() - t0
+    s = loader.selection_stats()
+    assert s.probes.probes_timed_out == 1 and s.probes.probes_completed == 0, s.probes
+    assert "step 2 was still running after ProbeConfig.timeout_seconds" in s.probes.last_error, s.probes
+    assert 0.5 <= waited < 30, waited
+    release.set()  # the abandoned thread finishes; its rollouts are dropped
+    for step in range(4, 12):  # the loop goes on: the probe at step 8 runs
+        next(loader)
+        loader.on_step(step, model, opt, loss_fn=groupmates.next_token_loss, reference_batches=REFS)
+    loader.state_dict()
+    s = loader.selection_stats()
+    assert s.probes.probes_completed == 1 and s.probes.probes_timed_out == 1, s.probes
+    loader.close()
+
+
 # ---- the live model ---------------------------------------------------------------------------------
 
 def test_async_probes_never_change_the_live_model_or_optimizer(topic_tokens):

@@ -16,7 +16,7 @@ def names(cls):
 
 @pytest.mark.parametrize("py_cls, cpp_cls, extra", [
     (groupmates.SelectionStats, _core.SelectionStats, set()),
-    (groupmates.ProbeStats, _core.ProbeStats, {"last_error"}),
+    (groupmates.ProbeStats, _core.ProbeStats, set()),
     (groupmates.SelectionCost, _core.SelectionCost, set()),
     (groupmates.VersionSwitch, _core.VersionSwitch, set()),
     (groupmates.LoaderStats, _core.LoaderStats, {"skip_report", "skipped", "config_fingerprint"}),

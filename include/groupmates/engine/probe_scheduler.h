@@ -42,10 +42,11 @@ struct ProbeSchedulerConfig {
   int probe_threads = 0;           ///< intra-op threads on the probe thread (at::set_num_threads); 0 = leave
   int rank = 0;                    ///< of world_size data-parallel ranks sharing each probe: this rank runs the
   int world_size = 1;              ///< planned rollouts i with i % world_size == rank (rollouts_of_rank)
+  double timeout_seconds = 0;      ///< a probe still in its rollouts after this long is abandoned (0 = never)
 };
 
 
-/// Runs probes asynchronously on its own thread (a util::BackgroundWorker), at most one in flight.
+/// Runs probes asynchronously on a thread of their own (one per probe), at most one in flight.
 ///
 /// maybe_probe() on the trainer's thread: when a probe is due and none is running, clones the
 /// target there (the probe sees the weights as they were at that step), copies the candidate
@@ -54,12 +55,19 @@ struct ProbeSchedulerConfig {
 /// always come from a recent snapshot. Finished rollouts go to the LabelBuffer, then the
 /// completion callback (if any) runs on the probe thread. On a CUDA device the probe runs on its
 /// own stream from the pool, ordered after the snapshot copy.
+///
+/// Timeout (config.timeout_seconds > 0): a probe still running its rollouts (the target's code) that
+/// long after it started is ABANDONED when the trainer's thread next looks (busy(), wait_idle(),
+/// maybe_probe(), the destructor): counted (probes_timed_out, last_error), its thread detached and
+/// left to finish on its own (it holds the snapshot until then; when it returns, its rollouts are
+/// dropped and the callback is not called), and the scheduler is idle again. C++ cannot stop a
+/// thread: a probe that never returns keeps its thread and snapshot for the life of the process.
 class ProbeScheduler {
  public:
   using Callback = std::function<void(int64_t step, const ProbeResult& result)>;
 
   ProbeScheduler(const ProbeSchedulerConfig& config, std::shared_ptr<LabelBuffer> buffer);
-  ~ProbeScheduler();  ///< waits for the probe in flight, then stops the thread
+  ~ProbeScheduler();  ///< waits for the probe in flight (at most until its timeout, then abandons it)
   ProbeScheduler(const ProbeScheduler&) = delete;
   ProbeScheduler& operator=(const ProbeScheduler&) = delete;
 
@@ -67,8 +75,9 @@ class ProbeScheduler {
   /// Starts a probe if due and idle; returns whether one was started. candidate_rows: int64 [N, T].
   bool maybe_probe(int64_t step, const ProbeTarget& target, const torch::Tensor& candidate_rows,
                    const ProbeContext& context = {});
-  /// Blocks until no probe is in flight.
+  /// Blocks until no probe is in flight (a probe past its timeout is abandoned).
   void wait_idle();
+  /// Whether a probe is in flight (a probe past its timeout is abandoned first).
   bool busy() const;
   ProbeStats stats() const;
   /// Message of the last probe that threw, empty if none.
@@ -78,7 +87,8 @@ class ProbeScheduler {
   const std::shared_ptr<LabelBuffer>& buffer() const { return buffer_; }
 
  private:
-  struct Impl;  // the probe thread, the job in flight, the counters and their lock
+  struct Shared;  // what the probe thread touches (the counters, their lock, the callback): outlives an abandoned probe
+  struct Impl;    // the shared part and the probe in flight's thread
   std::shared_ptr<LabelBuffer> buffer_;
   std::unique_ptr<Impl> impl_;
 };

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Soak: GroupMatesLoader with Group-MATES selection and probes on (refresh when ready, the default),
+at full speed for a fixed time, watching for growth. A small GPT (examples/gpt_common.py, d 32, 1
+layer) trains on the embedded corpus streamed endlessly (JSONL tokenized on the loader's workers,
+reshuffled each epoch), probes every --probe-every steps with reference rows from the held-out
+text, and saves the loader's state_dict() every --state-every steps (what a checkpoint costs).
+
+Every --sample-seconds it samples the process's RSS (/proc/self/status VmRSS), its thread count
+(/proc/self/task) and the loader's own counts: the core's pooled window buffers (buffers_allocated:
+the queue of prepared windows is bounded by them), the probe in flight, refreshes, recorded version
+switches. The first --warmup share of the run is warm-up (allocator caches, the label buffer filling
+up to its bound). After it: rss_growth_pct = median RSS of the last 10% of the samples against the
+median of the first 10% after warm-up; threads_growth = the same with the thread count less the
+probe in flight (a probe runs on a thread of its own that comes and goes). Pass:
+rss_growth_pct < --max-rss-growth (5) and threads_growth == 0.
+
+Writes samples.csv and soak.png (RSS and threads over time) to --out; prints a table every minute
+and, last, RESULT soak_minutes=<m> rss_growth_pct=<g> threads_growth=<t> steps=<n> ... ok=<0|1>.
+
+    make soak SOAK_MINUTES=30      # or SOAK_SECONDS=...
+"""
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "examples"))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import groupmates  # noqa: E402
+from gpt_common import GPT  # noqa: E402
+
+
+def rss_bytes():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def thread_count():
+    return len(os.listdir("/proc/self/task"))
+
+
+def held_out_rows(tok, corpus, seq_len, rows=8):
+    ids = []
+    with open(os.path.join(corpus, "austen_heldout.jsonl")) as f:
+        for line in f:
+            ids += tok.encode(json.loads(line)["text"]) + [tok.eos_id]
+            if len(ids) >= rows * (seq_len + 1):
+                break
+    return torch.tensor(ids[: rows * (seq_len + 1)], dtype=torch.int64).view(rows, seq_len + 1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=1800)
+    ap.add_argument("--sample-seconds", type=float, default=2.0)
+    ap.add_argument("--warmup", type=float, default=1 / 3, help="share of the run that is warm-up")
+    ap.add_argument("--max-rss-growth", type=float, default=5.0, help="percent, after warm-up")
+    ap.add_argument("--corpus", default=os.environ.get("GROUPMATES_CORPUS", os.path.join(REPO, "data", "corpus")))
+    ap.add_argument("--out", default=os.path.join(REPO, "build", "soak"))
+    ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--probe-every", type=int, default=50)
+    ap.add_argument("--state-every", type=int, default=200)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+
+    tok = groupmates.Tokenizer(os.path.join(args.corpus, "austen.model"))
+    source = groupmates.SourceConfig(paths=[os.path.join(args.corpus, "austen.jsonl")], format="jsonl",
+                                     tokenizer_model=os.path.join(args.corpus, "austen.model"))
+    probes = groupmates.ProbeConfig(interval_steps=args.probe_every, effect_delay_steps=args.probe_every // 2,
+                                    rollout_length=4, random_rollouts=6, neighbour_rollouts=6, bootstrap_pairs=2,
+                                    budget=0.0)  # probes as often as configured: the control path at full load
+    selection = groupmates.SelectionConfig(mode="group", window_size=16 * args.batch, clusters=4,
+                                           refresh_train_steps=30, label_buffer_rollouts=256)
+    loader = groupmates.GroupMatesLoader(sources=[source], sequence_length=args.seq_len, labels=True,
+                                         batch_size=args.batch, eos_id=tok.eos_id, vocab_size=tok.vocab_size,
+                                         epochs=0, num_threads=2, selection=selection, probes=probes)
+    refs = held_out_rows(tok, args.corpus, args.seq_len)
+    loader.set_reference(refs)
+    model = GPT(tok.vocab_size, dim=32, layers=1, heads=2, seq_len=args.seq_len)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+
+    fields = ["seconds", "steps", "rss_mb", "threads", "buffers_allocated", "probe_in_flight", "probes_completed",
+              "refreshes", "switches", "windows"]
+    samples = []
+    t0 = time.monotonic()
+    next_sample = t0
+    last_table = t0 - 60
+    step = 0
+    print(f"soak: {args.seconds:.0f} s, sampling every {args.sample_seconds} s, warm-up {args.warmup:.0%} "
+          f"(machine shared: the figures are this process's own)", flush=True)
+    print(" ".join(f"{h:>17}" for h in fields), flush=True)
+    while True:
+        now = time.monotonic()
+        if now >= next_sample:
+            s = loader.selection_stats()
+            p = s.probes
+            samples.append(dict(seconds=now - t0, steps=step, rss_mb=rss_bytes() / 2**20, threads=thread_count(),
+                                buffers_allocated=loader.stats()["buffers_allocated"],
+                                probe_in_flight=p.probes_started - p.probes_completed - p.probes_failed
+                                - p.probes_timed_out, probes_completed=p.probes_completed,
+                                refreshes=s.refreshes, switches=len(s.switches), windows=s.windows))
+            next_sample += args.sample_seconds
+            if now - last_table >= 60:
+                last_table = now
+                print(" ".join(f"{samples[-1][h]:>17.1f}" if isinstance(samples[-1][h], float)
+                               else f"{samples[-1][h]:>17}" for h in fields), flush=True)
+            if now - t0 >= args.seconds:
+                break
+        batch = next(loader)
+        loss = F.cross_entropy(model(batch["input_ids"]).flatten(0, 1), batch["labels"].flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        loader.on_step(step, model, opt, reference_batches=refs)
+        if step % args.state_every == 0:
+            loader.state_dict()
+    final = loader.selection_stats()
+    loader.close()
+
+    with open(os.path.join(args.out, "samples.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(samples)
+    after = [x for x in samples if x["seconds"] >= args.warmup * args.seconds]
+    k = max(1, len(after) // 10)
+    first, last = after[:k], after[-k:]
+    rss_start = statistics.median(x["rss_mb"] for x in first)
+    rss_end = statistics.median(x["rss_mb"] for x in last)
+    growth = 100.0 * (rss_end - rss_start) / rss_start
+    # A probe runs on a thread of its own while it is in flight: count the threads without it.
+    steady = lambda xs: statistics.median(x["threads"] - x["probe_in_flight"] for x in xs)  # noqa: E731
+    threads_growth = steady(last) - steady(first)
+    buffers_growth = max(x["buffers_allocated"] for x in last) - max(x["buffers_allocated"] for x in first)
+    ok = growth < args.max_rss_growth and threads_growth == 0
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        minutes = [x["seconds"] / 60 for x in samples]
+        ax[0].plot(minutes, [x["rss_mb"] for x in samples])
+        ax[0].set_ylabel("RSS (MiB)")
+        ax[1].plot(minutes, [x["threads"] for x in samples])
+        ax[1].set_ylabel("threads")
+        ax[1].set_xlabel("minutes")
+        for a in ax:
+            a.axvline(args.warmup * args.seconds / 60, color="grey", linestyle=":")
+        fig.tight_layout()
+        fig.savefig(os.path.join(args.out, "soak.png"))
+    except ImportError:
+        print("matplotlib not importable: no plot")
+    print(f"after warm-up ({len(after)} samples): RSS {rss_start:.1f} -> {rss_end:.1f} MiB ({growth:+.2f}%), "
+          f"threads without the probe's {steady(first):g} -> {steady(last):g}, pooled buffers "
+          f"{max(x['buffers_allocated'] for x in first)} -> {max(x['buffers_allocated'] for x in last)}; "
+          f"{step} steps, {final.probes.probes_completed} probes, {final.refreshes} refreshes published, "
+          f"{final.refreshes_gated} gated, {final.refreshes_failed} failed, {final.probes.probes_failed} probes failed; "
+          f"samples in {args.out}", flush=True)
+    print(f"RESULT soak_minutes={args.seconds / 60:.1f} rss_growth_pct={growth:.2f} threads_growth={threads_growth:g} "
+          f"buffers_growth={buffers_growth} steps={step} probes={final.probes.probes_completed} ok={int(ok)}", flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+// SelectionConfig's window memory bound: the estimate follows its documented formula, a window over
+// the bound is refused when the loader starts (naming the field, the estimate and the fix), the
+// largest window the message names fits, and raising max_window_memory_bytes allows a bigger one.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "groupmates/error.h"
+#include "groupmates/selection_config.h"
+#include "online_test_util.h"
+
+using namespace gmonline;
+
+namespace {
+
+// The README's formula, written out.
+double expected_bytes(const SelectionConfig& s, const LoaderConfig& c) {
+  const double row = double(c.sequence_length + (c.labels ? 1 : 0));
+  return double(s.window_size) * (row * 8.0 * (c.prefetch_batches + 4.0) +
+                                  4.0 * (2.0 * s.encoder_bag_dim + 4.0 * s.encoder_dim + 2.0 * s.clusters + 64.0));
+}
+
+}  // namespace
+
+TEST(SelectionConfigTest, WindowMemoryFollowsItsFormulaAndOverTheBoundIsRefusedWithTheFix) {
+  const uint64_t seed = gmtest::fresh_seed();
+  SCOPED_TRACE("GM_TEST_SEED=" + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int i = 0; i < 200; ++i) {
+    SelectionConfig s;
+    LoaderConfig c;
+    s.window_size = 2 + uint32_t(rng() % (1u << 20));
+    s.encoder_bag_dim = 2 + int64_t(rng() % 4095);
+    s.encoder_dim = 2 + int64_t(rng() % 4095);
+    s.clusters = 1 + uint32_t(rng() % 64);
+    c.sequence_length = 1 + uint32_t(rng() % 32768);
+    c.labels = rng() % 2;
+    c.prefetch_batches = 1 + uint32_t(rng() % 64);
+    const double want = expected_bytes(s, c);
+    EXPECT_NEAR(double(s.window_memory_bytes(c)), want, 1.0 + want * 1e-12) << i;
+  }
+  // (one test with the next part: each ctest entry pays LibTorch's start-up)
+  SelectionConfig s;
+  s.mode = SelectionMode::kGroup;
+  s.window_size = 1u << 20;
+  LoaderConfig c;
+  c.sequence_length = 1024;
+  c.labels = true;
+  std::string message;
+  try {
+    s.validate(c);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig);
+    EXPECT_EQ(e.where(), "SelectionConfig.window_size");
+    message = e.what();
+  }
+  ASSERT_FALSE(message.empty()) << "2^20 windows of 1025 tokens (67 GiB by the estimate) were accepted";
+  const uint64_t per_row = uint64_t(expected_bytes(s, c)) >> 20;
+  const uint64_t fits = (uint64_t{4} << 30) / per_row;
+  EXPECT_NE(message.find("need an estimated 67.3"), std::string::npos) << message;
+  EXPECT_NE(message.find("max_window_memory_bytes = 4.00 GiB"), std::string::npos) << message;
+  EXPECT_NE(message.find("Use window_size <= " + std::to_string(fits) + " "), std::string::npos) << message;
+  EXPECT_NE(message.find("prefetch_batches"), std::string::npos) << message;
+  EXPECT_NE(message.find("raise max_window_memory_bytes to allow it"), std::string::npos) << message;
+  // The largest window the message names fits; one more does not.
+  s.window_size = uint32_t(fits);
+  EXPECT_NO_THROW(s.validate(c));
+  s.window_size = uint32_t(fits + 1);
+  EXPECT_THROW(s.validate(c), Error);
+  // Asked for explicitly, a bigger window is allowed.
+  s.window_size = 1u << 20;
+  s.max_window_memory_bytes = uint64_t{100} << 30;
+  EXPECT_NO_THROW(s.validate(c));
+  // The default window with the default loader is far below the bound.
+  EXPECT_LT(SelectionConfig{}.window_memory_bytes(LoaderConfig{}), uint64_t{64} << 20);
+}
+
+TEST(SelectionConfigTest, GroupMatesLoaderChecksTheBoundWithItsLoaderConfig) {
+  gmtest::TempDir dir;
+  const std::string path = write_tokens(dir, 1);
+  LoaderConfig c = loader_config(path, 1);
+  SelectionConfig s = selection_config(1);
+  s.max_window_memory_bytes = s.window_memory_bytes(c) - 1;  // just below this loader's estimate
+  EXPECT_THROW(GroupMatesLoader(c, s, ProbeConfig{}), Error);
+  s.max_window_memory_bytes += 1;
+  GroupMatesLoader loader(c, s, ProbeConfig{});
+  EXPECT_TRUE(loader.next().has_value());
+}
