@@ -112,6 +112,7 @@ struct SelectionState {
     f("gm.stats.refreshes_failed", s.refreshes_failed);
     f("gm.stats.refreshes_rejected_nonfinite", s.refreshes_rejected_nonfinite);
     f("gm.stats.refreshes_gated", s.refreshes_gated);
+    f("gm.stats.probes_skipped_backoff", s.probes_skipped_backoff);
     f("gm.cost.train_tokens", s.train_tokens);
     f("gm.cost.probe_train_tokens", s.probe_train_tokens);
     f("gm.cost.probe_eval_tokens", s.probe_eval_tokens);

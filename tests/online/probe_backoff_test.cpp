@@ -84,3 +84,39 @@ TEST_F(ProbeBackoffLoaderTest, EveryDueProbeRunsOrIsCounted) {
   if (on.refreshes_gated >= 3) EXPECT_GT(on.probes_skipped_backoff, 0u);
   EXPECT_LE(on.probes.probes_completed, zero.probes.probes_completed);
 }
+
+TEST_F(ProbeBackoffLoaderTest, BackoffResumesExactly) {
+  // The streak, the skips still due and the counter carry over a save and restore (kAtStep: timing-free).
+  SelectionConfig sel = selection_config(seed);
+  sel.refresh_gate = true;
+  ProbeConfig p = probe_config();
+  p.interval_steps = 3;
+  p.effect_delay_steps = 1;
+  const torch::Tensor reference = torch::arange(int64_t{4} * kT, torch::kInt64).remainder(2).view({4, int64_t{kT}});
+  std::mt19937_64 rng(seed);
+  const int64_t k = 6 + int64_t(rng() % 30), total = 48;
+  SCOPED_TRACE("save after step " + std::to_string(k));
+  std::string saved;
+  std::unique_ptr<ProbeTarget> live_at_k;
+  Emitted rest_original;
+  SelectionStats end_original;
+  {
+    GroupMatesLoader loader(loader_config(path, seed), sel, p);
+    loader.set_reference(reference);
+    auto live = make_live_model(seed);
+    train(loader, *live, 0, k + 1);
+    saved = loader.state().serialize();
+    live_at_k = live->clone();
+    rest_original = train(loader, *live, k + 1, total);
+    loader.state();
+    end_original = loader.selection_stats();
+  }
+  GroupMatesLoader resumed(loader_config(path, seed), sel, p, LoaderState::parse(saved));
+  const Emitted rest = train(resumed, *live_at_k, k + 1, total);
+  resumed.state();
+  const SelectionStats end = resumed.selection_stats();
+  EXPECT_EQ(rest.ids, rest_original.ids);
+  EXPECT_EQ(rest.versions, rest_original.versions);
+  EXPECT_EQ(end.probes_skipped_backoff, end_original.probes_skipped_backoff);
+  EXPECT_EQ(end.refreshes_gated, end_original.refreshes_gated);
+}
