@@ -10,15 +10,6 @@
 
 namespace groupmates {
 
-std::vector<size_t> rollouts_of_rank(size_t n, int rank, int world) {
-  if (world < 1 || rank < 0 || rank >= world)
-    throw Error(ErrorCode::kInvalidConfig, "rollouts_of_rank", "rank " + std::to_string(rank) + " of " +
-                                                                   std::to_string(world) + " is not a rank");
-  std::vector<size_t> out;
-  for (size_t i = static_cast<size_t>(rank); i < n; i += static_cast<size_t>(world)) out.push_back(i);
-  return out;
-}
-
 std::string serialize_rollouts(const std::vector<LabelledRollout>& rollouts) {
   c10::impl::GenericList list(c10::AnyType::get());
   for (const auto& r : rollouts) {

@@ -21,10 +21,18 @@
 #include "groupmates/engine/rollout_policy.h"
 #include "groupmates/engine/label_buffer.h"
 #include "groupmates/engine/probe_scheduler.h"
-#include "groupmates/engine/shared_probes.h"
 #include "util/stopwatch.h"
 
 namespace groupmates {
+
+std::vector<size_t> rollouts_of_rank(size_t n, int rank, int world) {
+  if (world < 1 || rank < 0 || rank >= world)
+    throw Error(ErrorCode::kInvalidConfig, "rollouts_of_rank", "rank " + std::to_string(rank) + " of " +
+                                                                   std::to_string(world) + " is not a rank");
+  std::vector<size_t> out;
+  for (size_t i = static_cast<size_t>(rank); i < n; i += static_cast<size_t>(world)) out.push_back(i);
+  return out;
+}
 namespace {
 
 /// Round-robin merge of the plan lists, so a cost cut (max_rollouts / max_seconds) keeps a mix of kinds.

@@ -60,17 +60,23 @@ std::vector<double> reference_scores(const ImportanceEstimator& est, const std::
   return out;
 }
 
+// A random estimator setting (buckets, n-gram order, reference mix, hash seed).
+ImportanceConfig random_config(std::mt19937_64& rng) {
+  ImportanceConfig c;
+  c.buckets = 64 + int64_t(rng() % 500);
+  c.max_ngram = 1 + int(rng() % 3);
+  c.reference_mix = 0.1 + 0.9 * double(rng() % 1000) / 1000.0;
+  c.seed = rng();
+  return c;
+}
+
 }  // namespace
 
 TEST(ImportanceEstimatorTest, ScoresFollowTheDefinition) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("GM_TEST_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  ImportanceConfig c;
-  c.buckets = 64 + int64_t(rng() % 500);
-  c.max_ngram = 1 + int(rng() % 3);
-  c.reference_mix = 0.1 + 0.9 * double(rng() % 1000) / 1000.0;
-  c.seed = rng();
+  const ImportanceConfig c = random_config(rng);
   ImportanceEstimator est(c);
   const int64_t width = 3 + int64_t(rng() % 20);
   const auto ref = random_rows(rng, 5, width, 0, 30);
@@ -159,12 +165,8 @@ TEST(ImportanceEstimatorTest, FeedbackFollowsTheDefinitionAndRoundTrips) {
   const uint64_t seed = fresh_seed();
   SCOPED_TRACE("GM_TEST_SEED=" + std::to_string(seed));
   std::mt19937_64 rng(seed);
-  ImportanceConfig c;
-  c.buckets = 64 + int64_t(rng() % 500);
-  c.max_ngram = 1 + int(rng() % 3);
-  c.reference_mix = 0.1 + 0.9 * double(rng() % 1000) / 1000.0;
+  ImportanceConfig c = random_config(rng);
   c.feedback_weight = 0.05 + 0.9 * double(rng() % 1000) / 1000.0;
-  c.seed = rng();
   ImportanceEstimator est(c);
   const int64_t width = 3 + int64_t(rng() % 20);
   const auto ref = random_rows(rng, 5, width, 0, 30), pool = random_rows(rng, 12, width, 0, 200),

@@ -28,6 +28,10 @@ struct ProbeContext {
   int64_t max_rollouts = -1;  ///< this probe's cap on rollouts (a compute budget), -1 = the configured one
 };
 
+/// This rank's share of a probe's n rollouts: the indices i < n with i % world == rank (round
+/// robin, so a cost cut at the end of the plan list keeps a mix of rollout kinds on every rank).
+std::vector<size_t> rollouts_of_rank(size_t n, int rank, int world);
+
 /// Settings of a ProbeScheduler.
 struct ProbeSchedulerConfig {
   int64_t interval_steps = 1000;   ///< probe at steps first_step, first_step + interval, ...

@@ -17,12 +17,9 @@
 
 #include "groupmates/engine/collectives.h"
 #include "groupmates/engine/label_buffer.h"
+#include "groupmates/engine/probe_scheduler.h"  // rollouts_of_rank
 
 namespace groupmates {
-
-/// This rank's share of a probe's n rollouts: the indices i < n with i % world == rank (round
-/// robin, so a cost cut at the end of the plan list keeps a mix of rollout kinds on every rank).
-std::vector<size_t> rollouts_of_rank(size_t n, int rank, int world);
 
 /// The labelled rollouts of every rank, concatenated in rank order (each rank's in its order).
 std::vector<LabelledRollout> all_gather_rollouts(Collectives& collectives, const std::vector<LabelledRollout>& mine);
