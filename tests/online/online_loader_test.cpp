@@ -81,7 +81,7 @@ TEST_F(OnlineLoaderTest, FullStateResumeReproducesTheEmittedStream) {
     SelectionConfig sel = selection_config(seed);
     sel.refresh_gate = gate;
     if (feedback) sel.reference_feedback = 0.5;
-    const torch::Tensor reference = torch::arange(int64_t{4} * kT, torch::kInt64).remainder(2).view({4, int64_t{kT}});
+    const torch::Tensor reference = reference_rows();
     std::string saved;
     std::unique_ptr<ProbeTarget> live_at_k;
     Emitted original;

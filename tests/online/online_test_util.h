@@ -114,6 +114,9 @@ inline Emitted train(GroupMatesLoader& loader, ProbeTarget& live, int64_t from, 
   return e;
 }
 
+/// Reference rows like make_live_model's reference batches: tokens 0 and 1 only (topic 0 of write_tokens).
+inline torch::Tensor reference_rows() { return torch::arange(int64_t{4} * kT, torch::kInt64).remainder(2).view({4, int64_t{kT}}); }
+
 /// A fresh seed (printed, replayable with GM_TEST_SEED), its topic token file, one intra-op thread.
 class OnlineFixture : public ::testing::Test {
  protected:

@@ -60,7 +60,7 @@ TEST_F(ProbeBackoffLoaderTest, EveryDueProbeRunsOrIsCounted) {
     p.effect_delay_steps = 1;
     p.gated_backoff_max = max_skip;
     GroupMatesLoader loader(loader_config(path, seed), sel, p);
-    loader.set_reference(torch::arange(int64_t{4} * kT, torch::kInt64).remainder(2).view({4, int64_t{kT}}));
+    loader.set_reference(reference_rows());
     auto live = make_live_model(seed);
     int64_t due = 0;
     for (int64_t step = 0; step < 48; ++step) {
@@ -92,7 +92,7 @@ TEST_F(ProbeBackoffLoaderTest, BackoffResumesExactly) {
   ProbeConfig p = probe_config();
   p.interval_steps = 3;
   p.effect_delay_steps = 1;
-  const torch::Tensor reference = torch::arange(int64_t{4} * kT, torch::kInt64).remainder(2).view({4, int64_t{kT}});
+  const torch::Tensor reference = reference_rows();
   std::mt19937_64 rng(seed);
   const int64_t k = 6 + int64_t(rng() % 30), total = 48;
   SCOPED_TRACE("save after step " + std::to_string(k));

@@ -16,9 +16,6 @@ using namespace gmonline;
 
 namespace {
 
-// Rows like make_live_model's reference batches: tokens 0 and 1 only (topic 0 of write_tokens).
-torch::Tensor reference_rows() { return torch::arange(int64_t{4} * kT, torch::kInt64).remainder(2).view({4, int64_t{kT}}); }
-
 bool topic0(const torch::Tensor& row) { return row.lt(2).all().item<bool>(); }
 
 // The plain stream of the same file, one selection window per batch.
