@@ -44,13 +44,15 @@ demo: build prepare-pool-demo
 test-unit: build corpus
 	cd $(BUILD) && GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) ctest --output-on-failure -j$(JOBS) --timeout 900
 
-# The LibTorch-free loader core and its tests, under ThreadSanitizer and AddressSanitizer.
+# The LibTorch-free loader core and its tests under ThreadSanitizer, and under AddressSanitizer with
+# UndefinedBehaviorSanitizer (build dirs $(BUILD)-thread and $(BUILD)-address; -O1 -g1).
 test-sanitizers: deps
 	@for san in thread address; do \
-	  cmake -S . -B $(BUILD)-$$san -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGROUPMATES_LOADER_ONLY=ON -DGROUPMATES_SANITIZE=$$san >/dev/null && \
+	  flags=$$san; [ $$san = address ] && flags=address,undefined; \
+	  cmake -S . -B $(BUILD)-$$san -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGROUPMATES_LOADER_ONLY=ON -DGROUPMATES_SANITIZE=$$flags >/dev/null && \
 	  cmake --build $(BUILD)-$$san -j$(JOBS) --target loader_tests && \
-	  echo "== loader_tests under $$san sanitizer" && \
-	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ASAN_OPTIONS="detect_leaks=1" \
+	  echo "== loader_tests under -fsanitize=$$flags" && \
+	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" \
 	    $(BUILD)-$$san/tests/loader_tests --gtest_brief=1 || exit 1; \
 	done
 
