@@ -2,7 +2,7 @@
 #   make demo   - set up everything, then train a small GPT on the demo pool (built from Debian
 #                 packages) with random vs Group-MATES online selection (the main job; CPU, under
 #                 10 minutes on 2 cores)
-#   make test   - set up everything, then build and run every test (also under TSan/ASan)
+#   make test   - set up everything, then build and run every test (the loader core also under TSan and ASan+UBSan)
 SHELL := /bin/bash
 PY := /usr/bin/python3
 BUILD ?= build
@@ -55,6 +55,16 @@ test-sanitizers: deps
 	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" \
 	    $(BUILD)-$$san/tests/loader_tests --gtest_brief=1 || exit 1; \
 	done
+
+# Everything we wrote in C++ (engine, online loop, probes, distributed, examples) and its C++ tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer (LibTorch itself uninstrumented), in $(BUILD)-asan. Not in
+# `make test`: a cold build of the engine under ASan takes longer than CI's budget leaves (see README).
+.PHONY: test-sanitizers-engine
+test-sanitizers-engine: deps corpus
+	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGROUPMATES_SANITIZE=address,undefined >/dev/null
+	cmake --build $(BUILD)-asan -j$(JOBS)
+	cd $(BUILD)-asan && GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" \
+	  ctest --output-on-failure -j$(JOBS) --timeout 900 -E InstallAndFindPackage
 
 test: test-unit test-sanitizers test-python fuzz-smoke
 	@echo "make test: all suites passed"
