@@ -85,7 +85,7 @@ BENCH_JSONL_ARGS ?=
 .PHONY: bench-jsonl
 bench-jsonl: configure corpus
 	cmake --build $(BUILD) -j$(JOBS) --target bench_jsonl
-	$(BUILD)/bench/bench_jsonl --tokenizer $(CORPUS)/austen.model --text $(CORPUS)/austen.jsonl --dir $(BUILD)/bench-jsonl-corpus $(BENCH_JSONL_ARGS)
+	$(BUILD)/bench/bench_jsonl --tokenizer $(CORPUS)/austen.model --text $(CORPUS)/austen.jsonl --dir $(BUILD)/bench-jsonl-corpus --hf-tokenizer tests/data/tokenizer/gpt2-4k.tokenizer.json $(BENCH_JSONL_ARGS)
 
 # libFuzzer harnesses of every parser (fuzz/): a clang ASan+UBSan build in $(BUILD)-fuzz, seed corpora
 # written by fuzz/make_seeds.cpp from real small files. `make fuzz` runs each harness for its share of

@@ -15,6 +15,8 @@
 //
 //   bench_jsonl --tokenizer M.model --text CORPUS.jsonl [--dir D] [--shards 1000] [--mib 1024]
 //               [--frame-kib 64] [--budget-mib 32] [--bound-mib 128] [--batches 200] [--threads 2]
+//               [--hf-tokenizer T.json]  (informative: that tokenizer.json's encoder on the baseline's text,
+//                                         hf_tokens_per_cpu_s= in the RESULT line)
 #include "groupmates/streaming_loader.h"
 
 #include <spawn.h>
@@ -47,7 +49,7 @@ extern char** environ;
 namespace {
 
 struct Args {
-  std::string dir = "build/bench-jsonl-corpus", tokenizer, text, child;
+  std::string dir = "build/bench-jsonl-corpus", tokenizer, text, child, hf_tokenizer;
   uint64_t shards = 1000, mib = 1024, frame_kib = 64, budget_mib = 32, bound_mib = 128, batches = 200, threads = 2;
 };
 
@@ -216,8 +218,8 @@ std::map<std::string, double> run_child(const Args& a, char** argv, const char* 
   return r;
 }
 
-// SentencePiece's own encoder on the text of the first shards' documents: tokens per CPU-second.
-double spm_tokens_per_cpu_s(const Args& a) {
+// The text of the first shards' documents (the baselines' input).
+std::vector<std::string> baseline_texts(const Args& a) {
   gm::SourceConfig sc;
   sc.format = gm::SourceFormat::kJsonl;
   const auto all = shard_paths(a);
@@ -229,20 +231,27 @@ double spm_tokens_per_cpu_s(const Args& a) {
     std::string t;
     if (src.text(i, &t) == gm::JsonlSource::Problem::kNone) texts.push_back(std::move(t));
   }
-  const auto tok = gm::Tokenizer::load(a.tokenizer);
+  return texts;
+}
+
+// A tokenizer's own encode() over `texts` on this thread: tokens per CPU-second (+ 1 per document,
+// the EOS the loader appends). `what` names it in the printed line.
+double encode_tokens_per_cpu_s(const std::string& what, const std::string& tokenizer, const std::vector<std::string>& texts) {
+  const auto tok = gm::Tokenizer::load(tokenizer);
   std::vector<uint32_t> ids;
-  uint64_t tokens = 0;
+  uint64_t tokens = 0, bytes = 0;
   timespec t0, t1;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
   for (const auto& t : texts) {
     ids.clear();
     tok->encode(t, ids);
     tokens += ids.size() + 1;  // + the EOS the loader appends
+    bytes += t.size();
   }
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
   const double cpu = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-  std::printf("baseline: SentencePiece encode, %zu documents, %llu tokens, %.2f CPU-s: %.0f tokens/cpu-s\n", texts.size(),
-              static_cast<unsigned long long>(tokens), cpu, tokens / cpu);
+  std::printf("%s: %zu documents, %.1f MiB, %llu tokens, %.2f CPU-s: %.0f tokens/cpu-s, %.2f MiB/cpu-s\n", what.c_str(), texts.size(),
+              bytes / 1048576.0, static_cast<unsigned long long>(tokens), cpu, tokens / cpu, bytes / 1048576.0 / cpu);
   return tokens / cpu;
 }
 
@@ -255,6 +264,7 @@ int main(int argc, char** argv) {
     if (k == "--dir") a.dir = v;
     else if (k == "--tokenizer") a.tokenizer = v;
     else if (k == "--text") a.text = v;
+    else if (k == "--hf-tokenizer") a.hf_tokenizer = v;
     else if (k == "--child") a.child = v;
     else if (k == "--shards") a.shards = std::stoull(v);
     else if (k == "--mib") a.mib = std::stoull(v);
@@ -277,7 +287,10 @@ int main(int argc, char** argv) {
     }
     const auto cold = run_child(a, argv, "cold");
     const auto warm = run_child(a, argv, "warm");
-    const double spm = spm_tokens_per_cpu_s(a);
+    const auto texts = baseline_texts(a);
+    const double spm = encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts);
+    // Informative: the tokenizer.json (byte-level BPE) encoder on the same text.
+    const double hf = a.hf_tokenizer.empty() ? 0.0 : encode_tokens_per_cpu_s("tokenizer.json encode (" + a.hf_tokenizer + ")", a.hf_tokenizer, texts);
     const uint64_t bound = a.bound_mib << 20;
     for (const auto* r : {&cold, &warm}) {
       const auto& m = *r;
@@ -291,9 +304,9 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(a.bound_mib), static_cast<unsigned long long>(a.budget_mib),
                 static_cast<unsigned long long>(a.mib), static_cast<double>(a.mib) / a.bound_mib);
     std::printf("RESULT jsonl_vs_spm_encode=%.3f jsonl_peak_rss_vs_bound=%.3f startup_1000_shards_s=%.3f cold_startup_s=%.3f "
-                "shards=%llu corpus_mib=%llu peak_rss_mib=%.1f\n",
+                "shards=%llu corpus_mib=%llu peak_rss_mib=%.1f hf_tokens_per_cpu_s=%.0f\n",
                 (warm.at("tokens") / warm.at("cpu_s")) / spm, peak / bound, warm.at("startup_s"), cold.at("startup_s"),
-                static_cast<unsigned long long>(a.shards), static_cast<unsigned long long>(a.mib), peak / 1048576.0);
+                static_cast<unsigned long long>(a.shards), static_cast<unsigned long long>(a.mib), peak / 1048576.0, hf);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_jsonl: %s\n", e.what());
     return 1;

@@ -22,7 +22,7 @@ void LoaderConfig::validate() const {
     if (s.paths.empty()) bad(f + ".paths", "no file given");
     if (!(s.weight > 0) || s.weight > 1e12) bad(f + ".weight", "is " + std::to_string(s.weight) + "; must be > 0");
     if (s.format == SourceFormat::kJsonl && s.tokenizer_model.empty())
-      bad(f + ".tokenizer_model", "a JSONL source needs a SentencePiece .model file");
+      bad(f + ".tokenizer_model", "a JSONL source needs a tokenizer: a SentencePiece .model file or a Hugging Face tokenizer.json (a path ending in .json)");
     if (s.format == SourceFormat::kJsonl && s.text_field.empty()) bad(f + ".text_field", "is empty");
     if (s.max_line_bytes < 1 || s.max_line_bytes > (uint64_t{1} << 32))
       bad(f + ".max_line_bytes", "is " + std::to_string(s.max_line_bytes) + "; allowed 1..4294967296 (a line costs ~70x its size in memory)");

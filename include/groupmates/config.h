@@ -44,7 +44,8 @@ struct SourceConfig {
   double weight = 1.0;                 ///< blend weight, > 0; weights are normalised over sources
   OnExhausted on_exhausted = OnExhausted::kEnd;
   std::string text_field = "text";     ///< kJsonl: the string field holding the document
-  std::string tokenizer_model;         ///< kJsonl: SentencePiece .model file
+  std::string tokenizer_model;         ///< kJsonl: a SentencePiece .model file, or a Hugging Face tokenizer.json (byte-level BPE;
+                                       ///< a path ending in ".json"; see tokenizer.h)
   /// Documents sources (kMegatron, kJsonl): append LoaderConfig::eos_id after each document. false:
   /// the documents already end with it (Megatron data built with --append-eod), none is added.
   bool append_eos = true;

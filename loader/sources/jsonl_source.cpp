@@ -1,5 +1,5 @@
 // JSONL documents: plain (mmap) or zstd (decompressed in memory), parsed with simdjson and
-// tokenized with SentencePiece. Also open_document_source(), the kMegatron / kJsonl dispatcher.
+// tokenized (SentencePiece or tokenizer.json: groupmates/tokenizer.h). Also open_document_source(), the kMegatron / kJsonl dispatcher.
 #include "sources/jsonl_source.h"
 
 #include <simdjson.h>
@@ -140,7 +140,7 @@ JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool
   if (load_tokenizer) {
     if (config.tokenizer_model.empty()) {
       throw Error(ErrorCode::kInvalidConfig, "",
-                  "source '" + source_name_ + "': tokenizer_model is empty; a JSONL source needs a SentencePiece .model file");
+                  "source '" + source_name_ + "': tokenizer_model is empty; a JSONL source needs a SentencePiece .model file or a tokenizer.json");
     }
     tokenizer_ = Tokenizer::load(config.tokenizer_model);
   }

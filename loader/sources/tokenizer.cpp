@@ -1,4 +1,5 @@
-// tokenizer.cpp: SentencePiece through the dlopen()ed shim (see tokenizer.h and spm_shim/spm_shim.cpp).
+// tokenizer.cpp: SentencePiece through the dlopen()ed shim (see tokenizer.h and spm_shim/spm_shim.cpp), or a
+// Hugging Face tokenizer.json (sources/byte_level_bpe.h) for a path ending in .json.
 #include "groupmates/tokenizer.h"
 
 #include <dlfcn.h>
@@ -12,6 +13,7 @@
 #include <mutex>
 
 #include "groupmates/error.h"
+#include "sources/byte_level_bpe.h"
 
 namespace groupmates {
 namespace {
@@ -166,6 +168,7 @@ struct ErrBuf {
 }  // namespace
 
 struct Tokenizer::Impl {
+  std::unique_ptr<ByteLevelBpe> bpe;  // a tokenizer.json; else SentencePiece through the shim
   const ShimApi* api = nullptr;
   void* handle = nullptr;
   std::string path;
@@ -179,7 +182,19 @@ std::string Tokenizer::shim_path() {
   return api.path;
 }
 
+bool Tokenizer::is_tokenizer_json(const std::string& path) {
+  return path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
+}
+
 std::shared_ptr<Tokenizer> Tokenizer::load(const std::string& model_path) {
+  if (is_tokenizer_json(model_path)) {
+    auto impl = std::make_unique<Impl>();
+    impl->bpe = ByteLevelBpe::load(model_path);
+    impl->path = model_path;
+    impl->vocab_size = impl->bpe->vocab_size();
+    impl->eos_id = impl->bpe->eos_id();
+    return std::shared_ptr<Tokenizer>(new Tokenizer(std::move(impl)));
+  }
   struct stat st;
   if (::stat(model_path.c_str(), &st) != 0) {
     throw Error(ErrorCode::kIo, model_path,
@@ -224,6 +239,10 @@ Tokenizer::~Tokenizer() {
 }
 
 void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& out) const {
+  if (impl_->bpe) {
+    impl_->bpe->encode(text, out);
+    return;
+  }
   ErrBuf err;
   auto sink = [](void* ctx, const int32_t* ids, size_t n) {
     auto& v = *static_cast<std::vector<uint32_t>*>(ctx);
@@ -235,6 +254,7 @@ void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& out) const 
 }
 
 std::string Tokenizer::decode(const std::vector<uint32_t>& ids) const {
+  if (impl_->bpe) return impl_->bpe->decode(ids);
   std::vector<int32_t> v;
   v.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -61,7 +61,8 @@ IGNORE_INDEX = _core.IGNORE_INDEX
 
 
 class Tokenizer:
-    """The SentencePiece tokenizer the core uses for JSONL sources (through its dlopen()ed shim)."""
+    """The tokenizer the core uses for JSONL sources: a SentencePiece .model (through its dlopen()ed
+    shim) or a Hugging Face tokenizer.json (a path ending in ".json"; byte-level BPE, read by the core)."""
 
     def __init__(self, model_path):
         self._tok = _core.Tokenizer.load(_os.fspath(model_path))

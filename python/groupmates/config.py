@@ -41,13 +41,14 @@ class SourceConfig:
                      ("data/*.jsonl.zst") or a directory (its data files) stands for its matches, sorted;
                      one matching nothing is an error
     format:          "token_file" (flat little-endian ids, no header), "megatron" (MMIDIDX) or
-                     "jsonl" (.jsonl or .jsonl.zst, text tokenized with SentencePiece)
+                     "jsonl" (.jsonl or .jsonl.zst, text tokenized with SentencePiece or a tokenizer.json)
     name:            label in ids, logs and counters (default "source<i>")
     dtype:           "uint16" or "uint32" ("token_file" only)
     weight:          blend weight > 0 (normalised over sources)
     on_exhausted:    "end" (the pass ends) or "recycle" (reshuffle and go on)
     text_field:      "jsonl": the string field holding the document
-    tokenizer_model: "jsonl": the SentencePiece .model file
+    tokenizer_model: "jsonl": the SentencePiece .model file, or a Hugging Face tokenizer.json (byte-level
+                     BPE; a path ending in ".json")
     append_eos:      "megatron"/"jsonl": append LoaderConfig.eos_id after each document; False when the
                      documents already end with it (Megatron data built with --append-eod)
     eos_id:          "megatron"/"jsonl" with append_eos: the id appended after this source's documents;
