@@ -312,7 +312,7 @@ struct StreamingLoader::Impl {
       std::vector<std::string> paths;
       for (size_t u = 0; u < units; ++u) paths.push_back(now.paths[order[u]]);
       size_t moved = 0;
-      while (order[moved] == moved) ++moved;
+      while (moved + 1 < units && order[moved] == moved) ++moved;
       std::fprintf(stderr,
                    "groupmates: source '%s': its files match the saved state by content but are listed in another "
                    "order (renamed?): reading them in the saved order (e.g. %s as file %zu, saved as %s)\n",
