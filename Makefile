@@ -87,6 +87,14 @@ bench-jsonl: configure corpus
 	cmake --build $(BUILD) -j$(JOBS) --target bench_jsonl
 	$(BUILD)/bench/bench_jsonl --tokenizer $(CORPUS)/austen.model --text $(CORPUS)/austen.jsonl --dir $(BUILD)/bench-jsonl-corpus --hf-tokenizer tests/data/tokenizer/gpt2-4k.tokenizer.json $(BENCH_JSONL_ARGS)
 
+# Start-up over BENCH_STARTUP_FILES (1,000) small token files (LibTorch-free): construction, construction from a
+# saved state, to the first batch, and the sampled content hashes alone; RESULT startup_files= open_s= ... hash_share=.
+BENCH_STARTUP_ARGS ?=
+.PHONY: bench-startup
+bench-startup: configure
+	cmake --build $(BUILD) -j$(JOBS) --target bench_startup
+	$(BUILD)/bench/bench_startup --dir $(BUILD)/bench-startup-files $(BENCH_STARTUP_ARGS)
+
 # libFuzzer harnesses of every parser (fuzz/): a clang ASan+UBSan build in $(BUILD)-fuzz, seed corpora
 # written by fuzz/make_seeds.cpp from real small files. `make fuzz` runs each harness for its share of
 # FUZZ_SECONDS and ends with RESULT fuzz_targets= fuzz_execs= fuzz_crashes=; `make fuzz-smoke` (in

@@ -11,7 +11,7 @@ namespace groupmates {
 namespace {
 
 const char* kMagic = "groupmates-state";
-constexpr int kVersion = 1;
+constexpr int kVersion = 2;  // 2: content fingerprints (no paths), `samples`, the source of each file
 
 std::string escape(const std::string& s) {
   std::string out;
@@ -97,12 +97,16 @@ uint64_t parse_hex64(const std::string& w, int line_no, const std::string& field
 
 std::string LoaderState::serialize() const {
   std::ostringstream o;
-  o << kMagic << " " << kVersion << "\n";
+  // A state parsed from version 1 text is written as version 1 again (its fingerprint covers paths,
+  // and a version 2 header would have it checked as a content fingerprint); all else as version 2.
+  const bool v1 = version == 1;
+  o << kMagic << " " << (v1 ? 1 : kVersion) << "\n";
   char hex[17];
   std::snprintf(hex, sizeof(hex), "%016" PRIx64, config_fingerprint);
   o << "fingerprint " << hex << "\n";
   o << "global_batch_size " << global_batch_size << "\n";
   o << "batches " << batches << "\n";
+  if (!v1) o << "samples " << samples << "\n";
   o << "pass " << pass << "\n";
   o << "ended " << (ended ? 1 : 0) << "\n";
   o << "blend";
@@ -113,7 +117,9 @@ std::string LoaderState::serialize() const {
   for (const auto& kv : extra) o << "extra " << escape(kv.first) << " " << escape(kv.second) << "\n";
   for (const auto& f : files) {
     std::snprintf(hex, sizeof(hex), "%016" PRIx64, f.content_hash);
-    o << "file " << f.size << " " << hex << " " << escape(f.path) << "\n";
+    o << "file ";
+    if (!v1) o << f.source << " ";
+    o << f.size << " " << hex << " " << escape(f.path) << "\n";
   }
   o << "end\n";
   return o.str();
@@ -123,13 +129,16 @@ LoaderState LoaderState::parse(const std::string& text) {
   std::istringstream in(text);
   std::string line;
   if (!std::getline(in, line)) bad("empty state");
+  LoaderState s;
   {
     const auto w = words(line);
     if (w.empty() || w[0] != kMagic) bad("does not start with '" + std::string(kMagic) + "'");
-    if (w.size() != 2 || w[1] != std::to_string(kVersion))
-      bad("version " + (w.size() > 1 ? w[1].substr(0, 32) : std::string("(none)")) + " is not supported (this build reads version 1)");
+    if (w.size() != 2 || (w[1] != "1" && w[1] != std::to_string(kVersion)))
+      bad("version " + (w.size() > 1 ? w[1].substr(0, 32) : std::string("(none)")) +
+          " is not supported (this build reads versions 1 and 2; a newer groupmates wrote it: restore it with that version)");
+    s.version = w[1] == "1" ? 1 : kVersion;
   }
-  LoaderState s;
+  bool seen_samples = false;
   bool seen_end = false;
   int line_no = 1;
   std::map<std::string, int> seen;  // scalar field -> line it was first on
@@ -159,6 +168,10 @@ LoaderState LoaderState::parse(const std::string& text) {
     } else if (key == "batches") {
       arity(1, "N"), once();
       s.batches = parse_u64(w[1], line_no, key);
+    } else if (key == "samples" && s.version >= 2) {
+      arity(1, "N"), once();
+      s.samples = parse_u64(w[1], line_no, key);
+      seen_samples = true;
     } else if (key == "pass") {
       arity(1, "N"), once();
       s.pass = parse_u64(w[1], line_no, key);
@@ -184,12 +197,18 @@ LoaderState LoaderState::parse(const std::string& text) {
       arity(2, "KEY VALUE");
       s.extra[unescape(w[1], line_no, "extra")] = unescape(w[2], line_no, "extra");
     } else if (key == "file") {
-      arity(3, "SIZE HEX PATH");
+      const size_t at = s.version >= 2 ? 2 : 1;  // version 1: no source index
+      arity(at + 2, s.version >= 2 ? "SOURCE SIZE HEX PATH" : "SIZE HEX PATH");
       const std::string f = "files[" + std::to_string(s.files.size()) + "]";
       DataFileFingerprint d;
-      d.size = parse_u64(w[1], line_no, f + ".size");
-      d.content_hash = parse_hex64(w[2], line_no, f + ".content_hash");
-      d.path = unescape(w[3], line_no, f + ".path");
+      if (s.version >= 2) {
+        const uint64_t source = parse_u64(w[1], line_no, f + ".source");
+        if (source > UINT32_MAX) bad_field(line_no, f + ".source", "is " + w[1] + "; must be a source index");
+        d.source = static_cast<uint32_t>(source);
+      }
+      d.size = parse_u64(w[at], line_no, f + ".size");
+      d.content_hash = parse_hex64(w[at + 1], line_no, f + ".content_hash");
+      d.path = unescape(w[at + 2], line_no, f + ".path");
       s.files.push_back(std::move(d));
     } else if (key == "end") {
       arity(0, "");
@@ -199,6 +218,12 @@ LoaderState LoaderState::parse(const std::string& text) {
     }
   }
   if (!seen_end) bad("truncated: no 'end' line");
+  if (!seen_samples) {  // version 1: every batch had the global batch size of the save
+    if (s.version >= 2) bad("no 'samples' line (version 2 states have one)");
+    if (s.global_batch_size > 0 && s.batches > UINT64_MAX / s.global_batch_size)
+      bad("batches * global_batch_size overflows 64 bits: the state was edited");
+    s.samples = s.batches * s.global_batch_size;
+  }
   return s;
 }
 
@@ -208,8 +233,8 @@ bool LoaderState::operator==(const LoaderState& o) const {
     if (sources[i].epoch != o.sources[i].epoch || sources[i].position != o.sources[i].position ||
         sources[i].offset != o.sources[i].offset)
       return false;
-  return config_fingerprint == o.config_fingerprint && global_batch_size == o.global_batch_size &&
-         batches == o.batches && pass == o.pass && ended == o.ended && blend_counts == o.blend_counts &&
+  return version == o.version && config_fingerprint == o.config_fingerprint && global_batch_size == o.global_batch_size &&
+         batches == o.batches && samples == o.samples && pass == o.pass && ended == o.ended && blend_counts == o.blend_counts &&
          skipped == o.skipped && extra == o.extra && files == o.files;
 }
 

@@ -2,7 +2,7 @@
 //   * the planner thread walks the global candidate stream (blend -> source cursors), keeps this
 //     rank's rows, snapshots the state after each global batch, and posts one assembly task per
 //     batch to the pool; at most prefetch_batches batches are planned and not yet consumed;
-//   * pool threads (boost::asio::thread_pool) read/tokenize documents ahead for the cursors and
+//   * pool threads (util/lazy_thread_pool.h) read/tokenize documents ahead for the cursors and
 //     assemble batches (copy + widen tokens into a pooled buffer); they never block;
 //   * the consumer (next()) takes batches strictly in order from the reorder slots.
 // With reader_count = k > 1 (e.g. k DataLoader worker processes of one rank), this loader plans
@@ -10,10 +10,9 @@
 // the batches g with g % k == reader_index.
 #include "groupmates/streaming_loader.h"
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <algorithm>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -30,6 +29,7 @@
 #include "stream/skip_counters.h"
 #include "stream/source_cursor.h"
 #include "sources/token_file_source.h"
+#include "util/lazy_thread_pool.h"
 #include "util/stopwatch.h"
 
 namespace groupmates {
@@ -89,14 +89,21 @@ struct StreamingLoader::Impl {
   std::vector<std::string> names;
   BlendSchedule blend;
   SkipCounters skips;
-  uint64_t fingerprint = 0;
-  std::vector<DataFileFingerprint> files;  // every data file, in source order (saved in the state)
-  boost::asio::thread_pool pool;
+  uint64_t fingerprint = 0;       // by content: what a version 2 state must match
+  uint64_t path_fingerprint = 0;  // with the paths: what a version 1 state must match
+  // Each source as opened: its paths (expanded), and its data files by content, in reading order.
+  struct OpenedSource {
+    std::vector<std::string> paths;
+    std::vector<DataFileFingerprint> files;
+  };
+  std::vector<OpenedSource> opened;
+  LazyThreadPool pool;  // its threads start at the first read-ahead or batch (construction starts none)
   std::shared_ptr<BufferPool> buffers;
 
   // Planner-owned position in the global stream.
   uint64_t pass = 0;
   uint64_t plan_batch_index = 0;
+  uint64_t plan_samples = 0;  // candidates of the global batches planned so far
   bool plan_ended = false;
 
   // One planned batch, filled by a pool thread.
@@ -144,57 +151,86 @@ struct StreamingLoader::Impl {
     return w;
   }
 
-  void open_sources() {
-    uint64_t h = XXH3_64bits_withSeed(&config.seed, sizeof(config.seed), 0x67726f7570ULL);
-    auto mix = [&h](uint64_t v) { h = XXH3_64bits_withSeed(&v, sizeof(v), h); };
-    mix(config.row_length());
-    mix(config.shuffle);
-    mix(static_cast<uint64_t>(config.packing));
-    mix(static_cast<uint64_t>(config.eos_id));
-    mix(static_cast<uint64_t>(config.pad_id));
-    for (size_t i = 0; i < config.sources.size(); ++i) {
-      SourceConfig sc = config.sources[i];
-      sc.name = source_name(config, i);  // readers label their skip counters with it
-      sc.paths = expand_paths(sc.paths, sc.format, "sources[" + std::to_string(i) + "].paths");
-      CursorContext ctx;
-      ctx.source_index = static_cast<uint32_t>(i);
-      ctx.source_name = source_name(config, i);
-      ctx.seed = config.seed;
-      ctx.shuffle = config.shuffle;
-      ctx.sequence_length = config.row_length();
-      ctx.packing = config.packing;
-      // append_eos false: the documents end with their own EOS; else the source's id or the loader's.
-      ctx.eos_id = !sc.append_eos ? -1 : sc.eos_id == kLoaderEosId ? config.eos_id : sc.eos_id;
-      ctx.pad_id = config.pad_id;
-      ctx.read_ahead = config.tokenize_ahead;
-      ctx.pool = &pool;
-      ctx.skips = &skips;
-      names.push_back(ctx.source_name);
-      if (sc.format == SourceFormat::kTokenFile) {
-        auto src = std::make_shared<const TokenFileSource>(sc, config.row_length());
-        if (src->num_windows() == 0)
-          throw Error(ErrorCode::kCorruptData, sc.paths[0],
-                      "source '" + ctx.source_name + "' has no complete window of " + std::to_string(config.row_length()) +
-                          " tokens (sequence_length, +1 with labels): use longer files or a shorter sequence_length");
-        cursors.push_back(make_window_cursor(src, ctx));
-      } else {
-        std::shared_ptr<const DocumentSource> src = open_document_source(sc, config.bad_input);
-        cursors.push_back(make_document_cursor(src, ctx));
-      }
-      mix(cursors.back()->fingerprint());
-      for (auto& f : cursors.back()->data_files()) files.push_back(std::move(f));
-      mix(XXH3_64bits(ctx.source_name.data(), ctx.source_name.size()));
-      uint64_t wbits;
-      std::memcpy(&wbits, &sc.weight, sizeof(wbits));
-      mix(wbits);
-      mix(static_cast<uint64_t>(sc.on_exhausted));
-      if (!sc.append_eos) mix(0x656f73ULL);  // only when set: fingerprints of earlier states stay valid
-      if (sc.eos_id != kLoaderEosId) {
-        mix(0x736f75726365656fULL);
-        mix(static_cast<uint64_t>(sc.eos_id));
-      }
+  CursorContext cursor_context(size_t i) {
+    CursorContext ctx;
+    ctx.source_index = static_cast<uint32_t>(i);
+    ctx.source_name = source_name(config, i);
+    ctx.seed = config.seed;
+    ctx.shuffle = config.shuffle;
+    ctx.sequence_length = config.row_length();
+    ctx.packing = config.packing;
+    const SourceConfig& sc = config.sources[i];
+    // append_eos false: the documents end with their own EOS; else the source's id or the loader's.
+    ctx.eos_id = !sc.append_eos ? -1 : sc.eos_id == kLoaderEosId ? config.eos_id : sc.eos_id;
+    ctx.pad_id = config.pad_id;
+    ctx.read_ahead = config.tokenize_ahead;
+    ctx.pool = &pool;
+    ctx.skips = &skips;
+    return ctx;
+  }
+
+  // Opens source i reading `paths` (expanded, in this order) into cursors[i] and opened[i].
+  void open_source(size_t i, std::vector<std::string> paths) {
+    SourceConfig sc = config.sources[i];
+    sc.name = source_name(config, i);  // readers label their skip counters with it
+    sc.paths = paths;
+    const CursorContext ctx = cursor_context(i);
+    std::unique_ptr<SourceCursor> cursor;
+    if (sc.format == SourceFormat::kTokenFile) {
+      auto src = std::make_shared<const TokenFileSource>(sc, config.row_length());
+      if (src->num_windows() == 0)
+        throw Error(ErrorCode::kCorruptData, sc.paths[0],
+                    "source '" + ctx.source_name + "' has no complete window of " + std::to_string(config.row_length()) +
+                        " tokens (sequence_length, +1 with labels): use longer files or a shorter sequence_length");
+      cursor = make_window_cursor(src, ctx);
+    } else {
+      std::shared_ptr<const DocumentSource> src = open_document_source(sc, config.bad_input);
+      cursor = make_document_cursor(src, ctx);
     }
-    fingerprint = h;
+    OpenedSource o;
+    o.paths = std::move(paths);
+    o.files = cursor->data_files();
+    for (auto& f : o.files) f.source = static_cast<uint32_t>(i);
+    if (cursors.size() <= i) cursors.resize(i + 1), opened.resize(i + 1);
+    cursors[i] = std::move(cursor);
+    opened[i] = std::move(o);
+  }
+
+  void open_sources() {
+    for (size_t i = 0; i < config.sources.size(); ++i) {
+      names.push_back(source_name(config, i));
+      open_source(i, expand_paths(config.sources[i].paths, config.sources[i].format, "sources[" + std::to_string(i) + "].paths"));
+    }
+    compute_fingerprints();
+  }
+
+  // The stream's fingerprints over the opened sources: by content (`fingerprint`) and version 1's
+  // (`path_fingerprint`, the same mixes over the sources' path-including fingerprints).
+  void compute_fingerprints() {
+    for (const bool with_paths : {false, true}) {
+      uint64_t h = XXH3_64bits_withSeed(&config.seed, sizeof(config.seed), 0x67726f7570ULL);
+      auto mix = [&h](uint64_t v) { h = XXH3_64bits_withSeed(&v, sizeof(v), h); };
+      mix(config.row_length());
+      mix(config.shuffle);
+      mix(static_cast<uint64_t>(config.packing));
+      mix(static_cast<uint64_t>(config.eos_id));
+      mix(static_cast<uint64_t>(config.pad_id));
+      for (size_t i = 0; i < config.sources.size(); ++i) {
+        const SourceConfig& sc = config.sources[i];
+        mix(with_paths ? cursors[i]->path_fingerprint() : cursors[i]->fingerprint());
+        mix(XXH3_64bits(names[i].data(), names[i].size()));
+        uint64_t wbits;
+        std::memcpy(&wbits, &sc.weight, sizeof(wbits));
+        mix(wbits);
+        mix(static_cast<uint64_t>(sc.on_exhausted));
+        if (!sc.append_eos) mix(0x656f73ULL);  // only when set: fingerprints of earlier states stay valid
+        if (sc.eos_id != kLoaderEosId) {
+          mix(0x736f75726365656fULL);
+          mix(static_cast<uint64_t>(sc.eos_id));
+        }
+      }
+      (with_paths ? path_fingerprint : fingerprint) = h;
+    }
   }
 
   uint64_t global_batch_size() const { return uint64_t{config.batch_size} * config.world_size; }
@@ -204,6 +240,7 @@ struct StreamingLoader::Impl {
     s.config_fingerprint = fingerprint;
     s.global_batch_size = global_batch_size();
     s.batches = plan_batch_index;
+    s.samples = plan_samples;
     s.pass = pass;
     s.ended = plan_ended;
     s.blend_counts = blend.counts();
@@ -212,48 +249,154 @@ struct StreamingLoader::Impl {
       s.sources.push_back({cs.epoch, cs.position, cs.offset});
     }
     s.skipped = skips.counts();
-    s.files = files;
+    for (const auto& o : opened) s.files.insert(s.files.end(), o.files.begin(), o.files.end());
     return s;
   }
 
-  // A data file changed since `s` was saved: named, with what changed (states saved before file
-  // fingerprints existed have none and are checked by config_fingerprint alone).
-  void check_files(const LoaderState& s) const {
+  static std::string hex64(uint64_t v) {
+    char buf[17];
+    std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+    return buf;
+  }
+
+  // A version 2 state: each saved file is matched by content (size + sampled hash) to a file of the
+  // same source, never by path, so data copied, moved or renamed resumes. Order: when the files
+  // match one to one but the paths (as listed and expanded) give them in another order, e.g. shards
+  // renamed so that they sort differently, the source is reopened in the saved order, which is the
+  // order the stream was built from; files of equal content are taken in their listed order. A
+  // saved file that matches nothing is an error naming the file and what changed.
+  void match_files(const LoaderState& s) {
+    for (const auto& f : s.files)
+      if (f.source >= cursors.size())
+        throw Error(ErrorCode::kInvalidState, "LoaderState.files",
+                    "names source " + std::to_string(f.source) + " but the config has " + std::to_string(cursors.size()) +
+                        " sources: restore the state with the config it was saved with");
+    if (s.files.empty()) return;  // nothing recorded: config_fingerprint alone
+    bool reopened = false;
+    for (size_t i = 0; i < cursors.size(); ++i) {
+      std::vector<DataFileFingerprint> saved;
+      for (const auto& f : s.files)
+        if (f.source == i) saved.push_back(f);
+      const OpenedSource& now = opened[i];
+      if (saved.size() != now.files.size())
+        throw Error(ErrorCode::kInvalidState, "sources[" + std::to_string(i) + "] ('" + names[i] + "')",
+                    "reads " + std::to_string(now.files.size()) + " data file(s) here but read " + std::to_string(saved.size()) +
+                        " when the state was saved (the first then: " + (saved.empty() ? std::string("none") : saved[0].path) +
+                        "): files were added or removed, and resuming would read other data; restore the state with "
+                        "the files it was saved with, or start a fresh run without the state");
+      bool same = true;
+      for (size_t k = 0; k < saved.size(); ++k) same = same && saved[k].same_content(now.files[k]);
+      if (same) continue;
+      // Units of matching: one path entry's files (a Megatron prefix is its .idx and .bin).
+      const size_t per = now.files.size() / now.paths.size(), units = now.paths.size();
+      auto key = [per](const std::vector<DataFileFingerprint>& v, size_t u) {
+        std::string k;
+        for (size_t j = u * per; j < (u + 1) * per; ++j) k += std::to_string(v[j].size) + ":" + std::to_string(v[j].content_hash) + ";";
+        return k;
+      };
+      std::map<std::string, std::vector<size_t>> available;  // content -> current units, last first
+      for (size_t u = units; u-- > 0;) available[key(now.files, u)].push_back(u);
+      std::vector<size_t> order(units), unmatched;
+      std::vector<bool> taken(units, false);
+      for (size_t u = 0; u < units; ++u) {
+        auto it = available.find(key(saved, u));
+        if (it == available.end() || it->second.empty()) {
+          unmatched.push_back(u);
+          continue;
+        }
+        order[u] = it->second.back();
+        taken[order[u]] = true;
+        it->second.pop_back();
+      }
+      if (!unmatched.empty()) changed_file(i, saved, unmatched[0], per, taken);
+      std::vector<std::string> paths;
+      for (size_t u = 0; u < units; ++u) paths.push_back(now.paths[order[u]]);
+      size_t moved = 0;
+      while (moved + 1 < units && order[moved] == moved) ++moved;
+      std::fprintf(stderr,
+                   "groupmates: source '%s': its files match the saved state by content but are listed in another "
+                   "order (renamed?): reading them in the saved order (e.g. %s as file %zu, saved as %s)\n",
+                   names[i].c_str(), paths[moved].c_str(), moved, saved[moved * per].path.c_str());
+      open_source(i, std::move(paths));
+      reopened = true;
+    }
+    if (reopened) compute_fingerprints();
+  }
+
+  // Saved unit `u` of source i matches no file now: names the file it most likely became (the
+  // unmatched one at the saved path, else at its position, else the first unmatched) and what changed.
+  [[noreturn]] void changed_file(size_t i, const std::vector<DataFileFingerprint>& saved, size_t u, size_t per,
+                                 const std::vector<bool>& taken) const {
+    const OpenedSource& now = opened[i];
+    size_t c = now.paths.size();
+    for (size_t v = 0; v < now.paths.size() && c == now.paths.size(); ++v)
+      if (!taken[v] && now.files[v * per].path == saved[u * per].path) c = v;
+    if (c == now.paths.size() && !taken[u]) c = u;
+    for (size_t v = 0; v < now.paths.size() && c == now.paths.size(); ++v)
+      if (!taken[v]) c = v;
+    size_t j = 0;
+    while (j + 1 < per && saved[u * per + j].same_content(now.files[c * per + j])) ++j;
+    const DataFileFingerprint& was = saved[u * per + j];
+    const DataFileFingerprint& is = now.files[c * per + j];
+    const std::string then = was.path == is.path ? "" : " (then at " + was.path + ")";
+    const std::string why = "; files are matched by content (size and sampled blocks), and no file of source '" + names[i] +
+                            "' matches this one of the state" + then +
+                            ": it changed, and resuming would read other data; restore the original file, or start a "
+                            "fresh run without the state";
+    if (is.size != was.size)
+      throw Error(ErrorCode::kInvalidState, is.path,
+                  "the file is " + std::to_string(is.size) + " bytes but was " + std::to_string(was.size) +
+                      " when the state was saved" + why);
+    throw Error(ErrorCode::kInvalidState, is.path,
+                "the file has the same size but other content than when the state was saved (" + std::to_string(is.size) +
+                    " bytes; the XXH3 of its sampled 4 KiB blocks is " + hex64(is.content_hash) + ", was " +
+                    hex64(was.content_hash) + ": it was replaced or rewritten)" + why);
+  }
+
+  // A version 1 state (files matched by path, config_fingerprint covering the paths).
+  void check_files_by_path(const LoaderState& s) const {
+    const std::string v1 = "; this state is version 1 (saved by an earlier groupmates), which identifies data files by "
+                           "path: restore it with the data at the paths it was saved with, save a new state (version 2 "
+                           "identifies files by content and survives moves), or start a fresh run without the state";
     for (size_t i = 0; i < s.files.size(); ++i) {
       const DataFileFingerprint& was = s.files[i];
-      const auto now = std::find_if(files.begin(), files.end(), [&](const DataFileFingerprint& f) { return f.path == was.path; });
+      const DataFileFingerprint* now = nullptr;
+      for (const auto& o : opened)
+        for (const auto& f : o.files)
+          if (f.path == was.path && now == nullptr) now = &f;
       const std::string field = "LoaderState.files[" + std::to_string(i) + "]";
-      if (now == files.end())
+      if (now == nullptr)
         throw Error(ErrorCode::kInvalidState, was.path,
-                    "the state was saved reading this file, which this config does not read (" + field +
-                        "): restore it with the config it was saved with");
+                    "the state was saved reading this file, which this config does not read (" + field + ")" + v1);
       if (now->size != was.size)
         throw Error(ErrorCode::kInvalidState, was.path,
                     "the file is " + std::to_string(now->size) + " bytes but was " + std::to_string(was.size) +
-                        " when the state was saved: it changed, and resuming would read other data; restore the "
-                        "original file, or start a fresh run without the state");
+                        " when the state was saved: it changed, and resuming would read other data" + v1);
       if (now->content_hash != was.content_hash)
         throw Error(ErrorCode::kInvalidState, was.path,
                     "the file has the same size but other content than when the state was saved (sampled-block "
-                    "fingerprint differs): it was replaced or rewritten, and resuming would read other data; "
-                    "restore the original file, or start a fresh run without the state");
+                    "fingerprint differs): it was replaced or rewritten, and resuming would read other data" + v1);
     }
+    if (s.config_fingerprint != path_fingerprint)
+      throw Error(ErrorCode::kInvalidState, "LoaderState.config_fingerprint",
+                  "the state was saved with different data or stream settings (sources, their files and paths, seed, "
+                  "sequence_length, shuffle, packing, eos/pad ids, weights): restore it with the same config" + v1);
   }
 
   void restore(const LoaderState& s) {
-    check_files(s);
-    if (s.config_fingerprint != fingerprint)
-      throw Error(ErrorCode::kInvalidState, "LoaderState.config_fingerprint",
-                  "the state was saved with different data or stream settings (sources, their files, seed, "
-                  "sequence_length, shuffle, packing, eos/pad ids, weights): restore it with the same config");
-    if (s.global_batch_size != global_batch_size())
-      throw Error(ErrorCode::kInvalidState, "LoaderState.global_batch_size",
-                  "the state was saved with global batch size " + std::to_string(s.global_batch_size) +
-                      " (batch_size * world_size), this config has " + std::to_string(global_batch_size()) +
-                      ": resuming on another number of ranks is exact only with the same global batch size; "
-                      "set batch_size = " + std::to_string(s.global_batch_size) + " / world_size");
     if (s.sources.size() != cursors.size())
       throw Error(ErrorCode::kInvalidState, "LoaderState.sources", "saved with " + std::to_string(s.sources.size()) + " sources, config has " + std::to_string(cursors.size()));
+    if (s.version == 1) {
+      check_files_by_path(s);
+    } else {
+      match_files(s);
+      if (s.config_fingerprint != fingerprint)
+        throw Error(ErrorCode::kInvalidState, "LoaderState.config_fingerprint",
+                    "the state was saved with different data or stream settings (sources, their files' content and "
+                    "order, seed, sequence_length, shuffle, packing, eos/pad ids, weights): restore it with the same config");
+    }
+    // Another global batch size (ranks, or batch-size ramp-up) continues at the same stream position:
+    // the next global batch takes the next global_batch_size() candidates after the `samples` consumed.
     if (config.epochs > 0 && (s.pass > config.epochs || (s.pass == config.epochs && !s.ended)))
       throw Error(ErrorCode::kInvalidState, "LoaderState.pass",
                   "is " + std::to_string(s.pass) + " but the config has epochs = " + std::to_string(config.epochs) +
@@ -262,15 +405,17 @@ struct StreamingLoader::Impl {
       throw Error(ErrorCode::kInvalidState, "LoaderState.blend",
                   "has " + std::to_string(s.blend_counts.size()) + " counts, the config has " +
                       std::to_string(cursors.size()) + " sources: the state was edited or belongs to another config");
-    if (s.batches > UINT64_MAX / global_batch_size())
+    if (s.batches > s.samples || s.samples > UINT64_MAX / 2)
       throw Error(ErrorCode::kInvalidState, "LoaderState.batches",
-                  "is " + std::to_string(s.batches) + ": batches * global batch size overflows 64 bits; the state was edited");
+                  "is " + std::to_string(s.batches) + " global batches of " + std::to_string(s.samples) +
+                      " samples in all (each batch has at least one; at most 2^63 samples): the state was edited");
     blend.set_counts(s.blend_counts);
     for (size_t i = 0; i < cursors.size(); ++i)
       cursors[i]->load({s.sources[i].epoch, s.sources[i].position, s.sources[i].offset});
     skips.reset(s.skipped);
     pass = s.pass;
     plan_batch_index = s.batches;
+    plan_samples = s.samples;
     plan_ended = s.ended;
     next_index = s.batches;
     current = s;
@@ -417,6 +562,7 @@ struct StreamingLoader::Impl {
         while (!plan_ended && index < slot_index) {
           if (plan_batch(false)) {
             ++plan_batch_index;
+            plan_samples += global_batch_size();
             ++index;
           } else {
             plan_ended = true;
@@ -437,8 +583,9 @@ struct StreamingLoader::Impl {
           return;
         }
         ++plan_batch_index;
+        plan_samples += global_batch_size();
         LoaderState after = snapshot();
-        boost::asio::post(pool, [this, index, rows = std::move(*rows), after = std::move(after)]() mutable {
+        pool.post([this, index, rows = std::move(*rows), after = std::move(after)]() mutable {
           assemble(index, std::move(rows), std::move(after));
         });
       } catch (...) {
@@ -450,7 +597,9 @@ struct StreamingLoader::Impl {
     }
   }
 
+  bool started = false;
   void start() {
+    started = true;
     next_index = next_mine(next_index);
     planner = std::thread([this] { run_planner(); });
   }
@@ -462,12 +611,12 @@ struct StreamingLoader::Impl {
     }
     planner_cv.notify_all();
     if (planner.joinable()) planner.join();
-    pool.stop();  // queued read-ahead/assembly tasks are dropped; running ones finish
-    pool.join();
+    pool.stop_and_join();  // queued read-ahead/assembly tasks are dropped; running ones finish
   }
 
   std::optional<HostBatch> next() {
     if (failed) std::rethrow_exception(failed);
+    if (!started) start();  // lazily: a loader never read starts no thread
     if (ended) return std::nullopt;
     Slot slot;
     bool wake_planner = false;
@@ -509,13 +658,11 @@ struct StreamingLoader::Impl {
 StreamingLoader::StreamingLoader(LoaderConfig config, BufferAllocator allocator)
     : impl_(std::make_unique<Impl>(std::move(config), std::move(allocator))) {
   impl_->current = impl_->snapshot();
-  impl_->start();
 }
 
 StreamingLoader::StreamingLoader(LoaderConfig config, const LoaderState& state, BufferAllocator allocator)
     : impl_(std::make_unique<Impl>(std::move(config), std::move(allocator))) {
   impl_->restore(state);
-  impl_->start();
 }
 
 StreamingLoader::~StreamingLoader() { impl_->shutdown(); }
@@ -535,6 +682,14 @@ LoaderStats StreamingLoader::stats() const {
   s.batches = impl_->batches_returned;
   s.buffers_allocated = impl_->buffers->allocated();
   s.consumer_wait_seconds = impl_->wait_seconds;
+  for (const auto& c : impl_->cursors) {
+    const SourceCacheStats cs = c->cache_stats();
+    s.line_index_cache_hits += cs.line_index_hits;
+    s.line_index_cache_misses += cs.line_index_misses;
+    s.zstd_frame_cache_hits += cs.frame_hits;
+    s.zstd_frame_cache_misses += cs.frame_misses;
+    s.zstd_frame_cache_bytes += cs.frame_bytes;
+  }
   return s;
 }
 

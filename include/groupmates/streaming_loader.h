@@ -5,7 +5,8 @@
 //   auto saved = loader.state().serialize();  // later: StreamingLoader(config, LoaderState::parse(saved))
 //
 // The stream is global: candidate order is a pure function of (config, seed), global batch g is
-// candidates [g*B*W, (g+1)*B*W) and rank r takes rows [r*B, (r+1)*B) of it. Thread count never
+// candidates [g*B*W, (g+1)*B*W) and rank r takes rows [r*B, (r+1)*B) of it (after a resume with
+// another B*W: the next B*W candidates after the state's `samples`). Thread count never
 // changes the stream. Worker errors reach next() with the file and offset.
 #pragma once
 
@@ -41,15 +42,23 @@ struct LoaderStats {
   uint64_t batches = 0;            ///< batches returned by next()
   uint64_t buffers_allocated = 0;  ///< token buffers ever allocated (steady state: prefetch + held)
   double consumer_wait_seconds = 0; ///< time next() waited for a batch
+  // Caches of JSONL sources (zero for other formats), summed over the sources:
+  uint64_t line_index_cache_hits = 0;    ///< files whose line index was read from its on-disk cache at open
+  uint64_t line_index_cache_misses = 0;  ///< files indexed at open (first open, stale or corrupt cache, none writable)
+  uint64_t zstd_frame_cache_hits = 0;    ///< document reads served by decompressed zstd frames in the LRU
+  uint64_t zstd_frame_cache_misses = 0;  ///< document reads that decompressed a frame (zstd_cache_bytes bounds the LRU)
+  uint64_t zstd_frame_cache_bytes = 0;   ///< decompressed bytes the frame LRUs hold now
 };
 
 class StreamingLoader {
  public:
-  /// Opens every source and starts the workers; throws Error for a bad config or file.
+  /// Opens every source and checks the config; throws Error for a bad config or file. Starts no
+  /// thread: the planner and the pool start at the first next() (lazily, as peers start in __iter__).
   explicit StreamingLoader(LoaderConfig config, BufferAllocator allocator = {});
-  /// Continues exactly from a saved state (of any world size with the same global batch size).
+  /// Continues exactly from a saved state, at its sample position (any world size and batch size;
+  /// data files matched by content, so the data may have moved: LoaderState's DataFileFingerprint).
   StreamingLoader(LoaderConfig config, const LoaderState& state, BufferAllocator allocator = {});
-  /// Stops the workers promptly, also when they are blocked on full queues.
+  /// Stops the workers (if they started) promptly, also when they are blocked on full queues.
   ~StreamingLoader();
   StreamingLoader(const StreamingLoader&) = delete;
   StreamingLoader& operator=(const StreamingLoader&) = delete;
@@ -64,7 +73,7 @@ class StreamingLoader {
   std::string skip_report() const;
   LoaderStats stats() const;
   const LoaderConfig& config() const;
-  /// Hash of everything that defines the global stream (sources' data, seed, shapes).
+  /// Hash of everything that defines the global stream (sources' data by content, not path; seed, shapes).
   uint64_t config_fingerprint() const;
 
  private:

@@ -145,7 +145,7 @@ JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool
     tokenizer_ = Tokenizer::load(config.tokenizer_model);
   }
   cache_ = std::make_unique<FrameCache>(config.zstd_cache_bytes);
-  std::string fp = "jsonl\n" + text_field_ + "\n";
+  std::string fp = "jsonl\n" + text_field_ + "\n", legacy = fp;  // fp by content; legacy (version 1) with paths
   first_line_.push_back(0);
   for (const std::string& path : config.paths) {
     auto f = std::make_unique<File>();
@@ -192,15 +192,18 @@ JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool
     if (f->index.size == 0) {
       throw Error(ErrorCode::kCorruptData, path, "file decompresses to 0 bytes (0 records); remove it from the source's paths");
     }
-    fp += path;
-    fp += '\0';
-    fp += std::to_string(f->disk_size) + " " + std::to_string(f->index.size) + " " + std::to_string(f->index.starts.size()) + " " +
-          std::to_string(content_hash) + "\n";
+    const std::string content = std::to_string(f->disk_size) + " " + std::to_string(f->index.size) + " " +
+                                std::to_string(f->index.starts.size()) + " " + std::to_string(content_hash) + "\n";
+    fp += content;
+    legacy += path;
+    legacy += '\0';
+    legacy += content;
     data_files_.push_back({path, f->disk_size, content_hash});
     first_line_.push_back(first_line_.back() + f->index.starts.size());
     files_.push_back(std::move(f));
   }
   fingerprint_ = XXH3_64bits(fp.data(), fp.size());
+  path_fingerprint_ = XXH3_64bits(legacy.data(), legacy.size());
   if (config.index_cache) {
     const std::string report = index_cache_.report();
     if (!report.empty()) std::fprintf(stderr, "groupmates: source '%s': %s\n", source_name_.c_str(), report.c_str());
@@ -363,6 +366,7 @@ Document JsonlSource::read(uint64_t i, SkipCounters& skips) const {
 }
 
 uint64_t JsonlSource::fingerprint() const { return fingerprint_; }
+uint64_t JsonlSource::path_fingerprint() const { return path_fingerprint_; }
 std::vector<DataFileFingerprint> JsonlSource::data_files() const { return data_files_; }
 uint32_t JsonlSource::num_files() const { return static_cast<uint32_t>(files_.size()); }
 const std::string& JsonlSource::path(uint32_t f) const { return files_.at(f)->path; }
@@ -377,6 +381,17 @@ uint64_t JsonlSource::memory_bytes() const {
 }
 
 FrameCache::Stats JsonlSource::frame_cache_stats() const { return cache_->stats(); }
+
+SourceCacheStats JsonlSource::cache_stats() const {
+  SourceCacheStats s;
+  s.line_index_hits = index_cache_.hits;
+  s.line_index_misses = index_cache_.built + index_cache_.stale + index_cache_.corrupt + index_cache_.uncached;
+  const FrameCache::Stats f = cache_->stats();
+  s.frame_hits = f.hits;
+  s.frame_misses = f.misses;
+  s.frame_bytes = f.bytes;
+  return s;
+}
 const IndexCacheCounts& JsonlSource::index_cache_counts() const { return index_cache_; }
 
 std::unique_ptr<DocumentSource> open_document_source(const SourceConfig& config, BadInputPolicy policy) {

@@ -56,6 +56,8 @@ class JsonlSource : public DocumentSource {
   /// "path:line N" (1-based line in its file).
   std::string locate(uint64_t i) const override;
   uint64_t fingerprint() const override;
+  uint64_t path_fingerprint() const override;
+  SourceCacheStats cache_stats() const override;
   std::vector<DataFileFingerprint> data_files() const override;
 
   /// Checks record i and extracts its text without tokenizing; on a problem, *detail (if given)
@@ -96,7 +98,8 @@ class JsonlSource : public DocumentSource {
   std::shared_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<FrameCache> cache_;
   IndexCacheCounts index_cache_;
-  uint64_t fingerprint_ = 0;
+  uint64_t fingerprint_ = 0;       // by content (sizes, counts, sampled hashes), in file order
+  uint64_t path_fingerprint_ = 0;  // version 1's: the same with each path
   std::vector<DataFileFingerprint> data_files_;
 };
 

@@ -81,7 +81,7 @@ MegatronSource::MegatronSource(const SourceConfig& config, BadInputPolicy policy
     throw Error(ErrorCode::kInvalidConfig, "",
                 "source '" + source_name_ + "': paths is empty; list Megatron prefixes (data/wiki for data/wiki.idx + data/wiki.bin)");
   }
-  std::string fp = "megatron\n";
+  std::string fp = "megatron\n", legacy = fp;  // fp by content; legacy (version 1) with the prefixes
   first_doc_.push_back(0);
   for (const std::string& path : config.paths) {
     auto f = std::make_unique<File>();
@@ -149,16 +149,19 @@ MegatronSource::MegatronSource(const SourceConfig& config, BadInputPolicy policy
     }
     data_files_.push_back({f->idx_path, idx.size(), idx.sampled_hash()});
     data_files_.push_back({f->bin_path, f->bin->size(), f->bin->sampled_hash()});
-    fp += f->prefix;
-    fp += '\0';
-    fp += std::to_string(idx.size()) + " " + std::to_string(f->bin->size()) + " " + std::to_string(f->n) + " " +
+    legacy += f->prefix;
+    legacy += '\0';
+    const std::string content = std::to_string(idx.size()) + " " + std::to_string(f->bin->size()) + " " + std::to_string(f->n) + " " +
           std::to_string(f->d) + " " + std::to_string(f->dtype) + " " +
           std::to_string(data_files_[data_files_.size() - 2].content_hash) + " " +
           std::to_string(data_files_.back().content_hash) + "\n";
+    fp += content;
+    legacy += content;
     first_doc_.push_back(first_doc_.back() + f->n);
     files_.push_back(std::move(f));
   }
   fingerprint_ = XXH3_64bits(fp.data(), fp.size());
+  path_fingerprint_ = XXH3_64bits(legacy.data(), legacy.size());
 }
 
 MegatronSource::~MegatronSource() = default;
@@ -241,6 +244,7 @@ std::string MegatronSource::locate(uint64_t i) const {
 }
 
 uint64_t MegatronSource::fingerprint() const { return fingerprint_; }
+uint64_t MegatronSource::path_fingerprint() const { return path_fingerprint_; }
 std::vector<DataFileFingerprint> MegatronSource::data_files() const { return data_files_; }
 uint32_t MegatronSource::num_files() const { return static_cast<uint32_t>(files_.size()); }
 const std::string& MegatronSource::prefix(uint32_t f) const { return files_.at(f)->prefix; }

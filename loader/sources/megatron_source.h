@@ -44,6 +44,7 @@ class MegatronSource : public DocumentSource {
   /// "PREFIX.bin:byte OFFSET (document i)".
   std::string locate(uint64_t i) const override;
   uint64_t fingerprint() const override;
+  uint64_t path_fingerprint() const override;
   std::vector<DataFileFingerprint> data_files() const override;
 
   /// Raw index entry of document i (unchecked values straight from the .idx).
@@ -74,7 +75,8 @@ class MegatronSource : public DocumentSource {
   std::vector<uint64_t> first_doc_;  // size files+1
   std::string source_name_;
   BadInputPolicy policy_;
-  uint64_t fingerprint_ = 0;
+  uint64_t fingerprint_ = 0;       // by content (sizes, counts, sampled hashes), in file order
+  uint64_t path_fingerprint_ = 0;  // version 1's: the same with each path
   std::vector<DataFileFingerprint> data_files_;
 };
 

@@ -21,6 +21,7 @@ struct TokenFileSource::Impl {
   uint32_t window = 0;
   uint64_t tail_tokens = 0;
   uint64_t fingerprint = 0;
+  uint64_t path_fingerprint = 0;
   std::vector<DataFileFingerprint> data_files;
 };
 
@@ -37,8 +38,10 @@ TokenFileSource::TokenFileSource(const SourceConfig& config, uint32_t window) : 
   const uint64_t bytes = token_width_bytes(impl_->width);
   const char* dtype_name = bytes == 4 ? "uint32" : "uint16";
 
-  // What the fingerprint covers: window, width, then every path, size and sampled content hash.
+  // What the fingerprint covers: window, width, then every file's size and sampled content hash, in
+  // order (never its path: data moved or renamed resumes). `legacy` is version 1's, with the paths.
   std::string fp = "tokenfile\n" + std::to_string(window) + "\n" + std::to_string(bytes) + "\n";
+  std::string legacy = fp;
 
   impl_->first_window.push_back(0);
   for (const std::string& path : config.paths) {
@@ -57,13 +60,16 @@ TokenFileSource::TokenFileSource(const SourceConfig& config, uint32_t window) : 
     const uint64_t windows = tokens / window;
     impl_->tail_tokens += tokens - windows * window;
     impl_->first_window.push_back(impl_->first_window.back() + windows);
-    fp += path;
-    fp += '\0';
     impl_->data_files.push_back({path, file->size(), file->sampled_hash()});
-    fp += std::to_string(file->size()) + " " + std::to_string(impl_->data_files.back().content_hash) + "\n";
+    const std::string content = std::to_string(file->size()) + " " + std::to_string(impl_->data_files.back().content_hash) + "\n";
+    fp += content;
+    legacy += path;
+    legacy += '\0';
+    legacy += content;
     impl_->files.push_back(std::move(file));
   }
   impl_->fingerprint = XXH3_64bits(fp.data(), fp.size());
+  impl_->path_fingerprint = XXH3_64bits(legacy.data(), legacy.size());
   if (impl_->first_window.back() == 0) {
     throw Error(ErrorCode::kInvalidConfig, config.paths.front(),
                 who + ": no file holds a full window of " + std::to_string(window) +
@@ -103,6 +109,8 @@ const std::string& TokenFileSource::path(uint32_t file) const { return impl_->fi
 uint64_t TokenFileSource::tail_tokens() const { return impl_->tail_tokens; }
 
 uint64_t TokenFileSource::fingerprint() const { return impl_->fingerprint; }
+
+uint64_t TokenFileSource::path_fingerprint() const { return impl_->path_fingerprint; }
 
 std::vector<DataFileFingerprint> TokenFileSource::data_files() const { return impl_->data_files; }
 

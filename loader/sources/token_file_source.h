@@ -33,6 +33,8 @@ class TokenFileSource {
   uint64_t tail_tokens() const;
   /// A hash of the paths, sizes and window length; a saved state must match it.
   uint64_t fingerprint() const;
+  /// The version 1 fingerprint (paths too).
+  uint64_t path_fingerprint() const;
   /// Every file with its size and sampled content hash (also in fingerprint()).
   std::vector<DataFileFingerprint> data_files() const;
 

@@ -1,13 +1,13 @@
 #include "stream/source_cursor.h"
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <deque>
+#include <type_traits>
 #include <future>
 #include <xxhash.h>
 
 #include "sources/document_source.h"
 #include "groupmates/error.h"
+#include "util/lazy_thread_pool.h"
 #include "util/permutation.h"
 #include "sources/token_file_source.h"
 
@@ -60,7 +60,12 @@ class PermutedCursor : public SourceCursor {
   }
 
   uint64_t fingerprint() const override { return source_->fingerprint(); }
+  uint64_t path_fingerprint() const override { return source_->path_fingerprint(); }
   std::vector<DataFileFingerprint> data_files() const override { return source_->data_files(); }
+  SourceCacheStats cache_stats() const override {
+    if constexpr (std::is_base_of_v<DocumentSource, Source>) return source_->cache_stats();
+    return {};
+  }
 
  protected:
   /// Start of an epoch: the derived cursor's own position goes back too.
@@ -284,7 +289,7 @@ class DocumentCursor : public PermutedCursor<DocumentSource> {
       }
     };
     if (ctx_.pool != nullptr)
-      boost::asio::post(*ctx_.pool, std::move(read));
+      ctx_.pool->post(std::move(read));
     else
       read();
     ahead_.push_back(std::move(slot));

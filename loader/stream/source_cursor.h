@@ -10,15 +10,15 @@
 #include <string>
 #include <vector>
 
+#include "sources/document_source.h"
 #include "stream/candidate_plan.h"
 #include "groupmates/config.h"
 #include "groupmates/loader_state.h"
 #include "stream/skip_counters.h"
 
-namespace boost { namespace asio { class thread_pool; } }
-
 namespace groupmates {
 
+class LazyThreadPool;
 class DocumentSource;
 class TokenFileSource;
 
@@ -42,8 +42,12 @@ class SourceCursor {
   virtual void load(const CursorState& state) = 0;
   /// Fingerprint of the opened data (a state must match it).
   virtual uint64_t fingerprint() const = 0;
+  /// The version 1 fingerprint, which covered paths too (restores states saved before content fingerprints).
+  virtual uint64_t path_fingerprint() const = 0;
   /// Every data file of the source, with size and sampled content hash.
   virtual std::vector<DataFileFingerprint> data_files() const = 0;
+  /// The source's cache counters (line index, zstd frames; zero for flat token files).
+  virtual SourceCacheStats cache_stats() const = 0;
   /// "path:line N" / "path:token OFFSET" of a document+offset, for error messages.
   virtual std::string locate(uint64_t document, uint64_t offset) const = 0;
 };
@@ -59,7 +63,7 @@ struct CursorContext {
   int64_t eos_id = -1;
   int64_t pad_id = 0;
   uint32_t read_ahead = 256;
-  boost::asio::thread_pool* pool = nullptr;  ///< where documents are read/tokenized ahead
+  LazyThreadPool* pool = nullptr;  ///< where documents are read/tokenized ahead (nullptr: inline)
   SkipCounters* skips = nullptr;
 };
 

@@ -150,6 +150,11 @@ class LoaderStats(_StubStruct):
     batches: int
     buffers_allocated: int
     consumer_wait_seconds: float
+    line_index_cache_hits: int
+    line_index_cache_misses: int
+    zstd_frame_cache_hits: int
+    zstd_frame_cache_misses: int
+    zstd_frame_cache_bytes: int
 
 class ProbeStats(_StubStruct):
     probes_started: int

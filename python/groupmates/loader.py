@@ -3,6 +3,7 @@ import atexit
 import dataclasses
 import os
 import threading
+import warnings
 import weakref
 from typing import Any, Callable, Dict, Iterator, Optional, Union
 
@@ -45,7 +46,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         device:            move input_ids there (e.g. "cuda:0"); None keeps them on the CPU
         pin_memory:        with a CUDA device, copy through pinned memory and transfer non_blocking
                            (device and pin_memory are the C++ DeliveryOptions, applied here in Python
-                           to the batches of both extensions)
+                           to the batches of both extensions). Where CUDA is not available (a CPU-only
+                           torch) it is a no-op with a warning, as in torch.utils.data.DataLoader
         return_candidates: also return "source", "document", "offset" (LongTensor[B]) per row
         state:             a state_dict() to resume from (same as load_state_dict() afterwards)
         selection:         a SelectionConfig, a dict of its fields or a mode name ("group",
@@ -77,7 +79,9 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     garbage collection) stops them for good.
 
     Checkpointing: state_dict() / load_state_dict() carry the exact global position (text from
-    the C++ LoaderState, restorable with any world size of the same global batch size).
+    the C++ LoaderState: the samples consumed, and the data files by content, not path). It restores
+    with any world size and any batch size (batch-size ramp-up: the next batch starts at the next
+    sample) and on data copied, moved or renamed (README: Exact resumption).
 
     Ranks: rank and world_size given in the config win; else an initialised torch.distributed
     group; else torchrun's RANK / WORLD_SIZE; else 0 of 1 (groupmates/ranks.py). A given value that
@@ -93,7 +97,12 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     state_dict(), next() and a second iteration raise StateError instead of replaying.
     num_workers=0 (the core has its own threads) tracks the state in any DataLoader.
 
-    Threads: the C++ threads never call Python; next() waits for a batch with the GIL released.
+    Threads: none start at construction (nor at load_state_dict() or state_dict()): the config,
+    the files and a given state are checked then, and the C++ threads start at the first batch
+    (__iter__ / next()), as in torch's and LitData's datasets; a DataLoader forking its workers
+    before that forks no thread. A selecting loader builds its engine at the first batch (or
+    on_step(), selection_stats(), or a state_dict() before any batch). The C++ threads never call
+    Python; next() waits for a batch with the GIL released.
     """
 
     def __init__(self, config: Optional[LoaderConfig] = None, *, device: Union[str, torch.device, None] = None,
@@ -131,6 +140,9 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self._probe_ops = None
         self.device = _checked_device(device)
         self.pin_memory = bool(pin_memory)
+        if self.pin_memory and not torch.cuda.is_available():
+            warnings.warn("groupmates: pin_memory=True but CUDA is not available here (torch " + torch.__version__ +
+                          "): pinned memory is not used (a no-op, as in torch.utils.data.DataLoader)", stacklevel=2)
         self.return_candidates = bool(return_candidates)
         self._core = None
         self._pid = None
@@ -151,7 +163,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         if state is not None:
             self.load_state_dict(state)
         else:
-            self._start(None)
+            self._start(None, lazy=True)
 
     # ---- iteration ---------------------------------------------------------------------------
 
@@ -245,13 +257,14 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
     def load_state_dict(self, state: Union[Dict[str, Any], str]) -> None:
         """Continues exactly from a state_dict() (or its "state" text) of a loader with the same
-        config (world size may differ if the global batch size is the same); raises StateError."""
+        config (world size and batch size may differ: it continues at the same sample; the data may
+        have moved: files are matched by content); raises StateError."""
         if isinstance(state, str):
-            text, skips = state, []
+            text, skips, batches = state, [], None
         elif isinstance(state, dict) and "state" in state:
             if state.get("format", _STATE_FORMAT) != _STATE_FORMAT or state.get("version", 1) != _STATE_VERSION:
                 raise _state_error(f"unsupported state format {state.get('format')!r} version {state.get('version')!r}")
-            text, skips = state["state"], list(state.get("skips", []))
+            text, skips, batches = state["state"], list(state.get("skips", [])), state.get("batches")
         else:
             raise _state_error("expected a GroupMatesLoader.state_dict() or its 'state' text")
         if not isinstance(text, str):
@@ -261,7 +274,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
                 raise GroupMatesError("groupmates: the loader is closed")
             self._stop_core()
             self._saved = None
-            self._start(text)  # parses and restores now: a bad state raises here
+            self._start(text, lazy=True, batches=batches)  # parses and restores now: a bad state raises here
             self._workers_took.zero_()
             self._skips = [dict(s) for s in skips]
 
@@ -336,9 +349,13 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         if rows.dim() != 2:
             raise config_error("set_reference.rows", f"expected token ids [R, T], got shape {tuple(rows.shape)}")
         with self._lock:
+            if self._closed:
+                raise GroupMatesError("groupmates: the loader is closed")
             self._reference = rows
-            core = self._live_core()
-        core.set_reference(rows)
+            self._adopt_after_fork()
+            core = self._core  # None before the first use: _start() passes the rows on then
+        if core is not None:
+            core.set_reference(rows)
 
     def _target_for(self, model, optimizer, loss_fn, reference_batches):
         key = self._probe_key
@@ -421,7 +438,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     def __getstate__(self):
         # Pickling (spawn-started DataLoader workers, copy.deepcopy): config and position only.
         with self._lock:
-            saved = self._state()
+            self._adopt_after_fork()
+            saved = self._state() if self._core is not None or self._saved is not None else None  # None: never used
         d = {k: v for k, v in self.__dict__.items() if k not in ("_core", "_pid", "_lock", "_core_config",
                                                                "_engine_configs", "_probe_target", "_probe_key",
                                                                "_probe_ops", "_metrics_callbacks",
@@ -525,7 +543,18 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             device = f"cuda:{torch.cuda.current_device()}"
         return process_group, device
 
-    def _start(self, state_text):
+    def _start(self, state_text, lazy=False, batches=None):
+        # lazy (construction, load_state_dict): no thread starts; the config, the files and the state are
+        # checked now. The plain core starts its threads at its first next(); a selecting core is built at
+        # the first use (iteration, next, on_step, ...), after a core of its windows checked the stream.
+        if lazy and self.selection is not None:
+            window = dataclasses.replace(self.config, batch_size=self.selection.window_size).to_core()
+            _core.Loader(window, state_text).close()  # files, their content, the position
+            if state_text is None:
+                self._saved = None
+            else:
+                self._saved = (state_text, int(batches) if batches is not None else _batches_of(state_text))
+            return
         if self.selection is not None:
             engine = _extensions.require_engine(f"selection mode {self.selection.mode!r}")
             self._core = engine.Loader(self._core_config, *self._engine_configs, state_text, self._process_group,
@@ -563,7 +592,10 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         if self._core is not None:
             return self._core.state()
         if self._saved is None:
-            raise GroupMatesError("groupmates: no state (the loader never started)")
+            if self._closed:
+                raise GroupMatesError("groupmates: no state (the loader never started)")
+            # A selecting loader never used: its first state is its core's (the threads start now).
+            return self._live_core().state()
         return self._saved
 
     def _suspend(self):
@@ -601,6 +633,15 @@ def _checked_device(device):
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise config_error("device", f"'{dev}' but only {torch.cuda.device_count()} CUDA device(s) are visible")
     return dev
+
+
+def _batches_of(text):
+    # The global batches of a LoaderState text (its "batches" line), 0 if it has none.
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "batches" and parts[1].isdigit():
+            return int(parts[1])
+    return 0
 
 
 def _state_error(message):

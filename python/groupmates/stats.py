@@ -169,19 +169,33 @@ class SelectionStats(_Record):
 @dataclass(frozen=True)
 class LoaderStats(_Record):
     """Counters of the C++ core (LoaderStats) and its skip report; the plain loader also gives
-    skipped (by "source/reason") and config_fingerprint (None in selection modes)."""
+    skipped (by "source/reason") and config_fingerprint (None in selection modes). The cache
+    counters are of JSONL sources (zero for other formats): line_index_cache_hits / _misses count
+    files at open (index read from its on-disk cache, or built), zstd_frame_cache_hits / _misses
+    count document reads of .jsonl.zst files (served by a decompressed frame in the LRU, or
+    decompressing one), zstd_frame_cache_bytes is what the LRU holds now."""
     batches: int = 0
     buffers_allocated: int = 0
     consumer_wait_seconds: float = 0.0
+    line_index_cache_hits: int = 0
+    line_index_cache_misses: int = 0
+    zstd_frame_cache_hits: int = 0
+    zstd_frame_cache_misses: int = 0
+    zstd_frame_cache_bytes: int = 0
     skip_report: str = ""
     skipped: Optional[Dict[str, int]] = None
     config_fingerprint: Optional[int] = None
 
     def metrics(self, prefix: str = "loader/") -> Dict[str, float]:
-        """Scalars for a metrics tool: batches, consumer wait, buffers, skipped records."""
+        """Scalars for a metrics tool: batches, consumer wait, buffers, skipped records, caches
+        (zstd_frame_cache_hit_rate: hits / reads, 0 before any read)."""
+        reads = self.zstd_frame_cache_hits + self.zstd_frame_cache_misses
         m = {"batches": self.batches, "consumer_wait_seconds": self.consumer_wait_seconds,
              "buffers_allocated": self.buffers_allocated,
-             "skipped": sum((self.skipped or {}).values())}
+             "skipped": sum((self.skipped or {}).values()),
+             "line_index_cache_hits": self.line_index_cache_hits,
+             "line_index_cache_misses": self.line_index_cache_misses,
+             "zstd_frame_cache_hit_rate": self.zstd_frame_cache_hits / reads if reads else 0.0}
         return {prefix + k: float(v) for k, v in m.items()}
 
 

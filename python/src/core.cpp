@@ -311,7 +311,12 @@ PYBIND11_MODULE(_core, m) {
   Struct<gm::LoaderStats>(m, "LoaderStats", "groupmates::LoaderStats", true)
       .field("batches", &gm::LoaderStats::batches)
       .field("buffers_allocated", &gm::LoaderStats::buffers_allocated)
-      .field("consumer_wait_seconds", &gm::LoaderStats::consumer_wait_seconds);
+      .field("consumer_wait_seconds", &gm::LoaderStats::consumer_wait_seconds)
+      .field("line_index_cache_hits", &gm::LoaderStats::line_index_cache_hits)
+      .field("line_index_cache_misses", &gm::LoaderStats::line_index_cache_misses)
+      .field("zstd_frame_cache_hits", &gm::LoaderStats::zstd_frame_cache_hits)
+      .field("zstd_frame_cache_misses", &gm::LoaderStats::zstd_frame_cache_misses)
+      .field("zstd_frame_cache_bytes", &gm::LoaderStats::zstd_frame_cache_bytes);
 
   Struct<gm::ProbeStats>(m, "ProbeStats", "groupmates::ProbeStats", true)
       .field("probes_started", &gm::ProbeStats::probes_started)

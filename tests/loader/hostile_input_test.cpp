@@ -137,7 +137,8 @@ TEST(HostileInput, HandEditedStatesAreRefusedNamingTheField) {
   }
   const std::vector<Case> restore_cases = {
       {edit_line(text, "pass", "pass 5"), "LoaderState.pass", "epochs = 1"},
-      {edit_line(text, "batches", "batches 18446744073709551615"), "LoaderState.batches", "overflows"},
+      {edit_line(text, "batches", "batches 18446744073709551615"), "LoaderState.batches", "the state was edited"},
+      {edit_line(text, "samples", "samples 18446744073709551615"), "LoaderState.batches", "the state was edited"},
       {edit_line(text, "source", "source 0 1 0\nsource 0 1 0"), "LoaderState.sources", "2 sources"},
       {edit_line(text, "blend", "blend 3 4"), "LoaderState.blend", "2 counts"},
       {edit_line(text, "source", "source 0 999999 0"), "flat", "past the source's"},

@@ -401,16 +401,15 @@ TEST_F(StreamingLoaderTest, ElasticResumeFromTwoRanksOntoThree) {
       for (uint32_t i = 0; i < 2; ++i) merged.push_back(rest[r].ids.at(g * 2 + i));
   EXPECT_TRUE(std::equal(merged.begin(), merged.end(), global.ids.begin() + k * 6));
   EXPECT_EQ(merged.size(), global.ids.size() - k * 6);
-  // A different global batch size is refused with a clear error.
-  LoaderConfig bad = cfg;
-  bad.batch_size = 4;
-  try {
-    StreamingLoader l(bad, LoaderState::parse(saved));
-    FAIL() << "restoring with another global batch size must fail";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kInvalidState);
-    EXPECT_NE(std::string(e.what()).find("global batch size 6"), std::string::npos) << e.what();
-  }
+  // Another global batch size (4) continues at the same sample: no row repeated or skipped
+  // (tests/loader/resume_test.cpp ramps it over random stages).
+  LoaderConfig four = cfg;
+  four.batch_size = 4;
+  StreamingLoader l(four, LoaderState::parse(saved));
+  const Drained after = gmtest::drain(l);
+  ASSERT_GE(after.ids.size() + 4, global.ids.size() - k * 6);
+  EXPECT_TRUE(std::equal(after.ids.begin(), after.ids.begin() + std::min(after.ids.size(), global.ids.size() - k * 6),
+                         global.ids.begin() + k * 6));
 }
 
 TEST_F(StreamingLoaderTest, BlendAtExtremeWeightsWithRecycling) {

@@ -103,7 +103,7 @@ def test_state_is_text_and_restores_from_text(token_file, reference):
     loader = make(token_file)
     stream(loader, 4)
     text = loader.state_dict()["state"]
-    assert text.startswith("groupmates-state 1\n")
+    assert text.startswith("groupmates-state 2\n")
     assert_same(stream(make(token_file, state=text), 2), reference[4:6])
 
 
