@@ -199,3 +199,14 @@ bench-efficiency: configure $(if $(findstring --pool,$(BENCH_ARGS)),,prepare-poo
 	$(PY) bench/bench_efficiency.py --build $(BUILD) --seeds $(SEEDS) \
 	  $(if $(findstring --pool,$(BENCH_ARGS)),,--pool $(POOL)/pool.jsonl --reference $(POOL)/reference.jsonl \
 	    --pool2 $(POOL2)/pool.jsonl --reference2 $(POOL2)/reference.jsonl) $(BENCH_ARGS)
+
+# Probe-label study (issue 13): how reproducible a probe label is per design (reference rows,
+# position in a rollout, a paired control step, a first-order gradient label) and what a refitted
+# influence model gets from fixed labels; tuning pool only (docs/PROBE_LABELS.md). STUDY_ARGS: e.g.
+# --seeds 100 --extra "--candidates 24 --snapshots 100".
+STUDY_ARGS ?=
+.PHONY: probe-label-study
+probe-label-study: configure prepare-pool-dev
+	cmake --build $(BUILD) -j$(JOBS) --target probe_label_study
+	$(PY) bench/probe_label_study.py --build $(BUILD) --pool $(POOL_DEV)/pool.jsonl \
+	  --reference $(POOL_DEV)/reference.jsonl $(STUDY_ARGS)
