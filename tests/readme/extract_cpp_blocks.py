@@ -1,5 +1,5 @@
 """Writes every ```cpp block of a Markdown file to OUT_DIR/readme_block_<k>.cpp (k = 0, 1, ...), each a
-whole program; a file is rewritten only when its text changed (no needless rebuilds), stale ones
+whole program (a fragment with placeholder paths is fenced ```c++ instead, and not extracted); a file is rewritten only when its text changed (no needless rebuilds), stale ones
 are removed. Prints the number of blocks. Used by tests/readme/CMakeLists.txt at configure time."""
 import os
 import re
