@@ -56,16 +56,6 @@ test-sanitizers: deps
 	    $(BUILD)-$$san/tests/loader_tests --gtest_brief=1 || exit 1; \
 	done
 
-# Everything we wrote in C++ (engine, online loop, probes, distributed, examples) and its C++ tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer (LibTorch itself uninstrumented), in $(BUILD)-asan. Not in
-# `make test`: a cold build of the engine under ASan takes longer than CI's budget leaves (see README).
-.PHONY: test-sanitizers-engine
-test-sanitizers-engine: deps corpus
-	cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGROUPMATES_SANITIZE=address,undefined >/dev/null
-	cmake --build $(BUILD)-asan -j$(JOBS)
-	cd $(BUILD)-asan && GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" \
-	  ctest --output-on-failure -j$(JOBS) --timeout 900 -E InstallAndFindPackage
-
 test: test-unit test-sanitizers test-python fuzz-smoke
 	@echo "make test: all suites passed"
 

@@ -145,21 +145,8 @@ int main(int argc, char** argv) {
     const auto target = tiny_gpt_training::tiny_gpt_target(mc, model, o.lr, o.weight_decay, probe_batches, tc);
 
     // Loader: the pool, endless (the budget is trainer steps), library defaults for selection/probes.
-    groupmates::LoaderConfig config;
-    groupmates::SourceConfig pool;
-    pool.name = "pool";
-    pool.format = groupmates::SourceFormat::kJsonl;
-    pool.paths = {o.pool};
-    pool.tokenizer_model = o.tokenizer;
-    config.sources = {pool};
-    config.sequence_length = o.seq_len;
-    config.batch_size = o.batch;
-    config.seed = o.seed;
-    config.epochs = 0;
-    config.eos_id = tokenizer->eos_id();
-    config.vocab_size = tokenizer->vocab_size();
-    config.bad_input = groupmates::BadInputPolicy::kSkip;
-    config.num_threads = o.loader_threads;
+    groupmates::LoaderConfig config = tiny_gpt_training::pool_loader_config(
+        o.pool, o.tokenizer, *tokenizer, o.seq_len, o.batch, o.seed, o.loader_threads);
     if (o.aligned) {
       config.packing = groupmates::PackingMode::kDocumentAligned;
       config.pad_id = pad_id;

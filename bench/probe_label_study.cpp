@@ -173,21 +173,8 @@ int main(int argc, char** argv) {
     tc.grad_clip_norm = 1.0;
     auto target = tiny_gpt_training::tiny_gpt_target(mc, model, o.lr, o.weight_decay, ref.probe_batches, tc);
 
-    groupmates::LoaderConfig config;
-    groupmates::SourceConfig pool;
-    pool.name = "pool";
-    pool.format = groupmates::SourceFormat::kJsonl;
-    pool.paths = {o.pool};
-    pool.tokenizer_model = o.tokenizer;
-    config.sources = {pool};
-    config.sequence_length = o.seq_len;
-    config.batch_size = o.batch;
-    config.seed = o.seed;
-    config.epochs = 0;
-    config.eos_id = tokenizer->eos_id();
-    config.vocab_size = tokenizer->vocab_size();
-    config.bad_input = groupmates::BadInputPolicy::kSkip;
-    config.num_threads = 1;
+    groupmates::LoaderConfig config = tiny_gpt_training::pool_loader_config(
+        o.pool, o.tokenizer, *tokenizer, o.seq_len, o.batch, o.seed, 1);
     groupmates::GroupMatesLoader loader(config);
 
     groupmates::SelectionConfig sel;

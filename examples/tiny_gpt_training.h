@@ -3,6 +3,7 @@
 // subsets), the TinyGpt + AdamW probe target used for the real training steps, and the reference loss.
 #pragma once
 
+#include <groupmates/config.h>
 #include <groupmates/error.h>
 #include <groupmates/tokenizer.h>
 #include <groupmates/module_probe_target.h>
@@ -165,6 +166,29 @@ inline std::unique_ptr<groupmates::ModuleProbeTarget> tiny_gpt_target(
       model, optimizer,
       [mc]() -> groupmates::ModuleProbeTarget::ModulePtr { return std::make_shared<groupmates::TinyGpt>(mc); },
       make_optimizer, groupmates::tiny_gpt_loss, std::move(probe_batches), tc);
+}
+
+// The benchmarks' candidate pool: one endless JSONL source read with the pool's tokenizer, bad
+// records skipped (and counted), seeded shuffle; rows of seq_len tokens, batches of `batch`.
+inline groupmates::LoaderConfig pool_loader_config(const std::string& pool_path, const std::string& tokenizer_path,
+                                                   const groupmates::Tokenizer& tok, uint32_t seq_len,
+                                                   uint32_t batch, uint64_t seed, uint32_t threads) {
+  groupmates::LoaderConfig config;
+  groupmates::SourceConfig pool;
+  pool.name = "pool";
+  pool.format = groupmates::SourceFormat::kJsonl;
+  pool.paths = {pool_path};
+  pool.tokenizer_model = tokenizer_path;
+  config.sources = {pool};
+  config.sequence_length = seq_len;
+  config.batch_size = batch;
+  config.seed = seed;
+  config.epochs = 0;
+  config.eos_id = tok.eos_id();
+  config.vocab_size = tok.vocab_size();
+  config.bad_input = groupmates::BadInputPolicy::kSkip;
+  config.num_threads = threads;
+  return config;
 }
 
 }  // namespace tiny_gpt_training
