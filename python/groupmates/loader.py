@@ -30,6 +30,9 @@ _live = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
+# Build a selecting loader's engine at first use instead of at construction (see _start).
+_LAZY_SELECTION = False
+
 class GroupMatesLoader(torch.utils.data.IterableDataset):
     """Streams [B, T] int64 batches of token ids from the C++ core, zero-copy.
 
@@ -544,10 +547,12 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         return process_group, device
 
     def _start(self, state_text, lazy=False, batches=None):
-        # lazy (construction, load_state_dict): no thread starts; the config, the files and the state are
-        # checked now. The plain core starts its threads at its first next(); a selecting core is built at
-        # the first use (iteration, next, on_step, ...), after a core of its windows checked the stream.
-        if lazy and self.selection is not None:
+        # lazy (construction, load_state_dict): the plain core starts its threads at its first next(); the
+        # config, the files and the state are checked now. A selecting core is still built here (its
+        # SelectionConfig/ProbeConfig checks and the many-rank rules live in the engine's constructor;
+        # deferring them to first use let bad configs through construction): `_LAZY_SELECTION` stays off
+        # until the engine exposes those checks on their own.
+        if lazy and self.selection is not None and _LAZY_SELECTION:
             window = dataclasses.replace(self.config, batch_size=self.selection.window_size).to_core()
             _core.Loader(window, state_text).close()  # files, their content, the position
             if state_text is None:
