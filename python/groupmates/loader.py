@@ -30,8 +30,6 @@ _live = weakref.WeakSet()
 _live_lock = threading.Lock()
 
 
-# Build a selecting loader's engine at first use instead of at construction (see _start).
-_LAZY_SELECTION = False
 
 class GroupMatesLoader(torch.utils.data.IterableDataset):
     """Streams [B, T] int64 batches of token ids from the C++ core, zero-copy.
@@ -166,7 +164,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         if state is not None:
             self.load_state_dict(state)
         else:
-            self._start(None, lazy=True)
+            self._start(None)
 
     # ---- iteration ---------------------------------------------------------------------------
 
@@ -277,7 +275,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
                 raise GroupMatesError("groupmates: the loader is closed")
             self._stop_core()
             self._saved = None
-            self._start(text, lazy=True, batches=batches)  # parses and restores now: a bad state raises here
+            self._start(text)  # parses and restores now: a bad state raises here
             self._workers_took.zero_()
             self._skips = [dict(s) for s in skips]
 
@@ -546,20 +544,11 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             device = f"cuda:{torch.cuda.current_device()}"
         return process_group, device
 
-    def _start(self, state_text, lazy=False, batches=None):
-        # lazy (construction, load_state_dict): the plain core starts its threads at its first next(); the
-        # config, the files and the state are checked now. A selecting core is still built here (its
+    def _start(self, state_text):
+        # At construction and load_state_dict: the plain core starts its threads at its first next(); the
+        # config, the files and the state are checked now. A selecting core is built here (its
         # SelectionConfig/ProbeConfig checks and the many-rank rules live in the engine's constructor;
-        # deferring them to first use let bad configs through construction): `_LAZY_SELECTION` stays off
-        # until the engine exposes those checks on their own.
-        if lazy and self.selection is not None and _LAZY_SELECTION:
-            window = dataclasses.replace(self.config, batch_size=self.selection.window_size).to_core()
-            _core.Loader(window, state_text).close()  # files, their content, the position
-            if state_text is None:
-                self._saved = None
-            else:
-                self._saved = (state_text, int(batches) if batches is not None else _batches_of(state_text))
-            return
+        # deferring them to first use let bad configs through construction).
         if self.selection is not None:
             engine = _extensions.require_engine(f"selection mode {self.selection.mode!r}")
             self._core = engine.Loader(self._core_config, *self._engine_configs, state_text, self._process_group,
