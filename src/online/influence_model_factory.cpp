@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Generator.h>
 
+#include <cmath>
 #include <mutex>
 
 #include "groupmates/engine/hashed_ngram_encoder.h"
@@ -13,15 +14,38 @@ namespace groupmates {
 
 namespace {
 
-// Runs f with LibTorch's global CPU generator seeded by `seed`, then restores the generator.
+// LibTorch's default initialisation of the model's random parameters, drawn from `gen` in the order the
+// modules are built (EmbeddingBag: N(0, 1); Linear: weight U(+-1/sqrt(fan_in)) as kaiming_uniform_(a =
+// sqrt(5)) computes it, bias U(+-1/sqrt(fan_in))). Same values as building under the global generator
+// seeded alike (influence_model_factory_test checks it bit for bit), without reading that generator.
+// `head`: also the linear head (drawn last; a zero head, InfluenceModelConfig::zero_head, is not drawn).
+void init_parameters(RelationalInfluenceModel& model, at::Generator gen, bool head) {
+  torch::NoGradGuard no_grad;
+  const auto params = model.named_parameters();
+  const auto linear = [&](const std::string& prefix) {
+    torch::Tensor w = params[prefix + ".weight"], b = params[prefix + ".bias"];
+    const int64_t fan_in = w.size(1);
+    const double gain = std::sqrt(2.0 / (1 + std::pow(std::sqrt(5.0), 2)));  // calculate_gain(kLeakyReLU, sqrt(5))
+    const double bound = std::sqrt(3) * (gain / std::sqrt(fan_in));
+    w.uniform_(-bound, bound, gen);
+    const double bias_bound = 1 / std::sqrt(fan_in);
+    b.uniform_(-bias_bound, bias_bound, gen);
+  };
+  params["encoder.table.weight"].normal_(0.0, 1.0, gen);
+  linear("encoder.fc1");
+  linear("encoder.fc2");
+  if (head) linear("head");
+}
+
+// Runs f with LibTorch's global CPU generator's state restored afterwards: building modules draws from
+// it, and the trainer's stream must not move because a loader was built.
 template <typename F>
-auto with_seeded_generator(uint64_t seed, F&& f) {
+auto with_generator_restored(F&& f) {
   auto gen = at::detail::getDefaultCPUGenerator();
   torch::Tensor saved;
   {
     std::lock_guard<std::mutex> lock(gen.mutex());
     saved = gen.get_state();
-    gen.set_current_seed(seed);
   }
   auto result = f();
   {
@@ -34,7 +58,7 @@ auto with_seeded_generator(uint64_t seed, F&& f) {
 }  // namespace
 
 std::shared_ptr<RelationalInfluenceModel> make_influence_model(const SelectionConfig& cfg, int64_t pad_id) {
-  return with_seeded_generator(derive_seed(cfg.seed, 0x6d6f64656cULL), [&] {
+  return with_generator_restored([&] {
     HashedNgramEncoderConfig ec;
     ec.num_buckets = cfg.encoder_buckets;
     ec.out_dim = cfg.encoder_dim;
@@ -46,6 +70,8 @@ std::shared_ptr<RelationalInfluenceModel> make_influence_model(const SelectionCo
     mc.dropout = 0.0;  // refreshes run beside the trainer; dropout would draw from the shared generator
     mc.tau_min = cfg.relation_tau_min;
     auto model = std::make_shared<RelationalInfluenceModel>(std::make_shared<HashedNgramEncoder>(ec), mc);
+    // A private generator: the initial weights must not depend on what other threads draw meanwhile.
+    init_parameters(*model, at::detail::createCPUGenerator(derive_seed(cfg.seed, 0x6d6f64656cULL)), !mc.zero_head);
     if (!cfg.train_ngram_table) {  // a fixed random projection of n-gram counts; imports keep the flag
       int frozen = 0;
       for (auto& item : model->named_parameters())

@@ -1,0 +1,100 @@
+// make_influence_model: the initial weights are LibTorch's default initialisation drawn from the seed
+// (checked bit for bit against building under the seeded global generator, the straightforward way),
+// do not depend on what other threads draw from the global generator meanwhile (they did: a loader
+// built while another loader's probe ran got other initial weights), and leave that generator as it was.
+#include <gtest/gtest.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <thread>
+
+#include "common/test_seed.h"
+#include "groupmates/engine/hashed_ngram_encoder.h"
+#include "online/influence_model_factory.h"
+#include "util/permutation.h"
+
+using namespace groupmates;
+
+namespace {
+
+SelectionConfig random_config(uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  SelectionConfig c;
+  c.seed = rng();
+  c.encoder_buckets = 64 + int64_t(rng() % 2000);
+  c.encoder_dim = 1 + int64_t(rng() % 40);
+  c.encoder_bag_dim = 1 + int64_t(rng() % 70);
+  c.encoder_max_ngram = 1 + int(rng() % 3);
+  return c;
+}
+
+// The reference: built under the global generator seeded from config.seed (what the factory did before).
+std::shared_ptr<RelationalInfluenceModel> reference_model(const SelectionConfig& cfg, int64_t pad_id) {
+  torch::manual_seed(derive_seed(cfg.seed, 0x6d6f64656cULL));
+  HashedNgramEncoderConfig ec;
+  ec.num_buckets = cfg.encoder_buckets;
+  ec.out_dim = cfg.encoder_dim;
+  ec.embed_dim = cfg.encoder_bag_dim;
+  ec.max_ngram = cfg.encoder_max_ngram;
+  ec.seed = cfg.seed;
+  ec.pad_id = pad_id;
+  InfluenceModelConfig mc;
+  mc.dropout = 0.0;
+  mc.tau_min = cfg.relation_tau_min;
+  return std::make_shared<RelationalInfluenceModel>(std::make_shared<HashedNgramEncoder>(ec), mc);
+}
+
+void expect_same_parameters(RelationalInfluenceModel& a, RelationalInfluenceModel& b) {
+  const auto pa = a.named_parameters(), pb = b.named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (const auto& item : pa) {
+    ASSERT_TRUE(pb.contains(item.key())) << item.key();
+    EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key() << " differs";
+  }
+}
+
+}  // namespace
+
+TEST(InfluenceModelFactory, InitialWeightsAreTheDefaultInitialisationDrawnFromTheSeed) {
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  for (uint64_t k = 0; k < 4; ++k) {
+    const SelectionConfig cfg = random_config(seed + k);
+    auto got = make_influence_model(cfg, -1);
+    auto want = reference_model(cfg, -1);
+    expect_same_parameters(*got, *want);
+    EXPECT_FALSE(torch::equal(got->named_parameters()["encoder.fc1.weight"],
+                              make_influence_model(random_config(seed + k + 100), -1)->named_parameters()["encoder.fc1.weight"]))
+        << "another seed, other weights";
+  }
+}
+
+TEST(InfluenceModelFactory, LeavesTheGlobalGeneratorWhereItWas) {
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  torch::manual_seed(seed);
+  const torch::Tensor want = torch::rand({8});
+  torch::manual_seed(seed);
+  make_influence_model(random_config(seed), -1);
+  EXPECT_TRUE(torch::equal(torch::rand({8}), want));
+}
+
+TEST(InfluenceModelFactory, OtherThreadsDrawingMeanwhileChangeNothing) {
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  SelectionConfig cfg = random_config(seed);
+  cfg.encoder_buckets = 4096;  // long enough to build that the other thread's draws land inside
+  cfg.encoder_bag_dim = 64;
+  const std::string want = make_influence_model(cfg, -1)->export_weights();
+  std::atomic<bool> stop{false};
+  std::thread other([&] {  // e.g. another loader's probe cloning its live model
+    while (!stop.load()) torch::rand({64});
+  });
+  int differing = 0;
+  for (int i = 0; i < 30; ++i) differing += make_influence_model(cfg, -1)->export_weights() != want;
+  stop.store(true);
+  other.join();
+  EXPECT_EQ(differing, 0) << "of 30 models built while another thread drew from the global generator";
+}
