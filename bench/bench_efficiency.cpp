@@ -66,6 +66,8 @@ struct Options : tiny_gpt_training::TrainingSettings {
   int merge_budgets = -1;      // -1 = SelectionConfig's default
   std::string refresh_mode;  // "" = SelectionConfig's default; when_ready | at_step
   double reference_feedback = -1;  // < 0 = SelectionConfig's default
+  int64_t refresh_steps = -1;      // < 0 = SelectionConfig's default
+  double refresh_lr = -1;          // < 0 = SelectionConfig's default
   bool aligned = false;  // --packing aligned: every candidate starts at a document start (pad id 0, not trained on)
   bool quiet = false;
 };
@@ -101,6 +103,8 @@ Options parse(int argc, char** argv) {
       ->check(CLI::IsMember({"when_ready", "at_step"}));
   app.add_option("--reference-feedback", o.reference_feedback,
                  "SelectionConfig.reference_feedback (< 0: the library's default)");
+  app.add_option("--refresh-steps", o.refresh_steps, "SelectionConfig.refresh_train_steps (< 0: the library's default)");
+  app.add_option("--refresh-lr", o.refresh_lr, "SelectionConfig.refresh_learning_rate (< 0: the library's default)");
   app.add_option("--rollout-length", o.rollout_length, "ProbeConfig.rollout_length (0: the library's default)");
   app.add_option("--merge-cluster-budgets", o.merge_budgets, "SelectionConfig.merge_cluster_budgets 0|1 (default: the library's)")
       ->check(CLI::IsMember({0, 1}));
@@ -171,6 +175,8 @@ int main(int argc, char** argv) {
     if (o.rollout_length > 0) probes.rollout_length = static_cast<uint32_t>(o.rollout_length);
     if (o.merge_budgets >= 0) selection.merge_cluster_budgets = o.merge_budgets != 0;
     if (o.reference_feedback >= 0) selection.reference_feedback = o.reference_feedback;
+    if (o.refresh_steps >= 0) selection.refresh_train_steps = static_cast<uint32_t>(o.refresh_steps);
+    if (o.refresh_lr >= 0) selection.refresh_learning_rate = o.refresh_lr;
     if (!o.refresh_mode.empty())
       selection.refresh_mode = o.refresh_mode == "at_step" ? groupmates::RefreshMode::kAtStep : groupmates::RefreshMode::kWhenReady;
     selection.seed = o.seed;
@@ -281,7 +287,8 @@ int main(int argc, char** argv) {
                      {"eval_every", o.eval_every}, {"eval_rows", eval_idx.size()}, {"probe_ref_rows", probe_idx.size()},
                      {"reference_rows", n}, {"window_size", selection.window_size}, {"ratio", num(selection.ratio)},
                      {"clusters", selection.clusters}, {"probe_interval", probes.interval_steps},
-                     {"rollout_length", probes.rollout_length}, {"torch_threads", torch::get_num_threads()},
+                     {"rollout_length", probes.rollout_length}, {"refresh_steps", selection.refresh_train_steps},
+                     {"refresh_lr", num(selection.refresh_learning_rate)}, {"torch_threads", torch::get_num_threads()},
                      {"packing", o.aligned ? "aligned" : "packed"}, {"pad_tokens", pad_tokens}};
     j["curve"] = rows_of(curve, [](const Point& q) {
       return Json::array({q.step, num(q.tokens), num(q.loss), num(q.seconds), num(q.flops)});
