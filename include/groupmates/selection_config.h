@@ -91,7 +91,8 @@ struct SelectionConfig {
 struct ProbeConfig {
   uint32_t interval_steps = 100;      ///< probe at steps first_step, first_step + interval, ...; 0 = never
   uint32_t first_step = 0;
-  uint32_t rollout_length = 4;        ///< L (the paper's 10 pays for one probe per run under the default budget)
+  uint32_t rollout_length = 1;        ///< L: optimiser steps per rollout. 1 (single-step labels) reproduce at Spearman
+                                      ///< 0.96 where 4-step ones reproduce at 0.44 (docs/PROBE_LABELS.md); paper: 10
   uint32_t random_rollouts = 12;      ///< per probe
   uint32_t neighbour_rollouts = 12;   ///< per probe: rollouts of same-cluster candidates
   uint32_t bootstrap_pairs = 2;       ///< per probe once a trained model exists (best + worst)
