@@ -14,6 +14,9 @@ from groupmates import encoders
 
 T, B, VOCAB = 32, 4, 50257
 SEED = int(os.environ.get("GM_TEST_SEED", random.randrange(1 << 30)))
+# Reference rows: the importance prior scores from the first window (no random warm-up), so the
+# selected rows, not only the clusters, depend on the embeddings (relational greedy).
+REFERENCE = torch.randint(0, VOCAB, (4, T), generator=torch.Generator().manual_seed(SEED))
 
 
 class MeanPool(nn.Module):
@@ -43,10 +46,12 @@ def module(seed, cls=MeanPool):
 def loader(token_file, encoder=None, state=None, **selection):
     if encoder is not None:
         selection["encoder"] = encoder
-    return groupmates.GroupMatesLoader(
+    ld = groupmates.GroupMatesLoader(
         sources=[token_file], sequence_length=T, batch_size=B, seed=3, epochs=0, state=state,
         selection=groupmates.SelectionConfig(mode="group", window_size=32, clusters=3, seed=SEED, **selection),
         probes=groupmates.ProbeConfig(interval_steps=0))
+    ld.set_reference(REFERENCE)
+    return ld
 
 
 def stream(ld, n=16):
