@@ -156,7 +156,7 @@ std::string mean_pool_encoder_file(const fs::path& dir) {
   m.define(R"JIT(
 def forward(self, ids, mask):
     x = torch.embedding(self.table, ids)
-    weight = mask.to(torch.float).unsqueeze(-1)
+    weight = mask.float().unsqueeze(-1)
     return torch.matmul((x * weight).sum(1) / weight.sum(1).clamp_min(1.0), self.proj)
 )JIT");
   const fs::path tmp = dir / ("mean_pool_encoder.pt.tmp." + std::to_string(::getpid()));

@@ -32,7 +32,7 @@ inline MeanPoolWeights write_mean_pool_encoder(const std::string& path, int64_t 
     m.define(R"JIT(
 def forward(self, ids, mask):
     x = torch.embedding(self.table, ids)
-    weight = mask.to(torch.float).unsqueeze(-1)
+    weight = mask.float().unsqueeze(-1)
     pooled = (x * weight).sum(1) / weight.sum(1).clamp_min(1.0)
     return torch.matmul(pooled, self.proj)
 )JIT");
