@@ -64,6 +64,7 @@ TEST(TorchScriptEncoderModel, ScoresEqualTheModuleOutputThroughTheHead) {
   auto encoder = std::make_shared<TorchScriptEncoder>(tmp.file("enc.pt"));
   ASSERT_EQ(encoder->dim(), dim);
   auto model = std::make_shared<RelationalInfluenceModel>(encoder);
+  model->eval();  // no dropout on h (InfluenceModelConfig::dropout)
   {
     torch::NoGradGuard no_grad;
     model->head()->weight.copy_(torch::randn({1, dim}));

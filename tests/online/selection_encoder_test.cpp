@@ -1,12 +1,17 @@
 // SelectionConfig.encoder: the settings are validated (naming the field), a selecting loader over a
 // TorchScript encoder resumes its stream exactly (also from a copy of the module at another path),
 // and a state saved with one encoder is refused by a loader with another (other module weights, the
-// hashed n-gram encoder, or the other way round), naming LoaderState.extra.gm.encoder.
+// hashed n-gram encoder, or the other way round), naming LoaderState.extra.gm.encoder. The factory's
+// models over a TorchScript module neither depend on nor move LibTorch's global generator.
 #include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
 
 #include "common/scripted_encoder.h"
 #include "groupmates/error.h"
 #include "groupmates/selection_config.h"
+#include "online/influence_model_factory.h"
 #include "online_test_util.h"
 
 using namespace gmonline;
@@ -29,6 +34,37 @@ std::string where_of(F&& f, ErrorCode code) {
 }  // namespace
 
 class SelectionEncoderTest : public OnlineFixture {};
+
+// Like the hashed encoder's (influence_model_factory_test): a model over the loaded module is the same
+// whatever other threads draw from the global generator meanwhile, and building it leaves that generator
+// where it was; the scripted module's weights are the file's (its output unchanged through the model).
+TEST_F(SelectionEncoderTest, TorchScriptModelsIgnoreAndKeepTheGlobalGenerator) {
+  const auto weights = testing_scripted::write_mean_pool_encoder(dir.file("a.pt"), kVocab, 8, 12, seed);
+  SelectionConfig cfg = selection_config(seed);
+  cfg.encoder = EncoderKind::kTorchScript;
+  cfg.encoder_path = dir.file("a.pt");
+  const InfluenceModelFactory factory(cfg, -1);
+  torch::manual_seed(seed);
+  const torch::Tensor want_draws = torch::rand({8});
+  torch::manual_seed(seed);
+  const auto first = factory.make();
+  EXPECT_TRUE(torch::equal(torch::rand({8}), want_draws)) << "building the model moved the global generator";
+  const std::string want = first->export_weights();
+  std::atomic<bool> stop{false};
+  std::thread other([&] {  // e.g. another loader's probe cloning its live model
+    while (!stop.load()) torch::rand({64});
+  });
+  int differing = 0;
+  for (int i = 0; i < 30; ++i) differing += factory.make()->export_weights() != want;
+  stop.store(true);
+  other.join();
+  EXPECT_EQ(differing, 0) << "of 30 models built while another thread drew from the global generator";
+  const torch::Tensor ids = torch::randint(0, kVocab, {5, int64_t(kT)}, torch::kLong);
+  torch::Tensor want_h = testing_scripted::mean_pool_reference(weights, ids, {});
+  want_h = want_h / want_h.norm(2, 1, true);
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::allclose(first->embed(ids), want_h, 1e-5, 1e-6));
+}
 
 TEST_F(SelectionEncoderTest, TorchScriptStreamResumesAndAnotherEncoderIsRefused) {
   using testing_scripted::write_mean_pool_encoder;
