@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import groupmates
+from gpt_common import held_out_loss, held_out_rows
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -93,6 +94,9 @@ def main():
                                          batch_size=args.batch, eos_id=tok.eos_id, vocab_size=tok.vocab_size,
                                          epochs=0, selection=selection, probes=probes)
 
+    held_out = held_out_rows(args, tok)  # Emma chapters: the text selection should help, and the probes' labels
+    loader.set_reference(held_out)
+
     # 3) A few training steps; the loader probes copies of the model and refreshes its influence model.
     model = TinyLM(tok.vocab_size, seq_len=args.seq_len)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -103,12 +107,13 @@ def main():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        loader.on_step(step, model, opt)
+        loader.on_step(step, model, opt, reference_batches=held_out)
     elapsed = time.perf_counter() - start
 
     # 4) What selection did, and the encoder the state records (a resume with another one is refused).
     s = loader.selection_stats()
-    print(f"{args.steps} steps in {elapsed:.1f} s, last training loss {loss.item():.3f}")
+    print(f"{args.steps} steps in {elapsed:.1f} s, last training loss {loss.item():.3f}, "
+          f"held-out loss {held_out_loss(model, held_out, 'cpu'):.3f}")
     print(f"selection: {s['selected']} of {s['seen']} candidates over {s['windows']} windows, "
           f"{s['refreshes']} refreshes published, {s['refreshes_gated']} held back by the refresh gate, "
           f"model version {s['model_version']}")
