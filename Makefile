@@ -63,9 +63,11 @@ bench-throughput: build
 	$(PY) bench/bench_throughput.py --build $(BUILD)
 
 # Selection engine on CPU: embed + score + cluster + select, windows of 4,096 x 1,024 tokens.
+# BENCH_SELECT_ARGS: e.g. "--encoder torchscript [--encoder-path FILE.pt] --window 1024 --seq-len 256".
+BENCH_SELECT_ARGS ?=
 bench-select: configure
 	cmake --build $(BUILD) -j$(JOBS) --target bench_select
-	$(BUILD)/bench/bench_select
+	$(BUILD)/bench/bench_select $(BENCH_SELECT_ARGS)
 
 # JSONL at scale (LibTorch-free): writes (once) 1,000 .jsonl.zst shards holding 1 GiB of JSONL in
 # 64 KiB frames under $(BUILD)/bench-jsonl-corpus, then streams them in fresh processes, cold (no line

@@ -68,6 +68,8 @@ struct Options : tiny_gpt_training::TrainingSettings {
   double reference_feedback = -1;  // < 0 = SelectionConfig's default
   int64_t refresh_steps = -1;      // < 0 = SelectionConfig's default
   double refresh_lr = -1;          // < 0 = SelectionConfig's default
+  std::string encoder = "hashed_ngram";  // SelectionConfig::encoder: hashed_ngram | torchscript
+  std::string encoder_path;              // torchscript: the module file
   bool aligned = false;  // --packing aligned: every candidate starts at a document start (pad id 0, not trained on)
   bool quiet = false;
 };
@@ -108,6 +110,9 @@ Options parse(int argc, char** argv) {
   app.add_option("--rollout-length", o.rollout_length, "ProbeConfig.rollout_length (0: the library's default)");
   app.add_option("--merge-cluster-budgets", o.merge_budgets, "SelectionConfig.merge_cluster_budgets 0|1 (default: the library's)")
       ->check(CLI::IsMember({0, 1}));
+  app.add_option("--encoder", o.encoder, "SelectionConfig.encoder")->capture_default_str()
+      ->check(CLI::IsMember({"hashed_ngram", "torchscript"}));
+  app.add_option("--encoder-path", o.encoder_path, "--encoder torchscript: the module file (SelectionConfig.encoder_path)");
   app.add_flag("--quiet", o.quiet, "no progress on stderr");
   example_cli::parse_or_exit(app, argc, argv);
   o.aligned = packing == "aligned";
@@ -182,6 +187,10 @@ int main(int argc, char** argv) {
     selection.seed = o.seed;
     if (o.clusters > 0) selection.clusters = o.clusters;
     selection.log_path = o.log_path;
+    if (o.encoder == "torchscript") {
+      selection.encoder = groupmates::EncoderKind::kTorchScript;
+      selection.encoder_path = o.encoder_path;
+    }
     const double setup_seconds = setup_clock.seconds();
 
     if (!o.quiet)
@@ -316,6 +325,7 @@ int main(int argc, char** argv) {
                  {"refreshes_failed", st.refreshes_failed}, {"refreshes_gated", st.refreshes_gated},
                  {"prior_weight", num(st.prior_weight)},
                  {"switches", st.switches.size()}};
+    j["encoder"] = {{"kind", o.encoder}, {"path", o.encoder_path}};
     j["selection"] = {{"windows", st.windows}, {"warmup_windows", st.warmup_windows}, {"seen", st.seen},
                       {"selected", st.selected}, {"model_version", st.model_version}, {"refreshes", st.refreshes},
                       {"refresh_seconds", num(st.refresh_seconds)}, {"refresh_wait_seconds", num(st.refresh_wait_seconds)},

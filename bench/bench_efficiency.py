@@ -79,6 +79,9 @@ def parse_args():
     ap.add_argument("--selection-log", action="store_true", help="write each selecting run's JSONL selection log")
     ap.add_argument("--probe-budget", type=float, default=-1, help="ProbeConfig.budget (< 0 = the library's default)")
     ap.add_argument("--refresh-mode", choices=["when_ready", "at_step"], help="SelectionConfig.refresh_mode (default: the library's)")
+    ap.add_argument("--encoder", choices=["hashed_ngram", "torchscript"], default="hashed_ngram",
+                    help="SelectionConfig.encoder of the model-based methods")
+    ap.add_argument("--encoder-path", help="--encoder torchscript: the module file (ids of the pool's tokenizer in)")
     ap.add_argument("--extra", default="", help="more bench_efficiency flags for every run (space-separated), e.g. "
                                                "'--rollout-length 4 --merge-cluster-budgets 1'")
     ap.add_argument("--reuse-runs", action="store_true",
@@ -354,6 +357,8 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
                    "--probe-budget", str(a.probe_budget), "--out", out, "--quiet"]
             if a.refresh_mode:
                 cmd += ["--refresh-mode", a.refresh_mode]
+            if a.encoder != "hashed_ngram" and m in MODEL_METHODS:
+                cmd += ["--encoder", a.encoder, "--encoder-path", os.path.abspath(a.encoder_path or "")]
             cmd += a.extra.split()
             if a.selection_log and m in MODEL_METHODS:
                 cmd += ["--log", os.path.join(out_dir, "runs", "%s-s%d.selection.jsonl" % (m, seed))]

@@ -1,6 +1,7 @@
 // bench_select: tokens/s through the selection engine on CPU, for windows of W candidate
 // sequences of T tokens, with the loader's default encoder (HashedNgramEncoder as SelectionConfig's
-// defaults build it) and the Group-MATES selector,
+// defaults build it; --encoder torchscript: a TorchScript module, SelectionConfig::encoder) and the
+// Group-MATES selector,
 // measured in the same run as the plain loader on the same data.
 //
 // Data: a flat uint16 token file, streamed by groupmates::StreamingLoader (batch = one window of
@@ -13,11 +14,17 @@
 //   plain:  loader.next() only (the plain loader's rate: the baseline of select_vs_plain)
 //   stages: loader window -> int64 [W, T] tensor (zero copy) -> hash + bag sum -> MLP + head ->
 //           online k-means -> per-cluster greedy selection, one after the other, each timed
+//           (a TorchScript encoder: its forward + normalisation + head in one stage)
 //   select: end to end, pipelined as in use: the WindowScorer thread embeds + scores window w
 //           while this thread takes window w + 1 from the loader, then clusters and selects w
 //
 //   bench_select [--windows 10] [--window 4096] [--seq-len 1024] [--clusters 64] [--ratio 0.5]
 //                [--threads N (intra-op)] [--loader-threads 2] [--file PATH] [--data-dir data/bench]
+//                [--encoder hashed_ngram|torchscript] [--encoder-path FILE.pt]
+// --encoder torchscript without --encoder-path writes (once) DATA_DIR/mean_pool_encoder.pt: token
+// embedding [50257, 64] -> mean over the row -> Linear(64, 64), scripted here (no Python needed);
+// any module file of the encoder contract (include/groupmates/engine/torchscript_encoder.h) runs too,
+// e.g. examples/export_torchscript_encoder.py's attention encoder.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -33,7 +40,10 @@
 #include <unistd.h>
 #include <vector>
 
+#include <torch/script.h>
+
 #include <groupmates/engine/hashed_ngram_encoder.h>
+#include <groupmates/engine/torchscript_encoder.h>
 #include <groupmates/selection_config.h>
 #include <groupmates/engine/influence_model.h>
 #include <groupmates/engine/model_registry.h>
@@ -134,6 +144,28 @@ double plain_pass(const LoaderConfig& config, int64_t windows, int64_t& checksum
   return (now() - start) / double(windows - 1);
 }
 
+// A mean-pooled embedding + linear encoder as a TorchScript file, written once (temp file + rename).
+std::string mean_pool_encoder_file(const fs::path& dir) {
+  const fs::path path = dir / "mean_pool_encoder.pt";
+  if (fs::exists(path)) return path.string();
+  fs::create_directories(dir);
+  torch::manual_seed(0);
+  torch::jit::Module m("MeanPoolEncoder");
+  m.register_parameter("table", torch::randn({50257, 64}), false);
+  m.register_parameter("proj", torch::randn({64, 64}) / 8.0, false);
+  m.define(R"JIT(
+def forward(self, ids, mask):
+    x = torch.embedding(self.table, ids)
+    weight = mask.float().unsqueeze(-1)
+    return torch.matmul((x * weight).sum(1) / weight.sum(1).clamp_min(1.0), self.proj)
+)JIT");
+  const fs::path tmp = dir / ("mean_pool_encoder.pt.tmp." + std::to_string(::getpid()));
+  m.save(tmp.string());
+  fs::rename(tmp, path);
+  fmt::print("wrote {} (embedding 50257 x 64, mean over the row, 64 x 64 projection)\n", path.string());
+  return path.string();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -141,7 +173,7 @@ int main(int argc, char** argv) {
   uint32_t loader_threads = 2;
   int intra_op_threads = 0;  // 0: LibTorch's default
   double ratio = 0.5;
-  std::string file, data_dir = "data/bench";
+  std::string file, data_dir = "data/bench", encoder_kind = "hashed_ngram", encoder_path;
   CLI::App app("tokens/s through the selection engine, against the plain loader on the same data", "bench_select");
   app.add_option("--windows", windows, "windows per pass (the first is warm-up; at least 2)")->capture_default_str();
   app.add_option("--window", rows, "candidate sequences per window (W)")->capture_default_str()->check(example_cli::kPositive);
@@ -152,7 +184,12 @@ int main(int argc, char** argv) {
   app.add_option("--loader-threads", loader_threads, "StreamingLoader threads")->capture_default_str();
   app.add_option("--file", file, "flat uint16 token file (default: one in --data-dir, written if missing)");
   app.add_option("--data-dir", data_dir, "where the default token file is")->capture_default_str();
+  app.add_option("--encoder", encoder_kind, "SelectionConfig::encoder")->capture_default_str()
+      ->check(CLI::IsMember({"hashed_ngram", "torchscript"}));
+  app.add_option("--encoder-path", encoder_path, "--encoder torchscript: the module file (default: a mean-pool encoder written in --data-dir)");
   example_cli::parse_or_exit(app, argc, argv);
+  const bool scripted = encoder_kind == "torchscript";
+  if (scripted && encoder_path.empty()) encoder_path = mean_pool_encoder_file(data_dir);
   if (intra_op_threads > 0) at::set_num_threads(intra_op_threads);
   windows = std::max<int64_t>(windows, 2);
   if (file.empty()) file = token_file(data_dir);
@@ -170,8 +207,16 @@ int main(int argc, char** argv) {
   int64_t checksum = 0;
 
   // Untrained default model, published as version 1 (weights do not change the cost).
+  std::shared_ptr<TorchScriptEncoder> module;  // loaded once, shared by every model (as the loader does)
+  if (scripted) {
+    module = std::make_shared<TorchScriptEncoder>(encoder_path, -1, device);
+    fmt::print("encoder: TorchScript {} (D = {}, {})\n", encoder_path, module->dim(), module->identity());
+  } else {
+    fmt::print("encoder: hashed n-gram (SelectionConfig defaults)\n");
+  }
   torch::manual_seed(0);
-  auto factory = [] {  // the encoder GroupMatesLoader builds with its default SelectionConfig
+  auto factory = [module]() -> std::shared_ptr<RelationalInfluenceModel> {  // what GroupMatesLoader builds
+    if (module) return std::make_shared<RelationalInfluenceModel>(module->share());
     const SelectionConfig defaults;
     HashedNgramEncoderConfig ec;
     ec.num_buckets = defaults.encoder_buckets;
@@ -183,7 +228,7 @@ int main(int argc, char** argv) {
   auto registry = std::make_shared<ModelRegistry>(factory, device);
   registry->publish(factory()->export_weights());
   auto model = registry->current()->model;
-  auto& encoder = dynamic_cast<HashedNgramEncoder&>(model->encoder());
+  auto* hashed = dynamic_cast<HashedNgramEncoder*>(&model->encoder());
   const ClusterGreedySelector selector;
   const ClusterGreedySelector batched(BudgetMode::kUniformRatio, 0.8, GreedyExecution::kBatchedTensor);
   SphericalKMeansConfig kc;
@@ -205,9 +250,9 @@ int main(int argc, char** argv) {
       const double t0 = now();
       const torch::Tensor tokens = window_tensor(b);
       const double t1 = now();
-      const torch::Tensor bags = encoder.bag_embed(tokens);
+      const torch::Tensor bags = hashed ? hashed->bag_embed(tokens) : torch::Tensor();
       const double t2 = now();
-      const torch::Tensor h = encoder.project(bags);
+      const torch::Tensor h = hashed ? hashed->project(bags) : model->embed(tokens);
       const torch::Tensor u = model->individual(h);
       const double t3 = now();
       const torch::Tensor ids = kmeans.update(h);
@@ -221,7 +266,7 @@ int main(int argc, char** argv) {
         checksum += batched.select(in, ratio).indices.front();
         batched_select += now() - a;
         const double c = now();  // hashing alone, into an index tensor (after the timed stages: it evicts caches)
-        encoder.hash(tokens);
+        if (hashed) hashed->hash(tokens);
         hash_only += now() - c;
       }
       if (w == 0) {
@@ -240,9 +285,13 @@ int main(int argc, char** argv) {
     auto row = [&](const char* name, double s) { fmt::print("{:<27} {:>10.1f} {:>10.3g}\n", name, 1e3 * s / n, tokens * n / s); };
     row("loader.next() wait", wait);
     row("to tensor (zero copy)", convert);
-    row("hash + bag sum", bag);
-    row(" (hash only, to indices)", hash_only);
-    row("mlp + head", project);
+    if (hashed) {
+      row("hash + bag sum", bag);
+      row(" (hash only, to indices)", hash_only);
+      row("mlp + head", project);
+    } else {
+      row("TorchScript encoder + head", project);
+    }
     row("k-means update", cluster);
     row("greedy select", select);
     row(" (batched tensor path)", batched_select);
@@ -283,6 +332,7 @@ int main(int argc, char** argv) {
   fmt::print("select, end to end (loader + embed + score + cluster + select, pipelined): {:.1f} ms/window, {:.0f} candidates/s, {:.3g} tokens/s\n",
              1e3 * e2e_s, double(rows) / e2e_s, select_tps);
   if (checksum == 42) fmt::print(" \n");
-  fmt::print("RESULT select_tokens_per_s={:.0f} select_vs_plain={:.3f}\n", select_tps, select_tps / plain_tps);
+  fmt::print("RESULT select_tokens_per_s={:.0f} select_vs_plain={:.3f} encoder={}\n", select_tps, select_tps / plain_tps,
+             encoder_kind);
   return 0;
 }

@@ -28,6 +28,13 @@ enum class RefreshMode {
                ///< the stream is a pure function of the configs and seed (reproducible runs, tests)
 };
 
+/// The encoder of the influence model (h_i = encoder(x_i), ALGORITHM.md section 3).
+enum class EncoderKind {
+  kHashedNgram,  ///< the built-in hashed n-gram bag + MLP (encoder_buckets, encoder_dim, ...); no file
+  kTorchScript,  ///< a TorchScript module file (encoder_path), frozen: forward(ids int64 [rows, T][, mask int64
+                 ///< [rows, T]]) -> float [rows, D]; D is read from a probe forward when the loader starts
+};
+
 /// Selection: windows, ratio, clusters, the influence model and its refresh.
 struct SelectionConfig {
   SelectionMode mode = SelectionMode::kNone;
@@ -53,8 +60,13 @@ struct SelectionConfig {
                                       ///< share of p_ref (then p_ref = (1-f) p_reference + f p_feedback); 0 = off
   double reference_feedback_share = 0.25; ///< share of each probe's steps (best labels, per rollout position) fed back
   RefreshMode refresh_mode = RefreshMode::kWhenReady;  ///< see RefreshMode (README: why this default)
+  EncoderKind encoder = EncoderKind::kHashedNgram; ///< the influence model's encoder (docs/SELECTION.md "Encoders"); it
+                                      ///< is recorded (kind, sizes, a hash of a module's weights) with the model's weights and in
+                                      ///< the loader state: a resume or weights import with another encoder is refused
+  std::string encoder_path;           ///< kTorchScript: the module file, loaded once when the loader starts (its weights
+                                      ///< are hashed: the path may change between runs, the weights may not)
   int64_t encoder_buckets = 1 << 14;  ///< hashed n-gram buckets of the default encoder
-  int64_t encoder_dim = 64;           ///< embedding width D
+  int64_t encoder_dim = 64;           ///< embedding width D of the hashed n-gram encoder (a TorchScript module's own)
   int64_t encoder_bag_dim = 256;      ///< width of the n-gram table rows: with the table frozen it is a random
                                       ///< projection, and a wider one keeps more of the n-gram counts
   int encoder_max_ngram = 2;          ///< n-grams of 1..encoder_max_ngram tokens (1..3): trigrams are mostly

@@ -49,6 +49,10 @@ class RefreshMode(_StubEnum):
     when_ready: ClassVar[RefreshMode]
     at_step: ClassVar[RefreshMode]
 
+class EncoderKind(_StubEnum):
+    hashed_ngram: ClassVar[EncoderKind]
+    torchscript: ClassVar[EncoderKind]
+
 class _StubStruct:
     _fields: ClassVar[Tuple[Tuple[str, str], ...]]
     def __init__(self) -> None: ...
@@ -112,6 +116,8 @@ class SelectionConfig(_StubStruct):
     reference_feedback: float
     reference_feedback_share: float
     refresh_mode: RefreshMode
+    encoder: EncoderKind
+    encoder_path: str
     encoder_buckets: int
     encoder_dim: int
     encoder_bag_dim: int

@@ -253,6 +253,13 @@ class SelectionConfig:
     refresh_mode:           "when_ready" (a refreshed model scores from the next window boundary after it is
                             ready; the trainer never waits; switches are recorded) or "at_step" (from probe step
                             + effect_delay_steps, waiting for it: the stream is timing-free)
+    encoder:                "hashed_ngram" (the default: hashed n-gram bag + MLP, the encoder_* sizes below),
+                            "torchscript" (the module file encoder_path: forward(ids int64 [rows, T][, mask
+                            int64 [rows, T]]) -> float [rows, D], frozen; D read from a probe forward), or a
+                            torch.nn.Module: scripted (else traced) once when the config is converted and run by
+                            the engine as TorchScript (groupmates/encoders.py); recorded with the state and the
+                            model weights: a resume with another encoder (or other module weights) is refused
+    encoder_path:           "torchscript": the module file ("" otherwise)
     encoder_buckets, encoder_dim: hashed n-gram encoder buckets and embedding width
     encoder_bag_dim:        width of the (fixed, random) n-gram table rows
     encoder_max_ngram:      n-grams of 1..encoder_max_ngram tokens (1..3)
@@ -289,6 +296,8 @@ class SelectionConfig:
     reference_feedback: float = _SELECTION["reference_feedback"]
     reference_feedback_share: float = _SELECTION["reference_feedback_share"]
     refresh_mode: str = _SELECTION["refresh_mode"]
+    encoder: Any = _SELECTION["encoder"]  # str, or a torch.nn.Module
+    encoder_path: str = _SELECTION["encoder_path"]
     encoder_buckets: int = _SELECTION["encoder_buckets"]
     encoder_dim: int = _SELECTION["encoder_dim"]
     encoder_bag_dim: int = _SELECTION["encoder_bag_dim"]
@@ -307,7 +316,14 @@ class SelectionConfig:
     max_window_memory_bytes: int = _SELECTION["max_window_memory_bytes"]
 
     def to_core(self) -> "_core.SelectionConfig":
-        return to_cpp(self, _core.SelectionConfig, "SelectionConfig")
+        if isinstance(self.encoder, (str, _core.EncoderKind)):
+            return to_cpp(self, _core.SelectionConfig, "SelectionConfig")
+        if self.encoder_path:
+            raise config_error("SelectionConfig.encoder_path", f"is {self.encoder_path!r} but encoder is a "
+                               f"{type(self.encoder).__name__} module: give one or the other")
+        from .encoders import encoder_file
+        return to_cpp(self, _core.SelectionConfig, "SelectionConfig", encoder=_core.EncoderKind.torchscript,
+                      encoder_path=encoder_file(self.encoder))
 
 
 @dataclass

@@ -255,6 +255,9 @@ PYBIND11_MODULE(_core, m) {
   py::enum_<gm::RefreshMode>(m, "RefreshMode")
       .value("when_ready", gm::RefreshMode::kWhenReady)
       .value("at_step", gm::RefreshMode::kAtStep);
+  py::enum_<gm::EncoderKind>(m, "EncoderKind")
+      .value("hashed_ngram", gm::EncoderKind::kHashedNgram)
+      .value("torchscript", gm::EncoderKind::kTorchScript);
 
   Struct<gm::SelectionConfig>(m, "SelectionConfig", "groupmates::SelectionConfig")
       .field("mode", &gm::SelectionConfig::mode)
@@ -273,6 +276,8 @@ PYBIND11_MODULE(_core, m) {
       .field("reference_feedback", &gm::SelectionConfig::reference_feedback)
       .field("reference_feedback_share", &gm::SelectionConfig::reference_feedback_share)
       .field("refresh_mode", &gm::SelectionConfig::refresh_mode)
+      .field("encoder", &gm::SelectionConfig::encoder)
+      .field("encoder_path", &gm::SelectionConfig::encoder_path)
       .field("encoder_buckets", &gm::SelectionConfig::encoder_buckets)
       .field("encoder_dim", &gm::SelectionConfig::encoder_dim)
       .field("encoder_bag_dim", &gm::SelectionConfig::encoder_bag_dim)

@@ -63,6 +63,12 @@ HashedNgramEncoder::HashedNgramEncoder(const HashedNgramEncoderConfig& config) :
   fc2_ = register_module("fc2", torch::nn::Linear(config.hidden_dim, config.out_dim));
 }
 
+std::string HashedNgramEncoder::identity_of(const HashedNgramEncoderConfig& c) {
+  return "hashed_ngram(buckets=" + std::to_string(c.num_buckets) + ",embed=" + std::to_string(c.embed_dim) +
+         ",hidden=" + std::to_string(c.hidden_dim) + ",dim=" + std::to_string(c.out_dim) +
+         ",max_ngram=" + std::to_string(c.max_ngram) + ",seed=" + std::to_string(c.seed) + ")";
+}
+
 int64_t HashedNgramEncoder::bucket(const int64_t* ngram, int n) const {
   return reduce(XXH3_64bits_withSeed(ngram, sizeof(int64_t) * n, ngram_seed(config_.seed, n)),
                 uint64_t(config_.num_buckets));

@@ -130,9 +130,28 @@ double RelationalInfluenceModel::tau() const { return tau_.item<double>(); }
 double RelationalInfluenceModel::alpha() const { return alpha_.item<double>(); }
 double RelationalInfluenceModel::prior_weight() const { return prior_weight_.item<double>(); }
 
+// Weights saved with one encoder are refused by a model with another (the head would read garbage).
+// Weights saved before the identity was recorded carry none: accepted by the default (hashed n-gram)
+// encoder only, whose tensor shapes are still compared below.
+void RelationalInfluenceModel::check_encoder_identity(torch::serialize::InputArchive& archive) const {
+  const std::string mine = encoder_->identity();
+  c10::IValue saved;
+  if (!archive.try_read(kEncoderIdentityKey, saved)) {
+    if (mine.rfind("hashed_ngram(", 0) == 0) return;
+    throw Error(ErrorCode::kInvalidState, "RelationalInfluenceModel::import_weights",
+                "the weights name no encoder (saved before encoders were recorded, with the hashed n-gram encoder); "
+                "this model's encoder is " + mine);
+  }
+  if (!saved.isString() || saved.toStringRef() != mine)
+    throw Error(ErrorCode::kInvalidState, "RelationalInfluenceModel::import_weights",
+                "the weights were saved with the encoder " + (saved.isString() ? saved.toStringRef() : std::string("?")) +
+                    "; this model's encoder is " + mine + ": load them with the same SelectionConfig.encoder and file");
+}
+
 std::string RelationalInfluenceModel::export_weights() const {
   torch::serialize::OutputArchive archive;
   save(archive);
+  archive.write(kEncoderIdentityKey, c10::IValue(encoder_->identity()));
   std::ostringstream out;
   archive.save_to(out);
   return out.str();
@@ -143,6 +162,7 @@ void RelationalInfluenceModel::import_weights(const std::string& blob) {
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(blob.data(), blob.size(), device);
+    check_encoder_identity(archive);
     // Module::load replaces tensors without checking shapes: compare them afterwards.
     std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
     for (const auto& item : named_parameters()) shapes.emplace_back(item.key(), item.value().sizes().vec());

@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "groupmates/engine/hashed_ngram_encoder.h"
+#include "groupmates/engine/torchscript_encoder.h"
 #include "groupmates/error.h"
 #include "util/permutation.h"
 
@@ -18,8 +19,10 @@ namespace {
 // modules are built (EmbeddingBag: N(0, 1); Linear: weight U(+-1/sqrt(fan_in)) as kaiming_uniform_(a =
 // sqrt(5)) computes it, bias U(+-1/sqrt(fan_in))). Same values as building under the global generator
 // seeded alike (influence_model_factory_test checks it bit for bit), without reading that generator.
-// `head`: also the linear head (drawn last; a zero head, InfluenceModelConfig::zero_head, is not drawn).
-void init_parameters(RelationalInfluenceModel& model, at::Generator gen, bool head) {
+// `hashed_encoder`: the hashed n-gram encoder's table and layers (a TorchScript encoder's weights are the
+// user's, not drawn). `head`: also the linear head (drawn last; a zero head, InfluenceModelConfig::zero_head,
+// is not drawn). tau, alpha and the prior weight are constants (InfluenceModelConfig).
+void init_parameters(RelationalInfluenceModel& model, at::Generator gen, bool hashed_encoder, bool head) {
   torch::NoGradGuard no_grad;
   const auto params = model.named_parameters();
   const auto linear = [&](const std::string& prefix) {
@@ -31,9 +34,11 @@ void init_parameters(RelationalInfluenceModel& model, at::Generator gen, bool he
     const double bias_bound = 1 / std::sqrt(fan_in);
     b.uniform_(-bias_bound, bias_bound, gen);
   };
-  params["encoder.table.weight"].normal_(0.0, 1.0, gen);
-  linear("encoder.fc1");
-  linear("encoder.fc2");
+  if (hashed_encoder) {
+    params["encoder.table.weight"].normal_(0.0, 1.0, gen);
+    linear("encoder.fc1");
+    linear("encoder.fc2");
+  }
   if (head) linear("head");
 }
 
@@ -57,21 +62,47 @@ auto with_generator_restored(F&& f) {
 
 }  // namespace
 
-std::shared_ptr<RelationalInfluenceModel> make_influence_model(const SelectionConfig& cfg, int64_t pad_id) {
+namespace {
+
+HashedNgramEncoderConfig hashed_encoder_config(const SelectionConfig& cfg, int64_t pad_id) {
+  HashedNgramEncoderConfig ec;
+  ec.num_buckets = cfg.encoder_buckets;
+  ec.out_dim = cfg.encoder_dim;
+  ec.embed_dim = cfg.encoder_bag_dim;
+  ec.max_ngram = cfg.encoder_max_ngram;
+  ec.seed = cfg.seed;
+  ec.pad_id = pad_id;
+  return ec;
+}
+
+}  // namespace
+
+InfluenceModelFactory::InfluenceModelFactory(const SelectionConfig& config, int64_t pad_id, torch::Device device)
+    : config_(config), pad_id_(pad_id) {
+  if (config.encoder == EncoderKind::kTorchScript) {
+    scripted_ = std::make_shared<TorchScriptEncoder>(config.encoder_path, -1, device, pad_id);
+    identity_ = scripted_->identity();
+  } else {
+    identity_ = HashedNgramEncoder::identity_of(hashed_encoder_config(config, pad_id));
+  }
+}
+
+std::shared_ptr<RelationalInfluenceModel> InfluenceModelFactory::make() const {
+  const SelectionConfig& cfg = config_;
   return with_generator_restored([&] {
-    HashedNgramEncoderConfig ec;
-    ec.num_buckets = cfg.encoder_buckets;
-    ec.out_dim = cfg.encoder_dim;
-    ec.embed_dim = cfg.encoder_bag_dim;
-    ec.max_ngram = cfg.encoder_max_ngram;
-    ec.seed = cfg.seed;
-    ec.pad_id = pad_id;
     InfluenceModelConfig mc;
     mc.dropout = 0.0;  // refreshes run beside the trainer; dropout would draw from the shared generator
     mc.tau_min = cfg.relation_tau_min;
-    auto model = std::make_shared<RelationalInfluenceModel>(std::make_shared<HashedNgramEncoder>(ec), mc);
     // A private generator: the initial weights must not depend on what other threads draw meanwhile.
-    init_parameters(*model, at::detail::createCPUGenerator(derive_seed(cfg.seed, 0x6d6f64656cULL)), !mc.zero_head);
+    at::Generator gen = at::detail::createCPUGenerator(derive_seed(cfg.seed, 0x6d6f64656cULL));
+    if (scripted_) {  // the scripted module's weights are the user's (frozen); only the head is ours
+      auto model = std::make_shared<RelationalInfluenceModel>(scripted_->share(), mc);
+      init_parameters(*model, gen, /*hashed_encoder=*/false, !mc.zero_head);
+      return model;
+    }
+    auto model = std::make_shared<RelationalInfluenceModel>(
+        std::make_shared<HashedNgramEncoder>(hashed_encoder_config(cfg, pad_id_)), mc);
+    init_parameters(*model, gen, /*hashed_encoder=*/true, !mc.zero_head);
     if (!cfg.train_ngram_table) {  // a fixed random projection of n-gram counts; imports keep the flag
       int frozen = 0;
       for (auto& item : model->named_parameters())
@@ -80,6 +111,10 @@ std::shared_ptr<RelationalInfluenceModel> make_influence_model(const SelectionCo
     }
     return model;
   });
+}
+
+std::shared_ptr<RelationalInfluenceModel> make_influence_model(const SelectionConfig& cfg, int64_t pad_id) {
+  return InfluenceModelFactory(cfg, pad_id).make();
 }
 
 }  // namespace groupmates

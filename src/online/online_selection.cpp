@@ -31,7 +31,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
     : core_(core), cfg_(std::move(selection)), probe_cfg_(std::move(probes)),
       encoder_pad_id_(loader.packing == PackingMode::kDocumentAligned ? loader.pad_id : -1),
       sequence_length_(loader.sequence_length), device_(default_device()),
-      versions_([this] { return make_influence_model(cfg_, encoder_pad_id_); }, device_),
+      models_(cfg_, encoder_pad_id_, device_), versions_([this] { return models_.make(); }, device_),
       clusters_(cfg_.clusters, cfg_.seed, device_), collectives_(std::move(collectives)), log_(cfg_.log_path),
       backoff_(probe_cfg_.gated_backoff_max) {
   shared_ = collectives_ && collectives_->world_size() > 1;
@@ -64,8 +64,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   ic.feedback_weight = cfg_.reference_feedback;
   importance_ = std::make_unique<ImportanceEstimator>(ic);
   labels_ = std::make_shared<LabelBuffer>(cfg_.label_buffer_rollouts);
-  refresher_ = std::make_unique<InfluenceRefresher>(cfg_, make_influence_model(cfg_, encoder_pad_id_),
-                                                    make_influence_model(cfg_, encoder_pad_id_), labels_);
+  refresher_ = std::make_unique<InfluenceRefresher>(cfg_, models_.make(), models_.make(), labels_);
   if (probe_cfg_.interval_steps > 0 && uses_model()) {
     ProbeSchedulerConfig sc;
     sc.interval_steps = probe_cfg_.interval_steps;
@@ -125,6 +124,13 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   if (s.mode != static_cast<uint64_t>(cfg_.mode) || s.window_size != cfg_.window_size)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.mode",
                 "the state was saved with another selection mode or window size");
+  // States saved before the encoder was recorded name none: they were saved with the hashed n-gram encoder.
+  const bool legacy_hashed = s.encoder.text.empty() && models_.encoder_identity().rfind("hashed_ngram(", 0) == 0;
+  if (s.encoder.text != models_.encoder_identity() && !legacy_hashed)
+    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.encoder",
+                "the state was saved with the encoder " + (s.encoder.text.empty() ? std::string("hashed_ngram (unrecorded)") : s.encoder.text) +
+                    "; this loader's is " + models_.encoder_identity() +
+                    ": resume with the SelectionConfig encoder settings (and TorchScript module weights) of the saved run");
   versions_.set_next_number(s.next_loader_version);
   step_ = s.step;
   if (!s.labels.bytes.empty()) labels_->load(s.labels.bytes);
@@ -470,7 +476,7 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
   ctx.cluster_ids = cluster_ids_.slice(0, 0, n);
   if (prior_.defined() && cfg_.importance_prior) ctx.prior = prior_.slice(0, 0, n);
   if (versions_.trained(current_->version)) {  // a private copy for beam search (the scorer uses the published one)
-    ctx.model = make_influence_model(cfg_, encoder_pad_id_);
+    ctx.model = models_.make();
     ctx.model->import_weights(versions_.weights(current_->version));
     ctx.model->eval();
   }
@@ -584,6 +590,7 @@ LoaderState OnlineSelection::save() {
   SelectionState s;
   s.mode = static_cast<uint64_t>(cfg_.mode);
   s.window_size = cfg_.window_size;
+  s.encoder.text = models_.encoder_identity();
   s.world_size = core_.config().world_size;
   s.rank = core_.config().rank;
   s.step = step_;

@@ -39,6 +39,7 @@
 #include "groupmates/engine/window_scorer.h"
 #include "groupmates/loader.h"
 #include "groupmates/probe_target.h"
+#include "online/influence_model_factory.h"
 #include "online/influence_refresher.h"
 #include "online/selection_log.h"
 #include "online/version_registry.h"
@@ -108,6 +109,7 @@ class OnlineSelection {
   int64_t encoder_pad_id_;  // kDocumentAligned: padding never enters an embedding (else -1)
   int64_t sequence_length_;
   torch::Device device_;
+  InfluenceModelFactory models_;  // the config's encoder, loaded once (a TorchScript module); before versions_
 
   VersionRegistry versions_;
   std::unique_ptr<WindowScorer> scorer_;

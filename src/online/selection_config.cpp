@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 
 #include "groupmates/error.h"
 
@@ -31,6 +32,17 @@ void SelectionConfig::validate() const {
   if (encoder_bag_dim < 2 || encoder_bag_dim > 4096) bad(f + "encoder_bag_dim", "is " + std::to_string(encoder_bag_dim) + "; allowed 2..4096");
   if (encoder_max_ngram < 1 || encoder_max_ngram > 3) bad(f + "encoder_max_ngram", "is " + std::to_string(encoder_max_ngram) + "; allowed 1..3");
   if (encoder_dim < 2 || encoder_dim > 4096) bad(f + "encoder_dim", "is " + std::to_string(encoder_dim) + "; allowed 2..4096");
+  if (encoder == EncoderKind::kTorchScript) {
+    if (encoder_path.empty())
+      bad(f + "encoder_path", "is empty but encoder is kTorchScript (\"torchscript\"): set it to a TorchScript module file");
+    if (!std::ifstream(encoder_path, std::ios::binary))
+      bad(f + "encoder_path", "'" + encoder_path + "' cannot be opened (missing or unreadable) for encoder kTorchScript");
+    if (train_ngram_table)
+      bad(f + "train_ngram_table", "is true but encoder is kTorchScript, which has no n-gram table (the module is frozen)");
+  } else if (!encoder_path.empty()) {
+    bad(f + "encoder_path", "is '" + encoder_path + "' but encoder is kHashedNgram (\"hashed_ngram\"), which reads no file: "
+                            "set encoder = kTorchScript or clear the path");
+  }
   if (refresh_batch_rollouts < 1) bad(f + "refresh_batch_rollouts", "is 0; must be >= 1");
   if (!(refresh_learning_rate > 0)) bad(f + "refresh_learning_rate", "must be > 0");
   if (!(relation_tau_min >= 0) || relation_tau_min > 1)

@@ -17,6 +17,7 @@ struct Writer {
   void operator()(const std::string& k, int64_t v) const { x[k] = std::to_string(v); }
   void operator()(const std::string& k, bool v) const { x[k] = v ? "1" : "0"; }
   void operator()(const std::string& k, const Blob& v) const { x[k] = blob_to_text(v.bytes); }
+  void operator()(const std::string& k, const OptionalText& v) const { x[k] = v.text; }
   void operator()(const std::string& k, const std::vector<SavedRefresh>& v) const {
     x[k] = std::to_string(v.size());
     for (size_t i = 0; i < v.size(); ++i) {
@@ -73,6 +74,10 @@ struct Reader {
     v = s == "1";
   }
   void operator()(const std::string& k, Blob& v) const { v.bytes = text_to_blob(get(k), k); }
+  void operator()(const std::string& k, OptionalText& v) const {
+    auto it = x.find(k);
+    v.text = it == x.end() ? std::string() : it->second;
+  }
   void operator()(const std::string& k, std::vector<SavedRefresh>& v) const {
     uint64_t n = 0;
     (*this)(k, n);

@@ -15,6 +15,11 @@ struct Blob {
   std::string bytes;
 };
 
+/// Text saved as is; a state without the key reads as "" (saved before the key existed).
+struct OptionalText {
+  std::string text;
+};
+
 /// A refresh registered by a probe and not yet applied.
 struct SavedRefresh {
   int64_t probe_step = 0;
@@ -28,6 +33,7 @@ struct SavedRefresh {
 struct SelectionState {
   // What the state is valid for (checked on restore).
   uint64_t mode = 0, window_size = 0, world_size = 0, rank = 0;
+  OptionalText encoder;           ///< Encoder::identity() of the influence model ("" = saved before it was recorded)
   // Position.
   int64_t step = -1;              ///< last step reported by on_step
   bool has_current = false;       ///< a window was being emitted
@@ -82,6 +88,7 @@ struct SelectionState {
   static void visit(S& s, F&& f) {
     f("gm.mode", s.mode);
     f("gm.window_size", s.window_size);
+    f("gm.encoder", s.encoder);
     f("gm.world_size", s.world_size);
     f("gm.rank", s.rank);
     f("gm.step", s.step);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include <torch/nn/module.h>
 #include <torch/types.h>
@@ -21,6 +22,10 @@ class Encoder : public torch::nn::Module {
   virtual int64_t dim() const = 0;
   /// Approximate forward FLOPs to encode one row of `tokens` tokens, for cost accounting (0 = unknown).
   virtual double flops_per_row(int64_t tokens) const { return 0; }
+  /// What the encoder is, as text: its kind and everything that changes its embeddings beyond the
+  /// weights RelationalInfluenceModel saves (sizes, hash seed, a TorchScript file's content hash).
+  /// Saved with the model's weights and in a selecting loader's state; a mismatch refuses them.
+  virtual std::string identity() const = 0;
 };
 
 }  // namespace groupmates

@@ -42,6 +42,10 @@ class HashedNgramEncoder : public Encoder {
   /// Without a mask and with config.pad_id >= 0, the mask is `tokens != pad_id`.
   torch::Tensor encode(const torch::Tensor& tokens, const torch::Tensor& mask = {}) override;
   int64_t dim() const override { return config_.out_dim; }
+  /// "hashed_ngram(buckets=B,embed=E,hidden=H,dim=D,max_ngram=n,seed=s)".
+  std::string identity() const override { return identity_of(config_); }
+  /// identity() of an encoder built from `config` (without building one).
+  static std::string identity_of(const HashedNgramEncoderConfig& config);
   /// tokens x max_ngram x embed_dim (the bag sum; hashing not counted) + 2 x the MLP's multiply-adds.
   double flops_per_row(int64_t tokens) const override {
     const auto& c = config_;

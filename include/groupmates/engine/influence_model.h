@@ -17,6 +17,7 @@
 #include <torch/nn/module.h>
 #include <torch/nn/modules/dropout.h>
 #include <torch/nn/modules/linear.h>
+#include <torch/serialize/input-archive.h>
 #include <torch/types.h>
 
 #include "groupmates/engine/encoder.h"
@@ -80,15 +81,20 @@ class RelationalInfluenceModel : public torch::nn::Module {
   torch::Tensor& alpha_tensor() { return alpha_; }
   torch::Tensor& prior_weight_tensor() { return prior_weight_; }
 
-  /// All parameters and buffers as a byte blob (a torch archive); import needs the same architecture.
+  /// All parameters and buffers as a byte blob (a torch archive), with the encoder's identity() under
+  /// "encoder_identity"; import needs the same architecture and encoder.
   std::string export_weights() const;
-  /// Replaces every parameter and buffer with the blob's; throws Error(kInvalidState) on a mismatch (the model is then unusable).
+  /// Replaces every parameter and buffer with the blob's; throws Error(kInvalidState) on a mismatch, or when the
+  /// blob was saved with another encoder (Encoder::identity(); the model is then unusable).
   void import_weights(const std::string& blob);
   /// export_weights() to a file / import_weights() from a file (bit-exact round trip).
   void save_file(const std::string& path) const;
   void load_file(const std::string& path);
 
  private:
+  static constexpr const char* kEncoderIdentityKey = "encoder_identity";
+  void check_encoder_identity(torch::serialize::InputArchive& archive) const;
+
   double tau_min_ = 0;
   std::shared_ptr<Encoder> encoder_;
   torch::nn::Dropout dropout_{nullptr};
