@@ -12,6 +12,7 @@
 
 #include "common/scripted_encoder.h"
 #include "common/test_seed.h"
+#include "common/thrown_error.h"
 #include "groupmates/engine/hashed_ngram_encoder.h"
 #include "groupmates/engine/influence_model.h"
 #include "groupmates/engine/model_registry.h"
@@ -23,6 +24,7 @@ namespace groupmates {
 namespace {
 
 namespace fs = std::filesystem;
+using testing_errors::error_of;
 using testing_scripted::mean_pool_reference;
 using testing_scripted::write_mean_pool_encoder;
 using testing_scripted::write_module;
@@ -34,19 +36,6 @@ struct TempFiles {
   ~TempFiles() { fs::remove_all(dir); }
   std::string file(const std::string& name) const { return (dir / name).string(); }
 };
-
-// The message of the Error `f` throws (fails the test when it throws none).
-template <typename F>
-std::string error_of(F&& f, ErrorCode code) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return "";
-}
 
 TEST(TorchScriptEncoderModel, ScoresEqualTheModuleOutputThroughTheHead) {
   const uint64_t seed = testing_seed::fresh();

@@ -9,29 +9,14 @@
 #include <thread>
 
 #include "common/scripted_encoder.h"
+#include "common/thrown_error.h"
 #include "groupmates/error.h"
 #include "groupmates/selection_config.h"
 #include "online/influence_model_factory.h"
 #include "online_test_util.h"
 
 using namespace gmonline;
-
-namespace {
-
-// The `where` of the Error `f` throws ("" and a failure when none).
-template <typename F>
-std::string where_of(F&& f, ErrorCode code) {
-  try {
-    f();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    return e.where();
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return "";
-}
-
-}  // namespace
+using testing_errors::where_of;
 
 class SelectionEncoderTest : public OnlineFixture {};
 
