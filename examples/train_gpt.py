@@ -16,7 +16,7 @@ def main():
     args, tok = setup(selection=True)
 
     # Data: the C++ loader tokenizes the JSONL, packs documents with EOS, shuffles, and streams endlessly.
-    probes = groupmates.ProbeConfig(interval_steps=50, rollout_length=4, random_rollouts=4, neighbour_rollouts=4)
+    probes = groupmates.ProbeConfig(interval_steps=50, random_rollouts=4, neighbour_rollouts=4)
     source = groupmates.SourceConfig(paths=[f"{args.corpus}/austen.jsonl"], format="jsonl",
                                      tokenizer_model=f"{args.corpus}/austen.model")
     loader = groupmates.GroupMatesLoader(sources=[source], sequence_length=args.seq_len, labels=True,
