@@ -68,6 +68,10 @@ struct Options : tiny_gpt_training::TrainingSettings {
   double reference_feedback = -1;  // < 0 = SelectionConfig's default
   int64_t refresh_steps = -1;      // < 0 = SelectionConfig's default
   double refresh_lr = -1;          // < 0 = SelectionConfig's default
+  int64_t random_rollouts = -1;    // < 0 = ProbeConfig's default
+  int64_t neighbour_rollouts = -1; // < 0 = ProbeConfig's default
+  double prefilter_ratio = -1;     // <= 0 = SelectionConfig's default
+  int nonpositive = -1;            // -1 = SelectionConfig's default
   std::string encoder = "hashed_ngram";  // SelectionConfig::encoder: hashed_ngram | torchscript
   std::string encoder_path;              // torchscript: the module file
   bool aligned = false;  // --packing aligned: every candidate starts at a document start (pad id 0, not trained on)
@@ -107,6 +111,11 @@ Options parse(int argc, char** argv) {
                  "SelectionConfig.reference_feedback (< 0: the library's default)");
   app.add_option("--refresh-steps", o.refresh_steps, "SelectionConfig.refresh_train_steps (< 0: the library's default)");
   app.add_option("--refresh-lr", o.refresh_lr, "SelectionConfig.refresh_learning_rate (< 0: the library's default)");
+  app.add_option("--random-rollouts", o.random_rollouts, "ProbeConfig.random_rollouts (< 0: the library's default)");
+  app.add_option("--neighbour-rollouts", o.neighbour_rollouts, "ProbeConfig.neighbour_rollouts (< 0: the library's default)");
+  app.add_option("--prefilter-ratio", o.prefilter_ratio, "SelectionConfig.prefilter_ratio (<= 0: the library's default)");
+  app.add_option("--nonpositive-influence", o.nonpositive, "SelectionConfig.nonpositive_influence 0|1 (default: the library's)")
+      ->check(CLI::IsMember({0, 1}));
   app.add_option("--rollout-length", o.rollout_length, "ProbeConfig.rollout_length (0: the library's default)");
   app.add_option("--merge-cluster-budgets", o.merge_budgets, "SelectionConfig.merge_cluster_budgets 0|1 (default: the library's)")
       ->check(CLI::IsMember({0, 1}));
@@ -182,6 +191,10 @@ int main(int argc, char** argv) {
     if (o.reference_feedback >= 0) selection.reference_feedback = o.reference_feedback;
     if (o.refresh_steps >= 0) selection.refresh_train_steps = static_cast<uint32_t>(o.refresh_steps);
     if (o.refresh_lr >= 0) selection.refresh_learning_rate = o.refresh_lr;
+    if (o.random_rollouts >= 0) probes.random_rollouts = static_cast<uint32_t>(o.random_rollouts);
+    if (o.neighbour_rollouts >= 0) probes.neighbour_rollouts = static_cast<uint32_t>(o.neighbour_rollouts);
+    if (o.prefilter_ratio > 0) selection.prefilter_ratio = o.prefilter_ratio;
+    if (o.nonpositive >= 0) selection.nonpositive_influence = o.nonpositive != 0;
     if (!o.refresh_mode.empty())
       selection.refresh_mode = o.refresh_mode == "at_step" ? groupmates::RefreshMode::kAtStep : groupmates::RefreshMode::kWhenReady;
     selection.seed = o.seed;

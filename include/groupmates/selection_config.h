@@ -48,6 +48,9 @@ struct SelectionConfig {
                                       ///< clusters' greedy orders merged by score (false = a quota per cluster)
   bool nearest_pick_discount = true;  ///< greedy (kGroup*): a_i = r_ij to the nearest pick (the minimum) instead of
                                       ///< the mean over the picks (ALGORITHM.md section 4; see docs/SELECTION.md)
+  bool nonpositive_influence = true;  ///< greedy (kGroup*): u minus its maximum over the greedy's candidates, so every
+                                      ///< a_i * u_i <= 0 and distance from the picks always helps (a standardised u has
+                                      ///< both signs; for u_i > 0 the rule rewarded copies of the picks; docs/SELECTION.md)
   double temperature = 0.5;           ///< kIndividual Gumbel temperature T; 0 = deterministic top-k by u
   bool relations = true;              ///< kGroup*: false = the greedy ranks by u alone (ablation of the relational term)
   bool importance_prior = true;       ///< when reference rows are set: u = w.h + b + gamma * prior, the prior being

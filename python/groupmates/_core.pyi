@@ -108,6 +108,7 @@ class SelectionConfig(_StubStruct):
     prefilter_ratio: float
     merge_cluster_budgets: bool
     nearest_pick_discount: bool
+    nonpositive_influence: bool
     temperature: float
     relations: bool
     importance_prior: bool

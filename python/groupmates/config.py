@@ -242,6 +242,8 @@ class SelectionConfig:
     merge_cluster_budgets:  "group": no quota per cluster; the best picks of all clusters' greedy orders
     nearest_pick_discount:  "group": a candidate's discount is its relation to the nearest pick (the
                             minimum r_ij) instead of the mean over the cluster's picks (the paper)
+    nonpositive_influence:  "group": the greedy subtracts the maximum u of its candidates first, so every
+                            a_i * u_i <= 0 and distance from the picks always helps (u has both signs)
     temperature:            "individual": Gumbel temperature (0 = deterministic top-k)
     relations:              "group": False ranks by u alone (ablation of the relational term)
     importance_prior:       with reference rows, u = w.h + b + gamma * (negated, window-standardised importance
@@ -288,6 +290,7 @@ class SelectionConfig:
     prefilter_ratio: float = _SELECTION["prefilter_ratio"]
     merge_cluster_budgets: bool = _SELECTION["merge_cluster_budgets"]
     nearest_pick_discount: bool = _SELECTION["nearest_pick_discount"]
+    nonpositive_influence: bool = _SELECTION["nonpositive_influence"]
     temperature: float = _SELECTION["temperature"]
     relations: bool = _SELECTION["relations"]
     importance_prior: bool = _SELECTION["importance_prior"]

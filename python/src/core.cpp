@@ -268,6 +268,7 @@ PYBIND11_MODULE(_core, m) {
       .field("prefilter_ratio", &gm::SelectionConfig::prefilter_ratio)
       .field("merge_cluster_budgets", &gm::SelectionConfig::merge_cluster_budgets)
       .field("nearest_pick_discount", &gm::SelectionConfig::nearest_pick_discount)
+      .field("nonpositive_influence", &gm::SelectionConfig::nonpositive_influence)
       .field("temperature", &gm::SelectionConfig::temperature)
       .field("relations", &gm::SelectionConfig::relations)
       .field("importance_prior", &gm::SelectionConfig::importance_prior)

@@ -248,7 +248,8 @@ void OnlineSelection::select_current() {
     in.cluster_ids = clusters;
     in.relation = cfg_.relations
                       ? RelationParams{scored.alpha, scored.tau,
-                                       cfg_.nearest_pick_discount ? RelationAggregate::kNearest : RelationAggregate::kMean}
+                                       cfg_.nearest_pick_discount ? RelationAggregate::kNearest : RelationAggregate::kMean,
+                                       cfg_.nonpositive_influence}
                       : RelationParams{1.0, 1e30, RelationAggregate::kMean};  // every r_ij = 1: rank by u alone
     informed = versions_.trained(current_->version) || use_prior;
   } else {

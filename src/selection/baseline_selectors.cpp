@@ -13,8 +13,16 @@ Selection GreedySelector::select(const SelectionInput& input, double ratio) cons
   const HostWindow w = to_host(input, /*need_h=*/true, /*need_clusters=*/false);
   std::vector<int64_t> all(w.rows);
   for (int64_t i = 0; i < w.rows; ++i) all[i] = i;
-  GreedyPicks picks = greedy_group_select(w.h.data_ptr<float>(), w.dim, w.u.data_ptr<float>(), all.data(), w.rows,
-                                          ratio_budget(w.rows, ratio), input.relation);
+  const float* u = w.u.data_ptr<float>();
+  std::vector<float> shifted;  // RelationParams::nonpositive_u: u - its maximum over the window
+  if (input.relation.nonpositive_u && w.rows > 0) {
+    const float top = *std::max_element(u, u + w.rows);
+    shifted.resize(static_cast<size_t>(w.rows));
+    for (int64_t i = 0; i < w.rows; ++i) shifted[i] = u[i] - top;
+    u = shifted.data();
+  }
+  GreedyPicks picks =
+      greedy_group_select(w.h.data_ptr<float>(), w.dim, u, all.data(), w.rows, ratio_budget(w.rows, ratio), input.relation);
   return {std::move(picks.indices), std::move(picks.scores)};
 }
 

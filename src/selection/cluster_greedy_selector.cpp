@@ -91,6 +91,25 @@ Selection ClusterGreedySelector::select(const SelectionInput& input, double rati
     std::sort(rows.begin(), rows.end());
   }
 
+  // RelationParams::nonpositive_u: u - max over the candidates (one shift for all clusters, so the
+  // merge below compares like with like).
+  std::vector<float> shifted;
+  SelectionInput shifted_input;
+  const SelectionInput* in = &input;
+  if (input.relation.nonpositive_u && !rows.empty()) {
+    float top = u[rows[0]];
+    for (int64_t r : rows) top = std::max(top, u[r]);
+    if (batched) {
+      shifted_input = input;
+      shifted_input.u = input.u - double(top);
+      in = &shifted_input;
+    } else {
+      shifted.resize(static_cast<size_t>(w.rows));
+      for (int64_t i = 0; i < w.rows; ++i) shifted[i] = u[i] - top;
+      u = shifted.data();
+    }
+  }
+
   // Members of each cluster in row order; k_c by largest remainder so that sum k_c = budget.
   const int64_t clusters = w.clusters.max().item<int64_t>() + 1;
   std::vector<std::vector<int64_t>> members(clusters);
@@ -103,7 +122,7 @@ Selection ClusterGreedySelector::select(const SelectionInput& input, double rati
 
   std::vector<GreedyPicks> picks(clusters);
   if (batched) {
-    picks = solve_batched(input, members, quota);
+    picks = solve_batched(*in, members, quota);
   } else {
     const float* h = w.h.data_ptr<float>();
     at::parallel_for(0, clusters, 1, [&](int64_t begin, int64_t end) {

@@ -17,6 +17,7 @@
 #include "groupmates/engine/greedy_group.h"
 #include "groupmates/engine/selector.h"
 #include "common/engine_test_util.h"
+#include "common/test_seed.h"
 
 namespace groupmates {
 namespace {
@@ -321,6 +322,85 @@ TEST(ClusterGreedySelector, BatchedTensorPathEqualsHostPath) {
   }
 }
 
+// The window with u minus its maximum over `candidates` (RelationParams::nonpositive_u, by hand).
+Window shifted_by_max(const Window& w, const std::vector<int64_t>& candidates) {
+  double top = -std::numeric_limits<double>::infinity();
+  for (int64_t i : candidates) top = std::max(top, double(w.u[i].item<float>()));
+  Window out = w;
+  out.u = w.u - top;
+  out.uv = testing::as_doubles(out.u);
+  return out;
+}
+
+TEST(ClusterGreedySelector, NonpositiveInfluenceIsTheGreedyOnUMinusItsMaximum) {
+  // Against the naive definition on a window shifted by hand: per cluster with the uniform ratio
+  // (shift over the whole window), and the prefilter's kept rows (shift over those), host and batched.
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  torch::manual_seed(seed);
+  for (int trial = 0; trial < 4; ++trial) {
+    const int64_t n = 200 + 50 * trial, k = 2 + 3 * trial;
+    Window w = random_window(n, 16, trial % 2 == 1);
+    w.u = w.u + (trial - 1.5);  // both signs, more or fewer of each
+    w.uv = testing::as_doubles(w.u);
+    const torch::Tensor clusters = torch::randint(0, k, {n}, torch::kLong);
+    const auto aggregate = trial % 2 == 0 ? RelationAggregate::kNearest : RelationAggregate::kMean;
+    const RelationParams plain{1.0 + 0.2 * trial, 1.0, aggregate, false};
+    RelationParams shifted = plain;
+    shifted.nonpositive_u = true;
+    const SelectionInput in = clustered_input(w, clusters, shifted);
+
+    std::vector<int64_t> all(n);
+    std::iota(all.begin(), all.end(), 0);
+    const Window ws = shifted_by_max(w, all);
+    const Selection uniform = ClusterGreedySelector(BudgetMode::kUniformRatio).select(in, 0.4);
+    std::vector<std::vector<int64_t>> members(k), picked(k);
+    for (int64_t i = 0; i < n; ++i) members[clusters[i].item<int64_t>()].push_back(i);
+    for (int64_t i : uniform.indices) picked[clusters[i].item<int64_t>()].push_back(i);
+    for (int64_t c = 0; c < k; ++c)
+      EXPECT_EQ(picked[c], naive_greedy(ws, members[c], int64_t(picked[c].size()), plain)) << "trial " << trial << " cluster " << c;
+
+    // Prefilter: the shift is the maximum over the kept rows, the best ceil(budget / 0.8) by u.
+    const int64_t budget = ratio_budget(n, 0.4), keep = int64_t(std::ceil(double(budget) / 0.8));
+    std::vector<int64_t> order = all;
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return w.uv[a] < w.uv[b]; });
+    const std::vector<int64_t> kept(order.begin(), order.begin() + keep);
+    const Window wk = shifted_by_max(w, kept);
+    for (GreedyExecution ex : {GreedyExecution::kHostThreads, GreedyExecution::kBatchedTensor}) {
+      const Selection got = ClusterGreedySelector(BudgetMode::kInfluencePrefilter, 0.8, ex, true).select(in, 0.4);
+      const Selection want = ClusterGreedySelector(BudgetMode::kInfluencePrefilter, 0.8, GreedyExecution::kHostThreads, true)
+                                 .select(clustered_input(wk, clusters, plain), 0.4);
+      EXPECT_EQ(got.indices, want.indices) << "trial " << trial;
+      ASSERT_EQ(got.scores.size(), want.scores.size());
+      for (size_t i = 0; i < got.scores.size(); ++i) EXPECT_NEAR(got.scores[i], want.scores[i], 1e-5);
+      for (double score : got.scores) EXPECT_LE(score, 1e-6);  // every a_i * u_i <= 0
+    }
+  }
+}
+
+TEST(ClusterGreedySelector, NonpositiveInfluenceKeepsACopyOfAPickOut) {
+  // Every u > 0: the rule a_i * u_i then prefers a copy of the first pick (a ~ 0) to a distinct
+  // candidate; with u shifted to <= 0 the distinct one wins.
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  torch::manual_seed(seed);
+  Window w = random_window(3, 8, false);
+  w.h[1].copy_(w.h[0]);   // row 1: a copy of row 0
+  w.h[2].copy_(-w.h[0]);  // row 2: far from row 0
+  w.hv = testing::as_doubles(w.h);
+  w.u = torch::tensor({1.0f, 1.5f, 1.4f});
+  w.uv = testing::as_doubles(w.u);
+  const torch::Tensor clusters = torch::zeros({3}, torch::kLong);
+  const RelationParams plain{1.0, 1.0, RelationAggregate::kNearest, false};
+  RelationParams shifted = plain;
+  shifted.nonpositive_u = true;
+  const auto picks = [&](RelationParams rel) {
+    return ClusterGreedySelector().select(clustered_input(w, clusters, rel), 2.0 / 3.0).indices;
+  };
+  EXPECT_EQ(picks(plain), (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(picks(shifted), (std::vector<int64_t>{0, 2}));
+}
+
 TEST(BatchedGreedy, PaddingAndQuotasPerCluster) {
   torch::manual_seed(18);
   const Window w = random_window(10, 4, false);
@@ -350,6 +430,9 @@ TEST(Selectors, WholeWindowGreedyEqualsNaive) {
   std::vector<int64_t> all(120);
   std::iota(all.begin(), all.end(), 0);
   EXPECT_EQ(GreedySelector().select(in, 0.25).indices, naive_greedy(w, all, 30, {}));
+  // nonpositive_u: the same on u minus its maximum over the window.
+  in.relation.nonpositive_u = true;
+  EXPECT_EQ(GreedySelector().select(in, 0.25).indices, naive_greedy(shifted_by_max(w, all), all, 30, {}));
 }
 
 TEST(Selectors, RandomIsSeededAndUniform) {

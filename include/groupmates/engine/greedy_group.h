@@ -26,6 +26,12 @@ struct RelationParams {
   double alpha = 1.0;
   double tau = 1.0;
   RelationAggregate aggregate = RelationAggregate::kMean;
+  /// The selectors (ClusterGreedySelector, GreedySelector) first subtract the maximum of u over the
+  /// greedy's candidates (after any prefilter; one shift per window), so that every u_i <= 0 and a
+  /// larger distance from the picks always lowers a_i * u_i. The rule assumes u <= 0 (a training
+  /// step lowers the reference loss); a window-standardised u has both signs, and for u_i > 0 the
+  /// product rewards closeness to the picks. Order by u alone is unchanged.
+  bool nonpositive_u = false;
 };
 
 /// Picks of one greedy run, in pick order.
