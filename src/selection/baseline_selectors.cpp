@@ -16,9 +16,7 @@ Selection GreedySelector::select(const SelectionInput& input, double ratio) cons
   const float* u = w.u.data_ptr<float>();
   std::vector<float> shifted;  // RelationParams::nonpositive_u: u - its maximum over the window
   if (input.relation.nonpositive_u && w.rows > 0) {
-    const float top = *std::max_element(u, u + w.rows);
-    shifted.resize(static_cast<size_t>(w.rows));
-    for (int64_t i = 0; i < w.rows; ++i) shifted[i] = u[i] - top;
+    shifted = u_minus_max(u, w.rows, all);
     u = shifted.data();
   }
   GreedyPicks picks =

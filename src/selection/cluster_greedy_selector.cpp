@@ -97,15 +97,12 @@ Selection ClusterGreedySelector::select(const SelectionInput& input, double rati
   SelectionInput shifted_input;
   const SelectionInput* in = &input;
   if (input.relation.nonpositive_u && !rows.empty()) {
-    float top = u[rows[0]];
-    for (int64_t r : rows) top = std::max(top, u[r]);
     if (batched) {
       shifted_input = input;
-      shifted_input.u = input.u - double(top);
+      shifted_input.u = input.u - double(max_u_over(u, rows));
       in = &shifted_input;
     } else {
-      shifted.resize(static_cast<size_t>(w.rows));
-      for (int64_t i = 0; i < w.rows; ++i) shifted[i] = u[i] - top;
+      shifted = u_minus_max(u, w.rows, rows);
       u = shifted.data();
     }
   }

@@ -1,8 +1,10 @@
 // host_window.h (internal): a SelectionInput as contiguous host arrays for the selectors.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -38,6 +40,21 @@ inline HostWindow to_host(const SelectionInput& input, bool need_h, bool need_cl
       throw Error(ErrorCode::kInvalidConfig, "SelectionInput.cluster_ids", "must be >= 0");
   }
   return w;
+}
+
+/// The maximum of u over `candidates` (RelationParams::nonpositive_u's shift; candidates not empty).
+inline float max_u_over(const float* u, const std::vector<int64_t>& candidates) {
+  float top = u[candidates.front()];
+  for (int64_t r : candidates) top = std::max(top, u[r]);
+  return top;
+}
+
+/// u [rows] minus its maximum over `candidates`: every candidate's u <= 0 (RelationParams::nonpositive_u).
+inline std::vector<float> u_minus_max(const float* u, int64_t rows, const std::vector<int64_t>& candidates) {
+  const float top = max_u_over(u, candidates);
+  std::vector<float> out(static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) out[i] = u[i] - top;
+  return out;
 }
 
 /// A stream-position-dependent seed: splitmix64 of (seed, window_seed).
