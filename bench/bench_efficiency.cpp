@@ -72,6 +72,7 @@ struct Options : tiny_gpt_training::TrainingSettings {
   int64_t neighbour_rollouts = -1; // < 0 = ProbeConfig's default
   double prefilter_ratio = -1;     // <= 0 = SelectionConfig's default
   int nonpositive = -1;            // -1 = SelectionConfig's default
+  double relation_tau = -1;        // <= 0 = SelectionConfig's default
   std::string encoder = "hashed_ngram";  // SelectionConfig::encoder: hashed_ngram | torchscript
   std::string encoder_path;              // torchscript: the module file
   bool aligned = false;  // --packing aligned: every candidate starts at a document start (pad id 0, not trained on)
@@ -116,6 +117,7 @@ Options parse(int argc, char** argv) {
   app.add_option("--prefilter-ratio", o.prefilter_ratio, "SelectionConfig.prefilter_ratio (<= 0: the library's default)");
   app.add_option("--nonpositive-influence", o.nonpositive, "SelectionConfig.nonpositive_influence 0|1 (default: the library's)")
       ->check(CLI::IsMember({0, 1}));
+  app.add_option("--relation-tau", o.relation_tau, "SelectionConfig.relation_tau (<= 0: the library's default)");
   app.add_option("--rollout-length", o.rollout_length, "ProbeConfig.rollout_length (0: the library's default)");
   app.add_option("--merge-cluster-budgets", o.merge_budgets, "SelectionConfig.merge_cluster_budgets 0|1 (default: the library's)")
       ->check(CLI::IsMember({0, 1}));
@@ -195,6 +197,7 @@ int main(int argc, char** argv) {
     if (o.neighbour_rollouts >= 0) probes.neighbour_rollouts = static_cast<uint32_t>(o.neighbour_rollouts);
     if (o.prefilter_ratio > 0) selection.prefilter_ratio = o.prefilter_ratio;
     if (o.nonpositive >= 0) selection.nonpositive_influence = o.nonpositive != 0;
+    if (o.relation_tau > 0) selection.relation_tau = o.relation_tau;
     if (!o.refresh_mode.empty())
       selection.refresh_mode = o.refresh_mode == "at_step" ? groupmates::RefreshMode::kAtStep : groupmates::RefreshMode::kWhenReady;
     selection.seed = o.seed;

@@ -83,6 +83,8 @@ struct SelectionConfig {
   bool robust_label_scaling = true;   ///< standardise labels by median/MAD (else mean/std)
   bool per_position_labels = true;    ///< standardise per probe AND rollout position t (else per probe):
                                       ///< the mean label drifts with t, a trend of the rollout, not the data
+  double relation_tau = 1.0;          ///< initial relational temperature tau: r_ij = alpha (1 - cos_ij / tau); larger =
+                                      ///< a milder discount (with rollout_length 1 refreshes never train it)
   double relation_tau_min = 1.0;      ///< tau >= this keeps every r_ij >= 0 (0 = unconstrained, as the paper)
   bool train_ngram_table = false;     ///< refreshes also train the encoder's hashed n-gram table (1M weights);
                                       ///< false: it stays a fixed random projection, refreshes run ~4x faster

@@ -129,6 +129,7 @@ class SelectionConfig(_StubStruct):
     refresh_gate: bool
     robust_label_scaling: bool
     per_position_labels: bool
+    relation_tau: float
     relation_tau_min: float
     train_ngram_table: bool
     label_buffer_rollouts: int

@@ -272,6 +272,8 @@ class SelectionConfig:
                             out) better than the prior-only model, by mean Spearman so far; else the prior selects
     robust_label_scaling:   standardise labels by median/MAD (else mean/std)
     per_position_labels:    standardise per probe and rollout position (else per probe)
+    relation_tau:           initial relational temperature tau, r_ij = alpha (1 - cos_ij / tau); larger = a milder
+                            discount (single-step probes never train it)
     relation_tau_min:       lower bound of the relational temperature tau (0 = unconstrained)
     train_ngram_table:      refreshes also train the encoder's hashed n-gram table
     label_buffer_rollouts:  recent rollouts kept for training the influence model
@@ -311,6 +313,7 @@ class SelectionConfig:
     refresh_gate: bool = _SELECTION["refresh_gate"]
     robust_label_scaling: bool = _SELECTION["robust_label_scaling"]
     per_position_labels: bool = _SELECTION["per_position_labels"]
+    relation_tau: float = _SELECTION["relation_tau"]
     relation_tau_min: float = _SELECTION["relation_tau_min"]
     train_ngram_table: bool = _SELECTION["train_ngram_table"]
     label_buffer_rollouts: int = _SELECTION["label_buffer_rollouts"]

@@ -289,6 +289,7 @@ PYBIND11_MODULE(_core, m) {
       .field("refresh_gate", &gm::SelectionConfig::refresh_gate)
       .field("robust_label_scaling", &gm::SelectionConfig::robust_label_scaling)
       .field("per_position_labels", &gm::SelectionConfig::per_position_labels)
+      .field("relation_tau", &gm::SelectionConfig::relation_tau)
       .field("relation_tau_min", &gm::SelectionConfig::relation_tau_min)
       .field("train_ngram_table", &gm::SelectionConfig::train_ngram_table)
       .field("label_buffer_rollouts", &gm::SelectionConfig::label_buffer_rollouts)

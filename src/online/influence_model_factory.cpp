@@ -93,6 +93,7 @@ std::shared_ptr<RelationalInfluenceModel> InfluenceModelFactory::make() const {
     InfluenceModelConfig mc;
     mc.dropout = 0.0;  // refreshes run beside the trainer; dropout would draw from the shared generator
     mc.tau_min = cfg.relation_tau_min;
+    mc.tau_init = cfg.relation_tau;
     // A private generator: the initial weights must not depend on what other threads draw meanwhile.
     at::Generator gen = at::detail::createCPUGenerator(derive_seed(cfg.seed, 0x6d6f64656cULL));
     if (scripted_) {  // the scripted module's weights are the user's (frozen); only the head is ours

@@ -45,8 +45,11 @@ void SelectionConfig::validate() const {
   }
   if (refresh_batch_rollouts < 1) bad(f + "refresh_batch_rollouts", "is 0; must be >= 1");
   if (!(refresh_learning_rate > 0)) bad(f + "refresh_learning_rate", "must be > 0");
-  if (!(relation_tau_min >= 0) || relation_tau_min > 1)
-    bad(f + "relation_tau_min", "is " + std::to_string(relation_tau_min) + "; allowed [0, 1] (tau starts at 1)");
+  if (!(relation_tau > 0) || !std::isfinite(relation_tau))
+    bad(f + "relation_tau", "is " + std::to_string(relation_tau) + "; must be finite and > 0");
+  if (!(relation_tau_min >= 0) || relation_tau_min > relation_tau)
+    bad(f + "relation_tau_min", "is " + std::to_string(relation_tau_min) + "; allowed [0, relation_tau = " +
+                                    std::to_string(relation_tau) + "] (tau starts at relation_tau)");
   if (label_buffer_rollouts < 1) bad(f + "label_buffer_rollouts", "is 0; must be >= 1");
 }
 

@@ -27,6 +27,7 @@ SelectionConfig random_config(uint64_t seed) {
   c.encoder_dim = 1 + int64_t(rng() % 40);
   c.encoder_bag_dim = 1 + int64_t(rng() % 70);
   c.encoder_max_ngram = 1 + int(rng() % 3);
+  c.relation_tau = 1.0 + double(rng() % 400) / 100.0;
   return c;
 }
 
@@ -43,6 +44,7 @@ std::shared_ptr<RelationalInfluenceModel> reference_model(const SelectionConfig&
   InfluenceModelConfig mc;
   mc.dropout = 0.0;
   mc.tau_min = cfg.relation_tau_min;
+  mc.tau_init = cfg.relation_tau;
   return std::make_shared<RelationalInfluenceModel>(std::make_shared<HashedNgramEncoder>(ec), mc);
 }
 
@@ -65,6 +67,7 @@ TEST(InfluenceModelFactory, InitialWeightsAreTheDefaultInitialisationDrawnFromTh
     auto got = make_influence_model(cfg, -1);
     auto want = reference_model(cfg, -1);
     expect_same_parameters(*got, *want);
+    EXPECT_DOUBLE_EQ(got->tau(), double(float(cfg.relation_tau))) << "tau starts at SelectionConfig.relation_tau";
     EXPECT_FALSE(torch::equal(got->named_parameters()["encoder.fc1.weight"],
                               make_influence_model(random_config(seed + k + 100), -1)->named_parameters()["encoder.fc1.weight"]))
         << "another seed, other weights";

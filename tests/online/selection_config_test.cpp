@@ -3,6 +3,7 @@
 // largest window the message names fits, and raising max_window_memory_bytes allows a bigger one.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <random>
 
 #include "groupmates/error.h"
@@ -85,4 +86,31 @@ TEST(SelectionConfigTest, GroupMatesLoaderChecksTheBoundWithItsLoaderConfig) {
   s.max_window_memory_bytes += 1;
   GroupMatesLoader loader(c, s, ProbeConfig{});
   EXPECT_TRUE(loader.next().has_value());
+}
+
+TEST(SelectionConfigTest, RelationTauIsValidatedNamingTheField) {
+  auto where_of = [](const SelectionConfig& s) -> std::string {
+    try {
+      s.validate();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig);
+      return e.where();
+    }
+    return "";
+  };
+  SelectionConfig s;
+  EXPECT_EQ(where_of(s), "");
+  for (double bad : {0.0, -1.0, std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()}) {
+    s.relation_tau = bad;
+    EXPECT_EQ(where_of(s), "SelectionConfig.relation_tau") << bad;
+  }
+  s.relation_tau = 0.5;  // below the default tau_min 1: r_ij could turn negative
+  EXPECT_EQ(where_of(s), "SelectionConfig.relation_tau_min");
+  s.relation_tau_min = 0.5;
+  EXPECT_EQ(where_of(s), "");
+  s.relation_tau = 3.0;
+  s.relation_tau_min = 1.0;
+  EXPECT_EQ(where_of(s), "");
+  s.relation_tau_min = 3.5;
+  EXPECT_EQ(where_of(s), "SelectionConfig.relation_tau_min");
 }
