@@ -7,8 +7,13 @@
 #include <iterator>
 #include <sstream>
 
+#include <torch/csrc/jit/passes/inliner.h>
 #include <torch/nn/functional/normalization.h>
 #include <torch/script.h>
+
+#include <functional>
+#include <set>
+#include <vector>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -24,6 +29,7 @@ struct TorchScriptEncoder::Loaded {
   uint64_t weights_hash = 0;  ///< XXH3 of the module's parameters and buffers (names, dtypes, shapes, values)
   bool takes_mask = true;     ///< forward(ids, mask); else forward(ids)
   int64_t dim = 0;
+  double flops_per_token = 0;  ///< 2 x the parameters not read by row lookups (looked_up_parameters)
   mutable torch::jit::Module module;  ///< forward is not const in LibTorch; running it does not change the module
 };
 
@@ -58,6 +64,51 @@ uint64_t weights_hash(const torch::jit::Module& module) {
   return h;
 }
 
+// Names (dotted, as named_parameters gives them) of the parameters that forward reads only as the table of
+// aten::embedding / aten::embedding_bag: row lookups, no multiply-adds per token. The forward graph is
+// inlined (calls into submodules included) and each lookup's table traced back through prim::GetAttr
+// to the module's self.
+std::set<std::string> looked_up_parameters(const torch::jit::Module& module) {
+  std::set<std::string> out;
+  std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph()->copy();
+  torch::jit::Inline(*graph);
+  torch::jit::Value* self = graph->inputs().at(0);
+  auto path_of = [&](torch::jit::Value* v) {
+    std::vector<std::string> names;
+    while (v->node()->kind() == c10::prim::GetAttr) {
+      names.push_back(v->node()->s(c10::attr::name));
+      v = v->node()->input(0);
+    }
+    std::string path;
+    if (v != self) return path;
+    for (auto it = names.rbegin(); it != names.rend(); ++it) path += (path.empty() ? "" : ".") + *it;
+    return path;
+  };
+  std::function<void(torch::jit::Block*)> walk = [&](torch::jit::Block* block) {
+    for (torch::jit::Node* node : block->nodes()) {
+      const std::string kind = node->kind().toQualString();
+      if ((kind == "aten::embedding" || kind == "aten::embedding_bag" || kind == "aten::_embedding_bag") &&
+          node->inputs().size() > 0) {
+        const std::string path = path_of(node->input(0));
+        if (!path.empty()) out.insert(path);
+      }
+      for (torch::jit::Block* inner : node->blocks()) walk(inner);
+    }
+  };
+  walk(graph->block());
+  return out;
+}
+
+// ~2 FLOPs per parameter per token (a multiply-add), the rule ModuleProbeTarget uses for the live
+// model, with the lookup tables left out.
+double flops_per_token_of(const torch::jit::Module& module) {
+  const std::set<std::string> tables = looked_up_parameters(module);
+  double params = 0;
+  for (const auto& p : module.named_parameters(true))
+    if (!tables.count(p.name)) params += double(p.value.numel());
+  return 2.0 * params;
+}
+
 }  // namespace
 
 TorchScriptEncoder::TorchScriptEncoder(const std::string& path, int64_t dim, torch::Device device, int64_t pad_id)
@@ -85,6 +136,7 @@ TorchScriptEncoder::TorchScriptEncoder(const std::string& path, int64_t dim, tor
                 "forward takes " + std::to_string(int(args) - 1) +
                     " arguments; an encoder's forward takes (ids) or (ids, mask): ids int64 [rows, T], mask int64 [rows, T]");
   loaded->takes_mask = args == 3;
+  loaded->flops_per_token = flops_per_token_of(loaded->module);
   loaded_ = loaded;
   // Probe: 2 rows of 8 small ids, every token real. D is the width of the answer.
   const torch::Tensor ids = torch::arange(1, 17, torch::kLong).reshape({2, 8});
@@ -107,6 +159,8 @@ TorchScriptEncoder::~TorchScriptEncoder() = default;
 std::shared_ptr<TorchScriptEncoder> TorchScriptEncoder::share() const {
   return std::shared_ptr<TorchScriptEncoder>(new TorchScriptEncoder(loaded_, pad_id_));
 }
+
+double TorchScriptEncoder::flops_per_row(int64_t tokens) const { return double(tokens) * loaded_->flops_per_token; }
 
 std::string TorchScriptEncoder::identity() const {
   char hex[17];

@@ -138,6 +138,40 @@ TEST(TorchScriptEncoderModel, BadFilesAndModulesAreClearErrorsNamingTheFile) {
   EXPECT_NE(msg.find("returned shape [3, 9]"), std::string::npos) << msg;
 }
 
+TEST(TorchScriptEncoderModel, FlopsPerRowCountsEveryParameterButTheLookupTables) {
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  std::mt19937_64 rng(seed);
+  TempFiles tmp;
+  const int64_t vocab = 20 + int64_t(rng() % 200), width = 1 + int64_t(rng() % 40), dim = 1 + int64_t(rng() % 40);
+  const int64_t tokens = 1 + int64_t(rng() % 2048);
+  // The table is read by torch.embedding only: the projection alone counts, 2 per weight per token.
+  write_mean_pool_encoder(tmp.file("pool.pt"), vocab, width, dim, seed);
+  TorchScriptEncoder pool(tmp.file("pool.pt"));
+  EXPECT_DOUBLE_EQ(pool.flops_per_row(tokens), 2.0 * double(tokens * width * dim));
+  EXPECT_DOUBLE_EQ(pool.share()->flops_per_row(tokens), pool.flops_per_row(tokens));
+  // Submodules (as nn.Embedding and nn.Linear script): the lookup's table found through the calls.
+  torch::jit::Module emb("Emb"), lin("Lin"), top("Top");
+  emb.register_parameter("weight", torch::randn({vocab, width}), false);
+  emb.define("def forward(self, ids):\n    return torch.embedding(self.weight, ids)\n");
+  lin.register_parameter("weight", torch::randn({width, dim}), false);
+  lin.register_parameter("bias", torch::randn({dim}), false);
+  lin.define("def forward(self, x):\n    return torch.matmul(x, self.weight) + self.bias\n");
+  top.register_module("emb", emb);
+  top.register_module("lin", lin);
+  top.define("def forward(self, ids, mask):\n    return self.lin.forward(self.emb.forward(ids).mean(1))\n");
+  top.save(tmp.file("nested.pt"));
+  EXPECT_DOUBLE_EQ(TorchScriptEncoder(tmp.file("nested.pt")).flops_per_row(tokens), 2.0 * double(tokens * (width * dim + dim)));
+  // A parameter used in a matmul counts, whatever its shape; a module without parameters costs nothing.
+  torch::jit::Module dense("Dense");
+  dense.register_parameter("w", torch::randn({8, dim}), false);
+  dense.define("def forward(self, ids, mask):\n    return torch.matmul(ids.float(), self.w)\n");
+  dense.save(tmp.file("dense.pt"));
+  EXPECT_DOUBLE_EQ(TorchScriptEncoder(tmp.file("dense.pt")).flops_per_row(tokens), 2.0 * double(tokens * 8 * dim));
+  write_module(tmp.file("none.pt"), "def forward(self, ids, mask):\n    return ids.float()\n");
+  EXPECT_EQ(TorchScriptEncoder(tmp.file("none.pt")).flops_per_row(tokens), 0.0);
+}
+
 TEST(TorchScriptEncoderModel, WeightsOfAnotherEncoderAreRefused) {
   const uint64_t seed = testing_seed::fresh();
   SCOPED_TRACE(testing_seed::trace(seed));

@@ -35,6 +35,10 @@ class TorchScriptEncoder : public Encoder {
 
   torch::Tensor encode(const torch::Tensor& tokens, const torch::Tensor& mask = {}) override;
   int64_t dim() const override { return dim_; }
+  /// An estimate: tokens x 2 x the module's parameters, leaving out tables read only by embedding lookups
+  /// (aten::embedding / embedding_bag in the inlined forward). The rule counts every other parameter once
+  /// per token, so a layer applied after pooling (once per row) is overcounted; exact for per-token layers.
+  double flops_per_row(int64_t tokens) const override;
   /// "torchscript(weights_xxh3=<16 hex digits>,dim=D)": a hash of the module's parameters and buffers (names,
   /// dtypes, shapes, values). Neither the path nor the file's bytes (a re-export of the same module may differ in
   /// generated class names) nor the code are part of it.
