@@ -127,6 +127,7 @@ class SelectionConfig(_StubStruct):
     refresh_batch_rollouts: int
     refresh_learning_rate: float
     refresh_gate: bool
+    refresh_gate_margin: float
     robust_label_scaling: bool
     per_position_labels: bool
     relation_tau: float

@@ -287,6 +287,7 @@ PYBIND11_MODULE(_core, m) {
       .field("refresh_batch_rollouts", &gm::SelectionConfig::refresh_batch_rollouts)
       .field("refresh_learning_rate", &gm::SelectionConfig::refresh_learning_rate)
       .field("refresh_gate", &gm::SelectionConfig::refresh_gate)
+      .field("refresh_gate_margin", &gm::SelectionConfig::refresh_gate_margin)
       .field("robust_label_scaling", &gm::SelectionConfig::robust_label_scaling)
       .field("per_position_labels", &gm::SelectionConfig::per_position_labels)
       .field("relation_tau", &gm::SelectionConfig::relation_tau)

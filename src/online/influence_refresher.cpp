@@ -36,7 +36,8 @@ InfluenceRefresher::InfluenceRefresher(SelectionConfig config, std::shared_ptr<R
       model_(std::move(model)),
       baseline_(std::move(baseline)),
       baseline_weights_(baseline_->export_weights()),
-      labels_(std::move(labels)) {}
+      labels_(std::move(labels)),
+      gate_(config_.refresh_gate_margin) {}
 
 std::string InfluenceRefresher::weights() const { return model_->export_weights(); }
 
@@ -89,7 +90,7 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
       if (config_.refresh_gate) {
         out.heldout_spearman_prior = spearman(predict(*baseline_), measured);
         out.flops += double(fresh * L) * row_flops;
-        gate_.record(out.heldout_spearman, out.heldout_spearman_prior);
+        gate_.record(out.heldout_spearman, out.heldout_spearman_prior, static_cast<uint64_t>(measured.size()));
       }
     }
     model_->fit_label_stats(labels, LabelScaling::kMeanStd);  // ~(0, 1): labels are standardised already

@@ -1,6 +1,8 @@
 #include "online/refresh_gate.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <sstream>
 
@@ -8,30 +10,46 @@
 
 namespace groupmates {
 
-void RefreshGate::record(double learned_spearman, double prior_spearman) {
+void RefreshGate::record(double learned_spearman, double prior_spearman, uint64_t labels) {
   checks_ += 1;
+  labels_ += labels;
   learned_sum_ += std::isfinite(learned_spearman) ? learned_spearman : 0.0;
   prior_sum_ += std::isfinite(prior_spearman) ? prior_spearman : 0.0;
 }
 
+double RefreshGate::required_lead() const {
+  return margin_ > 0 ? margin_ / std::sqrt(double(std::max<uint64_t>(labels_, 1))) : 0.0;
+}
+
+bool RefreshGate::learned_wins() const {
+  return checks_ > 0 && (learned_sum_ - prior_sum_) / double(checks_) > required_lead();
+}
+
 std::string RefreshGate::save() const {
-  char buf[128];
-  std::snprintf(buf, sizeof buf, "%llu %a %a %d", static_cast<unsigned long long>(checks_), learned_sum_, prior_sum_,
-                learned_published_ ? 1 : 0);
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%llu %a %a %d %llu", static_cast<unsigned long long>(checks_), learned_sum_,
+                prior_sum_, learned_published_ ? 1 : 0, static_cast<unsigned long long>(labels_));
   return buf;
 }
 
 void RefreshGate::load(const std::string& text, const std::string& what) {
   std::istringstream in(text);
-  unsigned long long checks = 0;
-  std::string learned, prior, rest;
+  unsigned long long checks = 0, labels = 0;
+  std::string learned, prior, labels_text, rest;
   int published = -1;
   const auto bad = [&] {
     throw Error(ErrorCode::kInvalidState, what,
-                "'" + text.substr(0, 60) + "' is not '<checks> <learned sum> <prior sum> <0|1>': the state text was "
-                "edited or truncated");
+                "'" + text.substr(0, 60) + "' is not '<checks> <learned sum> <prior sum> <0|1> [<labels>]': the state "
+                "text was edited or truncated");
   };
-  if (!(in >> checks >> learned >> prior >> published) || (in >> rest) || (published != 0 && published != 1)) bad();
+  if (!(in >> checks >> learned >> prior >> published) || (published != 0 && published != 1)) bad();
+  if (in >> labels_text) {  // absent in states saved before the label count
+    char* end = nullptr;
+    if (labels_text.empty() || labels_text[0] == '-') bad();
+    labels = std::strtoull(labels_text.c_str(), &end, 10);
+    if (end != labels_text.c_str() + labels_text.size()) bad();
+    if (in >> rest) bad();
+  }
   const auto number = [&](const std::string& s) {
     char* end = nullptr;
     const double v = std::strtod(s.c_str(), &end);
@@ -41,6 +59,7 @@ void RefreshGate::load(const std::string& text, const std::string& what) {
   learned_sum_ = number(learned);
   prior_sum_ = number(prior);
   checks_ = checks;
+  labels_ = labels;
   learned_published_ = published == 1;
 }
 

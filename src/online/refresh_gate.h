@@ -11,13 +11,20 @@ namespace groupmates {
 /// model (trained on the probes before it) and the prior-only model (the initial one: u = gamma *
 /// importance prior) both predict that probe's rollouts, and each one's held-out Spearman is recorded.
 /// A refreshed model is published only while the learned models' mean held-out Spearman over all
-/// checks so far exceeds the prior-only model's; otherwise the prior-only model selects.
+/// checks so far exceeds the prior-only model's by `margin` standard errors, the standard error taken
+/// as 1 / sqrt(held-out labels so far) (a Spearman of n pairs: about 1 / sqrt(n - 1)); otherwise the
+/// prior-only model selects. margin 0: the plain comparison.
 class RefreshGate {
  public:
-  /// Records one held-out check (a non-finite Spearman, e.g. of constant predictions, counts as 0).
-  void record(double learned_spearman, double prior_spearman);
+  explicit RefreshGate(double margin = 0) : margin_(margin) {}
+  /// Records one held-out check of `labels` measured labels (a non-finite Spearman, e.g. of constant
+  /// predictions, counts as 0).
+  void record(double learned_spearman, double prior_spearman, uint64_t labels);
   /// The learned model should select now (false before the first check).
-  bool learned_wins() const { return checks_ > 0 && learned_sum_ > prior_sum_; }
+  bool learned_wins() const;
+  /// The margin the learned mean must clear now (margin / sqrt(labels so far); margin with none counted).
+  double required_lead() const;
+  uint64_t labels() const { return labels_; }
   /// Held-out checks recorded, and the mean Spearman of each model over them (0 before the first).
   uint64_t checks() const { return checks_; }
   double learned_mean() const { return checks_ ? learned_sum_ / double(checks_) : 0.0; }
@@ -27,12 +34,14 @@ class RefreshGate {
   void set_learned_published(bool learned) { learned_published_ = learned; }
 
   /// The whole state as text (exact: sums as hexadecimal floats) / restore it; load throws
-  /// Error(kInvalidState) naming `what` when the text is malformed.
+  /// Error(kInvalidState) naming `what` when the text is malformed. A state saved before the label count
+  /// existed (four fields) loads with 0 labels: the gate then needs the full margin until its next check.
   std::string save() const;
   void load(const std::string& text, const std::string& what);
 
  private:
-  uint64_t checks_ = 0;
+  double margin_ = 0;
+  uint64_t checks_ = 0, labels_ = 0;
   double learned_sum_ = 0, prior_sum_ = 0;
   bool learned_published_ = false;
 };

@@ -21,36 +21,62 @@ TEST(RefreshGate, DecidesByMeanHeldoutSpearmanLikeAReference) {
   SCOPED_TRACE(rdtest::seed_trace(seed));
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> u(-1, 1);
+  int decided_by_margin = 0;  // checks where the lead was positive but under the margin
   for (int run = 0; run < 50; ++run) {
-    RefreshGate gate;
+    const double margin = run % 5 == 0 ? 0.0 : double(run % 4) * 0.5;
+    RefreshGate gate(margin);
     EXPECT_FALSE(gate.learned_wins()) << "no check yet: the prior-only model selects";
     std::vector<double> learned, prior;
+    uint64_t labels = 0;
     for (int i = 0; i < 12; ++i) {
       double a = u(rng), b = u(rng);
       if (i == 3) a = std::numeric_limits<double>::quiet_NaN();  // constant predictions: no rank information
-      gate.record(a, b);
+      const uint64_t n = 1 + rng() % 40;
+      gate.record(a, b, n);
       learned.push_back(std::isfinite(a) ? a : 0.0), prior.push_back(b);
-      double ls = 0, ps = 0;  // the reference: plain means over every check so far
+      labels += n;
+      double ls = 0, ps = 0;  // the reference: plain means over every check so far, a lead of margin / sqrt(labels)
       for (size_t k = 0; k < learned.size(); ++k) ls += learned[k], ps += prior[k];
       ls /= double(learned.size()), ps /= double(prior.size());
-      EXPECT_EQ(gate.learned_wins(), ls > ps) << "check " << i;
+      const double need = margin / std::sqrt(double(labels));
+      EXPECT_EQ(gate.learned_wins(), ls - ps > need) << "check " << i << ", margin " << margin;
+      decided_by_margin += ls > ps && ls - ps <= need;
+      EXPECT_NEAR(gate.required_lead(), need, 1e-12);
       EXPECT_NEAR(gate.learned_mean(), ls, 1e-12);
       EXPECT_NEAR(gate.prior_mean(), ps, 1e-12);
       EXPECT_EQ(gate.checks(), learned.size());
+      EXPECT_EQ(gate.labels(), labels);
       // The saved text restores exactly (the sums are hexadecimal floats).
       gate.set_learned_published(i % 2 == 0);
-      RefreshGate back;
+      RefreshGate back(margin);
       back.load(gate.save(), "gm.gate");
       EXPECT_EQ(back.save(), gate.save());
       EXPECT_EQ(back.learned_mean(), gate.learned_mean());
+      EXPECT_EQ(back.learned_wins(), gate.learned_wins());
       EXPECT_EQ(back.learned_published(), i % 2 == 0);
     }
   }
+  EXPECT_GT(decided_by_margin, 0) << "the margin never mattered: the test cannot tell it from the plain comparison";
+}
+
+TEST(RefreshGate, StateWithoutTheLabelCountLoadsAndNeedsTheFullMargin) {
+  RefreshGate gate(1.0);
+  gate.load("2 0x1p+0 0x1p-1 1", "gm.gate");  // saved before the label count: learned mean 0.5, prior 0.25
+  EXPECT_EQ(gate.labels(), 0u);
+  EXPECT_EQ(gate.checks(), 2u);
+  EXPECT_TRUE(gate.learned_published());
+  EXPECT_FALSE(gate.learned_wins()) << "a lead of 0.25 is under the full margin 1 while no label is counted";
+  gate.record(0.5, 0.25, 100);  // leads 0.25 > 1 / sqrt(100)
+  EXPECT_TRUE(gate.learned_wins());
+  RefreshGate plain;  // margin 0: the plain comparison
+  plain.load("2 0x1p+0 0x1p-1 1", "gm.gate");
+  EXPECT_TRUE(plain.learned_wins());
 }
 
 TEST(RefreshGate, MalformedStateNamesTheKey) {
   for (const std::string bad : {"", "3 0x1p+0", "3 0x1p+0 0x1p-1 2", "3 0x1p+0 0x1p-1 1 extra", "x 1 1 0",
-                                "3 nan 0x1p-1 1", "3 1e999 0 0"}) {
+                                "3 nan 0x1p-1 1", "3 1e999 0 0", "3 0x1p+0 0x1p-1 1 -4", "3 0x1p+0 0x1p-1 1 12 x",
+                                "3 0x1p+0 0x1p-1 1 1.5"}) {
     RefreshGate gate;
     try {
       gate.load(bad, "LoaderState.extra.gm.gate");
