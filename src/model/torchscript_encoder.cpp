@@ -29,7 +29,7 @@ struct TorchScriptEncoder::Loaded {
   uint64_t weights_hash = 0;  ///< XXH3 of the module's parameters and buffers (names, dtypes, shapes, values)
   bool takes_mask = true;     ///< forward(ids, mask); else forward(ids)
   int64_t dim = 0;
-  double flops_per_token = 0;  ///< 2 x the parameters not read by row lookups (looked_up_parameters)
+  double flops_per_token = 0;  ///< 2 x the parameters not read as lookup tables (looked_up_parameters)
   mutable torch::jit::Module module;  ///< forward is not const in LibTorch; running it does not change the module
 };
 
@@ -64,8 +64,9 @@ uint64_t weights_hash(const torch::jit::Module& module) {
   return h;
 }
 
-// Names (dotted, as named_parameters gives them) of the parameters that forward reads only as the table of
-// aten::embedding / aten::embedding_bag: row lookups, no multiply-adds per token. The forward graph is
+// Names (dotted, as named_parameters gives them) of the parameters that forward reads as the table of an
+// aten::embedding / aten::embedding_bag: row lookups, no multiply-adds per token (a table also used in a
+// matmul, e.g. tied weights, is left out too: the estimate then undercounts it). The forward graph is
 // inlined (calls into submodules included) and each lookup's table traced back through prim::GetAttr
 // to the module's self.
 std::set<std::string> looked_up_parameters(const torch::jit::Module& module) {

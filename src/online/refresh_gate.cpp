@@ -45,7 +45,7 @@ void RefreshGate::load(const std::string& text, const std::string& what) {
   if (!(in >> checks >> learned >> prior >> published) || (published != 0 && published != 1)) bad();
   if (in >> labels_text) {  // absent in states saved before the label count
     char* end = nullptr;
-    if (labels_text.empty() || labels_text[0] == '-') bad();
+    if (labels_text[0] == '-') bad();  // strtoull would wrap it
     labels = std::strtoull(labels_text.c_str(), &end, 10);
     if (end != labels_text.c_str() + labels_text.size()) bad();
     if (in >> rest) bad();

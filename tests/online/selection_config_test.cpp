@@ -6,6 +6,7 @@
 #include <limits>
 #include <random>
 
+#include "common/thrown_error.h"
 #include "groupmates/error.h"
 #include "groupmates/selection_config.h"
 #include "online_test_util.h"
@@ -89,28 +90,20 @@ TEST(SelectionConfigTest, GroupMatesLoaderChecksTheBoundWithItsLoaderConfig) {
 }
 
 TEST(SelectionConfigTest, RelationTauIsValidatedNamingTheField) {
-  auto where_of = [](const SelectionConfig& s) -> std::string {
-    try {
-      s.validate();
-    } catch (const Error& e) {
-      EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig);
-      return e.where();
-    }
-    return "";
-  };
+  using testing_errors::where_of;
   SelectionConfig s;
-  EXPECT_EQ(where_of(s), "");
+  EXPECT_NO_THROW(s.validate());
   for (double bad : {0.0, -1.0, std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()}) {
     s.relation_tau = bad;
-    EXPECT_EQ(where_of(s), "SelectionConfig.relation_tau") << bad;
+    EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.relation_tau") << bad;
   }
   s.relation_tau = 0.5;  // below the default tau_min 1: r_ij could turn negative
-  EXPECT_EQ(where_of(s), "SelectionConfig.relation_tau_min");
+  EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.relation_tau_min");
   s.relation_tau_min = 0.5;
-  EXPECT_EQ(where_of(s), "");
+  EXPECT_NO_THROW(s.validate());
   s.relation_tau = 3.0;
   s.relation_tau_min = 1.0;
-  EXPECT_EQ(where_of(s), "");
+  EXPECT_NO_THROW(s.validate());
   s.relation_tau_min = 3.5;
-  EXPECT_EQ(where_of(s), "SelectionConfig.relation_tau_min");
+  EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.relation_tau_min");
 }

@@ -35,7 +35,7 @@ class TorchScriptEncoder : public Encoder {
 
   torch::Tensor encode(const torch::Tensor& tokens, const torch::Tensor& mask = {}) override;
   int64_t dim() const override { return dim_; }
-  /// An estimate: tokens x 2 x the module's parameters, leaving out tables read only by embedding lookups
+  /// An estimate: tokens x 2 x the module's parameters, leaving out tables read by embedding lookups
   /// (aten::embedding / embedding_bag in the inlined forward). The rule counts every other parameter once
   /// per token, so a layer applied after pooling (once per row) is overcounted; exact for per-token layers.
   double flops_per_row(int64_t tokens) const override;
