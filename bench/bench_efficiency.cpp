@@ -74,6 +74,7 @@ struct Options : tiny_gpt_training::TrainingSettings {
   int nonpositive = -1;            // -1 = SelectionConfig's default
   double relation_tau = -1;        // <= 0 = SelectionConfig's default
   double gate_margin = -1;         // < 0 = SelectionConfig's default
+  double gate_top_share = -1;      // < 0 = SelectionConfig's default
   std::string encoder = "hashed_ngram";  // SelectionConfig::encoder: hashed_ngram | torchscript
   std::string encoder_path;              // torchscript: the module file
   bool aligned = false;  // --packing aligned: every candidate starts at a document start (pad id 0, not trained on)
@@ -119,6 +120,8 @@ Options parse(int argc, char** argv) {
   app.add_option("--nonpositive-influence", o.nonpositive, "SelectionConfig.nonpositive_influence 0|1 (default: the library's)")
       ->check(CLI::IsMember({0, 1}));
   app.add_option("--refresh-gate-margin", o.gate_margin, "SelectionConfig.refresh_gate_margin (< 0: the library's default)");
+  app.add_option("--refresh-gate-top-share", o.gate_top_share,
+                 "SelectionConfig.refresh_gate_top_share (< 0: the library's default)");
   app.add_option("--relation-tau", o.relation_tau, "SelectionConfig.relation_tau (<= 0: the library's default)");
   app.add_option("--rollout-length", o.rollout_length, "ProbeConfig.rollout_length (0: the library's default)");
   app.add_option("--merge-cluster-budgets", o.merge_budgets, "SelectionConfig.merge_cluster_budgets 0|1 (default: the library's)")
@@ -201,6 +204,7 @@ int main(int argc, char** argv) {
     if (o.nonpositive >= 0) selection.nonpositive_influence = o.nonpositive != 0;
     if (o.relation_tau > 0) selection.relation_tau = o.relation_tau;
     if (o.gate_margin >= 0) selection.refresh_gate_margin = o.gate_margin;
+    if (o.gate_top_share >= 0) selection.refresh_gate_top_share = o.gate_top_share;
     if (!o.refresh_mode.empty())
       selection.refresh_mode = o.refresh_mode == "at_step" ? groupmates::RefreshMode::kAtStep : groupmates::RefreshMode::kWhenReady;
     selection.seed = o.seed;

@@ -128,6 +128,7 @@ class SelectionConfig(_StubStruct):
     refresh_learning_rate: float
     refresh_gate: bool
     refresh_gate_margin: float
+    refresh_gate_top_share: float
     robust_label_scaling: bool
     per_position_labels: bool
     relation_tau: float

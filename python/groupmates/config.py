@@ -271,6 +271,8 @@ class SelectionConfig:
     refresh_gate:           publish a refreshed model only while learned models predict each new probe (held
                             out) better than the prior-only model, by mean Spearman so far; else the prior selects
     refresh_gate_margin:    standard errors (1 / sqrt(held-out labels so far)) by which the learned model must lead
+    refresh_gate_top_share: 0: the gate compares held-out Spearman; in (0, 1]: the mean standardised measured label
+                            of each model's best top_share of the held-out rows (the picks it would make)
     robust_label_scaling:   standardise labels by median/MAD (else mean/std)
     per_position_labels:    standardise per probe and rollout position (else per probe)
     relation_tau:           initial relational temperature tau, r_ij = alpha (1 - cos_ij / tau); larger = a milder
@@ -313,6 +315,7 @@ class SelectionConfig:
     refresh_learning_rate: float = _SELECTION["refresh_learning_rate"]
     refresh_gate: bool = _SELECTION["refresh_gate"]
     refresh_gate_margin: float = _SELECTION["refresh_gate_margin"]
+    refresh_gate_top_share: float = _SELECTION["refresh_gate_top_share"]
     robust_label_scaling: bool = _SELECTION["robust_label_scaling"]
     per_position_labels: bool = _SELECTION["per_position_labels"]
     relation_tau: float = _SELECTION["relation_tau"]

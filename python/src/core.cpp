@@ -288,6 +288,7 @@ PYBIND11_MODULE(_core, m) {
       .field("refresh_learning_rate", &gm::SelectionConfig::refresh_learning_rate)
       .field("refresh_gate", &gm::SelectionConfig::refresh_gate)
       .field("refresh_gate_margin", &gm::SelectionConfig::refresh_gate_margin)
+      .field("refresh_gate_top_share", &gm::SelectionConfig::refresh_gate_top_share)
       .field("robust_label_scaling", &gm::SelectionConfig::robust_label_scaling)
       .field("per_position_labels", &gm::SelectionConfig::per_position_labels)
       .field("relation_tau", &gm::SelectionConfig::relation_tau)

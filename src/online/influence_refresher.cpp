@@ -88,9 +88,15 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
       out.heldout_spearman = spearman(predicted, measured);
       out.heldout_spearman_scaled = spearman(predicted, scaled);
       if (config_.refresh_gate) {
-        out.heldout_spearman_prior = spearman(predict(*baseline_), measured);
+        const std::vector<double> prior_predicted = predict(*baseline_);
+        out.heldout_spearman_prior = spearman(prior_predicted, measured);
         out.flops += double(fresh * L) * row_flops;
-        gate_.record(out.heldout_spearman, out.heldout_spearman_prior, static_cast<uint64_t>(measured.size()));
+        const double share = config_.refresh_gate_top_share;
+        if (share > 0)  // judged by the picks: standardised labels, comparable across probes
+          gate_.record(picks_gain(predicted, scaled, share), picks_gain(prior_predicted, scaled, share),
+                       static_cast<uint64_t>(measured.size()));
+        else
+          gate_.record(out.heldout_spearman, out.heldout_spearman_prior, static_cast<uint64_t>(measured.size()));
       }
     }
     model_->fit_label_stats(labels, LabelScaling::kMeanStd);  // ~(0, 1): labels are standardised already

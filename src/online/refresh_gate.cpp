@@ -10,6 +10,21 @@
 
 namespace groupmates {
 
+double picks_gain(const std::vector<double>& predicted, const std::vector<double>& labels, double share) {
+  if (predicted.size() != labels.size() || predicted.empty())
+    throw Error(ErrorCode::kInternal, "picks_gain",
+                std::to_string(predicted.size()) + " predictions for " + std::to_string(labels.size()) +
+                    " labels: need the same non-zero number");
+  const size_t n = predicted.size();
+  const size_t k = std::min(n, std::max<size_t>(1, static_cast<size_t>(std::llround(share * double(n)))));
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return predicted[a] < predicted[b]; });
+  double sum = 0;
+  for (size_t i = 0; i < k; ++i) sum += labels[order[i]];
+  return -sum / double(k);
+}
+
 void RefreshGate::record(double learned_spearman, double prior_spearman, uint64_t labels) {
   checks_ += 1;
   labels_ += labels;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace groupmates {
 
@@ -14,6 +15,11 @@ namespace groupmates {
 /// checks so far exceeds the prior-only model's by `margin` standard errors, the standard error taken
 /// as 1 / sqrt(held-out labels so far) (a Spearman of n pairs: about 1 / sqrt(n - 1)); otherwise the
 /// prior-only model selects. margin 0: the plain comparison.
+/// A model's score for the gate by the picks it would make: minus the mean of `labels` (measured, lower =
+/// better) over the max(1, round(share * n)) rows with the lowest `predicted` (ties to the lower index).
+/// Higher is better, like a Spearman. Throws Error(kInternal) on sizes that differ or are 0.
+double picks_gain(const std::vector<double>& predicted, const std::vector<double>& labels, double share);
+
 class RefreshGate {
  public:
   explicit RefreshGate(double margin = 0) : margin_(margin) {}

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "groupmates/error.h"
+#include "common/thrown_error.h"
 #include "loader/reader_test_util.h"
 #include "online/influence_model_factory.h"
 #include "online/influence_refresher.h"
@@ -57,6 +58,37 @@ TEST(RefreshGate, DecidesByMeanHeldoutSpearmanLikeAReference) {
     }
   }
   EXPECT_GT(decided_by_margin, 0) << "the margin never mattered: the test cannot tell it from the plain comparison";
+}
+
+TEST(RefreshGate, PicksGainIsMinusTheMeanLabelOfTheLowestPredictedRows) {
+  const uint64_t seed = rdtest::fresh_seed();
+  SCOPED_TRACE(rdtest::seed_trace(seed));
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> few(-3, 3);  // coarse predictions: many ties
+  std::normal_distribution<double> n(0, 1);
+  for (int run = 0; run < 200; ++run) {
+    const size_t size = 1 + rng() % 40;
+    const double share = double(rng() % 101) / 100.0;
+    std::vector<double> predicted, labels;
+    for (size_t i = 0; i < size; ++i) predicted.push_back(few(rng)), labels.push_back(n(rng));
+    // Reference: pick the k rows one at a time, each the lowest prediction not yet taken (lowest index on ties).
+    const size_t k = std::min(size, std::max<size_t>(1, size_t(std::llround(share * double(size)))));
+    std::vector<bool> taken(size, false);
+    double sum = 0;
+    for (size_t j = 0; j < k; ++j) {
+      size_t best = size;
+      for (size_t i = 0; i < size; ++i)
+        if (!taken[i] && (best == size || predicted[i] < predicted[best])) best = i;
+      taken[best] = true;
+      sum += labels[best];
+    }
+    EXPECT_DOUBLE_EQ(picks_gain(predicted, labels, share), -sum / double(k)) << "run " << run;
+  }
+  EXPECT_DOUBLE_EQ(picks_gain({3, 1, 2}, {10, -4, 6}, 0.34), 4.0);   // k = 1: the row predicted 1
+  EXPECT_DOUBLE_EQ(picks_gain({3, 1, 2}, {10, -4, 6}, 0.67), -1.0);  // k = 2: rows predicted 1, 2
+  EXPECT_NE(testing_errors::error_of([] { picks_gain({1, 2}, {1}, 0.5); }, ErrorCode::kInternal).find("2 predictions for 1 labels"),
+            std::string::npos);
+  EXPECT_EQ(testing_errors::where_of([] { picks_gain({}, {}, 0.5); }, ErrorCode::kInternal), "picks_gain");
 }
 
 TEST(RefreshGate, StateWithoutTheLabelCountLoadsAndNeedsTheFullMargin) {
@@ -120,9 +152,10 @@ struct Outcome {
   double last_learned = 0, last_prior = 0;
 };
 
-Outcome run_refreshes(uint64_t seed, bool labels_from_prior, int probes, int64_t L) {
+Outcome run_refreshes(uint64_t seed, bool labels_from_prior, int probes, int64_t L, double top_share = 0) {
   std::mt19937_64 rng(seed);
   SelectionConfig cfg;
+  cfg.refresh_gate_top_share = top_share;
   cfg.encoder_buckets = 512;
   cfg.encoder_bag_dim = 32;
   cfg.encoder_dim = 16;
@@ -169,6 +202,26 @@ TEST(InfluenceRefresherGate, PublishesTheLearnedModelOnceItPredictsBetter) {
   // The prior is noise here; the learned model finds the useful token.
   EXPECT_LT(std::fabs(o.last_prior), 0.3);
   EXPECT_GT(o.last_learned, o.last_prior + 0.2);
+  EXPECT_FALSE(o.gated.back());
+  EXPECT_TRUE(o.published.back());
+}
+
+TEST(InfluenceRefresherGate, JudgedByItsPicksKeepsThePriorWhereThePriorPicksBest) {
+  const uint64_t seed = rdtest::fresh_seed();
+  SCOPED_TRACE(rdtest::seed_trace(seed));
+  const Outcome o = run_refreshes(seed, /*labels_from_prior=*/true, 4, /*L=*/1, /*top_share=*/0.5);
+  for (size_t i = 0; i < o.gated.size(); ++i) {
+    EXPECT_TRUE(o.gated[i]) << "refresh " << i;
+    EXPECT_FALSE(o.published[i]) << "refresh " << i;
+  }
+}
+
+TEST(InfluenceRefresherGate, JudgedByItsPicksPublishesALearnedModelThatPicksBetter) {
+  const uint64_t seed = rdtest::fresh_seed();
+  SCOPED_TRACE(rdtest::seed_trace(seed));
+  const Outcome o = run_refreshes(seed, /*labels_from_prior=*/false, 4, /*L=*/4, /*top_share=*/0.5);
+  EXPECT_TRUE(o.gated[0]);
+  EXPECT_FALSE(o.published[0]);
   EXPECT_FALSE(o.gated.back());
   EXPECT_TRUE(o.published.back());
 }
