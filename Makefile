@@ -166,8 +166,8 @@ prepare-pool: deps
 	@bash scripts/prepare-pool.sh $(POOL)
 
 # A second benchmark pool (in-domain: Linux kernel documentation prose; never used to choose
-# defaults) and the tuning pool (in-domain: World English Bible books; defaults are chosen on it
-# only, never reported as a benchmark figure). Same machinery: scripts/prepare-pool.sh --variant.
+# defaults) and the two tuning pools (in-domain: World English Bible books; man pages): defaults are
+# chosen on them only, never reported as a benchmark figure. Same machinery: scripts/prepare-pool.sh --variant.
 #   make bench-efficiency BENCH_ARGS="--pool $(POOL2)/pool.jsonl --reference $(POOL2)/reference.jsonl"
 POOL2 ?= data/pool2
 POOL_DEV ?= data/pool-dev

@@ -9,7 +9,7 @@
 #   pool2  (make prepare-pool2) a second benchmark pool, never used to choose defaults: in-domain =
 #          Linux kernel documentation prose, reference = kernel docs of other Documentation/
 #          subdirectories. OUT_DIR defaults to <repo>/data/pool2.
-#   dev    (make prepare-pool-dev) the tuning pool, the only one defaults are chosen on: in-domain =
+#   dev    (make prepare-pool-dev) a tuning pool (defaults are chosen on dev and dev2 only): in-domain =
 #          World English Bible books, reference = other books. OUT_DIR defaults to <repo>/data/pool-dev.
 #   dev2   (make prepare-pool-dev2) a second tuning pool: in-domain = man pages of sections 2-5 and 8,
 #          reference = section 7 pages. OUT_DIR defaults to <repo>/data/pool-dev2.
@@ -26,7 +26,7 @@
 # into a temporary directory and unpacked, never installed; scripts/build_pool.py does the rest
 # (reusing scripts/extract_austen.py for Austen). A package that cannot be fetched is skipped with
 # a warning (POOL.md says so); only the in-domain package is required (r-cran-janeaustenr, for pool2
-# linux-doc-6.1, for dev sword-text-web, for dev2 manpages-dev). Seeds: GROUPMATES_POOL_SEED, else the variant's default
+# linux-doc-6.1, for dev sword-text-web, for dev2 manpages and manpages-dev). Seeds: GROUPMATES_POOL_SEED, else the variant's default
 # (pool 1234, pool2 2345, dev 3456, dev2 5678; build_pool.py VARIANTS).
 #
 # Idempotent: if POOL.md records the same recipe (these scripts + variant + seed) and a complete build, and

@@ -79,13 +79,16 @@ struct SelectionConfig {
   double refresh_learning_rate = 3e-3;
   bool refresh_gate = true;           ///< publish a refreshed model only while learned models predict each new
                                       ///< probe (held out) better than the prior-only model does, by mean
-                                      ///< Spearman over all probes so far; else the prior-only model selects
+                                      ///< Spearman (or picks, refresh_gate_top_share) over all probes so far;
+                                      ///< else the prior-only model selects
   double refresh_gate_margin = 1.0;   ///< the learned mean must lead the prior-only model's by this many standard
                                       ///< errors, 1 / sqrt(held-out labels so far) each (0 = any lead). 1 on the two
-                                      ///< tuning pools (12 seeds): -0.029 on data/pool-dev2, +0.003 on data/pool-dev
+                                      ///< tuning pools (11 seeds): -0.029 on data/pool-dev2, +0.003 on data/pool-dev
   double refresh_gate_top_share = 0.0; ///< 0: the gate compares held-out Spearman; in (0, 1]: it compares the mean
-                                      ///< standardised measured label of each model's best top_share of the held-out
-                                      ///< rows by its own prediction, i.e. the probes' verdict on the picks it would make
+                                       ///< standardised measured label of each model's best top_share of the held-out
+                                       ///< rows by its own prediction (the probes' verdict on the picks it would make),
+                                       ///< with refresh_gate_margin in the same units (1 / sqrt(held-out labels)),
+                                       ///< about sqrt(top_share) of that mean's standard error
   bool robust_label_scaling = true;   ///< standardise labels by median/MAD (else mean/std)
   bool per_position_labels = true;    ///< standardise per probe AND rollout position t (else per probe):
                                       ///< the mean label drifts with t, a trend of the rollout, not the data

@@ -4,25 +4,35 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
+#include <limits>
 #include <sstream>
+#include <vector>
 
 #include "groupmates/error.h"
 
 namespace groupmates {
 
 double picks_gain(const std::vector<double>& predicted, const std::vector<double>& labels, double share) {
-  if (predicted.size() != labels.size() || predicted.empty())
+  if (predicted.size() != labels.size() || predicted.empty() || !(share >= 0 && share <= 1))
     throw Error(ErrorCode::kInternal, "picks_gain",
                 std::to_string(predicted.size()) + " predictions for " + std::to_string(labels.size()) +
-                    " labels: need the same non-zero number");
+                    " labels, share " + std::to_string(share) + ": need the same non-zero number and a share in [0, 1]");
+  for (const double p : predicted)
+    if (!std::isfinite(p)) return std::numeric_limits<double>::quiet_NaN();
   const size_t n = predicted.size();
   const size_t k = std::min(n, std::max<size_t>(1, static_cast<size_t>(std::llround(share * double(n)))));
   std::vector<size_t> order(n);
   for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return predicted[a] < predicted[b]; });
-  double sum = 0;
-  for (size_t i = 0; i < k; ++i) sum += labels[order[i]];
-  return -sum / double(k);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return predicted[a] < predicted[b]; });
+  const double cut = predicted[order[k - 1]];
+  double below = 0, tied = 0;
+  size_t n_below = 0, n_tied = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (predicted[i] < cut) below += labels[i], ++n_below;
+    else if (predicted[i] == cut) tied += labels[i], ++n_tied;
+  }
+  // k - n_below of the k picks come from the tied rows, each tied row with the same weight.
+  return -(below + tied * double(k - n_below) / double(n_tied)) / double(k);
 }
 
 void RefreshGate::record(double learned_spearman, double prior_spearman, uint64_t labels) {

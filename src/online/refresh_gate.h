@@ -10,16 +10,12 @@ namespace groupmates {
 
 /// Champion/challenger check of refreshes. Before a refresh trains on the newest probe, the learned
 /// model (trained on the probes before it) and the prior-only model (the initial one: u = gamma *
-/// importance prior) both predict that probe's rollouts, and each one's held-out Spearman is recorded.
+/// importance prior) both predict that probe's rollouts, and each one's held-out Spearman (or, with
+/// SelectionConfig::refresh_gate_top_share, its picks_gain) is recorded.
 /// A refreshed model is published only while the learned models' mean held-out Spearman over all
 /// checks so far exceeds the prior-only model's by `margin` standard errors, the standard error taken
 /// as 1 / sqrt(held-out labels so far) (a Spearman of n pairs: about 1 / sqrt(n - 1)); otherwise the
 /// prior-only model selects. margin 0: the plain comparison.
-/// A model's score for the gate by the picks it would make: minus the mean of `labels` (measured, lower =
-/// better) over the max(1, round(share * n)) rows with the lowest `predicted` (ties to the lower index).
-/// Higher is better, like a Spearman. Throws Error(kInternal) on sizes that differ or are 0.
-double picks_gain(const std::vector<double>& predicted, const std::vector<double>& labels, double share);
-
 class RefreshGate {
  public:
   explicit RefreshGate(double margin = 0) : margin_(margin) {}
@@ -51,5 +47,12 @@ class RefreshGate {
   double learned_sum_ = 0, prior_sum_ = 0;
   bool learned_published_ = false;
 };
+
+/// A model's score for the gate by the picks it would make: minus the mean of `labels` (measured, lower =
+/// better) over the k = max(1, round(share * n)) rows with the lowest `predicted`; rows tied at the cut
+/// share its remaining weight equally (so constant predictions score minus the mean of all labels).
+/// Higher is better, like a Spearman; NaN when a prediction is not finite (the gate counts it as 0).
+/// Throws Error(kInternal) on sizes that differ or are 0, or a share outside [0, 1].
+double picks_gain(const std::vector<double>& predicted, const std::vector<double>& labels, double share);
 
 }  // namespace groupmates

@@ -45,11 +45,11 @@ void SelectionConfig::validate() const {
   }
   if (refresh_batch_rollouts < 1) bad(f + "refresh_batch_rollouts", "is 0; must be >= 1");
   if (!(refresh_learning_rate > 0)) bad(f + "refresh_learning_rate", "must be > 0");
+  if (!(refresh_gate_margin >= 0) || !std::isfinite(refresh_gate_margin))
+    bad(f + "refresh_gate_margin", "is " + std::to_string(refresh_gate_margin) + "; must be finite and >= 0 (0 = any lead)");
   if (!(refresh_gate_top_share >= 0 && refresh_gate_top_share <= 1))
     bad(f + "refresh_gate_top_share", "is " + std::to_string(refresh_gate_top_share) +
                                           "; must be in [0, 1] (0 = judge by Spearman)");
-  if (!(refresh_gate_margin >= 0) || !std::isfinite(refresh_gate_margin))
-    bad(f + "refresh_gate_margin", "is " + std::to_string(refresh_gate_margin) + "; must be finite and >= 0 (0 = any lead)");
   if (!(relation_tau > 0) || !std::isfinite(relation_tau))
     bad(f + "relation_tau", "is " + std::to_string(relation_tau) + "; must be finite and > 0");
   if (!(relation_tau_min >= 0) || relation_tau_min > relation_tau)

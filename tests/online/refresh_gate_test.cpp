@@ -9,8 +9,8 @@
 #include <limits>
 #include <random>
 
-#include "groupmates/error.h"
 #include "common/thrown_error.h"
+#include "groupmates/error.h"
 #include "loader/reader_test_util.h"
 #include "online/influence_model_factory.h"
 #include "online/influence_refresher.h"
@@ -71,24 +71,31 @@ TEST(RefreshGate, PicksGainIsMinusTheMeanLabelOfTheLowestPredictedRows) {
     const double share = double(rng() % 101) / 100.0;
     std::vector<double> predicted, labels;
     for (size_t i = 0; i < size; ++i) predicted.push_back(few(rng)), labels.push_back(n(rng));
-    // Reference: pick the k rows one at a time, each the lowest prediction not yet taken (lowest index on ties).
-    const size_t k = std::min(size, std::max<size_t>(1, size_t(std::llround(share * double(size)))));
-    std::vector<bool> taken(size, false);
-    double sum = 0;
-    for (size_t j = 0; j < k; ++j) {
-      size_t best = size;
+    // Reference: k picks (half up; at least one); take whole groups of equal predictions from the lowest
+    // while they fit, then the same fraction of every row of the group at the cut.
+    const double k = std::max(1.0, std::floor(share * double(size) + 0.5));
+    double sum = 0, left = k;
+    for (int v = -3; v <= 3 && left > 0; ++v) {
+      double group = 0, count = 0;
       for (size_t i = 0; i < size; ++i)
-        if (!taken[i] && (best == size || predicted[i] < predicted[best])) best = i;
-      taken[best] = true;
-      sum += labels[best];
+        if (predicted[i] == v) group += labels[i], count += 1;
+      if (count == 0) continue;
+      const double take = std::min(left, count);
+      sum += group * take / count;
+      left -= take;
     }
-    EXPECT_DOUBLE_EQ(picks_gain(predicted, labels, share), -sum / double(k)) << "run " << run;
+    EXPECT_NEAR(picks_gain(predicted, labels, share), -sum / k, 1e-12) << "run " << run;
   }
   EXPECT_DOUBLE_EQ(picks_gain({3, 1, 2}, {10, -4, 6}, 0.34), 4.0);   // k = 1: the row predicted 1
   EXPECT_DOUBLE_EQ(picks_gain({3, 1, 2}, {10, -4, 6}, 0.67), -1.0);  // k = 2: rows predicted 1, 2
+  EXPECT_DOUBLE_EQ(picks_gain({3, 1, 2}, {10, -4, 6}, 0.5), -1.0);   // k = round(1.5) = 2
+  EXPECT_DOUBLE_EQ(picks_gain({1, 1, 1, 1}, {1, 2, 3, 6}, 0.5), -3.0);  // all tied: minus the mean of all
+  EXPECT_DOUBLE_EQ(picks_gain({0, 1, 1, 2}, {4, 2, 6, 0}, 0.5), -4.0);  // 4, then half of 2 and of 6
+  EXPECT_TRUE(std::isnan(picks_gain({0, std::numeric_limits<double>::quiet_NaN()}, {1, 2}, 0.5)));
   EXPECT_NE(testing_errors::error_of([] { picks_gain({1, 2}, {1}, 0.5); }, ErrorCode::kInternal).find("2 predictions for 1 labels"),
             std::string::npos);
   EXPECT_EQ(testing_errors::where_of([] { picks_gain({}, {}, 0.5); }, ErrorCode::kInternal), "picks_gain");
+  EXPECT_EQ(testing_errors::where_of([] { picks_gain({1}, {1}, 1.5); }, ErrorCode::kInternal), "picks_gain");
 }
 
 TEST(RefreshGate, StateWithoutTheLabelCountLoadsAndNeedsTheFullMargin) {
@@ -152,10 +159,12 @@ struct Outcome {
   double last_learned = 0, last_prior = 0;
 };
 
-Outcome run_refreshes(uint64_t seed, bool labels_from_prior, int probes, int64_t L, double top_share = 0) {
+Outcome run_refreshes(uint64_t seed, bool labels_from_prior, int probes, int64_t L, double top_share = 0,
+                      double margin = 1) {
   std::mt19937_64 rng(seed);
   SelectionConfig cfg;
   cfg.refresh_gate_top_share = top_share;
+  cfg.refresh_gate_margin = margin;
   cfg.encoder_buckets = 512;
   cfg.encoder_bag_dim = 32;
   cfg.encoder_dim = 16;
@@ -209,7 +218,7 @@ TEST(InfluenceRefresherGate, PublishesTheLearnedModelOnceItPredictsBetter) {
 TEST(InfluenceRefresherGate, JudgedByItsPicksKeepsThePriorWhereThePriorPicksBest) {
   const uint64_t seed = rdtest::fresh_seed();
   SCOPED_TRACE(rdtest::seed_trace(seed));
-  const Outcome o = run_refreshes(seed, /*labels_from_prior=*/true, 4, /*L=*/1, /*top_share=*/0.5);
+  const Outcome o = run_refreshes(seed, /*labels_from_prior=*/true, 4, /*L=*/1, /*top_share=*/0.5, /*margin=*/0);
   for (size_t i = 0; i < o.gated.size(); ++i) {
     EXPECT_TRUE(o.gated[i]) << "refresh " << i;
     EXPECT_FALSE(o.published[i]) << "refresh " << i;
@@ -219,7 +228,7 @@ TEST(InfluenceRefresherGate, JudgedByItsPicksKeepsThePriorWhereThePriorPicksBest
 TEST(InfluenceRefresherGate, JudgedByItsPicksPublishesALearnedModelThatPicksBetter) {
   const uint64_t seed = rdtest::fresh_seed();
   SCOPED_TRACE(rdtest::seed_trace(seed));
-  const Outcome o = run_refreshes(seed, /*labels_from_prior=*/false, 4, /*L=*/4, /*top_share=*/0.5);
+  const Outcome o = run_refreshes(seed, /*labels_from_prior=*/false, 4, /*L=*/4, /*top_share=*/0.5, /*margin=*/0);
   EXPECT_TRUE(o.gated[0]);
   EXPECT_FALSE(o.published[0]);
   EXPECT_FALSE(o.gated.back());

@@ -107,3 +107,20 @@ TEST(SelectionConfigTest, RelationTauIsValidatedNamingTheField) {
   s.relation_tau_min = 3.5;
   EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.relation_tau_min");
 }
+
+TEST(SelectionConfigTest, RefreshGateFieldsAreValidatedNamingTheField) {
+  using testing_errors::where_of;
+  SelectionConfig s;
+  EXPECT_EQ(s.refresh_gate_margin, 1.0) << "the default chosen on the two tuning pools";
+  EXPECT_EQ(s.refresh_gate_top_share, 0.0) << "off: the gate compares Spearman";
+  for (double bad : {-0.1, 1.1, std::numeric_limits<double>::quiet_NaN()}) {
+    s.refresh_gate_top_share = bad;
+    EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.refresh_gate_top_share") << bad;
+  }
+  s.refresh_gate_top_share = 1.0;
+  EXPECT_NO_THROW(s.validate());
+  for (double bad : {-1.0, std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()}) {
+    s.refresh_gate_margin = bad;
+    EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.refresh_gate_margin") << bad;
+  }
+}
