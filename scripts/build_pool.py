@@ -792,6 +792,30 @@ def in_domain_budget(target, max_share, other):
     return min(target, int(max_share / (1.0 - max_share) * sum(nbytes(d["text"]) for d in other)))
 
 
+# The optional sources of pool2, dev and dev2 in one order (a source runs when its budget key is in B).
+OTHER_SOURCES = [
+    ("austen", lambda src, R, b: src.austen_other(R("austen"), b)),
+    ("bible", lambda src, R, b: take_budget(src.bible(), b, R("bible"))),
+    ("jargon-file", lambda src, R, b: src.jargon(R("jargon"), b)),
+    ("devils-dictionary", lambda src, R, b: src.devil(R("devil"), b)),
+    ("kernel-doc", lambda src, R, b: src.kernel_doc(R("kernel-doc"), b)),
+    ("python-stdlib", lambda src, R, b: src.python(R("python"), b)),
+    ("man", lambda src, R, b: src.man(R("man"), b)),
+    ("spam-assassin", lambda src, R, b: src.spam(R("spam"), b)),
+    ("debian-changelog", lambda src, R, b: src.changelogs(R("changelog"), b)),
+    ("gcide", lambda src, R, b: src.gcide(R("gcide"), b)),
+]
+
+
+def other_sources(src, R, B):
+    """The documents of every optional source that has a budget in B, in OTHER_SOURCES order."""
+    docs = []
+    for key, fn in OTHER_SOURCES:
+        if key in B:
+            docs += fn(src, R, B[key])
+    return docs
+
+
 def recipe_pool(src, R):
     """The shipped pool (make prepare-pool): in-domain = Austen, reference = Emma chapters 1-21."""
     pool, ref, austen_stats, ref_chapters = src_austen(src.trees[AUSTEN_PKG])
@@ -838,16 +862,7 @@ def recipe_pool2(src, R):
     B, t = BUDGET_POOL2, src.trees
     kroot = t["linux-doc-6.1"]
     ref = [ref_doc(d) for d in src_kernel_reference(kroot, R("kernel-reference"), REF_BYTES)]
-    other = []
-    other += src.austen_other(R("austen"), B["austen"])
-    other += take_budget(src.bible(), B["bible"], R("bible"))
-    other += src.jargon(R("jargon"), B["jargon-file"])
-    other += src.devil(R("devil"), B["devils-dictionary"])
-    other += src.python(R("python"), B["python-stdlib"])
-    other += src.man(R("man"), B["man"])
-    other += src.spam(R("spam"), B["spam-assassin"])
-    other += src.changelogs(R("changelog"), B["debian-changelog"])
-    other += src.gcide(R("gcide"), B["gcide"])
+    other = other_sources(src, R, B)
     budget = in_domain_budget(B["in_domain"], VARIANTS["pool2"]["max_in_domain_share"], other)
     in_domain = src_kernel_in_domain(kroot, R("kernel-in-domain"), budget)
     src.use("linux-doc-6.1", "kernel-doc (in-domain, reference)")
@@ -923,16 +938,7 @@ def recipe_dev(src, R):
     ref = [ref_doc(d) for d in bible if book(d) in BIBLE_REF_BOOKS]
     cands = [d for d in bible if book(d) not in BIBLE_REF_BOOKS]
     src.use("sword-text-web", "bible-web (in-domain, reference)")
-    other = []
-    other += src.austen_other(R("austen"), B["austen"])
-    other += src.jargon(R("jargon"), B["jargon-file"])
-    other += src.devil(R("devil"), B["devils-dictionary"])
-    other += src.kernel_doc(R("kernel-doc"), B["kernel-doc"])
-    other += src.python(R("python"), B["python-stdlib"])
-    other += src.man(R("man"), B["man"])
-    other += src.spam(R("spam"), B["spam-assassin"])
-    other += src.changelogs(R("changelog"), B["debian-changelog"])
-    other += src.gcide(R("gcide"), B["gcide"])
+    other = other_sources(src, R, B)
     budget = in_domain_budget(B["in_domain"], VARIANTS["dev"]["max_in_domain_share"], other)
     in_domain = take_budget(cands, budget, R("bible"), within=True)
     pool = in_domain + other + make_near_dups(in_domain, R("near-dup"))
@@ -981,18 +987,8 @@ def recipe_dev2(src, R):
     ref = [ref_doc(d) for d in src_man_in_domain(roots, R("man-reference"), (MAN_REF_SECTION,), REF_BYTES,
                                                  whole_pages=True)]
     src.use("manpages-dev", "man (in-domain)")
-    if "manpages" in t:
-        src.use("manpages", "man (in-domain, reference)")
-    other = []
-    other += src.austen_other(R("austen"), B["austen"])
-    other += take_budget(src.bible(), B["bible"], R("bible"))
-    other += src.jargon(R("jargon"), B["jargon-file"])
-    other += src.devil(R("devil"), B["devils-dictionary"])
-    other += src.kernel_doc(R("kernel-doc"), B["kernel-doc"])
-    other += src.python(R("python"), B["python-stdlib"])
-    other += src.spam(R("spam"), B["spam-assassin"])
-    other += src.changelogs(R("changelog"), B["debian-changelog"])
-    other += src.gcide(R("gcide"), B["gcide"])
+    src.use("manpages", "man (in-domain, reference)")
+    other = other_sources(src, R, B)
     budget = in_domain_budget(B["in_domain"], VARIANTS["dev2"]["max_in_domain_share"], other)
     in_domain = src_man_in_domain(roots, R("man"), MAN_IN_DOMAIN_SECTIONS, budget)
     pool = in_domain + other + make_near_dups(in_domain, R("near-dup"))
