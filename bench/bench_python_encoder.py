@@ -12,7 +12,8 @@ forward needs the GIL there, against the training loop's own Python. This measur
 Two encoders: MeanPool (embedding + mean + Linear) and the attention encoder of
 examples/export_torchscript_encoder.py. Ends with
 RESULT scripted_vs_eager_forward=<x> loop_slowdown_eager=<y> loop_slowdown_scripted=<z> (attention encoder;
-x = scripted seconds / eager seconds per window; y, z = loop time beside the encoding thread / alone).
+x = scripted seconds / eager seconds per window; y, z = median of paired ratios, loop time beside the
+encoding thread / alone just before).
 
     /usr/bin/python3 bench/bench_python_encoder.py [--window 512] [--seq-len 128] [--repeats 5]
 """
@@ -41,7 +42,7 @@ class MeanPool(nn.Module):
         return self.proj((self.embed(ids) * w).sum(1) / w.sum(1).clamp_min(1.0))
 
 
-def python_loop(n=300_000):
+def python_loop(n=1_000_000):
     """Pure-Python work (holds the GIL throughout): seconds."""
     t = time.perf_counter()
     acc = 0
@@ -62,8 +63,19 @@ def per_window(fn, ids, mask, repeats):
     return statistics.median(times), min(times), max(times)
 
 
-def loop_beside(fn, ids, mask, repeats):
-    """Median loop time while a thread encodes windows back to back with fn."""
+def loop_slowdown(fn, ids, mask, repeats):
+    """Median over repeats of (loop time beside a thread encoding windows back to back with fn) / (loop
+    time alone just before): paired, so warm-up and the machine's drift cancel."""
+    ratios = []
+    for _ in range(repeats):
+        python_loop()  # warm-up
+        alone = python_loop()
+        ratios.append(loop_beside(fn, ids, mask) / alone)
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+def loop_beside(fn, ids, mask):
+    """Loop time while a thread encodes windows back to back with fn."""
     stop = threading.Event()
 
     def encode():
@@ -74,10 +86,10 @@ def loop_beside(fn, ids, mask, repeats):
     th = threading.Thread(target=encode)
     th.start()
     time.sleep(0.2)
-    times = [python_loop() for _ in range(repeats)]
+    t = python_loop()
     stop.set()
     th.join()
-    return statistics.median(times)
+    return t
 
 
 def main():
@@ -91,20 +103,22 @@ def main():
     mask = torch.ones_like(ids)
     print(f"window {a.window} x {a.seq_len} tokens, {torch.get_num_threads()} intra-op threads, "
           f"median of {a.repeats} (range)")
+    python_loop()
     alone = statistics.median(python_loop() for _ in range(a.repeats))
-    print(f"python loop alone: {alone * 1e3:.1f} ms")
+    print(f"python loop alone: {alone * 1e3:.1f} ms (slowdowns below: each beside-run over the loop alone just before it)")
     result = None
     for name, module in (("mean_pool", MeanPool().eval()), ("attention", TinySentenceEncoder().eval())):
         scripted = torch.jit.script(module)
         e = per_window(module, ids, mask, a.repeats)
         s = per_window(scripted, ids, mask, a.repeats)
-        le = loop_beside(module, ids, mask, a.repeats)
-        ls = loop_beside(scripted, ids, mask, a.repeats)
+        le = loop_slowdown(module, ids, mask, a.repeats)
+        ls = loop_slowdown(scripted, ids, mask, a.repeats)
         tokens = a.window * a.seq_len
         print(f"{name}: eager {e[0] * 1e3:.1f} ms/window ({e[1] * 1e3:.1f}-{e[2] * 1e3:.1f}; {tokens / e[0]:.3g} tokens/s), "
               f"scripted {s[0] * 1e3:.1f} ms ({s[1] * 1e3:.1f}-{s[2] * 1e3:.1f}; {tokens / s[0]:.3g} tokens/s); "
-              f"python loop beside eager {le / alone:.2f}x, beside scripted {ls / alone:.2f}x")
-        result = (s[0] / e[0], le / alone, ls / alone)
+              f"python loop beside eager {le[0]:.2f}x ({le[1]:.2f}-{le[2]:.2f}), "
+              f"beside scripted {ls[0]:.2f}x ({ls[1]:.2f}-{ls[2]:.2f})")
+        result = (s[0] / e[0], le[0], ls[0])
     print("RESULT scripted_vs_eager_forward=%.3f loop_slowdown_eager=%.2f loop_slowdown_scripted=%.2f" % result)
 
 
