@@ -281,31 +281,40 @@ def shlex_quote(s):
     return "'" + s.replace("'", "'\\''") + "'"
 
 
-def src_man(roots, rng, budget=BUDGET["man"]):
+def man_pages(roots, sections="0123456789"):
+    """The man pages (not .so links) of these sections in the packages' trees, sorted by name."""
     pages = []
     for root in roots:
         for d, _, fs in os.walk(root):
             for f in fs:
                 p = os.path.join(d, f)
-                if re.search(r"/man/man\d/[^/]+\.gz$", p) and not os.path.islink(p):
-                    head = gzip.open(p).read(64)
-                    if not head.startswith(b".so "):
+                m = re.search(r"/man/man(\d)/[^/]+\.gz$", p)
+                if m and m.group(1) in sections and not os.path.islink(p):
+                    if not gzip.open(p).read(64).startswith(b".so "):
                         pages.append(p)
+    return sorted(pages, key=lambda p: p.split("/man/", 1)[1])
+
+
+def have_man():
+    """man and col are on PATH (to render pages as a reader sees them)."""
+    return subprocess.run("command -v man && command -v col", shell=True, stdout=subprocess.DEVNULL).returncode == 0
+
+
+def src_man(roots, rng, budget=BUDGET["man"]):
+    pages = man_pages(roots)
     if not pages:
         raise FileNotFoundError("no man pages")
-    pages.sort(key=lambda p: p.split("/man/", 1)[1])
     rng.shuffle(pages)
-    have_man = subprocess.run("command -v man && command -v col", shell=True,
-                              stdout=subprocess.DEVNULL).returncode == 0
-    if not have_man:
+    rendered = have_man()
+    if not rendered:
         warn("man/col not found: man pages go in as raw roff (kind noisy, source man-roff)")
     pages = pages[:110]   # rendered in parallel; more than the budget needs
-    if have_man:
+    if rendered:
         with ThreadPoolExecutor(max_workers=2) as ex:
             texts = list(ex.map(render_man, pages))
     else:
         texts = [gzip.open(p).read().decode("utf-8", errors="replace") for p in pages]
-    source, kind = ("man", "off_domain") if have_man else ("man-roff", "noisy")
+    source, kind = ("man", "off_domain") if rendered else ("man-roff", "noisy")
     docs, total = [], 0
     for p, text in zip(pages, texts):
         if total >= budget:
@@ -320,26 +329,12 @@ def src_man(roots, rng, budget=BUDGET["man"]):
     return docs
 
 
-def man_pages(roots, sections):
-    """The man pages (not .so links) of these sections in the packages' trees, sorted by name."""
-    pages = []
-    for root in roots:
-        for d, _, fs in os.walk(root):
-            for f in fs:
-                p = os.path.join(d, f)
-                m = re.search(r"/man/man(\d)/[^/]+\.gz$", p)
-                if m and m.group(1) in sections and not os.path.islink(p):
-                    if not gzip.open(p).read(64).startswith(b".so "):
-                        pages.append(p)
-    return sorted(pages, key=lambda p: p.split("/man/", 1)[1])
-
-
 def src_man_in_domain(roots, rng, sections, budget, kind="in_domain", whole_pages=False):
     """Rendered man pages of these sections (dev2's in-domain text and reference set) in a seeded
     order, at most the first MAN_PAGE_CHUNKS chunks of each, until budget bytes: in-domain
     (whole_pages false) a chunk that would overshoot the budget is skipped and later pages fill the
     gap; the reference set (whole_pages true) stops at the chunk that reaches the budget."""
-    if subprocess.run("command -v man && command -v col", shell=True, stdout=subprocess.DEVNULL).returncode:
+    if not have_man():
         raise FileNotFoundError("man and col are needed to render man pages (apt-get install man-db bsdextrautils)")
     pages = man_pages(roots, sections)
     if not pages:

@@ -21,10 +21,9 @@ double picks_gain(const std::vector<double>& predicted, const std::vector<double
     if (!std::isfinite(p)) return std::numeric_limits<double>::quiet_NaN();
   const size_t n = predicted.size();
   const size_t k = std::min(n, std::max<size_t>(1, static_cast<size_t>(std::llround(share * double(n)))));
-  std::vector<size_t> order(n);
-  for (size_t i = 0; i < n; ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return predicted[a] < predicted[b]; });
-  const double cut = predicted[order[k - 1]];
+  std::vector<double> sorted = predicted;  // only the k-th smallest prediction is needed: the cut
+  std::nth_element(sorted.begin(), sorted.begin() + (k - 1), sorted.end());
+  const double cut = sorted[k - 1];
   double below = 0, tied = 0;
   size_t n_below = 0, n_tied = 0;
   for (size_t i = 0; i < n; ++i) {
