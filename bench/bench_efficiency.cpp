@@ -63,6 +63,8 @@ struct Options : tiny_gpt_training::TrainingSettings {
   uint32_t clusters = 0;  // 0 = SelectionConfig's default
   double probe_budget = -1;  // < 0 = ProbeConfig's default
   int64_t rollout_length = 0;  // 0 = ProbeConfig's default
+  int first_order = -1;        // -1 = ProbeConfig's default
+  int probe_nice = -1;         // -1 = ProbeConfig's default
   int merge_budgets = -1;      // -1 = SelectionConfig's default
   std::string refresh_mode;  // "" = SelectionConfig's default; when_ready | at_step
   double reference_feedback = -1;  // < 0 = SelectionConfig's default
@@ -124,6 +126,8 @@ Options parse(int argc, char** argv) {
                  "SelectionConfig.refresh_gate_top_share (< 0: the library's default)");
   app.add_option("--relation-tau", o.relation_tau, "SelectionConfig.relation_tau (<= 0: the library's default)");
   app.add_option("--rollout-length", o.rollout_length, "ProbeConfig.rollout_length (0: the library's default)");
+  app.add_option("--first-order-labels", o.first_order, "ProbeConfig.first_order_labels 0 or 1 (-1: the library's default)");
+  app.add_option("--probe-nice", o.probe_nice, "ProbeConfig.nice (-1: the library's default)");
   app.add_option("--merge-cluster-budgets", o.merge_budgets, "SelectionConfig.merge_cluster_budgets 0|1 (default: the library's)")
       ->check(CLI::IsMember({0, 1}));
   app.add_option("--encoder", o.encoder, "SelectionConfig.encoder")->capture_default_str()
@@ -194,6 +198,8 @@ int main(int argc, char** argv) {
     if (o.method == "group_no_gate") selection.refresh_gate = false;
     if (o.probe_budget >= 0) probes.budget = o.probe_budget;
     if (o.rollout_length > 0) probes.rollout_length = static_cast<uint32_t>(o.rollout_length);
+    if (o.first_order >= 0) probes.first_order_labels = o.first_order != 0;
+    if (o.probe_nice >= 0) probes.nice = o.probe_nice;
     if (o.merge_budgets >= 0) selection.merge_cluster_budgets = o.merge_budgets != 0;
     if (o.reference_feedback >= 0) selection.reference_feedback = o.reference_feedback;
     if (o.refresh_steps >= 0) selection.refresh_train_steps = static_cast<uint32_t>(o.refresh_steps);
@@ -319,7 +325,9 @@ int main(int argc, char** argv) {
                      {"eval_every", o.eval_every}, {"eval_rows", eval_idx.size()}, {"probe_ref_rows", probe_idx.size()},
                      {"reference_rows", n}, {"window_size", selection.window_size}, {"ratio", num(selection.ratio)},
                      {"clusters", selection.clusters}, {"probe_interval", probes.interval_steps},
-                     {"rollout_length", probes.rollout_length}, {"refresh_steps", selection.refresh_train_steps},
+                     {"rollout_length", probes.rollout_length}, {"first_order_labels", probes.first_order_labels},
+                     {"probe_nice", probes.nice},
+                     {"refresh_steps", selection.refresh_train_steps},
                      {"refresh_lr", num(selection.refresh_learning_rate)}, {"torch_threads", torch::get_num_threads()},
                      {"packing", o.aligned ? "aligned" : "packed"}, {"pad_tokens", pad_tokens}};
     j["curve"] = rows_of(curve, [](const Point& q) {

@@ -52,6 +52,8 @@ class ModuleProbeTarget : public ProbeTarget {
   torch::Device device() const override { return device_; }
   double forward_flops_per_token() const override;
   int64_t reference_tokens() const override;
+  std::vector<torch::Tensor> weights() const override;
+  std::vector<torch::Tensor> reference_gradient() override;
 
   torch::nn::Module& module() { return *module_; }
   const ModulePtr& module_ptr() const { return module_; }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -35,6 +36,12 @@ class ProbeTarget {
   virtual double forward_flops_per_token() const { return 0; }
   /// Tokens in the reference set that reference_loss() evaluates (cost accounting; 0 = unknown).
   virtual int64_t reference_tokens() const { return 0; }
+  /// The weights train_step() updates (handles, not copies), in a fixed order; empty = this target
+  /// cannot give first-order labels (ProbeConfig::first_order_labels).
+  virtual std::vector<torch::Tensor> weights() const { return {}; }
+  /// d reference_loss() / d weights() at the current weights, one tensor per weights() entry, in eval
+  /// mode (as reference_loss()); never changes weights or optimiser state. Empty = unsupported.
+  virtual std::vector<torch::Tensor> reference_gradient() { return {}; }
 };
 
 }  // namespace groupmates

@@ -32,6 +32,8 @@ class ScriptModuleProbeTarget : public ProbeTarget {
   void set_lr_scale(double scale) override;
   double lr_scale() const override { return config_.lr_scale; }
   torch::Device device() const override { return device_; }
+  std::vector<torch::Tensor> weights() const override;
+  std::vector<torch::Tensor> reference_gradient() override;
   torch::jit::Module& module() { return module_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
 

@@ -123,6 +123,12 @@ struct ProbeConfig {
   uint32_t neighbour_rollouts = 12;   ///< per probe: rollouts of same-cluster candidates
   uint32_t bootstrap_pairs = 2;       ///< per probe once a trained model exists (best + worst)
   double lr_scale = 0.3;              ///< probes step with lr * lr_scale (a full step can swamp the labels)
+  bool first_order_labels = true;     ///< a label = <reference gradient at the snapshot, the step's weight change>
+                                      ///< instead of a reference evaluation after the step: 3F x T per label
+                                      ///< instead of 3F x T + F x reference tokens (the probe target must give
+                                      ///< weights() and reference_gradient(), as the shipped targets do; false =
+                                      ///< evaluated labels, for any target). Same streams on both tuning pools at
+                                      ///< 40% less probe compute (docs/PROBE_LABELS.md)
   uint32_t pool_rows = 256;           ///< candidates of the current window offered to a probe
   uint32_t effect_delay_steps = 50;   ///< a model refreshed from the probe at step s scores windows from step s + delay
   double max_seconds = 0;             ///< cap on one probe's rollouts (0 = none)
@@ -138,6 +144,11 @@ struct ProbeConfig {
   double timeout_seconds = 600;       ///< a probe still running after this long is abandoned: its thread is left to
                                       ///< finish on its own, its rollouts dropped, ProbeStats::probes_timed_out
                                       ///< counted; the loop goes on with the last good model (0 = no timeout)
+  int nice = 19;                      ///< the probe thread's nice value above that of the thread calling on_step
+                                      ///< (Linux; 0..19):
+                                      ///< higher = the trainer's threads go first, the probe takes the idle time
+                                      ///< (19: the trainer's wall clock within a few % of a run without probes,
+                                      ///< the probe ~1.5x longer; 0 = the trainer's priority)
   uint32_t max_consecutive_failures = 3; ///< this many failed probes / refreshes in a row (a throw, a timeout, a
                                       ///< non-finite refresh) and the next GroupMatesLoader::next() throws
                                       ///< Error(kSelectionFailed) with the last error; 0 = never (keep training

@@ -31,15 +31,17 @@ struct ProbeStats {
 
 /// What selection cost so far, and where the trainer waited for it. FLOPs follow ALGORITHM.md
 /// section 7 with the live model's ProbeTarget::forward_flops_per_token() = F (2N): training 3F per
-/// token; a probe's optimiser step 3F per token, each reference evaluation F per reference token;
+/// token; a probe's optimiser step 3F per token, each reference evaluation F per reference token (with
+/// first-order labels: R_0, and the reference gradient at 3F per reference token, once per probe);
 /// the influence model's refresh 3x its forward (Encoder::flops_per_row + head + relations);
 /// scoring the encoder and head per candidate plus k-means and greedy dot products per window.
 /// FLOPs are 0 until a target with a known F reaches on_step.
 struct SelectionCost {
   double flops_per_token = 0;       ///< F of the last target seen by on_step
   uint64_t train_tokens = 0;        ///< tokens emitted to the trainer
-  double probe_train_tokens = 0;    ///< tokens of probe optimiser steps
-  double probe_eval_tokens = 0;     ///< reference tokens evaluated by probes
+  double probe_train_tokens = 0;    ///< tokens of probe optimiser steps (first-order labels: and of the
+                                    ///< reference gradient's forward + backward, once per probe)
+  double probe_eval_tokens = 0;     ///< reference tokens evaluated by probes (first-order labels: R_0 only)
   double train_flops = 0;           ///< 3 F x train_tokens
   double probe_flops = 0;
   double refresh_flops = 0;

@@ -147,6 +147,7 @@ class ProbeConfig(_StubStruct):
     neighbour_rollouts: int
     bootstrap_pairs: int
     lr_scale: float
+    first_order_labels: bool
     pool_rows: int
     effect_delay_steps: int
     max_seconds: float
@@ -154,6 +155,7 @@ class ProbeConfig(_StubStruct):
     min_rollouts: int
     gated_backoff_max: int
     timeout_seconds: float
+    nice: int
     max_consecutive_failures: int
 
 class LoaderStats(_StubStruct):

@@ -10,7 +10,8 @@ TORCH_VERSION: str
 
 class _ProbeOps:
     def __init__(self, clone: Callable[..., Any], train_step: Callable[..., Any],
-                 reference_loss: Callable[..., Any]) -> None: ...
+                 reference_loss: Callable[..., Any], weights: Optional[Callable[..., Any]] = ...,
+                 reference_gradient: Optional[Callable[..., Any]] = ...) -> None: ...
     @property
     def last_error(self) -> str: ...
     @property

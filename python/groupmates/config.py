@@ -348,6 +348,8 @@ class ProbeConfig:
     neighbour_rollouts: per probe, of same-cluster candidates
     bootstrap_pairs:    per probe once a trained influence model exists (best + worst)
     lr_scale:           probes step with lr * lr_scale
+    first_order_labels: a label = <reference gradient at the snapshot, the step's weight change> instead of an
+                        evaluation of the reference batches after each step (cheaper labels; docs/PROBE_LABELS.md)
     pool_rows:          candidates of the current window offered to a probe
     effect_delay_steps: a model refreshed from the probe at step s scores windows from step s + delay
     max_seconds:        cap on one probe's rollouts (0 = none)
@@ -357,6 +359,8 @@ class ProbeConfig:
                         (2^n - 1 after n refusals in a row; 0 = never back off)
     timeout_seconds:    a probe still running after this long is abandoned (counted in probes_timed_out; its
                         thread finishes on its own, its rollouts are dropped); 0 = no timeout
+    nice:               the probe thread's nice value above the training thread's (Linux, 0..19; higher = the
+                        trainer's threads run first and the probe takes the idle time)
     max_consecutive_failures: this many failed probes / refreshes in a row (an exception, a timeout, a
                         non-finite refresh) and the next batch raises SelectionError; 0 = never raise
     """
@@ -368,6 +372,7 @@ class ProbeConfig:
     neighbour_rollouts: int = _PROBES["neighbour_rollouts"]
     bootstrap_pairs: int = _PROBES["bootstrap_pairs"]
     lr_scale: float = _PROBES["lr_scale"]
+    first_order_labels: bool = _PROBES["first_order_labels"]
     pool_rows: int = _PROBES["pool_rows"]
     effect_delay_steps: int = _PROBES["effect_delay_steps"]
     max_seconds: float = _PROBES["max_seconds"]
@@ -375,6 +380,7 @@ class ProbeConfig:
     min_rollouts: int = _PROBES["min_rollouts"]
     gated_backoff_max: int = _PROBES["gated_backoff_max"]
     timeout_seconds: float = _PROBES["timeout_seconds"]
+    nice: int = _PROBES["nice"]
     max_consecutive_failures: int = _PROBES["max_consecutive_failures"]
 
     def to_core(self) -> "_core.ProbeConfig":

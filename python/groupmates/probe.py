@@ -7,6 +7,9 @@ The C++ prober (groupmates._engine, probe thread) calls these functions with the
                                             one real optimizer step, lr temporarily * lr_scale
     reference_loss(model, loss_fn, reference_batches)
                                             mean loss, torch.no_grad(), eval mode
+    weights(model)                          the trainable parameters, in order (first-order labels)
+    reference_gradient(model, loss_fn, reference_batches)
+                                            d mean reference loss / d weights(model), eval mode
 
 They only ever run on copies: the live model and optimizer are read (deep-copied) in clone(),
 which GroupMatesLoader.on_step calls on the trainer's thread, and never written.
@@ -82,6 +85,26 @@ def reference_loss(model, loss_fn, reference_batches) -> float:
     return total / len(reference_batches)
 
 
+def weights(model) -> list:
+    """The parameters an optimizer step changes (requires_grad), in module order."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def reference_gradient(model, loss_fn, reference_batches) -> list:
+    """d (mean of loss_fn over the reference batches) / d weights(model), in eval mode (restored);
+    zeros for a weight the loss does not use. The parameters' .grad are left untouched."""
+    params = weights(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            total = sum(loss_fn(model, batch) for batch in reference_batches) / len(reference_batches)
+            grads = torch.autograd.grad(total, params, allow_unused=True)
+    finally:
+        model.train(was_training)
+    return [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
+
+
 def _device_of(model):
     for p in model.parameters():
         return p.device
@@ -115,7 +138,7 @@ def make_target(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_f
         raise config_error("on_step.reference_batches", "expected a non-empty list of token tensors [B, T]")
     device = _device_of(model)
     refs = [r.to(device=device, dtype=torch.int64) for r in refs]
-    ops = engine._ProbeOps(clone, train_step, reference_loss)
+    ops = engine._ProbeOps(clone, train_step, reference_loss, weights, reference_gradient)
     target = engine._make_py_target(ops, model, optimizer, loss_fn or next_token_loss, refs, str(device),
                                     float(grad_clip))
     return target, ops

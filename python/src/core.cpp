@@ -307,6 +307,7 @@ PYBIND11_MODULE(_core, m) {
       .field("neighbour_rollouts", &gm::ProbeConfig::neighbour_rollouts)
       .field("bootstrap_pairs", &gm::ProbeConfig::bootstrap_pairs)
       .field("lr_scale", &gm::ProbeConfig::lr_scale)
+      .field("first_order_labels", &gm::ProbeConfig::first_order_labels)
       .field("pool_rows", &gm::ProbeConfig::pool_rows)
       .field("effect_delay_steps", &gm::ProbeConfig::effect_delay_steps)
       .field("max_seconds", &gm::ProbeConfig::max_seconds)
@@ -314,6 +315,7 @@ PYBIND11_MODULE(_core, m) {
       .field("min_rollouts", &gm::ProbeConfig::min_rollouts)
       .field("gated_backoff_max", &gm::ProbeConfig::gated_backoff_max)
       .field("timeout_seconds", &gm::ProbeConfig::timeout_seconds)
+      .field("nice", &gm::ProbeConfig::nice)
       .field("max_consecutive_failures", &gm::ProbeConfig::max_consecutive_failures);
 
   // ---- stats (include/groupmates/streaming_loader.h, selection_stats.h), read-only

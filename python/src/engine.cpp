@@ -8,7 +8,8 @@
 //     the destructor) releases the GIL first and only then takes the binding's mutex: a thread
 //     never waits for the mutex (or for the probe thread) while it holds the GIL.
 //   * The probe thread is a C++ thread. PyModuleProbeTarget takes the GIL (gil_scoped_acquire)
-//     around every call into Python (clone, train_step, reference_loss) and around the release of
+//     around every call into Python (clone, train_step, reference_loss, weights, reference_gradient;
+//     the tensors of the last two are detached C++ handles, whose release needs no GIL) and around the release of
 //     its Python references; outside those scopes it touches no Python object.
 //   * on_step() snapshots the live model on the caller's thread (clone() inside
 //     GroupMatesLoader::on_step re-takes the GIL just for the deep copy).
@@ -94,6 +95,8 @@ struct PyProbeOps {
   py::object clone;           // (model, optimizer) -> (model, optimizer)
   py::object train_step;      // (model, optimizer, loss_fn, tokens, lr_scale, clip) -> float
   py::object reference_loss;  // (model, loss_fn, reference_batches) -> float
+  py::object weights;         // (model) -> [tensor] (None: no first-order labels)
+  py::object reference_gradient;  // (model, loss_fn, reference_batches) -> [tensor] (None: as weights)
   std::mutex mu;
   std::string last_error;     // the last Python exception of a callback (any thread), formatted
   int64_t errors = 0;
@@ -159,6 +162,17 @@ class PyModuleProbeTarget : public gm::ProbeTarget {
     return call("reference_loss", [&] { return ops_->reference_loss(model_, loss_fn_, reference_batches_).cast<double>(); });
   }
 
+  std::vector<torch::Tensor> weights() const override {
+    if (ops_->weights.is_none()) return {};
+    return call("weights", [&] { return tensors(ops_->weights(model_)); });
+  }
+
+  std::vector<torch::Tensor> reference_gradient() override {
+    if (ops_->reference_gradient.is_none()) return {};
+    return call("reference_gradient",
+                [&] { return tensors(ops_->reference_gradient(model_, loss_fn_, reference_batches_)); });
+  }
+
   void set_lr_scale(double scale) override {
     if (!(scale > 0)) throw gm::Error(gm::ErrorCode::kInvalidConfig, "PyModuleProbeTarget::set_lr_scale", "must be > 0");
     lr_scale_ = scale;
@@ -172,6 +186,18 @@ class PyModuleProbeTarget : public gm::ProbeTarget {
   py::object optimizer() const { return optimizer_; }
 
  private:
+  // A Python sequence of tensors as C++ tensors (sharing storage); called with the GIL held.
+  static std::vector<torch::Tensor> tensors(const py::object& list) {
+    std::vector<torch::Tensor> out;
+    for (py::handle t : list) {
+      if (!THPVariable_Check(t.ptr())) throw py::cast_error("expected a list of tensors");
+      // detach(): a tensor of our own on the same storage (the optimiser's in-place updates stay visible),
+      // so dropping it later on the probe thread never touches a Python object without the GIL.
+      out.push_back(THPVariable_Unpack(t.ptr()).detach());
+    }
+    return out;
+  }
+
   template <typename F>
   auto call(const char* what, F&& f) const -> decltype(f()) {
     if (python_finalizing())
@@ -378,13 +404,17 @@ PYBIND11_MODULE(_engine, m) {
      "Waits for loaders closed from inside a probe callback (destroyed on detached threads); called at exit");
 
   py::class_<PyProbeOps, std::shared_ptr<PyProbeOps>>(m, "_ProbeOps")
-      .def(py::init([](py::object clone, py::object train_step, py::object reference_loss) {
+      .def(py::init([](py::object clone, py::object train_step, py::object reference_loss, py::object weights,
+                       py::object reference_gradient) {
         auto ops = std::make_shared<PyProbeOps>();
         ops->clone = std::move(clone);
         ops->train_step = std::move(train_step);
         ops->reference_loss = std::move(reference_loss);
+        ops->weights = std::move(weights);
+        ops->reference_gradient = std::move(reference_gradient);
         return ops;
-      }))
+      }), py::arg("clone"), py::arg("train_step"), py::arg("reference_loss"), py::arg("weights") = py::none(),
+          py::arg("reference_gradient") = py::none())
       .def_property_readonly("last_error", [](PyProbeOps& o) {
         std::lock_guard<std::mutex> lock(o.mu);
         return o.last_error;

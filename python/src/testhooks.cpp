@@ -88,8 +88,9 @@ std::shared_ptr<gm::ProbeTarget> make_bigram_target(const torch::Tensor& emb_wei
 }
 
 py::list run_prober(gm::ProbeTarget& target, const torch::Tensor& pool, const std::vector<std::vector<int64_t>>& plans,
-                    int64_t rollout_length, int64_t rows_per_step, double lr_scale) {
+                    int64_t rollout_length, int64_t rows_per_step, double lr_scale, bool first_order) {
   gm::OracleProberConfig c;
+  c.first_order = first_order;
   c.rollout_length = rollout_length;
   c.rows_per_step = rows_per_step;
   c.lr_scale = lr_scale;
@@ -144,10 +145,10 @@ PYBIND11_MODULE(groupmates_testhooks, m) {
   }, "A C++ ModuleProbeTarget over a bigram LM (Embedding -> Linear) with these weights");
 
   m.def("probe_labels", [](TargetHandle& h, const torch::Tensor& pool, const std::vector<std::vector<int64_t>>& plans,
-                           int64_t rollout_length, int64_t rows_per_step, double lr_scale) {
-    return run_prober(*h.target, pool, plans, rollout_length, rows_per_step, lr_scale);
+                           int64_t rollout_length, int64_t rows_per_step, double lr_scale, bool first_order) {
+    return run_prober(*h.target, pool, plans, rollout_length, rows_per_step, lr_scale, first_order);
   }, py::arg("target"), py::arg("pool"), py::arg("plans"), py::arg("rollout_length"), py::arg("rows_per_step") = 1,
-     py::arg("lr_scale") = 1.0, "OracleProber.run on the target; [{candidates, labels, cumulative, reference_before}]");
+     py::arg("lr_scale") = 1.0, py::arg("first_order") = false, "OracleProber.run on the target; [{candidates, labels, cumulative, reference_before}]");
 
   // src/distributed/ over torch.distributed's group (a c10d::ProcessGroup from Python: torch's
   // pybind11 types, shared with this module) or the single-process collectives.

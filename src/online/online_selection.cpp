@@ -74,6 +74,8 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
     sc.prober.max_rollouts = probe_cfg_.random_rollouts + probe_cfg_.neighbour_rollouts + 2 * probe_cfg_.bootstrap_pairs;
     sc.prober.max_seconds = probe_cfg_.max_seconds;
     sc.prober.lr_scale = probe_cfg_.lr_scale;
+    sc.prober.first_order = probe_cfg_.first_order_labels;
+    sc.nice = probe_cfg_.nice;
     sc.random_rollouts = probe_cfg_.random_rollouts;
     sc.neighbour_rollouts = probe_cfg_.neighbour_rollouts;
     sc.bootstrap_pairs = probe_cfg_.bootstrap_pairs;
@@ -454,16 +456,21 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
       return;
     }
   }
+  if (probe_cfg_.first_order_labels && target->weights().empty())  // said here, not as failed probes later
+    throw Error(ErrorCode::kInvalidConfig, "ProbeConfig.first_order_labels", first_order_unsupported);
   ProbeContext ctx;
   if (probe_cfg_.budget > 0) {
     // Budget in token-FLOP units (x F cancels): training 3 per token, a probe step 3 per token, an evaluation 1
     // per reference token. Deterministic under kAtStep: the previous probe's cost is counted by now.
     std::lock_guard<std::mutex> lock(stats_mu_);
     const SelectionCost& c = stats_.cost;
+    // First-order labels: no evaluation per step; the reference gradient (3 per reference token) once per probe.
     const double spent = 3.0 * c.probe_train_tokens + c.probe_eval_tokens;
-    const double allowance = probe_cfg_.budget * 3.0 * double(c.train_tokens) - spent - double(reference_tokens_);
-    const double per_rollout =
-        double(probe_cfg_.rollout_length) * (3.0 * double(sequence_length_) + double(reference_tokens_));
+    const bool first_order = probe_cfg_.first_order_labels;
+    const double fixed = double(reference_tokens_) * (first_order ? 4.0 : 1.0);  // R_0 (+ the gradient)
+    const double allowance = probe_cfg_.budget * 3.0 * double(c.train_tokens) - spent - fixed;
+    const double per_rollout = double(probe_cfg_.rollout_length) *
+                               (3.0 * double(sequence_length_) + (first_order ? 0.0 : double(reference_tokens_)));
     // On many ranks: this rank's allowance (its share of the probes' cost is counted) times the ranks is
     // what the whole probe may cost; the plan is cut to that many rollouts before it is split.
     const double ranks = shared_ ? double(collectives_->world_size()) : 1.0;
@@ -572,8 +579,12 @@ void OnlineSelection::count_probe_cost(double attempted) {
   // Probe cost: every attempted rollout's steps and evaluations, and each probe's R_0.
   const auto& pc = probe_cfg_;
   const double width = double(sequence_length_);
-  const double train_tokens = attempted * pc.rollout_length * width;
-  const double eval_tokens = (1.0 + attempted * pc.rollout_length) * double(reference_tokens_);
+  // Steps 3 F per token, evaluations F per token; first-order labels: no evaluation after a step, one
+  // backward over the reference rows per probe (counted as training tokens).
+  const bool first_order = pc.first_order_labels;
+  const double reference = double(reference_tokens_);
+  const double train_tokens = attempted * pc.rollout_length * width + (first_order && attempted > 0 ? reference : 0.0);
+  const double eval_tokens = (1.0 + (first_order ? 0.0 : attempted * pc.rollout_length)) * reference;
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_.cost.probe_train_tokens += train_tokens;
   stats_.cost.probe_eval_tokens += eval_tokens;

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include <torch/optim/optimizer.h>
 #include <torch/serialize/input-archive.h>
@@ -55,5 +56,9 @@ void load_bytes(const std::string& bytes, Loaded& to, const torch::Device& devic
 /// Clips the global gradient norm of the optimiser's parameters at `grad_clip_norm` (0 = off),
 /// then steps with every group's learning rate multiplied by `lr_scale` (restored afterwards).
 void clipped_scaled_step(torch::optim::Optimizer& optimizer, double grad_clip_norm, double lr_scale);
+
+/// d loss / d params (zeros for a parameter the loss does not use), by torch::autograd::grad: the
+/// parameters' .grad fields are left as they were.
+std::vector<torch::Tensor> gradient_of(const torch::Tensor& loss, const std::vector<torch::Tensor>& params);
 
 }  // namespace groupmates

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,8 +36,60 @@ OracleProber::OracleProber(const OracleProberConfig& config) : config_(config) {
   if (!(config_.lr_scale > 0)) throw Error(ErrorCode::kInvalidConfig, "OracleProberConfig.lr_scale", "must be > 0");
 }
 
+namespace {
+std::string shape_of(const torch::Tensor& t) {
+  std::string s = "[";
+  for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
+  return s + "]";
+}
+}  // namespace
+
+const char* const first_order_unsupported =
+    "the probe target gives no weights(): first-order labels need ProbeTarget::weights() and "
+    "reference_gradient() (ModuleProbeTarget, ScriptModuleProbeTarget and the Python target have them); "
+    "implement both in your target, or set ProbeConfig.first_order_labels = false (Python: "
+    "ProbeConfig(first_order_labels=False)) for labels from reference evaluations";
+
+ReferenceGradient ReferenceGradient::of(ProbeTarget& target) {
+  const char* field = "ProbeConfig.first_order_labels";
+  ReferenceGradient r;
+  r.weights = target.weights();
+  if (r.weights.empty())
+    throw Error(ErrorCode::kInvalidConfig, field, first_order_unsupported);
+  r.gradient = target.reference_gradient();
+  if (r.gradient.size() != r.weights.size())
+    throw Error(ErrorCode::kInvalidConfig, field,
+                "the probe target's reference_gradient() gave " + std::to_string(r.gradient.size()) +
+                    " tensors for its " + std::to_string(r.weights.size()) + " weights(): it must give one "
+                    "gradient per weight, in the same order (or set ProbeConfig.first_order_labels = false; "
+                    "Python: ProbeConfig(first_order_labels=False))");
+  for (size_t i = 0; i < r.weights.size(); ++i)
+    if (!r.gradient[i].defined() || !r.gradient[i].sizes().equals(r.weights[i].sizes()))
+      throw Error(ErrorCode::kInvalidConfig, field,
+                  "reference_gradient()[" + std::to_string(i) + "] has shape " +
+                      (r.gradient[i].defined() ? shape_of(r.gradient[i]) : std::string("(undefined)")) +
+                      ", weights()[" + std::to_string(i) + "] " + shape_of(r.weights[i]) +
+                      ": the gradients must match the weights one for one");
+  return r;
+}
+
+double ReferenceGradient::dot_change(const std::vector<torch::Tensor>& theta) const {
+  if (theta.size() != weights.size())
+    throw Error(ErrorCode::kInvalidConfig, "ProbeConfig.first_order_labels",
+                "a copy of the probe target has " + std::to_string(theta.size()) + " weights, the target " +
+                    std::to_string(weights.size()) + ": clone() must keep the weights");
+  torch::NoGradGuard no_grad;
+  double sum = 0;
+  for (size_t i = 0; i < theta.size(); ++i)
+    sum += (theta[i].detach() - weights[i].detach()).mul_(gradient[i]).sum(torch::kDouble).item<double>();
+  return sum;
+}
+
 bool OracleProber::run_rollout(const ProbeTarget& target, const torch::Tensor& pool, const RolloutPlan& plan,
-                               double reference_before, Rollout& out) const {
+                               double reference_before, Rollout& out, const ReferenceGradient* first_order) const {
+  if (config_.first_order && first_order == nullptr)
+    throw Error(ErrorCode::kInvalidConfig, "OracleProber::run_rollout",
+                "first-order labels need the target's ReferenceGradient (ReferenceGradient::of)");
   const util::Stopwatch clock;
   const int64_t length = config_.rollout_length, rows = config_.rows_per_step;
   std::unique_ptr<ProbeTarget> copy = target.clone();
@@ -53,9 +106,9 @@ bool OracleProber::run_rollout(const ProbeTarget& target, const torch::Tensor& p
     const torch::Tensor batch = pool.index_select(0, ids.slice(0, t * rows, (t + 1) * rows));
     const double train_loss = copy->train_step(batch);
     if (!std::isfinite(train_loss)) return false;
-    const double reference = copy->reference_loss();
-    if (!std::isfinite(reference)) return false;
-    const double s = reference - reference_before;
+    const double s = config_.first_order ? first_order->dot_change(copy->weights())
+                                         : copy->reference_loss() - reference_before;
+    if (!std::isfinite(s)) return false;
     out.cumulative[t] = s;
     out.labels[t] = s - previous;  // y_1 = s_1
     previous = s;
@@ -91,6 +144,8 @@ ProbeResult OracleProber::run(ProbeTarget& target, const torch::Tensor& pool,
     result.seconds = clock.seconds();
     return result;
   }
+  std::optional<ReferenceGradient> gradient;
+  if (config_.first_order && !plans.empty() && config_.max_rollouts > 0) gradient = ReferenceGradient::of(target);
   for (const auto& plan : plans) {
     if (result.attempted >= config_.max_rollouts ||
         (config_.max_seconds > 0 && clock.seconds() >= config_.max_seconds)) {
@@ -99,7 +154,7 @@ ProbeResult OracleProber::run(ProbeTarget& target, const torch::Tensor& pool,
     }
     ++result.attempted;
     Rollout rollout;
-    if (run_rollout(target, pool, plan, result.reference_before, rollout))
+    if (run_rollout(target, pool, plan, result.reference_before, rollout, gradient ? &*gradient : nullptr))
       result.rollouts.push_back(std::move(rollout));
     else
       ++result.discarded;

@@ -9,6 +9,17 @@
 #include <thread>
 #include <vector>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+#if defined(__linux__)
+#include <cerrno>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+#include <algorithm>
+
 #include <ATen/Parallel.h>
 #include <c10/core/Event.h>
 #include <c10/core/StreamGuard.h>
@@ -33,7 +44,32 @@ std::vector<size_t> rollouts_of_rank(size_t n, int rank, int world) {
   for (size_t i = static_cast<size_t>(rank); i < n; i += static_cast<size_t>(world)) out.push_back(i);
   return out;
 }
+
 namespace {
+
+// Raises this thread's nice value by `nice` (Linux: a thread's priority is its own, set through its
+// tid); elsewhere, or if refused, the thread keeps the process's priority.
+void lower_priority(int nice) {
+#if defined(__linux__)
+  if (nice <= 0) return;
+  const auto tid = static_cast<id_t>(::syscall(SYS_gettid));
+  errno = 0;
+  const int now = ::getpriority(PRIO_PROCESS, tid);
+  if (errno == 0) (void)::setpriority(PRIO_PROCESS, tid, std::min(19, now + nice));
+#else
+  (void)nice;
+#endif
+}
+
+// Hands the pages a probe freed (its snapshot, rollout copies, the refresh's temporaries) back to the
+// system. glibc keeps freed memory in per-thread arenas, and each probe runs on a thread of its own:
+// without this the process's RSS creeps up from probe to probe (a soak's high-water marks) although
+// nothing is held. One call per probe; a few milliseconds.
+void release_free_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
 
 /// Round-robin merge of the plan lists, so a cost cut (max_rollouts / max_seconds) keeps a mix of kinds.
 std::vector<RolloutPlan> interleave(std::vector<std::vector<RolloutPlan>> lists) {
@@ -194,6 +230,7 @@ bool ProbeScheduler::Shared::expire_locked() {
 void ProbeScheduler::Shared::execute(const std::shared_ptr<Shared>& self, std::shared_ptr<Job> job, uint64_t id) {
   Shared& s = *self;
   if (s.config.probe_threads > 0) at::set_num_threads(s.config.probe_threads);  // this thread's own
+  lower_priority(s.config.nice);
   const util::Stopwatch clock;
   std::string error;
   ProbeResult result;
@@ -220,19 +257,22 @@ void ProbeScheduler::Shared::execute(const std::shared_ptr<Shared>& self, std::s
   if (error.empty()) attempt([&] { s.commit(*job, result); });
   job.reset();  // frees the snapshot on this thread
   const double spent = clock.seconds();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  s.stats.probe_seconds += spent;
-  if (error.empty()) {
-    ++s.stats.probes_completed;
-  } else {
-    ++s.stats.probes_failed;
-    s.last_error = error;
-    std::fprintf(stderr, "groupmates [warning] the probe at step %lld failed: %s\n",
-                 static_cast<long long>(s.job_step), error.c_str());
+  {
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.stats.probe_seconds += spent;
+    if (error.empty()) {
+      ++s.stats.probes_completed;
+    } else {
+      ++s.stats.probes_failed;
+      s.last_error = error;
+      std::fprintf(stderr, "groupmates [warning] the probe at step %lld failed: %s\n",
+                   static_cast<long long>(s.job_step), error.c_str());
+    }
+    s.committing = false;
+    s.running = false;
+    s.idle.notify_all();
   }
-  s.committing = false;
-  s.running = false;
-  s.idle.notify_all();
+  release_free_memory();  // after the notify: nobody waits for it
 }
 
 ProbeResult ProbeScheduler::Shared::run_rollouts(Job& job) {

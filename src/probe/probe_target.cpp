@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <torch/types.h>
+#include <torch/autograd.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
@@ -131,6 +132,17 @@ void clipped_scaled_step(torch::optim::Optimizer& optimizer, double grad_clip_no
   for (auto& group : optimizer.param_groups()) group.options().set_lr(saved[i++]);
 }
 
+std::vector<torch::Tensor> gradient_of(const torch::Tensor& loss, const std::vector<torch::Tensor>& params) {
+  const std::vector<torch::Tensor> grads =
+      torch::autograd::grad({loss}, params, /*grad_outputs=*/{}, /*retain_graph=*/false, /*create_graph=*/false,
+                            /*allow_unused=*/true);
+  std::vector<torch::Tensor> out;
+  out.reserve(params.size());
+  for (size_t i = 0; i < params.size(); ++i)
+    out.push_back(grads[i].defined() ? grads[i].detach() : torch::zeros_like(params[i]));
+  return out;
+}
+
 ModuleProbeTarget::ModuleProbeTarget(ModulePtr module, std::shared_ptr<torch::optim::Optimizer> optimizer,
                                      ModuleFactory module_factory, OptimizerFactory optimizer_factory, LossFn loss,
                                      std::vector<torch::Tensor> reference_batches,
@@ -208,6 +220,24 @@ double ModuleProbeTarget::reference_loss() {
   double sum = 0;
   for (const auto& batch : reference_batches_) sum += loss_(*module_, batch).item<double>();
   return sum / static_cast<double>(reference_batches_.size());
+}
+
+std::vector<torch::Tensor> ModuleProbeTarget::weights() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : module_->parameters())
+    if (p.requires_grad()) out.push_back(p);
+  return out;
+}
+
+std::vector<torch::Tensor> ModuleProbeTarget::reference_gradient() {
+  ModeGuard mode(*module_, false);
+  const std::vector<torch::Tensor> params = weights();
+  torch::Tensor total;
+  for (const auto& batch : reference_batches_) {
+    torch::Tensor l = loss_(*module_, batch);
+    total = total.defined() ? total + l : l;
+  }
+  return gradient_of(total / static_cast<double>(reference_batches_.size()), params);
 }
 
 double ModuleProbeTarget::forward_flops_per_token() const {

@@ -80,6 +80,30 @@ double ScriptModuleProbeTarget::reference_loss() {
   return sum / static_cast<double>(reference_batches_.size());
 }
 
+std::vector<torch::Tensor> ScriptModuleProbeTarget::weights() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : module_.parameters())
+    if (p.requires_grad()) out.push_back(p);
+  return out;
+}
+
+std::vector<torch::Tensor> ScriptModuleProbeTarget::reference_gradient() {
+  const bool was_training = module_.is_training();
+  module_.train(false);
+  torch::Tensor total;
+  try {
+    for (const auto& b : reference_batches_) {
+      torch::Tensor l = loss(b);
+      total = total.defined() ? total + l : l;
+    }
+  } catch (...) {
+    module_.train(was_training);
+    throw;
+  }
+  module_.train(was_training);
+  return gradient_of(total / static_cast<double>(reference_batches_.size()), weights());
+}
+
 void ScriptModuleProbeTarget::set_lr_scale(double scale) {
   if (!(scale > 0)) throw Error(ErrorCode::kInvalidConfig, "ScriptModuleProbeTarget::set_lr_scale", "must be > 0");
   config_.lr_scale = scale;

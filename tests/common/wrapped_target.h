@@ -7,6 +7,7 @@
 #include <future>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -35,6 +36,8 @@ class WrappedTarget : public ProbeTarget {
   torch::Device device() const override { return inner_->device(); }
   double forward_flops_per_token() const override { return inner_->forward_flops_per_token(); }
   int64_t reference_tokens() const override { return inner_->reference_tokens(); }
+  std::vector<torch::Tensor> weights() const override { return inner_->weights(); }
+  std::vector<torch::Tensor> reference_gradient() override { return inner_->reference_gradient(); }
   ProbeTarget& inner() { return *inner_; }
 
  private:
@@ -87,6 +90,8 @@ class HangingTarget : public ProbeTarget {
   torch::Device device() const override { return inner_->device(); }
   double forward_flops_per_token() const override { return inner_->forward_flops_per_token(); }
   int64_t reference_tokens() const override { return inner_->reference_tokens(); }
+  std::vector<torch::Tensor> weights() const override { return inner_->weights(); }
+  std::vector<torch::Tensor> reference_gradient() override { return inner_->reference_gradient(); }
 
  private:
   std::shared_ptr<ProbeTarget> inner_;

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "groupmates/error.h"
+#include "common/thrown_error.h"
 #include "common/wrapped_target.h"
 #include "online_test_util.h"
 #include "util/stopwatch.h"
@@ -70,6 +71,81 @@ TEST_F(RefreshModesTest, ProbeBudgetHoldsOverARun) {
   EXPECT_LE(capped_share, 0.5 + 1e-9);
   EXPECT_GT(free_share, 1.0) << "the test's probes must cost more than the budget without one";
   EXPECT_EQ(free.probes_skipped_budget, 0u);
+}
+
+TEST_F(RefreshModesTest, FirstOrderLabelsCostOneStepPerLabelAndStayWithinTheBudget) {
+  // ProbeConfig::first_order_labels: per probe R_0 (F per reference token) and one backward over the
+  // reference rows (counted as 3F training tokens), then 3F per token of each rollout step and no
+  // evaluation after it; the same run with evaluated labels pays an evaluation per step.
+  auto run = [&](bool first_order, double budget) {
+    ProbeConfig p = probe_config();
+    p.first_order_labels = first_order;
+    p.budget = budget;
+    p.min_rollouts = 2;
+    GroupMatesLoader loader(loader_config(path, seed), selection_config(seed), p);
+    auto live = make_live_model(seed);
+    for (int64_t step = 0; step < 40; ++step) {
+      auto b = loader.next();
+      live->train_step(b->input_ids);
+      loader.on_step(step, live.get());
+      const SelectionCost c = loader.selection_stats().cost;
+      if (budget > 0) {
+        EXPECT_LE(3.0 * c.probe_train_tokens + c.probe_eval_tokens, budget * 3.0 * double(c.train_tokens) + 1e-9)
+            << "step " << step;
+      }
+    }
+    loader.state();  // waits for the probe in flight
+    return std::make_pair(loader.selection_stats(), double(live->reference_tokens()));
+  };
+  const auto [fo, reference] = run(true, 0.0);
+  const auto [ev, reference_ev] = run(false, 0.0);
+  const double row = double(kT), L = double(probe_config().rollout_length);
+  const double probes = double(fo.probes.probes_completed);
+  const double attempted = double(fo.probes.rollouts_kept + fo.probes.rollouts_discarded);
+  ASSERT_GE(probes, 3);
+  ASSERT_GT(attempted, 0);
+  EXPECT_EQ(fo.cost.probe_eval_tokens, probes * reference);
+  EXPECT_EQ(fo.cost.probe_train_tokens, attempted * L * row + probes * reference);
+  const double ev_attempted = double(ev.probes.rollouts_kept + ev.probes.rollouts_discarded);
+  EXPECT_EQ(ev.cost.probe_eval_tokens, double(ev.probes.probes_completed) * reference + ev_attempted * L * reference);
+  EXPECT_EQ(ev.cost.probe_train_tokens, ev_attempted * L * row);
+  EXPECT_GT(fo.refreshes, 0u);
+  const auto [capped, unused] = run(true, 0.3);
+  EXPECT_GT(capped.probes.probes_completed, 0);
+}
+
+TEST_F(RefreshModesTest, ATargetWithoutFirstOrderSupportIsRefusedAtItsFirstDueProbe) {
+  // A ProbeTarget of the user's that does not give weights(): with first_order_labels (the default)
+  // on_step says so at once on the trainer's thread, naming the field and the fix; with evaluated
+  // labels the same target probes.
+  struct Plain : gmtest::WrappedTarget {
+    using gmtest::WrappedTarget::WrappedTarget;
+    std::vector<torch::Tensor> weights() const override { return {}; }
+  };
+  for (bool first_order : {true, false}) {
+    ProbeConfig p = probe_config();
+    p.first_order_labels = first_order;
+    GroupMatesLoader loader(loader_config(path, seed), selection_config(seed), p);
+    Plain live(std::shared_ptr<ProbeTarget>(make_live_model(seed)), [] {});
+    const auto run = [&] {
+      for (int64_t step = 0; step < 10; ++step) {
+        auto b = loader.next();
+        live.inner().train_step(b->input_ids);
+        loader.on_step(step, &live);
+      }
+    };
+    if (first_order) {
+      const std::string what = testing_errors::error_of(run, ErrorCode::kInvalidConfig);
+      EXPECT_NE(what.find("ProbeConfig.first_order_labels"), std::string::npos) << what;
+      EXPECT_NE(what.find("first_order_labels = false"), std::string::npos) << what;
+      EXPECT_EQ(loader.selection_stats().probes.probes_started, 0);
+    } else {
+      run();
+      loader.state();
+      EXPECT_GE(loader.selection_stats().probes.probes_completed, 1);
+      EXPECT_EQ(loader.selection_stats().probes.probes_failed, 0);
+    }
+  }
 }
 
 TEST_F(RefreshModesTest, OnStepNeverWaitsForARunningProbe) {

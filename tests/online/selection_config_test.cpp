@@ -124,3 +124,18 @@ TEST(SelectionConfigTest, RefreshGateFieldsAreValidatedNamingTheField) {
     EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.refresh_gate_margin") << bad;
   }
 }
+
+TEST(SelectionConfigTest, ProbeNiceIsValidatedNamingTheField) {
+  using testing_errors::where_of;
+  ProbeConfig p;
+  EXPECT_EQ(p.nice, 19) << "the probe thread at the lowest priority by default";
+  EXPECT_TRUE(p.first_order_labels);
+  for (int bad : {-1, 20, 100}) {
+    p.nice = bad;
+    EXPECT_EQ(where_of([&] { p.validate(); }, ErrorCode::kInvalidConfig), "ProbeConfig.nice") << bad;
+  }
+  for (int good : {0, 7, 19}) {
+    p.nice = good;
+    EXPECT_NO_THROW(p.validate()) << good;
+  }
+}

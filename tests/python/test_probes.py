@@ -143,6 +143,55 @@ def test_adapter_labels_equal_the_cpp_prober_on_the_same_model(testhooks, opt_na
     assert all(p.grad is None for p in model.parameters())
 
 
+def expected_first_order_labels(model, opt_cls, lr, pool, plan, L, R, lr_scale, refs):
+    """First-order labels by their definition: g = d R / d theta at theta_0 (eval mode), the same
+    clipped steps; s_t = <g, theta_t - theta_0>, y_t = s_t - s_{t-1}."""
+    m = copy.deepcopy(model)
+    params = list(m.parameters())
+    loss = sum(groupmates.next_token_loss(m, r) for r in refs) / len(refs)
+    g = torch.autograd.grad(loss, params)
+    theta0 = [p.detach().clone() for p in params]
+    opt = opt_cls(params, lr=lr * lr_scale)
+    prev, labels = 0.0, []
+    for t in range(L):
+        opt.zero_grad()
+        groupmates.next_token_loss(m, pool[plan[t * R:(t + 1) * R]]).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        s = sum(float((gi.double() * (p.detach().double() - p0.double())).sum()) for gi, p, p0 in zip(g, params, theta0))
+        labels.append(s - prev)
+        prev = s
+    return labels
+
+
+@pytest.mark.parametrize("opt_name,lr", [("sgd", 0.5), ("adamw", 0.01)])
+def test_first_order_labels_equal_the_definition_through_both_targets(testhooks, opt_name, lr):
+    seed = int(np.random.SeedSequence().entropy % 1_000_000)
+    print(f"seed {seed}")
+    torch.manual_seed(seed)
+    vocab, L, R, lr_scale = 16, 2, 1, 0.5
+    model = Bigram(vocab, 8)
+    opt_cls = torch.optim.SGD if opt_name == "sgd" else torch.optim.AdamW
+    opt = opt_cls(model.parameters(), lr=lr)
+    pool = torch.randint(0, vocab, (12, 8))
+    refs = [torch.randint(0, vocab, (3, 8)), torch.randint(0, vocab, (2, 8))]
+    rng = np.random.default_rng(seed)
+    plans = [[int(i) for i in rng.permutation(12)[:L * R]] for _ in range(6)]
+    cpp = testhooks.make_bigram_target(model.emb.weight.detach(), model.head.weight.detach(),
+                                       model.head.bias.detach(), opt_name, lr, refs)
+    py_target, ops = gprobe.make_target(model, opt, groupmates.next_token_loss, refs)
+    a = testhooks.probe_labels(cpp, pool, plans, L, R, lr_scale, first_order=True)
+    b = testhooks.probe_labels(py_target, pool, plans, L, R, lr_scale, first_order=True)
+    assert ops.errors == 0, ops.last_error
+    assert len(a) == len(b) == len(plans)
+    for ra, rb, plan in zip(a, b, plans):
+        want = expected_first_order_labels(model, opt_cls, lr, pool, plan, L, R, lr_scale, refs)
+        np.testing.assert_allclose(ra["labels"], want, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(rb["labels"], want, rtol=1e-4, atol=1e-7)
+        assert any(abs(y) > 1e-5 for y in rb["labels"])
+    assert all(p.grad is None for p in model.parameters())
+
+
 def test_a_failing_loss_fn_is_a_failed_probe_with_its_message(topic_tokens):
     def bad_loss(model, tokens):
         raise ValueError("my loss is broken")

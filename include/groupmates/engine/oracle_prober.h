@@ -4,6 +4,10 @@
 // A rollout from weights theta (and optimiser state): R_0 = reference loss; for t = 1..L one real
 // optimiser step on the t-th batch, R_t = reference loss, s_t = R_t - R_0, y_t = s_t - s_{t-1}
 // (y_1 = s_1). Negative = the data helped. A rollout with a non-finite loss is discarded.
+// First-order labels (OracleProberConfig::first_order): the same steps, but R_t - R_0 is estimated as
+// <g, theta_t - theta_0>, g the reference loss's gradient at theta_0 (computed once per run()), so no
+// reference evaluation follows a step: a label costs one step (3 F per token) instead of a step and an
+// evaluation of the reference set.
 #pragma once
 
 #include <cstdint>
@@ -38,10 +42,10 @@ struct RolloutPlan {
 struct Rollout {
   std::vector<int64_t> candidates;  ///< [L * rows_per_step] row ids into the pool
   std::vector<double> labels;       ///< [L] marginal labels y_t = s_t - s_{t-1}, y_1 = s_1
-  std::vector<double> cumulative;   ///< [L] raw s_t = R_t - R_0
+  std::vector<double> cumulative;   ///< [L] raw s_t = R_t - R_0 (first order: <g, theta_t - theta_0>)
   double reference_before = 0;      ///< R_0
   RolloutKind kind = RolloutKind::kRandom;
-  double seconds = 0;               ///< wall time of this rollout (clone + L steps + L evaluations)
+  double seconds = 0;               ///< wall time of this rollout (clone + L steps + L evaluations or dot products)
 };
 
 /// Settings of an OracleProber.
@@ -51,6 +55,22 @@ struct OracleProberConfig {
   int64_t max_rollouts = 64;    ///< at most this many rollouts per run() (planned beyond are skipped)
   double max_seconds = 0;       ///< stop starting new rollouts after this many seconds; 0 = no limit
   double lr_scale = 1.0;        ///< probes step with lr * lr_scale (a full step can swamp the labels)
+  bool first_order = false;     ///< s_t = <reference gradient at the start, weight change> (needs
+                                ///< ProbeTarget::weights() and reference_gradient())
+};
+
+/// The error text when a target cannot give first-order labels (no weights()).
+extern const char* const first_order_unsupported;
+
+/// What first-order labels need of the probed weights: the reference gradient and the weights it was taken at.
+struct ReferenceGradient {
+  std::vector<torch::Tensor> gradient;  ///< d R / d theta at theta_0, one per weight
+  std::vector<torch::Tensor> weights;   ///< theta_0 (the probed target's own tensors, never changed)
+  /// From `target` (its weights() and reference_gradient()); Error(kInvalidConfig) naming
+  /// ProbeConfig.first_order_labels if the target gives neither or they do not match.
+  static ReferenceGradient of(ProbeTarget& target);
+  /// <gradient, theta - theta_0> for weights `theta` in the same order (double accumulation).
+  double dot_change(const std::vector<torch::Tensor>& theta) const;
 };
 
 /// What one run() produced and what it cost.
@@ -75,9 +95,10 @@ class OracleProber {
   ProbeResult run(ProbeTarget& target, const torch::Tensor& pool, const std::vector<RolloutPlan>& plans) const;
 
   /// One rollout from a copy of `target` whose reference loss before any step is `reference_before`.
-  /// Returns false (and leaves `out` unspecified) if a loss became NaN/inf.
+  /// Returns false (and leaves `out` unspecified) if a loss became NaN/inf. With config().first_order,
+  /// `first_order` (ReferenceGradient::of(target)) is required.
   bool run_rollout(const ProbeTarget& target, const torch::Tensor& pool, const RolloutPlan& plan,
-                   double reference_before, Rollout& out) const;
+                   double reference_before, Rollout& out, const ReferenceGradient* first_order = nullptr) const;
 
   const OracleProberConfig& config() const { return config_; }
 

@@ -44,6 +44,7 @@ struct ProbeSchedulerConfig {
   int64_t beam_width = 5;
   uint64_t seed = 0;               ///< rollout draws use (seed, step)
   int probe_threads = 0;           ///< intra-op threads on the probe thread (at::set_num_threads); 0 = leave
+  int nice = 0;                    ///< the probe thread's nice increment (Linux, setpriority on its own tid); 0 = none
   int rank = 0;                    ///< of world_size data-parallel ranks sharing each probe: this rank runs the
   int world_size = 1;              ///< planned rollouts i with i % world_size == rank (rollouts_of_rank)
   double timeout_seconds = 0;      ///< a probe still in its rollouts after this long is abandoned (0 = never)
