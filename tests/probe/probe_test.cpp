@@ -139,17 +139,27 @@ std::vector<double> hand_reference_gradient(const HandModel& m) {
   return g;
 }
 
-void check_rollout_against_hand(int64_t rows_per_step, double lr_scale) {
+/// The linear target and its hand model after the same two real training steps (so the optimiser has
+/// momentum state to copy).
+struct WarmedLinear {
+  std::shared_ptr<ModuleProbeTarget> live;
+  torch::Tensor pool;
+  HandModel hand;
+};
+
+WarmedLinear warmed_linear() {
   const std::vector<double> w0 = {0.3, -0.2, 0.5};
   const double b0 = 0.1;
-  auto live = make_linear_target(w0, b0);
-  const torch::Tensor pool = linear_pool();
-  HandModel hand{w0, b0, {}, 0};
-  // Two real training steps first, so the optimiser has momentum state to copy.
+  WarmedLinear w{make_linear_target(w0, b0), linear_pool(), HandModel{w0, b0, {}, 0}};
   for (int64_t r : {0, 1}) {
-    live->train_step(pool.slice(0, r, r + 1));
-    hand.step(rows_of(pool.slice(0, r, r + 1)), kLr);
+    w.live->train_step(w.pool.slice(0, r, r + 1));
+    w.hand.step(rows_of(w.pool.slice(0, r, r + 1)), kLr);
   }
+  return w;
+}
+
+void check_rollout_against_hand(int64_t rows_per_step, double lr_scale) {
+  auto [live, pool, hand] = warmed_linear();
   const std::string before = live->state_blob();
 
   OracleProberConfig config;
@@ -187,15 +197,7 @@ TEST(OracleProber, MatchesHandComputedRollout) { check_rollout_against_hand(1, 1
 // First-order labels: s_t = <g, theta_t - theta_0>, g the reference gradient at theta_0, against the
 // same hand model (the steps are real; only the evaluation is replaced).
 TEST(OracleProber, FirstOrderLabelsMatchHandComputedGradientDot) {
-  const std::vector<double> w0 = {0.3, -0.2, 0.5};
-  const double b0 = 0.1;
-  auto live = make_linear_target(w0, b0);
-  const torch::Tensor pool = linear_pool();
-  HandModel hand{w0, b0, {}, 0};
-  for (int64_t r : {0, 1}) {
-    live->train_step(pool.slice(0, r, r + 1));
-    hand.step(rows_of(pool.slice(0, r, r + 1)), kLr);
-  }
+  auto [live, pool, hand] = warmed_linear();
   const std::string before = live->state_blob();
   std::vector<torch::Tensor> grads_before;
   for (const auto& p : live->module().parameters()) grads_before.push_back(p.grad().clone());

@@ -108,15 +108,21 @@ def expected_labels(model, opt_cls, lr, pool, plan, L, R, lr_scale, refs):
     return labels
 
 
-@pytest.mark.parametrize("opt_name,lr", [("sgd", 0.5), ("adamw", 0.01)])
-def test_adapter_labels_equal_the_cpp_prober_on_the_same_model(testhooks, opt_name, lr):
-    torch.manual_seed(11)
-    vocab, L, R, lr_scale = 16, 3, 2, 0.5
+def bigram_case(seed, opt_name, lr, vocab=16):
+    """(model, opt_cls, opt, pool, refs): a small Bigram, its optimizer, 12 candidate rows and two
+    reference batches, drawn from torch's generator at `seed`."""
+    torch.manual_seed(seed)
     model = Bigram(vocab, 8)
     opt_cls = torch.optim.SGD if opt_name == "sgd" else torch.optim.AdamW
-    opt = opt_cls(model.parameters(), lr=lr)
     pool = torch.randint(0, vocab, (12, 8))
     refs = [torch.randint(0, vocab, (3, 8)), torch.randint(0, vocab, (2, 8))]
+    return model, opt_cls, opt_cls(model.parameters(), lr=lr), pool, refs
+
+
+@pytest.mark.parametrize("opt_name,lr", [("sgd", 0.5), ("adamw", 0.01)])
+def test_adapter_labels_equal_the_cpp_prober_on_the_same_model(testhooks, opt_name, lr):
+    L, R, lr_scale = 3, 2, 0.5
+    model, opt_cls, opt, pool, refs = bigram_case(11, opt_name, lr)
     rng = np.random.default_rng(5)
     plans = [[int(i) for i in rng.permutation(12)[:L * R]] for _ in range(4)]
     before = copy.deepcopy(model.state_dict())
@@ -148,8 +154,10 @@ def expected_first_order_labels(model, opt_cls, lr, pool, plan, L, R, lr_scale, 
     clipped steps; s_t = <g, theta_t - theta_0>, y_t = s_t - s_{t-1}."""
     m = copy.deepcopy(model)
     params = list(m.parameters())
+    m.eval()
     loss = sum(groupmates.next_token_loss(m, r) for r in refs) / len(refs)
     g = torch.autograd.grad(loss, params)
+    m.train()
     theta0 = [p.detach().clone() for p in params]
     opt = opt_cls(params, lr=lr * lr_scale)
     prev, labels = 0.0, []
@@ -168,13 +176,8 @@ def expected_first_order_labels(model, opt_cls, lr, pool, plan, L, R, lr_scale, 
 def test_first_order_labels_equal_the_definition_through_both_targets(testhooks, opt_name, lr):
     seed = int(np.random.SeedSequence().entropy % 1_000_000)
     print(f"seed {seed}")
-    torch.manual_seed(seed)
-    vocab, L, R, lr_scale = 16, 2, 1, 0.5
-    model = Bigram(vocab, 8)
-    opt_cls = torch.optim.SGD if opt_name == "sgd" else torch.optim.AdamW
-    opt = opt_cls(model.parameters(), lr=lr)
-    pool = torch.randint(0, vocab, (12, 8))
-    refs = [torch.randint(0, vocab, (3, 8)), torch.randint(0, vocab, (2, 8))]
+    L, R, lr_scale = 2, 1, 0.5
+    model, opt_cls, opt, pool, refs = bigram_case(seed, opt_name, lr)
     rng = np.random.default_rng(seed)
     plans = [[int(i) for i in rng.permutation(12)[:L * R]] for _ in range(6)]
     cpp = testhooks.make_bigram_target(model.emb.weight.detach(), model.head.weight.detach(),
