@@ -144,11 +144,13 @@ struct ProbeConfig {
   double timeout_seconds = 600;       ///< a probe still running after this long is abandoned: its thread is left to
                                       ///< finish on its own, its rollouts dropped, ProbeStats::probes_timed_out
                                       ///< counted; the loop goes on with the last good model (0 = no timeout)
-  int nice = 19;                      ///< the probe thread's nice value above that of the thread calling on_step
-                                      ///< (Linux; 0..19):
-                                      ///< higher = the trainer's threads go first, the probe takes the idle time
-                                      ///< (19: the trainer's wall clock within a few % of a run without probes,
-                                      ///< the probe ~1.5x longer; 0 = the trainer's priority)
+  int nice = 0;                       ///< the probe thread's nice value above that of the thread calling on_step
+                                      ///< (Linux; 0..19): higher = the trainer's threads go first, the probe takes
+                                      ///< the idle time (19 on 2 idle cores: the trainer's wall clock within a few
+                                      ///< % of a run without probes). 0 by default: on a machine busy with other
+                                      ///< work a low-priority probe starves and times out (timeout_seconds). Under
+                                      ///< RefreshMode::kWhenReady only: under kAtStep the trainer waits for due
+                                      ///< refreshes, and the probe keeps the trainer's priority
   uint32_t max_consecutive_failures = 3; ///< this many failed probes / refreshes in a row (a throw, a timeout, a
                                       ///< non-finite refresh) and the next GroupMatesLoader::next() throws
                                       ///< Error(kSelectionFailed) with the last error; 0 = never (keep training

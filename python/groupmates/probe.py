@@ -96,13 +96,17 @@ def reference_gradient(model, loss_fn, reference_batches) -> list:
     params = weights(model)
     was_training = model.training
     model.eval()
+    total = [torch.zeros_like(p) for p in params]
     try:
         with torch.enable_grad():
-            total = sum(loss_fn(model, batch) for batch in reference_batches) / len(reference_batches)
-            grads = torch.autograd.grad(total, params, allow_unused=True)
+            for batch in reference_batches:  # one batch's graph at a time, as reference_loss
+                grads = torch.autograd.grad(loss_fn(model, batch) / len(reference_batches), params, allow_unused=True)
+                for t, g in zip(total, grads):
+                    if g is not None:
+                        t.add_(g.detach())
     finally:
         model.train(was_training)
-    return [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
+    return total
 
 
 def _device_of(model):

@@ -75,7 +75,9 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
     sc.prober.max_seconds = probe_cfg_.max_seconds;
     sc.prober.lr_scale = probe_cfg_.lr_scale;
     sc.prober.first_order = probe_cfg_.first_order_labels;
-    sc.nice = probe_cfg_.nice;
+    // Under kAtStep the trainer waits for due refreshes: a probe below its priority would only make it
+    // wait longer whenever anything else runs. Under kWhenReady it never waits, so the probe yields.
+    sc.nice = cfg_.refresh_mode == RefreshMode::kWhenReady ? probe_cfg_.nice : 0;
     sc.random_rollouts = probe_cfg_.random_rollouts;
     sc.neighbour_rollouts = probe_cfg_.neighbour_rollouts;
     sc.bootstrap_pairs = probe_cfg_.bootstrap_pairs;

@@ -79,10 +79,16 @@ double ReferenceGradient::dot_change(const std::vector<torch::Tensor>& theta) co
                 "a copy of the probe target has " + std::to_string(theta.size()) + " weights, the target " +
                     std::to_string(weights.size()) + ": clone() must keep the weights");
   torch::NoGradGuard no_grad;
-  double sum = 0;
-  for (size_t i = 0; i < theta.size(); ++i)
-    sum += (theta[i].detach() - weights[i].detach()).mul_(gradient[i]).sum(torch::kDouble).item<double>();
-  return sum;
+  // On the weights' device, in float at least (half weights would round the small differences away),
+  // summed in double; one transfer to the host for the whole model.
+  torch::Tensor sum;
+  for (size_t i = 0; i < theta.size(); ++i) {
+    const auto type = torch::promote_types(theta[i].scalar_type(), torch::kFloat);
+    const torch::Tensor part =
+        (theta[i].detach().to(type) - weights[i].detach().to(type)).mul_(gradient[i].to(type)).sum(torch::kDouble);
+    sum = sum.defined() ? sum.add_(part) : part;
+  }
+  return sum.defined() ? sum.item<double>() : 0.0;
 }
 
 bool OracleProber::run_rollout(const ProbeTarget& target, const torch::Tensor& pool, const RolloutPlan& plan,

@@ -7,6 +7,7 @@
 
 #include <torch/types.h>
 #include <torch/autograd.h>
+#include <torch/utils.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
@@ -231,13 +232,17 @@ std::vector<torch::Tensor> ModuleProbeTarget::weights() const {
 
 std::vector<torch::Tensor> ModuleProbeTarget::reference_gradient() {
   ModeGuard mode(*module_, false);
+  torch::AutoGradMode grad_mode(true);
   const std::vector<torch::Tensor> params = weights();
-  torch::Tensor total;
+  const double n = static_cast<double>(reference_batches_.size());
+  // One batch's graph at a time (as reference_loss() evaluates them), the gradients summed.
+  std::vector<torch::Tensor> sum;
   for (const auto& batch : reference_batches_) {
-    torch::Tensor l = loss_(*module_, batch);
-    total = total.defined() ? total + l : l;
+    std::vector<torch::Tensor> g = gradient_of(loss_(*module_, batch) / n, params);
+    if (sum.empty()) sum = std::move(g);
+    else for (size_t i = 0; i < sum.size(); ++i) sum[i].add_(g[i]);
   }
-  return gradient_of(total / static_cast<double>(reference_batches_.size()), params);
+  return sum;
 }
 
 double ModuleProbeTarget::forward_flops_per_token() const {

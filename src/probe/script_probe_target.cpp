@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include <torch/serialize/input-archive.h>
+#include <torch/utils.h>
 #include <torch/serialize/output-archive.h>
 
 #include "groupmates/error.h"
@@ -90,18 +91,22 @@ std::vector<torch::Tensor> ScriptModuleProbeTarget::weights() const {
 std::vector<torch::Tensor> ScriptModuleProbeTarget::reference_gradient() {
   const bool was_training = module_.is_training();
   module_.train(false);
-  torch::Tensor total;
+  torch::AutoGradMode grad_mode(true);
+  const std::vector<torch::Tensor> params = weights();
+  const double n = static_cast<double>(reference_batches_.size());
+  std::vector<torch::Tensor> sum;  // one batch's graph at a time, the gradients summed
   try {
     for (const auto& b : reference_batches_) {
-      torch::Tensor l = loss(b);
-      total = total.defined() ? total + l : l;
+      std::vector<torch::Tensor> g = gradient_of(loss(b) / n, params);
+      if (sum.empty()) sum = std::move(g);
+      else for (size_t i = 0; i < sum.size(); ++i) sum[i].add_(g[i]);
     }
   } catch (...) {
     module_.train(was_training);
     throw;
   }
   module_.train(was_training);
-  return gradient_of(total / static_cast<double>(reference_batches_.size()), weights());
+  return sum;
 }
 
 void ScriptModuleProbeTarget::set_lr_scale(double scale) {

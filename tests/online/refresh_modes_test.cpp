@@ -30,11 +30,15 @@ StreamingLoader window_stream(const std::string& path, uint64_t seed, uint32_t w
 
 class RefreshModesTest : public OnlineFixture {};
 
-TEST_F(RefreshModesTest, ProbeBudgetHoldsOverARun) {
+class ProbeBudgetTest : public OnlineFixture, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(ProbeBudgetTest, ProbeBudgetHoldsOverARun) {
   // Spent probe work (token-FLOP units: 3 per probe step token, 1 per reference token evaluated)
   // never exceeds budget x 3 x trained tokens; without the budget the same run spends far more.
+  // Both label kinds (the parameter: first-order labels).
   auto run = [&](double budget) {
     ProbeConfig p = probe_config();
+    p.first_order_labels = GetParam();
     p.interval_steps = 2;
     p.effect_delay_steps = 1;
     p.budget = budget;
@@ -72,6 +76,8 @@ TEST_F(RefreshModesTest, ProbeBudgetHoldsOverARun) {
   EXPECT_GT(free_share, 1.0) << "the test's probes must cost more than the budget without one";
   EXPECT_EQ(free.probes_skipped_budget, 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(LabelKinds, ProbeBudgetTest, ::testing::Values(false, true));
 
 TEST_F(RefreshModesTest, FirstOrderLabelsCostOneStepPerLabelAndStayWithinTheBudget) {
   // ProbeConfig::first_order_labels: per probe R_0 (F per reference token) and one backward over the

@@ -128,7 +128,7 @@ TEST(SelectionConfigTest, RefreshGateFieldsAreValidatedNamingTheField) {
 TEST(SelectionConfigTest, ProbeNiceIsValidatedNamingTheField) {
   using testing_errors::where_of;
   ProbeConfig p;
-  EXPECT_EQ(p.nice, 19) << "the probe thread at the lowest priority by default";
+  EXPECT_EQ(p.nice, 0) << "the probe thread at the trainer's priority by default";
   EXPECT_TRUE(p.first_order_labels);
   for (int bad : {-1, 20, 100}) {
     p.nice = bad;

@@ -121,3 +121,61 @@ TEST(ScriptModuleProbeTarget, CloneIsIndependentAndCarriesOptimizerState) {
   for (int i = 0; i < kD; ++i) w_now[i] = live.module().attr("w").toTensor()[i].item<double>();
   EXPECT_NEAR(live.reference_loss(), mse({std::vector<double>(kD, 1.0), std::vector<double>(kD, 1.0)}, w_now, nullptr), 1e-12);
 }
+
+// First-order labels through a scripted target: reference_gradient() is the reference MSE's gradient
+// (two reference batches, averaged as reference_loss() averages them), and s_t = <g, w_t - w_0>.
+TEST(ScriptModuleProbeTarget, FirstOrderLabelsEqualHandComputedGradientDot) {
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  torch::manual_seed(seed);
+  std::mt19937_64 rng(seed);
+  std::vector<double> w(kD);
+  for (auto& v : w) v = std::uniform_real_distribution<double>(-0.3, 0.3)(rng);
+  const double lr = 0.01;
+  auto factory = [lr](std::vector<torch::Tensor> params) -> std::shared_ptr<torch::optim::Optimizer> {
+    return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(lr));
+  };
+  torch::jit::Module module = linear_lm(w);
+  auto optimizer = factory(script_parameters(module));
+  const torch::Tensor pool = torch::randint(0, 5, {6, kD}, torch::kInt64);
+  const torch::Tensor ref_a = torch::randint(0, 5, {3, kD}, torch::kInt64), ref_b = torch::randint(0, 5, {2, kD}, torch::kInt64);
+  ModuleProbeTargetConfig config;
+  config.grad_clip_norm = 0;
+  ScriptModuleProbeTarget live(module, optimizer, factory, {ref_a, ref_b}, "loss", config);
+
+  auto rows_of = [](const torch::Tensor& t) {
+    std::vector<std::vector<double>> rows;
+    for (int64_t r = 0; r < t.size(0); ++r) {
+      std::vector<double> x(kD);
+      for (int i = 0; i < kD; ++i) x[i] = static_cast<double>(t[r][i].item<int64_t>());
+      rows.push_back(x);
+    }
+    return rows;
+  };
+  std::vector<double> ga, gb;
+  mse(rows_of(ref_a), w, &ga);
+  mse(rows_of(ref_b), w, &gb);
+  const std::vector<torch::Tensor> g = live.reference_gradient();
+  ASSERT_EQ(g.size(), 1u);
+  for (int i = 0; i < kD; ++i) EXPECT_NEAR(g[0][i].item<double>(), (ga[i] + gb[i]) / 2, 1e-12) << i;
+
+  OracleProberConfig pc;
+  pc.rollout_length = 2;
+  pc.lr_scale = 0.5;
+  pc.first_order = true;
+  RolloutPlan plan;
+  plan.candidates = {5, 1};
+  const ProbeResult result = OracleProber(pc).run(live, pool, {plan});
+  ASSERT_EQ(result.rollouts.size(), 1u);
+  std::vector<double> cur = w, grad;
+  double prev = 0;
+  for (int t = 0; t < 2; ++t) {
+    mse(rows_of(pool.index({torch::indexing::Slice(plan.candidates[t], plan.candidates[t] + 1)})), cur, &grad);
+    for (int i = 0; i < kD; ++i) cur[i] -= lr * pc.lr_scale * grad[i];
+    double s = 0;
+    for (int i = 0; i < kD; ++i) s += (ga[i] + gb[i]) / 2 * (cur[i] - w[i]);
+    EXPECT_NEAR(result.rollouts[0].cumulative[t], s, 1e-12) << "step " << t;
+    EXPECT_NEAR(result.rollouts[0].labels[t], s - prev, 1e-12) << "step " << t;
+    prev = s;
+  }
+}
