@@ -40,21 +40,48 @@ double mse(const std::vector<std::vector<double>>& rows, const std::vector<doubl
   return sum / rows.size();
 }
 
+constexpr double kLr = 0.01;
+
+/// Random weights (from `seed`), the scripted LM over them, its SGD factory (lr kLr) and optimiser;
+/// seeds torch's generator with `seed` too.
+struct SgdLinearLm {
+  std::vector<double> w;
+  torch::jit::Module module;
+  ScriptModuleProbeTarget::OptimizerFactory factory;
+  std::shared_ptr<torch::optim::Optimizer> optimizer;
+};
+
+SgdLinearLm sgd_linear_lm(uint64_t seed) {
+  torch::manual_seed(seed);
+  std::mt19937_64 rng(seed);
+  std::vector<double> w(kD);
+  for (auto& v : w) v = std::uniform_real_distribution<double>(-0.3, 0.3)(rng);
+  ScriptModuleProbeTarget::OptimizerFactory factory =
+      [](std::vector<torch::Tensor> params) -> std::shared_ptr<torch::optim::Optimizer> {
+    return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(kLr));
+  };
+  torch::jit::Module module = linear_lm(w);
+  auto optimizer = factory(script_parameters(module));
+  return {w, module, factory, optimizer};
+}
+
+/// Token rows [N, kD] as doubles.
+std::vector<std::vector<double>> rows_of(const torch::Tensor& t) {
+  std::vector<std::vector<double>> rows;
+  for (int64_t r = 0; r < t.size(0); ++r) {
+    std::vector<double> x(kD);
+    for (int i = 0; i < kD; ++i) x[i] = static_cast<double>(t[r][i].item<int64_t>());
+    rows.push_back(x);
+  }
+  return rows;
+}
+
 }  // namespace
 
 TEST(ScriptModuleProbeTarget, RolloutLabelsEqualHandComputedSgd) {
   const uint64_t seed = testing_seed::fresh();
   SCOPED_TRACE(testing_seed::trace(seed));
-  torch::manual_seed(seed);
-  std::mt19937_64 rng(seed);
-  std::vector<double> w(kD);
-  for (auto& v : w) v = std::uniform_real_distribution<double>(-0.3, 0.3)(rng);
-  const double lr = 0.01;
-  auto factory = [lr](std::vector<torch::Tensor> params) -> std::shared_ptr<torch::optim::Optimizer> {
-    return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(lr));
-  };
-  torch::jit::Module module = linear_lm(w);
-  auto optimizer = factory(script_parameters(module));
+  auto [w, module, factory, optimizer] = sgd_linear_lm(seed);
   const torch::Tensor pool = torch::randint(0, 5, {6, kD}, torch::kInt64);
   const torch::Tensor refs = torch::randint(0, 5, {3, kD}, torch::kInt64);
   ModuleProbeTargetConfig config;
@@ -72,22 +99,13 @@ TEST(ScriptModuleProbeTarget, RolloutLabelsEqualHandComputedSgd) {
   const ProbeResult result = prober.run(live, pool, {plan});
   ASSERT_EQ(result.rollouts.size(), 1u);
 
-  auto rows_of = [](const torch::Tensor& t) {
-    std::vector<std::vector<double>> rows;
-    for (int64_t r = 0; r < t.size(0); ++r) {
-      std::vector<double> x(kD);
-      for (int i = 0; i < kD; ++i) x[i] = static_cast<double>(t[r][i].item<int64_t>());
-      rows.push_back(x);
-    }
-    return rows;
-  };
   const auto ref_rows = rows_of(refs);
   std::vector<double> cur = w, grad;
   const double r0 = mse(ref_rows, cur, nullptr);
   double prev = 0;
   for (int t = 0; t < 3; ++t) {
     mse(rows_of(pool.index({torch::indexing::Slice(plan.candidates[t], plan.candidates[t] + 1)})), cur, &grad);
-    for (int i = 0; i < kD; ++i) cur[i] -= lr * config.lr_scale * grad[i];
+    for (int i = 0; i < kD; ++i) cur[i] -= kLr * config.lr_scale * grad[i];
     const double s = mse(ref_rows, cur, nullptr) - r0;
     EXPECT_NEAR(result.rollouts[0].cumulative[t], s, 1e-10) << "step " << t;
     EXPECT_NEAR(result.rollouts[0].labels[t], s - prev, 1e-10) << "step " << t;
@@ -127,31 +145,13 @@ TEST(ScriptModuleProbeTarget, CloneIsIndependentAndCarriesOptimizerState) {
 TEST(ScriptModuleProbeTarget, FirstOrderLabelsEqualHandComputedGradientDot) {
   const uint64_t seed = testing_seed::fresh();
   SCOPED_TRACE(testing_seed::trace(seed));
-  torch::manual_seed(seed);
-  std::mt19937_64 rng(seed);
-  std::vector<double> w(kD);
-  for (auto& v : w) v = std::uniform_real_distribution<double>(-0.3, 0.3)(rng);
-  const double lr = 0.01;
-  auto factory = [lr](std::vector<torch::Tensor> params) -> std::shared_ptr<torch::optim::Optimizer> {
-    return std::make_shared<torch::optim::SGD>(params, torch::optim::SGDOptions(lr));
-  };
-  torch::jit::Module module = linear_lm(w);
-  auto optimizer = factory(script_parameters(module));
+  auto [w, module, factory, optimizer] = sgd_linear_lm(seed);
   const torch::Tensor pool = torch::randint(0, 5, {6, kD}, torch::kInt64);
   const torch::Tensor ref_a = torch::randint(0, 5, {3, kD}, torch::kInt64), ref_b = torch::randint(0, 5, {2, kD}, torch::kInt64);
   ModuleProbeTargetConfig config;
   config.grad_clip_norm = 0;
   ScriptModuleProbeTarget live(module, optimizer, factory, {ref_a, ref_b}, "loss", config);
 
-  auto rows_of = [](const torch::Tensor& t) {
-    std::vector<std::vector<double>> rows;
-    for (int64_t r = 0; r < t.size(0); ++r) {
-      std::vector<double> x(kD);
-      for (int i = 0; i < kD; ++i) x[i] = static_cast<double>(t[r][i].item<int64_t>());
-      rows.push_back(x);
-    }
-    return rows;
-  };
   std::vector<double> ga, gb;
   mse(rows_of(ref_a), w, &ga);
   mse(rows_of(ref_b), w, &gb);
@@ -171,7 +171,7 @@ TEST(ScriptModuleProbeTarget, FirstOrderLabelsEqualHandComputedGradientDot) {
   double prev = 0;
   for (int t = 0; t < 2; ++t) {
     mse(rows_of(pool.index({torch::indexing::Slice(plan.candidates[t], plan.candidates[t] + 1)})), cur, &grad);
-    for (int i = 0; i < kD; ++i) cur[i] -= lr * pc.lr_scale * grad[i];
+    for (int i = 0; i < kD; ++i) cur[i] -= kLr * pc.lr_scale * grad[i];
     double s = 0;
     for (int i = 0; i < kD; ++i) s += (ga[i] + gb[i]) / 2 * (cur[i] - w[i]);
     EXPECT_NEAR(result.rollouts[0].cumulative[t], s, 1e-12) << "step " << t;
