@@ -9,9 +9,6 @@
 #include <thread>
 #include <vector>
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 #if defined(__linux__)
 #include <cerrno>
 #include <sys/resource.h>
@@ -58,16 +55,6 @@ void lower_priority(int nice) {
   if (errno == 0) (void)::setpriority(PRIO_PROCESS, tid, std::min(19, now + nice));
 #else
   (void)nice;
-#endif
-}
-
-// Hands the pages a probe freed (its snapshot, rollout copies, the refresh's temporaries) back to the
-// system. glibc keeps freed memory in per-thread arenas, and each probe runs on a thread of its own:
-// without this the process's RSS creeps up from probe to probe (a soak's high-water marks) although
-// nothing is held. One call per probe; a few milliseconds.
-void release_free_memory() {
-#if defined(__GLIBC__)
-  malloc_trim(0);
 #endif
 }
 
@@ -257,22 +244,19 @@ void ProbeScheduler::Shared::execute(const std::shared_ptr<Shared>& self, std::s
   if (error.empty()) attempt([&] { s.commit(*job, result); });
   job.reset();  // frees the snapshot on this thread
   const double spent = clock.seconds();
-  {
-    std::lock_guard<std::mutex> lock(s.mutex);
-    s.stats.probe_seconds += spent;
-    if (error.empty()) {
-      ++s.stats.probes_completed;
-    } else {
-      ++s.stats.probes_failed;
-      s.last_error = error;
-      std::fprintf(stderr, "groupmates [warning] the probe at step %lld failed: %s\n",
-                   static_cast<long long>(s.job_step), error.c_str());
-    }
-    s.committing = false;
-    s.running = false;
-    s.idle.notify_all();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  s.stats.probe_seconds += spent;
+  if (error.empty()) {
+    ++s.stats.probes_completed;
+  } else {
+    ++s.stats.probes_failed;
+    s.last_error = error;
+    std::fprintf(stderr, "groupmates [warning] the probe at step %lld failed: %s\n",
+                 static_cast<long long>(s.job_step), error.c_str());
   }
-  release_free_memory();  // after the notify: nobody waits for it
+  s.committing = false;
+  s.running = false;
+  s.idle.notify_all();
 }
 
 ProbeResult ProbeScheduler::Shared::run_rollouts(Job& job) {
