@@ -6,15 +6,21 @@
 //   warm: second start, indexes from the on-disk cache (page cache warm);
 // each child reports its start-up (construction to first batch), its peak RSS above what the
 // process held before opening the loader, and tokens per CPU-second while reading --batches
-// shuffled batches (random documents across all shards: one frame decompressed per document
-// unless cached). Baseline in the same run: SentencePiece's own encoder (the tokenizer the loader
-// calls) on the same documents' text, one thread, tokens per CPU-second.
+// shuffled batches (a global permutation of the documents of all shards: one frame decompressed
+// per document unless cached); then a third, warm child reads with the local shuffle
+// (LoaderConfig::shuffle_block = the documents of about one frame, --shuffle-block to set it;
+// shuffle_span = a quarter of the frames the zstd cache holds, at most 256), as the README
+// recommends for .jsonl.zst. Baseline in the same run: SentencePiece's own encoder (the tokenizer
+// the loader calls) on the same documents' text, one thread, tokens per CPU-second, measured three
+// times between the children (the median is used: the machine's speed drifts).
 //
-// RESULT jsonl_vs_spm_encode=<loader tokens/cpu-s over SentencePiece's> jsonl_peak_rss_vs_bound=<peak
-// RSS growth / --bound-mib> startup_1000_shards_s=<warm start-up> (+ the cold start-up, corpus size).
+// RESULT jsonl_vs_spm_encode=<local-shuffle loader tokens/cpu-s over SentencePiece's>
+// jsonl_peak_rss_vs_bound=<peak RSS growth / --bound-mib> startup_1000_shards_s=<warm start-up>
+// (+ the cold start-up, the global permutation's ratio jsonl_vs_spm_encode_global=, corpus size).
 //
 //   bench_jsonl --tokenizer M.model --text CORPUS.jsonl [--dir D] [--shards 1000] [--mib 1024]
 //               [--frame-kib 64] [--budget-mib 32] [--bound-mib 128] [--batches 200] [--threads 2]
+//               [--shuffle-block N] [--shuffle-span N]
 //               [--hf-tokenizer T.json]  (informative: that tokenizer.json's encoder on the baseline's text,
 //                                         hf_tokens_per_cpu_s= in the RESULT line)
 #include "groupmates/streaming_loader.h"
@@ -51,7 +57,11 @@ namespace {
 struct Args {
   std::string dir = "build/bench-jsonl-corpus", tokenizer, text, child, hf_tokenizer;
   uint64_t shards = 1000, mib = 1024, frame_kib = 64, budget_mib = 32, bound_mib = 128, batches = 200, threads = 2;
+  uint64_t shuffle_block = 0, shuffle_span = 0;  // the children's LoaderConfig (0 = global permutation)
 };
+
+// Mean JSONL line of make_corpus: text of 200..3999 bytes plus ~30 bytes of JSON around it.
+constexpr uint64_t kMeanLineBytes = 2130;
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -168,6 +178,8 @@ int child(const Args& a) {
   c.num_threads = static_cast<uint32_t>(a.threads);
   c.eos_id = 2;
   c.seed = 7;
+  c.shuffle_block = static_cast<uint32_t>(a.shuffle_block);
+  if (a.shuffle_span > 0) c.shuffle_span = static_cast<uint32_t>(a.shuffle_span);
   c.rank = 0;
   c.world_size = 1;
   c.check_rank_environment = false;
@@ -192,12 +204,13 @@ int child(const Args& a) {
   return 0;
 }
 
-std::map<std::string, double> run_child(const Args& a, char** argv, const char* mode) {
+std::map<std::string, double> run_child(const Args& a, char** argv, const char* mode, uint64_t block = 0, uint64_t span = 0) {
   const std::string self = fs::read_symlink("/proc/self/exe").string();  // popen runs a shell
   std::vector<std::string> args = {self, "--child", mode, "--dir", a.dir, "--tokenizer", a.tokenizer, "--text", a.text,
                                    "--shards", std::to_string(a.shards), "--mib", std::to_string(a.mib), "--frame-kib",
                                    std::to_string(a.frame_kib), "--budget-mib", std::to_string(a.budget_mib), "--batches",
-                                   std::to_string(a.batches), "--threads", std::to_string(a.threads)};
+                                   std::to_string(a.batches), "--threads", std::to_string(a.threads),
+                                   "--shuffle-block", std::to_string(block), "--shuffle-span", std::to_string(span)};
   (void)argv;
   std::string cmd;
   for (const auto& s : args) cmd += "'" + s + "' ";
@@ -273,6 +286,8 @@ int main(int argc, char** argv) {
     else if (k == "--bound-mib") a.bound_mib = std::stoull(v);
     else if (k == "--batches") a.batches = std::stoull(v);
     else if (k == "--threads") a.threads = std::stoull(v);
+    else if (k == "--shuffle-block") a.shuffle_block = std::stoull(v);
+    else if (k == "--shuffle-span") a.shuffle_span = std::stoull(v);
     else { std::fprintf(stderr, "bench_jsonl: unknown option %s\n", k.c_str()); return 2; }
   }
   if (a.tokenizer.empty() || a.text.empty()) {
@@ -285,27 +300,41 @@ int main(int argc, char** argv) {
     for (const auto& e : fs::directory_iterator(a.dir)) {
       if (e.path().extension() == ".gmidx") fs::remove(e.path());  // cold: nothing cached
     }
+    const auto texts = baseline_texts(a);
+    std::vector<double> spms;
+    spms.push_back(encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts));
     const auto cold = run_child(a, argv, "cold");
     const auto warm = run_child(a, argv, "warm");
-    const auto texts = baseline_texts(a);
-    const double spm = encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts);
+    spms.push_back(encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts));
+    // The local shuffle: blocks of about one frame's documents; spans whose frames fit the cache 4 times.
+    const uint64_t block = a.shuffle_block > 0 ? a.shuffle_block : std::max<uint64_t>(1, (a.frame_kib << 10) / kMeanLineBytes);
+    const uint64_t span = a.shuffle_span > 0 ? a.shuffle_span : std::clamp<uint64_t>(a.budget_mib * 1024 / a.frame_kib / 4, 1, 256);
+    const auto local = run_child(a, argv, "local", block, span);
+    spms.push_back(encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts));
+    std::sort(spms.begin(), spms.end());
+    const double spm = spms[1];
+    std::printf("baseline median %.0f tokens/cpu-s (%.0f-%.0f)\n", spm, spms[0], spms[2]);
     // Informative: the tokenizer.json (byte-level BPE) encoder on the same text.
     const double hf = a.hf_tokenizer.empty() ? 0.0 : encode_tokens_per_cpu_s("tokenizer.json encode (" + a.hf_tokenizer + ")", a.hf_tokenizer, texts);
     const uint64_t bound = a.bound_mib << 20;
-    for (const auto* r : {&cold, &warm}) {
+    for (const auto* r : {&cold, &warm, &local}) {
       const auto& m = *r;
       std::printf("%s start: open %.3f s, first batch %.3f s; peak RSS %.1f MiB above %.1f MiB before open; %.0f tokens in %.2f CPU-s "
                   "(%.2f s wall): %.0f tokens/cpu-s\n",
-                  r == &cold ? "cold" : "warm", m.at("open_s"), m.at("startup_s"), (m.at("rss_peak") - m.at("rss_base")) / 1048576.0,
+                  r == &cold ? "cold" : r == &warm ? "warm" : "local shuffle (warm)", m.at("open_s"), m.at("startup_s"), (m.at("rss_peak") - m.at("rss_base")) / 1048576.0,
                   m.at("rss_base") / 1048576.0, m.at("tokens"), m.at("cpu_s"), m.at("wall_s"), m.at("tokens") / m.at("cpu_s"));
     }
-    const double peak = std::max(cold.at("rss_peak") - cold.at("rss_base"), warm.at("rss_peak") - warm.at("rss_base"));
+    std::printf("local shuffle: shuffle_block %llu documents, shuffle_span %llu blocks\n", static_cast<unsigned long long>(block),
+                static_cast<unsigned long long>(span));
+    double peak = 0;
+    for (const auto* r : {&cold, &warm, &local}) peak = std::max(peak, r->at("rss_peak") - r->at("rss_base"));
     std::printf("memory bound %llu MiB per process (zstd_cache_bytes %llu MiB); corpus %llu MiB of JSONL = %.1fx the bound\n",
                 static_cast<unsigned long long>(a.bound_mib), static_cast<unsigned long long>(a.budget_mib),
                 static_cast<unsigned long long>(a.mib), static_cast<double>(a.mib) / a.bound_mib);
     std::printf("RESULT jsonl_vs_spm_encode=%.3f jsonl_peak_rss_vs_bound=%.3f startup_1000_shards_s=%.3f cold_startup_s=%.3f "
-                "shards=%llu corpus_mib=%llu peak_rss_mib=%.1f hf_tokens_per_cpu_s=%.0f\n",
-                (warm.at("tokens") / warm.at("cpu_s")) / spm, peak / bound, warm.at("startup_s"), cold.at("startup_s"),
+                "jsonl_vs_spm_encode_global=%.3f shards=%llu corpus_mib=%llu peak_rss_mib=%.1f hf_tokens_per_cpu_s=%.0f\n",
+                (local.at("tokens") / local.at("cpu_s")) / spm, peak / bound, warm.at("startup_s"), cold.at("startup_s"),
+                (warm.at("tokens") / warm.at("cpu_s")) / spm,
                 static_cast<unsigned long long>(a.shards), static_cast<unsigned long long>(a.mib), peak / 1048576.0, hf);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_jsonl: %s\n", e.what());

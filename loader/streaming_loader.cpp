@@ -157,6 +157,8 @@ struct StreamingLoader::Impl {
     ctx.source_name = source_name(config, i);
     ctx.seed = config.seed;
     ctx.shuffle = config.shuffle;
+    ctx.shuffle_block = config.shuffle_block;
+    ctx.shuffle_span = config.shuffle_span;
     ctx.sequence_length = config.row_length();
     ctx.packing = config.packing;
     const SourceConfig& sc = config.sources[i];
@@ -212,6 +214,11 @@ struct StreamingLoader::Impl {
       auto mix = [&h](uint64_t v) { h = XXH3_64bits_withSeed(&v, sizeof(v), h); };
       mix(config.row_length());
       mix(config.shuffle);
+      if (config.shuffle && config.shuffle_block > 0) {  // only when set: fingerprints of earlier states stay valid
+        mix(0x626c6f636bULL);
+        mix(config.shuffle_block);
+        mix(config.shuffle_span);
+      }
       mix(static_cast<uint64_t>(config.packing));
       mix(static_cast<uint64_t>(config.eos_id));
       mix(static_cast<uint64_t>(config.pad_id));

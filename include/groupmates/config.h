@@ -92,6 +92,11 @@ struct LoaderConfig {
   uint32_t reader_index = 0;           ///< g % reader_count == reader_index, and plans the others without reading them
   uint64_t seed = 0;
   bool shuffle = true;
+  uint32_t shuffle_block = 0;          ///< Megatron/JSONL, with shuffle: 0 = one global permutation of documents;
+                                       ///< B > 0 = a local shuffle: blocks of B consecutive documents permuted, the
+                                       ///< documents of every shuffle_span blocks in a row mixed (reads stay near each
+                                       ///< other: a .jsonl.zst frame is decompressed about once, not once per document)
+  uint32_t shuffle_span = 256;         ///< blocks whose documents are mixed together (shuffle_block > 0)
   uint32_t epochs = 1;                 ///< passes over the blend; 0 = endless
   PackingMode packing = PackingMode::kPacked;
   int64_t eos_id = -1;                 ///< separator between packed documents; -1 = none (kTokenFile ignores it)

@@ -43,7 +43,14 @@ class PermutedCursor : public SourceCursor {
     epoch_ = epoch;
     position_ = 0;
     reset();
-    perm_ = Permutation(units_, derive_seed(ctx_.seed, ctx_.source_index, epoch), ctx_.shuffle);
+    const uint64_t seed = derive_seed(ctx_.seed, ctx_.source_index, epoch);
+    if constexpr (std::is_base_of_v<DocumentSource, Source>) {
+      if (ctx_.shuffle && ctx_.shuffle_block > 0) {  // a local shuffle (LoaderConfig::shuffle_block)
+        perm_ = Permutation::blocked(units_, seed, ctx_.shuffle_block, ctx_.shuffle_span);
+        return;
+      }
+    }
+    perm_ = Permutation(units_, seed, ctx_.shuffle);
   }
 
   CursorState save() const override { return {epoch_, position_, offset()}; }

@@ -2,6 +2,8 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
+
 namespace groupmates {
 
 namespace {
@@ -33,8 +35,29 @@ uint64_t Permutation::feistel(uint64_t x) const {
   return (left << half_bits_) | right;
 }
 
+Permutation Permutation::blocked(uint64_t n, uint64_t seed, uint64_t block, uint64_t span) {
+  Permutation p(n, seed, true);
+  if (block > 0) {
+    p.block_ = block;
+    p.span_ = span > 0 ? span : 1;
+  }
+  return p;
+}
+
+uint64_t Permutation::blocked_at(uint64_t i) const {
+  const uint64_t full_blocks = n_ / block_, full = full_blocks * block_;
+  if (i >= full)  // the tail (fewer than a block): last, permuted among itself
+    return full + Permutation(n_ - full, derive_seed(seed_, 0x7461696cULL)).at(i - full);
+  const uint64_t span_size = span_ * block_, span = i / span_size, first_block = span * span_;
+  const uint64_t blocks_here = std::min(span_, full_blocks - first_block);
+  const uint64_t q = Permutation(blocks_here * block_, derive_seed(seed_, 0x7370616eULL, span)).at(i - span * span_size);
+  const uint64_t block = Permutation(full_blocks, seed_).at(first_block + q / block_);
+  return block * block_ + q % block_;
+}
+
 uint64_t Permutation::at(uint64_t i) const {
   if (!shuffle_) return i;
+  if (block_ > 0) return blocked_at(i);
   // Cycle walking: the domain is at most 4n, so the expected number of steps is below 4.
   uint64_t x = feistel(i);
   while (x >= n_) x = feistel(x);

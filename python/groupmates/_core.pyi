@@ -84,6 +84,8 @@ class LoaderConfig(_StubStruct):
     reader_index: int
     seed: int
     shuffle: bool
+    shuffle_block: int
+    shuffle_span: int
     epochs: int
     packing: PackingMode
     eos_id: int

@@ -149,6 +149,11 @@ class LoaderConfig:
                       g % reader_count == reader_index (set in DataLoader workers; leave at 1, 0)
     seed:             the stream (order of candidates) is a pure function of the config and seed
     shuffle:          shuffle windows/documents (False: file order)
+    shuffle_block:    "jsonl"/"megatron": 0 = one global permutation of documents; B > 0 = a local
+                      shuffle: blocks of B consecutive documents permuted and the documents of every
+                      shuffle_span blocks in a row mixed, so reads stay near each other (a .jsonl.zst
+                      frame is decompressed about once per pass instead of once per document)
+    shuffle_span:     blocks whose documents are mixed together (shuffle_block > 0)
     epochs:           passes over the blend; 0 = endless
     packing:          "packed" (documents joined by eos_id, cut every T tokens) or
                       "document_aligned" (every row starts a document; short tails padded with pad_id)
@@ -179,6 +184,8 @@ class LoaderConfig:
     reader_index: int = _LOADER["reader_index"]
     seed: int = _LOADER["seed"]
     shuffle: bool = _LOADER["shuffle"]
+    shuffle_block: int = _LOADER["shuffle_block"]
+    shuffle_span: int = _LOADER["shuffle_span"]
     epochs: int = _LOADER["epochs"]
     packing: str = _LOADER["packing"]
     eos_id: int = _LOADER["eos_id"]

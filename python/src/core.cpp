@@ -215,6 +215,8 @@ PYBIND11_MODULE(_core, m) {
       .field("reader_index", &gm::LoaderConfig::reader_index)
       .field("seed", &gm::LoaderConfig::seed)
       .field("shuffle", &gm::LoaderConfig::shuffle)
+      .field("shuffle_block", &gm::LoaderConfig::shuffle_block)
+      .field("shuffle_span", &gm::LoaderConfig::shuffle_span)
       .field("epochs", &gm::LoaderConfig::epochs)
       .field("packing", &gm::LoaderConfig::packing)
       .field("eos_id", &gm::LoaderConfig::eos_id)

@@ -94,7 +94,10 @@ std::vector<std::vector<int64_t>> reference_docs(const Corpus& c, const LoaderCo
   const uint32_t T = cfg.sequence_length;
   std::vector<std::vector<int64_t>> out;
   for (uint32_t e = 0; e < cfg.epochs; ++e) {
-    Permutation p(c.docs.size(), derive_seed(cfg.seed, 0, e), cfg.shuffle);
+    const uint64_t pseed = derive_seed(cfg.seed, 0, e);
+    const Permutation p = cfg.shuffle && cfg.shuffle_block > 0
+                              ? Permutation::blocked(c.docs.size(), pseed, cfg.shuffle_block, cfg.shuffle_span)
+                              : Permutation(c.docs.size(), pseed, cfg.shuffle);
     std::vector<int64_t> stream;
     for (uint64_t i = 0; i < c.docs.size(); ++i) {
       std::vector<int64_t> unit(c.docs[p.at(i)].begin(), c.docs[p.at(i)].end());
@@ -343,6 +346,46 @@ TEST_F(StreamingLoaderTest, ResumeAtRandomPointsEqualsUninterruptedStream) {
   }
 }
 
+TEST_F(StreamingLoaderTest, LocalShuffleEqualsReferenceResumesAndIsPartOfTheState) {
+  std::mt19937_64 rng(seed);
+  for (PackingMode mode : {PackingMode::kPacked, PackingMode::kDocumentAligned}) {
+    LoaderConfig cfg = mega_config(*corpus, T, 3, mode);
+    cfg.epochs = 2;
+    cfg.shuffle_block = 2 + static_cast<uint32_t>(rng() % 7);  // block 1 with span 1 is the global permutation
+    cfg.shuffle_span = 1 + static_cast<uint32_t>(rng() % 6);
+    SCOPED_TRACE("shuffle_block " + std::to_string(cfg.shuffle_block) + " shuffle_span " + std::to_string(cfg.shuffle_span));
+    const Drained full = run(cfg);
+    const auto want = slice(reference_docs(*corpus, cfg), cfg);
+    ASSERT_FALSE(want.empty());
+    EXPECT_EQ(full.rows, want);
+    LoaderConfig global = cfg;
+    global.shuffle_block = 0;
+    EXPECT_TRUE(run(global).rows != full.rows) << "the local shuffle must differ from the global one";
+    const size_t nb = full.rows.size() / cfg.batch_size, k = 1 + rng() % (nb - 1);
+    Drained got;
+    std::string saved;
+    {
+      StreamingLoader a(cfg);
+      for (size_t i = 0; i < k; ++i) gmtest::append(got, *a.next());
+      saved = a.state().serialize();
+    }
+    StreamingLoader b(cfg, LoaderState::parse(saved));
+    const Drained rest = gmtest::drain(b);
+    got.rows.insert(got.rows.end(), rest.rows.begin(), rest.rows.end());
+    EXPECT_EQ(got.rows, full.rows) << "resumed after batch " << k;
+    // A state saved under one shuffle does not restore under another.
+    for (LoaderConfig other : {global, cfg}) {
+      if (other.shuffle_block > 0) other.shuffle_span += 1;
+      try {
+        StreamingLoader c(other, LoaderState::parse(saved));
+        ADD_FAILURE() << "restored under shuffle_block " << other.shuffle_block << " span " << other.shuffle_span;
+      } catch (const Error& e) {
+        EXPECT_EQ(e.code(), ErrorCode::kInvalidState) << e.what();
+      }
+    }
+  }
+}
+
 TEST_F(StreamingLoaderTest, ResumeAtEpochBoundaryAndAtTheEnd) {
   LoaderConfig cfg = flat_config(*corpus, T, 1);
   cfg.epochs = 2;
@@ -513,6 +556,15 @@ TEST_F(StreamingLoaderTest, BadConfigNamesTheField) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::kInvalidConfig);
     EXPECT_NE(std::string(e.what()).find("LoaderConfig.rank"), std::string::npos) << e.what();
+  }
+  cfg = flat_config(*corpus, T, 2);
+  cfg.shuffle_block = 4;
+  cfg.shuffle_span = 0;
+  try {
+    StreamingLoader l(cfg);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("LoaderConfig.shuffle_span"), std::string::npos) << e.what();
   }
   cfg = flat_config(*corpus, T, 2);
   cfg.sources[0].on_exhausted = OnExhausted::kRecycle;

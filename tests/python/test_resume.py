@@ -180,3 +180,54 @@ def test_cache_stats_count_line_index_and_zstd_frames(corpus, tmp_path):
     assert 0 < s.metrics()["loader/zstd_frame_cache_hit_rate"] <= 1
     rows2, s2 = run()
     assert rows2 == rows and (s2.line_index_cache_hits, s2.line_index_cache_misses) == (n, 0)
+
+
+def test_local_shuffle_reads_frames_once_covers_the_pass_and_resumes(corpus, tmp_path):
+    # One .jsonl.zst file of 10-line zstd frames (concatenated frames are one valid file), a frame
+    # cache holding a few of them: the global shuffle misses on most documents, the local shuffle
+    # (blocks of one frame's documents, 2 blocks per span) on about one in ten.
+    seed = fresh_seed()
+    lines = open(os.path.join(corpus, "austen.jsonl")).read().splitlines()[:200]
+    frames = []
+    for k in range(0, len(lines), 10):
+        part = tmp_path / f"frame-{k}.jsonl"
+        part.write_text("\n".join(lines[k:k + 10]) + "\n")
+        frames.append(subprocess.run(["zstd", "-q", "-c", str(part)], check=True, capture_output=True).stdout)
+        part.unlink()
+    (tmp_path / "data.jsonl.zst").write_bytes(b"".join(frames))
+    src = {"paths": [str(tmp_path / "data.jsonl.zst")], "format": "jsonl", "zstd_cache_bytes": 4 * 40000,
+           "tokenizer_model": os.path.join(corpus, "austen.model")}
+
+    def make(**kw):
+        return groupmates.GroupMatesLoader(sources=[src], sequence_length=64, batch_size=4, seed=seed, **kw)
+
+    def run(loader, n=None):
+        out = []
+        for b in loader:
+            out.append(b["input_ids"].clone())
+            if n is not None and len(out) == n:
+                break
+        return out
+
+    glob_loader, local_loader = make(), make(shuffle_block=10, shuffle_span=2)
+    glob, local = run(glob_loader), run(local_loader)
+    g, l = glob_loader.stats(), local_loader.stats()
+    glob_loader.close()
+    local_loader.close()
+    rate = lambda s: s.zstd_frame_cache_hits / (s.zstd_frame_cache_hits + s.zstd_frame_cache_misses)  # noqa: E731
+    print(f"seed {seed}: frame cache hit rate global {rate(g):.2f} local {rate(l):.2f}")
+    assert l.zstd_frame_cache_misses <= 2 * len(frames)  # each frame decompressed about once
+    assert rate(l) > 0.8 and rate(g) < 0.5
+    # The same pass (the same documents: as many full windows), in another order.
+    assert len(local) == len(glob) and not all(torch.equal(a, b) for a, b in zip(local, glob))
+    k = len(local) // 3
+    first = make(shuffle_block=10, shuffle_span=2)
+    got = run(first, k)
+    state = first.state_dict()
+    first.close()
+    second = make(shuffle_block=10, shuffle_span=2, state=state)
+    got += run(second)
+    second.close()
+    assert len(got) == len(local) and all(torch.equal(a, b) for a, b in zip(got, local))
+    with pytest.raises(groupmates.StateError):
+        make(state=state)  # saved under the local shuffle, restored under the global one
