@@ -19,7 +19,7 @@
 // (+ the cold start-up, the global permutation's ratio jsonl_vs_spm_encode_global=, corpus size).
 //
 //   bench_jsonl --tokenizer M.model --text CORPUS.jsonl [--dir D] [--shards 1000] [--mib 1024]
-//               [--frame-kib 64] [--budget-mib 32] [--bound-mib 128] [--batches 200] [--threads 2]
+//               [--frame-kib 64] [--budget-mib 32] [--bound-mib 128] [--batches 800] [--threads 2]
 //               [--shuffle-block N] [--shuffle-span N]
 //               [--hf-tokenizer T.json]  (informative: that tokenizer.json's encoder on the baseline's text,
 //                                         hf_tokens_per_cpu_s= in the RESULT line)
@@ -56,7 +56,7 @@ namespace {
 
 struct Args {
   std::string dir = "build/bench-jsonl-corpus", tokenizer, text, child, hf_tokenizer;
-  uint64_t shards = 1000, mib = 1024, frame_kib = 64, budget_mib = 32, bound_mib = 128, batches = 200, threads = 2;
+  uint64_t shards = 1000, mib = 1024, frame_kib = 64, budget_mib = 32, bound_mib = 128, batches = 800, threads = 2;
   uint64_t shuffle_block = 0, shuffle_span = 0;  // the children's LoaderConfig (0 = global permutation)
 };
 
