@@ -115,7 +115,8 @@ KILL_ARGS ?=
 kill-resume: python-install corpus
 	$(VENV)/bin/python tests/examples/kill_resume.py --kills $(KILLS) --corpus $(CORPUS) $(KILL_ARGS)
 
-# Soak (bench/soak.py): the loader with Group-MATES selection and probes on, at full speed for SOAK_MINUTES (30)
+# Soak (bench/soak.py): the loader with Group-MATES selection and probes on (every 50 steps, each refresh published:
+# no budget, gate or back-off), at full speed for SOAK_MINUTES (30)
 # or SOAK_SECONDS; RSS, threads and the loader's pooled buffers sampled every 2 s; fails if RSS grows 5% or more,
 # or threads grow, after the warm-up (first third). Samples and a plot in $(BUILD)/soak; ends with
 # RESULT soak_minutes= rss_growth_pct= threads_growth= ... Not in `make test`.

@@ -4,6 +4,10 @@ at full speed for a fixed time, watching for growth. A small GPT (examples/gpt_c
 layer) trains on the embedded corpus streamed endlessly (JSONL tokenized on the loader's workers,
 reshuffled each epoch), probes every --probe-every steps with reference rows from the held-out
 text, and saves the loader's state_dict() every --state-every steps (what a checkpoint costs).
+The control path runs at full load from the start: no probe budget, and (unless --gate) no refresh
+gate and no back-off, so every probe's refresh trains and publishes a new model version (with the
+defaults the gate decides from the data when publishing starts: in one 25-minute run only after
+minute 18, so the run's end measured a new regime rather than growth).
 
 Every --sample-seconds it samples the process's RSS (/proc/self/status VmRSS), its thread count
 (/proc/self/task) and the loader's own counts: the core's pooled window buffers (buffers_allocated:
@@ -72,6 +76,9 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--probe-every", type=int, default=50)
     ap.add_argument("--state-every", type=int, default=200)
+    ap.add_argument("--gate", action="store_true",
+                    help="keep the refresh gate and the probes' back-off (defaults): then when refreshes start "
+                         "to be published depends on the data, and the soak may see that regime only at its end")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(0)
@@ -82,9 +89,11 @@ def main():
                                      tokenizer_model=os.path.join(args.corpus, "austen.model"))
     probes = groupmates.ProbeConfig(interval_steps=args.probe_every, effect_delay_steps=args.probe_every // 2,
                                     rollout_length=4, random_rollouts=6, neighbour_rollouts=6, bootstrap_pairs=2,
-                                    budget=0.0)  # probes as often as configured: the control path at full load
+                                    budget=0.0,  # probes as often as configured: the control path at full load
+                                    gated_backoff_max=7 if args.gate else 0)
     selection = groupmates.SelectionConfig(mode="group", window_size=16 * args.batch, clusters=4,
-                                           refresh_train_steps=30, label_buffer_rollouts=256)
+                                           refresh_train_steps=30, label_buffer_rollouts=256,
+                                           refresh_gate=args.gate)  # without the gate every refresh is published
     loader = groupmates.GroupMatesLoader(sources=[source], sequence_length=args.seq_len, labels=True,
                                          batch_size=args.batch, eos_id=tok.eos_id, vocab_size=tok.vocab_size,
                                          epochs=0, num_threads=2, selection=selection, probes=probes)
