@@ -80,7 +80,9 @@ for step in range(steps):
     if step + 1 == save_at:
         report["state"] = l.state_dict()
 report["seconds"] = time.monotonic() - t0
-report["probe_seconds"] = l.selection_stats().probes.probe_seconds
+final = l.selection_stats()
+report["probe_seconds"] = final.probes.probe_seconds
+report["failed"] = final.refreshes_failed + final.probes.probes_failed + final.probes.probes_timed_out
 l.close()
 with open(out + "." + str(rank), "w") as f:
     json.dump(report, f)
@@ -89,8 +91,8 @@ with open(out + "." + str(rank), "w") as f:
 REFERENCE_SCRIPT = r"""
 import json, sys
 import groupmates
-path, seed, state_file, rank, world, steps, cfg = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), \
-    int(sys.argv[5]), int(sys.argv[6]), json.loads(sys.argv[7])
+path, seed, state_file, rank, world, save_at, steps, cfg = sys.argv[1], int(sys.argv[2]), sys.argv[3], \
+    int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]), json.loads(sys.argv[8])
 # One process alone (no group): rank `rank` of `world`'s windows, from that rank's saved state, no probes.
 l = groupmates.GroupMatesLoader(sources=[path], sequence_length=cfg["seq_len"], batch_size=cfg["global_batch"] // world,
                                 epochs=0, vocab_size=cfg["vocab"], seed=seed, rank=rank, world_size=world,
@@ -98,9 +100,9 @@ l = groupmates.GroupMatesLoader(sources=[path], sequence_length=cfg["seq_len"], 
                                 selection=dict(cfg["selection"], window_size=cfg["global_window"] // world),
                                 probes=dict(cfg["probes"]), state=json.load(open(state_file)))
 out = []
-for step in range(steps):
+for i in range(steps):
     b = next(l)
-    l.on_step(step)
+    l.on_step(save_at + i)
     out.append([int(i) for i in b["ids"]])
 print(json.dumps(out))
 """
@@ -141,8 +143,8 @@ def union_equals_reference(tmp, reports, world, data, seed, save_at, cfg):
         with open(state_file, "w") as f:
             json.dump(r["state"], f)
         env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-        p = subprocess.run([sys.executable, ref, data, str(seed), state_file, str(r["rank"]), str(world), str(n),
-                            json.dumps(cfg)], env=env, capture_output=True, text=True, timeout=300)
+        p = subprocess.run([sys.executable, ref, data, str(seed), state_file, str(r["rank"]), str(world), str(save_at),
+                            str(n), json.dumps(cfg)], env=env, capture_output=True, text=True, timeout=300)
         if p.returncode != 0:
             sys.exit(f"bench-distributed: the reference of rank {r['rank']} of {world} failed:\n{p.stderr[-3000:]}")
         got = json.loads(p.stdout)
@@ -156,11 +158,13 @@ def union_equals_reference(tmp, reports, world, data, seed, save_at, cfg):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worlds", default="1,2,4")
-    ap.add_argument("--steps", type=int, default=24, help="training steps (the last 10 after the save point)")
+    ap.add_argument("--steps", type=int, default=24, help="training steps (>= 20; the last 10 after the save point)")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
     worlds = [int(w) for w in args.worlds.split(",")]
+    if args.steps < 20:
+        sys.exit("bench-distributed: --steps must be >= 20 (probes at steps 2 and 8, then 10 steps without probes)")
     save_at = args.steps - 10
     cfg = {
         "vocab": 64, "seq_len": 32, "global_batch": 8, "global_window": 64,
@@ -176,6 +180,7 @@ def main():
     rows = {}
     hashes_equal = True
     union_ok = True
+    refreshes_ok = True
     with tempfile.TemporaryDirectory(prefix="gm-bench-distributed-") as tmp:
         data = os.path.join(tmp, "topics.bin")
         topic_tokens(data, 4000, cfg["seq_len"], args.seed)
@@ -185,6 +190,8 @@ def main():
             hashes_equal &= equal
             last = [r["steps"][-1] for r in reports]
             refreshes = last[0]["refreshes"]
+            failed = sum(r["failed"] for r in reports)
+            refreshes_ok &= refreshes > 0 and failed == 0 and len({s["refreshes"] for s in last}) == 1
             emitted = [i for r in reports for s in r["steps"] for i in s["ids"]]
             disjoint = len(emitted) == len(set(emitted))
             union = union_equals_reference(tmp, reports, world, data, args.seed, save_at, cfg)
@@ -201,18 +208,22 @@ def main():
             print(f"{world} processes: {refreshes} refreshes; per refresh {w['rollouts_per_rank']:.1f} rollouts per rank, "
                   f"{w['labels']:.1f} labels, {w['bytes'] / 1e3:.1f} kB moved per rank; probe {w['probe_seconds']:.2f} s "
                   f"per rank, training loop {w['train_seconds']:.1f} s ({w['wall']:.1f} s with start-up); model hash equal "
-                  f"{int(equal)}, streams disjoint {int(disjoint)}, union = reference {int(union)}", flush=True)
+                  f"{int(equal)}, streams disjoint {int(disjoint)}, union = reference {int(union)}, probes or refreshes "
+                  f"failed {failed}", flush=True)
     print()
     print(f"{'processes':>9} {'refreshes':>9} {'rollouts/rank/refresh':>22} {'labels/refresh':>15} "
           f"{'kB/rank/refresh':>16} {'probe s/rank':>13} {'loop s':>7}")
     for world, w in rows.items():
         print(f"{world:>9} {w['refreshes']:>9} {w['rollouts_per_rank']:>22.2f} {w['labels']:>15.1f} "
               f"{w['bytes'] / 1e3:>16.1f} {w['probe_seconds']:>13.2f} {w['train_seconds']:>7.1f}")
-    x = (rows[4]["rollouts_per_rank"] / rows[1]["rollouts_per_rank"]
-         if 1 in rows and 4 in rows and rows[1]["rollouts_per_rank"] > 0 else float("nan"))
+    same_plan = len({w["refreshes"] for w in rows.values()}) == 1 and len({w["labels"] for w in rows.values()}) == 1
+    if not (refreshes_ok and same_plan):
+        print("bench-distributed: a run published no refresh, had a failure, or ran another plan than the others")
+    both = 1 in rows and 4 in rows and rows[1]["rollouts_per_rank"] > 0
+    x = rows[4]["rollouts_per_rank"] / rows[1]["rollouts_per_rank"] if both else float("nan")  # nan: not both run
     print(f"RESULT probe_rollouts_per_rank_4_vs_1={x:.3f} model_hash_equal={int(hashes_equal)} "
           f"union_equals_reference={int(union_ok)}", flush=True)
-    return 0 if hashes_equal and union_ok and x <= 0.3 else 1
+    return 0 if hashes_equal and union_ok and refreshes_ok and same_plan and (not both or x <= 0.3) else 1
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@
 // (LoaderConfig::shuffle_block = the documents of about one frame, --shuffle-block to set it;
 // shuffle_span = a quarter of the frames the zstd cache holds, at most 256), as the README
 // recommends for .jsonl.zst. Baseline in the same run: SentencePiece's own encoder (the tokenizer
-// the loader calls) on the same documents' text, one thread, tokens per CPU-second, measured three
+// the loader calls) on the same documents' text, on --threads threads as the loader's workers run (two busy cores
+// run slower per core than one), tokens per CPU-second summed over them, measured three
 // times between the children (the median is used: the machine's speed drifts).
 //
-// RESULT jsonl_vs_spm_encode=<local-shuffle loader tokens/cpu-s over SentencePiece's>
+// RESULT jsonl_vs_spm_encode=<the default (global shuffle) loader's tokens/cpu-s over SentencePiece's>
 // jsonl_peak_rss_vs_bound=<peak RSS growth / --bound-mib> startup_1000_shards_s=<warm start-up>
-// (+ the cold start-up, the global permutation's ratio jsonl_vs_spm_encode_global=, corpus size).
+// (+ the cold start-up, the local shuffle's ratio jsonl_vs_spm_encode_local=, corpus size). Fails if the
+// local shuffle's zstd frame cache hit rate is not above the global one's.
 //
 //   bench_jsonl --tokenizer M.model --text CORPUS.jsonl [--dir D] [--shards 1000] [--mib 1024]
 //               [--frame-kib 64] [--budget-mib 32] [--bound-mib 128] [--batches 800] [--threads 2]
@@ -39,9 +41,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "groupmates/tokenizer.h"
@@ -198,7 +202,10 @@ int child(const Args& a) {
     batches++;
   }
   const double cpu = cpu_s() - c0, wall = now_s() - w0;
-  std::printf("CHILD open_s=%.4f startup_s=%.4f rss_base=%llu rss_peak=%llu tokens=%llu cpu_s=%.4f wall_s=%.4f checksum=%lld first=%d\n",
+  const gm::LoaderStats st = loader.stats();
+  const double reads = double(st.zstd_frame_cache_hits + st.zstd_frame_cache_misses);
+  std::printf("CHILD frame_hit_rate=%.4f ", reads > 0 ? double(st.zstd_frame_cache_hits) / reads : 0.0);
+  std::printf("open_s=%.4f startup_s=%.4f rss_base=%llu rss_peak=%llu tokens=%llu cpu_s=%.4f wall_s=%.4f checksum=%lld first=%d\n",
               opened, startup, static_cast<unsigned long long>(base), static_cast<unsigned long long>(status_kib("VmHWM:")),
               static_cast<unsigned long long>(batches * 8 * 1024), cpu, wall, static_cast<long long>(checksum), first ? 1 : 0);
   return 0;
@@ -249,23 +256,37 @@ std::vector<std::string> baseline_texts(const Args& a) {
 
 // A tokenizer's own encode() over `texts` on this thread: tokens per CPU-second (+ 1 per document,
 // the EOS the loader appends). `what` names it in the printed line.
-double encode_tokens_per_cpu_s(const std::string& what, const std::string& tokenizer, const std::vector<std::string>& texts) {
+double encode_tokens_per_cpu_s(const std::string& what, const std::string& tokenizer, const std::vector<std::string>& texts,
+                               uint64_t threads) {
   const auto tok = gm::Tokenizer::load(tokenizer);
-  std::vector<uint32_t> ids;
-  uint64_t tokens = 0, bytes = 0;
-  timespec t0, t1;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-  for (const auto& t : texts) {
-    ids.clear();
-    tok->encode(t, ids);
-    tokens += ids.size() + 1;  // + the EOS the loader appends
-    bytes += t.size();
+  // As many threads as the loader's workers, each encoding every threads-th text (the same load on the
+  // cores as the loader's: one busy core runs faster than two); CPU time summed over the threads.
+  std::vector<uint64_t> tokens(threads, 0), bytes(threads, 0);
+  std::vector<double> cpu(threads, 0);
+  std::vector<std::thread> pool;
+  for (uint64_t k = 0; k < threads; ++k) {
+    pool.emplace_back([&, k] {
+      std::vector<uint32_t> ids;
+      timespec t0, t1;
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+      for (size_t i = k; i < texts.size(); i += threads) {
+        ids.clear();
+        tok->encode(texts[i], ids);
+        tokens[k] += ids.size() + 1;  // + the EOS the loader appends
+        bytes[k] += texts[i].size();
+      }
+      clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+      cpu[k] = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    });
   }
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
-  const double cpu = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-  std::printf("%s: %zu documents, %.1f MiB, %llu tokens, %.2f CPU-s: %.0f tokens/cpu-s, %.2f MiB/cpu-s\n", what.c_str(), texts.size(),
-              bytes / 1048576.0, static_cast<unsigned long long>(tokens), cpu, tokens / cpu, bytes / 1048576.0 / cpu);
-  return tokens / cpu;
+  for (auto& t : pool) t.join();
+  const double all_tokens = std::accumulate(tokens.begin(), tokens.end(), 0.0);
+  const double all_bytes = std::accumulate(bytes.begin(), bytes.end(), 0.0);
+  const double all_cpu = std::accumulate(cpu.begin(), cpu.end(), 0.0);
+  std::printf("%s (%llu threads): %zu documents, %.1f MiB, %.0f tokens, %.2f CPU-s: %.0f tokens/cpu-s, %.2f MiB/cpu-s\n",
+              what.c_str(), static_cast<unsigned long long>(threads), texts.size(), all_bytes / 1048576.0, all_tokens, all_cpu,
+              all_tokens / all_cpu, all_bytes / 1048576.0 / all_cpu);
+  return all_tokens / all_cpu;
 }
 
 }  // namespace
@@ -302,27 +323,27 @@ int main(int argc, char** argv) {
     }
     const auto texts = baseline_texts(a);
     std::vector<double> spms;
-    spms.push_back(encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts));
+    spms.push_back(encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts, a.threads));
     const auto cold = run_child(a, argv, "cold");
     const auto warm = run_child(a, argv, "warm");
-    spms.push_back(encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts));
+    spms.push_back(encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts, a.threads));
     // The local shuffle: blocks of about one frame's documents; spans whose frames fit the cache 4 times.
     const uint64_t block = a.shuffle_block > 0 ? a.shuffle_block : std::max<uint64_t>(1, (a.frame_kib << 10) / kMeanLineBytes);
     const uint64_t span = a.shuffle_span > 0 ? a.shuffle_span : std::clamp<uint64_t>(a.budget_mib * 1024 / a.frame_kib / 4, 1, 256);
     const auto local = run_child(a, argv, "local", block, span);
-    spms.push_back(encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts));
+    spms.push_back(encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts, a.threads));
     std::sort(spms.begin(), spms.end());
     const double spm = spms[1];
     std::printf("baseline median %.0f tokens/cpu-s (%.0f-%.0f)\n", spm, spms[0], spms[2]);
     // Informative: the tokenizer.json (byte-level BPE) encoder on the same text.
-    const double hf = a.hf_tokenizer.empty() ? 0.0 : encode_tokens_per_cpu_s("tokenizer.json encode (" + a.hf_tokenizer + ")", a.hf_tokenizer, texts);
+    const double hf = a.hf_tokenizer.empty() ? 0.0 : encode_tokens_per_cpu_s("tokenizer.json encode (" + a.hf_tokenizer + ")", a.hf_tokenizer, texts, a.threads);
     const uint64_t bound = a.bound_mib << 20;
     for (const auto* r : {&cold, &warm, &local}) {
       const auto& m = *r;
       std::printf("%s start: open %.3f s, first batch %.3f s; peak RSS %.1f MiB above %.1f MiB before open; %.0f tokens in %.2f CPU-s "
-                  "(%.2f s wall): %.0f tokens/cpu-s\n",
+                  "(%.2f s wall): %.0f tokens/cpu-s; zstd frame cache hit rate %.2f\n",
                   r == &cold ? "cold" : r == &warm ? "warm" : "local shuffle (warm)", m.at("open_s"), m.at("startup_s"), (m.at("rss_peak") - m.at("rss_base")) / 1048576.0,
-                  m.at("rss_base") / 1048576.0, m.at("tokens"), m.at("cpu_s"), m.at("wall_s"), m.at("tokens") / m.at("cpu_s"));
+                  m.at("rss_base") / 1048576.0, m.at("tokens"), m.at("cpu_s"), m.at("wall_s"), m.at("tokens") / m.at("cpu_s"), m.at("frame_hit_rate"));
     }
     std::printf("local shuffle: shuffle_block %llu documents, shuffle_span %llu blocks\n", static_cast<unsigned long long>(block),
                 static_cast<unsigned long long>(span));
@@ -331,10 +352,15 @@ int main(int argc, char** argv) {
     std::printf("memory bound %llu MiB per process (zstd_cache_bytes %llu MiB); corpus %llu MiB of JSONL = %.1fx the bound\n",
                 static_cast<unsigned long long>(a.bound_mib), static_cast<unsigned long long>(a.budget_mib),
                 static_cast<unsigned long long>(a.mib), static_cast<double>(a.mib) / a.bound_mib);
+    if (local.at("frame_hit_rate") <= warm.at("frame_hit_rate")) {
+      std::fprintf(stderr, "bench_jsonl: the local shuffle's frame cache hit rate %.3f is not above the global one's %.3f\n",
+                   local.at("frame_hit_rate"), warm.at("frame_hit_rate"));
+      return 1;
+    }
     std::printf("RESULT jsonl_vs_spm_encode=%.3f jsonl_peak_rss_vs_bound=%.3f startup_1000_shards_s=%.3f cold_startup_s=%.3f "
-                "jsonl_vs_spm_encode_global=%.3f shards=%llu corpus_mib=%llu peak_rss_mib=%.1f hf_tokens_per_cpu_s=%.0f\n",
-                (local.at("tokens") / local.at("cpu_s")) / spm, peak / bound, warm.at("startup_s"), cold.at("startup_s"),
-                (warm.at("tokens") / warm.at("cpu_s")) / spm,
+                "jsonl_vs_spm_encode_local=%.3f shards=%llu corpus_mib=%llu peak_rss_mib=%.1f hf_tokens_per_cpu_s=%.0f\n",
+                (warm.at("tokens") / warm.at("cpu_s")) / spm, peak / bound, warm.at("startup_s"), cold.at("startup_s"),
+                (local.at("tokens") / local.at("cpu_s")) / spm,
                 static_cast<unsigned long long>(a.shards), static_cast<unsigned long long>(a.mib), peak / 1048576.0, hf);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_jsonl: %s\n", e.what());

@@ -16,7 +16,8 @@ switches. The first --warmup share of the run is warm-up (allocator caches, the 
 up to its bound). After it: rss_growth_pct = median RSS of the last 10% of the samples against the
 median of the first 10% after warm-up; threads_growth = the same with the thread count less the
 probe in flight (a probe runs on a thread of its own that comes and goes). Pass:
-rss_growth_pct < --max-rss-growth (5) and threads_growth == 0.
+rss_growth_pct < --max-rss-growth (5), threads_growth == 0, at least one refresh published, and no
+refresh, probe or probe timeout failed.
 
 Writes samples.csv and soak.png (RSS and threads over time) to --out; prints a table every minute
 and, last, RESULT soak_minutes=<m> rss_growth_pct=<g> threads_growth=<t> steps=<n> ... ok=<0|1>.
@@ -155,7 +156,9 @@ def main():
     steady = lambda xs: statistics.median(x["threads"] - x["probe_in_flight"] for x in xs)  # noqa: E731
     threads_growth = steady(last) - steady(first)
     buffers_growth = max(x["buffers_allocated"] for x in last) - max(x["buffers_allocated"] for x in first)
-    ok = growth < args.max_rss_growth and threads_growth == 0
+    failures = final.refreshes_failed + final.probes.probes_failed + final.probes.probes_timed_out
+    # A soak that published nothing (or failed on the way) did not exercise what it is for.
+    ok = growth < args.max_rss_growth and threads_growth == 0 and final.refreshes > 0 and failures == 0
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -180,7 +183,8 @@ def main():
           f"{final.refreshes_gated} gated, {final.refreshes_failed} failed, {final.probes.probes_failed} probes failed; "
           f"samples in {args.out}", flush=True)
     print(f"RESULT soak_minutes={args.seconds / 60:.1f} rss_growth_pct={growth:.2f} threads_growth={threads_growth:g} "
-          f"buffers_growth={buffers_growth} steps={step} probes={final.probes.probes_completed} ok={int(ok)}", flush=True)
+          f"buffers_growth={buffers_growth} steps={step} probes={final.probes.probes_completed} refreshes={final.refreshes} "
+          f"failures={failures} ok={int(ok)}", flush=True)
     return 0 if ok else 1
 
 

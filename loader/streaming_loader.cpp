@@ -214,7 +214,10 @@ struct StreamingLoader::Impl {
       auto mix = [&h](uint64_t v) { h = XXH3_64bits_withSeed(&v, sizeof(v), h); };
       mix(config.row_length());
       mix(config.shuffle);
-      if (config.shuffle && config.shuffle_block > 0) {  // only when set: fingerprints of earlier states stay valid
+      const bool documents = std::any_of(config.sources.begin(), config.sources.end(),
+                                         [](const SourceConfig& sc) { return sc.format != SourceFormat::kTokenFile; });
+      // Only when it orders something (documents) and is set: fingerprints of earlier states stay valid.
+      if (config.shuffle && config.shuffle_block > 0 && documents) {
         mix(0x626c6f636bULL);
         mix(config.shuffle_block);
         mix(config.shuffle_span);

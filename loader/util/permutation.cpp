@@ -39,7 +39,8 @@ Permutation Permutation::blocked(uint64_t n, uint64_t seed, uint64_t block, uint
   Permutation p(n, seed, true);
   if (block > 0) {
     p.block_ = block;
-    p.span_ = span > 0 ? span : 1;
+    // More blocks per span than the source has changes nothing; clamped, span * block stays <= n + block.
+    p.span_ = std::clamp<uint64_t>(span, 1, std::max<uint64_t>(1, n / block));
   }
   return p;
 }

@@ -386,6 +386,31 @@ TEST_F(StreamingLoaderTest, LocalShuffleEqualsReferenceResumesAndIsPartOfTheStat
   }
 }
 
+TEST_F(StreamingLoaderTest, LocalShuffleLeavesTokenFilesAndUnshuffledStreamsAlone) {
+  // Flat token files: the same windows in the same order, and a state saved without it restores.
+  LoaderConfig flat = flat_config(*corpus, T, 2);
+  flat.epochs = 2;
+  LoaderConfig flat_blocked = flat;
+  flat_blocked.shuffle_block = 4;
+  const Drained got = run(flat_blocked);
+  EXPECT_TRUE(got.rows == slice(reference_flat(*corpus, flat), flat));
+  std::string saved;
+  {
+    StreamingLoader a(flat);
+    for (int i = 0; i < 3; ++i) a.next();
+    saved = a.state().serialize();
+  }
+  StreamingLoader b(flat_blocked, LoaderState::parse(saved));
+  const Drained rest = gmtest::drain(b);
+  EXPECT_TRUE(rest.rows == std::vector<std::vector<int64_t>>(got.rows.begin() + 3 * 2, got.rows.end()));
+  // shuffle = false: file order whatever shuffle_block says.
+  LoaderConfig ordered = mega_config(*corpus, T, 3, PackingMode::kPacked);
+  ordered.shuffle = false;
+  LoaderConfig ordered_blocked = ordered;
+  ordered_blocked.shuffle_block = 5;
+  EXPECT_TRUE(run(ordered_blocked).rows == slice(reference_docs(*corpus, ordered), ordered));
+}
+
 TEST_F(StreamingLoaderTest, ResumeAtEpochBoundaryAndAtTheEnd) {
   LoaderConfig cfg = flat_config(*corpus, T, 1);
   cfg.epochs = 2;
