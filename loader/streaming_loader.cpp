@@ -390,7 +390,8 @@ struct StreamingLoader::Impl {
     if (s.config_fingerprint != path_fingerprint)
       throw Error(ErrorCode::kInvalidState, "LoaderState.config_fingerprint",
                   "the state was saved with different data or stream settings (sources, their files and paths, seed, "
-                  "sequence_length, shuffle, packing, eos/pad ids, weights): restore it with the same config" + v1);
+                  "sequence_length, shuffle, shuffle_block/shuffle_span, packing, eos/pad ids, weights): restore it with the "
+                  "same config" + v1);
   }
 
   void restore(const LoaderState& s) {
@@ -403,7 +404,8 @@ struct StreamingLoader::Impl {
       if (s.config_fingerprint != fingerprint)
         throw Error(ErrorCode::kInvalidState, "LoaderState.config_fingerprint",
                     "the state was saved with different data or stream settings (sources, their files' content and "
-                    "order, seed, sequence_length, shuffle, packing, eos/pad ids, weights): restore it with the same config");
+                    "order, seed, sequence_length, shuffle, shuffle_block/shuffle_span, packing, eos/pad ids, weights): "
+                    "restore it with the same config");
     }
     // Another global batch size (ranks, or batch-size ramp-up) continues at the same stream position:
     // the next global batch takes the next global_batch_size() candidates after the `samples` consumed.
