@@ -408,13 +408,16 @@ int main(int argc, char** argv) {
   bool inspect_help = false;
   inspect_cmd->add_flag("-h,--help", inspect_help);
   CLI::App* reframe_cmd = app.add_subcommand("reframe");
+  reframe_cmd->set_help_flag();
+  bool reframe_help = false;
+  reframe_cmd->add_flag("-h,--help", reframe_help);
   uint64_t frame_bytes = gm::kDefaultReframeBytes;
   int level = 3;
   std::string reframe_in, reframe_out;
   reframe_cmd->add_option("--frame-bytes", frame_bytes);
   reframe_cmd->add_option("--level", level);
-  reframe_cmd->add_option("IN", reframe_in)->required();
-  reframe_cmd->add_option("OUT", reframe_out)->required();
+  reframe_cmd->add_option("IN", reframe_in);  // required, checked after --help
+  reframe_cmd->add_option("OUT", reframe_out);
   app.require_subcommand(0, 1);
   Options o;
   std::string dtype = "uint16";
@@ -426,11 +429,15 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "{}: {}\n\n{}", what, e.what(), kUsage);
     return 2;
   }
-  if (help || help_cmd->parsed() || inspect_help) {
+  if (help || help_cmd->parsed() || inspect_help || reframe_help) {
     fmt::print("{}", kUsage);
     return 0;
   }
   if (reframe_cmd->parsed()) {
+    if (reframe_in.empty() || reframe_out.empty()) {
+      fmt::print(stderr, "groupmates reframe: needs IN and OUT\n\n{}", kUsage);
+      return 2;
+    }
     try {
       const gm::ReframeResult r = gm::reframe_jsonl_zstd(reframe_in, reframe_out, frame_bytes, level);
       fmt::print("{}: {} frames, {} bytes of JSONL, {} -> {} bytes on disk\n", reframe_out, r.frames, r.decompressed_bytes,

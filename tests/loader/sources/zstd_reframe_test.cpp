@@ -88,7 +88,13 @@ TEST(ZstdReframeTest, SameBytesInSmallFramesCutAtLineEnds) {
   r = rdtest::run_cli({"reframe", dir.file("missing.jsonl"), dir.file("x.zst")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(rdtest::contains(r.output, dir.file("missing.jsonl"))) << r.output;
-  EXPECT_EQ(rdtest::run_cli({"reframe", dir.file("in.jsonl")}).exit_code, 2);
+  r = rdtest::run_cli({"reframe", dir.file("in.jsonl")});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(rdtest::contains(r.output, "needs IN and OUT")) << r.output;
+  // --help prints the usage and succeeds, before IN and OUT are checked.
+  r = rdtest::run_cli({"reframe", "--help"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(rdtest::contains(r.output, "groupmates reframe [--frame-bytes N]")) << r.output;
 }
 
 }  // namespace
