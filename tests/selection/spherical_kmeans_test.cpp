@@ -10,6 +10,7 @@
 #include "groupmates/error.h"
 #include "groupmates/engine/spherical_kmeans.h"
 #include "common/engine_test_util.h"
+#include "common/test_seed.h"
 
 namespace groupmates {
 namespace {
@@ -151,52 +152,60 @@ TEST(SphericalKMeans, TracksDriftingClustersWithBoundedCount) {
 
 // A new model version moves the embedding space: refit() runs Lloyd iterations from the carried
 // centroids. Checked against a straightforward Lloyd loop, and measured against re-seeding: cluster
-// identities survive the switch, and the window's fit is as good as a fresh seeding's.
+// identities survive the switch, and the window's fit is as good as a fresh seeding's. The measured
+// claims are means over 6 trials: one trial's fit differs from a fresh seeding's by up to +-0.023
+// (80 runs: sd 0.005, mean 0.000; 2 of 80 single trials fell below the -0.01 bound).
 TEST(SphericalKMeans, RefitCarriesIdentitiesIntoAMovedEmbeddingSpace) {
-  std::random_device rd;
-  const uint64_t seed = (uint64_t{rd()} << 32) ^ rd();
-  SCOPED_TRACE("torch seed " + std::to_string(seed));
-  torch::manual_seed(seed);
-  const int64_t k = 8, d = 32, w = 512;
-  const torch::Tensor centres = testing::random_unit(k, d);
-  SphericalKMeansConfig config;
-  config.num_clusters = k;
-  config.seed = 3;
-  SphericalKMeans km(config);
-  for (int window = 0; window < 4; ++window) km.update(planted(k, w, d, 0.25, centres).x);
-  // The next window, embedded by the old version and by a new one (a mild random linear change).
-  const torch::Tensor old_x = planted(k, w, d, 0.25, centres).x;
-  const torch::Tensor map = torch::eye(d) + 0.3 * torch::randn({d, d}) / std::sqrt(double(d));
-  torch::Tensor new_x = torch::matmul(old_x, map);
-  new_x = new_x / new_x.norm(2, 1, true);
-  const torch::Tensor before = km.assign(old_x);
-  // Reference: plain Lloyd from the carried centroids (old centroids mapped by nothing: as carried).
-  torch::Tensor c = km.centroids().clone();
-  for (int it = 0; it < config.init_iterations; ++it) {
-    const torch::Tensor a = torch::matmul(new_x, c.t()).argmax(1);
-    for (int64_t j = 0; j < k; ++j) {
-      const torch::Tensor members = new_x.index_select(0, a.eq(j).nonzero().flatten());
-      if (members.size(0) == 0) continue;
-      const torch::Tensor mean = members.sum(0);
-      c[j] = mean / mean.norm();
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  const int trials = 6;
+  double kept_sum = 0, fit_gap_sum = 0;
+  for (int trial = 0; trial < trials; ++trial) {
+    torch::manual_seed(seed + trial);
+    const int64_t k = 8, d = 32, w = 512;
+    const torch::Tensor centres = testing::random_unit(k, d);
+    SphericalKMeansConfig config;
+    config.num_clusters = k;
+    config.seed = 3;
+    SphericalKMeans km(config);
+    for (int window = 0; window < 4; ++window) km.update(planted(k, w, d, 0.25, centres).x);
+    // The next window, embedded by the old version and by a new one (a mild random linear change).
+    const torch::Tensor old_x = planted(k, w, d, 0.25, centres).x;
+    const torch::Tensor map = torch::eye(d) + 0.3 * torch::randn({d, d}) / std::sqrt(double(d));
+    torch::Tensor new_x = torch::matmul(old_x, map);
+    new_x = new_x / new_x.norm(2, 1, true);
+    const torch::Tensor before = km.assign(old_x);
+    // Reference: plain Lloyd from the carried centroids (old centroids mapped by nothing: as carried).
+    torch::Tensor c = km.centroids().clone();
+    for (int it = 0; it < config.init_iterations; ++it) {
+      const torch::Tensor a = torch::matmul(new_x, c.t()).argmax(1);
+      for (int64_t j = 0; j < k; ++j) {
+        const torch::Tensor members = new_x.index_select(0, a.eq(j).nonzero().flatten());
+        if (members.size(0) == 0) continue;
+        const torch::Tensor mean = members.sum(0);
+        c[j] = mean / mean.norm();
+      }
     }
+    const torch::Tensor after = km.refit(new_x);
+    ASSERT_EQ(torch::matmul(new_x, c.t()).argmax(1).eq(after).sum().item<int64_t>(), w)
+        << "not Lloyd from the carried centroids (trial " << trial << ")";
+    EXPECT_TRUE(torch::allclose(km.centroids(), c, 1e-4, 1e-5)) << "trial " << trial;
+    EXPECT_EQ(km.counts().sum().item<double>(), double(w)) << "counts restart from the window's members";
+    // Measured: identities kept across the switch, and the fit against a fresh seeding of the same window.
+    SphericalKMeans fresh(config);
+    const torch::Tensor reseeded = fresh.update(new_x);
+    const double kept = before.eq(after).to(torch::kDouble).mean().item<double>();
+    const double kept_reseeded = before.eq(reseeded).to(torch::kDouble).mean().item<double>();
+    const auto fit = [&](const SphericalKMeans& m) {
+      return std::get<0>(torch::matmul(new_x, m.centroids().t()).max(1)).mean().item<double>();
+    };
+    std::printf("[k-means] version switch: rows keeping their cluster %.3f (re-seeded: %.3f); mean cosine to "
+                "centroid %.4f (re-seeded: %.4f)\n", kept, kept_reseeded, fit(km), fit(fresh));
+    kept_sum += kept;
+    fit_gap_sum += fit(km) - fit(fresh);
   }
-  const torch::Tensor after = km.refit(new_x);
-  ASSERT_EQ(torch::matmul(new_x, c.t()).argmax(1).eq(after).sum().item<int64_t>(), w) << "not Lloyd from the carried centroids";
-  EXPECT_TRUE(torch::allclose(km.centroids(), c, 1e-4, 1e-5));
-  EXPECT_EQ(km.counts().sum().item<double>(), double(w)) << "counts restart from the window's members";
-  // Measured: identities kept across the switch, and the fit against a fresh seeding of the same window.
-  SphericalKMeans fresh(config);
-  const torch::Tensor reseeded = fresh.update(new_x);
-  const double kept = before.eq(after).to(torch::kDouble).mean().item<double>();
-  const double kept_reseeded = before.eq(reseeded).to(torch::kDouble).mean().item<double>();
-  const auto fit = [&](const SphericalKMeans& m) {
-    return std::get<0>(torch::matmul(new_x, m.centroids().t()).max(1)).mean().item<double>();
-  };
-  std::printf("[k-means] version switch: rows keeping their cluster %.3f (re-seeded: %.3f); mean cosine to "
-              "centroid %.4f (re-seeded: %.4f)\n", kept, kept_reseeded, fit(km), fit(fresh));
-  EXPECT_GT(kept, 0.9);
-  EXPECT_GT(fit(km), fit(fresh) - 0.01);
+  EXPECT_GT(kept_sum / trials, 0.9);
+  EXPECT_GT(fit_gap_sum / trials, -0.01);
 }
 
 }  // namespace
