@@ -108,6 +108,11 @@ print(json.dumps(out))
 """
 
 
+def env_without_ranks():
+    """This process's environment without torchrun's rank variables (the launcher sets its own)."""
+    return {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+
+
 def topic_tokens(path, rows, seq_len, seed):
     """Token rows with structure: 4 topics (token ranges), one of them low-entropy."""
     rng = np.random.default_rng(seed)
@@ -120,7 +125,7 @@ def run_world(tmp, world, data, seed, steps, save_at, cfg, timeout):
     with open(script, "w") as f:
         f.write(RANK_SCRIPT)
     out = os.path.join(tmp, f"out{world}")
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env = env_without_ranks()
     t0 = time.monotonic()
     p = subprocess.run([sys.executable, "-m", "groupmates.launch", "--nproc-per-node", str(world), "--timeout",
                         str(timeout), script, data, str(seed), out, str(steps), str(save_at), json.dumps(cfg)],
@@ -142,7 +147,7 @@ def union_equals_reference(tmp, reports, world, data, seed, save_at, cfg):
         state_file = os.path.join(tmp, f"state{world}.{r['rank']}.json")
         with open(state_file, "w") as f:
             json.dump(r["state"], f)
-        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+        env = env_without_ranks()
         p = subprocess.run([sys.executable, ref, data, str(seed), state_file, str(r["rank"]), str(world), str(save_at),
                             str(n), json.dumps(cfg)], env=env, capture_output=True, text=True, timeout=300)
         if p.returncode != 0:

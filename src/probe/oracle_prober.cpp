@@ -36,14 +36,6 @@ OracleProber::OracleProber(const OracleProberConfig& config) : config_(config) {
   if (!(config_.lr_scale > 0)) throw Error(ErrorCode::kInvalidConfig, "OracleProberConfig.lr_scale", "must be > 0");
 }
 
-namespace {
-std::string shape_of(const torch::Tensor& t) {
-  std::string s = "[";
-  for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
-  return s + "]";
-}
-}  // namespace
-
 const char* const first_order_unsupported =
     "the probe target gives no weights(): first-order labels need ProbeTarget::weights() and "
     "reference_gradient() (ModuleProbeTarget, ScriptModuleProbeTarget and the Python target have them); "
@@ -67,8 +59,8 @@ ReferenceGradient ReferenceGradient::of(ProbeTarget& target) {
     if (!r.gradient[i].defined() || !r.gradient[i].sizes().equals(r.weights[i].sizes()))
       throw Error(ErrorCode::kInvalidConfig, field,
                   "reference_gradient()[" + std::to_string(i) + "] has shape " +
-                      (r.gradient[i].defined() ? shape_of(r.gradient[i]) : std::string("(undefined)")) +
-                      ", weights()[" + std::to_string(i) + "] " + shape_of(r.weights[i]) +
+                      (r.gradient[i].defined() ? c10::str(r.gradient[i].sizes()) : std::string("(undefined)")) +
+                      ", weights()[" + std::to_string(i) + "] " + c10::str(r.weights[i].sizes()) +
                       ": the gradients must match the weights one for one");
   return r;
 }

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 import groupmates
+from test_training_batches import fresh_seed  # noqa: E402
 from conftest import run_python
 
 if not groupmates.engine_available():
@@ -174,8 +175,7 @@ def expected_first_order_labels(model, opt_cls, lr, pool, plan, L, R, lr_scale, 
 
 @pytest.mark.parametrize("opt_name,lr", [("sgd", 0.5), ("adamw", 0.01)])
 def test_first_order_labels_equal_the_definition_through_both_targets(testhooks, opt_name, lr):
-    seed = int(np.random.SeedSequence().entropy % 1_000_000)
-    print(f"seed {seed}")
+    seed = fresh_seed()
     L, R, lr_scale = 2, 1, 0.5
     model, opt_cls, opt, pool, refs = bigram_case(seed, opt_name, lr)
     rng = np.random.default_rng(seed)
