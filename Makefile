@@ -163,7 +163,7 @@ bench-python: python-install
 # Selection on 1, 2 and 4 Gloo processes (bench/bench_distributed.py), the same global batch, window and probe
 # plan: rollouts, labels and bytes per refresh, probe seconds per rank, model hashes, the union of the ranks'
 # selections against single processes; ends with RESULT probe_rollouts_per_rank_4_vs_1= model_hash_equal=
-# union_equals_reference=. BENCH_DISTRIBUTED_ARGS: e.g. --worlds 1,2 --steps 30 (x is then nan: it needs 1 and 4).
+# union_equals_reference=. BENCH_DISTRIBUTED_ARGS: e.g. --worlds 1,2 (x is then nan: it needs 1 and 4).
 BENCH_DISTRIBUTED_ARGS ?=
 .PHONY: bench-distributed
 bench-distributed: python-install

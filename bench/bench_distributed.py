@@ -3,11 +3,11 @@
 (started by `python -m groupmates.launch`, torchrun's environment; the loader takes the initialised
 default group), the same global batch, global window and probe plan in every run.
 
-Each run trains a bigram model data-parallel (gradients all-reduced) for --steps steps with
+Each run trains a bigram model data-parallel (gradients all-reduced) for 24 steps with
 Group-MATES selection (one cluster: the union check below needs no shared k-means), probes at
-steps 2, 8 (every 6, the model passed until --save-at), refreshes at the step (`at_step`, the only
+steps 2, 8 (every 6, the model passed until the save point, step 14), refreshes at the step (`at_step`, the only
 mode on many ranks), no probe budget (every run pays for the same plan), then saves each rank's
-state at --save-at and goes on 10 steps without probes. Measured per run:
+state at step 14 and goes on 10 steps without probes. Measured per run:
 
   rollouts per rank per refresh   the probe's rollouts this rank ran (its share: i = rank mod world)
   labels per refresh              rollouts every rank holds after the all-gather
@@ -22,7 +22,7 @@ rank's state: the single-process reference of the README's "selection defined gl
 Last line: RESULT probe_rollouts_per_rank_4_vs_1=<x> model_hash_equal=<0|1> union_equals_reference=<0|1>
 (x = rollouts per rank per refresh on 4 processes over 1; the split should give about 1/4).
 
-    make bench-distributed      # BENCH_DISTRIBUTED_ARGS="--worlds 1,2 --steps 24" to change
+    make bench-distributed      # BENCH_DISTRIBUTED_ARGS="--worlds 1,2" to change
 """
 import argparse
 import json
@@ -163,14 +163,14 @@ def union_equals_reference(tmp, reports, world, data, seed, save_at, cfg):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worlds", default="1,2,4")
-    ap.add_argument("--steps", type=int, default=24, help="training steps (>= 20; the last 10 after the save point)")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--timeout", type=float, default=600)
     args = ap.parse_args()
     worlds = [int(w) for w in args.worlds.split(",")]
-    if args.steps < 20:
-        sys.exit("bench-distributed: --steps must be >= 20 (probes at steps 2 and 8, then 10 steps without probes)")
-    save_at = args.steps - 10
+    # Probes at steps 2 and 8 (the model is passed until the save point); the second is exchanged by step
+    # 12, so a state saved after step 13 holds no probe share in flight and a single process can restore it.
+    save_at = 14
+    args.steps = save_at + 10
     cfg = {
         "vocab": 64, "seq_len": 32, "global_batch": 8, "global_window": 64,
         "selection": dict(mode="group", ratio=0.5, clusters=1, encoder_buckets=1024, encoder_dim=32,
