@@ -82,18 +82,24 @@ def test_moved_and_renamed_data_resumes_exactly_and_a_changed_file_is_named(tmp_
 
 
 def ramp(make, reference, rng, stages):
-    """Runs `make(batch_size, state)` loaders over random batch sizes; returns the concatenated ids."""
-    got, state, last = [], None, 1
+    """Runs `make(batch_size, state)` loaders over random batch sizes; returns the concatenated ids and
+    the batch size of the stage in which the stream ended (its final partial batch is the only drop;
+    a stage asked for more batches than were left ends the stream early, and later stages get none)."""
+    got, state, ended = [], None, None
     for stage in range(stages):
         B = int(rng.integers(1, 9))
         loader = make(B, state)
         batches = None if stage + 1 == stages else int(rng.integers(1, 8))
-        got.extend(ids(loader, batches))
+        stage_ids = ids(loader, batches)
+        got.extend(stage_ids)
         state = loader.state_dict()
         loader.close()
-        last = B
+        if ended is None and (batches is None or len(stage_ids) < batches * B):
+            ended = B
+        elif ended is not None:
+            assert stage_ids == [], "a stage after the end of the stream emitted rows"
     assert got == reference[: len(got)], "a sample repeated or skipped"
-    return got, last
+    return got, ended
 
 
 def test_changed_batch_size_continues_at_the_same_sample_plain(tmp_path):
