@@ -91,6 +91,11 @@ struct SelectionStats {
                                      ///< trained (ProbeConfig::max_consecutive_failures)
   double prior_weight = 0;          ///< gamma of the version scoring the current window (importance prior's weight)
   std::vector<VersionSwitch> switches;  ///< every version switch so far (RefreshMode::kWhenReady: timing-dependent)
+  uint64_t resume_dropped_rows = 0;   ///< selected rows never emitted: the rest of a window half emitted when a state
+                                      ///< saved on N ranks resumed on M != N (all ranks' rows; the resume starts at
+                                      ///< the next window)
+  uint64_t resume_dropped_probes = 0; ///< probes whose shares were not exchanged when a state saved on N ranks
+                                      ///< resumed on M != N (their refresh is not applied)
   uint64_t model_hash = 0;          ///< XXH3 of the weights of the version scoring the current window (0 = none)
   uint64_t centroids_hash = 0;      ///< XXH3 of the k-means centroids and counts after the current window (0 = none)
   uint64_t labels_hash = 0;         ///< XXH3 of the label buffer after the last shared refresh (0 = one rank: not computed)

@@ -234,6 +234,8 @@ class SelectionStats(_StubStruct):
     consecutive_failures: int
     prior_weight: float
     switches: List[VersionSwitch]
+    resume_dropped_rows: int
+    resume_dropped_probes: int
     model_hash: int
     centroids_hash: int
     labels_hash: int

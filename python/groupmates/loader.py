@@ -555,6 +555,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
                                        self.collective_timeout, self._collective_device)
             if getattr(self, "_reference", None) is not None:
                 self._core.set_reference(self._reference)
+            if state_text is not None:
+                _warn_resume_drops(state_text, self._core.selection_stats())
         else:
             self._core = _core.Loader(self._core_config, state_text)
         self._pid = os.getpid()
@@ -636,6 +638,22 @@ def _batches_of(text):
         if len(parts) == 2 and parts[0] == "batches" and parts[1].isdigit():
             return int(parts[1])
     return 0
+
+
+def _warn_resume_drops(text, stats):
+    # A selecting state restored on another number of ranks drops what it cannot re-cut: say so once.
+    saved = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "extra" and parts[1].startswith("gm.stats.resume_dropped_") and parts[2].isdigit():
+            saved[parts[1][len("gm.stats."):]] = int(parts[2])
+    rows = stats["resume_dropped_rows"] - saved.get("resume_dropped_rows", 0)
+    probes = stats["resume_dropped_probes"] - saved.get("resume_dropped_probes", 0)
+    if rows > 0 or probes > 0:
+        warnings.warn(f"groupmates: resumed on another number of ranks at the next window: {rows} selected rows of "
+                      f"the window being emitted at the save and {probes} probe(s) not exchanged yet were dropped "
+                      f"(selection_stats().resume_dropped_rows / resume_dropped_probes; save at a window boundary "
+                      f"after a refresh to drop nothing)")
 
 
 def _state_error(message):

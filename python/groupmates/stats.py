@@ -133,6 +133,8 @@ class SelectionStats(_Record):
     consecutive_failures: int = 0
     prior_weight: float = 0.0
     switches: List[VersionSwitch] = field(default_factory=list)
+    resume_dropped_rows: int = 0
+    resume_dropped_probes: int = 0
     model_hash: int = 0
     centroids_hash: int = 0
     labels_hash: int = 0
@@ -156,6 +158,7 @@ class SelectionStats(_Record):
              "consecutive_failures": float(self.consecutive_failures),
              "probes_skipped_budget": float(self.probes_skipped_budget),
              "probes_skipped_backoff": float(self.probes_skipped_backoff),
+             "resume_dropped_rows": float(self.resume_dropped_rows),
              "probe_time_share": self.probes.probe_share,
              "probe_flops_share": self.cost.probe_flops / self.cost.train_flops if self.cost.train_flops else 0.0,
              "trainer_wait_seconds": self.cost.wait_scoring_seconds + self.cost.wait_refresh_seconds

@@ -395,6 +395,8 @@ PYBIND11_MODULE(_core, m) {
       .field("consecutive_failures", &gm::SelectionStats::consecutive_failures)
       .field("prior_weight", &gm::SelectionStats::prior_weight)
       .field("switches", &gm::SelectionStats::switches)
+      .field("resume_dropped_rows", &gm::SelectionStats::resume_dropped_rows)
+      .field("resume_dropped_probes", &gm::SelectionStats::resume_dropped_probes)
       .field("model_hash", &gm::SelectionStats::model_hash)
       .field("centroids_hash", &gm::SelectionStats::centroids_hash)
       .field("labels_hash", &gm::SelectionStats::labels_hash)

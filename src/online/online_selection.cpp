@@ -105,15 +105,30 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
 void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& loader) {
   SelectionState s = SelectionState::read(state.extra);
   // Alone, a state is per rank (its model, centroids and labels are its own). Shared across ranks they
-  // are global, and so is the stream position: one state (e.g. rank 0's) restores every rank of the same
-  // number of ranks, checked below; the rank's importance estimate and counters then come from that state.
-  if (s.world_size != core_.config().world_size || (!shared_ && s.rank != core_.config().rank))  // resolved (rank_environment.h)
+  // are global, and so is the stream position: one state (e.g. rank 0's) restores every rank, on the same
+  // number of ranks or on another with the same global window (N -> M, below); the rank's importance
+  // estimate and counters then come from that state.
+  const uint64_t ranks = core_.config().world_size;  // resolved (rank_environment.h)
+  const bool regrouped = s.world_size != ranks;       // N -> M: the resume starts at a window boundary
+  if (regrouped && s.shared.value == 0)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.world_size",
-                std::string(shared_ ? "selecting loaders sharing a model restore a state on the same number of ranks"
-                                    : "a selecting loader's state is per rank (its windows, centroids and model are "
-                                      "its own): restore it on the same rank of the same number of ranks") +
-                    " (saved: rank " + std::to_string(s.rank) + " of " + std::to_string(s.world_size) + "; here: rank " +
-                    std::to_string(core_.config().rank) + " of " + std::to_string(core_.config().world_size) + ")");
+                "a selecting loader's state is per rank when the ranks do not share a model (its windows, centroids "
+                "and model are its own): restore it on the same rank of the same number of ranks (saved: rank " +
+                    std::to_string(s.rank) + " of " + std::to_string(s.world_size) + "; here: rank " +
+                    std::to_string(core_.config().rank) + " of " + std::to_string(ranks) + ")");
+  if (!regrouped && !shared_ && s.shared.value == 0 && s.rank != core_.config().rank)
+    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.rank",
+                "a selecting loader's state is per rank when the ranks do not share a model: restore it on the same "
+                "rank (saved: rank " + std::to_string(s.rank) + " of " + std::to_string(s.world_size) + "; here: rank " +
+                    std::to_string(core_.config().rank) + " of " + std::to_string(ranks) + ")");
+  if (regrouped && s.window_size * s.world_size != cfg_.window_size * ranks)
+    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.window_size",
+                "the state was saved on " + std::to_string(s.world_size) + " ranks with window_size " +
+                    std::to_string(s.window_size) + " (a global window of " + std::to_string(s.window_size * s.world_size) +
+                    " rows); on " + std::to_string(ranks) + " ranks the global window must stay the same: set " +
+                    ((s.window_size * s.world_size) % ranks == 0
+                         ? "SelectionConfig.window_size = " + std::to_string(s.window_size * s.world_size / ranks)
+                         : std::string("a number of ranks that divides it")));
   if (shared_) {
     const uint64_t global[6] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
                                 hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos};
@@ -125,7 +140,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
                     "rank " + std::to_string(q) + " restores another selection state (model, labels, centroids or "
                     "position) than rank 0: every rank of a shared model restores the same saved state (e.g. rank 0's)");
   }
-  if (s.mode != static_cast<uint64_t>(cfg_.mode) || s.window_size != cfg_.window_size)
+  if (s.mode != static_cast<uint64_t>(cfg_.mode) || (!regrouped && s.window_size != cfg_.window_size))
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.mode",
                 "the state was saved with another selection mode or window size");
   // States saved before the encoder was recorded name none: they were saved with the hashed n-gram encoder.
@@ -162,6 +177,18 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     if (s.second_version != s.first_version) versions_.publish(s.second_blob.bytes, s.second_trained, s.second_version);
     next_ = read_window();
     emit_pos_ = s.emit_pos;
+    if (regrouped && s.emit_pos > 0) {
+      // The window was selected on other rank slices: what each old rank emitted of it cannot be told
+      // apart on the new ones. It counts as emitted, and the old ranks' rows not emitted yet are dropped.
+      if (s.emit_pos < s.window_selected.value)
+        stats_.resume_dropped_rows += (s.window_selected.value - s.emit_pos) * s.world_size;
+      else if (s.window_selected.value == 0)
+        throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.window_selected",
+                    "missing: the state was saved before resuming on another number of ranks was supported; resume "
+                    "it on " + std::to_string(s.world_size) + " ranks, or save again at a step where no window is "
+                    "half emitted");
+      emit_pos_ = order_.size();
+    }
     stats_.windows -= 1;  // select_current() counted the re-selected window again
     stats_.seen -= current_->host.batch_size;
     if (stats_.warmup_windows > 0 && !versions_.trained(current_->version)) stats_.warmup_windows -= 1;
@@ -175,6 +202,10 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     p.blob = promise->get_future().share();
     const std::string& bytes = saved.weights.bytes;
     if (bytes.compare(0, kUnsharedProbe.size(), kUnsharedProbe) == 0) {  // this rank's share, exchanged later
+      if (regrouped) {  // split for the old ranks: the other shares are not in this state
+        stats_.resume_dropped_probes += 1;
+        continue;
+      }
       if (!shared_ || !probe_out_)
         throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.pending",
                     "holds a probe shared across ranks and not exchanged yet (step " + std::to_string(p.probe_step) +
@@ -607,9 +638,11 @@ LoaderState OnlineSelection::save() {
   s.encoder.text = models_.encoder_identity();
   s.world_size = core_.config().world_size;
   s.rank = core_.config().rank;
+  s.shared.value = shared_ ? 1 : 0;
   s.step = step_;
   s.has_current = current_.has_value();
   s.emit_pos = emit_pos_;
+  s.window_selected.value = current_ ? order_.size() : 0;
   const uint64_t latest = versions_.current();
   s.first_version = first ? first->version : latest;
   s.second_version = current_ ? (next_ ? next_->version : latest) : s.first_version;

@@ -18,6 +18,7 @@ struct Writer {
   void operator()(const std::string& k, bool v) const { x[k] = v ? "1" : "0"; }
   void operator()(const std::string& k, const Blob& v) const { x[k] = blob_to_text(v.bytes); }
   void operator()(const std::string& k, const OptionalText& v) const { x[k] = v.text; }
+  void operator()(const std::string& k, const OptionalCount& v) const { x[k] = std::to_string(v.value); }
   void operator()(const std::string& k, const std::vector<SavedRefresh>& v) const {
     x[k] = std::to_string(v.size());
     for (size_t i = 0; i < v.size(); ++i) {
@@ -77,6 +78,10 @@ struct Reader {
   void operator()(const std::string& k, OptionalText& v) const {
     auto it = x.find(k);
     v.text = it == x.end() ? std::string() : it->second;
+  }
+  void operator()(const std::string& k, OptionalCount& v) const {
+    v.value = 0;
+    if (x.count(k)) (*this)(k, v.value);
   }
   void operator()(const std::string& k, std::vector<SavedRefresh>& v) const {
     uint64_t n = 0;

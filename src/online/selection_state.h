@@ -20,6 +20,11 @@ struct OptionalText {
   std::string text;
 };
 
+/// A count saved as text; a state without the key reads as 0 (saved before the key existed).
+struct OptionalCount {
+  uint64_t value = 0;
+};
+
 /// A refresh registered by a probe and not yet applied.
 struct SavedRefresh {
   int64_t probe_step = 0;
@@ -33,11 +38,13 @@ struct SavedRefresh {
 struct SelectionState {
   // What the state is valid for (checked on restore).
   uint64_t mode = 0, window_size = 0, world_size = 0, rank = 0;
+  OptionalCount shared;           ///< 1: saved by ranks sharing one model (restorable on another number of ranks)
   OptionalText encoder;           ///< Encoder::identity() of the influence model ("" = saved before it was recorded)
   // Position.
   int64_t step = -1;              ///< last step reported by on_step
   bool has_current = false;       ///< a window was being emitted
   uint64_t emit_pos = 0;          ///< rows of it already emitted
+  OptionalCount window_selected;  ///< rows selected from it on each rank (0 = none, or saved before the key existed)
   // Model versions: the current window's, and the next window's (or the latest) when it differs.
   uint64_t first_version = 0, second_version = 0;
   bool first_trained = false, second_trained = false;
@@ -58,6 +65,7 @@ struct SelectionState {
            refreshes_rejected_nonfinite = 0, refreshes_gated = 0, probes_skipped_backoff = 0;
   uint64_t train_tokens = 0, probe_train_tokens = 0, probe_eval_tokens = 0;
   std::vector<VersionSwitch> switches;
+  OptionalCount resume_dropped_rows, resume_dropped_probes;
 
   /// Writes every key into `extra`.
   void write(std::map<std::string, std::string>& extra) const;
@@ -81,6 +89,8 @@ struct SelectionState {
     f(probe_train_tokens, live.cost.probe_train_tokens);
     f(probe_eval_tokens, live.cost.probe_eval_tokens);
     f(switches, live.switches);
+    f(resume_dropped_rows.value, live.resume_dropped_rows);
+    f(resume_dropped_probes.value, live.resume_dropped_probes);
   }
 
   /// Calls f(key, field) for every field, in one fixed order.
@@ -91,9 +101,11 @@ struct SelectionState {
     f("gm.encoder", s.encoder);
     f("gm.world_size", s.world_size);
     f("gm.rank", s.rank);
+    f("gm.shared", s.shared);
     f("gm.step", s.step);
     f("gm.has_current", s.has_current);
     f("gm.emit_pos", s.emit_pos);
+    f("gm.window_selected", s.window_selected);
     f("gm.first_version", s.first_version);
     f("gm.first_trained", s.first_trained);
     f("gm.first_blob", s.first_blob);
@@ -124,6 +136,8 @@ struct SelectionState {
     f("gm.cost.probe_train_tokens", s.probe_train_tokens);
     f("gm.cost.probe_eval_tokens", s.probe_eval_tokens);
     f("gm.switches", s.switches);
+    f("gm.stats.resume_dropped_rows", s.resume_dropped_rows);
+    f("gm.stats.resume_dropped_probes", s.resume_dropped_probes);
   }
 };
 

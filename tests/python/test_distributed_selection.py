@@ -28,8 +28,8 @@ import groupmates
 mode, path, seed, out, clusters = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 dist.init_process_group("gloo")  # env://: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT from the launcher
 rank, world = dist.get_rank(), dist.get_world_size()
-V, T, B = 64, 16, 4
-SELECTION = dict(mode="group", window_size=32, ratio=0.5, clusters=clusters, encoder_buckets=512, encoder_dim=16,
+V, T, B, W = 64, 16, int(os.environ.get("GM_BATCH", "4")), int(os.environ.get("GM_WINDOW", "32"))
+SELECTION = dict(mode="group", window_size=W, ratio=0.5, clusters=clusters, encoder_buckets=512, encoder_dim=16,
                  refresh_train_steps=5, refresh_batch_rollouts=4, refresh_mode="at_step", refresh_gate=False,
                  seed=seed)
 PROBES = dict(interval_steps=6, first_step=2, rollout_length=3, random_rollouts=4, neighbour_rollouts=2,
@@ -54,7 +54,8 @@ def record(l, step, b):
     report["steps"].append({"step": step, "ids": [int(i) for i in b["ids"]], "model_hash": s.model_hash,
                             "centroids_hash": s.centroids_hash, "labels_hash": s.labels_hash,
                             "version": s.model_version, "refreshes": s.refreshes, "shared": s.shared_rollouts,
-                            "kept": s.probes.rollouts_kept, "bytes": s.shared_bytes})
+                            "kept": s.probes.rollouts_kept, "bytes": s.shared_bytes,
+                            "dropped_rows": s.resume_dropped_rows, "dropped_probes": s.resume_dropped_probes})
 
 if mode == "train":
     steps, save_at = int(sys.argv[6]), int(sys.argv[7])
@@ -95,6 +96,22 @@ elif mode == "resume":  # every rank restores rank 0's state (saved once) and co
         b = next(l)
         l.on_step(step)
         record(l, step, b)
+elif mode == "regroup":  # rank 0's state of another number of ranks, restored on this one: 10 steps, no probes
+    save_at = int(sys.argv[6])
+    import warnings
+    for key, state_file, start, n in (("steps", sys.argv[7], save_at, 10), ("half", sys.argv[8], save_at + 2, 6)):
+        report[key] = [] if key != "steps" else report["steps"]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            l = loader(state=json.load(open(state_file)))
+        report["warning_" + key] = [str(w.message) for w in caught if "another number of ranks" in str(w.message)]
+        for step in range(start, start + n):
+            b = next(l)
+            l.on_step(step)
+            record(l, step, b)
+            if key == "half":
+                report["half"].append(report["steps"].pop())
+        l.close()
 elif mode == "exit":  # the last rank dies after a few steps; the others must raise, not hang
     SELECTION["refresh_mode"] = "when_ready"  # first: refused on many ranks (timing-dependent)
     try:
@@ -125,12 +142,12 @@ with open(out + "." + str(rank), "w") as f:
 """
 
 REFERENCE_SCRIPT = r"""
-import json, sys
+import json, os, sys
 import groupmates
 path, seed, state_file, rank, world, steps, clusters = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), \
     int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
-V, T, B = 64, 16, 4
-SELECTION = dict(mode="group", window_size=32, ratio=0.5, clusters=clusters, encoder_buckets=512, encoder_dim=16,
+V, T, B, W = 64, 16, int(os.environ.get("GM_BATCH", "4")), int(os.environ.get("GM_WINDOW", "32"))
+SELECTION = dict(mode="group", window_size=W, ratio=0.5, clusters=clusters, encoder_buckets=512, encoder_dim=16,
                  refresh_train_steps=5, refresh_batch_rollouts=4, refresh_mode="at_step", refresh_gate=False,
                  seed=seed)
 PROBES = dict(interval_steps=6, first_step=2, rollout_length=3, random_rollouts=4, neighbour_rollouts=2,
@@ -159,11 +176,14 @@ def topic_tokens(tmp_path_factory):
     return path
 
 
-def launch(tmp_path, world, args, budget=0.0):
+def launch(tmp_path, world, args, budget=0.0, geometry=None):
+    """`geometry` = (window_size, batch_size) per rank (default 32, 4)."""
     script = tmp_path / "rank_script.py"
     script.write_text(RANK_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env["GM_BUDGET"] = str(budget)
+    if geometry:
+        env["GM_WINDOW"], env["GM_BATCH"] = str(geometry[0]), str(geometry[1])
     t0 = time.monotonic()
     p = subprocess.run([sys.executable, "-m", "groupmates.launch", "--nproc-per-node", str(world), "--timeout", "150",
                         str(script)] + [str(a) for a in args], env=env, capture_output=True, text=True, timeout=200)
@@ -282,3 +302,105 @@ def test_selecting_under_torchrun_without_an_initialised_group_is_an_error(tmp_p
     assert "ERROR groupmates [invalid_config] process_group: this is rank 1 of 2" in p.stdout, p.stdout
     assert "init_process_group" in p.stdout and "process_group=False" in p.stdout
     assert "ALONE 1 2 4" in p.stdout, p.stdout
+
+
+def run_reference(tmp_path, topic_tokens, seed, state, rank, world, steps, clusters, geometry):
+    """What one process alone (rank `rank` of `world`, no group) emits for `steps` steps from `state`."""
+    ref, state_file = tmp_path / "reference.py", tmp_path / f"reference_state.{rank}.json"
+    ref.write_text(REFERENCE_SCRIPT)
+    state_file.write_text(json.dumps(state))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    env["GM_WINDOW"], env["GM_BATCH"] = str(geometry[0]), str(geometry[1])
+    p = subprocess.run([sys.executable, str(ref), topic_tokens, str(seed), str(state_file), str(rank), str(world),
+                        str(steps), str(clusters)], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return json.loads(p.stdout)
+
+
+# The same global window (96 rows) and global batch (12 rows) on every number of ranks: 48 rows selected
+# per window, 4 steps per window.
+GLOBAL_WINDOW, GLOBAL_BATCH = 96, 12
+
+
+@pytest.mark.parametrize("saved,restored", [(2, 3), pytest.param(4, 2, marks=MANY_RANKS)])
+def test_a_state_saved_on_n_ranks_resumes_on_m_ranks_at_the_next_window(tmp_path, topic_tokens, saved, restored):
+    """N -> M in a selection mode: rank 0's state (one state, saved once) restores every one of M ranks with
+    the same global window and batch. The model, labels, centroids and counters are global and carry over;
+    a window fully emitted counts as emitted; the rest of a half-emitted window is dropped and counted
+    (SelectionStats.resume_dropped_rows), so is a probe whose shares were not exchanged
+    (resume_dropped_probes: it was split for the old ranks)."""
+    seed = int.from_bytes(os.urandom(3), "little")
+    print(f"seed={seed} {saved} -> {restored} ranks")
+    steps, save_at = 28, 16  # state at 16: window 3 fully emitted; at 18: window 4 half emitted
+    geometry = lambda world: (GLOBAL_WINDOW // world, GLOBAL_BATCH // world)
+    reports = launch(tmp_path, saved, ["train", topic_tokens, seed, tmp_path / "out", 1, steps, save_at],
+                     geometry=geometry(saved))
+    # The global windows: a plain loader's batches of 96 rows (the selecting core reads the same stream).
+    plain = groupmates.GroupMatesLoader(sources=[topic_tokens], sequence_length=16, batch_size=GLOBAL_WINDOW,
+                                        epochs=0, vocab_size=64, seed=seed)
+    windows = [set(b["ids"].tolist()) for _, b in zip(range(8), plain)]
+    plain.close()
+
+    def check_windows(per_rank_steps, first_step):
+        """Every step's rows come from its global window (4 steps each); no row twice; 48 rows per window."""
+        per_window = {}
+        for rank_steps in per_rank_steps:
+            for s in rank_steps:
+                w = s["step"] // 4 if first_step is None else first_step + (s["step"] - rank_steps[0]["step"]) // 4
+                assert set(s["ids"]) <= windows[w], (seed, s["step"], w)
+                per_window.setdefault(w, []).extend(s["ids"])
+        for w, rows in per_window.items():
+            assert len(rows) == len(set(rows)), (seed, w)
+        return per_window
+
+    before = check_windows([r["steps"][:save_at] for r in reports], None)
+    assert all(len(rows) == GLOBAL_WINDOW // 2 for rows in before.values())
+    emitted_before = {i for rows in before.values() for i in rows}
+    # Another global window is refused, naming the window size that fits.
+    with pytest.raises(groupmates.StateError) as e:
+        groupmates.GroupMatesLoader(sources=[topic_tokens], sequence_length=16, batch_size=GLOBAL_BATCH // restored,
+                                    epochs=0, vocab_size=64, seed=seed, rank=0, world_size=restored,
+                                    check_rank_environment=False, process_group=False, state=reports[0]["state"],
+                                    selection=dict(mode="group", window_size=GLOBAL_WINDOW // saved, ratio=0.5,
+                                                   clusters=1, encoder_buckets=512, encoder_dim=16,
+                                                   refresh_mode="at_step", seed=seed))
+    assert "gm.window_size" in str(e.value) and f"window_size = {GLOBAL_WINDOW // restored}" in str(e.value), e.value
+    state = tmp_path / "state_full.json"
+    state.write_text(json.dumps(reports[0]["state"]))
+    half = tmp_path / "state_half.json"
+    half.write_text(json.dumps(reports[0]["state_pending"]))
+    resumed = launch(tmp_path, restored, ["regroup", topic_tokens, seed, tmp_path / "resumed", 1, save_at, state, half],
+                     geometry=geometry(restored))
+    assert len(resumed) == restored
+    for key in ("steps", "half"):
+        for i in range(len(resumed[0][key])):
+            at = [q[key][i] for q in resumed]
+            for k in ("model_hash", "centroids_hash", "labels_hash", "version", "refreshes"):
+                assert len({a[k] for a in at}) == 1, (seed, key, i, k, at)
+    # Saved at a window boundary: the resume reads window 4 on, 48 rows a window, none emitted before.
+    after = check_windows([q["steps"] for q in resumed], None)
+    assert sorted(after) == [4, 5, 6] and all(len(after[w]) == GLOBAL_WINDOW // 2 for w in (4, 5))
+    assert not emitted_before & {i for rows in after.values() for i in rows}, seed
+    # The model versions and weights carry over: as the uninterrupted run until the step-14 probe's refresh,
+    # which was split for the old ranks and is dropped (counted), so the version stays from then on.
+    want = reports[0]["steps"]
+    for q in resumed:
+        got = q["steps"]
+        assert [s["model_hash"] for s in got[:4]] == [s["model_hash"] for s in want[save_at:save_at + 4]], seed
+        assert [s["version"] for s in got[:4]] == [s["version"] for s in want[save_at:save_at + 4]], seed
+        assert {s["version"] for s in got} == {want[save_at]["version"]} != {want[-1]["version"]}, seed
+        assert got[-1]["dropped_rows"] == 0 and got[-1]["dropped_probes"] == 1, got[-1]
+        # saved with window 4 half emitted (2 steps of 4): its other half on every old rank is dropped, counted
+        h = q["half"]
+        assert h[-1]["dropped_rows"] == saved * (GLOBAL_WINDOW // 2 // saved - 2 * GLOBAL_BATCH // saved), h[-1]
+        assert h[-1]["dropped_probes"] == 1
+        assert len(q["warning_half"]) == 1 and f"{h[-1]['dropped_rows']} selected rows" in q["warning_half"][0], q
+    half_after = check_windows([q["half"] for q in resumed], 5)
+    assert sorted(half_after) == [5, 6] and len(half_after[5]) == GLOBAL_WINDOW // 2
+    emitted_to_18 = {i for r in reports for s in r["steps"][:save_at + 2] for i in s["ids"]}
+    assert not emitted_to_18 & {i for rows in half_after.values() for i in rows}, seed
+    # Each new rank emits what one process alone (rank r of M, no group) emits from the same state.
+    for q in resumed:
+        got = run_reference(tmp_path, topic_tokens, seed, reports[0]["state"], q["rank"], restored, 10, 1,
+                            geometry(restored))
+        assert got == [s["ids"] for s in q["steps"]], (seed, q["rank"])
