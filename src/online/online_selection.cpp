@@ -110,36 +110,44 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   // estimate and counters then come from that state.
   const uint64_t ranks = core_.config().world_size;  // resolved (rank_environment.h)
   const bool regrouped = s.world_size != ranks;       // N -> M: the resume starts at a window boundary
+  const std::string where = " (saved: rank " + std::to_string(s.rank) + " of " + std::to_string(s.world_size) +
+                            "; here: rank " + std::to_string(core_.config().rank) + " of " + std::to_string(ranks) + ")";
+  if (regrouped && !s.shared.present)
+    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.world_size",
+                "the state was saved before a selecting loader could resume on another number of ranks (it has no "
+                "gm.shared): restore it on " + std::to_string(s.world_size) + " ranks" + where);
   if (regrouped && s.shared.value == 0)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.world_size",
                 "a selecting loader's state is per rank when the ranks do not share a model (its windows, centroids "
-                "and model are its own): restore it on the same rank of the same number of ranks (saved: rank " +
-                    std::to_string(s.rank) + " of " + std::to_string(s.world_size) + "; here: rank " +
-                    std::to_string(core_.config().rank) + " of " + std::to_string(ranks) + ")");
-  if (!regrouped && !shared_ && s.shared.value == 0 && s.rank != core_.config().rank)
+                "and model are its own): restore it on the same rank of the same number of ranks" + where);
+  if (!regrouped && !shared_ && s.rank != core_.config().rank)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.rank",
-                "a selecting loader's state is per rank when the ranks do not share a model: restore it on the same "
-                "rank (saved: rank " + std::to_string(s.rank) + " of " + std::to_string(s.world_size) + "; here: rank " +
-                    std::to_string(core_.config().rank) + " of " + std::to_string(ranks) + ")");
-  if (regrouped && s.window_size * s.world_size != cfg_.window_size * ranks)
-    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.window_size",
-                "the state was saved on " + std::to_string(s.world_size) + " ranks with window_size " +
-                    std::to_string(s.window_size) + " (a global window of " + std::to_string(s.window_size * s.world_size) +
-                    " rows); on " + std::to_string(ranks) + " ranks the global window must stay the same: set " +
-                    ((s.window_size * s.world_size) % ranks == 0
-                         ? "SelectionConfig.window_size = " + std::to_string(s.window_size * s.world_size / ranks)
-                         : std::string("a number of ranks that divides it")));
-  if (shared_) {
-    const uint64_t global[6] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
-                                hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos};
+                "a selecting loader's state is per rank unless the ranks share a model (process group): restore it on "
+                "the same rank of the same number of ranks" + where);
+  if (regrouped && s.has_current && !s.window_selected.present)
+    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.window_selected",
+                "missing from a state saved by ranks sharing a model: the state text was edited or truncated");
+  if (shared_) {  // before any check a rank could fail alone: the others would wait in a collective
+    const uint64_t global[7] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
+                                hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos, cfg_.window_size};
     const std::vector<uint64_t> h =
         hashes_of_ranks(*collectives_, std::string(reinterpret_cast<const char*>(global), sizeof global));
     for (size_t q = 1; q < h.size(); ++q)
       if (h[q] != h[0])
         throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm",
                     "rank " + std::to_string(q) + " restores another selection state (model, labels, centroids or "
-                    "position) than rank 0: every rank of a shared model restores the same saved state (e.g. rank 0's)");
+                    "position) than rank 0, or has another SelectionConfig.window_size: every rank of a shared model "
+                    "restores the same saved state (e.g. rank 0's) with the same config");
   }
+  if (regrouped && s.window_size * s.world_size != cfg_.window_size * ranks)
+    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.window_size",
+                "the state was saved on " + std::to_string(s.world_size) + " ranks with window_size " +
+                    std::to_string(s.window_size) + " (a global window of " + std::to_string(s.window_size * s.world_size) +
+                    " rows); on " + std::to_string(ranks) + " ranks the global window must stay the same: " +
+                    ((s.window_size * s.world_size) % ranks == 0
+                         ? "set SelectionConfig.window_size = " + std::to_string(s.window_size * s.world_size / ranks)
+                         : std::string("it does not divide by ") + std::to_string(ranks) +
+                               ": choose a number of ranks that divides it"));
   if (s.mode != static_cast<uint64_t>(cfg_.mode) || (!regrouped && s.window_size != cfg_.window_size))
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.mode",
                 "the state was saved with another selection mode or window size");
@@ -154,8 +162,26 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   step_ = s.step;
   if (!s.labels.bytes.empty()) labels_->load(s.labels.bytes);
   s.visit_counters(stats_, [](const auto& saved, auto& live) { live = static_cast<std::decay_t<decltype(live)>>(saved); });
+  if (regrouped) {
+    // What one rank counted of the rows it read and emitted and of the probes' cost (its share): per rank,
+    // so M ranks continue from N/M of it (exact with the same global window and batch). The budget and the
+    // Python batch index (selected / batch_size) read these.
+    const auto rescale = [&](auto& per_rank) {
+      per_rank = static_cast<std::decay_t<decltype(per_rank)>>(per_rank * s.world_size / ranks);
+    };
+    rescale(stats_.seen);
+    rescale(stats_.selected);
+    rescale(stats_.cost.train_tokens);
+    rescale(stats_.cost.probe_train_tokens);
+    rescale(stats_.cost.probe_eval_tokens);
+  }
   failures_at_last_success_ = stats_.refreshes_failed;  // a run of failures starts afresh in a new process
-  refresher_->load(s.trainer.bytes, s.refreshes > 0 || s.refreshes_gated > 0 || !s.pending.empty());
+  // A probe shared across the old ranks and not exchanged is dropped below: it trains nothing.
+  const auto dropped = [&](const SavedRefresh& r) {
+    return regrouped && r.weights.bytes.compare(0, kUnsharedProbe.size(), kUnsharedProbe) == 0;
+  };
+  const bool will_refresh = std::any_of(s.pending.begin(), s.pending.end(), [&](const SavedRefresh& r) { return !dropped(r); });
+  refresher_->load(s.trainer.bytes, s.refreshes > 0 || s.refreshes_gated > 0 || will_refresh);
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
   backoff_.restore(s.backoff_streak, s.backoff_skip);
   importance_->load(s.importance.bytes);
@@ -182,11 +208,6 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
       // apart on the new ones. It counts as emitted, and the old ranks' rows not emitted yet are dropped.
       if (s.emit_pos < s.window_selected.value)
         stats_.resume_dropped_rows += (s.window_selected.value - s.emit_pos) * s.world_size;
-      else if (s.window_selected.value == 0)
-        throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.window_selected",
-                    "missing: the state was saved before resuming on another number of ranks was supported; resume "
-                    "it on " + std::to_string(s.world_size) + " ranks, or save again at a step where no window is "
-                    "half emitted");
       emit_pos_ = order_.size();
     }
     stats_.windows -= 1;  // select_current() counted the re-selected window again
@@ -194,6 +215,10 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     if (stats_.warmup_windows > 0 && !versions_.trained(current_->version)) stats_.warmup_windows -= 1;
   }
   for (const SavedRefresh& saved : s.pending) {
+    if (dropped(saved)) {  // split for the old ranks: the other shares are not in this state
+      stats_.resume_dropped_probes += 1;
+      continue;
+    }
     Pending p;
     p.probe_step = saved.probe_step;
     p.effective_at = saved.effective_at;
@@ -202,10 +227,6 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     p.blob = promise->get_future().share();
     const std::string& bytes = saved.weights.bytes;
     if (bytes.compare(0, kUnsharedProbe.size(), kUnsharedProbe) == 0) {  // this rank's share, exchanged later
-      if (regrouped) {  // split for the old ranks: the other shares are not in this state
-        stats_.resume_dropped_probes += 1;
-        continue;
-      }
       if (!shared_ || !probe_out_)
         throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.pending",
                     "holds a probe shared across ranks and not exchanged yet (step " + std::to_string(p.probe_step) +

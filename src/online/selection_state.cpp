@@ -81,7 +81,8 @@ struct Reader {
   }
   void operator()(const std::string& k, OptionalCount& v) const {
     v.value = 0;
-    if (x.count(k)) (*this)(k, v.value);
+    v.present = x.count(k) > 0;
+    if (v.present) (*this)(k, v.value);
   }
   void operator()(const std::string& k, std::vector<SavedRefresh>& v) const {
     uint64_t n = 0;

@@ -20,9 +20,10 @@ struct OptionalText {
   std::string text;
 };
 
-/// A count saved as text; a state without the key reads as 0 (saved before the key existed).
+/// A count saved as text; a state without the key reads as 0, not present (saved before the key existed).
 struct OptionalCount {
   uint64_t value = 0;
+  bool present = false;
 };
 
 /// A refresh registered by a probe and not yet applied.

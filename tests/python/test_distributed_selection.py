@@ -51,7 +51,8 @@ def loader(**kw):
 
 def record(l, step, b):
     s = l.selection_stats()
-    report["steps"].append({"step": step, "ids": [int(i) for i in b["ids"]], "model_hash": s.model_hash,
+    report["steps"].append({"step": step, "index": int(b["index"]), "ids": [int(i) for i in b["ids"]],
+                            "model_hash": s.model_hash,
                             "centroids_hash": s.centroids_hash, "labels_hash": s.labels_hash,
                             "version": s.model_version, "refreshes": s.refreshes, "shared": s.shared_rollouts,
                             "kept": s.probes.rollouts_kept, "bytes": s.shared_bytes,
@@ -77,7 +78,7 @@ if mode == "train":
         l.on_step(step, model if probe else None, opt if probe else None, reference_batches=REFS)
         record(l, step, b)
         if step + 1 == save_at:
-            report["state"] = l.state_dict()  # no refresh pending: one state (rank 0's) restores every rank
+            report["state"] = l.state_dict()  # at save_at 14 no refresh is pending (at 16: the step-14 probe's)
         if step + 1 == save_at + 2:
             report["state_pending"] = l.state_dict()  # the probe of step 14 run, not yet exchanged
     report["seconds"] = time.monotonic() - t0
@@ -96,10 +97,15 @@ elif mode == "resume":  # every rank restores rank 0's state (saved once) and co
         b = next(l)
         l.on_step(step)
         record(l, step, b)
-elif mode == "regroup":  # rank 0's state of another number of ranks, restored on this one: 10 steps, no probes
+elif mode == "regroup":  # rank 0's state of another number of ranks, restored on this one
     save_at = int(sys.argv[6])
     import warnings
-    for key, state_file, start, n in (("steps", sys.argv[7], save_at, 10), ("half", sys.argv[8], save_at + 2, 6)):
+    torch.manual_seed(seed)
+    model = Bigram()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    # 14 steps from the window-boundary state, with a probe at step 20 split over these ranks (its model
+    # selects from step 28); then 6 steps from the half-emitted state, without probes
+    for key, state_file, start, n in (("steps", sys.argv[7], save_at, 14), ("half", sys.argv[8], save_at + 2, 6)):
         report[key] = [] if key != "steps" else report["steps"]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -107,7 +113,16 @@ elif mode == "regroup":  # rank 0's state of another number of ranks, restored o
         report["warning_" + key] = [str(w.message) for w in caught if "another number of ranks" in str(w.message)]
         for step in range(start, start + n):
             b = next(l)
-            l.on_step(step)
+            if key == "steps":
+                loss = groupmates.next_token_loss(model, b["input_ids"])
+                opt.zero_grad()
+                loss.backward()
+                for p in model.parameters():
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
+                opt.step()
+            probe = key == "steps" and 20 <= step < 26  # one probe (step 20), exchanged by step 28
+            l.on_step(step, model if probe else None, opt if probe else None, reference_batches=REFS)
             record(l, step, b)
             if key == "half":
                 report["half"].append(report["steps"].pop())
@@ -322,85 +337,106 @@ def run_reference(tmp_path, topic_tokens, seed, state, rank, world, steps, clust
 GLOBAL_WINDOW, GLOBAL_BATCH = 96, 12
 
 
-@pytest.mark.parametrize("saved,restored", [(2, 3), pytest.param(4, 2, marks=MANY_RANKS)])
-def test_a_state_saved_on_n_ranks_resumes_on_m_ranks_at_the_next_window(tmp_path, topic_tokens, saved, restored):
+@pytest.mark.parametrize("saved,restored,clusters", [(2, 3, 1), pytest.param(4, 2, 4, marks=MANY_RANKS)])
+def test_a_state_saved_on_n_ranks_resumes_on_m_ranks_at_the_next_window(tmp_path, topic_tokens, saved, restored,
+                                                                         clusters):
     """N -> M in a selection mode: rank 0's state (one state, saved once) restores every one of M ranks with
     the same global window and batch. The model, labels, centroids and counters are global and carry over;
     a window fully emitted counts as emitted; the rest of a half-emitted window is dropped and counted
     (SelectionStats.resume_dropped_rows), so is a probe whose shares were not exchanged
-    (resume_dropped_probes: it was split for the old ranks)."""
+    (resume_dropped_probes: it was split for the old ranks); the next probe is split over the M ranks."""
     seed = int.from_bytes(os.urandom(3), "little")
-    print(f"seed={seed} {saved} -> {restored} ranks")
+    print(f"seed={seed} {saved} -> {restored} ranks, {clusters} clusters")
     steps, save_at = 28, 16  # state at 16: window 3 fully emitted; at 18: window 4 half emitted
     geometry = lambda world: (GLOBAL_WINDOW // world, GLOBAL_BATCH // world)
-    reports = launch(tmp_path, saved, ["train", topic_tokens, seed, tmp_path / "out", 1, steps, save_at],
+    reports = launch(tmp_path, saved, ["train", topic_tokens, seed, tmp_path / "out", clusters, steps, save_at],
                      geometry=geometry(saved))
     # The global windows: a plain loader's batches of 96 rows (the selecting core reads the same stream).
     plain = groupmates.GroupMatesLoader(sources=[topic_tokens], sequence_length=16, batch_size=GLOBAL_WINDOW,
                                         epochs=0, vocab_size=64, seed=seed)
-    windows = [set(b["ids"].tolist()) for _, b in zip(range(8), plain)]
+    windows = [set(b["ids"].tolist()) for _, b in zip(range(9), plain)]
     plain.close()
 
-    def check_windows(per_rank_steps, first_step):
-        """Every step's rows come from its global window (4 steps each); no row twice; 48 rows per window."""
+    def check_windows(per_rank_steps, first_window):
+        """Every step's rows come from its global window (4 steps each, the first one `first_window`); no
+        row twice within a window; returns the rows per window."""
         per_window = {}
         for rank_steps in per_rank_steps:
             for s in rank_steps:
-                w = s["step"] // 4 if first_step is None else first_step + (s["step"] - rank_steps[0]["step"]) // 4
+                w = first_window + (s["step"] - rank_steps[0]["step"]) // 4
                 assert set(s["ids"]) <= windows[w], (seed, s["step"], w)
                 per_window.setdefault(w, []).extend(s["ids"])
         for w, rows in per_window.items():
             assert len(rows) == len(set(rows)), (seed, w)
         return per_window
 
-    before = check_windows([r["steps"][:save_at] for r in reports], None)
-    assert all(len(rows) == GLOBAL_WINDOW // 2 for rows in before.values())
-    emitted_before = {i for rows in before.values() for i in rows}
-    # Another global window is refused, naming the window size that fits.
+    before = check_windows([r["steps"][:save_at] for r in reports], 0)
+    assert sorted(before) == [0, 1, 2, 3] and all(len(rows) == GLOBAL_WINDOW // 2 for rows in before.values())
+    # Refused: another global window (naming the window size that fits), a state of ranks that did not
+    # share a model, a state saved before this was possible.
+    text = reports[0]["state"]
+
+    def restore_alone(state, window_size):
+        return groupmates.GroupMatesLoader(sources=[topic_tokens], sequence_length=16,
+                                           batch_size=GLOBAL_BATCH // restored, epochs=0, vocab_size=64, seed=seed,
+                                           rank=0, world_size=restored, check_rank_environment=False,
+                                           process_group=False, state=state,
+                                           selection=dict(mode="group", window_size=window_size, ratio=0.5,
+                                                          clusters=clusters, encoder_buckets=512, encoder_dim=16,
+                                                          refresh_mode="at_step", seed=seed))
+
     with pytest.raises(groupmates.StateError) as e:
-        groupmates.GroupMatesLoader(sources=[topic_tokens], sequence_length=16, batch_size=GLOBAL_BATCH // restored,
-                                    epochs=0, vocab_size=64, seed=seed, rank=0, world_size=restored,
-                                    check_rank_environment=False, process_group=False, state=reports[0]["state"],
-                                    selection=dict(mode="group", window_size=GLOBAL_WINDOW // saved, ratio=0.5,
-                                                   clusters=1, encoder_buckets=512, encoder_dim=16,
-                                                   refresh_mode="at_step", seed=seed))
+        restore_alone(text, GLOBAL_WINDOW // saved)
     assert "gm.window_size" in str(e.value) and f"window_size = {GLOBAL_WINDOW // restored}" in str(e.value), e.value
+    assert isinstance(text, dict) and "extra gm.shared 1\n" in text["state"], "the state's text form changed"
+    for edited, says in (("extra gm.shared 0\n", "do not share a model"), ("", "has no gm.shared")):
+        with pytest.raises(groupmates.StateError) as e:
+            restore_alone(dict(text, state=text["state"].replace("extra gm.shared 1\n", edited)),
+                          GLOBAL_WINDOW // restored)
+        assert says in str(e.value), e.value
     state = tmp_path / "state_full.json"
     state.write_text(json.dumps(reports[0]["state"]))
     half = tmp_path / "state_half.json"
     half.write_text(json.dumps(reports[0]["state_pending"]))
-    resumed = launch(tmp_path, restored, ["regroup", topic_tokens, seed, tmp_path / "resumed", 1, save_at, state, half],
-                     geometry=geometry(restored))
+    resumed = launch(tmp_path, restored, ["regroup", topic_tokens, seed, tmp_path / "resumed", clusters, save_at,
+                                          state, half], geometry=geometry(restored))
     assert len(resumed) == restored
     for key in ("steps", "half"):
         for i in range(len(resumed[0][key])):
             at = [q[key][i] for q in resumed]
-            for k in ("model_hash", "centroids_hash", "labels_hash", "version", "refreshes"):
+            for k in ("model_hash", "centroids_hash", "labels_hash", "version", "refreshes", "shared", "index"):
                 assert len({a[k] for a in at}) == 1, (seed, key, i, k, at)
-    # Saved at a window boundary: the resume reads window 4 on, 48 rows a window, none emitted before.
-    after = check_windows([q["steps"] for q in resumed], None)
-    assert sorted(after) == [4, 5, 6] and all(len(after[w]) == GLOBAL_WINDOW // 2 for w in (4, 5))
-    assert not emitted_before & {i for rows in after.values() for i in rows}, seed
+    # Saved at a window boundary: the resume reads window 4 on, 48 rows a window, and the batch index goes
+    # on as the step count.
+    after = check_windows([q["steps"] for q in resumed], 4)
+    assert sorted(after) == [4, 5, 6, 7] and [len(after[w]) for w in (4, 5, 6, 7)] == [48, 48, 48, 24], seed
+    assert [s["index"] for s in resumed[0]["steps"]] == list(range(save_at, save_at + 14)), seed
     # The model versions and weights carry over: as the uninterrupted run until the step-14 probe's refresh,
-    # which was split for the old ranks and is dropped (counted), so the version stays from then on.
+    # which was split for the old ranks and is dropped (counted), so the version stays until the step-20
+    # probe's model (split over the new ranks, every rank holding every share) selects from step 28.
     want = reports[0]["steps"]
     for q in resumed:
         got = q["steps"]
         assert [s["model_hash"] for s in got[:4]] == [s["model_hash"] for s in want[save_at:save_at + 4]], seed
-        assert [s["version"] for s in got[:4]] == [s["version"] for s in want[save_at:save_at + 4]], seed
-        assert {s["version"] for s in got} == {want[save_at]["version"]} != {want[-1]["version"]}, seed
-        assert got[-1]["dropped_rows"] == 0 and got[-1]["dropped_probes"] == 1, got[-1]
+        assert {s["version"] for s in got[:12]} == {want[save_at]["version"]} != {want[-1]["version"]}, seed
+        assert got[-1]["version"] == got[0]["version"] + 1 and got[-1]["refreshes"] == got[0]["refreshes"] + 1, seed
+        assert got[0]["dropped_rows"] == 0 and got[0]["dropped_probes"] == 1, got[0]
+        assert len(q["warning_steps"]) == 1 and "0 selected rows" in q["warning_steps"][0], q["warning_steps"]
         # saved with window 4 half emitted (2 steps of 4): its other half on every old rank is dropped, counted
         h = q["half"]
         assert h[-1]["dropped_rows"] == saved * (GLOBAL_WINDOW // 2 // saved - 2 * GLOBAL_BATCH // saved), h[-1]
         assert h[-1]["dropped_probes"] == 1
         assert len(q["warning_half"]) == 1 and f"{h[-1]['dropped_rows']} selected rows" in q["warning_half"][0], q
+        assert [s["index"] for s in h] == list(range(save_at + 2, save_at + 8)), seed
+    last = [q["steps"][-1] for q in resumed]
+    assert sum(s["kept"] for s in last) == last[0]["shared"] > 0 and all(0 < s["kept"] for s in last), last
     half_after = check_windows([q["half"] for q in resumed], 5)
     assert sorted(half_after) == [5, 6] and len(half_after[5]) == GLOBAL_WINDOW // 2
-    emitted_to_18 = {i for r in reports for s in r["steps"][:save_at + 2] for i in s["ids"]}
-    assert not emitted_to_18 & {i for rows in half_after.values() for i in rows}, seed
-    # Each new rank emits what one process alone (rank r of M, no group) emits from the same state.
-    for q in resumed:
-        got = run_reference(tmp_path, topic_tokens, seed, reports[0]["state"], q["rank"], restored, 10, 1,
-                            geometry(restored))
-        assert got == [s["ids"] for s in q["steps"]], (seed, q["rank"])
+    # Each new rank emits what one process alone (rank r of M, no group) emits from the same state. With one
+    # cluster the centroids do not enter the selection (the reference keeps no shared k-means).
+    if clusters == 1:
+        for q in resumed:
+            for key, state_key, n in (("steps", "state", 10), ("half", "state_pending", 6)):
+                got = run_reference(tmp_path, topic_tokens, seed, reports[0][state_key], q["rank"], restored, n,
+                                    clusters, geometry(restored))
+                assert got == [s["ids"] for s in q[key][:n]], (seed, q["rank"], key)
