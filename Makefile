@@ -10,7 +10,7 @@ JOBS ?= 2
 CORPUS := data/corpus
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: all deps corpus configure build demo test test-unit test-sanitizers bench-throughput bench-select clean
+.PHONY: all deps corpus configure build demo test test-unit test-sanitizers test-sanitizers-engine bench-throughput bench-select clean
 .PHONY: python-install test-python bench-python
 
 all: build
@@ -54,6 +54,19 @@ test-sanitizers: deps
 	  echo "== loader_tests under -fsanitize=$$flags" && \
 	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" \
 	    $(BUILD)-$$san/tests/loader_tests --gtest_brief=1 || exit 1; \
+	done
+
+# The engine (selection, model, probe, online loop, collectives) and its C++ tests under AddressSanitizer
+# with UndefinedBehaviorSanitizer, LibTorch uninstrumented ($(BUILD)-asan-engine). Not in `make test`: the
+# build alone takes ~35 min on 2 cores from cold, more than CI's budget leaves.
+ENGINE_SANITIZER_TESTS = selection model probe online distributed
+test-sanitizers-engine: deps corpus
+	cmake -S . -B $(BUILD)-asan-engine -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGROUPMATES_SANITIZE=address,undefined >/dev/null
+	cmake --build $(BUILD)-asan-engine -j$(JOBS) --target $(addsuffix _tests,$(ENGINE_SANITIZER_TESTS))
+	@for t in $(ENGINE_SANITIZER_TESTS); do \
+	  echo "== $${t}_tests under -fsanitize=address,undefined" && \
+	  ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) \
+	    $(BUILD)-asan-engine/tests/$$t/$${t}_tests --gtest_brief=1 || exit 1; \
 	done
 
 test: test-unit test-sanitizers test-python fuzz-smoke
