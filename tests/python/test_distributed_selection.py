@@ -49,6 +49,16 @@ def loader(**kw):
     return groupmates.GroupMatesLoader(sources=[path], sequence_length=T, batch_size=B, epochs=0, vocab_size=V,
                                        seed=seed, selection=dict(SELECTION), probes=dict(PROBES), **kw)
 
+def train_step(model, opt, b):
+    # one data-parallel step: gradients averaged over the ranks
+    loss = groupmates.next_token_loss(model, b["input_ids"])
+    opt.zero_grad()
+    loss.backward()
+    for p in model.parameters():
+        dist.all_reduce(p.grad)
+        p.grad /= world
+    opt.step()
+
 def record(l, step, b):
     s = l.selection_stats()
     report["steps"].append({"step": step, "index": int(b["index"]), "ids": [int(i) for i in b["ids"]],
@@ -67,13 +77,7 @@ if mode == "train":
     t0 = time.monotonic()
     for step in range(steps):
         b = next(l)
-        loss = groupmates.next_token_loss(model, b["input_ids"])
-        opt.zero_grad()
-        loss.backward()
-        for p in model.parameters():
-            dist.all_reduce(p.grad)
-            p.grad /= world
-        opt.step()
+        train_step(model, opt, b)
         probe = step < save_at + 2  # then no new probes (the reference runs without the model)
         l.on_step(step, model if probe else None, opt if probe else None, reference_batches=REFS)
         record(l, step, b)
@@ -114,13 +118,7 @@ elif mode == "regroup":  # rank 0's state of another number of ranks, restored o
         for step in range(start, start + n):
             b = next(l)
             if key == "steps":
-                loss = groupmates.next_token_loss(model, b["input_ids"])
-                opt.zero_grad()
-                loss.backward()
-                for p in model.parameters():
-                    dist.all_reduce(p.grad)
-                    p.grad /= world
-                opt.step()
+                train_step(model, opt, b)
             probe = key == "steps" and 20 <= step < 26  # one probe (step 20), exchanged by step 28
             l.on_step(step, model if probe else None, opt if probe else None, reference_batches=REFS)
             record(l, step, b)
