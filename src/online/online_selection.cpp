@@ -128,15 +128,16 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.window_selected",
                 "missing from a state saved by ranks sharing a model: the state text was edited or truncated");
   if (shared_) {  // before any check a rank could fail alone: the others would wait in a collective
-    const uint64_t global[7] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
-                                hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos, cfg_.window_size};
+    const uint64_t global[9] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
+                                hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos, cfg_.window_size,
+                                static_cast<uint64_t>(cfg_.mode), hash_of(models_.encoder_identity())};
     const std::vector<uint64_t> h =
         hashes_of_ranks(*collectives_, std::string(reinterpret_cast<const char*>(global), sizeof global));
     for (size_t q = 1; q < h.size(); ++q)
       if (h[q] != h[0])
         throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm",
                     "rank " + std::to_string(q) + " restores another selection state (model, labels, centroids or "
-                    "position) than rank 0, or has another SelectionConfig.window_size: every rank of a shared model "
+                    "position) than rank 0, or another SelectionConfig mode, window_size or encoder: every rank of a shared model "
                     "restores the same saved state (e.g. rank 0's) with the same config");
   }
   if (regrouped && s.window_size * s.world_size != cfg_.window_size * ranks)
@@ -163,19 +164,22 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   if (!s.labels.bytes.empty()) labels_->load(s.labels.bytes);
   s.visit_counters(stats_, [](const auto& saved, auto& live) { live = static_cast<std::decay_t<decltype(live)>>(saved); });
   if (regrouped) {
-    // What one rank counted of the rows it read and emitted and of the probes' cost (its share): per rank,
-    // so M ranks continue from N/M of it (exact with the same global window and batch). The budget and the
-    // Python batch index (selected / batch_size) read these.
-    const auto rescale = [&](auto& per_rank) {
-      per_rank = static_cast<std::decay_t<decltype(per_rank)>>(per_rank * s.world_size / ranks);
+    // What one rank counted of the rows it read and emitted and of the probes' rollouts (its share): per
+    // rank, so M ranks continue from N/M of it (exact with the same global window and batch); what every
+    // rank counts whole per probe (R_0, the reference gradient) stays. The budget and the Python batch
+    // index (selected / batch_size) read these.
+    const auto rescale = [&](auto& per_rank, double whole = 0) {
+      per_rank = static_cast<std::decay_t<decltype(per_rank)>>((per_rank - whole) * s.world_size / ranks + whole);
     };
     rescale(stats_.seen);
     rescale(stats_.selected);
     rescale(stats_.cost.train_tokens);
-    rescale(stats_.cost.probe_train_tokens);
-    rescale(stats_.cost.probe_eval_tokens);
+    rescale(stats_.cost.probe_train_tokens, double(s.probe_fixed_train_tokens.value));
+    rescale(stats_.cost.probe_eval_tokens, double(s.probe_fixed_eval_tokens.value));
   }
   failures_at_last_success_ = stats_.refreshes_failed;  // a run of failures starts afresh in a new process
+  probe_fixed_train_tokens_ = double(s.probe_fixed_train_tokens.value);
+  probe_fixed_eval_tokens_ = double(s.probe_fixed_eval_tokens.value);
   // A probe shared across the old ranks and not exchanged is dropped below: it trains nothing.
   const auto dropped = [&](const SavedRefresh& r) {
     return regrouped && r.weights.bytes.compare(0, kUnsharedProbe.size(), kUnsharedProbe) == 0;
@@ -637,9 +641,12 @@ void OnlineSelection::count_probe_cost(double attempted) {
   // backward over the reference rows per probe (counted as training tokens).
   const bool first_order = pc.first_order_labels;
   const double reference = double(reference_tokens_);
-  const double train_tokens = attempted * pc.rollout_length * width + (first_order && attempted > 0 ? reference : 0.0);
-  const double eval_tokens = (1.0 + (first_order ? 0.0 : attempted * pc.rollout_length)) * reference;
+  const double fixed_train = first_order && attempted > 0 ? reference : 0.0, fixed_eval = reference;
+  const double train_tokens = attempted * pc.rollout_length * width + fixed_train;
+  const double eval_tokens = fixed_eval + (first_order ? 0.0 : attempted * pc.rollout_length * reference);
   std::lock_guard<std::mutex> lock(stats_mu_);
+  probe_fixed_train_tokens_ += fixed_train;
+  probe_fixed_eval_tokens_ += fixed_eval;
   stats_.cost.probe_train_tokens += train_tokens;
   stats_.cost.probe_eval_tokens += eval_tokens;
   stats_.cost.probe_flops += 3.0 * flops_per_token_ * train_tokens + flops_per_token_ * eval_tokens;
@@ -682,6 +689,8 @@ LoaderState OnlineSelection::save() {
     std::lock_guard<std::mutex> lock(stats_mu_);
     s.backoff_streak = backoff_.streak();
     s.backoff_skip = backoff_.pending_skips();
+    s.probe_fixed_train_tokens.value = uint64_t(probe_fixed_train_tokens_);
+    s.probe_fixed_eval_tokens.value = uint64_t(probe_fixed_eval_tokens_);
   }
   if (labels_->size() > 0) s.labels.bytes = labels_->save();
   for (const Pending& p : pending_) {

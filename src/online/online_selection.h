@@ -147,6 +147,9 @@ class OnlineSelection {
   mutable std::mutex stats_mu_;
   SelectionStats stats_;
   uint64_t failures_at_last_success_ = 0;   // failures_locked() at the last refresh that trained (stats_mu_)
+  // Of stats_.cost.probe_*_tokens, what every rank counts whole per probe (R_0, the reference gradient):
+  // not rescaled when a state resumes on another number of ranks (stats_mu_).
+  double probe_fixed_train_tokens_ = 0, probe_fixed_eval_tokens_ = 0;
   SelectionLog log_;
   ProbeBackoff backoff_;  // guarded by stats_mu_ (refresh() on the probe thread, on_step() on the trainer's)
 };

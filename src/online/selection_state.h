@@ -65,6 +65,8 @@ struct SelectionState {
   uint64_t windows = 0, warmup_windows = 0, seen = 0, selected = 0, refreshes = 0, refreshes_failed = 0,
            refreshes_rejected_nonfinite = 0, refreshes_gated = 0, probes_skipped_backoff = 0;
   uint64_t train_tokens = 0, probe_train_tokens = 0, probe_eval_tokens = 0;
+  OptionalCount probe_fixed_train_tokens, probe_fixed_eval_tokens;  ///< of the probe tokens, R_0 and the reference
+                                                                     ///< gradient (counted whole on every rank)
   std::vector<VersionSwitch> switches;
   OptionalCount resume_dropped_rows, resume_dropped_probes;
 
@@ -136,6 +138,8 @@ struct SelectionState {
     f("gm.cost.train_tokens", s.train_tokens);
     f("gm.cost.probe_train_tokens", s.probe_train_tokens);
     f("gm.cost.probe_eval_tokens", s.probe_eval_tokens);
+    f("gm.cost.probe_fixed_train_tokens", s.probe_fixed_train_tokens);
+    f("gm.cost.probe_fixed_eval_tokens", s.probe_fixed_eval_tokens);
     f("gm.switches", s.switches);
     f("gm.stats.resume_dropped_rows", s.resume_dropped_rows);
     f("gm.stats.resume_dropped_probes", s.resume_dropped_probes);

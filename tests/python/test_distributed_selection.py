@@ -66,7 +66,9 @@ def record(l, step, b):
                             "centroids_hash": s.centroids_hash, "labels_hash": s.labels_hash,
                             "version": s.model_version, "refreshes": s.refreshes, "shared": s.shared_rollouts,
                             "kept": s.probes.rollouts_kept, "bytes": s.shared_bytes,
-                            "dropped_rows": s.resume_dropped_rows, "dropped_probes": s.resume_dropped_probes})
+                            "dropped_rows": s.resume_dropped_rows, "dropped_probes": s.resume_dropped_probes,
+                            "seen": s.seen, "train_tokens": s.cost.train_tokens,
+                            "probe_train_tokens": s.cost.probe_train_tokens})
 
 if mode == "train":
     steps, save_at = int(sys.argv[6]), int(sys.argv[7])
@@ -330,6 +332,8 @@ def run_reference(tmp_path, topic_tokens, seed, state, rank, world, steps, clust
     return json.loads(p.stdout)
 
 
+REFERENCE_TOKENS = 4 * 16  # the rank script's REFS
+
 # The same global window (96 rows) and global batch (12 rows) on every number of ranks: 48 rows selected
 # per window, 4 steps per window.
 GLOBAL_WINDOW, GLOBAL_BATCH = 96, 12
@@ -409,6 +413,15 @@ def test_a_state_saved_on_n_ranks_resumes_on_m_ranks_at_the_next_window(tmp_path
     after = check_windows([q["steps"] for q in resumed], 4)
     assert sorted(after) == [4, 5, 6, 7] and [len(after[w]) for w in (4, 5, 6, 7)] == [48, 48, 48, 24], seed
     assert [s["index"] for s in resumed[0]["steps"]] == list(range(save_at, save_at + 14)), seed
+    # the per-rank counters go on as the M ranks' share of the global ones (the budget reads the tokens)
+    for key, first in (("steps", save_at), ("half", save_at + 2)):
+        assert resumed[0][key][0]["train_tokens"] * restored == reports[0]["steps"][first]["train_tokens"] * saved
+    assert resumed[0]["steps"][0]["seen"] * restored == reports[0]["steps"][save_at]["seen"] * saved
+    # probe tokens: the rank's share of the rollouts rescaled, the reference gradient (first-order labels:
+    # the 64 reference tokens, whole on every rank) of each of the 2 probes exchanged by the save not
+    whole = 2 * REFERENCE_TOKENS
+    got, orig = resumed[0]["steps"][0]["probe_train_tokens"], reports[0]["steps"][save_at - 1]["probe_train_tokens"]
+    assert got - whole == pytest.approx((orig - whole) * saved / restored), (got, orig)
     # The model versions and weights carry over: as the uninterrupted run until the step-14 probe's refresh,
     # which was split for the old ranks and is dropped (counted), so the version stays until the step-20
     # probe's model (split over the new ranks, every rank holding every share) selects from step 28.
