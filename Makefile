@@ -57,8 +57,8 @@ test-sanitizers: deps
 	done
 
 # The engine (selection, model, probe, online loop, collectives) and its C++ tests under AddressSanitizer
-# with UndefinedBehaviorSanitizer, LibTorch uninstrumented ($(BUILD)-asan-engine). Not in `make test`: the
-# build alone takes ~35 min on 2 cores from cold, more than CI's budget leaves.
+# with UndefinedBehaviorSanitizer, LibTorch uninstrumented ($(BUILD)-asan-engine). Not in `make test`: its
+# build takes ~14 min on 2 cores without ccache and the suites ~3 min, more than CI's 30-minute budget leaves.
 ENGINE_SANITIZER_TESTS = selection model probe online distributed
 test-sanitizers-engine: deps corpus
 	cmake -S . -B $(BUILD)-asan-engine -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGROUPMATES_SANITIZE=address,undefined >/dev/null
