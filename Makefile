@@ -57,16 +57,22 @@ test-sanitizers: deps
 	done
 
 # The engine (selection, model, probe, online loop, collectives) and its C++ tests under AddressSanitizer
-# with UndefinedBehaviorSanitizer, LibTorch uninstrumented ($(BUILD)-asan-engine). Not in `make test`: its
-# build takes ~14 min on 2 cores without ccache and the suites ~3 min, more than CI's 30-minute budget leaves.
+# with UndefinedBehaviorSanitizer ($(BUILD)-asan-engine) and under ThreadSanitizer ($(BUILD)-tsan-engine),
+# LibTorch uninstrumented, no suppressions. Not in `make test`: each build takes ~9-14 min on 2 cores
+# without ccache and its suites ~3 min, more than CI's 30-minute budget leaves.
 ENGINE_SANITIZER_TESTS = selection model probe online distributed
 test-sanitizers-engine: deps corpus
-	cmake -S . -B $(BUILD)-asan-engine -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGROUPMATES_SANITIZE=address,undefined >/dev/null
-	cmake --build $(BUILD)-asan-engine -j$(JOBS) --target $(addsuffix _tests,$(ENGINE_SANITIZER_TESTS))
-	@for t in $(ENGINE_SANITIZER_TESTS); do \
-	  echo "== $${t}_tests under -fsanitize=address,undefined" && \
-	  ASAN_OPTIONS="detect_leaks=1" UBSAN_OPTIONS="print_stacktrace=1" GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) \
-	    $(BUILD)-asan-engine/tests/$$t/$${t}_tests --gtest_brief=1 || exit 1; \
+	@for san in address thread; do \
+	  flags=$$san; [ $$san = address ] && flags=address,undefined; \
+	  dir=$(BUILD)-$$(echo $$san | cut -c1)san-engine; \
+	  cmake -S . -B $$dir -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGROUPMATES_SANITIZE=$$flags >/dev/null && \
+	  cmake --build $$dir -j$(JOBS) --target $(addsuffix _tests,$(ENGINE_SANITIZER_TESTS)) || exit 1; \
+	  for t in $(ENGINE_SANITIZER_TESTS); do \
+	    echo "== $${t}_tests under -fsanitize=$$flags" && \
+	    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ASAN_OPTIONS="detect_leaks=1" \
+	    UBSAN_OPTIONS="print_stacktrace=1" GROUPMATES_CORPUS=$(CURDIR)/$(CORPUS) \
+	      $$dir/tests/$$t/$${t}_tests --gtest_brief=1 || exit 1; \
+	  done; \
 	done
 
 test: test-unit test-sanitizers test-python fuzz-smoke

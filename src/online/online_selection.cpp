@@ -482,9 +482,11 @@ void OnlineSelection::set_reference(const torch::Tensor& rows) {
 void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
   step_ = step;
   if (target != nullptr) {
-    flops_per_token_ = target->forward_flops_per_token();
-    reference_tokens_ = target->reference_tokens();
-    std::lock_guard<std::mutex> lock(stats_mu_);
+    const double flops = target->forward_flops_per_token();
+    const int64_t reference = target->reference_tokens();
+    std::lock_guard<std::mutex> lock(stats_mu_);  // the probe thread reads both (count_probe_cost)
+    flops_per_token_ = flops;
+    reference_tokens_ = reference;
     stats_.cost.flops_per_token = flops_per_token_;
     stats_.cost.train_flops = 3.0 * flops_per_token_ * double(stats_.cost.train_tokens);
   }
@@ -640,11 +642,11 @@ void OnlineSelection::count_probe_cost(double attempted) {
   // Steps 3 F per token, evaluations F per token; first-order labels: no evaluation after a step, one
   // backward over the reference rows per probe (counted as training tokens).
   const bool first_order = pc.first_order_labels;
+  std::lock_guard<std::mutex> lock(stats_mu_);  // on_step writes reference_tokens_ and flops_per_token_
   const double reference = double(reference_tokens_);
   const double fixed_train = first_order && attempted > 0 ? reference : 0.0, fixed_eval = reference;
   const double train_tokens = attempted * pc.rollout_length * width + fixed_train;
   const double eval_tokens = fixed_eval + (first_order ? 0.0 : attempted * pc.rollout_length * reference);
-  std::lock_guard<std::mutex> lock(stats_mu_);
   probe_fixed_train_tokens_ += fixed_train;
   probe_fixed_eval_tokens_ += fixed_eval;
   stats_.cost.probe_train_tokens += train_tokens;

@@ -135,8 +135,8 @@ class OnlineSelection {
   std::unique_ptr<InfluenceRefresher> refresher_;  // used on the probe thread only (after construction)
   std::vector<Pending> pending_;
   std::shared_ptr<std::promise<std::string>> inflight_;  // the running probe's refresh result
-  double flops_per_token_ = 0;              // of the last target (cost accounting; probe thread reads after hand-off)
-  int64_t reference_tokens_ = 0;
+  double flops_per_token_ = 0;              // of the last target (cost accounting; stats_mu_: the probe thread reads it)
+  int64_t reference_tokens_ = 0;            // of the last target's reference rows (stats_mu_)
 
   std::shared_ptr<Collectives> collectives_;  // null: one rank
   bool shared_ = false;                     // more than one rank: probes, model and centroids shared
