@@ -14,7 +14,8 @@ ckpt.pt.tmp, fsync'ed, renamed over ckpt.pt, directory fsync'ed. A process only 
 ckpt.pt, so a checkpoint torn by a kill (a tmp file left behind, counted) is never read back.
 
 Kill moments: after a restart from checkpoint step c, a step s drawn uniformly from
-[c + every, c + 2 * every] (at most steps - 1); once the process has logged step s, a delay drawn
+[c + every + 1, c + 2 * every] (at most steps - 1: so checkpoint c + every is whole before the kill and
+every restart makes progress); once the process has logged step s, a delay drawn
 uniformly from [0, 1.5 x the reference run's seconds per step], then SIGKILL: the kill lands in a
 training step, a probe, a loader read or a checkpoint write. After each kill the checkpoint is
 loaded here (it must be whole, at a multiple of `every`, and not older than the last one written
@@ -248,7 +249,10 @@ def run_mode(mode, args, rng, root):
         if segment_index == args.kills:  # the last process runs to the end
             wait_exit(pid, f"{mode}: the last process", seg, args.timeout)
         else:
-            target = rng.randint(resumed_from + args.every, min(resumed_from + 2 * args.every, args.steps - 1))
+            # From c + every + 1 on, checkpoint c + every is whole before the kill: every restart makes progress
+            # (from c + every, three kills in a row could all tear the first write and restart from 0).
+            high = min(resumed_from + 2 * args.every, args.steps - 1)
+            target = rng.randint(min(resumed_from + args.every + 1, high), high)
             delay = rng.uniform(0, 1.5 * per_step)
             deadline = time.time() + args.timeout
             while (last_logged(seg) or 0) < target:
