@@ -23,6 +23,7 @@ uint64_t hash_of(const std::string& s) { return XXH3_64bits(s.data(), s.size());
 // A saved refresh whose probe ran on many ranks and was not exchanged yet: this marker, the rank's
 // attempted count (int64), then its labelled rollouts (serialize_rollouts).
 const std::string kUnsharedProbe("gm.unshared-probe\n", 18);
+bool is_unshared_probe(const SavedRefresh& r) { return r.weights.bytes.compare(0, kUnsharedProbe.size(), kUnsharedProbe) == 0; }
 }  // namespace
 
 OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& loader, SelectionConfig selection,
@@ -101,15 +102,10 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   next_ = read_window();
 }
 
-// Re-reads and re-selects the current window exactly as the original run did.
-void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& loader) {
-  SelectionState s = SelectionState::read(state.extra);
-  // Alone, a state is per rank (its model, centroids and labels are its own). Shared across ranks they
-  // are global, and so is the stream position: one state (e.g. rank 0's) restores every rank, on the same
-  // number of ranks or on another with the same global window (N -> M, below); the rank's importance
-  // estimate and counters then come from that state.
-  const uint64_t ranks = core_.config().world_size;  // resolved (rank_environment.h)
-  const bool regrouped = s.world_size != ranks;       // N -> M: the resume starts at a window boundary
+// Whether a state saved on (rank, world size) restores here; the same outcome on every rank (it reads the
+// state and this rank's resolved position only), so no rank fails alone before the restore's collective.
+void OnlineSelection::check_ranks(const SelectionState& s, bool regrouped) const {
+  const uint64_t ranks = core_.config().world_size;
   const std::string where = " (saved: rank " + std::to_string(s.rank) + " of " + std::to_string(s.world_size) +
                             "; here: rank " + std::to_string(core_.config().rank) + " of " + std::to_string(ranks) + ")";
   if (regrouped && !s.shared.present)
@@ -127,6 +123,18 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   if (regrouped && s.has_current && !s.window_selected.present)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.window_selected",
                 "missing from a state saved by ranks sharing a model: the state text was edited or truncated");
+}
+
+// Re-reads and re-selects the current window exactly as the original run did.
+void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& loader) {
+  SelectionState s = SelectionState::read(state.extra);
+  // Alone, a state is per rank (its model, centroids and labels are its own). Shared across ranks they
+  // are global, and so is the stream position: one state (e.g. rank 0's) restores every rank, on the same
+  // number of ranks or on another with the same global window (N -> M, below); the rank's importance
+  // estimate and counters then come from that state.
+  const uint64_t ranks = core_.config().world_size;  // resolved (rank_environment.h)
+  const bool regrouped = s.world_size != ranks;       // N -> M: the resume starts at a window boundary
+  check_ranks(s, regrouped);
   if (shared_) {  // before any check a rank could fail alone: the others would wait in a collective
     const uint64_t global[9] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
                                 hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos, cfg_.window_size,
@@ -181,9 +189,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   probe_fixed_train_tokens_ = double(s.probe_fixed_train_tokens.value);
   probe_fixed_eval_tokens_ = double(s.probe_fixed_eval_tokens.value);
   // A probe shared across the old ranks and not exchanged is dropped below: it trains nothing.
-  const auto dropped = [&](const SavedRefresh& r) {
-    return regrouped && r.weights.bytes.compare(0, kUnsharedProbe.size(), kUnsharedProbe) == 0;
-  };
+  const auto dropped = [&](const SavedRefresh& r) { return regrouped && is_unshared_probe(r); };
   const bool will_refresh = std::any_of(s.pending.begin(), s.pending.end(), [&](const SavedRefresh& r) { return !dropped(r); });
   refresher_->load(s.trainer.bytes, s.refreshes > 0 || s.refreshes_gated > 0 || will_refresh);
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
@@ -230,7 +236,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     p.promise = promise;
     p.blob = promise->get_future().share();
     const std::string& bytes = saved.weights.bytes;
-    if (bytes.compare(0, kUnsharedProbe.size(), kUnsharedProbe) == 0) {  // this rank's share, exchanged later
+    if (is_unshared_probe(saved)) {  // this rank's share, exchanged later
       if (!shared_ || !probe_out_)
         throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.pending",
                     "holds a probe shared across ranks and not exchanged yet (step " + std::to_string(p.probe_step) +

@@ -49,6 +49,8 @@
 
 namespace groupmates {
 
+struct SelectionState;
+
 class OnlineSelection {
  public:
   /// `core` yields windows (its batch_size is the window size); `restore` is a state saved by
@@ -95,6 +97,7 @@ class OnlineSelection {
   void share_unshared_refreshes();                         // every pending refresh not shared yet
   void count_probe_cost(double attempted);                 // probe tokens and FLOPs of `attempted` rollouts
   void restore(const LoaderState& state, const LoaderConfig& loader);
+  void check_ranks(const SelectionState& s, bool regrouped) const;
   const Selector& selector_for(bool trained) const;
   void log_rows(const std::vector<int64_t>& rows);
   /// Probes failed or timed out plus refreshes failed so far (stats_mu_ held).
