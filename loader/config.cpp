@@ -54,7 +54,8 @@ void LoaderConfig::validate() const {
     bad("reader_index", "is " + std::to_string(reader_index) + "; must be < reader_count (" + std::to_string(reader_count) + ")");
   if (num_threads < 1 || num_threads > 256) bad("num_threads", "is " + std::to_string(num_threads) + "; allowed 1..256");
   if (prefetch_batches < 1 || prefetch_batches > 4096) bad("prefetch_batches", "is " + std::to_string(prefetch_batches) + "; allowed 1..4096");
-  if (shuffle_block > (1u << 24)) bad("shuffle_block", "is " + std::to_string(shuffle_block) + "; allowed 0..16777216 documents");
+  if (shuffle_block > (1u << 24) && shuffle_block != kShuffleBlockAuto)
+    bad("shuffle_block", "is " + std::to_string(shuffle_block) + "; allowed 0..16777216 documents, or kShuffleBlockAuto");
   if (shuffle_span < 1 || shuffle_span > (1u << 24)) bad("shuffle_span", "is " + std::to_string(shuffle_span) + "; allowed 1..16777216 blocks");
   if (tokenize_ahead < 1 || tokenize_ahead > (1u << 20)) bad("tokenize_ahead", "is " + std::to_string(tokenize_ahead) + "; allowed 1..1048576");
   if (vocab_size > 0 && eos_id >= static_cast<int64_t>(vocab_size))

@@ -95,6 +95,7 @@ struct StreamingLoader::Impl {
   struct OpenedSource {
     std::vector<std::string> paths;
     std::vector<DataFileFingerprint> files;
+    LocalShuffle shuffle;  // the local shuffle in effect (block 0: global, or windows)
   };
   std::vector<OpenedSource> opened;
   LazyThreadPool pool;  // its threads start at the first read-ahead or batch (construction starts none)
@@ -157,7 +158,7 @@ struct StreamingLoader::Impl {
     ctx.source_name = source_name(config, i);
     ctx.seed = config.seed;
     ctx.shuffle = config.shuffle;
-    ctx.shuffle_block = config.shuffle_block;
+    ctx.shuffle_block = 0;  // set for documents by open_source (kShuffleBlockAuto is chosen per source)
     ctx.shuffle_span = config.shuffle_span;
     ctx.sequence_length = config.row_length();
     ctx.packing = config.packing;
@@ -176,8 +177,9 @@ struct StreamingLoader::Impl {
     SourceConfig sc = config.sources[i];
     sc.name = source_name(config, i);  // readers label their skip counters with it
     sc.paths = paths;
-    const CursorContext ctx = cursor_context(i);
+    CursorContext ctx = cursor_context(i);
     std::unique_ptr<SourceCursor> cursor;
+    LocalShuffle shuffle;
     if (sc.format == SourceFormat::kTokenFile) {
       auto src = std::make_shared<const TokenFileSource>(sc, config.row_length());
       if (src->num_windows() == 0)
@@ -187,11 +189,19 @@ struct StreamingLoader::Impl {
       cursor = make_window_cursor(src, ctx);
     } else {
       std::shared_ptr<const DocumentSource> src = open_document_source(sc, config.bad_input);
+      if (config.shuffle && config.shuffle_block == kShuffleBlockAuto) {
+        shuffle = src->auto_shuffle(config.shuffle_span);
+      } else if (config.shuffle && config.shuffle_block > 0) {
+        shuffle = {config.shuffle_block, config.shuffle_span};
+      }
+      ctx.shuffle_block = shuffle.block;
+      if (shuffle.block > 0) ctx.shuffle_span = shuffle.span;
       cursor = make_document_cursor(src, ctx);
     }
     OpenedSource o;
     o.paths = std::move(paths);
     o.files = cursor->data_files();
+    o.shuffle = shuffle;
     for (auto& f : o.files) f.source = static_cast<uint32_t>(i);
     if (cursors.size() <= i) cursors.resize(i + 1), opened.resize(i + 1);
     cursors[i] = std::move(cursor);
@@ -217,7 +227,13 @@ struct StreamingLoader::Impl {
       const bool documents = std::any_of(config.sources.begin(), config.sources.end(),
                                          [](const SourceConfig& sc) { return sc.format != SourceFormat::kTokenFile; });
       // Only when it orders something (documents) and is set: fingerprints of earlier states stay valid.
-      if (config.shuffle && config.shuffle_block > 0 && documents) {
+      if (config.shuffle && config.shuffle_block == kShuffleBlockAuto) {
+        // What auto chose, per source; nothing when every source is globally permuted (as before auto).
+        if (std::any_of(opened.begin(), opened.end(), [](const OpenedSource& o) { return o.shuffle.block > 0; })) {
+          mix(0x6175746fULL);
+          for (const OpenedSource& o : opened) mix((uint64_t{o.shuffle.block} << 32) | o.shuffle.span);
+        }
+      } else if (config.shuffle && config.shuffle_block > 0 && documents) {
         mix(0x626c6f636bULL);
         mix(config.shuffle_block);
         mix(config.shuffle_span);
@@ -391,7 +407,22 @@ struct StreamingLoader::Impl {
       throw Error(ErrorCode::kInvalidState, "LoaderState.config_fingerprint",
                   "the state was saved with different data or stream settings (sources, their files and paths, seed, "
                   "sequence_length, shuffle, shuffle_block/shuffle_span, packing, eos/pad ids, weights): restore it with the "
-                  "same config" + v1);
+                  "same config" + auto_shuffle_hint() + v1);
+  }
+
+  // For a refused state when kShuffleBlockAuto chose a local shuffle: what it depends on, and how to
+  // restore a state saved before auto.
+  std::string auto_shuffle_hint() const {
+    if (config.shuffle_block != kShuffleBlockAuto) return "";
+    for (size_t i = 0; i < opened.size(); ++i) {
+      if (opened[i].shuffle.block > 0)
+        return "; note: shuffle_block is kShuffleBlockAuto (the default), which chose for source '" + names[i] +
+               "' a local shuffle of blocks of " + std::to_string(opened[i].shuffle.block) + " documents and spans of " +
+               std::to_string(opened[i].shuffle.span) + " blocks from its zstd frames and zstd_cache_bytes (keep "
+               "zstd_cache_bytes as saved); a state saved with the global shuffle (the default before auto) restores "
+               "with shuffle_block = 0";
+    }
+    return "";
   }
 
   void restore(const LoaderState& s) {
@@ -405,7 +436,7 @@ struct StreamingLoader::Impl {
         throw Error(ErrorCode::kInvalidState, "LoaderState.config_fingerprint",
                     "the state was saved with different data or stream settings (sources, their files' content and "
                     "order, seed, sequence_length, shuffle, shuffle_block/shuffle_span, packing, eos/pad ids, weights): "
-                    "restore it with the same config");
+                    "restore it with the same config" + auto_shuffle_hint());
     }
     // Another global batch size (ranks, or batch-size ramp-up) continues at the same stream position:
     // the next global batch takes the next global_batch_size() candidates after the `samples` consumed.
@@ -708,5 +739,11 @@ LoaderStats StreamingLoader::stats() const {
 const LoaderConfig& StreamingLoader::config() const { return impl_->config; }
 
 uint64_t StreamingLoader::config_fingerprint() const { return impl_->fingerprint; }
+
+std::vector<std::pair<uint32_t, uint32_t>> StreamingLoader::local_shuffles() const {
+  std::vector<std::pair<uint32_t, uint32_t>> out;
+  for (const auto& o : impl_->opened) out.emplace_back(o.shuffle.block, o.shuffle.block > 0 ? o.shuffle.span : 0);
+  return out;
+}
 
 }  // namespace groupmates

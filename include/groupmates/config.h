@@ -35,6 +35,8 @@ enum class BadInputPolicy {
 /// One data source: a set of files of one format, blended with the others by weight.
 /// SourceConfig::eos_id: the source appends LoaderConfig::eos_id.
 inline constexpr int64_t kLoaderEosId = -2;
+/// LoaderConfig::shuffle_block: choose per source (a local shuffle for .jsonl.zst, global otherwise).
+inline constexpr uint32_t kShuffleBlockAuto = 0xFFFFFFFFu;
 
 struct SourceConfig {
   std::string name;                    ///< label used in ids, logs and counters; defaults to "source<i>"
@@ -92,11 +94,15 @@ struct LoaderConfig {
   uint32_t reader_index = 0;           ///< g % reader_count == reader_index, and plans the others without reading them
   uint64_t seed = 0;
   bool shuffle = true;
-  uint32_t shuffle_block = 0;          ///< Megatron/JSONL, with shuffle: 0 = one global permutation of documents;
-                                       ///< B > 0 = a local shuffle: blocks of B consecutive documents permuted, the
-                                       ///< documents of every shuffle_span blocks in a row mixed (reads stay near each
-                                       ///< other: a .jsonl.zst frame is decompressed about once, not once per document)
-  uint32_t shuffle_span = 256;         ///< blocks whose documents are mixed together (shuffle_block > 0)
+  uint32_t shuffle_block = kShuffleBlockAuto;  ///< Megatron/JSONL, with shuffle: 0 = one global permutation of
+                                       ///< documents; B > 0 = a local shuffle: blocks of B consecutive documents permuted,
+                                       ///< the documents of every shuffle_span blocks in a row mixed (reads stay near each
+                                       ///< other: a .jsonl.zst frame is decompressed about once, not once per document);
+                                       ///< kShuffleBlockAuto (default): per source, a local shuffle for .jsonl.zst (B = its
+                                       ///< documents per zstd frame, span at most a quarter of the frames zstd_cache_bytes
+                                       ///< holds), the global permutation for the others (StreamingLoader::local_shuffles();
+                                       ///< the choice is in the state's fingerprint: resume with the same zstd_cache_bytes)
+  uint32_t shuffle_span = 256;         ///< blocks whose documents are mixed together (shuffle_block > 0; with auto, at most)
   uint32_t epochs = 1;                 ///< passes over the blend; 0 = endless
   PackingMode packing = PackingMode::kPacked;
   int64_t eos_id = -1;                 ///< separator between packed documents; -1 = none (kTokenFile ignores it)

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "groupmates/candidate_id.h"
@@ -75,6 +76,9 @@ class StreamingLoader {
   const LoaderConfig& config() const;
   /// Hash of everything that defines the global stream (sources' data by content, not path; seed, shapes).
   uint64_t config_fingerprint() const;
+  /// Per source, the local shuffle in effect as {shuffle_block, shuffle_span}: what shuffle_block set, or
+  /// what kShuffleBlockAuto chose; {0, 0} for the global permutation (and for token files, no shuffle).
+  std::vector<std::pair<uint32_t, uint32_t>> local_shuffles() const;
 
  private:
   struct Impl;

@@ -29,6 +29,13 @@ struct SourceCacheStats {
   uint64_t frame_bytes = 0;        ///< decompressed bytes the LRU holds now
 };
 
+/// A local shuffle (LoaderConfig::shuffle_block / shuffle_span); block 0 = the global permutation.
+struct LocalShuffle {
+  uint32_t block = 0;
+  uint32_t span = 0;
+  bool operator==(const LocalShuffle& o) const { return block == o.block && span == o.span; }
+};
+
 /// A source whose unit is the document. Documents are numbered 0..num_documents()-1 across all
 /// of the source's files, in file order. Opening is cheap (maps files, reads headers, never
 /// walks a whole index); read() is thread-safe.
@@ -51,6 +58,12 @@ class DocumentSource {
   virtual std::vector<DataFileFingerprint> data_files() const = 0;
   /// Its cache counters so far (zero for a source without caches).
   virtual SourceCacheStats cache_stats() const { return {}; }
+  /// What LoaderConfig::kShuffleBlockAuto chooses for it, with spans of at most `max_span` blocks:
+  /// the global permutation (the default) where any document is as cheap to read as its neighbour.
+  virtual LocalShuffle auto_shuffle(uint32_t max_span) const {
+    (void)max_span;
+    return {};
+  }
 };
 
 /// Opens a kMegatron or kJsonl source. Throws Error (kIo / kCorruptData / kInvalidConfig).

@@ -330,8 +330,10 @@ Document JsonlSource::read(uint64_t i, SkipCounters& skips) const {
   std::string detail;
   LineBytes raw = bytes(i);
   Problem p = parse(raw.bytes, &s, &detail);
-  auto tokens = std::make_shared<std::vector<uint32_t>>();
+  std::shared_ptr<std::vector<uint32_t>> tokens = token_buffers_.take();  // a recycled vector: no malloc per document
+  tokens->clear();
   if (p == Problem::kNone) {
+    tokens->reserve(s.size() / 3 + 16);  // ~4 bytes a token in English, 1 a character in 3-byte scripts
     tokenizer_->encode(s, *tokens);
     if (tokens->empty()) {
       p = Problem::kEmptyText;
@@ -381,6 +383,22 @@ uint64_t JsonlSource::memory_bytes() const {
 }
 
 FrameCache::Stats JsonlSource::frame_cache_stats() const { return cache_->stats(); }
+
+LocalShuffle JsonlSource::auto_shuffle(uint32_t max_span) const {
+  uint64_t lines = 0, frames = 0, bytes = 0;
+  for (const auto& f : files_) {
+    if (!f->compressed) continue;
+    lines += f->index.starts.size();
+    frames += f->index.frames.size();
+    bytes += f->index.size;
+  }
+  if (frames == 0 || lines == 0) return {};
+  LocalShuffle s;
+  s.block = static_cast<uint32_t>(std::clamp<uint64_t>((lines + frames / 2) / frames, 1, uint64_t{1} << 24));
+  const uint64_t frame_bytes = std::max<uint64_t>(1, bytes / frames);
+  s.span = static_cast<uint32_t>(std::clamp<uint64_t>(cache_->budget_bytes() / frame_bytes / 4, 1, std::max<uint32_t>(1, max_span)));
+  return s;
+}
 
 SourceCacheStats JsonlSource::cache_stats() const {
   SourceCacheStats s;

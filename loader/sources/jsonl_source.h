@@ -30,6 +30,7 @@
 #include "sources/document_source.h"
 #include "sources/frame_cache.h"
 #include "sources/line_index_cache.h"
+#include "util/buffer_recycler.h"
 #include "groupmates/config.h"
 
 namespace groupmates {
@@ -58,6 +59,10 @@ class JsonlSource : public DocumentSource {
   uint64_t fingerprint() const override;
   uint64_t path_fingerprint() const override;
   SourceCacheStats cache_stats() const override;
+  /// With zstd-compressed files: blocks of the mean lines per frame (>= 1) over those files, spans of
+  /// a quarter of the frames (of their mean size) the frame cache holds, at most max_span, at least 1;
+  /// the global permutation for plain files only.
+  LocalShuffle auto_shuffle(uint32_t max_span) const override;
   std::vector<DataFileFingerprint> data_files() const override;
 
   /// Checks record i and extracts its text without tokenizing; on a problem, *detail (if given)
@@ -97,6 +102,8 @@ class JsonlSource : public DocumentSource {
   BadInputPolicy policy_;
   std::shared_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<FrameCache> cache_;
+  // Documents' token vectors, reused (util/buffer_recycler.h): at most 64 kept, of 256 KiB each.
+  mutable BufferRecycler<std::vector<uint32_t>> token_buffers_{64, size_t{256} << 10};
   IndexCacheCounts index_cache_;
   uint64_t fingerprint_ = 0;       // by content (sizes, counts, sampled hashes), in file order
   uint64_t path_fingerprint_ = 0;  // version 1's: the same with each path

@@ -7,6 +7,7 @@ import numpy.typing as npt
 
 IGNORE_INDEX: int
 FROM_ENVIRONMENT: int
+SHUFFLE_BLOCK_AUTO: int
 LOADER_EOS_ID: int
 
 class _StubEnum:

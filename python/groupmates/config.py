@@ -152,8 +152,11 @@ class LoaderConfig:
     shuffle_block:    "jsonl"/"megatron": 0 = one global permutation of documents; B > 0 = a local
                       shuffle: blocks of B consecutive documents permuted and the documents of every
                       shuffle_span blocks in a row mixed, so reads stay near each other (a .jsonl.zst
-                      frame is decompressed about once per pass instead of once per document)
-    shuffle_span:     blocks whose documents are mixed together (shuffle_block > 0)
+                      frame is decompressed about once per pass instead of once per document);
+                      "auto" (the default): per source, a local shuffle for .jsonl.zst (B = its documents
+                      per zstd frame, spans of at most a quarter of the frames zstd_cache_bytes holds),
+                      the global permutation for every other source
+    shuffle_span:     blocks whose documents are mixed together (shuffle_block > 0; with "auto", at most)
     epochs:           passes over the blend; 0 = endless
     packing:          "packed" (documents joined by eos_id, cut every T tokens) or
                       "document_aligned" (every row starts a document; short tails padded with pad_id)
@@ -184,7 +187,7 @@ class LoaderConfig:
     reader_index: int = _LOADER["reader_index"]
     seed: int = _LOADER["seed"]
     shuffle: bool = _LOADER["shuffle"]
-    shuffle_block: int = _LOADER["shuffle_block"]
+    shuffle_block: Union[int, str] = "auto"  # C++ kShuffleBlockAuto
     shuffle_span: int = _LOADER["shuffle_span"]
     epochs: int = _LOADER["epochs"]
     packing: str = _LOADER["packing"]
@@ -225,6 +228,10 @@ class LoaderConfig:
         sources = [s.to_core(f"LoaderConfig.sources[{i}]") for i, s in enumerate(self.normalized_sources())]
         ranks = {name: _core.FROM_ENVIRONMENT if getattr(self, name) is None else
                  _integer(f"LoaderConfig.{name}", getattr(self, name), "uint32") for name in ("rank", "world_size")}
+        if isinstance(self.shuffle_block, str):
+            if self.shuffle_block != "auto":
+                raise config_error("LoaderConfig.shuffle_block", f"expected an integer >= 0 or \"auto\", got {self.shuffle_block!r}")
+            ranks["shuffle_block"] = _core.SHUFFLE_BLOCK_AUTO
         return to_cpp(self, _core.LoaderConfig, "LoaderConfig", sources=sources, **ranks)
 
     def replace(self, **changes) -> "LoaderConfig":

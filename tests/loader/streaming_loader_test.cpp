@@ -95,8 +95,10 @@ std::vector<std::vector<int64_t>> reference_docs(const Corpus& c, const LoaderCo
   std::vector<std::vector<int64_t>> out;
   for (uint32_t e = 0; e < cfg.epochs; ++e) {
     const uint64_t pseed = derive_seed(cfg.seed, 0, e);
-    const Permutation p = cfg.shuffle && cfg.shuffle_block > 0
-                              ? Permutation::blocked(c.docs.size(), pseed, cfg.shuffle_block, cfg.shuffle_span)
+    // Megatron documents: kShuffleBlockAuto (the default) is the global permutation (local_shuffle_auto_test).
+    const uint32_t block = cfg.shuffle_block == kShuffleBlockAuto ? 0 : cfg.shuffle_block;
+    const Permutation p = cfg.shuffle && block > 0
+                              ? Permutation::blocked(c.docs.size(), pseed, block, cfg.shuffle_span)
                               : Permutation(c.docs.size(), pseed, cfg.shuffle);
     std::vector<int64_t> stream;
     for (uint64_t i = 0; i < c.docs.size(); ++i) {

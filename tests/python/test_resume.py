@@ -192,7 +192,8 @@ def test_cache_stats_count_line_index_and_zstd_frames(corpus, tmp_path):
 def test_local_shuffle_reads_frames_once_covers_the_pass_and_resumes(corpus, tmp_path):
     # One .jsonl.zst file of 10-line zstd frames (concatenated frames are one valid file), a frame
     # cache holding a few of them: the global shuffle misses on most documents, the local shuffle
-    # (blocks of one frame's documents, 2 blocks per span) on about one in ten.
+    # (blocks of one frame's documents, 2 blocks per span) on about one in ten; the default ("auto")
+    # chooses blocks of one frame's documents by itself.
     seed = fresh_seed()
     lines = open(os.path.join(corpus, "austen.jsonl")).read().splitlines()[:200]
     frames = []
@@ -218,14 +219,17 @@ def test_local_shuffle_reads_frames_once_covers_the_pass_and_resumes(corpus, tmp
                 break
         return out
 
-    glob_loader, local_loader = make(), make(shuffle_block=10, shuffle_span=2)
-    glob, local = run(glob_loader), run(local_loader)
-    g, l = glob_loader.stats(), local_loader.stats()
-    glob_loader.close()
-    local_loader.close()
+    glob_loader, local_loader, auto_loader = make(shuffle_block=0), make(shuffle_block=10, shuffle_span=2), make()
+    glob, local, auto = run(glob_loader), run(local_loader), run(auto_loader)
+    g, l, a = glob_loader.stats(), local_loader.stats(), auto_loader.stats()
+    for x in (glob_loader, local_loader, auto_loader):
+        x.close()
     rate = lambda s: s.zstd_frame_cache_hits / (s.zstd_frame_cache_hits + s.zstd_frame_cache_misses)  # noqa: E731
-    print(f"seed {seed}: frame cache hit rate global {rate(g):.2f} local {rate(l):.2f}")
-    assert rate(l) > 0.8 and rate(g) < 0.5  # blocks aligned with the frames here: each frame read about once
+    print(f"seed {seed}: frame cache hit rate global {rate(g):.2f} local {rate(l):.2f} auto {rate(a):.2f}")
+    assert rate(l) > 0.8 and rate(a) > 0.8 and rate(g) < 0.5  # blocks aligned with the frames: each read about once
+    assert len(auto) == len(glob) and not all(torch.equal(x, y) for x, y in zip(auto, glob))
+    with pytest.raises(groupmates.ConfigError, match="shuffle_block"):
+        make(shuffle_block="local")
     # The same pass (the same documents: as many full windows), in another order.
     assert len(local) == len(glob) and not all(torch.equal(a, b) for a, b in zip(local, glob))
     k = len(local) // 3
@@ -238,4 +242,4 @@ def test_local_shuffle_reads_frames_once_covers_the_pass_and_resumes(corpus, tmp
     second.close()
     assert len(got) == len(local) and all(torch.equal(a, b) for a, b in zip(got, local))
     with pytest.raises(groupmates.StateError):
-        make(state=state)  # saved under the local shuffle, restored under the global one
+        make(shuffle_block=0, state=state)  # saved under the local shuffle, restored under the global one
