@@ -90,8 +90,9 @@ bench-select: configure
 
 # JSONL at scale (LibTorch-free): writes (once) 1,000 .jsonl.zst shards holding 1 GiB of JSONL in
 # 64 KiB frames under $(BUILD)/bench-jsonl-corpus, then streams them in fresh processes, cold (no line
-# index cached) and warm (second start); ends with RESULT jsonl_vs_spm_encode= jsonl_peak_rss_vs_bound=
-# startup_1000_shards_s= (bound: 128 MiB per process). BENCH_JSONL_ARGS: e.g. --mib 2048 --batches 400.
+# index cached), then 5 rounds of (SentencePiece alone, the default shuffle warm, the global shuffle warm);
+# ends with RESULT jsonl_vs_spm_encode= jsonl_peak_rss_vs_bound= startup_1000_shards_s= ...
+# jsonl_vs_spm_encode_global= (bound: 128 MiB per process). BENCH_JSONL_ARGS: e.g. --mib 2048 --rounds 3.
 BENCH_JSONL_ARGS ?=
 .PHONY: bench-jsonl
 bench-jsonl: configure corpus

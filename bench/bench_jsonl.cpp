@@ -1,28 +1,29 @@
 // bench_jsonl: JSONL at scale, LibTorch-free (`make bench-jsonl`). Writes (once) a corpus of
 // --shards .jsonl.zst shards holding --mib MiB of JSONL in all (documents are random slices of the
 // --text corpus, each shard in --frame-kib frames cut at line ends, as `groupmates reframe` writes
-// them), then runs the streaming loader over every shard in a fresh child process, twice:
+// them), then runs the streaming loader over every shard in fresh child processes:
 //   cold: no line index cached (each shard is decompressed once to index it), and
 //   warm: second start, indexes from the on-disk cache (page cache warm);
 // each child reports its start-up (construction to first batch), its peak RSS above what the
 // process held before opening the loader, and tokens per CPU-second while reading --batches
-// shuffled batches (a global permutation of the documents of all shards: one frame decompressed
-// per document unless cached); then a third, warm child reads with the local shuffle
-// (LoaderConfig::shuffle_block = the documents of about one frame, --shuffle-block to set it;
-// shuffle_span = a quarter of the frames the zstd cache holds, at most 256), as the README
-// recommends for .jsonl.zst. Baseline in the same run: SentencePiece's own encoder (the tokenizer
-// the loader calls) on the same documents' text, on --threads threads as the loader's workers run (two busy cores
-// run slower per core than one), tokens per CPU-second summed over them, measured three
-// times between the children (the median is used: the machine's speed drifts).
+// shuffled batches. The default children use the loader's default shuffle (LoaderConfig::
+// shuffle_block = kShuffleBlockAuto: for .jsonl.zst a local shuffle, blocks of the documents of one
+// zstd frame, spans of a quarter of the frames the zstd cache holds, so a frame is decompressed about
+// once); the "global" children set shuffle_block = 0 (one global permutation of the documents of all
+// shards: one frame decompressed per document unless cached). Baseline: SentencePiece's own encoder
+// (the tokenizer the loader calls) on the same documents' text, on --threads threads as the loader's
+// workers run (two busy cores run slower per core than one), tokens per CPU-second summed over them.
+// After one cold child, --rounds rounds of (baseline, default warm child, global warm child): each
+// ratio over its own round's baseline (the machine's speed drifts over a run), the median reported.
 //
-// RESULT jsonl_vs_spm_encode=<the default (global shuffle) loader's tokens/cpu-s over SentencePiece's>
-// jsonl_peak_rss_vs_bound=<peak RSS growth / --bound-mib> startup_1000_shards_s=<warm start-up>
-// (+ the cold start-up, the local shuffle's ratio jsonl_vs_spm_encode_local=, corpus size). Fails if the
-// local shuffle's zstd frame cache hit rate is not above the global one's.
+// RESULT jsonl_vs_spm_encode=<median over rounds of the default loader's tokens/cpu-s over SentencePiece's>
+// jsonl_peak_rss_vs_bound=<peak RSS growth / --bound-mib> startup_1000_shards_s=<warm start-up, median>
+// (+ the cold start-up, the global shuffle's ratio jsonl_vs_spm_encode_global=, corpus size). Fails if the
+// default (local) shuffle's zstd frame cache hit rate is not above the global one's.
 //
 //   bench_jsonl --tokenizer M.model --text CORPUS.jsonl [--dir D] [--shards 1000] [--mib 1024]
 //               [--frame-kib 64] [--budget-mib 32] [--bound-mib 128] [--batches 800] [--threads 2]
-//               [--shuffle-block N] [--shuffle-span N]
+//               [--rounds 5] [--shuffle-block B (-1: auto)] [--shuffle-span N (256)]
 //               [--hf-tokenizer T.json]  (informative: that tokenizer.json's encoder on the baseline's text,
 //                                         hf_tokens_per_cpu_s= in the RESULT line)
 #include "groupmates/streaming_loader.h"
@@ -61,11 +62,10 @@ namespace {
 struct Args {
   std::string dir = "build/bench-jsonl-corpus", tokenizer, text, child, hf_tokenizer;
   uint64_t shards = 1000, mib = 1024, frame_kib = 64, budget_mib = 32, bound_mib = 128, batches = 800, threads = 2;
-  uint64_t shuffle_block = 0, shuffle_span = 0;  // the children's LoaderConfig (0 = global permutation)
+  int64_t shuffle_block = -1;  // the default children's LoaderConfig::shuffle_block (-1: kShuffleBlockAuto, the default)
+  uint64_t shuffle_span = 256;  // LoaderConfig::shuffle_span (auto: at most)
+  uint64_t rounds = 5;
 };
-
-// Mean JSONL line of make_corpus: text of 200..3999 bytes plus ~30 bytes of JSON around it.
-constexpr uint64_t kMeanLineBytes = 2130;
 
 double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -182,8 +182,8 @@ int child(const Args& a) {
   c.num_threads = static_cast<uint32_t>(a.threads);
   c.eos_id = 2;
   c.seed = 7;
-  c.shuffle_block = static_cast<uint32_t>(a.shuffle_block);
-  if (a.shuffle_span > 0) c.shuffle_span = static_cast<uint32_t>(a.shuffle_span);
+  c.shuffle_block = a.shuffle_block < 0 ? gm::kShuffleBlockAuto : static_cast<uint32_t>(a.shuffle_block);
+  c.shuffle_span = static_cast<uint32_t>(a.shuffle_span);
   c.rank = 0;
   c.world_size = 1;
   c.check_rank_environment = false;
@@ -204,21 +204,27 @@ int child(const Args& a) {
   const double cpu = cpu_s() - c0, wall = now_s() - w0;
   const gm::LoaderStats st = loader.stats();
   const double reads = double(st.zstd_frame_cache_hits + st.zstd_frame_cache_misses);
-  std::printf("CHILD frame_hit_rate=%.4f ", reads > 0 ? double(st.zstd_frame_cache_hits) / reads : 0.0);
+  std::printf("CHILD frame_hit_rate=%.4f block=%u span=%u ", reads > 0 ? double(st.zstd_frame_cache_hits) / reads : 0.0,
+              loader.local_shuffles().at(0).first, loader.local_shuffles().at(0).second);
   std::printf("open_s=%.4f startup_s=%.4f rss_base=%llu rss_peak=%llu tokens=%llu cpu_s=%.4f wall_s=%.4f checksum=%lld first=%d\n",
               opened, startup, static_cast<unsigned long long>(base), static_cast<unsigned long long>(status_kib("VmHWM:")),
               static_cast<unsigned long long>(batches * 8 * 1024), cpu, wall, static_cast<long long>(checksum), first ? 1 : 0);
   return 0;
 }
 
-std::map<std::string, double> run_child(const Args& a, char** argv, const char* mode, uint64_t block = 0, uint64_t span = 0) {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// Runs this binary as a child reading the corpus with LoaderConfig::shuffle_block `block` (-1: auto).
+std::map<std::string, double> run_child(const Args& a, const char* mode, int64_t block) {
   const std::string self = fs::read_symlink("/proc/self/exe").string();  // popen runs a shell
   std::vector<std::string> args = {self, "--child", mode, "--dir", a.dir, "--tokenizer", a.tokenizer, "--text", a.text,
                                    "--shards", std::to_string(a.shards), "--mib", std::to_string(a.mib), "--frame-kib",
                                    std::to_string(a.frame_kib), "--budget-mib", std::to_string(a.budget_mib), "--batches",
                                    std::to_string(a.batches), "--threads", std::to_string(a.threads),
-                                   "--shuffle-block", std::to_string(block), "--shuffle-span", std::to_string(span)};
-  (void)argv;
+                                   "--shuffle-block", std::to_string(block), "--shuffle-span", std::to_string(a.shuffle_span)};
   std::string cmd;
   for (const auto& s : args) cmd += "'" + s + "' ";
   FILE* p = popen(cmd.c_str(), "r");
@@ -307,8 +313,9 @@ int main(int argc, char** argv) {
     else if (k == "--bound-mib") a.bound_mib = std::stoull(v);
     else if (k == "--batches") a.batches = std::stoull(v);
     else if (k == "--threads") a.threads = std::stoull(v);
-    else if (k == "--shuffle-block") a.shuffle_block = std::stoull(v);
+    else if (k == "--shuffle-block") a.shuffle_block = std::stoll(v);
     else if (k == "--shuffle-span") a.shuffle_span = std::stoull(v);
+    else if (k == "--rounds") a.rounds = std::max<uint64_t>(1, std::stoull(v));
     else { std::fprintf(stderr, "bench_jsonl: unknown option %s\n", k.c_str()); return 2; }
   }
   if (a.tokenizer.empty() || a.text.empty()) {
@@ -322,45 +329,55 @@ int main(int argc, char** argv) {
       if (e.path().extension() == ".gmidx") fs::remove(e.path());  // cold: nothing cached
     }
     const auto texts = baseline_texts(a);
-    std::vector<double> spms;
-    spms.push_back(encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts, a.threads));
-    const auto cold = run_child(a, argv, "cold");
-    const auto warm = run_child(a, argv, "warm");
-    spms.push_back(encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts, a.threads));
-    // The local shuffle: blocks of about one frame's documents; spans whose frames fit the cache 4 times.
-    const uint64_t block = a.shuffle_block > 0 ? a.shuffle_block : std::max<uint64_t>(1, (a.frame_kib << 10) / kMeanLineBytes);
-    const uint64_t span = a.shuffle_span > 0 ? a.shuffle_span : std::clamp<uint64_t>(a.budget_mib * 1024 / a.frame_kib / 4, 1, 256);
-    const auto local = run_child(a, argv, "local", block, span);
-    spms.push_back(encode_tokens_per_cpu_s("baseline: SentencePiece encode", a.tokenizer, texts, a.threads));
-    std::sort(spms.begin(), spms.end());
-    const double spm = spms[1];
-    std::printf("baseline median %.0f tokens/cpu-s (%.0f-%.0f)\n", spm, spms[0], spms[2]);
+    const auto cold = run_child(a, "cold", a.shuffle_block);
+    // Rounds of (baseline, default loader, global shuffle), each loader figure over its own round's
+    // baseline: the machine's speed drifts over a run, much less within a round.
+    std::vector<std::map<std::string, double>> warm, global;
+    std::vector<double> x, xg, spm;
+    for (uint64_t r = 0; r < a.rounds; ++r) {
+      spm.push_back(encode_tokens_per_cpu_s("round " + std::to_string(r + 1) + " baseline: SentencePiece encode", a.tokenizer, texts, a.threads));
+      warm.push_back(run_child(a, "warm", a.shuffle_block));
+      global.push_back(run_child(a, "global", 0));
+      x.push_back(warm.back().at("tokens") / warm.back().at("cpu_s") / spm.back());
+      xg.push_back(global.back().at("tokens") / global.back().at("cpu_s") / spm.back());
+      std::printf("round %llu: default %.0f tokens/cpu-s (x %.3f, frame hit rate %.2f), global shuffle %.0f (%.3f, hit rate %.2f)\n",
+                  static_cast<unsigned long long>(r + 1), warm.back().at("tokens") / warm.back().at("cpu_s"), x.back(),
+                  warm.back().at("frame_hit_rate"), global.back().at("tokens") / global.back().at("cpu_s"), xg.back(),
+                  global.back().at("frame_hit_rate"));
+    }
     // Informative: the tokenizer.json (byte-level BPE) encoder on the same text.
     const double hf = a.hf_tokenizer.empty() ? 0.0 : encode_tokens_per_cpu_s("tokenizer.json encode (" + a.hf_tokenizer + ")", a.hf_tokenizer, texts, a.threads);
     const uint64_t bound = a.bound_mib << 20;
-    for (const auto* r : {&cold, &warm, &local}) {
-      const auto& m = *r;
-      std::printf("%s start: open %.3f s, first batch %.3f s; peak RSS %.1f MiB above %.1f MiB before open; %.0f tokens in %.2f CPU-s "
-                  "(%.2f s wall): %.0f tokens/cpu-s; zstd frame cache hit rate %.2f\n",
-                  r == &cold ? "cold" : r == &warm ? "warm" : "local shuffle (warm)", m.at("open_s"), m.at("startup_s"), (m.at("rss_peak") - m.at("rss_base")) / 1048576.0,
-                  m.at("rss_base") / 1048576.0, m.at("tokens"), m.at("cpu_s"), m.at("wall_s"), m.at("tokens") / m.at("cpu_s"), m.at("frame_hit_rate"));
+    auto show = [](const char* what, const std::map<std::string, double>& m) {
+      std::printf("%s: open %.3f s, first batch %.3f s; peak RSS %.1f MiB above %.1f MiB before open; %.0f tokens in %.2f CPU-s "
+                  "(%.2f s wall): %.0f tokens/cpu-s; zstd frame cache hit rate %.2f; shuffle_block %.0f, shuffle_span %.0f\n",
+                  what, m.at("open_s"), m.at("startup_s"), (m.at("rss_peak") - m.at("rss_base")) / 1048576.0, m.at("rss_base") / 1048576.0,
+                  m.at("tokens"), m.at("cpu_s"), m.at("wall_s"), m.at("tokens") / m.at("cpu_s"), m.at("frame_hit_rate"), m.at("block"), m.at("span"));
+    };
+    show("cold start (default shuffle)", cold);
+    show("warm start, last round (default shuffle)", warm.back());
+    show("warm start, last round (global shuffle)", global.back());
+    double peak = cold.at("rss_peak") - cold.at("rss_base");
+    std::vector<double> startup;
+    for (size_t r = 0; r < warm.size(); ++r) {
+      peak = std::max({peak, warm[r].at("rss_peak") - warm[r].at("rss_base"), global[r].at("rss_peak") - global[r].at("rss_base")});
+      startup.push_back(warm[r].at("startup_s"));
+      if (warm[r].at("frame_hit_rate") <= global[r].at("frame_hit_rate") && warm[r].at("block") > 0) {
+        std::fprintf(stderr, "bench_jsonl: the local shuffle's frame cache hit rate %.3f is not above the global one's %.3f\n",
+                     warm[r].at("frame_hit_rate"), global[r].at("frame_hit_rate"));
+        return 1;
+      }
     }
-    std::printf("local shuffle: shuffle_block %llu documents, shuffle_span %llu blocks\n", static_cast<unsigned long long>(block),
-                static_cast<unsigned long long>(span));
-    double peak = 0;
-    for (const auto* r : {&cold, &warm, &local}) peak = std::max(peak, r->at("rss_peak") - r->at("rss_base"));
     std::printf("memory bound %llu MiB per process (zstd_cache_bytes %llu MiB); corpus %llu MiB of JSONL = %.1fx the bound\n",
                 static_cast<unsigned long long>(a.bound_mib), static_cast<unsigned long long>(a.budget_mib),
                 static_cast<unsigned long long>(a.mib), static_cast<double>(a.mib) / a.bound_mib);
-    if (local.at("frame_hit_rate") <= warm.at("frame_hit_rate")) {
-      std::fprintf(stderr, "bench_jsonl: the local shuffle's frame cache hit rate %.3f is not above the global one's %.3f\n",
-                   local.at("frame_hit_rate"), warm.at("frame_hit_rate"));
-      return 1;
-    }
+    std::printf("baseline %.0f-%.0f tokens/cpu-s over %zu rounds; x median %.3f (%.3f-%.3f), global shuffle %.3f (%.3f-%.3f)\n",
+                *std::min_element(spm.begin(), spm.end()), *std::max_element(spm.begin(), spm.end()), spm.size(), median(x),
+                *std::min_element(x.begin(), x.end()), *std::max_element(x.begin(), x.end()), median(xg),
+                *std::min_element(xg.begin(), xg.end()), *std::max_element(xg.begin(), xg.end()));
     std::printf("RESULT jsonl_vs_spm_encode=%.3f jsonl_peak_rss_vs_bound=%.3f startup_1000_shards_s=%.3f cold_startup_s=%.3f "
-                "jsonl_vs_spm_encode_local=%.3f shards=%llu corpus_mib=%llu peak_rss_mib=%.1f hf_tokens_per_cpu_s=%.0f\n",
-                (warm.at("tokens") / warm.at("cpu_s")) / spm, peak / bound, warm.at("startup_s"), cold.at("startup_s"),
-                (local.at("tokens") / local.at("cpu_s")) / spm,
+                "jsonl_vs_spm_encode_global=%.3f rounds=%zu shards=%llu corpus_mib=%llu peak_rss_mib=%.1f hf_tokens_per_cpu_s=%.0f\n",
+                median(x), peak / bound, median(startup), cold.at("startup_s"), median(xg), x.size(),
                 static_cast<unsigned long long>(a.shards), static_cast<unsigned long long>(a.mib), peak / 1048576.0, hf);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_jsonl: %s\n", e.what());
