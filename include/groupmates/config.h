@@ -60,7 +60,8 @@ struct SourceConfig {
   /// kJsonl, .zst files: decompressed zstd frames kept in memory (LRU, per source). A line is read by
   /// decompressing its frame whole, so every frame must fit: a bigger frame is an error at open
   /// (recompress with `groupmates reframe`, 64 KiB frames). Memory in use: this plus one frame per
-  /// reading thread, plus the line index (8 bytes per line).
+  /// reading thread, plus the line index (8 bytes per line). Under LoaderConfig::kShuffleBlockAuto (the
+  /// default) it also sets the local shuffle's span, so the stream: a state resumes with the same value.
   uint64_t zstd_cache_bytes = 64u << 20;
   /// kJsonl: keep each file's line index on disk (a second open reads no data but 17 sampled pages),
   /// keyed by the file's size, mtime and sampled content hash; a stale or corrupt one is reported on

@@ -392,11 +392,22 @@ LocalShuffle JsonlSource::auto_shuffle(uint32_t max_span) const {
     frames += f->index.frames.size();
     bytes += f->index.size;
   }
-  if (frames == 0 || lines == 0) return {};
+  const uint64_t block = frames == 0 ? 0 : (lines + frames / 2) / frames;
+  if (block < 2) return {};
   LocalShuffle s;
-  s.block = static_cast<uint32_t>(std::clamp<uint64_t>((lines + frames / 2) / frames, 1, uint64_t{1} << 24));
+  s.block = static_cast<uint32_t>(std::min<uint64_t>(block, uint64_t{1} << 24));
   const uint64_t frame_bytes = std::max<uint64_t>(1, bytes / frames);
-  s.span = static_cast<uint32_t>(std::clamp<uint64_t>(cache_->budget_bytes() / frame_bytes / 4, 1, std::max<uint32_t>(1, max_span)));
+  const uint64_t span = cache_->budget_bytes() / frame_bytes / 4;
+  s.span = static_cast<uint32_t>(std::clamp<uint64_t>(span, 1, std::max<uint32_t>(1, max_span)));
+  if (span < 8 && s.span < max_span) {
+    std::fprintf(stderr,
+                 "groupmates: source '%s': its zstd frames hold %.1f MiB of text each (%llu documents), so the default "
+                 "local shuffle mixes only %u frame(s) at a time (a quarter of the %llu the frame cache holds): rewrite "
+                 "the files as small frames (`groupmates reframe IN OUT`, 64 KiB), raise zstd_cache_bytes, or set "
+                 "shuffle_block = 0 (one global permutation; then every document read decompresses its whole frame)\n",
+                 source_name_.c_str(), frame_bytes / 1048576.0, static_cast<unsigned long long>(block), s.span,
+                 static_cast<unsigned long long>(cache_->budget_bytes() / frame_bytes));
+  }
   return s;
 }
 

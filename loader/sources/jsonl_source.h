@@ -59,9 +59,12 @@ class JsonlSource : public DocumentSource {
   uint64_t fingerprint() const override;
   uint64_t path_fingerprint() const override;
   SourceCacheStats cache_stats() const override;
-  /// With zstd-compressed files: blocks of the mean lines per frame (>= 1) over those files, spans of
-  /// a quarter of the frames (of their mean size) the frame cache holds, at most max_span, at least 1;
-  /// the global permutation for plain files only.
+  /// With zstd-compressed files: blocks of the mean lines per frame over those files (applied to all the
+  /// source's documents), spans of a quarter of the frames (of their mean size) the frame cache holds, at
+  /// most max_span, at least 1; the global permutation for plain files only, and when frames hold under
+  /// 1.5 lines (blocks of 1 would only permute documents globally, at a higher cost). Spans under 8
+  /// (frames over 1/32 of the cache: e.g. a file written by `zstd`, one frame) mix few frames at a
+  /// time: said on stderr with the fixes (`groupmates reframe`, a larger zstd_cache_bytes).
   LocalShuffle auto_shuffle(uint32_t max_span) const override;
   std::vector<DataFileFingerprint> data_files() const override;
 
@@ -102,8 +105,9 @@ class JsonlSource : public DocumentSource {
   BadInputPolicy policy_;
   std::shared_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<FrameCache> cache_;
-  // Documents' token vectors, reused (util/buffer_recycler.h): at most 64 kept, of 256 KiB each.
-  mutable BufferRecycler<std::vector<uint32_t>> token_buffers_{64, size_t{256} << 10};
+  // Documents' token vectors, reused (util/buffer_recycler.h): at most 64 kept, of at most 16 KiB (4,096
+  // tokens) each, so a document holds at most 16 KiB more than its tokens; longer ones are allocated.
+  mutable BufferRecycler<std::vector<uint32_t>> token_buffers_{64, size_t{16} << 10};
   IndexCacheCounts index_cache_;
   uint64_t fingerprint_ = 0;       // by content (sizes, counts, sampled hashes), in file order
   uint64_t path_fingerprint_ = 0;  // version 1's: the same with each path

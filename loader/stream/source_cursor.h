@@ -58,7 +58,8 @@ struct CursorContext {
   std::string source_name;
   uint64_t seed = 0;
   bool shuffle = true;
-  uint32_t shuffle_block = 0;  ///< documents: LoaderConfig::shuffle_block (windows ignore it)
+  uint32_t shuffle_block = 0;  ///< documents: the local shuffle in effect (LoaderConfig::shuffle_block, or what
+                               ///< kShuffleBlockAuto chose for the source; 0: global); windows ignore it
   uint32_t shuffle_span = 256;
   uint32_t sequence_length = 0;
   PackingMode packing = PackingMode::kPacked;

@@ -2,7 +2,7 @@
 // out as shared_ptr whose deleter gives the buffer back, so a reader that needs one buffer per item
 // allocates a few once instead of one per item (JsonlSource: each document's token ids).
 //
-//   BufferRecycler<std::vector<uint32_t>> tokens(/*max_free=*/256, /*max_bytes=*/4 << 20);
+//   BufferRecycler<std::vector<uint32_t>> tokens(/*max_free=*/64, /*max_bytes=*/16 << 10);
 //   std::shared_ptr<std::vector<uint32_t>> v = tokens.take();  // previous contents: clear() it
 //   ...                                                         // the last owner's release gives it back
 //
@@ -10,7 +10,9 @@
 // every malloc of 1 KiB or more while its fast bins hold chunks; a tokenizer frees hundreds of small
 // chunks per document, so one such allocation per document (its token ids) costs a pass over all of
 // them. A buffer is kept only while fewer than `max_free` are kept and its capacity is at most
-// `max_bytes`: the free list holds at most max_free x max_bytes. Buffers may outlive the recycler
+// `max_bytes`: the free list holds at most max_free x max_bytes, and a buffer handed out holds at most
+// max_bytes more than a fresh one would (keep max_bytes near the common item's size: a reused buffer
+// keeps its capacity whatever the next item needs). Buffers may outlive the recycler
 // (the shared state lives as long as any of them). Thread-safe.
 #pragma once
 

@@ -56,7 +56,9 @@ class SourceConfig:
     max_line_bytes:  "jsonl": a longer line is a bad record ("line_too_long": skipped and counted, or an
                      error, by LoaderConfig.bad_input)
     zstd_cache_bytes: "jsonl", .zst files: decompressed zstd frames kept in memory per source (LRU); every
-                     frame must fit (`groupmates reframe IN OUT` rewrites a file as 64 KiB frames)
+                     frame must fit (`groupmates reframe IN OUT` rewrites a file as 64 KiB frames). With
+                     shuffle_block="auto" (the default) it also sets the local shuffle's span, so the
+                     stream: resume with the same value
     index_cache:     "jsonl": keep each file's line index on disk (.NAME.gmidx beside it, else in
                      index_cache_dir), keyed by size, mtime and sampled content; stale ones are rebuilt
     index_cache_dir: "jsonl": where line indexes go when a file's directory is not writable ("": nowhere)

@@ -7,6 +7,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <random>
 #include <utility>
 
@@ -151,9 +152,13 @@ TEST_F(AutoShuffleTest, StatesAcrossTheDefault) {
     all.insert(all.end(), rest.begin(), rest.end());
     EXPECT_EQ(all, rows(cfg));
     if (std::string(file) == "a.jsonl") {
-      // Global either way: a state saved with shuffle_block = 0 (the old default) restores under auto.
+      // Global either way: a state saved with shuffle_block = 0 (the old default) restores under auto
+      // and continues that stream exactly.
       StreamingLoader ok(cfg, LoaderState::parse(saved_global));
-      EXPECT_TRUE(ok.next().has_value());
+      auto resumed_rows = head.rows;
+      const auto tail = gmtest::drain(ok).rows;
+      resumed_rows.insert(resumed_rows.end(), tail.begin(), tail.end());
+      EXPECT_EQ(resumed_rows, rows(global));
     } else {
       // A local shuffle was chosen: the old default's state is refused, and the message says the fix.
       const Error e = rdtest::expect_error([&] { StreamingLoader bad(cfg, LoaderState::parse(saved_global)); });
@@ -168,6 +173,60 @@ TEST_F(AutoShuffleTest, StatesAcrossTheDefault) {
       EXPECT_TRUE(rdtest::contains(e2.what(), "keep zstd_cache_bytes as saved")) << e2.what();
     }
   }
+}
+
+TEST_F(AutoShuffleTest, FewLinesPerFrameStayGlobalAndBigFramesAreReported) {
+  SCOPED_TRACE(rdtest::seed_trace(seed));
+  // About a line per frame: blocks of 1 would only be a slower global permutation.
+  rdtest::write_bytes(dir.file("tiny.jsonl.zst"), rdtest::zstd_compress(content, static_cast<int>(docs)));
+  EXPECT_EQ(StreamingLoader(config("tiny.jsonl.zst")).local_shuffles(), (Shuffles{{0, 0}}));
+  // One frame per file (as `zstd` writes), a cache of 4 such frames: spans of 1, said on stderr.
+  rdtest::write_bytes(dir.file("one.jsonl.zst"), rdtest::zstd_compress(content));
+  LoaderConfig one = config("one.jsonl.zst");
+  one.sources[0].zstd_cache_bytes = std::max<uint64_t>(kCache, 4 * content.size());
+  testing::internal::CaptureStderr();
+  const Shuffles got = StreamingLoader(one).local_shuffles();
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(got, (Shuffles{{static_cast<uint32_t>(docs), 1}}));
+  EXPECT_TRUE(rdtest::contains(err, "groupmates reframe") && rdtest::contains(err, "mixes only 1 frame")) << err;
+}
+
+TEST_F(AutoShuffleTest, SeveralSourcesAndFilesMatchedByContentAfterARename) {
+  SCOPED_TRACE(rdtest::seed_trace(seed));
+  std::mt19937_64 rng(seed ^ 0x5eed);
+  std::string other;
+  for (uint64_t i = 0; i < docs; ++i) other += "{\"text\": " + rdtest::json_string(rdtest::random_text(rng), rng) + "}\n";
+  rdtest::write_bytes(dir.file("b.jsonl.zst"), rdtest::zstd_compress(other, 50));
+  LoaderConfig cfg = config("a.jsonl.zst");
+  cfg.sources[0].paths = {dir.file("a.jsonl.zst"), dir.file("b.jsonl.zst")};
+  SourceConfig plain = cfg.sources[0];
+  plain.name = "plain";
+  plain.paths = {dir.file("a.jsonl")};
+  cfg.sources.push_back(plain);
+  const Shuffles chosen = StreamingLoader(cfg).local_shuffles();
+  ASSERT_EQ(chosen.size(), 2u);
+  EXPECT_GE(chosen[0].first, 2u);
+  EXPECT_EQ(chosen[1], (std::pair<uint32_t, uint32_t>{0, 0}));
+  const auto full = rows(cfg);
+  gmtest::Drained head;
+  std::string saved;
+  {
+    StreamingLoader a(cfg);
+    for (int i = 0; i < 7; ++i) gmtest::append(head, *a.next());
+    saved = a.state().serialize();
+  }
+  // The two shards swap names: matched by content, read in the saved order, the same choice.
+  std::filesystem::rename(dir.file("a.jsonl.zst"), dir.file("tmp.zst"));
+  std::filesystem::rename(dir.file("b.jsonl.zst"), dir.file("a.jsonl.zst"));
+  std::filesystem::rename(dir.file("tmp.zst"), dir.file("b.jsonl.zst"));
+  testing::internal::CaptureStderr();
+  StreamingLoader b(cfg, LoaderState::parse(saved));
+  (void)testing::internal::GetCapturedStderr();
+  auto all = head.rows;
+  const auto rest = gmtest::drain(b).rows;
+  all.insert(all.end(), rest.begin(), rest.end());
+  EXPECT_EQ(all, full);
+  EXPECT_EQ(b.local_shuffles(), chosen);
 }
 
 TEST(AutoShuffleConfig, ValidatesAutoAndRange) {
