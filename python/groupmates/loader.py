@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Union
 import numpy as np
 import torch
 
-from . import _core, _extensions
+from . import _core, _extensions, _transfer
 from .config import LoaderConfig, ProbeConfig, SelectionConfig, as_config
 from .errors import GroupMatesError, StateError, config_error
 from .probe import make_target
@@ -45,10 +45,13 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     override the config's fields), plus
 
         device:            move input_ids there (e.g. "cuda:0"); None keeps them on the CPU
-        pin_memory:        with a CUDA device, copy through pinned memory and transfer non_blocking
-                           (device and pin_memory are the C++ DeliveryOptions, applied here in Python
-                           to the batches of both extensions). Where CUDA is not available (a CPU-only
-                           torch) it is a no-op with a warning, as in torch.utils.data.DataLoader
+        pin_memory:        with CUDA, batches in pinned memory, sent to `device` non_blocking. The plain
+                           core page-locks its pooled buffers once (cudaHostRegister), so a batch is
+                           pinned as it is made, with no copy (stats: pinned_buffers, pin_failures); its
+                           host memory is kept until the copy is done (groupmates/_transfer.py). In
+                           selection modes (a batch is gathered from a window) and in DataLoader workers
+                           torch's pin_memory() copies each batch. Where CUDA is not available (a
+                           CPU-only torch) it is a no-op with a warning, as in torch.utils.data.DataLoader
         return_candidates: also return "source", "document", "offset" (LongTensor[B]) per row
         state:             a state_dict() to resume from (same as load_state_dict() afterwards)
         selection:         a SelectionConfig, a dict of its fields or a mode name ("group",
@@ -141,7 +144,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         self._probe_ops = None
         self.device = _checked_device(device)
         self.pin_memory = bool(pin_memory)
-        if self.pin_memory and not torch.cuda.is_available():
+        self._to_device = None  # the pinned plain core's asynchronous copies (_transfer.PinnedTransfers)
+        if self.pin_memory and not _cuda_available():
             warnings.warn("groupmates: pin_memory=True but CUDA is not available here (torch " + torch.__version__ +
                           "): pinned memory is not used (a no-op, as in torch.utils.data.DataLoader)", stacklevel=2)
         self.return_candidates = bool(return_candidates)
@@ -222,11 +226,15 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         for k in _DEVICE_FIELDS:
             if k in batch:
                 batch[k] = self._deliver(batch[k])
+        if self._to_device is not None:
+            self._to_device.sent()  # the host tensors live until the copies are done
         return batch
 
     def _deliver(self, x):
         if self.device is not None and self.device.type != "cpu":
-            if self.pin_memory and torch.cuda.is_available():
+            if self._to_device is not None:  # the core's buffers are pinned: no host copy
+                x = self._to_device.send(x)
+            elif self.pin_memory and _cuda_available():
                 x = x.pin_memory().to(self.device, non_blocking=True)
             else:
                 x = x.to(self.device)
@@ -409,7 +417,13 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             self._adopt_after_fork()
             if self._core is None and self._last_stats is not None:
                 return LoaderStats.from_dict(self._last_stats)
-            return LoaderStats.from_dict(self._live_core().stats())
+            return LoaderStats.from_dict(self._core_stats(self._live_core()))
+
+    def _core_stats(self, core):
+        s = core.stats()
+        if self.selection is None:
+            s.update(core.pinning())
+        return s
 
     # ---- lifetime ------------------------------------------------------------------------------
 
@@ -558,7 +572,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             if state_text is not None:
                 _warn_resume_drops(state_text, self._core.selection_stats())
         else:
-            self._core = _core.Loader(self._core_config, state_text)
+            self._core = _core.Loader(self._core_config, state_text, *self._host_pinning())
         self._pid = os.getpid()
         with _live_lock:
             _live.add(self)
@@ -598,20 +612,49 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         with self._lock:
             self._adopt_after_fork()
             if self._core is not None:
-                self._saved = self._core.state()
-                self._last_stats = self._core.stats()
+                core = self._core
+                self._saved = core.state()
+                self._last_stats = self._core_stats(core)
                 if self.selection is not None:
-                    self._last_selection_stats = self._core.selection_stats()
+                    self._last_selection_stats = core.selection_stats()
                 self._stop_core()
+                if self.selection is None:
+                    self._last_stats.update(core.pinning())  # final: the threads are joined
+
+    def _host_pinning(self):
+        # (cudaHostRegister, cudaHostUnregister) for a plain core whose buffers are to be pinned
+        # (pin_memory=True, CUDA, not in a DataLoader worker: batches cross to the main process by
+        # copy there), else (0, 0). Without the runtime's functions, pin_memory() copies each batch.
+        self._to_device = None
+        if not self.pin_memory or not _cuda_available() or _in_dataloader_worker():
+            return 0, 0
+        functions = _transfer.cuda_host_register_functions()
+        if functions is None:
+            warnings.warn("groupmates: pin_memory=True: cudaHostRegister was not found in the CUDA runtime torch "
+                          "loaded; each batch is copied to pinned memory by torch's pin_memory()", stacklevel=4)
+            return 0, 0
+        if self.device is not None and self.device.type != "cpu":
+            self._to_device = _transfer.PinnedTransfers(self.device, limit=self.config.prefetch_batches)
+        return functions
 
     def _stop_core(self):
         core, self._core = self._core, None
+        if self._to_device is not None:
+            self._to_device.wait_all()  # the copies read the core's buffers: done before they go back
         if core is None:
             return
         if self._pid != os.getpid():
             core.abandon()
         else:
             core.close()
+
+
+def _cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def _in_dataloader_worker() -> bool:
+    return torch.utils.data.get_worker_info() is not None
 
 
 def _checked_device(device):

@@ -176,7 +176,9 @@ class LoaderStats(_Record):
     counters are of JSONL sources (zero for other formats): line_index_cache_hits / _misses count
     files at open (index read from its on-disk cache, or built), zstd_frame_cache_hits / _misses
     count document reads of .jsonl.zst files (served by a decompressed frame in the LRU, or
-    decompressing one), zstd_frame_cache_bytes is what the LRU holds now."""
+    decompressing one), zstd_frame_cache_bytes is what the LRU holds now. With pin_memory=True and CUDA
+    (plain mode): pinned_buffers page-locked pool buffers, pin_failures buffers the CUDA runtime
+    refused to page-lock (used unpinned, copied synchronously), pin_last_error its last error code."""
     batches: int = 0
     buffers_allocated: int = 0
     consumer_wait_seconds: float = 0.0
@@ -188,6 +190,9 @@ class LoaderStats(_Record):
     skip_report: str = ""
     skipped: Optional[Dict[str, int]] = None
     config_fingerprint: Optional[int] = None
+    pinned_buffers: int = 0
+    pin_failures: int = 0
+    pin_last_error: int = 0
 
     def metrics(self, prefix: str = "loader/") -> Dict[str, float]:
         """Scalars for a metrics tool: batches, consumer wait, buffers, skipped records, caches

@@ -14,11 +14,22 @@
 // capsule owning the buffer's shared_ptr; groupmates.GroupMatesLoader wraps it with
 // torch.from_numpy. The buffer returns to the pool when the last array/tensor over it dies
 // (also after the loader is gone: the pool is reference-counted, the buffer is then freed).
+//
+// Pinned buffers (GroupMatesLoader(pin_memory=True) with CUDA): the pool's buffers are page-aligned
+// and page-locked by the CUDA runtime's cudaHostRegister when allocated (cudaHostUnregister before
+// they are freed), whose addresses the package passes in (it finds them in the libcudart torch
+// loaded: this extension stays free of CUDA and LibTorch). Batches are then views of pinned memory,
+// copied to the device asynchronously with no host copy (torch's pin_memory() copies each batch).
+// The calls run on the loader's threads without the GIL.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -92,14 +103,77 @@ class Struct {
   bool readonly_;
 };
 
+// cudaHostRegister / cudaHostUnregister (cudaError_t is an int enum; 0 = success), and what they did.
+struct HostPinning {
+  using Register = int (*)(void* ptr, size_t bytes, unsigned int flags);
+  using Unregister = int (*)(void* ptr);
+  Register page_lock = nullptr;
+  Unregister page_unlock = nullptr;
+  std::atomic<uint64_t> pinned{0}, failed{0};
+  std::atomic<int> last_error{0};
+};
+
+// Page-aligned buffers, page-locked with `p` (cudaHostRegisterPortable: pinned for every device). A
+// buffer the runtime refuses is used unpinned (its batches are then copied synchronously) and counted.
+gm::BufferAllocator pinned_allocator(std::shared_ptr<HostPinning> p) {
+  return [p](size_t bytes, void** data) -> std::shared_ptr<void> {
+    const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    const size_t n = (bytes + page - 1) / page * page;
+    void* mem = std::aligned_alloc(page, n);
+    if (mem == nullptr) throw std::bad_alloc();
+    constexpr unsigned int kPortable = 1;  // cudaHostRegisterPortable
+    const int rc = p->page_lock(mem, n, kPortable);
+    if (rc == 0) {
+      p->pinned++;
+    } else {
+      p->failed++;
+      p->last_error = rc;
+    }
+    *data = mem;
+    return std::shared_ptr<void>(mem, [p, locked = rc == 0](void* m) {
+      if (locked) p->page_unlock(m);
+      std::free(m);
+    });
+  };
+}
+
 // The StreamingLoader behind a mutex, closable from any thread.
 class Loader : public groupmates_binding::LoaderHandle<gm::StreamingLoader> {
  public:
-  Loader(gm::LoaderConfig config, std::optional<std::string> state) { open(state, std::move(config)); }
-  // Runs from Python's deallocation with the GIL held; the joined threads never need it.
+  /// host_register / host_unregister: addresses of cudaHostRegister / cudaHostUnregister (0: plain buffers).
+  Loader(gm::LoaderConfig config, std::optional<std::string> state, uint64_t host_register, uint64_t host_unregister) {
+    if ((host_register == 0) != (host_unregister == 0))
+      throw gm::Error(gm::ErrorCode::kInvalidConfig, "host_register", "give both cudaHostRegister and cudaHostUnregister, or neither");
+    gm::BufferAllocator allocator;
+    if (host_register != 0) {
+      pinning_ = std::make_shared<HostPinning>();
+      pinning_->page_lock = reinterpret_cast<HostPinning::Register>(host_register);
+      pinning_->page_unlock = reinterpret_cast<HostPinning::Unregister>(host_unregister);
+      allocator = pinned_allocator(pinning_);
+    }
+    py::gil_scoped_release nogil;
+    if (state) {
+      core_ = std::make_unique<gm::StreamingLoader>(std::move(config), gm::LoaderState::parse(*state), std::move(allocator));
+    } else {
+      core_ = std::make_unique<gm::StreamingLoader>(std::move(config), std::move(allocator));
+    }
+  }
+  // Runs from Python's deallocation with the GIL held; released while the threads are joined (a
+  // page-locking callback given from Python, as in the tests, needs it on a worker thread).
   ~Loader() override {
+    py::gil_scoped_release nogil;
     std::lock_guard<std::mutex> lock(mu_);
     core_.reset();
+  }
+
+  /// {"pinned_buffers", "pin_failures", "pin_last_error"}: buffers page-locked, refused (used unpinned),
+  /// the runtime's last error code (all 0 without pinning).
+  py::dict pinning() const {
+    py::dict d;
+    d["pinned_buffers"] = pinning_ ? pinning_->pinned.load() : 0;
+    d["pin_failures"] = pinning_ ? pinning_->failed.load() : 0;
+    d["pin_last_error"] = pinning_ ? pinning_->last_error.load() : 0;
+    return d;
   }
 
   py::object next(bool candidates) {
@@ -126,6 +200,9 @@ class Loader : public groupmates_binding::LoaderHandle<gm::StreamingLoader> {
 
  protected:
   uint64_t position() override { return live().state().batches; }
+
+ private:
+  std::shared_ptr<HostPinning> pinning_;
 };
 
 /// The targets of `rows` ([B, T + 1] int64, any row stride) as numpy arrays, computed without the GIL.
@@ -406,7 +483,9 @@ PYBIND11_MODULE(_core, m) {
 
   // ---- the plain loader and the tokenizer
   py::class_<Loader> loader(m, "Loader");
-  loader.def(py::init<gm::LoaderConfig, std::optional<std::string>>(), py::arg("config"), py::arg("state") = py::none());
+  loader.def(py::init<gm::LoaderConfig, std::optional<std::string>, uint64_t, uint64_t>(), py::arg("config"),
+             py::arg("state") = py::none(), py::arg("host_register") = 0, py::arg("host_unregister") = 0);
+  loader.def("pinning", &Loader::pinning);
   groupmates_binding::def_loader(loader);
 
   py::class_<gm::Tokenizer, std::shared_ptr<gm::Tokenizer>>(m, "Tokenizer")

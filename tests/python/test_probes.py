@@ -550,7 +550,8 @@ def test_selection_stats_hold_every_field_of_the_cpp_structs(topic_tokens):
     assert set(s["probes"]) == names(_core.ProbeStats) | {"last_error"}
     assert set(s["cost"]) == names(_core.SelectionCost)
     assert s["switches"] and all(set(w) == names(_core.VersionSwitch) for w in s["switches"])
-    assert set(loader.stats()) == names(_core.LoaderStats) | {"skip_report", "skipped", "config_fingerprint"}
+    assert set(loader.stats()) == names(_core.LoaderStats) | {"skip_report", "skipped", "config_fingerprint",
+                                                              "pinned_buffers", "pin_failures", "pin_last_error"}
     assert loader.stats().config_fingerprint is None and loader.stats().skipped is None
     # the one delivery path: selection batches carry the candidates too when asked
     b = batches[-1]

@@ -19,7 +19,8 @@ def names(cls):
     (groupmates.ProbeStats, _core.ProbeStats, set()),
     (groupmates.SelectionCost, _core.SelectionCost, set()),
     (groupmates.VersionSwitch, _core.VersionSwitch, set()),
-    (groupmates.LoaderStats, _core.LoaderStats, {"skip_report", "skipped", "config_fingerprint"}),
+    (groupmates.LoaderStats, _core.LoaderStats, {"skip_report", "skipped", "config_fingerprint", "pinned_buffers",
+                                                  "pin_failures", "pin_last_error"}),
 ])
 def test_stats_classes_have_the_fields_of_the_cpp_structs(py_cls, cpp_cls, extra):
     assert {f.name for f in dataclasses.fields(py_cls)} == names(cpp_cls) | extra
