@@ -15,25 +15,38 @@ from typing import Callable, Optional, Tuple
 import torch
 
 
-def cuda_host_register_functions(maps: str = "/proc/self/maps") -> Optional[Tuple[int, int]]:
-    """Addresses of cudaHostRegister and cudaHostUnregister in the libcudart this process loaded
-    (torch's), or None when there is none."""
-    path = None
+def cudart_path(maps_lines) -> Optional[str]:
+    """The CUDA runtime library among a process's mapped files (lines of /proc/PID/maps): one in torch's
+    or NVIDIA's wheel directories first (torch's own), else the first one; None when none is mapped."""
+    found = []
+    for line in maps_lines:
+        parts = line.rstrip("\n").split(None, 5)
+        if len(parts) < 6:
+            continue
+        path = parts[5]
+        if path.endswith(" (deleted)"):
+            path = path[: -len(" (deleted)")]
+        name = path.rsplit("/", 1)[-1]
+        if name.startswith("libcudart") and ".so" in name and path not in found:
+            found.append(path)
+    preferred = [p for p in found if "/torch/" in p or "/nvidia/" in p]
+    return (preferred or found or [None])[0]
+
+
+def cuda_host_register_functions(maps: str = "/proc/self/maps") -> Optional[Tuple[int, int, int]]:
+    """Addresses of cudaHostRegister, cudaHostUnregister and cudaSetDevice in the CUDA runtime this
+    process loaded (torch's), or None when there is none."""
     try:
         with open(maps) as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 6 and "libcudart" in parts[-1].rsplit("/", 1)[-1]:
-                    path = parts[-1]
-                    break
+            path = cudart_path(f)
     except OSError:
         return None
     if path is None:
         return None
     try:
         lib = ctypes.CDLL(path)
-        return (ctypes.cast(lib.cudaHostRegister, ctypes.c_void_p).value,
-                ctypes.cast(lib.cudaHostUnregister, ctypes.c_void_p).value)
+        return tuple(ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
+                     for name in ("cudaHostRegister", "cudaHostUnregister", "cudaSetDevice"))
     except (OSError, AttributeError):
         return None
 
@@ -50,7 +63,7 @@ class PinnedTransfers:
         self.device = device
         self.limit = max(1, int(limit))
         self._new_event = new_event or torch.cuda.Event
-        self._record = record or (lambda event, dev: event.record(torch.cuda.current_stream(dev)))
+        self._record = record or _record_on_current_stream
         self._host = []                       # host tensors of the batch being sent
         self._pending = collections.deque()   # (event, host tensors) of sent batches
 
@@ -70,10 +83,20 @@ class PinnedTransfers:
             self._pending.popleft()[0].synchronize()
 
     def wait_all(self) -> None:
-        """Waits for every pending copy and lets go of its host tensors."""
-        self._host = []
+        """Waits for every pending copy (also of a batch whose sending stopped half way, e.g. on an
+        exception) and lets go of its host tensors."""
+        if self._host:
+            event = self._new_event()
+            self._record(event, self.device)
+            self._pending.append((event, self._host))
+            self._host = []
         while self._pending:
             self._pending.popleft()[0].synchronize()
 
     def pending(self) -> int:
         return len(self._pending)
+
+
+def _record_on_current_stream(event, device):
+    # The stream .to(device, non_blocking=True) enqueued the copies on.
+    event.record(torch.cuda.current_stream(device))

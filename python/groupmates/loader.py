@@ -45,12 +45,14 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     override the config's fields), plus
 
         device:            move input_ids there (e.g. "cuda:0"); None keeps them on the CPU
-        pin_memory:        with CUDA, batches in pinned memory, sent to `device` non_blocking. The plain
-                           core page-locks its pooled buffers once (cudaHostRegister), so a batch is
-                           pinned as it is made, with no copy (stats: pinned_buffers, pin_failures); its
-                           host memory is kept until the copy is done (groupmates/_transfer.py). In
-                           selection modes (a batch is gathered from a window) and in DataLoader workers
-                           torch's pin_memory() copies each batch. Where CUDA is not available (a
+        pin_memory:        with CUDA and a CUDA `device`: batches in pinned memory, sent non_blocking. The
+                           plain core page-locks its pooled buffers once (cudaHostRegister, on `device`),
+                           so a batch is pinned as it is made, with no copy (stats: pinned_buffers,
+                           pin_failures), and its host memory is kept until the copy is done
+                           (groupmates/_transfer.py); with labels the whole rows are sent once and the
+                           computed targets copied synchronously. In selection modes (a batch is gathered
+                           from a window) and in DataLoader workers torch's pin_memory() copies each
+                           batch; without a device nothing is pinned. Where CUDA is not available (a
                            CPU-only torch) it is a no-op with a warning, as in torch.utils.data.DataLoader
         return_candidates: also return "source", "document", "offset" (LongTensor[B]) per row
         state:             a state_dict() to resume from (same as load_state_dict() afterwards)
@@ -223,18 +225,31 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             raw["input_ids"] = rows[:, :-1]
             raw["tokens"] = rows  # the whole rows (CPU): what probes' loss_fn and reference_batches take
         batch = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in raw.items()}
+        if self._to_device is not None:
+            return self._send_pinned(batch)
         for k in _DEVICE_FIELDS:
             if k in batch:
                 batch[k] = self._deliver(batch[k])
-        if self._to_device is not None:
-            self._to_device.sent()  # the host tensors live until the copies are done
+        return batch
+
+    def _send_pinned(self, batch):
+        # The core's buffer is pinned: one non-blocking copy of it (the whole rows with labels, input_ids
+        # then a device view made contiguous there), held until done. The targets computed from it are
+        # ordinary memory: copied synchronously (what the driver does with pageable memory anyway).
+        if self.config.labels:
+            rows = self._to_device.send(batch["tokens"])
+            batch["input_ids"] = rows[:, :-1].contiguous()
+        else:
+            batch["input_ids"] = self._to_device.send(batch["input_ids"])
+        self._to_device.sent()
+        for k in _DEVICE_FIELDS[1:]:
+            if k in batch:
+                batch[k] = batch[k].to(self.device)
         return batch
 
     def _deliver(self, x):
         if self.device is not None and self.device.type != "cpu":
-            if self._to_device is not None:  # the core's buffers are pinned: no host copy
-                x = self._to_device.send(x)
-            elif self.pin_memory and _cuda_available():
+            if self.pin_memory and _cuda_available():
                 x = x.pin_memory().to(self.device, non_blocking=True)
             else:
                 x = x.to(self.device)
@@ -458,7 +473,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         d = {k: v for k, v in self.__dict__.items() if k not in ("_core", "_pid", "_lock", "_core_config",
                                                                "_engine_configs", "_probe_target", "_probe_key",
                                                                "_probe_ops", "_metrics_callbacks",
-                                                               "_process_group")}
+                                                               "_process_group", "_to_device")}
         d["_saved"] = saved
         d["_fork_saved"] = None
         return d
@@ -466,6 +481,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
     def __setstate__(self, d):
         self.__dict__.update(d)
         self._core, self._pid, self._lock = None, None, threading.RLock()
+        self._to_device = None  # made again with the core (_start)
         self._core_config = self.config.to_core()
         self._probe_target = self._probe_key = self._probe_ops = None
         self._metrics_callbacks = []  # callbacks stay with the training loop's process
@@ -572,7 +588,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             if state_text is not None:
                 _warn_resume_drops(state_text, self._core.selection_stats())
         else:
-            self._core = _core.Loader(self._core_config, state_text, *self._host_pinning())
+            register, unregister, set_device, index = self._host_pinning()
+            self._core = _core.Loader(self._core_config, state_text, register, unregister, set_device, index)
         self._pid = os.getpid()
         with _live_lock:
             _live.add(self)
@@ -584,6 +601,7 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         if self._core is not None and self._pid != os.getpid():
             self._core.abandon()
             self._core = None
+            self._to_device = None  # the parent's CUDA events and copies: nothing to wait for here
             self._saved = self._fork_saved if self._fork_saved is not None else self._saved
             self._pid = None
 
@@ -625,17 +643,20 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         # (cudaHostRegister, cudaHostUnregister) for a plain core whose buffers are to be pinned
         # (pin_memory=True, CUDA, not in a DataLoader worker: batches cross to the main process by
         # copy there), else (0, 0). Without the runtime's functions, pin_memory() copies each batch.
+        # Only with a device: PinnedTransfers then holds each batch until its copy is done (a pinned
+        # batch the caller copied non_blocking itself could be refilled under the copy).
         self._to_device = None
-        if not self.pin_memory or not _cuda_available() or _in_dataloader_worker():
-            return 0, 0
+        if (not self.pin_memory or self.device is None or self.device.type == "cpu" or not _cuda_available()
+                or _in_dataloader_worker()):
+            return 0, 0, 0, -1
         functions = _transfer.cuda_host_register_functions()
         if functions is None:
             warnings.warn("groupmates: pin_memory=True: cudaHostRegister was not found in the CUDA runtime torch "
                           "loaded; each batch is copied to pinned memory by torch's pin_memory()", stacklevel=4)
-            return 0, 0
-        if self.device is not None and self.device.type != "cpu":
-            self._to_device = _transfer.PinnedTransfers(self.device, limit=self.config.prefetch_batches)
-        return functions
+            return 0, 0, 0, -1
+        self._to_device = _transfer.PinnedTransfers(self.device, limit=self.config.prefetch_batches)
+        index = self.device.index if self.device.index is not None else _current_cuda_device()
+        return functions + (index,)
 
     def _stop_core(self):
         core, self._core = self._core, None
@@ -651,6 +672,10 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
 def _cuda_available() -> bool:
     return torch.cuda.is_available()
+
+
+def _current_cuda_device() -> int:
+    return torch.cuda.current_device()
 
 
 def _in_dataloader_worker() -> bool:

@@ -1,9 +1,10 @@
 """pin_memory=True with CUDA, on a CPU-only machine: the plain core page-locks its pooled buffers with the
-functions it is given (here ctypes callbacks standing in for cudaHostRegister / cudaHostUnregister, called
-from the loader's threads), every batch is a view of such a buffer (no host copy: torch's pin_memory()
-is made to fail), each buffer is unlocked exactly once before it is freed, a refused lock is counted and
-the stream stays the same; groupmates._transfer.PinnedTransfers keeps a batch's host memory until a
-(fake) event after its copy completes. A real GPU never ran this."""
+functions it is given (here ctypes callbacks standing in for cudaHostRegister / cudaHostUnregister /
+cudaSetDevice, called from the loader's threads), every batch is sent straight from such a buffer (no
+host copy: torch's pin_memory() is made to fail; "meta" stands in for the CUDA device), each buffer is
+unlocked exactly once before it is freed, a refused lock is counted and the stream stays the same,
+nothing is pinned without a device; groupmates._transfer.PinnedTransfers keeps a batch's host memory
+until a (fake) event after its copy completes. A real GPU never ran this."""
 import ctypes
 import gc
 import os
@@ -21,23 +22,28 @@ from test_training_batches import fresh_seed
 
 REGISTER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint)
 UNREGISTER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+SET_DEVICE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class FakeRuntime:
-    """cudaHostRegister / cudaHostUnregister as ctypes callbacks; refuses every `refuse_every`-th lock."""
+    """cudaHostRegister / cudaHostUnregister / cudaSetDevice as ctypes callbacks; refuses every
+    `refuse_every`-th lock; records the device set before each call and the threads calling."""
 
     def __init__(self, refuse_every=0):
         self.lock = threading.Lock()
         self.locked, self.unlocked, self.refused, self.flags = {}, [], [], set()
         self.calls = 0
         self.refuse_every = refuse_every
-        self.threads = set()
+        self.threads, self.devices = set(), set()
+        self.current = {}  # thread ident -> device set (a ctypes callback on a C++ thread gets a fresh
+        #                    Python thread state each call: threading.local would not persist)
 
         def register(ptr, size, flags):
             with self.lock:
                 self.calls += 1
                 self.threads.add(threading.get_ident())
+                assert threading.get_ident() in self.current, "no cudaSetDevice before cudaHostRegister"
                 if self.refuse_every and self.calls % self.refuse_every == 0:
                     self.refused.append(ptr)
                     return 712  # cudaErrorHostMemoryAlreadyRegistered, say
@@ -51,24 +57,63 @@ class FakeRuntime:
                 self.unlocked.append(ptr)
             return 0
 
-        self._register, self._unregister = REGISTER(register), UNREGISTER(unregister)  # kept alive here
+        def set_device(device):
+            with self.lock:
+                self.current[threading.get_ident()] = device
+                self.devices.add(device)
+            return 0
+
+        self._fns = (REGISTER(register), UNREGISTER(unregister), SET_DEVICE(set_device))  # kept alive here
 
     def functions(self):
-        return (ctypes.cast(self._register, ctypes.c_void_p).value, ctypes.cast(self._unregister, ctypes.c_void_p).value)
+        return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in self._fns)
 
     def buffer_of(self, ptr):
         return next((p for p, size in self.locked.items() if p <= ptr < p + size), None)
 
 
+class FakeCudaEvent:
+    """Completes at its second query (or when waited for)."""
+
+    def __init__(self):
+        self.queries, self.done, self.synchronized, self.stream = 0, False, False, None
+
+    def record(self, stream=None):
+        self.stream = stream
+
+    def query(self):
+        self.queries += 1
+        self.done = self.done or self.queries >= 2
+        return self.done
+
+    def synchronize(self):
+        self.synchronized = self.done = True
+
+
 @pytest.fixture
 def fake_cuda(monkeypatch):
+    """Installs a FakeRuntime, fake events and streams, the "meta" device standing in for "cuda:N", and
+    returns the log of what PinnedTransfers sent: [(data_ptr, clone, contiguous)] per host tensor."""
+    sent = []
+
     def install(runtime):
         monkeypatch.setattr(loader_module, "_cuda_available", lambda: True)
+        monkeypatch.setattr(loader_module, "_current_cuda_device", lambda: 3)
         monkeypatch.setattr(_transfer, "cuda_host_register_functions", lambda maps="/proc/self/maps": runtime.functions())
+        monkeypatch.setattr(loader_module, "_checked_device", lambda d: None if d is None else torch.device(d))
+        monkeypatch.setattr(torch.cuda, "Event", FakeCudaEvent)
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: ("stream", str(device)))
 
         def no_copy(self, *a, **k):
             raise AssertionError("pin_memory() copied a batch")
         monkeypatch.setattr(torch.Tensor, "pin_memory", no_copy)
+        send = _transfer.PinnedTransfers.send
+
+        def spy(self, x):
+            sent.append((x.data_ptr(), x.clone(), x.is_contiguous()))
+            return send(self, x)
+        monkeypatch.setattr(_transfer.PinnedTransfers, "send", spy)
+        return sent
     return install
 
 
@@ -77,44 +122,44 @@ def make(token_file, seed, **kw):
                                        num_threads=2, prefetch_batches=3, **kw)
 
 
-def rows_of(loader, n):
+def rows_of(loader, n, key="input_ids"):
     out = []
     for b in loader:
-        out.append(b["input_ids"].clone())
+        out.append(b[key].clone())
         if len(out) == n:
             break
     return out
 
 
-def test_batches_are_views_of_page_locked_buffers_each_unlocked_once(token_file, fake_cuda):
+def test_batches_are_sent_from_page_locked_buffers_each_unlocked_once(token_file, fake_cuda):
     seed = fresh_seed()
     print(f"seed {seed}")
     want = rows_of(make(token_file, seed), 60)
     runtime = FakeRuntime()
-    fake_cuda(runtime)
-    loader = make(token_file, seed, pin_memory=True)
-    got, held = [], []
+    sent = fake_cuda(runtime)
+    loader = make(token_file, seed, pin_memory=True, device="meta")
+    n, held = 0, []
     for b in loader:
-        x = b["input_ids"]
-        base = runtime.buffer_of(x.data_ptr())
-        assert base is not None, "the batch is not in a page-locked buffer"
-        assert x.data_ptr() + x.numel() * 8 <= base + runtime.locked[base]
-        got.append(x.clone())
-        if len(got) % 7 == 0:
-            held.append(b)  # batches the trainer keeps: their buffers stay out of the pool
-        if len(got) == 60:
+        assert b["input_ids"].device.type == "meta" and b["input_ids"].shape == (4, 64)
+        assert loader._to_device.pending() <= loader.config.prefetch_batches
+        n += 1
+        if n % 7 == 0:
+            held.append(b)
+        if n == 60:
             break
-    assert all(torch.equal(a, b) for a, b in zip(got, want)) and len(got) == 60
-    s = loader.stats()  # the workers still run: counts read one after the other may grow in between
-    assert s.buffers_allocated > 0 and s.pinned_buffers >= s.buffers_allocated
+    assert len(sent) == 60 and all(torch.equal(x, w) for (_, x, _), w in zip(sent, want))
+    for ptr, x, contiguous in sent:
+        base = runtime.buffer_of(ptr)
+        assert base is not None and contiguous, "a batch was not sent straight from a page-locked buffer"
+        assert ptr + x.numel() * 8 <= base + runtime.locked[base]
+    s = loader.stats()  # of the stopped core (the break suspended it: threads joined, copies waited for)
+    assert s.buffers_allocated > 0 and s.pinned_buffers == len(runtime.locked) >= s.buffers_allocated
     assert s.pin_failures == 0 and s.pin_last_error == 0
     assert all(p % PAGE == 0 and size % PAGE == 0 for p, size in runtime.locked.items())
-    assert runtime.flags == {1}  # cudaHostRegisterPortable
-    assert threading.get_ident() not in runtime.threads or len(runtime.threads) > 1  # the loader's threads lock
+    assert runtime.flags == {1} and runtime.devices == {3}  # cudaHostRegisterPortable, on the loader's device
+    assert threading.get_ident() not in runtime.threads  # the loader's threads lock, without the GIL held here
     loader.close()
-    assert len(runtime.locked) >= s.pinned_buffers and loader.stats().pinned_buffers == len(runtime.locked)
-    assert not runtime.unlocked or set(runtime.unlocked) <= set(runtime.locked)
-    del held, b, x
+    del held, b
     gc.collect()
     assert sorted(runtime.unlocked) == sorted(runtime.locked), "every locked buffer is unlocked exactly once"
 
@@ -124,16 +169,55 @@ def test_a_refused_page_lock_is_counted_and_the_stream_is_unchanged(token_file, 
     print(f"seed {seed}")
     want = rows_of(make(token_file, seed), 40)
     runtime = FakeRuntime(refuse_every=2)
-    fake_cuda(runtime)
-    loader = make(token_file, seed, pin_memory=True)
-    got = rows_of(loader, 40)
-    assert all(torch.equal(a, b) for a, b in zip(got, want)) and len(got) == 40
+    sent = fake_cuda(runtime)
+    loader = make(token_file, seed, pin_memory=True, device="meta:0")
+    rows_of(loader, 40)
+    assert len(sent) == 40 and all(torch.equal(x, w) for (_, x, _), w in zip(sent, want))
     loader.close()
-    s = loader.stats()  # of the stopped core
+    s = loader.stats()
     assert s.pin_failures == len(runtime.refused) > 0 and s.pin_last_error == 712
     assert s.pinned_buffers == len(runtime.locked) and s.pinned_buffers + s.pin_failures >= s.buffers_allocated
+    assert runtime.devices == {0}  # the device's own index
     gc.collect()
     assert sorted(runtime.unlocked) == sorted(runtime.locked)  # a refused buffer is never unlocked
+
+
+def test_without_a_device_nothing_is_pinned(token_file, fake_cuda):
+    # The caller would copy the batch itself: a pinned buffer could be refilled under a non_blocking copy.
+    runtime = FakeRuntime()
+    fake_cuda(runtime)
+    loader = make(token_file, fresh_seed(), pin_memory=True)
+    rows_of(loader, 5)
+    assert loader.stats().pinned_buffers == 0 and not runtime.locked and loader._to_device is None
+    loader.close()
+
+
+def test_with_labels_the_whole_rows_are_sent_once(token_file, fake_cuda):
+    seed = fresh_seed()
+    print(f"seed {seed}")
+    plain = make(token_file, seed, labels=True)
+    want = rows_of(plain, 10, key="tokens")
+    runtime = FakeRuntime()
+    sent = fake_cuda(runtime)
+    loader = make(token_file, seed, pin_memory=True, device="meta", labels=True)
+    for i, b in enumerate(loader):
+        assert b["input_ids"].device.type == "meta" and b["input_ids"].shape == (4, 64) and b["input_ids"].is_contiguous()
+        assert b["labels"].device.type == "meta" and b["loss_mask"].device.type == "meta"
+        if i == 9:
+            break
+    assert len(sent) == 10 and all(c and x.shape == (4, 65) for _, x, c in sent)
+    assert all(torch.equal(x, w) for (_, x, _), w in zip(sent, want))
+    loader.close()
+
+
+def test_a_pinned_loader_pickles_without_its_transfers(token_file, fake_cuda):
+    import pickle
+    fake_cuda(FakeRuntime())
+    loader = make(token_file, fresh_seed(), pin_memory=True, device="meta")
+    rows_of(loader, 3)
+    copy = pickle.loads(pickle.dumps(loader))
+    assert copy._to_device is None and copy.state_dict()["batches"] == 3
+    loader.close()
 
 
 class FakeEvent:
@@ -174,53 +258,29 @@ def test_pinned_transfers_keep_host_memory_until_the_copy_is_done():
     t.send(torch.zeros(1))
     t.sent()  # a third pending batch over limit 2: the oldest is waited for
     assert events[1].synchronized and t.pending() == 2
+    half = torch.ones(3)
+    t.send(half)  # a batch whose sending stopped half way (no sent()): wait_all waits for it too
+    half_alive = weakref.ref(half)
+    half = None
     t.wait_all()
-    assert t.pending() == 0 and all(e.done for e in events)
+    assert t.pending() == 0 and all(e.done for e in events) and events[-1].synchronized
     gc.collect()
-    assert alive[1]() is None
+    assert alive[1]() is None and half_alive() is None
 
 
-def test_pinned_loader_sends_batches_through_transfers(token_file, fake_cuda, monkeypatch):
-    # A fake device ("meta") and events: the loader's batches go through PinnedTransfers, and their host
-    # buffers stay out of the pool while their copies are pending.
-    seed = fresh_seed()
-    print(f"seed {seed}")
-    runtime = FakeRuntime()
-    fake_cuda(runtime)
-    events = []
-
-    class Event(FakeEvent):
-        def __init__(self):
-            super().__init__()
-            events.append(self)
-
-        def record(self, stream=None):
-            pass
-
-    monkeypatch.setattr(torch.cuda, "Event", Event)
-    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
-    monkeypatch.setattr(loader_module, "_checked_device", lambda d: torch.device("meta") if d is not None else None)
-    loader = make(token_file, seed, pin_memory=True, device="meta")
-    n = 0
-    for b in loader:
-        assert b["input_ids"].device.type == "meta"
-        n += 1
-        assert loader._to_device.pending() <= loader.config.prefetch_batches
-        if n == 20:
-            break
-    assert len(events) == 20 and sum(e.synchronized for e in events) >= 20 - loader.config.prefetch_batches
-    loader.close()  # waits for the pending copies
-    s = loader.stats()
-    assert s.pinned_buffers == len(runtime.locked) >= s.buffers_allocated
-    assert all(e.done for e in events) and loader._to_device.pending() == 0
-
-
-def test_the_cuda_runtime_is_looked_up_in_the_process_maps(tmp_path):
+def test_the_cuda_runtime_is_found_among_the_mapped_files(tmp_path):
+    line = "7f00-7f01 r-xp 00000000 08:01 1234    {}\n".format
+    assert _transfer.cudart_path([line("/usr/lib/x86_64-linux-gnu/libc.so.6"), "7f00-7f01 rw-p 00000000 00:00 0\n"]) is None
+    assert _transfer.cudart_path([line("/usr/lib/libcudart.so.12")]) == "/usr/lib/libcudart.so.12"
+    # torch's (or NVIDIA's wheel's) runtime first; hashed names, spaces, a "(deleted)" mark
+    lines = [line("/opt/cuda/lib64/libcudart.so.12.2.140"),
+             line("/home/a user/venv/lib/python3.11/site-packages/torch/lib/libcudart-a1b2c3d4.so.11.0 (deleted)")]
+    assert _transfer.cudart_path(lines) == "/home/a user/venv/lib/python3.11/site-packages/torch/lib/libcudart-a1b2c3d4.so.11.0"
+    assert _transfer.cudart_path([line("/x/nvidia/cuda_runtime/lib/libcudart.so.12"), line("/y/libcudart.so.12")]) == \
+        "/x/nvidia/cuda_runtime/lib/libcudart.so.12"
     maps = tmp_path / "maps"
-    maps.write_text("7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/libc.so.6\n")
-    assert _transfer.cuda_host_register_functions(str(maps)) is None  # no CUDA runtime loaded
-    maps.write_text("7f00-7f01 r-xp 00000000 08:01 1 /nonexistent/libcudart.so.12\n")
-    assert _transfer.cuda_host_register_functions(str(maps)) is None  # not loadable
+    maps.write_text(line("/nonexistent/libcudart.so.12"))
+    assert _transfer.cuda_host_register_functions(str(maps)) is None  # found but not loadable
     assert _transfer.cuda_host_register_functions(str(tmp_path / "missing")) is None
     if not torch.cuda.is_available():
         assert _transfer.cuda_host_register_functions() is None  # this CPU-only torch loaded none
