@@ -362,7 +362,8 @@ int main(int argc, char** argv) {
     for (size_t r = 0; r < warm.size(); ++r) {
       peak = std::max({peak, warm[r].at("rss_peak") - warm[r].at("rss_base"), global[r].at("rss_peak") - global[r].at("rss_base")});
       startup.push_back(warm[r].at("startup_s"));
-      if (warm[r].at("frame_hit_rate") <= global[r].at("frame_hit_rate") || (a.shuffle_block < 0 && warm[r].at("block") == 0)) {
+      if ((warm[r].at("block") > 0 && warm[r].at("frame_hit_rate") <= global[r].at("frame_hit_rate")) ||
+          (a.shuffle_block < 0 && warm[r].at("block") == 0)) {
         std::fprintf(stderr, "bench_jsonl: the default shuffle (shuffle_block %.0f) has a frame cache hit rate %.3f, not above "
                      "the global one's %.3f (the default must choose a local shuffle for these .jsonl.zst shards)\n",
                      warm[r].at("block"), warm[r].at("frame_hit_rate"), global[r].at("frame_hit_rate"));

@@ -7,6 +7,8 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <mutex>
+#include <set>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -399,7 +401,16 @@ LocalShuffle JsonlSource::auto_shuffle(uint32_t max_span) const {
   const uint64_t frame_bytes = std::max<uint64_t>(1, bytes / frames);
   const uint64_t span = cache_->budget_bytes() / frame_bytes / 4;
   s.span = static_cast<uint32_t>(std::clamp<uint64_t>(span, 1, std::max<uint32_t>(1, max_span)));
-  if (span < 8 && s.span < max_span) {
+  // Said once per process and source (a loader is rebuilt every epoch, resume and worker); not when
+  // the whole source fits the cache (one block per frame is then as good as any order it could hold).
+  static std::mutex said_mu;
+  static std::set<std::string> said;
+  bool say = span < 8 && s.span < max_span && bytes > cache_->budget_bytes();
+  if (say) {
+    std::lock_guard<std::mutex> lock(said_mu);
+    say = said.insert(source_name_).second;
+  }
+  if (say) {
     std::fprintf(stderr,
                  "groupmates: source '%s': its zstd frames hold %.1f MiB of text each (%llu documents), so the default "
                  "local shuffle mixes only %u frame(s) at a time (a quarter of the %llu the frame cache holds): rewrite "

@@ -64,7 +64,8 @@ class JsonlSource : public DocumentSource {
   /// most max_span, at least 1; the global permutation for plain files only, and when frames hold under
   /// 1.5 lines (blocks of 1 would only permute documents globally, at a higher cost). Spans under 8
   /// (frames over 1/32 of the cache: e.g. a file written by `zstd`, one frame) mix few frames at a
-  /// time: said on stderr with the fixes (`groupmates reframe`, a larger zstd_cache_bytes).
+  /// time: said on stderr with the fixes (`groupmates reframe`, a larger zstd_cache_bytes), once per
+  /// process and source, unless the whole source fits the cache.
   LocalShuffle auto_shuffle(uint32_t max_span) const override;
   std::vector<DataFileFingerprint> data_files() const override;
 

@@ -33,9 +33,9 @@ def cudart_path(maps_lines) -> Optional[str]:
     return (preferred or found or [None])[0]
 
 
-def cuda_host_register_functions(maps: str = "/proc/self/maps") -> Optional[Tuple[int, int, int]]:
-    """Addresses of cudaHostRegister, cudaHostUnregister and cudaSetDevice in the CUDA runtime this
-    process loaded (torch's), or None when there is none."""
+def cuda_host_register_functions(maps: str = "/proc/self/maps") -> Optional[Tuple[int, int, int, int]]:
+    """Addresses of cudaHostRegister, cudaHostUnregister, cudaSetDevice and cudaGetDevice in the CUDA
+    runtime this process loaded (torch's), or None when there is none."""
     try:
         with open(maps) as f:
             path = cudart_path(f)
@@ -46,7 +46,7 @@ def cuda_host_register_functions(maps: str = "/proc/self/maps") -> Optional[Tupl
     try:
         lib = ctypes.CDLL(path)
         return tuple(ctypes.cast(getattr(lib, name), ctypes.c_void_p).value
-                     for name in ("cudaHostRegister", "cudaHostUnregister", "cudaSetDevice"))
+                     for name in ("cudaHostRegister", "cudaHostUnregister", "cudaSetDevice", "cudaGetDevice"))
     except (OSError, AttributeError):
         return None
 

@@ -18,6 +18,7 @@ from .ranks import resolve_ranks
 from .stats import LoaderStats, SelectionStats
 
 # Batch fields moved to `device` (the per-token ones and the document offsets).
+_PINNED_DEVICE_TYPE = "cuda"  # the device type whose batches the plain core's pinned buffers feed
 _DEVICE_FIELDS = ("input_ids", "labels", "loss_mask", "position_ids", "document_ids", "cu_seqlens")
 
 _STATE_FORMAT = "groupmates-loader"
@@ -588,8 +589,8 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
             if state_text is not None:
                 _warn_resume_drops(state_text, self._core.selection_stats())
         else:
-            register, unregister, set_device, index = self._host_pinning()
-            self._core = _core.Loader(self._core_config, state_text, register, unregister, set_device, index)
+            register, unregister, set_device, get_device, index = self._host_pinning()
+            self._core = _core.Loader(self._core_config, state_text, register, unregister, set_device, get_device, index)
         self._pid = os.getpid()
         with _live_lock:
             _live.add(self)
@@ -646,14 +647,14 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         # Only with a device: PinnedTransfers then holds each batch until its copy is done (a pinned
         # batch the caller copied non_blocking itself could be refilled under the copy).
         self._to_device = None
-        if (not self.pin_memory or self.device is None or self.device.type == "cpu" or not _cuda_available()
-                or _in_dataloader_worker()):
-            return 0, 0, 0, -1
+        if (not self.pin_memory or self.device is None or self.device.type != _PINNED_DEVICE_TYPE
+                or not _cuda_available() or _in_dataloader_worker()):
+            return 0, 0, 0, 0, -1
         functions = _transfer.cuda_host_register_functions()
         if functions is None:
             warnings.warn("groupmates: pin_memory=True: cudaHostRegister was not found in the CUDA runtime torch "
                           "loaded; each batch is copied to pinned memory by torch's pin_memory()", stacklevel=4)
-            return 0, 0, 0, -1
+            return 0, 0, 0, 0, -1
         self._to_device = _transfer.PinnedTransfers(self.device, limit=self.config.prefetch_batches)
         index = self.device.index if self.device.index is not None else _current_cuda_device()
         return functions + (index,)

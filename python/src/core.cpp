@@ -20,9 +20,10 @@
 // they are freed), whose addresses the package passes in (it finds them in the libcudart torch
 // loaded: this extension stays free of CUDA and LibTorch). Batches are then views of pinned memory,
 // copied to the device asynchronously with no host copy (torch's pin_memory() copies each batch).
-// The calls run on the loader's threads without the GIL, each after cudaSetDevice(the loader's
-// device), as torch's pin-memory thread does: a new thread's current device is 0, and a call there
-// would start a CUDA context on GPU 0 in every rank's process.
+// The calls run without the GIL with the loader's device current, as torch's pin-memory thread does
+// (a new thread's current device is 0, and a call there would start a CUDA context on GPU 0 in every
+// rank's process): page-locking on the loader's threads, after cudaSetDevice; unlocking on whatever
+// thread frees the buffer (often the training thread, at close), whose current device is put back.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -110,9 +111,11 @@ struct HostPinning {
   using Register = int (*)(void* ptr, size_t bytes, unsigned int flags);
   using Unregister = int (*)(void* ptr);
   using SetDevice = int (*)(int device);
+  using GetDevice = int (*)(int* device);
   Register page_lock = nullptr;
   Unregister page_unlock = nullptr;
   SetDevice set_device = nullptr;
+  GetDevice get_device = nullptr;
   int device = 0;
   std::atomic<uint64_t> pinned{0}, failed{0};
   std::atomic<int> last_error{0};
@@ -127,7 +130,7 @@ gm::BufferAllocator pinned_allocator(std::shared_ptr<HostPinning> p) {
     void* mem = std::aligned_alloc(page, n);
     if (mem == nullptr) throw std::bad_alloc();
     constexpr unsigned int kPortable = 1;  // cudaHostRegisterPortable
-    int rc = p->set_device(p->device);
+    int rc = p->set_device(p->device);  // a loader thread (BufferPool::acquire runs in assemble): left set
     if (rc == 0) rc = p->page_lock(mem, n, kPortable);
     if (rc == 0) {
       p->pinned++;
@@ -137,7 +140,14 @@ gm::BufferAllocator pinned_allocator(std::shared_ptr<HostPinning> p) {
     }
     *data = mem;
     return std::shared_ptr<void>(mem, [p, locked = rc == 0](void* m) {
-      if (locked && p->set_device(p->device) == 0) p->page_unlock(m);
+      if (locked) {  // any thread: with the loader's device current, then the thread's own put back
+        int before = -1;
+        const bool known = p->get_device(&before) == 0;
+        const bool switched = !known || before != p->device;
+        if (switched) p->set_device(p->device);
+        p->page_unlock(m);
+        if (switched && known) p->set_device(before);
+      }
       std::free(m);
     });
   };
@@ -146,13 +156,15 @@ gm::BufferAllocator pinned_allocator(std::shared_ptr<HostPinning> p) {
 // The StreamingLoader behind a mutex, closable from any thread.
 class Loader : public groupmates_binding::LoaderHandle<gm::StreamingLoader> {
  public:
-  /// host_register / host_unregister / set_device: addresses of cudaHostRegister / cudaHostUnregister /
-  /// cudaSetDevice (all 0: plain buffers); device: the CUDA device index set before each of their calls.
+  /// host_register / host_unregister / set_device / get_device: addresses of cudaHostRegister /
+  /// cudaHostUnregister / cudaSetDevice / cudaGetDevice (all 0: plain buffers); device: the CUDA device
+  /// current during their calls.
   Loader(gm::LoaderConfig config, std::optional<std::string> state, uint64_t host_register, uint64_t host_unregister,
-         uint64_t set_device, int device) {
-    if ((host_register == 0) != (host_unregister == 0) || (host_register == 0) != (set_device == 0))
+         uint64_t set_device, uint64_t get_device, int device) {
+    const bool any = host_register || host_unregister || set_device || get_device;
+    if (any && !(host_register && host_unregister && set_device && get_device))
       throw gm::Error(gm::ErrorCode::kInvalidConfig, "host_register",
-                      "give all of cudaHostRegister, cudaHostUnregister and cudaSetDevice, or none");
+                      "give all of cudaHostRegister, cudaHostUnregister, cudaSetDevice and cudaGetDevice, or none");
     gm::BufferAllocator allocator;
     if (host_register != 0) {
       if (device < 0) throw gm::Error(gm::ErrorCode::kInvalidConfig, "device", "a CUDA device index >= 0 is needed to pin buffers");
@@ -160,6 +172,7 @@ class Loader : public groupmates_binding::LoaderHandle<gm::StreamingLoader> {
       pinning_->page_lock = reinterpret_cast<HostPinning::Register>(host_register);
       pinning_->page_unlock = reinterpret_cast<HostPinning::Unregister>(host_unregister);
       pinning_->set_device = reinterpret_cast<HostPinning::SetDevice>(set_device);
+      pinning_->get_device = reinterpret_cast<HostPinning::GetDevice>(get_device);
       pinning_->device = device;
       allocator = pinned_allocator(pinning_);
     }
@@ -496,9 +509,9 @@ PYBIND11_MODULE(_core, m) {
 
   // ---- the plain loader and the tokenizer
   py::class_<Loader> loader(m, "Loader");
-  loader.def(py::init<gm::LoaderConfig, std::optional<std::string>, uint64_t, uint64_t, uint64_t, int>(),
+  loader.def(py::init<gm::LoaderConfig, std::optional<std::string>, uint64_t, uint64_t, uint64_t, uint64_t, int>(),
              py::arg("config"), py::arg("state") = py::none(), py::arg("host_register") = 0, py::arg("host_unregister") = 0,
-             py::arg("set_device") = 0, py::arg("device") = -1);
+             py::arg("set_device") = 0, py::arg("get_device") = 0, py::arg("device") = -1);
   loader.def("pinning", &Loader::pinning);
   groupmates_binding::def_loader(loader);
 

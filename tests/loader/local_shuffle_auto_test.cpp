@@ -180,15 +180,33 @@ TEST_F(AutoShuffleTest, FewLinesPerFrameStayGlobalAndBigFramesAreReported) {
   // About a line per frame: blocks of 1 would only be a slower global permutation.
   rdtest::write_bytes(dir.file("tiny.jsonl.zst"), rdtest::zstd_compress(content, static_cast<int>(docs)));
   EXPECT_EQ(StreamingLoader(config("tiny.jsonl.zst")).local_shuffles(), (Shuffles{{0, 0}}));
-  // One frame per file (as `zstd` writes), a cache of 4 such frames: spans of 1, said on stderr.
-  rdtest::write_bytes(dir.file("one.jsonl.zst"), rdtest::zstd_compress(content));
-  LoaderConfig one = config("one.jsonl.zst");
+  // One frame per file (as `zstd` writes), six files, a cache of 4 such frames: spans of 1, said on
+  // stderr once per process and source (a loader is rebuilt every epoch, resume and worker); nothing
+  // said when the whole source fits the cache.
+  const std::string frame = rdtest::zstd_compress(content);
+  LoaderConfig one = config("a.jsonl.zst");
+  one.sources[0].name = "big-frames-" + std::to_string(seed);
+  one.sources[0].paths.clear();
+  for (int f = 0; f < 6; ++f) {
+    rdtest::write_bytes(dir.file("one" + std::to_string(f) + ".jsonl.zst"), frame);
+    one.sources[0].paths.push_back(dir.file("one" + std::to_string(f) + ".jsonl.zst"));
+  }
   one.sources[0].zstd_cache_bytes = std::max<uint64_t>(kCache, 4 * content.size());
   testing::internal::CaptureStderr();
   const Shuffles got = StreamingLoader(one).local_shuffles();
+  const Shuffles again = StreamingLoader(one).local_shuffles();
   const std::string err = testing::internal::GetCapturedStderr();
   EXPECT_EQ(got, (Shuffles{{static_cast<uint32_t>(docs), 1}}));
+  EXPECT_EQ(again, got);
   EXPECT_TRUE(rdtest::contains(err, "groupmates reframe") && rdtest::contains(err, "mixes only 1 frame")) << err;
+  EXPECT_EQ(err.find("mixes only"), err.rfind("mixes only")) << "said more than once: " << err;
+  LoaderConfig fits = one;
+  fits.sources[0].name = "fits-" + std::to_string(seed);
+  fits.sources[0].paths.resize(1);
+  testing::internal::CaptureStderr();
+  EXPECT_EQ(StreamingLoader(fits).local_shuffles(), (Shuffles{{static_cast<uint32_t>(docs), 1}}));
+  const std::string quiet = testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(rdtest::contains(quiet, "mixes only")) << quiet;
 }
 
 TEST_F(AutoShuffleTest, SeveralSourcesAndFilesMatchedByContentAfterARename) {

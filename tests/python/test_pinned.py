@@ -23,47 +23,62 @@ from test_training_batches import fresh_seed
 REGISTER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint)
 UNREGISTER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 SET_DEVICE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)
+GET_DEVICE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int))
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class FakeRuntime:
-    """cudaHostRegister / cudaHostUnregister / cudaSetDevice as ctypes callbacks; refuses every
-    `refuse_every`-th lock; records the device set before each call and the threads calling."""
+    """cudaHostRegister / cudaHostUnregister / cudaSetDevice / cudaGetDevice as ctypes callbacks, with a
+    current device per thread (0 until set); refuses every `refuse_every`-th lock; records the threads
+    calling, and every call made without `device` current in `violations` (an exception in a ctypes
+    callback would only be printed)."""
 
-    def __init__(self, refuse_every=0):
+    def __init__(self, device, refuse_every=0):
         self.lock = threading.Lock()
-        self.locked, self.unlocked, self.refused, self.flags = {}, [], [], set()
+        self.device = device
+        self.locked, self.unlocked, self.refused, self.flags, self.violations = {}, [], [], set(), []
         self.calls = 0
         self.refuse_every = refuse_every
-        self.threads, self.devices = set(), set()
-        self.current = {}  # thread ident -> device set (a ctypes callback on a C++ thread gets a fresh
-        #                    Python thread state each call: threading.local would not persist)
+        self.threads = set()
+        self.current = {}  # thread ident -> its current device (a ctypes callback on a C++ thread gets a
+        #                    fresh Python thread state each call: threading.local would not persist)
+
+        def here():
+            return self.current.get(threading.get_ident(), 0)
 
         def register(ptr, size, flags):
             with self.lock:
                 self.calls += 1
                 self.threads.add(threading.get_ident())
-                assert threading.get_ident() in self.current, "no cudaSetDevice before cudaHostRegister"
+                if here() != self.device:
+                    self.violations.append(f"cudaHostRegister on device {here()}")
                 if self.refuse_every and self.calls % self.refuse_every == 0:
                     self.refused.append(ptr)
                     return 712  # cudaErrorHostMemoryAlreadyRegistered, say
-                assert ptr not in self.locked
+                if ptr in self.locked:
+                    self.violations.append("locked twice")
                 self.locked[ptr] = size
                 self.flags.add(flags)
                 return 0
 
         def unregister(ptr):
             with self.lock:
+                if here() != self.device:
+                    self.violations.append(f"cudaHostUnregister on device {here()}")
                 self.unlocked.append(ptr)
             return 0
 
         def set_device(device):
             with self.lock:
                 self.current[threading.get_ident()] = device
-                self.devices.add(device)
             return 0
 
-        self._fns = (REGISTER(register), UNREGISTER(unregister), SET_DEVICE(set_device))  # kept alive here
+        def get_device(out):
+            with self.lock:
+                out[0] = here()
+            return 0
+
+        self._fns = (REGISTER(register), UNREGISTER(unregister), SET_DEVICE(set_device), GET_DEVICE(get_device))
 
     def functions(self):
         return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in self._fns)
@@ -98,6 +113,7 @@ def fake_cuda(monkeypatch):
 
     def install(runtime):
         monkeypatch.setattr(loader_module, "_cuda_available", lambda: True)
+        monkeypatch.setattr(loader_module, "_PINNED_DEVICE_TYPE", "meta")
         monkeypatch.setattr(loader_module, "_current_cuda_device", lambda: 3)
         monkeypatch.setattr(_transfer, "cuda_host_register_functions", lambda maps="/proc/self/maps": runtime.functions())
         monkeypatch.setattr(loader_module, "_checked_device", lambda d: None if d is None else torch.device(d))
@@ -135,8 +151,10 @@ def test_batches_are_sent_from_page_locked_buffers_each_unlocked_once(token_file
     seed = fresh_seed()
     print(f"seed {seed}")
     want = rows_of(make(token_file, seed), 60)
-    runtime = FakeRuntime()
+    runtime = FakeRuntime(device=3)
     sent = fake_cuda(runtime)
+    main = threading.get_ident()
+    runtime.current[main] = 5  # the training thread's own current device: freeing a buffer here keeps it
     loader = make(token_file, seed, pin_memory=True, device="meta")
     n, held = 0, []
     for b in loader:
@@ -156,19 +174,21 @@ def test_batches_are_sent_from_page_locked_buffers_each_unlocked_once(token_file
     assert s.buffers_allocated > 0 and s.pinned_buffers == len(runtime.locked) >= s.buffers_allocated
     assert s.pin_failures == 0 and s.pin_last_error == 0
     assert all(p % PAGE == 0 and size % PAGE == 0 for p, size in runtime.locked.items())
-    assert runtime.flags == {1} and runtime.devices == {3}  # cudaHostRegisterPortable, on the loader's device
-    assert threading.get_ident() not in runtime.threads  # the loader's threads lock, without the GIL held here
+    assert runtime.flags == {1}  # cudaHostRegisterPortable
+    assert main not in runtime.threads  # the loader's threads lock, without the GIL held here
     loader.close()
     del held, b
     gc.collect()
     assert sorted(runtime.unlocked) == sorted(runtime.locked), "every locked buffer is unlocked exactly once"
+    assert not runtime.violations, runtime.violations[:3]  # every call with the loader's device (3) current
+    assert runtime.current[main] == 5, "freeing buffers changed the training thread's CUDA device"
 
 
 def test_a_refused_page_lock_is_counted_and_the_stream_is_unchanged(token_file, fake_cuda):
     seed = fresh_seed()
     print(f"seed {seed}")
     want = rows_of(make(token_file, seed), 40)
-    runtime = FakeRuntime(refuse_every=2)
+    runtime = FakeRuntime(device=0, refuse_every=2)
     sent = fake_cuda(runtime)
     loader = make(token_file, seed, pin_memory=True, device="meta:0")
     rows_of(loader, 40)
@@ -177,14 +197,14 @@ def test_a_refused_page_lock_is_counted_and_the_stream_is_unchanged(token_file, 
     s = loader.stats()
     assert s.pin_failures == len(runtime.refused) > 0 and s.pin_last_error == 712
     assert s.pinned_buffers == len(runtime.locked) and s.pinned_buffers + s.pin_failures >= s.buffers_allocated
-    assert runtime.devices == {0}  # the device's own index
     gc.collect()
     assert sorted(runtime.unlocked) == sorted(runtime.locked)  # a refused buffer is never unlocked
+    assert not runtime.violations, runtime.violations[:3]  # "meta:0": device index 0
 
 
 def test_without_a_device_nothing_is_pinned(token_file, fake_cuda):
     # The caller would copy the batch itself: a pinned buffer could be refilled under a non_blocking copy.
-    runtime = FakeRuntime()
+    runtime = FakeRuntime(device=3)
     fake_cuda(runtime)
     loader = make(token_file, fresh_seed(), pin_memory=True)
     rows_of(loader, 5)
@@ -197,7 +217,7 @@ def test_with_labels_the_whole_rows_are_sent_once(token_file, fake_cuda):
     print(f"seed {seed}")
     plain = make(token_file, seed, labels=True)
     want = rows_of(plain, 10, key="tokens")
-    runtime = FakeRuntime()
+    runtime = FakeRuntime(device=3)
     sent = fake_cuda(runtime)
     loader = make(token_file, seed, pin_memory=True, device="meta", labels=True)
     for i, b in enumerate(loader):
@@ -212,11 +232,15 @@ def test_with_labels_the_whole_rows_are_sent_once(token_file, fake_cuda):
 
 def test_a_pinned_loader_pickles_without_its_transfers(token_file, fake_cuda):
     import pickle
-    fake_cuda(FakeRuntime())
+    runtime = FakeRuntime(device=3)
+    fake_cuda(runtime)
     loader = make(token_file, fresh_seed(), pin_memory=True, device="meta")
-    rows_of(loader, 3)
+    rows_of(loader, 6)
     copy = pickle.loads(pickle.dumps(loader))
-    assert copy._to_device is None and copy.state_dict()["batches"] == 3
+    assert copy._to_device is None and copy.state_dict()["batches"] == 6
+    got = rows_of(copy, 2)  # the copy pins again: its transfers are made anew
+    assert copy._to_device is not None and len(got) == 2 and copy.stats().pinned_buffers > 0
+    copy.close()
     loader.close()
 
 
