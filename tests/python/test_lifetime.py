@@ -24,23 +24,24 @@ def endless(token_file, **kw):
 
 
 def worker_threads():
-    # Threads of this process (the C++ workers are not Python threads).
+    # Threads of this process (the C++ workers are not Python threads). Tests compare with `<= before`:
+    # a thread an earlier test left (e.g. a DataLoader's) may end meanwhile; a leaked worker adds one.
     return len(os.listdir(f"/proc/{os.getpid()}/task"))
 
 
 def test_break_joins_the_worker_threads(token_file):
     before = worker_threads()
     loader = endless(token_file, num_threads=3)
-    assert worker_threads() == before  # threads start lazily, at the first batch
+    assert worker_threads() <= before  # threads start lazily, at the first batch
     for i, _ in enumerate(loader):
         if i == 0:
             assert worker_threads() >= before + 4  # planner + 3 pool threads
         if i == 5:
             break
-    assert worker_threads() == before
+    assert worker_threads() <= before
     assert next(loader)["index"] == 6  # and the stream goes on
     loader.close()
-    assert worker_threads() == before
+    assert worker_threads() <= before
 
 
 def test_gc_of_live_loaders_does_not_hang_and_batches_survive(token_file):
@@ -55,7 +56,7 @@ def test_gc_of_live_loaders_does_not_hang_and_batches_survive(token_file):
         del loader, it                     # workers busy prefetching into a full queue
     gc.collect()
     assert time.monotonic() - t0 < 20
-    assert worker_threads() == before
+    assert worker_threads() <= before
     for x in kept:
         np.testing.assert_array_equal(x.numpy(), ref[:B])
 
