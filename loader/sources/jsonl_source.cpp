@@ -7,13 +7,13 @@
 #include <zstd.h>
 
 #include <algorithm>
-#include <mutex>
-#include <set>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 
 #include "groupmates/error.h"
 #include "sources/line_index.h"

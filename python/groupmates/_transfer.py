@@ -72,11 +72,7 @@ class PinnedTransfers:
         return x.to(self.device, non_blocking=True)
 
     def sent(self) -> None:
-        if self._host:
-            event = self._new_event()
-            self._record(event, self.device)
-            self._pending.append((event, self._host))
-            self._host = []
+        self._close_batch()
         while self._pending and self._pending[0][0].query():
             self._pending.popleft()
         while len(self._pending) > self.limit:
@@ -85,16 +81,20 @@ class PinnedTransfers:
     def wait_all(self) -> None:
         """Waits for every pending copy (also of a batch whose sending stopped half way, e.g. on an
         exception) and lets go of its host tensors."""
-        if self._host:
-            event = self._new_event()
-            self._record(event, self.device)
-            self._pending.append((event, self._host))
-            self._host = []
+        self._close_batch()
         while self._pending:
             self._pending.popleft()[0].synchronize()
 
     def pending(self) -> int:
         return len(self._pending)
+
+    def _close_batch(self) -> None:
+        # The host tensors sent since the last batch become pending behind an event recorded now.
+        if self._host:
+            event = self._new_event()
+            self._record(event, self.device)
+            self._pending.append((event, self._host))
+            self._host = []
 
 
 def _record_on_current_stream(event, device):

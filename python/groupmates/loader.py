@@ -17,8 +17,8 @@ from .probe import make_target
 from .ranks import resolve_ranks
 from .stats import LoaderStats, SelectionStats
 
-# Batch fields moved to `device` (the per-token ones and the document offsets).
 _PINNED_DEVICE_TYPE = "cuda"  # the device type whose batches the plain core's pinned buffers feed
+# Batch fields moved to `device` (the per-token ones and the document offsets).
 _DEVICE_FIELDS = ("input_ids", "labels", "loss_mask", "position_ids", "document_ids", "cu_seqlens")
 
 _STATE_FORMAT = "groupmates-loader"

@@ -106,7 +106,8 @@ class Struct {
   bool readonly_;
 };
 
-// cudaHostRegister / cudaHostUnregister (cudaError_t is an int enum; 0 = success), and what they did.
+// cudaHostRegister / cudaHostUnregister / cudaSetDevice / cudaGetDevice (cudaError_t is an int enum;
+// 0 = success), the device they run with, and what the page-locking did.
 struct HostPinning {
   using Register = int (*)(void* ptr, size_t bytes, unsigned int flags);
   using Unregister = int (*)(void* ptr);
