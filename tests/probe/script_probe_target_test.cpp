@@ -11,6 +11,8 @@
 
 using namespace groupmates;
 
+// Named, so that its helpers (kD, rows_of, ...) do not meet another test file's in a unity build.
+namespace script_probe_target_test {
 namespace {
 
 constexpr int kD = 4;
@@ -179,3 +181,5 @@ TEST(ScriptModuleProbeTarget, FirstOrderLabelsEqualHandComputedGradientDot) {
     prev = s;
   }
 }
+
+}  // namespace script_probe_target_test
