@@ -12,7 +12,8 @@
 // only candidate); the build tree's copy (if the file exists); the install path
 // (<libdir>/groupmates/libgroupmates_spm.so); libgroupmates_spm.so next to the binary that
 // contains this code. Under ASan/TSan RTLD_DEEPBIND is dropped (the sanitizer runtimes abort on
-// it); those builds have no LibTorch, so no second protobuf.
+// it): enough without LibTorch, or with Python's torch (imported RTLD_LOCAL); beside a LibTorch linked
+// into the executable the two protobufs may meet (load() then says so).
 #pragma once
 
 #include <cstdint>

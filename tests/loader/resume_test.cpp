@@ -25,6 +25,8 @@ using rdtest::contains;
 using rdtest::expect_error;
 namespace fs = std::filesystem;
 
+// Named, so that its helpers do not meet hostile_input_test.cpp's in a unity build.
+namespace resume_test {
 namespace {
 
 std::vector<uint16_t> random_tokens(std::mt19937_64& rng, uint64_t n) {
@@ -293,3 +295,5 @@ TEST(ResumeBatchSize, ChangedGlobalBatchSizeContinuesAtTheSameSample) {
   EXPECT_TRUE(std::equal(got.begin(), got.end(), reference.begin())) << "a sample repeated or skipped";
   EXPECT_LT(reference.size() - got.size(), last_global) << "only the final partial global batch is dropped";
 }
+
+}  // namespace resume_test

@@ -183,7 +183,8 @@ TEST_F(OnlineLoaderTest, EndToEndOnTheEmbeddedCorpus) {
 #endif
 #ifdef GM_UNDER_SANITIZER
   GTEST_SKIP() << "SentencePiece beside LibTorch needs dlopen(RTLD_DEEPBIND), which the sanitizer runtimes refuse "
-                  "(loader/sources/tokenizer.cpp); the loader-only sanitizer builds test the tokenizer";
+                  "(loader/sources/tokenizer.cpp); loader_tests test the tokenizer under the sanitizers, the Release "
+                  "build this test";
 #endif
   const char* corpus = std::getenv("GROUPMATES_CORPUS");
   if (corpus == nullptr) GTEST_SKIP() << "GROUPMATES_CORPUS not set (make test sets it after `make corpus`)";
