@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Python suite (tests/python) over extensions built with AddressSanitizer + UndefinedBehaviorSanitizer.
-#   scripts/test-python-asan.sh BUILD_DIR CORPUS PYTHON [JOBS [PYTEST_ARGS...]]   (default: the whole suite)
+#   scripts/test-python-asan.sh BUILD_DIR CORPUS PYTHON [JOBS [PYTEST_ARGS...]]   (default: the whole suite,
+#   e.g. ... 2 test_ranks.py -k launch)
 # BUILD_DIR: a configured CMake tree with -DGROUPMATES_SANITIZE=address,undefined (make test-python-asan
 # configures $(BUILD)-address). Builds _core, _engine, the test hooks and the SentencePiece shim there,
 # lays them out beside the package's Python files in BUILD_DIR/python-asan/groupmates (symlinks: edits
@@ -15,9 +16,10 @@
 #  * UBSan's (not recovered): the process exits with 86. GCC's UBSan beside ASan ignores log_path and
 #    writes to stderr, so pytest runs with --capture=sys (the C++ side's stderr, with a report from
 #    pytest's own process, reaches the terminal); in an interpreter a test starts, exit code 86 fails
-#    every test that checks the exit code (planted overflows were caught both ways).
+#    the tests that check the exit code exactly (all but test_lifetime's Ctrl-C test, which checks != 0);
+#    planted overflows were caught both ways.
 set -euo pipefail
-build=${1:?usage: $0 BUILD_DIR CORPUS PYTHON [JOBS]}
+build=${1:?usage: $0 BUILD_DIR CORPUS PYTHON [JOBS [PYTEST_ARGS...]]}
 corpus=${2:?corpus directory}
 python=${3:?python interpreter, e.g. .venv/bin/python}
 jobs=${4:-2}
@@ -36,12 +38,14 @@ rm -rf "$build/python-asan"
 mkdir -p "$pkg"
 # The package's own files only (an in-place build's extensions there must not be linked, nor written through).
 for f in "$repo"/python/groupmates/*.py "$repo"/python/groupmates/*.pyi "$repo"/python/groupmates/py.typed; do
+  [ -e "$f" ] || { echo "test-python-asan: $f not found (python/groupmates changed? update this script)" >&2; exit 2; }
   ln -s "$f" "$pkg/"
 done
 cp "$build"/python/_core.*.so "$build"/python/_engine.*.so "$build"/loader/libgroupmates_spm.so "$pkg/"
 
 # The runtimes of the compiler that built the tree (GCC's names; a clang tree is refused).
 cxx=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt")
+[ -n "$cxx" ] || { echo "test-python-asan: no CMAKE_CXX_COMPILER in $build/CMakeCache.txt" >&2; exit 2; }
 asan=$("$cxx" -print-file-name=libasan.so)
 stdcxx=$("$cxx" -print-file-name=libstdc++.so)
 [ -f "$asan" ] && [ -f "$stdcxx" ] ||
@@ -61,7 +65,7 @@ print_reports() {
 }
 trap 'print_reports || true' ERR
 unset GROUPMATES_SPM_SHIM  # the shim beside the instrumented _core, not one named by the caller
-export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:log_path=$reports/asan
+export ASAN_OPTIONS=detect_leaks=0:halt_on_error=1:exitcode=86:log_path=$reports/asan
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86
 export GROUPMATES_ENGINE_BUILD_DIR=$build GROUPMATES_CORPUS=$corpus
 "$python" -c "$check"
