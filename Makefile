@@ -10,8 +10,8 @@ BUILD ?= build
 VENV ?= .venv
 JOBS ?= 2
 CORPUS := data/corpus
-# Unity builds (16 files a unit) of everything but the loader core library: a cold build of $(BUILD) took
-# 209 s instead of 410 s on 2 cores; also the sanitizer builds and the Python engine build below. A file that
+# Unity builds (16 files a unit) of every target but the loader core library (not the fuzz project): a cold build of $(BUILD) took
+# 209 s instead of 410 s on 2 cores; also the sanitizer builds and both Python builds below. A file that
 # compiles only thanks to an earlier one of its unit (a missing #include) shows with UNITY=OFF (for $(BUILD), in
 # a fresh directory: BUILD=build-files UNITY=OFF; the other builds are reconfigured with it every time).
 UNITY ?= ON
@@ -59,8 +59,8 @@ test-unit: build corpus
 # there, OnlineLoaderTest.EndToEndOnTheEmbeddedCorpus skips itself; they need dlopen(RTLD_DEEPBIND), which
 # the sanitizer runtimes refuse); -O1 -g1, LibTorch uninstrumented,
 # no suppression file. Any report fails (UB is not recovered; ASan detects leaks), also in a child process a
-# test expects to fail (exit code 86 under ASan/UBSan, TSan's 66: never the 1 or 2 of our tools' errors). The LibTorch targets are
-# unity builds (UNITY_CMAKE: from cold 217 s and 169 s for the ASan and TSan test targets instead of
+# test expects to fail (exit code 86 under ASan/UBSan, TSan's 66: never the 1 or 2 of our tools' errors). Unity
+# builds (UNITY: from cold 217 s and 169 s for the ASan and TSan test targets instead of
 # 823 s and 518 s). Under TSan OpenBLAS runs single-threaded: its own worker pool is
 # uninstrumented and hands work over through spin flags TSan cannot see (a report inside sgemm, in
 # OpenBLAS's frames only); our threads still call it concurrently.

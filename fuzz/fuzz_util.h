@@ -16,6 +16,13 @@ inline std::string scratch(const std::string& suffix) {
   return std::string(base) + "/gm_fuzz_" + std::to_string(::getpid()) + suffix;
 }
 
+/// Keeps a value computed from what a parser returned (so its reads stay and ASan checks them) without
+/// a branch on it: a harness always returns 0 (libFuzzer takes any other value as "reject this input").
+inline void keep(uint64_t value) {
+  static volatile uint64_t sink;
+  sink = value;
+}
+
 inline void write_file(const std::string& path, const uint8_t* data, size_t size) {
   FILE* f = std::fopen(path.c_str(), "wb");
   if (f == nullptr) std::abort();

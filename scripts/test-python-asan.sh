@@ -11,7 +11,7 @@
 # first), with libstdc++ (loaded after ASan by dlopen, its __cxa_throw would not be found by ASan's
 # interceptor: every C++ exception would abort). Leak detection is off: the interpreter keeps its
 # allocations to exit by design. Any report fails the run:
-#  * ASan's, also in an interpreter a test starts and expects to fail or kills: written to
+#  * ASan's (exit code 86), also in an interpreter a test starts and expects to fail or kills: written to
 #    BUILD_DIR/python-asan/reports/, and any file there fails the run after pytest (printed);
 #  * UBSan's (not recovered): the process exits with 86. GCC's UBSan beside ASan ignores log_path and
 #    writes to stderr, so pytest runs with --capture=sys (the C++ side's stderr, with a report from
