@@ -15,6 +15,7 @@ CORPUS := data/corpus
 # compiles only thanks to an earlier one of its unit (a missing #include) shows with UNITY=OFF (for $(BUILD), in
 # a fresh directory: BUILD=build-files UNITY=OFF; the other builds are reconfigured with it every time).
 UNITY ?= ON
+comma := ,
 UNITY_CMAKE = -DCMAKE_UNITY_BUILD=$(UNITY) -DCMAKE_UNITY_BUILD_BATCH_SIZE=16
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release $(UNITY_CMAKE)
 
@@ -67,11 +68,13 @@ test-unit: build corpus
 SANITIZER_SUITES = tests/loader_tests tests/selection/selection_tests tests/model/model_tests tests/probe/probe_tests \
   tests/online/online_tests tests/distributed/distributed_tests tests/examples/example_model_tests
 SANITIZER_CMAKE = -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGROUPMATES_LOADER_ONLY=OFF $(UNITY_CMAKE)
+# $(call configure_sanitizer,DIR_SUFFIX,FLAGS): (re)configures $(BUILD)-DIR_SUFFIX with -fsanitize=FLAGS.
+configure_sanitizer = cmake -S . -B $(BUILD)-$(1) $(SANITIZER_CMAKE) -DGROUPMATES_SANITIZE=$(2) >/dev/null
 test-sanitizers: deps corpus
 	@for san in thread address; do \
 	  flags=$$san; [ $$san = address ] && flags=address,undefined; \
 	  blas=; [ $$san = thread ] && blas=OPENBLAS_NUM_THREADS=1; \
-	  cmake -S . -B $(BUILD)-$$san $(SANITIZER_CMAKE) -DGROUPMATES_SANITIZE=$$flags >/dev/null && \
+	  $(call configure_sanitizer,$$san,$$flags) && \
 	  cmake --build $(BUILD)-$$san -j$(JOBS) --target $(notdir $(SANITIZER_SUITES)) || exit 1; \
 	  for t in $(SANITIZER_SUITES); do \
 	    echo "== $$(basename $$t) under -fsanitize=$$flags" && \
@@ -84,7 +87,7 @@ test-sanitizers: deps corpus
 # $(BUILD)-address (after test-sanitizers), the interpreter and torch uninstrumented (scripts/test-python-asan.sh).
 .PHONY: test-python-asan
 test-python-asan: deps corpus $(VENV)/bin/python
-	cmake -S . -B $(BUILD)-address $(SANITIZER_CMAKE) -DGROUPMATES_SANITIZE=address,undefined >/dev/null
+	$(call configure_sanitizer,address,address$(comma)undefined)
 	bash scripts/test-python-asan.sh $(BUILD)-address $(CURDIR)/$(CORPUS) $(VENV)/bin/python $(JOBS)
 
 # Serially, also under make -j: test-sanitizers and test-python-asan build in the same tree, and every recipe
