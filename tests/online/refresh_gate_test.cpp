@@ -204,7 +204,9 @@ TEST(InfluenceRefresherGate, KeepsThePriorOnlyModelWhileItPredictsBetter) {
 TEST(InfluenceRefresherGate, PublishesTheLearnedModelOnceItPredictsBetter) {
   const uint64_t seed = rdtest::fresh_seed();
   SCOPED_TRACE(rdtest::seed_trace(seed));
-  const Outcome o = run_refreshes(seed, /*labels_from_prior=*/false, 4, /*L=*/4);
+  // 6 probes: with 4, about one seed in a hundred (GM_TEST_SEED=4825586921979764675) had a learned model
+  // ahead by > 0.2 that the gate's margin (1 / sqrt(held-out labels)) still refused at the last refresh.
+  const Outcome o = run_refreshes(seed, /*labels_from_prior=*/false, 6, /*L=*/4);
   // The first refresh has no held-out check: nothing learned is published yet.
   EXPECT_TRUE(o.gated[0]);
   EXPECT_FALSE(o.published[0]);
