@@ -46,7 +46,11 @@ double RefreshGate::required_lead() const {
 }
 
 bool RefreshGate::learned_wins() const {
-  return checks_ > 0 && (learned_sum_ - prior_sum_) / double(checks_) > required_lead();
+  if (checks_ == 0) return false;
+  // A lead within rounding of the sums is a tie (the same picks summed in another order differ in the last
+  // bits): a tie keeps the prior-only model.
+  const double rounding = 1e-12 * (std::fabs(learned_sum_) + std::fabs(prior_sum_) + 1.0);
+  return (learned_sum_ - prior_sum_) > rounding && (learned_sum_ - prior_sum_) / double(checks_) > required_lead();
 }
 
 std::string RefreshGate::save() const {

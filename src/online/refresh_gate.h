@@ -15,7 +15,8 @@ namespace groupmates {
 /// A refreshed model is published only while the learned models' mean held-out Spearman over all
 /// checks so far exceeds the prior-only model's by `margin` standard errors, the standard error taken
 /// as 1 / sqrt(held-out labels so far) (a Spearman of n pairs: about 1 / sqrt(n - 1)); otherwise the
-/// prior-only model selects. margin 0: the plain comparison.
+/// prior-only model selects. margin 0: the plain comparison (a lead within rounding of 0 is a tie, which
+/// keeps the prior-only model).
 class RefreshGate {
  public:
   explicit RefreshGate(double margin = 0) : margin_(margin) {}

@@ -60,6 +60,22 @@ TEST(RefreshGate, DecidesByMeanHeldoutSpearmanLikeAReference) {
   EXPECT_GT(decided_by_margin, 0) << "the margin never mattered: the test cannot tell it from the plain comparison";
 }
 
+TEST(RefreshGate, ALeadWithinRoundingIsATie) {
+  // The same picks' labels summed in another order (GM_TEST_SEED=4980918063515351885 of
+  // JudgedByItsPicksKeepsThePriorWhereThePriorPicksBest: 1.2020523469298146 against ...143).
+  const double a = (0.1 + 0.1) + 0.6, b = 0.1 + (0.1 + 0.6);
+  ASSERT_NE(a, b) << "the two orders round alike here: the test shows nothing";
+  for (const double margin : {0.0, 1.0}) {
+    RefreshGate gate(margin);
+    gate.record(0.83123332606870026, 0.83123332606870026, 24);
+    gate.record(std::max(a, b), std::min(a, b), 24);
+    EXPECT_FALSE(gate.learned_wins()) << "margin " << margin << ": a lead of " << std::max(a, b) - std::min(a, b);
+  }
+  RefreshGate plain;
+  plain.record(1.0 + 1e-9, 1.0, 24);
+  EXPECT_TRUE(plain.learned_wins()) << "a lead of 1e-9 is a lead, not rounding";
+}
+
 TEST(RefreshGate, PicksGainIsMinusTheMeanLabelOfTheLowestPredictedRows) {
   const uint64_t seed = rdtest::fresh_seed();
   SCOPED_TRACE(rdtest::seed_trace(seed));
