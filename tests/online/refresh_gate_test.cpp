@@ -226,8 +226,9 @@ TEST(InfluenceRefresherGate, PublishesTheLearnedModelOnceItPredictsBetter) {
   // The first refresh has no held-out check: nothing learned is published yet.
   EXPECT_TRUE(o.gated[0]);
   EXPECT_FALSE(o.published[0]);
-  // The prior is noise here; the learned model finds the useful token.
-  EXPECT_LT(std::fabs(o.last_prior), 0.3);
+  // The prior is noise here (within 4 standard errors of 0 for a Spearman of 24 rollouts x 4 labels: 0.3,
+  // 3 standard errors, failed for GM_TEST_SEED=12118744167174313249); the learned model finds the useful token.
+  EXPECT_LT(std::fabs(o.last_prior), 4.0 / std::sqrt(24.0 * 4 - 1));
   EXPECT_GT(o.last_learned, o.last_prior + 0.2);
   EXPECT_FALSE(o.gated.back());
   EXPECT_TRUE(o.published.back());
