@@ -75,6 +75,8 @@ struct Options : tiny_gpt_training::TrainingSettings {
   double prefilter_ratio = -1;     // <= 0 = SelectionConfig's default
   int nonpositive = -1;            // -1 = SelectionConfig's default
   double relation_tau = -1;        // <= 0 = SelectionConfig's default
+  double seen_discount = -1;       // < 0 = SelectionConfig's default
+  int seen_shingle_tokens = 0;     // 0 = SelectionConfig's default
   double gate_margin = -1;         // < 0 = SelectionConfig's default
   double gate_top_share = -1;      // < 0 = SelectionConfig's default
   std::string encoder = "hashed_ngram";  // SelectionConfig::encoder: hashed_ngram | torchscript
@@ -125,6 +127,8 @@ Options parse(int argc, char** argv) {
   app.add_option("--refresh-gate-top-share", o.gate_top_share,
                  "SelectionConfig.refresh_gate_top_share (< 0: the library's default)");
   app.add_option("--relation-tau", o.relation_tau, "SelectionConfig.relation_tau (<= 0: the library's default)");
+  app.add_option("--seen-discount", o.seen_discount, "SelectionConfig.seen_discount (< 0: the library's default)");
+  app.add_option("--seen-shingle-tokens", o.seen_shingle_tokens, "SelectionConfig.seen_shingle_tokens (0: the library's default)");
   app.add_option("--rollout-length", o.rollout_length, "ProbeConfig.rollout_length (0: the library's default)");
   app.add_option("--first-order-labels", o.first_order, "ProbeConfig.first_order_labels 0 or 1 (-1: the library's default)");
   app.add_option("--probe-nice", o.probe_nice, "ProbeConfig.nice (-1: the library's default)");
@@ -209,6 +213,8 @@ int main(int argc, char** argv) {
     if (o.prefilter_ratio > 0) selection.prefilter_ratio = o.prefilter_ratio;
     if (o.nonpositive >= 0) selection.nonpositive_influence = o.nonpositive != 0;
     if (o.relation_tau > 0) selection.relation_tau = o.relation_tau;
+    if (o.seen_discount >= 0) selection.seen_discount = o.seen_discount;
+    if (o.seen_shingle_tokens > 0) selection.seen_shingle_tokens = uint32_t(o.seen_shingle_tokens);
     if (o.gate_margin >= 0) selection.refresh_gate_margin = o.gate_margin;
     if (o.gate_top_share >= 0) selection.refresh_gate_top_share = o.gate_top_share;
     if (!o.refresh_mode.empty())
@@ -358,7 +364,7 @@ int main(int argc, char** argv) {
                  {"switches", st.switches.size()}};
     j["encoder"] = {{"kind", o.encoder}, {"path", o.encoder_path}};
     j["selection"] = {{"windows", st.windows}, {"warmup_windows", st.warmup_windows}, {"seen", st.seen},
-                      {"selected", st.selected}, {"model_version", st.model_version}, {"refreshes", st.refreshes},
+                      {"selected", st.selected}, {"seen_discounted", st.seen_discounted}, {"model_version", st.model_version}, {"refreshes", st.refreshes},
                       {"refresh_seconds", num(st.refresh_seconds)}, {"refresh_wait_seconds", num(st.refresh_wait_seconds)},
                       {"last_heldout_spearman", num(st.last_heldout_spearman)},
                       {"last_heldout_spearman_scaled", num(st.last_heldout_spearman_scaled)},

@@ -235,6 +235,7 @@ class SelectionStats(_StubStruct):
     consecutive_failures: int
     prior_weight: float
     switches: List[VersionSwitch]
+    seen_discounted: int
     resume_dropped_rows: int
     resume_dropped_probes: int
     model_hash: int

@@ -262,6 +262,11 @@ class SelectionConfig:
                             a_i * u_i <= 0 and distance from the picks always helps (u has both signs)
     temperature:            "individual": Gumbel temperature (0 = deterministic top-k)
     relations:              "group": False ranks by u alone (ablation of the relational term)
+    seen_discount:          "group" with relations: a candidate a share s of whose sampled token shingles was
+                            selected recently gets a = 1 - seen_discount * s on its u (shifted to <= 0), as if
+                            the recent rows were picks (near-duplicates of what was just trained fall back; 0 = off)
+    seen_shingle_tokens:    tokens per shingle of that memory
+    seen_memory_shingles:   sampled shingles remembered (4 bytes each, in memory and in the state)
     importance_prior:       with reference rows, u = w.h + b + gamma * (negated, window-standardised importance
                             weight); gamma learnable; before the first refresh u is the prior alone
     importance_buckets:     hashed token 1-2-gram buckets of the importance estimator
@@ -314,6 +319,9 @@ class SelectionConfig:
     nonpositive_influence: bool = _SELECTION["nonpositive_influence"]
     temperature: float = _SELECTION["temperature"]
     relations: bool = _SELECTION["relations"]
+    seen_discount: float = _SELECTION["seen_discount"]
+    seen_shingle_tokens: int = _SELECTION["seen_shingle_tokens"]
+    seen_memory_shingles: int = _SELECTION["seen_memory_shingles"]
     importance_prior: bool = _SELECTION["importance_prior"]
     importance_buckets: int = _SELECTION["importance_buckets"]
     importance_mix: float = _SELECTION["importance_mix"]

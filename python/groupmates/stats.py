@@ -133,6 +133,7 @@ class SelectionStats(_Record):
     consecutive_failures: int = 0
     prior_weight: float = 0.0
     switches: List[VersionSwitch] = field(default_factory=list)
+    seen_discounted: int = 0
     resume_dropped_rows: int = 0
     resume_dropped_probes: int = 0
     model_hash: int = 0

@@ -64,6 +64,15 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   ic.seed = derive_seed(cfg_.seed, 0x696d70ULL);
   ic.feedback_weight = cfg_.reference_feedback;
   importance_ = std::make_unique<ImportanceEstimator>(ic);
+  if (cfg_.seen_discount > 0 && cfg_.relations &&
+      (cfg_.mode == SelectionMode::kGroup || cfg_.mode == SelectionMode::kGroupNoClusters)) {
+    SeenShinglesConfig sc;
+    sc.shingle_tokens = static_cast<int>(cfg_.seen_shingle_tokens);
+    sc.capacity = cfg_.seen_memory_shingles;
+    sc.pad_id = encoder_pad_id_;
+    sc.seed = derive_seed(cfg_.seed, 0x7365656eULL);
+    seen_ = std::make_unique<SeenShingles>(sc);
+  }
   labels_ = std::make_shared<LabelBuffer>(cfg_.label_buffer_rollouts);
   refresher_ = std::make_unique<InfluenceRefresher>(cfg_, models_.make(), models_.make(), labels_);
   if (probe_cfg_.interval_steps > 0 && uses_model()) {
@@ -195,6 +204,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
   backoff_.restore(s.backoff_streak, s.backoff_skip);
   importance_->load(s.importance.bytes);
+  if (seen_ && !s.seen_shingles.bytes.empty()) seen_->load(s.seen_shingles.bytes);  // none saved: an empty memory
   if (s.feedback.bytes.size() % (sizeof(int64_t) * size_t(sequence_length_)) != 0)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.feedback",
                 "not whole token rows of sequence_length " + std::to_string(sequence_length_) +
@@ -221,6 +231,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
       emit_pos_ = order_.size();
     }
     stats_.windows -= 1;  // select_current() counted the re-selected window again
+    stats_.seen_discounted -= window_discounted_;
     stats_.seen -= current_->host.batch_size;
     if (stats_.warmup_windows > 0 && !versions_.trained(current_->version)) stats_.warmup_windows -= 1;
   }
@@ -276,6 +287,30 @@ std::optional<OnlineSelection::Window> OnlineSelection::read_window() {
   return w;
 }
 
+torch::Tensor OnlineSelection::discount_seen(const torch::Tensor& u, const torch::Tensor& window) {
+  // a_i = 1 - seen_discount * s_i on u shifted to <= 0 by its maximum (as the greedy's nonpositive_influence):
+  // the rows selected recently act as picks the candidate is related to by the share s_i of its shingles seen.
+  const torch::Tensor host = u.to(torch::kCPU, torch::kFloat).contiguous();
+  const torch::Tensor tokens = window.contiguous();
+  const int64_t rows = host.size(0), width = tokens.size(1);
+  std::vector<float> out(host.data_ptr<float>(), host.data_ptr<float>() + rows);
+  if (rows == 0) return u;
+  const float top = *std::max_element(out.begin(), out.end());
+  uint64_t discounted = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    const double s = seen_->overlap(tokens.data_ptr<int64_t>() + i * width, width);
+    if (s <= 0) continue;
+    out[i] = float(double(top) + (double(out[i]) - double(top)) * (1.0 - cfg_.seen_discount * s));
+    discounted += 1;
+  }
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.seen_discounted += discounted;
+    window_discounted_ = discounted;
+  }
+  return torch::tensor(out, torch::kFloat).to(u.device());
+}
+
 const Selector& OnlineSelection::selector_for(bool informed) const {
   if (!informed) return *random_;
   switch (cfg_.mode) {
@@ -295,6 +330,7 @@ void OnlineSelection::select_current() {
   const int64_t rows = current_->tokens.size(0), width = current_->tokens.size(1);
   // The importance prior: the running pool estimate takes this window in, then scores it.
   prior_ = torch::Tensor();
+  window_discounted_ = 0;
   if (importance_->has_reference()) {
     const torch::Tensor tokens = current_->tokens.contiguous();
     importance_->observe(tokens.data_ptr<int64_t>(), rows, width);
@@ -318,6 +354,7 @@ void OnlineSelection::select_current() {
                                        cfg_.nonpositive_influence}
                       : RelationParams{1.0, 1e30, RelationAggregate::kMean};  // every r_ij = 1: rank by u alone
     informed = versions_.trained(current_->version) || use_prior;
+    if (seen_ && informed) in.u = discount_seen(in.u, current_->tokens);
   } else {
     in.u = prior_;
     clusters = torch::full({rows}, -1, torch::kLong);
@@ -425,6 +462,10 @@ bool OnlineSelection::advance() {
   feedback_due_.clear();
   clusters_.begin_window();
   importance_before_current_ = importance_->save();
+  if (seen_ && current_) {  // the rows selected from the window just emitted join the memory, in emitted order
+    const torch::Tensor tokens = current_->tokens.contiguous();
+    for (const int64_t row : order_) seen_->add(tokens.data_ptr<int64_t>() + row * tokens.size(1), tokens.size(1));
+  }
   current_ = std::move(next_);
   next_.reset();
   select_current();
@@ -689,6 +730,7 @@ LoaderState OnlineSelection::save() {
   s.kmeans.bytes = clusters_.saved_state();
   s.kmeans_version = clusters_.saved_version();
   s.importance.bytes = current_ ? importance_before_current_ : importance_->save();
+  if (seen_) s.seen_shingles.bytes = seen_->save();  // the current window's picks join it at the next window
   s.feedback.bytes.assign(reinterpret_cast<const char*>(feedback_due_.data()), feedback_due_.size() * sizeof(int64_t));
   s.next_loader_version = versions_.next_number();
   s.trainer.bytes = refresher_->weights();

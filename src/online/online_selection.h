@@ -46,6 +46,7 @@
 #include "online/window_clusters.h"
 #include "online/probe_backoff.h"
 #include "selection/importance_estimator.h"
+#include "selection/seen_shingles.h"
 
 namespace groupmates {
 
@@ -91,6 +92,8 @@ class OnlineSelection {
   void collect_feedback(int64_t probe_step);
   void note_backoff(const RefreshResult& r);
   void select_current();
+  /// u with SelectionConfig::seen_discount applied for the shingles of each row of `window` selected recently.
+  torch::Tensor discount_seen(const torch::Tensor& u, const torch::Tensor& window);
   void apply_due_refreshes();
   void refresh(int64_t step, const ProbeResult& result);  // probe thread
   void share_refresh(Pending& p);                          // trainer thread, collective: many ranks
@@ -122,6 +125,8 @@ class OnlineSelection {
 
   std::unique_ptr<ImportanceEstimator> importance_;
   std::string importance_before_current_;   // estimator state before current_ was observed
+  std::unique_ptr<SeenShingles> seen_;      // shingles of the rows selected before current_ (null: seen_discount off)
+  uint64_t window_discounted_ = 0;          // rows of current_ that seen_ discounted (stats_mu_)
   std::vector<int64_t> feedback_due_;       // reference-feedback rows [n, sequence_length_], added at the next window
   torch::Tensor prior_;                     // of current_: float [W] CPU, standardised, lower = better (or undefined)
 

@@ -55,6 +55,11 @@ void SelectionConfig::validate() const {
   if (!(relation_tau_min >= 0) || relation_tau_min > relation_tau)
     bad(f + "relation_tau_min", "is " + std::to_string(relation_tau_min) + "; allowed [0, relation_tau = " +
                                     std::to_string(relation_tau) + "] (tau starts at relation_tau)");
+  if (!(seen_discount >= 0 && seen_discount <= 1)) bad(f + "seen_discount", "is " + std::to_string(seen_discount) + "; allowed [0, 1] (0 = off)");
+  if (seen_shingle_tokens < 2 || seen_shingle_tokens > 64)
+    bad(f + "seen_shingle_tokens", "is " + std::to_string(seen_shingle_tokens) + "; allowed 2..64");
+  if (seen_memory_shingles < 1 || seen_memory_shingles > (uint64_t{1} << 26))
+    bad(f + "seen_memory_shingles", "is " + std::to_string(seen_memory_shingles) + "; allowed 1..67108864");
   if (label_buffer_rollouts < 1) bad(f + "label_buffer_rollouts", "is 0; must be >= 1");
 }
 

@@ -18,6 +18,9 @@ struct Writer {
   void operator()(const std::string& k, bool v) const { x[k] = v ? "1" : "0"; }
   void operator()(const std::string& k, const Blob& v) const { x[k] = blob_to_text(v.bytes); }
   void operator()(const std::string& k, const OptionalText& v) const { x[k] = v.text; }
+  void operator()(const std::string& k, const OptionalBlob& v) const {
+    if (!v.bytes.empty()) x[k] = blob_to_text(v.bytes);
+  }
   void operator()(const std::string& k, const OptionalCount& v) const { x[k] = std::to_string(v.value); }
   void operator()(const std::string& k, const std::vector<SavedRefresh>& v) const {
     x[k] = std::to_string(v.size());
@@ -75,6 +78,9 @@ struct Reader {
     v = s == "1";
   }
   void operator()(const std::string& k, Blob& v) const { v.bytes = text_to_blob(get(k), k); }
+  void operator()(const std::string& k, OptionalBlob& v) const {
+    v.bytes = x.count(k) ? text_to_blob(get(k), k) : std::string();
+  }
   void operator()(const std::string& k, OptionalText& v) const {
     auto it = x.find(k);
     v.text = it == x.end() ? std::string() : it->second;

@@ -15,6 +15,11 @@ struct Blob {
   std::string bytes;
 };
 
+/// Binary bytes saved as base64 text only when not empty; a state without the key reads as empty.
+struct OptionalBlob {
+  std::string bytes;
+};
+
 /// Text saved as is; a state without the key reads as "" (saved before the key existed).
 struct OptionalText {
   std::string text;
@@ -58,6 +63,7 @@ struct SelectionState {
   Blob kmeans;
   uint64_t kmeans_version = 0;
   Blob importance;
+  OptionalBlob seen_shingles;              ///< SeenShingles::save() (empty = seen_discount off, or saved before it existed)
   Blob feedback;                  ///< reference-feedback rows due at the next window (int64 tokens; empty = none)
   std::vector<SavedRefresh> pending;
   uint64_t backoff_streak = 0, backoff_skip = 0;  ///< gate refusals in a row; due probes still to skip
@@ -68,7 +74,7 @@ struct SelectionState {
   OptionalCount probe_fixed_train_tokens, probe_fixed_eval_tokens;  ///< of the probe tokens, R_0 and the reference
                                                                      ///< gradient (counted whole on every rank)
   std::vector<VersionSwitch> switches;
-  OptionalCount resume_dropped_rows, resume_dropped_probes;
+  OptionalCount resume_dropped_rows, resume_dropped_probes, seen_discounted;
 
   /// Writes every key into `extra`.
   void write(std::map<std::string, std::string>& extra) const;
@@ -93,6 +99,7 @@ struct SelectionState {
     f(probe_eval_tokens, live.cost.probe_eval_tokens);
     f(switches, live.switches);
     f(resume_dropped_rows.value, live.resume_dropped_rows);
+    f(seen_discounted.value, live.seen_discounted);
     f(resume_dropped_probes.value, live.resume_dropped_probes);
   }
 
@@ -122,6 +129,7 @@ struct SelectionState {
     f("gm.kmeans", s.kmeans);
     f("gm.kmeans_version", s.kmeans_version);
     f("gm.importance", s.importance);
+    f("gm.seen", s.seen_shingles);
     f("gm.feedback", s.feedback);
     f("gm.pending", s.pending);
     f("gm.backoff_streak", s.backoff_streak);
@@ -142,6 +150,7 @@ struct SelectionState {
     f("gm.cost.probe_fixed_eval_tokens", s.probe_fixed_eval_tokens);
     f("gm.switches", s.switches);
     f("gm.stats.resume_dropped_rows", s.resume_dropped_rows);
+    f("gm.stats.seen_discounted", s.seen_discounted);
     f("gm.stats.resume_dropped_probes", s.resume_dropped_probes);
   }
 };

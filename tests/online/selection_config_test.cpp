@@ -108,6 +108,28 @@ TEST(SelectionConfigTest, RelationTauIsValidatedNamingTheField) {
   EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.relation_tau_min");
 }
 
+TEST(SelectionConfigTest, SeenFieldsAreValidatedNamingTheField) {
+  using testing_errors::where_of;
+  SelectionConfig s;
+  EXPECT_EQ(s.seen_discount, 0.0) << "off: it made the tuning pools' final loss worse (docs/SELECTION.md)";
+  for (double bad : {-0.1, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
+    s.seen_discount = bad;
+    EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.seen_discount") << bad;
+  }
+  s.seen_discount = 1.0;
+  EXPECT_NO_THROW(s.validate());
+  for (uint32_t bad : {0u, 1u, 65u}) {
+    s.seen_shingle_tokens = bad;
+    EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.seen_shingle_tokens") << bad;
+  }
+  s.seen_shingle_tokens = 64;
+  EXPECT_NO_THROW(s.validate());
+  for (uint64_t bad : {uint64_t{0}, (uint64_t{1} << 26) + 1}) {
+    s.seen_memory_shingles = bad;
+    EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.seen_memory_shingles") << bad;
+  }
+}
+
 TEST(SelectionConfigTest, RefreshGateFieldsAreValidatedNamingTheField) {
   using testing_errors::where_of;
   SelectionConfig s;
