@@ -53,14 +53,17 @@ struct SelectionConfig {
                                       ///< both signs; for u_i > 0 the rule rewarded copies of the picks; docs/SELECTION.md)
   double temperature = 0.5;           ///< kIndividual Gumbel temperature T; 0 = deterministic top-k by u
   bool relations = true;              ///< kGroup*: false = the greedy ranks by u alone (ablation of the relational term)
-  double seen_discount = 0.0;         ///< kGroup* with relations: the rows selected recently count as picks too. A
-                                      ///< candidate of which a share s of the sampled token shingles was selected within
-                                      ///< the last seen_memory_shingles gets a = 1 - seen_discount * s on its u (shifted
-                                      ///< to <= 0 by the window's maximum, as the greedy does): near-duplicates of what
-                                      ///< the trainer was just given fall back; 0 = off (docs/SELECTION.md)
+  double seen_discount = 0.0;         ///< kGroup* with relations: the rows this rank selected before the current
+                                      ///< window count as picks too. A candidate of which a share s of the sampled token
+                                      ///< shingles is among theirs gets u scaled by a = 1 - seen_discount * s after u is
+                                      ///< shifted to <= 0 by the window's maximum (finite u only; Batch::influence then
+                                      ///< reports the scaled u): near-duplicates of what the trainer was just given fall
+                                      ///< back; 0 = off, the default: it made the tuning pools worse (docs/SELECTION.md)
   uint32_t seen_shingle_tokens = 8;   ///< tokens per shingle of that memory, 2..64
-  uint64_t seen_memory_shingles = 1 << 17; ///< sampled shingles remembered (one in 8 of the selected rows'; 4 bytes each,
-                                      ///< in memory and in the state): 2^17 = ~16k rows of 128 tokens, ~1k of 2,048
+  uint64_t seen_memory_shingles = 1 << 17; ///< sampled shingles remembered, 1..2^24 (one in 8 of the selected rows'
+                                      ///< shingles: 2^17 = the last ~8.7k rows of 128 tokens, ~510 of 2,048; 32-bit keys,
+                                      ///< so a fresh shingle matches by chance with probability keys / 2^32); ~5.3 bytes a
+                                      ///< key in the state (base64), ~40 in memory (a hash map)
   bool importance_prior = true;       ///< when reference rows are set: u = w.h + b + gamma * prior, the prior being
                                       ///< the window-standardised importance weight (kImportance's score, negated) and
                                       ///< gamma learnable (init 1, kept >= 0); before the first refresh u = prior

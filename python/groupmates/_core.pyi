@@ -114,6 +114,9 @@ class SelectionConfig(_StubStruct):
     nonpositive_influence: bool
     temperature: float
     relations: bool
+    seen_discount: float
+    seen_shingle_tokens: int
+    seen_memory_shingles: int
     importance_prior: bool
     importance_buckets: int
     importance_mix: float

@@ -262,11 +262,12 @@ class SelectionConfig:
                             a_i * u_i <= 0 and distance from the picks always helps (u has both signs)
     temperature:            "individual": Gumbel temperature (0 = deterministic top-k)
     relations:              "group": False ranks by u alone (ablation of the relational term)
-    seen_discount:          "group" with relations: a candidate a share s of whose sampled token shingles was
-                            selected recently gets a = 1 - seen_discount * s on its u (shifted to <= 0), as if
-                            the recent rows were picks (near-duplicates of what was just trained fall back; 0 = off)
+    seen_discount:          "group" with relations: a candidate a share s of whose sampled token shingles this rank
+                            selected before gets u (shifted to <= 0 by the window's maximum) scaled by
+                            1 - seen_discount * s, as if those rows were picks (near-duplicates of what was just
+                            trained fall back; 0 = off, the default: it made the tuning pools worse)
     seen_shingle_tokens:    tokens per shingle of that memory
-    seen_memory_shingles:   sampled shingles remembered (4 bytes each, in memory and in the state)
+    seen_memory_shingles:   sampled shingles remembered, up to 2^24 (~5.3 bytes each in the state, ~40 in memory)
     importance_prior:       with reference rows, u = w.h + b + gamma * (negated, window-standardised importance
                             weight); gamma learnable; before the first refresh u is the prior alone
     importance_buckets:     hashed token 1-2-gram buckets of the importance estimator

@@ -160,6 +160,7 @@ class SelectionStats(_Record):
              "probes_skipped_budget": float(self.probes_skipped_budget),
              "probes_skipped_backoff": float(self.probes_skipped_backoff),
              "resume_dropped_rows": float(self.resume_dropped_rows),
+             "seen_discounted": float(self.seen_discounted),
              "probe_time_share": self.probes.probe_share,
              "probe_flops_share": self.cost.probe_flops / self.cost.train_flops if self.cost.train_flops else 0.0,
              "trainer_wait_seconds": self.cost.wait_scoring_seconds + self.cost.wait_refresh_seconds

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <cstring>
 #include <type_traits>
@@ -190,6 +191,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     };
     rescale(stats_.seen);
     rescale(stats_.selected);
+    rescale(stats_.seen_discounted);
     rescale(stats_.cost.train_tokens);
     rescale(stats_.cost.probe_train_tokens, double(s.probe_fixed_train_tokens.value));
     rescale(stats_.cost.probe_eval_tokens, double(s.probe_fixed_eval_tokens.value));
@@ -204,7 +206,13 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
   backoff_.restore(s.backoff_streak, s.backoff_skip);
   importance_->load(s.importance.bytes);
-  if (seen_ && !s.seen_shingles.bytes.empty()) seen_->load(s.seen_shingles.bytes);  // none saved: an empty memory
+  if (seen_ && !s.seen_shingles.bytes.empty()) {  // none saved: an empty memory
+    try {
+      seen_->load(s.seen_shingles.bytes);
+    } catch (const Error& e) {
+      throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.seen", e.what());
+    }
+  }
   if (s.feedback.bytes.size() % (sizeof(int64_t) * size_t(sequence_length_)) != 0)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.feedback",
                 "not whole token rows of sequence_length " + std::to_string(sequence_length_) +
@@ -294,10 +302,13 @@ torch::Tensor OnlineSelection::discount_seen(const torch::Tensor& u, const torch
   const torch::Tensor tokens = window.contiguous();
   const int64_t rows = host.size(0), width = tokens.size(1);
   std::vector<float> out(host.data_ptr<float>(), host.data_ptr<float>() + rows);
-  if (rows == 0) return u;
-  const float top = *std::max_element(out.begin(), out.end());
+  float top = -std::numeric_limits<float>::infinity();
+  for (const float x : out)
+    if (std::isfinite(x)) top = std::max(top, x);
+  if (!std::isfinite(top)) return u;  // no finite u: nothing to scale
   uint64_t discounted = 0;
   for (int64_t i = 0; i < rows; ++i) {
+    if (!std::isfinite(out[i])) continue;
     const double s = seen_->overlap(tokens.data_ptr<int64_t>() + i * width, width);
     if (s <= 0) continue;
     out[i] = float(double(top) + (double(out[i]) - double(top)) * (1.0 - cfg_.seen_discount * s));

@@ -126,7 +126,7 @@ class OnlineSelection {
   std::unique_ptr<ImportanceEstimator> importance_;
   std::string importance_before_current_;   // estimator state before current_ was observed
   std::unique_ptr<SeenShingles> seen_;      // shingles of the rows selected before current_ (null: seen_discount off)
-  uint64_t window_discounted_ = 0;          // rows of current_ that seen_ discounted (stats_mu_)
+  uint64_t window_discounted_ = 0;          // rows of current_ that seen_ discounted (trainer thread)
   std::vector<int64_t> feedback_due_;       // reference-feedback rows [n, sequence_length_], added at the next window
   torch::Tensor prior_;                     // of current_: float [W] CPU, standardised, lower = better (or undefined)
 

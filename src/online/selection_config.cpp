@@ -58,8 +58,8 @@ void SelectionConfig::validate() const {
   if (!(seen_discount >= 0 && seen_discount <= 1)) bad(f + "seen_discount", "is " + std::to_string(seen_discount) + "; allowed [0, 1] (0 = off)");
   if (seen_shingle_tokens < 2 || seen_shingle_tokens > 64)
     bad(f + "seen_shingle_tokens", "is " + std::to_string(seen_shingle_tokens) + "; allowed 2..64");
-  if (seen_memory_shingles < 1 || seen_memory_shingles > (uint64_t{1} << 26))
-    bad(f + "seen_memory_shingles", "is " + std::to_string(seen_memory_shingles) + "; allowed 1..67108864");
+  if (seen_memory_shingles < 1 || seen_memory_shingles > (uint64_t{1} << 24))
+    bad(f + "seen_memory_shingles", "is " + std::to_string(seen_memory_shingles) + "; allowed 1..16777216");
   if (label_buffer_rollouts < 1) bad(f + "label_buffer_rollouts", "is 0; must be >= 1");
 }
 

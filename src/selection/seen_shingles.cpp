@@ -12,7 +12,7 @@ namespace {
 
 using util::splitmix64;
 
-constexpr char kMagic[8] = {'g', 'm', 's', 'e', 'e', 'n', '0', '1'};
+constexpr char kSeenMagic[8] = {'g', 'm', 's', 'e', 'e', 'n', '0', '1'};
 
 }  // namespace
 
@@ -23,9 +23,9 @@ void SeenShinglesConfig::validate() const {
   if (sample_every < 1 || sample_every > 1024)
     throw Error(ErrorCode::kInvalidConfig, "SeenShinglesConfig.sample_every",
                 "got " + std::to_string(sample_every) + ", allowed [1, 1024]");
-  if (capacity < 1 || capacity > (uint64_t(1) << 26))
+  if (capacity < 1 || capacity > (uint64_t(1) << 24))
     throw Error(ErrorCode::kInvalidConfig, "SeenShinglesConfig.capacity",
-                "got " + std::to_string(capacity) + ", allowed [1, 2^26]");
+                "got " + std::to_string(capacity) + ", allowed [1, 2^24]");
 }
 
 SeenShingles::SeenShingles(const SeenShinglesConfig& config) : config_(config) { config_.validate(); }
@@ -70,7 +70,7 @@ void SeenShingles::add(const int64_t* row, int64_t width) {
 
 std::string SeenShingles::save() const {
   // magic, shingle_tokens, sample_every, capacity, seed, pad_id, head, size, keys (oldest first once full)
-  std::string out(kMagic, sizeof kMagic);
+  std::string out(kSeenMagic, sizeof kSeenMagic);
   const uint64_t fields[] = {uint64_t(config_.shingle_tokens), config_.sample_every, config_.capacity, config_.seed,
                              uint64_t(config_.pad_id), head_, uint64_t(ring_.size())};
   out.append(reinterpret_cast<const char*>(fields), sizeof fields);
@@ -79,12 +79,12 @@ std::string SeenShingles::save() const {
 }
 
 void SeenShingles::load(const std::string& blob) {
-  constexpr size_t kHeader = sizeof kMagic + 7 * sizeof(uint64_t);
+  constexpr size_t kHeader = sizeof kSeenMagic + 7 * sizeof(uint64_t);
   const auto bad = [](const std::string& why) { throw Error(ErrorCode::kInvalidState, "SeenShingles::load", why); };
-  if (blob.size() < kHeader || std::memcmp(blob.data(), kMagic, sizeof kMagic) != 0)
+  if (blob.size() < kHeader || std::memcmp(blob.data(), kSeenMagic, sizeof kSeenMagic) != 0)
     bad("not a seen-shingles blob (" + std::to_string(blob.size()) + " bytes): the state was edited or truncated");
   uint64_t f[7];
-  std::memcpy(f, blob.data() + sizeof kMagic, sizeof f);
+  std::memcpy(f, blob.data() + sizeof kSeenMagic, sizeof f);
   if (f[0] != uint64_t(config_.shingle_tokens) || f[1] != config_.sample_every || f[2] != config_.capacity ||
       f[3] != config_.seed || f[4] != uint64_t(config_.pad_id))
     bad("saved with shingle_tokens " + std::to_string(f[0]) + ", sample_every " + std::to_string(f[1]) + ", capacity " +

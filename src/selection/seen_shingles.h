@@ -23,7 +23,7 @@ namespace groupmates {
 struct SeenShinglesConfig {
   int shingle_tokens = 8;         ///< tokens per shingle, [2, 64]
   uint32_t sample_every = 8;      ///< one shingle in this many (by hash) is kept, [1, 1024]
-  uint64_t capacity = 1 << 17;    ///< kept shingles remembered (the oldest forgotten first), [1, 2^26]
+  uint64_t capacity = 1 << 17;    ///< kept shingles remembered (the oldest forgotten first), [1, 2^24]
   int64_t pad_id = -1;            ///< token id no shingle contains (-1 = none)
   uint64_t seed = 0;              ///< hash seed
 

@@ -10,7 +10,7 @@
 
 using namespace gmonline;
 
-namespace {
+namespace seen_discount_test {  // named: the unity build puts several test files in one unit
 
 constexpr int64_t kWidth = 64;
 constexpr int kRows = 128;  // one epoch: 4 windows of 32, 64 rows emitted
@@ -18,7 +18,7 @@ constexpr int kRows = 128;  // one epoch: 4 windows of 32, 64 rows emitted
 class SeenDiscountTest : public OnlineFixture {};
 
 // Distinct random rows of kWidth tokens (a repeated 8-token run across rows is a 64^-8 chance).
-std::string write_rows(const gmtest::TempDir& dir, uint64_t seed) {
+std::string write_distinct_rows(const gmtest::TempDir& dir, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<uint16_t> toks(size_t(kRows) * kWidth);
   for (auto& t : toks) t = static_cast<uint16_t>(rng() % kVocab);
@@ -32,7 +32,7 @@ struct Epochs {
   uint64_t discounted = 0;
 };
 
-Epochs run(const std::string& path, uint64_t seed, double discount) {
+Epochs run_two_epochs(const std::string& path, uint64_t seed, double discount) {
   LoaderConfig c = loader_config(path, seed);
   c.sequence_length = kWidth;
   c.batch_size = 16;
@@ -57,25 +57,29 @@ Epochs run(const std::string& path, uint64_t seed, double discount) {
   return e;
 }
 
-size_t common(const std::set<uint64_t>& a, const std::set<uint64_t>& b) {
+size_t common_ids(const std::set<uint64_t>& a, const std::set<uint64_t>& b) {
   size_t n = 0;
   for (uint64_t x : a) n += b.count(x);
   return n;
 }
 
-}  // namespace
+}  // namespace seen_discount_test
+
+using namespace seen_discount_test;
 
 TEST_F(SeenDiscountTest, RowsSelectedInTheFirstEpochFallBackInTheSecond) {
-  const std::string rows = write_rows(dir, seed);
-  const Epochs off = run(rows, seed, 0.0), on = run(rows, seed, 1.0);
+  const std::string rows = write_distinct_rows(dir, seed);
+  const Epochs off = run_two_epochs(rows, seed, 0.0), on = run_two_epochs(rows, seed, 1.0);
   ASSERT_EQ(on.picked[0], off.picked[0]) << "the first epoch has nothing remembered: the same picks";
   ASSERT_EQ(on.picked[0].size(), 64u);
-  const size_t again_off = common(off.picked[0], off.picked[1]), again_on = common(on.picked[0], on.picked[1]);
+  const size_t again_off = common_ids(off.picked[0], off.picked[1]), again_on = common_ids(on.picked[0], on.picked[1]);
   std::printf("rows of epoch 1 emitted again in epoch 2: %zu of 64 without the discount, %zu with it\n", again_off, again_on);
   // Off, the prior prefers the same rows again; on, every row emitted before scores as the window's worst, so
   // a window takes one only when fewer than 16 of its 32 rows are new.
   EXPECT_GT(again_off, 40u) << "without the discount the prior picks mostly the same rows again";
   EXPECT_LT(again_on, 16u) << "with it the rows left out in the first epoch come first";
   EXPECT_EQ(off.discounted, 0u);
-  EXPECT_GE(on.discounted, 64u) << "every row of the second epoch emitted in the first was discounted";
+  // Every row of the second epoch emitted in the first is discounted, unless none of its 57 shingles was sampled
+  // ((7/8)^57 = 5e-4 a row: 8 such rows of 64 is beyond any seed's reach).
+  EXPECT_GE(on.discounted, 56u) << "rows of the second epoch emitted in the first were not discounted";
 }

@@ -124,7 +124,7 @@ TEST(SelectionConfigTest, SeenFieldsAreValidatedNamingTheField) {
   }
   s.seen_shingle_tokens = 64;
   EXPECT_NO_THROW(s.validate());
-  for (uint64_t bad : {uint64_t{0}, (uint64_t{1} << 26) + 1}) {
+  for (uint64_t bad : {uint64_t{0}, (uint64_t{1} << 24) + 1}) {
     s.seen_memory_shingles = bad;
     EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.seen_memory_shingles") << bad;
   }

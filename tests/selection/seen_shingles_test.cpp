@@ -12,24 +12,24 @@
 
 using namespace groupmates;
 
-namespace {
+namespace seen_shingles_test {  // named: the unity build puts several test files in one unit
 
-uint64_t fresh_seed() {
+uint64_t shingles_fresh_seed() {
   if (const char* s = std::getenv("GM_TEST_SEED")) return std::strtoull(s, nullptr, 10);
   std::random_device rd;
   return (uint64_t{rd()} << 32) ^ rd();
 }
 
-std::string seed_trace(uint64_t seed) { return "GM_TEST_SEED=" + std::to_string(seed) + " to replay"; }
+std::string shingles_seed_trace(uint64_t seed) { return "GM_TEST_SEED=" + std::to_string(seed) + " to replay"; }
 
-std::vector<int64_t> random_row(std::mt19937_64& rng, int64_t width, int64_t vocab) {
+std::vector<int64_t> shingles_random_row(std::mt19937_64& rng, int64_t width, int64_t vocab) {
   std::vector<int64_t> r(static_cast<size_t>(width));
   for (auto& x : r) x = int64_t(rng() % uint64_t(vocab));
   return r;
 }
 
 // The definition: the share of the row's sampled keys found in the last `capacity` keys added.
-double reference_overlap(const SeenShingles& s, const std::deque<uint32_t>& memory, const std::vector<int64_t>& row) {
+double shingles_reference_overlap(const SeenShingles& s, const std::deque<uint32_t>& memory, const std::vector<int64_t>& row) {
   std::vector<uint32_t> keys;
   s.sampled(row.data(), int64_t(row.size()), keys);
   if (keys.empty()) return 0.0;
@@ -38,11 +38,13 @@ double reference_overlap(const SeenShingles& s, const std::deque<uint32_t>& memo
   return double(hit) / double(keys.size());
 }
 
-}  // namespace
+}  // namespace seen_shingles_test
+
+using namespace seen_shingles_test;
 
 TEST(SeenShingles, OverlapAndForgettingMatchAReferenceList) {
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE(seed_trace(seed));
+  const uint64_t seed = shingles_fresh_seed();
+  SCOPED_TRACE(shingles_seed_trace(seed));
   std::mt19937_64 rng(seed);
   SeenShinglesConfig c;
   c.shingle_tokens = 2 + int(rng() % 5);
@@ -59,9 +61,9 @@ TEST(SeenShingles, OverlapAndForgettingMatchAReferenceList) {
       row = added[rng() % added.size()];
       for (int e = int(rng() % 3); e > 0; --e) row[rng() % row.size()] = int64_t(rng() % 6);
     } else {
-      row = random_row(rng, 8 + int64_t(rng() % 24), 6);  // a small vocabulary: repeats across rows
+      row = shingles_random_row(rng, 8 + int64_t(rng() % 24), 6);  // a small vocabulary: repeats across rows
     }
-    const double want = reference_overlap(seen, memory, row);
+    const double want = shingles_reference_overlap(seen, memory, row);
     EXPECT_DOUBLE_EQ(seen.overlap(row.data(), int64_t(row.size())), want) << "step " << step;
     partial += want > 0 && want < 1;
     if (rng() % 3 != 0) {
@@ -80,13 +82,13 @@ TEST(SeenShingles, OverlapAndForgettingMatchAReferenceList) {
 }
 
 TEST(SeenShingles, SamplesTheSameShinglesWhereverARowCutsTheText) {
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE(seed_trace(seed));
+  const uint64_t seed = shingles_fresh_seed();
+  SCOPED_TRACE(shingles_seed_trace(seed));
   std::mt19937_64 rng(seed);
   SeenShinglesConfig c;
   c.seed = rng();
   SeenShingles seen(c);
-  const std::vector<int64_t> text = random_row(rng, 4096, 50000);
+  const std::vector<int64_t> text = shingles_random_row(rng, 4096, 50000);
   std::vector<uint32_t> whole;
   seen.sampled(text.data(), int64_t(text.size()), whole);
   // About one shingle in sample_every (4,089 shingles, 1/8: mean 511, sd 21).
@@ -107,7 +109,7 @@ TEST(SeenShingles, SamplesTheSameShinglesWhereverARowCutsTheText) {
   // A row remembered whole covers its pieces fully; an unrelated row not at all.
   seen.add(text.data(), int64_t(text.size()));
   EXPECT_DOUBLE_EQ(seen.overlap(text.data() + at, width), 1.0);
-  const std::vector<int64_t> other = random_row(rng, 1000, 50000);
+  const std::vector<int64_t> other = shingles_random_row(rng, 1000, 50000);
   EXPECT_DOUBLE_EQ(seen.overlap(other.data(), 1000), 0.0);
 }
 
@@ -128,8 +130,8 @@ TEST(SeenShingles, NoShingleSpansPadding) {
 }
 
 TEST(SeenShingles, SaveLoadRestoresTheMemoryExactly) {
-  const uint64_t seed = fresh_seed();
-  SCOPED_TRACE(seed_trace(seed));
+  const uint64_t seed = shingles_fresh_seed();
+  SCOPED_TRACE(shingles_seed_trace(seed));
   std::mt19937_64 rng(seed);
   SeenShinglesConfig c;
   c.shingle_tokens = 3;
@@ -137,7 +139,7 @@ TEST(SeenShingles, SaveLoadRestoresTheMemoryExactly) {
   c.capacity = 50;
   SeenShingles a(c), b(c);
   std::vector<std::vector<int64_t>> rows;
-  for (int i = 0; i < 40; ++i) rows.push_back(random_row(rng, 16, 5));
+  for (int i = 0; i < 40; ++i) rows.push_back(shingles_random_row(rng, 16, 5));
   for (int i = 0; i < 20; ++i) a.add(rows[i].data(), 16);  // past capacity: the ring has wrapped
   b.load(a.save());
   EXPECT_EQ(b.save(), a.save());
