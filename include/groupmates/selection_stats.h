@@ -91,6 +91,8 @@ struct SelectionStats {
                                      ///< trained (ProbeConfig::max_consecutive_failures)
   double prior_weight = 0;          ///< gamma of the version scoring the current window (importance prior's weight)
   std::vector<VersionSwitch> switches;  ///< every version switch so far (RefreshMode::kWhenReady: timing-dependent)
+  uint64_t replayed = 0;              ///< rows emitted again from the replay buffer (SelectionConfig::replay_share;
+                                      ///< counted in `selected` too)
   uint64_t seen_discounted = 0;       ///< candidates whose u was discounted for shingles selected recently
                                       ///< (SelectionConfig::seen_discount)
   uint64_t resume_dropped_rows = 0;   ///< selected rows never emitted: the rest of a window half emitted when a state

@@ -114,6 +114,9 @@ class SelectionConfig(_StubStruct):
     nonpositive_influence: bool
     temperature: float
     relations: bool
+    replay_share: float
+    replay_rows: int
+    replay_max_repeats: int
     seen_discount: float
     seen_shingle_tokens: int
     seen_memory_shingles: int
@@ -238,6 +241,7 @@ class SelectionStats(_StubStruct):
     consecutive_failures: int
     prior_weight: float
     switches: List[VersionSwitch]
+    replayed: int
     seen_discounted: int
     resume_dropped_rows: int
     resume_dropped_probes: int

@@ -262,6 +262,10 @@ class SelectionConfig:
                             a_i * u_i <= 0 and distance from the picks always helps (u has both signs)
     temperature:            "individual": Gumbel temperature (0 = deterministic top-k)
     relations:              "group": False ranks by u alone (ablation of the relational term)
+    replay_share:           selection modes: this share of the emitted rows is drawn again from the replay_rows
+                            best rows emitted before (by their u); the window's picks take longer to emit (0 = off)
+    replay_rows:            rows the replay buffer keeps (their tokens are in memory and in the state)
+    replay_max_repeats:     a row leaves the replay buffer once replayed this often
     seen_discount:          "group" with relations: a candidate a share s of whose sampled token shingles this rank
                             selected before gets u (shifted to <= 0 by the window's maximum) scaled by
                             1 - seen_discount * s, as if those rows were picks (near-duplicates of what was just
@@ -320,6 +324,9 @@ class SelectionConfig:
     nonpositive_influence: bool = _SELECTION["nonpositive_influence"]
     temperature: float = _SELECTION["temperature"]
     relations: bool = _SELECTION["relations"]
+    replay_share: float = _SELECTION["replay_share"]
+    replay_rows: int = _SELECTION["replay_rows"]
+    replay_max_repeats: int = _SELECTION["replay_max_repeats"]
     seen_discount: float = _SELECTION["seen_discount"]
     seen_shingle_tokens: int = _SELECTION["seen_shingle_tokens"]
     seen_memory_shingles: int = _SELECTION["seen_memory_shingles"]

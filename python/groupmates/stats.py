@@ -133,6 +133,7 @@ class SelectionStats(_Record):
     consecutive_failures: int = 0
     prior_weight: float = 0.0
     switches: List[VersionSwitch] = field(default_factory=list)
+    replayed: int = 0
     seen_discounted: int = 0
     resume_dropped_rows: int = 0
     resume_dropped_probes: int = 0
@@ -161,6 +162,7 @@ class SelectionStats(_Record):
              "probes_skipped_backoff": float(self.probes_skipped_backoff),
              "resume_dropped_rows": float(self.resume_dropped_rows),
              "seen_discounted": float(self.seen_discounted),
+             "replayed": float(self.replayed),
              "probe_time_share": self.probes.probe_share,
              "probe_flops_share": self.cost.probe_flops / self.cost.train_flops if self.cost.train_flops else 0.0,
              "trainer_wait_seconds": self.cost.wait_scoring_seconds + self.cost.wait_refresh_seconds

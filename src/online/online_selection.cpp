@@ -1,5 +1,7 @@
 #include "online/online_selection.h"
 
+#include "util/seed.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -65,6 +67,10 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   ic.seed = derive_seed(cfg_.seed, 0x696d70ULL);
   ic.feedback_weight = cfg_.reference_feedback;
   importance_ = std::make_unique<ImportanceEstimator>(ic);
+  if (cfg_.replay_share > 0) {
+    replay_ = std::make_unique<ReplayBuffer>(cfg_.replay_rows, cfg_.replay_max_repeats);
+    replay_seed_ = derive_seed(cfg_.seed, 0x7265706c6179ULL);
+  }
   if (cfg_.seen_discount > 0 && cfg_.relations &&
       (cfg_.mode == SelectionMode::kGroup || cfg_.mode == SelectionMode::kGroupNoClusters)) {
     SeenShinglesConfig sc;
@@ -192,6 +198,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     rescale(stats_.seen);
     rescale(stats_.selected);
     rescale(stats_.seen_discounted);
+    rescale(stats_.replayed);
     rescale(stats_.cost.train_tokens);
     rescale(stats_.cost.probe_train_tokens, double(s.probe_fixed_train_tokens.value));
     rescale(stats_.cost.probe_eval_tokens, double(s.probe_fixed_eval_tokens.value));
@@ -206,6 +213,13 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
   backoff_.restore(s.backoff_streak, s.backoff_skip);
   importance_->load(s.importance.bytes);
+  if (replay_ && !s.replay.bytes.empty()) {  // none saved: an empty buffer
+    try {
+      replay_->load(s.replay.bytes);
+    } catch (const Error& e) {
+      throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay", e.what());
+    }
+  }
   if (seen_ && !s.seen_shingles.bytes.empty()) {  // none saved: an empty memory
     try {
       seen_->load(s.seen_shingles.bytes);
@@ -477,6 +491,13 @@ bool OnlineSelection::advance() {
     const torch::Tensor tokens = current_->tokens.contiguous();
     for (const int64_t row : order_) seen_->add(tokens.data_ptr<int64_t>() + row * tokens.size(1), tokens.size(1));
   }
+  if (replay_ && current_) {  // the window's picks, with the u they were selected by, compete for the replay buffer
+    const torch::Tensor tokens = current_->tokens.contiguous();
+    const float* u = u_.data_ptr<float>();
+    for (const int64_t row : order_)
+      replay_->offer(double(u[row]), current_->host.ids[row], tokens.data_ptr<int64_t>() + row * tokens.size(1),
+                     tokens.size(1));
+  }
   current_ = std::move(next_);
   next_.reset();
   select_current();
@@ -492,12 +513,37 @@ std::optional<Batch> OnlineSelection::next(uint32_t rows) {
   std::vector<torch::Tensor> pieces, us, cs;
   Batch b;
   uint32_t collected = 0;
+  uint64_t slot = 0;  // the stream's emitted rows so far: replay slots are a function of it
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    slot = stats_.selected;
+  }
   while (collected < rows) {
+    if (replay_due(slot)) {
+      const ReplayEntry e = replay_->take(util::splitmix64(replay_seed_ ^ slot) % replay_->size());
+      const int64_t width = int64_t(e.tokens.size());
+      pieces.push_back(torch::from_blob(const_cast<int64_t*>(e.tokens.data()), {1, width}, torch::kLong).clone());
+      us.push_back(torch::full({1}, float(e.score), torch::kFloat));
+      cs.push_back(torch::full({1}, int64_t{-1}, torch::kLong));
+      b.ids.push_back(e.id);
+      {
+        std::lock_guard<std::mutex> lock(stats_mu_);
+        stats_.selected += 1;
+        stats_.replayed += 1;
+        stats_.cost.train_tokens += uint64_t(width);
+        stats_.cost.train_flops = 3.0 * flops_per_token_ * double(stats_.cost.train_tokens);
+      }
+      slot += 1;
+      collected += 1;
+      continue;
+    }
     if (!current_ || emit_pos_ >= order_.size()) {
       if (!advance()) break;
       continue;
     }
-    const size_t take = std::min<size_t>(rows - collected, order_.size() - emit_pos_);
+    size_t take = std::min<size_t>(rows - collected, order_.size() - emit_pos_);
+    for (size_t k = 1; k < take; ++k)  // up to the next replay slot
+      if (replay_due(slot + k)) take = k;
     std::vector<int64_t> idx(order_.begin() + emit_pos_, order_.begin() + emit_pos_ + take);
     const torch::Tensor it = torch::tensor(idx, torch::kLong);
     pieces.push_back(current_->tokens.index_select(0, it));
@@ -515,6 +561,7 @@ std::optional<Batch> OnlineSelection::next(uint32_t rows) {
     }
     b.model_version = current_->version;
     emit_pos_ += take;
+    slot += take;
     collected += static_cast<uint32_t>(take);
   }
   if (collected < rows) return std::nullopt;  // the stream ended; a partial last batch is not emitted
@@ -522,6 +569,12 @@ std::optional<Batch> OnlineSelection::next(uint32_t rows) {
   b.influence = us.size() == 1 ? us[0] : torch::cat(us);
   b.cluster = cs.size() == 1 ? cs[0] : torch::cat(cs);
   return b;
+}
+
+bool OnlineSelection::replay_due(uint64_t slot) const {
+  if (!replay_ || replay_->size() < std::max<uint64_t>(1, replay_->capacity() / 4)) return false;
+  const double s = cfg_.replay_share;
+  return std::floor(double(slot + 1) * s) > std::floor(double(slot) * s);
 }
 
 void OnlineSelection::log_rows(const std::vector<int64_t>& rows) {
@@ -742,6 +795,7 @@ LoaderState OnlineSelection::save() {
   s.kmeans_version = clusters_.saved_version();
   s.importance.bytes = current_ ? importance_before_current_ : importance_->save();
   if (seen_) s.seen_shingles.bytes = seen_->save();  // the current window's picks join it at the next window
+  if (replay_) s.replay.bytes = replay_->save();     // likewise
   s.feedback.bytes.assign(reinterpret_cast<const char*>(feedback_due_.data()), feedback_due_.size() * sizeof(int64_t));
   s.next_loader_version = versions_.next_number();
   s.trainer.bytes = refresher_->weights();

@@ -46,6 +46,7 @@
 #include "online/window_clusters.h"
 #include "online/probe_backoff.h"
 #include "selection/importance_estimator.h"
+#include "selection/replay_buffer.h"
 #include "selection/seen_shingles.h"
 
 namespace groupmates {
@@ -94,6 +95,8 @@ class OnlineSelection {
   void select_current();
   /// u with SelectionConfig::seen_discount applied for the shingles of each row of `window` selected recently.
   torch::Tensor discount_seen(const torch::Tensor& u, const torch::Tensor& window);
+  /// Whether emitted row number `slot` of the stream is a replay (SelectionConfig::replay_share).
+  bool replay_due(uint64_t slot) const;
   void apply_due_refreshes();
   void refresh(int64_t step, const ProbeResult& result);  // probe thread
   void share_refresh(Pending& p);                          // trainer thread, collective: many ranks
@@ -127,6 +130,8 @@ class OnlineSelection {
   std::string importance_before_current_;   // estimator state before current_ was observed
   std::unique_ptr<SeenShingles> seen_;      // shingles of the rows selected before current_ (null: seen_discount off)
   uint64_t window_discounted_ = 0;          // rows of current_ that seen_ discounted (trainer thread)
+  std::unique_ptr<ReplayBuffer> replay_;    // the best rows emitted before current_ (null: replay_share 0)
+  uint64_t replay_seed_ = 0;
   std::vector<int64_t> feedback_due_;       // reference-feedback rows [n, sequence_length_], added at the next window
   torch::Tensor prior_;                     // of current_: float [W] CPU, standardised, lower = better (or undefined)
 

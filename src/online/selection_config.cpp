@@ -55,6 +55,9 @@ void SelectionConfig::validate() const {
   if (!(relation_tau_min >= 0) || relation_tau_min > relation_tau)
     bad(f + "relation_tau_min", "is " + std::to_string(relation_tau_min) + "; allowed [0, relation_tau = " +
                                     std::to_string(relation_tau) + "] (tau starts at relation_tau)");
+  if (!(replay_share >= 0 && replay_share <= 0.9)) bad(f + "replay_share", "is " + std::to_string(replay_share) + "; allowed [0, 0.9] (0 = off)");
+  if (replay_rows < 1 || replay_rows > 65536) bad(f + "replay_rows", "is " + std::to_string(replay_rows) + "; allowed 1..65536");
+  if (replay_max_repeats < 1) bad(f + "replay_max_repeats", "is 0; must be >= 1");
   if (!(seen_discount >= 0 && seen_discount <= 1)) bad(f + "seen_discount", "is " + std::to_string(seen_discount) + "; allowed [0, 1] (0 = off)");
   if (seen_shingle_tokens < 2 || seen_shingle_tokens > 64)
     bad(f + "seen_shingle_tokens", "is " + std::to_string(seen_shingle_tokens) + "; allowed 2..64");

@@ -63,6 +63,7 @@ struct SelectionState {
   Blob kmeans;
   uint64_t kmeans_version = 0;
   Blob importance;
+  OptionalBlob replay;                     ///< ReplayBuffer::save() (empty = replay_share 0, or saved before it existed)
   OptionalBlob seen_shingles;              ///< SeenShingles::save() (empty = seen_discount off, or saved before it existed)
   Blob feedback;                  ///< reference-feedback rows due at the next window (int64 tokens; empty = none)
   std::vector<SavedRefresh> pending;
@@ -74,7 +75,7 @@ struct SelectionState {
   OptionalCount probe_fixed_train_tokens, probe_fixed_eval_tokens;  ///< of the probe tokens, R_0 and the reference
                                                                      ///< gradient (counted whole on every rank)
   std::vector<VersionSwitch> switches;
-  OptionalCount resume_dropped_rows, resume_dropped_probes, seen_discounted;
+  OptionalCount resume_dropped_rows, resume_dropped_probes, seen_discounted, replayed;
 
   /// Writes every key into `extra`.
   void write(std::map<std::string, std::string>& extra) const;
@@ -100,6 +101,7 @@ struct SelectionState {
     f(switches, live.switches);
     f(resume_dropped_rows.value, live.resume_dropped_rows);
     f(seen_discounted.value, live.seen_discounted);
+    f(replayed.value, live.replayed);
     f(resume_dropped_probes.value, live.resume_dropped_probes);
   }
 
@@ -130,6 +132,7 @@ struct SelectionState {
     f("gm.kmeans_version", s.kmeans_version);
     f("gm.importance", s.importance);
     f("gm.seen", s.seen_shingles);
+    f("gm.replay", s.replay);
     f("gm.feedback", s.feedback);
     f("gm.pending", s.pending);
     f("gm.backoff_streak", s.backoff_streak);
@@ -151,6 +154,7 @@ struct SelectionState {
     f("gm.switches", s.switches);
     f("gm.stats.resume_dropped_rows", s.resume_dropped_rows);
     f("gm.stats.seen_discounted", s.seen_discounted);
+    f("gm.stats.replayed", s.replayed);
     f("gm.stats.resume_dropped_probes", s.resume_dropped_probes);
   }
 };

@@ -75,14 +75,16 @@ TEST_F(OnlineLoaderTest, FullStateResumeReproducesTheEmittedStream) {
   SCOPED_TRACE("resume after step " + std::to_string(k));
   // With the gate, its record of held-out checks resumes too; with reference feedback, the importance
   // prior (reference rows set) and the feedback rows due at the next window.
-  // With seen_discount, the memory of the rows selected before the current window.
-  for (const int variant : {0, 1, 2, 3}) {
-    const bool gate = variant >= 1, feedback = variant == 2, seen = variant == 3;
-    SCOPED_TRACE(seen ? "gate on, seen_discount" : feedback ? "gate on, reference feedback" : gate ? "refresh gate on" : "refresh gate off");
+  // With seen_discount, the memory of the rows selected before the current window; with replay_share, the
+  // replay buffer (a resume inside a window continues the pattern of replay slots).
+  for (const int variant : {0, 1, 2, 3, 4}) {
+    const bool gate = variant >= 1, feedback = variant == 2, seen = variant == 3, replay = variant == 4;
+    SCOPED_TRACE(replay ? "gate on, replay_share" : seen ? "gate on, seen_discount" : feedback ? "gate on, reference feedback" : gate ? "refresh gate on" : "refresh gate off");
     SelectionConfig sel = selection_config(seed);
     sel.refresh_gate = gate;
     if (feedback) sel.reference_feedback = 0.5;
     if (seen) sel.seen_discount = 1.0;
+    if (replay) sel.replay_share = 0.25, sel.replay_rows = 8;
     const torch::Tensor reference = reference_rows();
     std::string saved;
     std::unique_ptr<ProbeTarget> live_at_k;
@@ -90,7 +92,7 @@ TEST_F(OnlineLoaderTest, FullStateResumeReproducesTheEmittedStream) {
     std::string final_importance;
     {
       GroupMatesLoader loader(loader_config(path, seed), sel, probe_config());
-      if (feedback || seen) loader.set_reference(reference);
+      if (feedback || seen || replay) loader.set_reference(reference);
       auto live = make_live_model(seed);
       Emitted a = train(loader, *live, 0, k + 1);
       saved = loader.state().serialize();
@@ -103,6 +105,7 @@ TEST_F(OnlineLoaderTest, FullStateResumeReproducesTheEmittedStream) {
       original.versions.insert(original.versions.end(), b.versions.begin(), b.versions.end());
       final_importance = loader.state().extra.at("gm.importance");
       if (seen) EXPECT_GT(loader.selection_stats().seen_discounted, 0u) << "the memory never discounted a row";
+      if (replay) EXPECT_GT(loader.selection_stats().replayed, 0u) << "nothing was replayed";
     }
     if (feedback)  // the estimator's state with feedback counts (format gmimp002) once a refresh applied
       EXPECT_EQ(text_to_blob(final_importance, "gm.importance").substr(0, 8), "gmimp002");

@@ -558,3 +558,31 @@ def test_selection_stats_hold_every_field_of_the_cpp_structs(topic_tokens):
     assert b["source"].shape == b["document"].shape == b["offset"].shape == (B,)
     assert b["source"].dtype == torch.int64 and b["influence"].dtype == torch.float32
     loader.close()
+
+
+@pytest.mark.parametrize("k", [3, 10])
+def test_replay_and_seen_memory_resume_exactly(topic_tokens, k):
+    # replay_share and seen_discount reach the engine from Python, count in the stats, and their state (the
+    # replay buffer, the shingle memory, the replay pattern's position) resumes exactly, batch indices too.
+    sel = dict(SELECTION, replay_share=0.25, replay_rows=8, seen_discount=1.0, seen_shingle_tokens=4)
+    probes = dict(PROBES, interval_steps=0)
+
+    def emit(loader, n):
+        return [next(loader) for _ in range(n)]
+
+    loader = selecting(topic_tokens, selection=sel, probes=probes)
+    loader.set_reference(REFS)
+    emit(loader, k)
+    saved = loader.state_dict()
+    rest = emit(loader, 12)
+    s = loader.selection_stats()
+    assert s["replayed"] > 0 and s["seen_discounted"] > 0
+    assert s["selected"] == (k + 12) * B
+    assert loader.selection_stats().metrics()["selection/replayed"] == s["replayed"]
+    loader.close()
+    resumed = selecting(topic_tokens, selection=sel, probes=probes, state=saved)
+    again = emit(resumed, 12)
+    resumed.close()
+    for a, b in zip(rest, again):
+        assert torch.equal(a["input_ids"], b["input_ids"]), a["index"]
+        assert a["index"] == b["index"]

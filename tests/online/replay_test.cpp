@@ -1,0 +1,107 @@
+// SelectionConfig::replay_share: a fixed share of the emitted rows is drawn again from the best rows emitted
+// before; the window's own picks come out in the same order, only later. Exact resume with it on:
+// FullStateResumeReproducesTheEmittedStream.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "online/online_test_util.h"
+
+using namespace gmonline;
+
+namespace replay_test {  // named: the unity build puts several test files in one unit
+
+class ReplayTest : public OnlineFixture {};
+
+struct Row {
+  uint64_t id;
+  float u;
+  int64_t cluster;
+  torch::Tensor tokens;
+};
+
+struct ReplayRun {
+  std::vector<Row> rows;  // in emitted order
+  SelectionStats stats;
+};
+
+ReplayRun emit_rows(const std::string& path, uint64_t seed, double share, int batches, uint32_t max_repeats) {
+  SelectionConfig s = selection_config(seed);
+  s.replay_share = share;
+  s.replay_rows = 16;
+  s.replay_max_repeats = max_repeats;
+  ProbeConfig p;
+  p.interval_steps = 0;  // the importance prior scores every window
+  GroupMatesLoader loader(loader_config(path, seed), s, p);
+  loader.set_reference(reference_rows());
+  ReplayRun r;
+  for (int i = 0; i < batches; ++i) {
+    auto b = loader.next();
+    EXPECT_TRUE(b.has_value());
+    if (!b) break;
+    for (int64_t k = 0; k < b->input_ids.size(0); ++k)
+      r.rows.push_back({b->ids[size_t(k)].hash, b->influence[k].item<float>(), b->cluster[k].item<int64_t>(),
+                        b->input_ids[k].clone()});
+  }
+  r.stats = loader.selection_stats();
+  return r;
+}
+
+}  // namespace replay_test
+
+using namespace replay_test;
+
+TEST_F(ReplayTest, AShareOfRowsIsDrawnFromTheBestEmittedBefore) {
+  const double share = 0.25;
+  const ReplayRun off = emit_rows(path, seed, 0.0, 40, 1), on = emit_rows(path, seed, share, 40, UINT32_MAX);
+  ASSERT_EQ(on.rows.size(), 160u);
+  // The fresh rows with replay on are the stream without it, in the same order (the picks only come later).
+  std::vector<const Row*> fresh;
+  for (const Row& r : on.rows)
+    if (r.cluster >= 0) fresh.push_back(&r);
+  ASSERT_LT(fresh.size(), on.rows.size()) << "nothing was replayed";
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    ASSERT_EQ(fresh[i]->id, off.rows[i].id) << "fresh row " << i;
+    EXPECT_TRUE(torch::equal(fresh[i]->tokens, off.rows[i].tokens));
+  }
+  // Replays fall on the fixed pattern of slots once the buffer holds a quarter of its 16 rows (after the first
+  // window: 32 candidates, 16 picks), and each repeats a row emitted earlier, with the u it was selected by,
+  // among the 16 best of the windows emitted before it.
+  uint64_t expected = 0;
+  std::map<uint64_t, float> emitted;  // fresh row id -> u
+  for (size_t j = 0; j < on.rows.size(); ++j) {
+    const Row& r = on.rows[j];
+    const bool slot = std::floor(double(j + 1) * share) > std::floor(double(j) * share);
+    if (r.cluster < 0) {
+      EXPECT_TRUE(slot) << "row " << j << " replayed off the pattern";
+      ASSERT_EQ(emitted.count(r.id), 1u) << "row " << j << " replays a row never emitted";
+      EXPECT_EQ(r.u, emitted[r.id]) << "row " << j;
+      int better = 0;  // rows emitted before with a strictly lower u
+      for (const auto& [id, u] : emitted) better += u < r.u;
+      EXPECT_LT(better, 16 + 16) << "row " << j << " is not among the best: " << better << " were better";
+      ++expected;
+    } else {
+      emitted[r.id] = r.u;
+      if (j >= 16) EXPECT_FALSE(slot) << "slot " << j << " should have been a replay";
+    }
+  }
+  EXPECT_EQ(on.stats.replayed, expected);
+  EXPECT_EQ(on.stats.selected, 160u) << "replayed rows count as emitted";
+  EXPECT_EQ(off.stats.replayed, 0u);
+}
+
+TEST_F(ReplayTest, NoRowIsReplayedMoreThanMaxRepeats) {
+  // 16 rows in the buffer, a quarter of 240 rows replayed: without the cap the best rows come back many times.
+  for (const uint32_t cap : {1u, 2u}) {
+    SCOPED_TRACE("replay_max_repeats " + std::to_string(cap));
+    const ReplayRun on = emit_rows(path, seed, 0.25, 60, cap);
+    std::map<uint64_t, uint32_t> times;
+    for (const Row& r : on.rows)
+      if (r.cluster < 0) times[r.id] += 1;
+    ASSERT_FALSE(times.empty());
+    for (const auto& [id, n] : times) EXPECT_LE(n, cap) << "row " << id;
+    // Every slot of the pattern after the first window (16 picks) is a replay: (240 - 16) / 4.
+    EXPECT_EQ(on.stats.replayed, (240u - 16u) / 4u) << "the buffer ran dry";
+  }
+}
