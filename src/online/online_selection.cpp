@@ -69,7 +69,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   importance_ = std::make_unique<ImportanceEstimator>(ic);
   if (cfg_.replay_share > 0) {
     replay_ = std::make_unique<ReplayBuffer>(cfg_.replay_rows, cfg_.replay_max_repeats);
-    replay_seed_ = derive_seed(cfg_.seed, 0x7265706c6179ULL);
+    replay_seed_ = derive_seed(cfg_.seed, 0x7265706c6179ULL + core_.config().rank);  // ranks draw different rows
   }
   if (cfg_.seen_discount > 0 && cfg_.relations &&
       (cfg_.mode == SelectionMode::kGroup || cfg_.mode == SelectionMode::kGroupNoClusters)) {
@@ -219,6 +219,12 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     } catch (const Error& e) {
       throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay", e.what());
     }
+    const uint32_t width = core_.config().row_length();
+    for (uint64_t i = 0; i < replay_->size(); ++i)
+      if (replay_->at(i).tokens.size() != width)
+        throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay",
+                    "holds rows of " + std::to_string(replay_->at(i).tokens.size()) + " tokens; this loader's rows have " +
+                        std::to_string(width) + ": restore with the LoaderConfig (sequence_length, labels) of the saved run");
   }
   if (seen_ && !s.seen_shingles.bytes.empty()) {  // none saved: an empty memory
     try {
@@ -251,6 +257,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
       if (s.emit_pos < s.window_selected.value)
         stats_.resume_dropped_rows += (s.window_selected.value - s.emit_pos) * s.world_size;
       emit_pos_ = order_.size();
+      remember_current_ = false;  // its picks on this rank were never emitted: not replayed, not remembered
     }
     stats_.windows -= 1;  // select_current() counted the re-selected window again
     stats_.seen_discounted -= window_discounted_;
@@ -487,11 +494,13 @@ bool OnlineSelection::advance() {
   feedback_due_.clear();
   clusters_.begin_window();
   importance_before_current_ = importance_->save();
-  if (seen_ && current_) {  // the rows selected from the window just emitted join the memory, in emitted order
+  const bool remember = remember_current_;
+  remember_current_ = true;
+  if (seen_ && current_ && remember) {  // the rows selected from the window just emitted join the memory, in emitted order
     const torch::Tensor tokens = current_->tokens.contiguous();
     for (const int64_t row : order_) seen_->add(tokens.data_ptr<int64_t>() + row * tokens.size(1), tokens.size(1));
   }
-  if (replay_ && current_) {  // the window's picks, with the u they were selected by, compete for the replay buffer
+  if (replay_ && current_ && remember) {  // the window's picks, with the u they were selected by, compete for the replay buffer
     const torch::Tensor tokens = current_->tokens.contiguous();
     const float* u = u_.data_ptr<float>();
     for (const int64_t row : order_)

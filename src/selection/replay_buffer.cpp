@@ -95,7 +95,11 @@ void ReplayBuffer::load(const std::string& blob) {
     e.id.document = get();
     e.id.offset = get();
     e.replays = get();
-    if (e.replays >= max_replays_) bad("a row replayed " + std::to_string(e.replays) + " times (max_replays " + std::to_string(max_replays_) + ")");
+    if (e.replays >= max_replays_)
+      throw Error(ErrorCode::kInvalidState, "ReplayBuffer::load",
+                  "holds a row replayed " + std::to_string(e.replays) + " times, at or above replay_max_repeats " +
+                      std::to_string(max_replays_) + ": restore with the SelectionConfig.replay_max_repeats the state was "
+                      "saved under (or a higher one)");
     const uint64_t width = get();
     if (width < 1 || width > (blob.size() - pos) / sizeof(int64_t)) bad("a row of " + std::to_string(width) + " tokens");
     e.tokens.resize(width);

@@ -108,6 +108,27 @@ TEST(SelectionConfigTest, RelationTauIsValidatedNamingTheField) {
   EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.relation_tau_min");
 }
 
+TEST(SelectionConfigTest, ReplayFieldsAreValidatedNamingTheField) {
+  using testing_errors::where_of;
+  SelectionConfig s;
+  EXPECT_EQ(s.replay_share, 0.0) << "off by default (docs/SELECTION.md)";
+  for (double bad : {-0.1, 0.95, std::numeric_limits<double>::quiet_NaN()}) {
+    s.replay_share = bad;
+    EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.replay_share") << bad;
+  }
+  s.replay_share = 0.9;
+  EXPECT_NO_THROW(s.validate());
+  for (uint32_t bad : {0u, 65537u}) {
+    s.replay_rows = bad;
+    EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.replay_rows") << bad;
+  }
+  s.replay_rows = 65536;
+  s.replay_max_repeats = 0;
+  EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.replay_max_repeats");
+  s.replay_max_repeats = 1;
+  EXPECT_NO_THROW(s.validate());
+}
+
 TEST(SelectionConfigTest, SeenFieldsAreValidatedNamingTheField) {
   using testing_errors::where_of;
   SelectionConfig s;
