@@ -54,17 +54,18 @@ struct SelectionConfig {
   double temperature = 0.5;           ///< kIndividual Gumbel temperature T; 0 = deterministic top-k by u
   bool relations = true;              ///< kGroup*: false = the greedy ranks by u alone (ablation of the relational term)
   double replay_share = 0.0;          ///< selection modes: emitted row j of the stream is a replay when floor((j+1) s) >
-                                      ///< floor(j s) and the replay buffer holds a quarter of replay_rows: a row drawn
+                                      ///< floor(j s) and the replay buffer holds max(1, replay_rows / 4) rows: a row drawn
                                       ///< (seeded by j and the rank) from the replay_rows best rows this rank emitted before
                                       ///< the current window (by the u they were selected by; warm-up rows never), counted
                                       ///< in SelectionStats::selected and ::replayed, not per cluster (Batch::cluster -1);
                                       ///< the window's own picks come out in the same order, later. 0 = off, in [0, 0.9]
-                                      ///< (docs/SELECTION.md: -0.15 to -0.21 of final loss on the tuning pools)
+                                      ///< (docs/SELECTION.md: -0.12 to -0.21 of final loss on the tuning pools)
   uint32_t replay_rows = 256;         ///< rows the replay buffer keeps, 1..65536 (in memory and in the state: their tokens,
                                       ///< 8 bytes each, ~11 in the state's base64)
-  uint32_t replay_max_repeats = 4;    ///< a row leaves the replay buffer once replayed this often (>= 1), so an emitted
-                                      ///< row is replayed at most this many times however long the run (a row the stream
-                                      ///< yields again, e.g. in the next epoch, is a new entry)
+  uint32_t replay_max_repeats = 4;    ///< a row leaves the replay buffer once replayed this often (>= 1), so a row this
+                                      ///< rank emitted is replayed at most this many times by it however long the run (a
+                                      ///< row the stream yields again, e.g. in the next epoch, is a new entry; ranks
+                                      ///< restored from rank 0's state each hold a copy of its buffer)
   double seen_discount = 0.0;         ///< kGroup* with relations: the rows this rank selected before the current
                                       ///< window count as picks too. A candidate of which a share s of the sampled token
                                       ///< shingles is among theirs gets u scaled by a = 1 - seen_discount * s after u is
