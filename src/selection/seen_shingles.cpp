@@ -74,7 +74,7 @@ std::string SeenShingles::save() const {
   const uint64_t fields[] = {uint64_t(config_.shingle_tokens), config_.sample_every, config_.capacity, config_.seed,
                              uint64_t(config_.pad_id), head_, uint64_t(ring_.size())};
   out.append(reinterpret_cast<const char*>(fields), sizeof fields);
-  out.append(reinterpret_cast<const char*>(ring_.data()), ring_.size() * sizeof(uint32_t));
+  if (!ring_.empty()) out.append(reinterpret_cast<const char*>(ring_.data()), ring_.size() * sizeof(uint32_t));
   return out;
 }
 
@@ -96,7 +96,7 @@ void SeenShingles::load(const std::string& blob) {
     bad("head " + std::to_string(head) + ", " + std::to_string(size) + " keys in " + std::to_string(blob.size()) +
         " bytes: the state was edited or truncated");
   ring_.assign(size, 0);
-  std::memcpy(ring_.data(), blob.data() + kHeader, size * sizeof(uint32_t));
+  if (size > 0) std::memcpy(ring_.data(), blob.data() + kHeader, size * sizeof(uint32_t));  // data() may be null
   head_ = head;
   counts_.clear();
   for (const uint32_t key : ring_) counts_[key] += 1;

@@ -67,6 +67,8 @@ TEST(ReplayBuffer, SaveLoadIsExactAndRefusesBadBlobs) {
   SCOPED_TRACE("GM_TEST_SEED=" + std::to_string(seed) + " to replay");
   std::mt19937_64 rng(seed);
   ReplayBuffer a(16), b(16);
+  b.load(a.save());  // an empty buffer
+  EXPECT_EQ(b.size(), 0u);
   for (int i = 0; i < 40; ++i) {
     std::vector<int64_t> row(8);
     for (auto& t : row) t = int64_t(rng() % 50000);

@@ -138,6 +138,9 @@ TEST(SeenShingles, SaveLoadRestoresTheMemoryExactly) {
   c.sample_every = 2;
   c.capacity = 50;
   SeenShingles a(c), b(c);
+  b.load(a.save());  // an empty memory (a state saved before any window was emitted)
+  EXPECT_EQ(b.size(), 0u);
+  EXPECT_EQ(b.save(), a.save());
   std::vector<std::vector<int64_t>> rows;
   for (int i = 0; i < 40; ++i) rows.push_back(shingles_random_row(rng, 16, 5));
   for (int i = 0; i < 20; ++i) a.add(rows[i].data(), 16);  // past capacity: the ring has wrapped
