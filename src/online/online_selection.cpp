@@ -494,19 +494,19 @@ bool OnlineSelection::advance() {
   feedback_due_.clear();
   clusters_.begin_window();
   importance_before_current_ = importance_->save();
-  const bool remember = remember_current_;
-  remember_current_ = true;
-  if (seen_ && current_ && remember) {  // the rows selected from the window just emitted join the memory, in emitted order
+  // The picks of the window just emitted join the shingle memory and compete for the replay buffer (with the u
+  // they were selected by), in emitted order.
+  if ((seen_ || replay_) && current_ && remember_current_) {
     const torch::Tensor tokens = current_->tokens.contiguous();
-    for (const int64_t row : order_) seen_->add(tokens.data_ptr<int64_t>() + row * tokens.size(1), tokens.size(1));
-  }
-  if (replay_ && current_ && remember) {  // the window's picks, with the u they were selected by, compete for the replay buffer
-    const torch::Tensor tokens = current_->tokens.contiguous();
+    const int64_t width = tokens.size(1);
     const float* u = u_.data_ptr<float>();
-    for (const int64_t row : order_)
-      replay_->offer(double(u[row]), current_->host.ids[row], tokens.data_ptr<int64_t>() + row * tokens.size(1),
-                     tokens.size(1));
+    for (const int64_t row : order_) {
+      const int64_t* r = tokens.data_ptr<int64_t>() + row * width;
+      if (seen_) seen_->add(r, width);
+      if (replay_) replay_->offer(double(u[row]), current_->host.ids[row], r, width);
+    }
   }
+  remember_current_ = true;
   current_ = std::move(next_);
   next_.reset();
   select_current();

@@ -9,16 +9,11 @@
 
 #include "groupmates/error.h"
 #include "selection/replay_buffer.h"
+#include "selection/selection_test_util.h"
 
 using namespace groupmates;
 
 namespace replay_buffer_test {  // named: the unity build puts several test files in one unit
-
-uint64_t replay_fresh_seed() {
-  if (const char* s = std::getenv("GM_TEST_SEED")) return std::strtoull(s, nullptr, 10);
-  std::random_device rd;
-  return (uint64_t{rd()} << 32) ^ rd();
-}
 
 struct Offered {
   double score;
@@ -31,8 +26,8 @@ struct Offered {
 using namespace replay_buffer_test;
 
 TEST(ReplayBuffer, KeepsTheBestRowsLikeAStableSort) {
-  const uint64_t seed = replay_fresh_seed();
-  SCOPED_TRACE("GM_TEST_SEED=" + std::to_string(seed) + " to replay");
+  const uint64_t seed = seltest::fresh_seed();
+  SCOPED_TRACE(seltest::seed_trace(seed));
   std::mt19937_64 rng(seed);
   const uint64_t capacity = 1 + rng() % 40;
   ReplayBuffer buffer(capacity);
@@ -63,8 +58,8 @@ TEST(ReplayBuffer, KeepsTheBestRowsLikeAStableSort) {
 }
 
 TEST(ReplayBuffer, SaveLoadIsExactAndRefusesBadBlobs) {
-  const uint64_t seed = replay_fresh_seed();
-  SCOPED_TRACE("GM_TEST_SEED=" + std::to_string(seed) + " to replay");
+  const uint64_t seed = seltest::fresh_seed();
+  SCOPED_TRACE(seltest::seed_trace(seed));
   std::mt19937_64 rng(seed);
   ReplayBuffer a(16), b(16);
   b.load(a.save());  // an empty buffer
@@ -107,8 +102,8 @@ TEST(ReplayBuffer, SaveLoadIsExactAndRefusesBadBlobs) {
 }
 
 TEST(ReplayBuffer, TakeCountsReplaysAndDropsARowAtMaxReplays) {
-  const uint64_t seed = replay_fresh_seed();
-  SCOPED_TRACE("GM_TEST_SEED=" + std::to_string(seed) + " to replay");
+  const uint64_t seed = seltest::fresh_seed();
+  SCOPED_TRACE(seltest::seed_trace(seed));
   std::mt19937_64 rng(seed);
   const uint64_t cap = 1 + rng() % 3;
   ReplayBuffer buffer(8, cap);

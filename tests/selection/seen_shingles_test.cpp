@@ -9,18 +9,11 @@
 
 #include "groupmates/error.h"
 #include "selection/seen_shingles.h"
+#include "selection/selection_test_util.h"
 
 using namespace groupmates;
 
 namespace seen_shingles_test {  // named: the unity build puts several test files in one unit
-
-uint64_t shingles_fresh_seed() {
-  if (const char* s = std::getenv("GM_TEST_SEED")) return std::strtoull(s, nullptr, 10);
-  std::random_device rd;
-  return (uint64_t{rd()} << 32) ^ rd();
-}
-
-std::string shingles_seed_trace(uint64_t seed) { return "GM_TEST_SEED=" + std::to_string(seed) + " to replay"; }
 
 std::vector<int64_t> shingles_random_row(std::mt19937_64& rng, int64_t width, int64_t vocab) {
   std::vector<int64_t> r(static_cast<size_t>(width));
@@ -43,8 +36,8 @@ double shingles_reference_overlap(const SeenShingles& s, const std::deque<uint32
 using namespace seen_shingles_test;
 
 TEST(SeenShingles, OverlapAndForgettingMatchAReferenceList) {
-  const uint64_t seed = shingles_fresh_seed();
-  SCOPED_TRACE(shingles_seed_trace(seed));
+  const uint64_t seed = seltest::fresh_seed();
+  SCOPED_TRACE(seltest::seed_trace(seed));
   std::mt19937_64 rng(seed);
   SeenShinglesConfig c;
   c.shingle_tokens = 2 + int(rng() % 5);
@@ -82,8 +75,8 @@ TEST(SeenShingles, OverlapAndForgettingMatchAReferenceList) {
 }
 
 TEST(SeenShingles, SamplesTheSameShinglesWhereverARowCutsTheText) {
-  const uint64_t seed = shingles_fresh_seed();
-  SCOPED_TRACE(shingles_seed_trace(seed));
+  const uint64_t seed = seltest::fresh_seed();
+  SCOPED_TRACE(seltest::seed_trace(seed));
   std::mt19937_64 rng(seed);
   SeenShinglesConfig c;
   c.seed = rng();
@@ -130,8 +123,8 @@ TEST(SeenShingles, NoShingleSpansPadding) {
 }
 
 TEST(SeenShingles, SaveLoadRestoresTheMemoryExactly) {
-  const uint64_t seed = shingles_fresh_seed();
-  SCOPED_TRACE(shingles_seed_trace(seed));
+  const uint64_t seed = seltest::fresh_seed();
+  SCOPED_TRACE(seltest::seed_trace(seed));
   std::mt19937_64 rng(seed);
   SeenShinglesConfig c;
   c.shingle_tokens = 3;
