@@ -35,11 +35,18 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-METHODS = ["random", "importance", "individual_topk", "group", "group_no_relations", "group_no_clusters",
-           "group_no_prior", "oracle"]
-ALL_METHODS = METHODS + ["individual", "group_no_probes", "group_no_gate"]  # opt-in: --methods ...
-MODEL_METHODS = {"individual", "individual_topk", "group", "group_no_relations", "group_no_clusters", "group_no_prior"}
-LABELS = {"random": "random", "importance": "importance (DSIR)", "individual": "MATES (Gumbel)",
+METHODS = ["random", "importance", "importance_no_replay", "individual_topk", "group", "group_no_relations",
+           "group_no_clusters", "group_no_prior", "oracle"]
+ALL_METHODS = METHODS + ["individual", "group_no_probes", "group_no_gate", "group_no_replay"]  # opt-in: --methods ...
+# Methods the binary runs under another name, with these arguments after --extra's: the oracle is the plain loader
+# over the in-domain lines; the *_no_replay runs set SelectionConfig.replay_share = 0 (importance_no_replay is the
+# cheap peer as a user would write it: DSIR-style importance resampling alone).
+BINARY_METHOD = {"oracle": ("plain", []), "importance_no_replay": ("importance", ["--replay-share", "0"]),
+                 "group_no_replay": ("group", ["--replay-share", "0"])}
+MODEL_METHODS = {"individual", "individual_topk", "group", "group_no_relations", "group_no_clusters", "group_no_prior",
+                 "group_no_replay"}
+LABELS = {"random": "random", "importance": "importance (DSIR)", "importance_no_replay": "DSIR, no replay",
+          "group_no_replay": "GM no replay", "individual": "MATES (Gumbel)",
           "individual_topk": "MATES (top-k)", "group": "Group-MATES", "group_no_relations": "GM no relations",
           "group_no_clusters": "GM no clusters", "group_no_prior": "GM no prior", "group_no_probes": "GM no probes", "group_no_gate": "GM no gate", "oracle": "oracle (in-domain)"}
 KINDS = ["in_domain", "clean_other", "off_domain", "noisy", "near_dup"]
@@ -348,8 +355,9 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
     for seed in seeds:
         for m in methods:
             out = os.path.join(out_dir, "runs", "%s-s%d.json" % (m, seed))
+            binary_method, method_args = BINARY_METHOD.get(m, (m, []))
             cmd = [binary, "--pool", oracle_pool if m == "oracle" else pool, "--reference", reference,
-                   "--tokenizer", tokenizer, "--method", "plain" if m == "oracle" else m, "--seed", str(seed),
+                   "--tokenizer", tokenizer, "--method", binary_method, "--seed", str(seed),
                    "--steps", str(a.steps), "--batch", str(a.batch), "--seq-len", str(a.seq_len),
                    "--eval-every", str(a.eval_every), "--eval-rows", str(a.eval_rows),
                    "--probe-ref-rows", str(a.probe_ref_rows), "--d-model", str(a.d_model),
@@ -360,6 +368,9 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
             if a.encoder != "hashed_ngram" and m in MODEL_METHODS:
                 cmd += ["--encoder", a.encoder, "--encoder-path", os.path.abspath(a.encoder_path or "")]
             cmd += a.extra.split()
+            if method_args and method_args[0] in cmd:
+                sys.exit("bench_efficiency: %s sets %s itself; leave it out of --extra" % (m, method_args[0]))
+            cmd += method_args
             if a.selection_log and m in MODEL_METHODS:
                 cmd += ["--log", os.path.join(out_dir, "runs", "%s-s%d.selection.jsonl" % (m, seed))]
             t0 = time.time()
@@ -434,6 +445,8 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
         fig["w"] = g["wall_ratio"] if g else math.nan
         fig["g"] = g["final_loss"] / i["final_loss"] if g and i else math.nan
         fig["v"] = g["final_loss"] / v["final_loss"] if g and v else math.nan
+        v0 = x.get("importance_no_replay")
+        fig["v0"] = g["final_loss"] / v0["final_loss"] if g and v0 else math.nan
         fig["d"] = (g["selection"]["near_dup"] / i["selection"]["near_dup"]
                     if g and i and i["selection"]["near_dup"] > 0 else math.nan)
         fig["s"] = g["spearman_mean"] if g else math.nan
@@ -453,7 +466,7 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
                 fmt(100 * y["oracle_gain_share"], 1), 100 * k.get("in_domain", 0), 100 * k.get("near_dup", 0),
                 100 * y["overhead_share"]["probe_flops"], 100 * y["loader_wait_share"], y["probes"], y["seconds"]))
         for m in methods:
-            if m in MODEL_METHODS or m == "importance":
+            if m in MODEL_METHODS or m.startswith("importance"):
                 y = x[m]
                 log("  %-20s Spearman %s (%d refreshes, scaled %s; prior-only model %s, %d refreshes gated), gamma %.2f, "
                     "FLOPs over training: probes %.1f%% "
@@ -467,9 +480,9 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
                        100 * y["wait_shares"]["snapshot_seconds"], 100 * y["wait_shares"]["selection_seconds"],
                        y["probes_skipped_budget"], y["probes_skipped_busy"], y["probes_skipped_backoff"],
                        y["refreshes_failed"]))
-        log("  seed %d: r=%s c=%s w=%s g=%s v=%s d=%s s=%s q=%s" % (
+        log("  seed %d: r=%s c=%s w=%s g=%s v=%s d=%s s=%s q=%s v0=%s" % (
             seed, fmt(fig["r"]), fmt(fig["c"]), fmt(fig["w"]), fmt(fig["g"], 4), fmt(fig["v"], 4), fmt(fig["d"]),
-            fmt(fig["s"]), fmt(fig["q"])))
+            fmt(fig["s"]), fmt(fig["q"]), fmt(fig["v0"], 4)))
 
     csv_path = os.path.join(out_dir, "curves.csv")
     with open(csv_path + ".tmp", "w", newline="") as f:
@@ -483,7 +496,7 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
     except ImportError as e:
         png = "(not written: %s; apt-get install python3-matplotlib)" % e
 
-    keys = ("r", "c", "w", "g", "v", "d", "s", "q")
+    keys = ("r", "c", "w", "g", "v", "d", "s", "q", "v0")
     res = {k: mean([f[k] for f in per_seed]) for k in keys}
     spread = {k: [f[k] for f in per_seed] for k in keys}
     summary = {"pool": pool, "reference": reference, "seeds": seeds, "methods": methods,
@@ -505,7 +518,8 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
         log("  %s = %s  [%s]" % (k, fmt(res[k], 4), ", ".join(fmt(v, 4) for v in spread[k])))
     log("  r, c, w = Group-MATES's tokens, FLOPs (probes, refresh and scoring included) and wall clock (evaluations "
         "excluded) to reach random's final loss, over random's whole run; g = Group-MATES / MATES (top-k, same "
-        "prefilter and prior) final loss; v = Group-MATES / importance resampling final loss; d = near-dup share "
+        "prefilter and prior) final loss; v = Group-MATES / importance resampling final loss (both with the default "
+        "replay); v0 = Group-MATES / importance resampling without replay (DSIR as a user would write it); d = near-dup share "
         "Group-MATES / MATES (top-k); s = Group-MATES's held-out Spearman (mean over refreshes after the first); "
         "q = random's own token ratio")
     log("  curves: %s\n  plot: %s" % (csv_path, png))
@@ -514,9 +528,9 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
 
 def result_line(res):
     return ("token_ratio_vs_random=%s compute_ratio_vs_random=%s wall_ratio_vs_random=%s group_vs_individual=%s "
-            "group_vs_importance=%s dup_ratio=%s spearman=%s random_self_ratio=%s"
+            "group_vs_importance=%s dup_ratio=%s spearman=%s random_self_ratio=%s group_vs_importance_no_replay=%s"
             % (fmt(res["r"]), fmt(res["c"]), fmt(res["w"]), fmt(res["g"], 4), fmt(res["v"], 4), fmt(res["d"]),
-               fmt(res["s"]), fmt(res["q"])))
+               fmt(res["s"]), fmt(res["q"]), fmt(res["v0"], 4)))
 
 
 def main():

@@ -35,6 +35,13 @@ enum class EncoderKind {
                  ///< [rows, T]]) -> float [rows, D]; D is read from a probe forward when the loader starts
 };
 
+/// SelectionConfig::replay_share: the mode's default (default_replay_share).
+inline constexpr double kReplayShareAuto = -1.0;
+
+/// The replay share kReplayShareAuto stands for: 0.5 where rows are ranked (importance, individual, group), 0 for
+/// the plain loader and random selection (the baseline: nothing ranks its rows).
+double default_replay_share(SelectionMode mode);
+
 /// Selection: windows, ratio, clusters, the influence model and its refresh.
 struct SelectionConfig {
   SelectionMode mode = SelectionMode::kNone;
@@ -53,13 +60,16 @@ struct SelectionConfig {
                                       ///< both signs; for u_i > 0 the rule rewarded copies of the picks; docs/SELECTION.md)
   double temperature = 0.5;           ///< kIndividual Gumbel temperature T; 0 = deterministic top-k by u
   bool relations = true;              ///< kGroup*: false = the greedy ranks by u alone (ablation of the relational term)
-  double replay_share = 0.0;          ///< selection modes: emitted row j of the stream is a replay when floor((j+1) s) >
+  double replay_share = kReplayShareAuto;  ///< selection modes: emitted row j of the stream is a replay when floor((j+1) s) >
                                       ///< floor(j s) and the replay buffer holds max(1, replay_rows / 4) rows: a row drawn
                                       ///< (seeded by j and the rank) from the replay_rows best rows this rank emitted before
                                       ///< the current window (by the u they were selected by; warm-up rows never), counted
                                       ///< in SelectionStats::selected and ::replayed, not per cluster (Batch::cluster -1);
-                                      ///< the window's own picks come out in the same order, later. 0 = off, in [0, 0.9]
-                                      ///< (docs/SELECTION.md: -0.12 to -0.21 of final loss on the tuning pools)
+                                      ///< the window's own picks come out in the same order, later. In [0, 0.9], 0 = off;
+                                      ///< kReplayShareAuto (the default): default_replay_share(mode), i.e. 0.5 for the modes
+                                      ///< that rank rows (importance, individual, group), 0 for kNone and kRandom. Part of
+                                      ///< the stream: a saved state records it and is refused under another share
+                                      ///< (docs/SELECTION.md: 0.5 chosen on the tuning pools, -0.12 to -0.21 of final loss)
   uint32_t replay_rows = 256;         ///< rows the replay buffer keeps, 1..65536 (in memory and in the state: their tokens,
                                       ///< 8 bytes each, ~11 in the state's base64)
   uint32_t replay_max_repeats = 4;    ///< a row leaves the replay buffer once replayed this often (>= 1), so a row this
@@ -128,6 +138,8 @@ struct SelectionConfig {
                                       ///< loader starts (validate(loader)); raise it to allow a bigger window
 
   void validate() const;
+  /// replay_share with kReplayShareAuto resolved for this mode (default_replay_share).
+  double effective_replay_share() const;
   /// validate(), and window_memory_bytes(loader) within max_window_memory_bytes.
   void validate(const LoaderConfig& loader) const;
   /// Estimated memory of the selection windows with this loader config: the core's pooled int64 rows of

@@ -8,6 +8,7 @@ import numpy.typing as npt
 IGNORE_INDEX: int
 FROM_ENVIRONMENT: int
 SHUFFLE_BLOCK_AUTO: int
+REPLAY_SHARE_AUTO: float
 LOADER_EOS_ID: int
 
 class _StubEnum:

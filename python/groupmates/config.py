@@ -263,7 +263,9 @@ class SelectionConfig:
     temperature:            "individual": Gumbel temperature (0 = deterministic top-k)
     relations:              "group": False ranks by u alone (ablation of the relational term)
     replay_share:           selection modes: this share of the emitted rows is drawn again from the replay_rows
-                            best rows emitted before (by their u); the window's picks take longer to emit (0 = off)
+                            best rows emitted before (by their u); the window's picks take longer to emit (0 = off);
+                            "auto" (the default): 0.5 for "importance", "individual" and "group*", 0 for "none" and
+                            "random". Part of the stream: a saved state is refused under another share
     replay_rows:            rows the replay buffer keeps (their tokens are in memory and in the state)
     replay_max_repeats:     a row leaves the replay buffer once replayed this often
     seen_discount:          "group" with relations: a candidate a share s of whose sampled token shingles this rank
@@ -324,7 +326,7 @@ class SelectionConfig:
     nonpositive_influence: bool = _SELECTION["nonpositive_influence"]
     temperature: float = _SELECTION["temperature"]
     relations: bool = _SELECTION["relations"]
-    replay_share: float = _SELECTION["replay_share"]
+    replay_share: Union[float, str] = "auto"  # C++ kReplayShareAuto
     replay_rows: int = _SELECTION["replay_rows"]
     replay_max_repeats: int = _SELECTION["replay_max_repeats"]
     seen_discount: float = _SELECTION["seen_discount"]
@@ -359,14 +361,20 @@ class SelectionConfig:
     max_window_memory_bytes: int = _SELECTION["max_window_memory_bytes"]
 
     def to_core(self) -> "_core.SelectionConfig":
+        replay = {}
+        if isinstance(self.replay_share, str):
+            if self.replay_share != "auto":
+                raise config_error("SelectionConfig.replay_share",
+                                   f"expected a number in [0, 0.9] or \"auto\", got {self.replay_share!r}")
+            replay["replay_share"] = _core.REPLAY_SHARE_AUTO
         if isinstance(self.encoder, (str, _core.EncoderKind)):
-            return to_cpp(self, _core.SelectionConfig, "SelectionConfig")
+            return to_cpp(self, _core.SelectionConfig, "SelectionConfig", **replay)
         if self.encoder_path:
             raise config_error("SelectionConfig.encoder_path", f"is {self.encoder_path!r} but encoder is a "
                                f"{type(self.encoder).__name__} module: give one or the other")
         from .encoders import encoder_file
         return to_cpp(self, _core.SelectionConfig, "SelectionConfig", encoder=_core.EncoderKind.torchscript,
-                      encoder_path=encoder_file(self.encoder))
+                      encoder_path=encoder_file(self.encoder), **replay)
 
 
 @dataclass

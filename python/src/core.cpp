@@ -340,6 +340,7 @@ PYBIND11_MODULE(_core, m) {
   m.attr("FROM_ENVIRONMENT") = gm::kFromEnvironment;
   m.attr("LOADER_EOS_ID") = gm::kLoaderEosId;
   m.attr("SHUFFLE_BLOCK_AUTO") = gm::kShuffleBlockAuto;
+  m.attr("REPLAY_SHARE_AUTO") = gm::kReplayShareAuto;
   m.def("resolve_ranks", [](const gm::LoaderConfig& c) {
     const gm::LoaderConfig r = gm::resolve_ranks(c, gm::read_rank_environment());
     return py::make_tuple(r.rank, r.world_size);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -26,6 +27,41 @@ uint64_t hash_of(const std::string& s) { return XXH3_64bits(s.data(), s.size());
 // A saved refresh whose probe ran on many ranks and was not exchanged yet: this marker, the rank's
 // attempted count (int64), then its labelled rollouts (serialize_rollouts).
 const std::string kUnsharedProbe("gm.unshared-probe\n", 18);
+// SelectionConfig::replay_share as saved in a state: round-trips exactly.
+std::string share_text(double share) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.17g", share);
+  return text;
+}
+
+// The replay share is part of the stream: a state resumes only under the share it was saved with. States saved
+// before the share was recorded were saved with replay_share 0 (the default then) unless they hold replay rows.
+void check_replay_share(const SelectionState& s, double share) {
+  const std::string fix = "; this loader's is " + share_text(share) +
+                          " (kReplayShareAuto, \"auto\", is 0.5 for importance, individual and group modes): set "
+                          "SelectionConfig.replay_share = ";
+  if (s.replay_share.text.empty()) {
+    if (s.replay.bytes.empty() && share != 0)
+      throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
+                  "the state was saved before replay_share was recorded and holds no replay rows, so with "
+                  "replay_share 0 (the default then)" + fix + "0 to resume it exactly");
+    if (!s.replay.bytes.empty() && share == 0)
+      throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
+                  "the state holds replay rows, so it was saved with replay_share > 0" + fix +
+                      "the share of the saved run to resume it exactly");
+    return;
+  }
+  char* end = nullptr;
+  const double saved = std::strtod(s.replay_share.text.c_str(), &end);
+  if (end == s.replay_share.text.c_str() || *end != '\0' || !(saved >= 0 && saved <= 0.9))
+    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
+                "'" + s.replay_share.text + "' is not a replay share in [0, 0.9]");
+  if (saved != share)
+    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
+                "the state was saved with replay_share " + s.replay_share.text + fix + s.replay_share.text +
+                    " to resume it exactly");
+}
+
 bool is_unshared_probe(const SavedRefresh& r) { return r.weights.bytes.compare(0, kUnsharedProbe.size(), kUnsharedProbe) == 0; }
 }  // namespace
 
@@ -52,6 +88,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
                     std::to_string(collectives_->world_size()) +
                     " ranks every rank must refresh at the same step: set refresh_mode = kAtStep (\"at_step\")");
   if (shared_) clusters_.set_collectives(collectives_);
+  cfg_.replay_share = cfg_.effective_replay_share();  // kReplayShareAuto: the mode's default
   scorer_ = std::make_unique<WindowScorer>(versions_.models());
   group_ = std::make_unique<ClusterGreedySelector>(
       cfg_.influence_prefilter ? BudgetMode::kInfluencePrefilter : BudgetMode::kUniformRatio, cfg_.prefilter_ratio,
@@ -213,6 +250,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
   backoff_.restore(s.backoff_streak, s.backoff_skip);
   importance_->load(s.importance.bytes);
+  check_replay_share(s, cfg_.replay_share);
   if (replay_ && !s.replay.bytes.empty()) {  // none saved: an empty buffer
     try {
       replay_->load(s.replay.bytes);
@@ -804,6 +842,7 @@ LoaderState OnlineSelection::save() {
   s.kmeans_version = clusters_.saved_version();
   s.importance.bytes = current_ ? importance_before_current_ : importance_->save();
   if (seen_) s.seen_shingles.bytes = seen_->save();  // the current window's picks join it at the next window
+  s.replay_share.text = share_text(cfg_.replay_share);
   if (replay_) s.replay.bytes = replay_->save();     // likewise
   s.feedback.bytes.assign(reinterpret_cast<const char*>(feedback_due_.data()), feedback_due_.size() * sizeof(int64_t));
   s.next_loader_version = versions_.next_number();

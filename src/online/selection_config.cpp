@@ -14,6 +14,22 @@ namespace {
 }
 }  // namespace
 
+double default_replay_share(SelectionMode mode) {
+  switch (mode) {
+    case SelectionMode::kNone:
+    case SelectionMode::kRandom: return 0.0;
+    case SelectionMode::kIndividual:
+    case SelectionMode::kGroup:
+    case SelectionMode::kGroupNoClusters:
+    case SelectionMode::kImportance: return 0.5;
+  }
+  return 0.0;
+}
+
+double SelectionConfig::effective_replay_share() const {
+  return replay_share == kReplayShareAuto ? default_replay_share(mode) : replay_share;
+}
+
 void SelectionConfig::validate() const {
   const std::string f = "SelectionConfig.";
   if (window_size < 2 || window_size > (1u << 20)) bad(f + "window_size", "is " + std::to_string(window_size) + "; allowed 2..1048576");
@@ -55,7 +71,8 @@ void SelectionConfig::validate() const {
   if (!(relation_tau_min >= 0) || relation_tau_min > relation_tau)
     bad(f + "relation_tau_min", "is " + std::to_string(relation_tau_min) + "; allowed [0, relation_tau = " +
                                     std::to_string(relation_tau) + "] (tau starts at relation_tau)");
-  if (!(replay_share >= 0 && replay_share <= 0.9)) bad(f + "replay_share", "is " + std::to_string(replay_share) + "; allowed [0, 0.9] (0 = off)");
+  if (!(replay_share == kReplayShareAuto || (replay_share >= 0 && replay_share <= 0.9)))
+    bad(f + "replay_share", "is " + std::to_string(replay_share) + "; allowed [0, 0.9] (0 = off) or kReplayShareAuto (-1, \"auto\")");
   if (replay_rows < 1 || replay_rows > 65536) bad(f + "replay_rows", "is " + std::to_string(replay_rows) + "; allowed 1..65536");
   if (replay_max_repeats < 1) bad(f + "replay_max_repeats", "is 0; must be >= 1");
   if (!(seen_discount >= 0 && seen_discount <= 1)) bad(f + "seen_discount", "is " + std::to_string(seen_discount) + "; allowed [0, 1] (0 = off)");

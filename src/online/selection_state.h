@@ -63,6 +63,8 @@ struct SelectionState {
   Blob kmeans;
   uint64_t kmeans_version = 0;
   Blob importance;
+  OptionalText replay_share;               ///< the effective SelectionConfig::replay_share, "%.17g" ("" = saved before
+                                           ///< it was recorded: then replay_share was 0 unless `replay` holds rows)
   OptionalBlob replay;                     ///< ReplayBuffer::save() (empty = replay_share 0, or saved before it existed)
   OptionalBlob seen_shingles;              ///< SeenShingles::save() (empty = seen_discount off, or saved before it existed)
   Blob feedback;                  ///< reference-feedback rows due at the next window (int64 tokens; empty = none)
@@ -132,6 +134,7 @@ struct SelectionState {
     f("gm.kmeans_version", s.kmeans_version);
     f("gm.importance", s.importance);
     f("gm.seen", s.seen_shingles);
+    f("gm.replay_share", s.replay_share);
     f("gm.replay", s.replay);
     f("gm.feedback", s.feedback);
     f("gm.pending", s.pending);

@@ -270,6 +270,7 @@ TEST_F(RefreshModesTest, NonFiniteRefreshIsNeverPublished) {
 TEST_F(RefreshModesTest, ImportanceModeTakesTheReferenceLikeRowsFirst) {
   SelectionConfig sel = selection_config(seed);
   sel.mode = SelectionMode::kImportance;
+  sel.replay_share = 0;  // each window's own picks, in order (replays would interleave the best rows of earlier ones)
   GroupMatesLoader loader(loader_config(path, seed), sel, ProbeConfig{});
   EXPECT_THROW(
       {

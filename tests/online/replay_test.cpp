@@ -105,3 +105,52 @@ TEST_F(ReplayTest, NoRowIsReplayedMoreThanMaxRepeats) {
     EXPECT_EQ(on.stats.replayed, (240u - 16u) / 4u) << "the buffer ran dry";
   }
 }
+
+// The share is part of the stream: a state resumes only under the share it was saved with ("auto" resolved), and
+// a state saved before the share was recorded (no gm.replay_share; then the default was 0) only without replay.
+TEST_F(ReplayTest, AStateIsRefusedUnderAnotherShare) {
+  ProbeConfig p;
+  p.interval_steps = 0;
+  const auto saved_with = [&](double share) {
+    SelectionConfig s = selection_config(seed);
+    s.replay_share = share;
+    s.replay_rows = 16;
+    GroupMatesLoader loader(loader_config(path, seed), s, p);
+    loader.set_reference(reference_rows());
+    for (int i = 0; i < 12; ++i) EXPECT_TRUE(loader.next().has_value());
+    return loader.state();
+  };
+  const auto refusal = [&](const LoaderState& state, double share) -> std::string {
+    SelectionConfig s = selection_config(seed);
+    s.replay_share = share;
+    s.replay_rows = 16;
+    try {
+      GroupMatesLoader resumed(loader_config(path, seed), s, p, state);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidState) << e.what();
+      return e.what();
+    }
+    return "";
+  };
+  const LoaderState automatic = saved_with(kReplayShareAuto), off = saved_with(0.0);
+  EXPECT_EQ(automatic.extra.at("gm.replay_share"), "0.5") << "auto resolves to the mode's share (kGroup)";
+  EXPECT_EQ(refusal(automatic, 0.5), "") << "auto and its value are the same stream";
+  EXPECT_EQ(refusal(off, 0.0), "");
+  for (const auto& [state, share] : {std::pair{automatic, 0.25}, {automatic, 0.0}, {off, kReplayShareAuto}}) {
+    const std::string e = refusal(state, share);
+    EXPECT_NE(e.find("gm.replay_share"), std::string::npos) << e;
+    EXPECT_NE(e.find("set SelectionConfig.replay_share = " + state.extra.at("gm.replay_share")), std::string::npos) << e;
+  }
+  LoaderState legacy = off;  // saved before the key existed
+  legacy.extra.erase("gm.replay_share");
+  EXPECT_EQ(refusal(legacy, 0.0), "");
+  EXPECT_NE(refusal(legacy, kReplayShareAuto).find("replay_share = 0 to resume"), std::string::npos);
+  LoaderState legacy_replay = automatic;  // saved by a run that set replay_share itself: its buffer tells
+  legacy_replay.extra.erase("gm.replay_share");
+  ASSERT_EQ(legacy_replay.extra.count("gm.replay"), 1u);
+  EXPECT_EQ(refusal(legacy_replay, 0.5), "");
+  EXPECT_NE(refusal(legacy_replay, 0.0).find("holds replay rows"), std::string::npos);
+  LoaderState garbled = automatic;
+  garbled.extra["gm.replay_share"] = "half";
+  EXPECT_NE(refusal(garbled, 0.5).find("'half' is not a replay share"), std::string::npos);
+}

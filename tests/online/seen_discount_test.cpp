@@ -38,6 +38,7 @@ Epochs run_two_epochs(const std::string& path, uint64_t seed, double discount) {
   c.batch_size = 16;
   SelectionConfig s = selection_config(seed);
   s.seen_discount = discount;
+  s.replay_share = 0;  // what each epoch picks, not rows emitted again from the replay buffer
   ProbeConfig p;
   p.interval_steps = 0;  // no probes: the importance prior alone scores, the same way in both epochs
   GroupMatesLoader loader(c, s, p);

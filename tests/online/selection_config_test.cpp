@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <utility>
 #include <random>
 
 #include "common/thrown_error.h"
@@ -111,8 +112,20 @@ TEST(SelectionConfigTest, RelationTauIsValidatedNamingTheField) {
 TEST(SelectionConfigTest, ReplayFieldsAreValidatedNamingTheField) {
   using testing_errors::where_of;
   SelectionConfig s;
-  EXPECT_EQ(s.replay_share, 0.0) << "off by default (docs/SELECTION.md)";
-  for (double bad : {-0.1, 0.95, std::numeric_limits<double>::quiet_NaN()}) {
+  EXPECT_EQ(s.replay_share, kReplayShareAuto) << "the mode's default (docs/SELECTION.md)";
+  EXPECT_NO_THROW(s.validate());
+  // auto: half the rows replayed where rows are ranked, none for the plain loader and the random baseline.
+  const std::pair<SelectionMode, double> modes[] = {
+      {SelectionMode::kNone, 0.0},  {SelectionMode::kRandom, 0.0}, {SelectionMode::kIndividual, 0.5},
+      {SelectionMode::kGroup, 0.5}, {SelectionMode::kGroupNoClusters, 0.5}, {SelectionMode::kImportance, 0.5}};
+  for (const auto& [mode, share] : modes) {
+    s.mode = mode;
+    EXPECT_EQ(s.effective_replay_share(), share) << int(mode);
+    s.replay_share = 0.25;  // an explicit share is taken as given in every mode
+    EXPECT_EQ(s.effective_replay_share(), 0.25) << int(mode);
+    s.replay_share = kReplayShareAuto;
+  }
+  for (double bad : {-0.1, -1.5, 0.95, std::numeric_limits<double>::quiet_NaN()}) {
     s.replay_share = bad;
     EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.replay_share") << bad;
   }

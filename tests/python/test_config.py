@@ -41,6 +41,8 @@ def test_python_configs_have_the_fields_and_defaults_of_the_cpp_structs(py_cls):
             assert f.default is None and getattr(cpp, name) == _core.FROM_ENVIRONMENT
         elif key == ("LoaderConfig", "shuffle_block"):
             assert f.default == "auto" and getattr(cpp, name) == _core.SHUFFLE_BLOCK_AUTO
+        elif key == ("SelectionConfig", "replay_share"):
+            assert f.default == "auto" and getattr(cpp, name) == _core.REPLAY_SHARE_AUTO
         else:
             assert f.default == cpp_value(getattr(cpp, name)), key
     # and the defaults convert back to the default C++ struct

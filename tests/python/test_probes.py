@@ -560,6 +560,33 @@ def test_selection_stats_hold_every_field_of_the_cpp_structs(topic_tokens):
     loader.close()
 
 
+def test_replay_share_auto_is_the_modes_share_and_part_of_the_state(topic_tokens):
+    # "auto" (the default) reaches the engine as the mode's share: half the rows of a selecting mode replayed, none
+    # for random; a state resumes only under the share it was saved with, and the refusal names the fix.
+    assert groupmates.SelectionConfig().replay_share == "auto"
+    probes = dict(PROBES, interval_steps=0)
+    sel = dict(SELECTION, replay_rows=8)  # replays start once the buffer holds 2 rows
+    assert "replay_share" not in sel
+    loader = selecting(topic_tokens, selection=sel, probes=probes)
+    loader.set_reference(REFS)
+    for _ in range(24):
+        next(loader)
+    s = loader.selection_stats()
+    assert 0.4 * s["selected"] < s["replayed"] <= 0.5 * s["selected"], (s["replayed"], s["selected"])
+    saved = loader.state_dict()
+    loader.close()
+    with pytest.raises(groupmates.StateError, match=r"gm\.replay_share.*set SelectionConfig\.replay_share = 0\.5"):
+        selecting(topic_tokens, selection=dict(sel, replay_share=0.0), probes=probes, state=saved)
+    selecting(topic_tokens, selection=dict(sel, replay_share=0.5), probes=probes, state=saved).close()
+    rnd = selecting(topic_tokens, selection=dict(sel, mode="random"), probes=probes)
+    for _ in range(8):
+        next(rnd)
+    assert rnd.selection_stats()["replayed"] == 0
+    rnd.close()
+    with pytest.raises(groupmates.ConfigError, match="SelectionConfig.replay_share"):
+        selecting(topic_tokens, selection=dict(sel, replay_share="half"), probes=probes)
+
+
 @pytest.mark.parametrize("k", [3, 10])
 def test_replay_and_seen_memory_resume_exactly(topic_tokens, k):
     # replay_share and seen_discount reach the engine from Python, count in the stats, and their state (the
