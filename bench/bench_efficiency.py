@@ -18,8 +18,9 @@ atomically. The oracle's pool (in-domain lines of the pool) is written there onc
 
 Writes into --out-dir: runs/<method>-s<seed>.json (the C++ results), curves.csv (reference-loss
 curves), efficiency.png (the plot), summary.json; prints per-seed figures and, last,
-RESULT token_ratio_vs_random=<r> group_vs_individual=<g> dup_ratio=<d> spearman=<s>
-(means over seeds; definitions in issue 5 and in the summary printed above it).
+RESULT token_ratio_vs_random=<r> compute_ratio_vs_random=<c> wall_ratio_vs_random=<w> group_vs_individual=<g>
+group_vs_importance=<v> dup_ratio=<d> spearman=<s> random_self_ratio=<q> group_vs_importance_no_replay=<v0>
+(means over seeds; definitions in issues 5 and 13 and in the summary printed above it).
 """
 import argparse
 import csv
@@ -336,6 +337,20 @@ def plot(runs, methods, seeds, path):
 # ------------------------------------------------------------------------------------------------
 
 
+def expected_replay_share(cmd):
+    """SelectionConfig.replay_share a bench_efficiency command line runs with (its last --replay-share, else the
+    library's "auto": 0.5 where rows are ranked, 0 for random and the plain loader)."""
+    share = None
+    for i, x in enumerate(cmd):
+        if x == "--replay-share" and i + 1 < len(cmd):
+            share = cmd[i + 1]
+        elif x.startswith("--replay-share="):
+            share = x.split("=", 1)[1]
+    if share is not None and float(share) >= 0:
+        return float(share)
+    return 0.0 if cmd[cmd.index("--method") + 1] in ("random", "plain") else 0.5
+
+
 def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag):
     """Every method x seed on one pool; returns (per-seed figures, means). Files go to out_dir/tag."""
     out_dir = os.path.join(out_dir, tag)
@@ -368,7 +383,7 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
             if a.encoder != "hashed_ngram" and m in MODEL_METHODS:
                 cmd += ["--encoder", a.encoder, "--encoder-path", os.path.abspath(a.encoder_path or "")]
             cmd += a.extra.split()
-            if method_args and method_args[0] in cmd:
+            if method_args and any(x == method_args[0] or x.startswith(method_args[0] + "=") for x in cmd):
                 sys.exit("bench_efficiency: %s sets %s itself; leave it out of --extra" % (m, method_args[0]))
             cmd += method_args
             if a.selection_log and m in MODEL_METHODS:
@@ -382,6 +397,10 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
                 runs[(m, seed)] = json.load(f)
             if a.reuse_runs and runs[(m, seed)]["settings"]["pool"] != cmd[2]:
                 sys.exit("bench_efficiency: %s was run on another pool; drop --reuse-runs" % out)
+            if a.reuse_runs and runs[(m, seed)]["settings"].get("replay_share") != expected_replay_share(cmd):
+                sys.exit("bench_efficiency: %s was run with replay_share %s, this run's is %s; drop --reuse-runs"
+                         % (out, runs[(m, seed)]["settings"].get("replay_share", "(not recorded)"),
+                            expected_replay_share(cmd)))
             runs[(m, seed)]["driver_seconds"] = time.time() - t0
             c = runs[(m, seed)]["curve"]
             log("[%s] %-18s seed %d: final %.4f, %.0f s, overhead %.0f%% of training FLOPs" % (

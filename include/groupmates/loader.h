@@ -87,6 +87,8 @@ class GroupMatesLoader {
   std::string skip_report() const { return core_->skip_report(); }
   LoaderStats stats() const { return core_->stats(); }
   SelectionStats selection_stats() const;
+  /// The selection config as given (replay_share may be kReplayShareAuto; the share in effect is in state()'s
+  /// "gm.replay_share").
   const SelectionConfig& selection_config() const { return selection_config_; }
 
   /// Input iterator over batches, in the manner of torch::data loaders.

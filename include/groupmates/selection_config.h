@@ -67,8 +67,10 @@ struct SelectionConfig {
                                       ///< in SelectionStats::selected and ::replayed, not per cluster (Batch::cluster -1);
                                       ///< the window's own picks come out in the same order, later. In [0, 0.9], 0 = off;
                                       ///< kReplayShareAuto (the default): default_replay_share(mode), i.e. 0.5 for the modes
-                                      ///< that rank rows (importance, individual, group), 0 for kNone and kRandom. Part of
-                                      ///< the stream: a saved state records it and is refused under another share
+                                      ///< that rank rows (importance, individual, group), 0 for kNone and kRandom, and 0 on
+                                      ///< ranks sharing one model (effective_replay_share); a resumed run keeps the share
+                                      ///< its state was saved with. Part of the stream: a saved state records it and is
+                                      ///< refused under another explicit share
                                       ///< (docs/SELECTION.md: 0.5 chosen on the tuning pools, -0.12 to -0.21 of final loss)
   uint32_t replay_rows = 256;         ///< rows the replay buffer keeps, 1..65536 (in memory and in the state: their tokens,
                                       ///< 8 bytes each, ~11 in the state's base64)
@@ -138,8 +140,9 @@ struct SelectionConfig {
                                       ///< loader starts (validate(loader)); raise it to allow a bigger window
 
   void validate() const;
-  /// replay_share with kReplayShareAuto resolved for this mode (default_replay_share).
-  double effective_replay_share() const;
+  /// replay_share with kReplayShareAuto resolved: default_replay_share(mode), or 0 on ranks sharing one model
+  /// (`shared_model`: a process group of > 1 ranks), whose one saved state cannot hold every rank's replay buffer.
+  double effective_replay_share(bool shared_model = false) const;
   /// validate(), and window_memory_bytes(loader) within max_window_memory_bytes.
   void validate(const LoaderConfig& loader) const;
   /// Estimated memory of the selection windows with this loader config: the core's pooled int64 rows of

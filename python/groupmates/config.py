@@ -265,7 +265,8 @@ class SelectionConfig:
     replay_share:           selection modes: this share of the emitted rows is drawn again from the replay_rows
                             best rows emitted before (by their u); the window's picks take longer to emit (0 = off);
                             "auto" (the default): 0.5 for "importance", "individual" and "group*", 0 for "none" and
-                            "random". Part of the stream: a saved state is refused under another share
+                            "random", 0 on ranks sharing one model; a resumed run keeps its saved share. Part of the
+                            stream: a saved state is refused under another explicit share
     replay_rows:            rows the replay buffer keeps (their tokens are in memory and in the state)
     replay_max_repeats:     a row leaves the replay buffer once replayed this often
     seen_discount:          "group" with relations: a candidate a share s of whose sampled token shingles this rank

@@ -27,27 +27,33 @@ uint64_t hash_of(const std::string& s) { return XXH3_64bits(s.data(), s.size());
 // A saved refresh whose probe ran on many ranks and was not exchanged yet: this marker, the rank's
 // attempted count (int64), then its labelled rollouts (serialize_rollouts).
 const std::string kUnsharedProbe("gm.unshared-probe\n", 18);
-// SelectionConfig::replay_share as saved in a state: round-trips exactly.
+// SelectionConfig::replay_share as saved in a state and named in messages: the shortest text that round-trips.
 std::string share_text(double share) {
   char text[32];
-  std::snprintf(text, sizeof text, "%.17g", share);
+  for (const char* format : {"%.15g", "%.17g"}) {
+    std::snprintf(text, sizeof text, format, share);
+    if (std::strtod(text, nullptr) == share) break;
+  }
   return text;
 }
 
-// The replay share is part of the stream: a state resumes only under the share it was saved with. States saved
-// before the share was recorded were saved with replay_share 0 (the default then) unless they hold replay rows.
-void check_replay_share(const SelectionState& s, double share) {
-  const std::string fix = "; this loader's is " + share_text(share) +
-                          " (kReplayShareAuto, \"auto\", is 0.5 for importance, individual and group modes): set "
+// The replay share is part of the stream: a state resumes only under the share it was saved with (kReplayShareAuto
+// takes it from the state: the constructor). States saved before the share was recorded were saved with
+// replay_share 0 (the default then) unless they hold a replay buffer (then with some share > 0, which such a state
+// does not say: any share > 0 is taken).
+void check_replay_share(const SelectionState& s, double share, SelectionMode mode) {
+  const std::string fix = "; this loader's is " + share_text(share) + " (kReplayShareAuto, \"auto\", is " +
+                          share_text(default_replay_share(mode)) +
+                          " in this mode on one rank or ranks without a shared model, 0 on ranks sharing one): set "
                           "SelectionConfig.replay_share = ";
   if (s.replay_share.text.empty()) {
     if (s.replay.bytes.empty() && share != 0)
       throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
-                  "the state was saved before replay_share was recorded and holds no replay rows, so with "
+                  "the state was saved before replay_share was recorded and holds no replay buffer, so with "
                   "replay_share 0 (the default then)" + fix + "0 to resume it exactly");
     if (!s.replay.bytes.empty() && share == 0)
       throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
-                  "the state holds replay rows, so it was saved with replay_share > 0" + fix +
+                  "the state holds a replay buffer, so it was saved with replay_share > 0" + fix +
                       "the share of the saved run to resume it exactly");
     return;
   }
@@ -88,7 +94,20 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
                     std::to_string(collectives_->world_size()) +
                     " ranks every rank must refresh at the same step: set refresh_mode = kAtStep (\"at_step\")");
   if (shared_) clusters_.set_collectives(collectives_);
-  cfg_.replay_share = cfg_.effective_replay_share();  // kReplayShareAuto: the mode's default
+  // kReplayShareAuto: a resumed run keeps the share its state was saved with (a state from before the share was
+  // recorded and without a replay buffer: 0, the default then); a new run takes the mode's default, 0 on ranks
+  // sharing one model (their one state, rank 0's, restores every rank and cannot hold every rank's buffer).
+  if (cfg_.replay_share == kReplayShareAuto && restore != nullptr) {
+    const auto saved = restore->extra.find("gm.replay_share");
+    if (saved != restore->extra.end()) {
+      char* end = nullptr;
+      const double share = std::strtod(saved->second.c_str(), &end);
+      if (end != saved->second.c_str() && *end == '\0') cfg_.replay_share = share;  // else refused in restore()
+    } else if (restore->extra.count("gm.replay") == 0) {
+      cfg_.replay_share = 0.0;
+    }
+  }
+  cfg_.replay_share = cfg_.effective_replay_share(shared_);
   scorer_ = std::make_unique<WindowScorer>(versions_.models());
   group_ = std::make_unique<ClusterGreedySelector>(
       cfg_.influence_prefilter ? BudgetMode::kInfluencePrefilter : BudgetMode::kUniformRatio, cfg_.prefilter_ratio,
@@ -189,16 +208,18 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   const bool regrouped = s.world_size != ranks;       // N -> M: the resume starts at a window boundary
   check_ranks(s, regrouped);
   if (shared_) {  // before any check a rank could fail alone: the others would wait in a collective
-    const uint64_t global[9] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
-                                hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos, cfg_.window_size,
-                                static_cast<uint64_t>(cfg_.mode), hash_of(models_.encoder_identity())};
+    uint64_t share_bits = 0;
+    std::memcpy(&share_bits, &cfg_.replay_share, sizeof share_bits);
+    const uint64_t global[10] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
+                                 hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos, cfg_.window_size,
+                                 static_cast<uint64_t>(cfg_.mode), hash_of(models_.encoder_identity()), share_bits};
     const std::vector<uint64_t> h =
         hashes_of_ranks(*collectives_, std::string(reinterpret_cast<const char*>(global), sizeof global));
     for (size_t q = 1; q < h.size(); ++q)
       if (h[q] != h[0])
         throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm",
                     "rank " + std::to_string(q) + " restores another selection state (model, labels, centroids or "
-                    "position) than rank 0, or another SelectionConfig mode, window_size or encoder: every rank of a shared model "
+                    "position) than rank 0, or another SelectionConfig mode, window_size, encoder or replay_share: every rank of a shared model "
                     "restores the same saved state (e.g. rank 0's) with the same config");
   }
   if (regrouped && s.window_size * s.world_size != cfg_.window_size * ranks)
@@ -220,6 +241,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
                 "the state was saved with the encoder " + (s.encoder.text.empty() ? std::string("hashed_ngram (unrecorded)") : s.encoder.text) +
                     "; this loader's is " + models_.encoder_identity() +
                     ": resume with the SelectionConfig encoder settings (and TorchScript module weights) of the saved run");
+  check_replay_share(s, cfg_.replay_share, cfg_.mode);
   versions_.set_next_number(s.next_loader_version);
   step_ = s.step;
   if (!s.labels.bytes.empty()) labels_->load(s.labels.bytes);
@@ -250,7 +272,6 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
   backoff_.restore(s.backoff_streak, s.backoff_skip);
   importance_->load(s.importance.bytes);
-  check_replay_share(s, cfg_.replay_share);
   if (replay_ && !s.replay.bytes.empty()) {  // none saved: an empty buffer
     try {
       replay_->load(s.replay.bytes);

@@ -26,8 +26,9 @@ double default_replay_share(SelectionMode mode) {
   return 0.0;
 }
 
-double SelectionConfig::effective_replay_share() const {
-  return replay_share == kReplayShareAuto ? default_replay_share(mode) : replay_share;
+double SelectionConfig::effective_replay_share(bool shared_model) const {
+  if (replay_share != kReplayShareAuto) return replay_share;
+  return shared_model ? 0.0 : default_replay_share(mode);
 }
 
 void SelectionConfig::validate() const {

@@ -106,8 +106,9 @@ TEST_F(ReplayTest, NoRowIsReplayedMoreThanMaxRepeats) {
   }
 }
 
-// The share is part of the stream: a state resumes only under the share it was saved with ("auto" resolved), and
-// a state saved before the share was recorded (no gm.replay_share; then the default was 0) only without replay.
+// The share is part of the stream: a state resumes only under the share it was saved with ("auto" takes it from
+// the state), and a state saved before the share was recorded (no gm.replay_share; then the default was 0) only
+// without replay.
 TEST_F(ReplayTest, AStateIsRefusedUnderAnotherShare) {
   ProbeConfig p;
   p.interval_steps = 0;
@@ -132,11 +133,17 @@ TEST_F(ReplayTest, AStateIsRefusedUnderAnotherShare) {
     }
     return "";
   };
-  const LoaderState automatic = saved_with(kReplayShareAuto), off = saved_with(0.0);
+  const LoaderState automatic = saved_with(kReplayShareAuto), off = saved_with(0.0), other = saved_with(0.3);
   EXPECT_EQ(automatic.extra.at("gm.replay_share"), "0.5") << "auto resolves to the mode's share (kGroup)";
+  EXPECT_EQ(other.extra.at("gm.replay_share"), "0.3") << "the shortest text that reads back as the share";
+  EXPECT_EQ(refusal(other, 0.3), "");
   EXPECT_EQ(refusal(automatic, 0.5), "") << "auto and its value are the same stream";
   EXPECT_EQ(refusal(off, 0.0), "");
-  for (const auto& [state, share] : {std::pair{automatic, 0.25}, {automatic, 0.0}, {off, kReplayShareAuto}}) {
+  // "auto" resumes a state under the share it was saved with, whatever the mode's default.
+  EXPECT_EQ(refusal(off, kReplayShareAuto), "");
+  EXPECT_EQ(refusal(other, kReplayShareAuto), "");
+  EXPECT_EQ(refusal(automatic, kReplayShareAuto), "");
+  for (const auto& [state, share] : {std::pair{automatic, 0.25}, {automatic, 0.0}, {off, 0.5}, {other, 0.5}}) {
     const std::string e = refusal(state, share);
     EXPECT_NE(e.find("gm.replay_share"), std::string::npos) << e;
     EXPECT_NE(e.find("set SelectionConfig.replay_share = " + state.extra.at("gm.replay_share")), std::string::npos) << e;
@@ -144,13 +151,15 @@ TEST_F(ReplayTest, AStateIsRefusedUnderAnotherShare) {
   LoaderState legacy = off;  // saved before the key existed
   legacy.extra.erase("gm.replay_share");
   EXPECT_EQ(refusal(legacy, 0.0), "");
-  EXPECT_NE(refusal(legacy, kReplayShareAuto).find("replay_share = 0 to resume"), std::string::npos);
+  EXPECT_EQ(refusal(legacy, kReplayShareAuto), "") << "auto takes the default of then, 0";
+  EXPECT_NE(refusal(legacy, 0.5).find("replay_share = 0 to resume"), std::string::npos);
   LoaderState legacy_replay = automatic;  // saved by a run that set replay_share itself: its buffer tells
   legacy_replay.extra.erase("gm.replay_share");
   ASSERT_EQ(legacy_replay.extra.count("gm.replay"), 1u);
   EXPECT_EQ(refusal(legacy_replay, 0.5), "");
-  EXPECT_NE(refusal(legacy_replay, 0.0).find("holds replay rows"), std::string::npos);
+  EXPECT_NE(refusal(legacy_replay, 0.0).find("holds a replay buffer"), std::string::npos);
   LoaderState garbled = automatic;
   garbled.extra["gm.replay_share"] = "half";
   EXPECT_NE(refusal(garbled, 0.5).find("'half' is not a replay share"), std::string::npos);
+  EXPECT_NE(refusal(garbled, kReplayShareAuto).find("'half' is not a replay share"), std::string::npos);
 }

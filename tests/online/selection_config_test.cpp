@@ -121,8 +121,10 @@ TEST(SelectionConfigTest, ReplayFieldsAreValidatedNamingTheField) {
   for (const auto& [mode, share] : modes) {
     s.mode = mode;
     EXPECT_EQ(s.effective_replay_share(), share) << int(mode);
+    EXPECT_EQ(s.effective_replay_share(true), 0.0) << "auto on ranks sharing one model: " << int(mode);
     s.replay_share = 0.25;  // an explicit share is taken as given in every mode
     EXPECT_EQ(s.effective_replay_share(), 0.25) << int(mode);
+    EXPECT_EQ(s.effective_replay_share(true), 0.25) << int(mode);
     s.replay_share = kReplayShareAuto;
   }
   for (double bad : {-0.1, -1.5, 0.95, std::numeric_limits<double>::quiet_NaN()}) {

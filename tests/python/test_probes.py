@@ -578,6 +578,7 @@ def test_replay_share_auto_is_the_modes_share_and_part_of_the_state(topic_tokens
     with pytest.raises(groupmates.StateError, match=r"gm\.replay_share.*set SelectionConfig\.replay_share = 0\.5"):
         selecting(topic_tokens, selection=dict(sel, replay_share=0.0), probes=probes, state=saved)
     selecting(topic_tokens, selection=dict(sel, replay_share=0.5), probes=probes, state=saved).close()
+    selecting(topic_tokens, selection=sel, probes=probes, state=saved).close()  # "auto" takes the saved share
     rnd = selecting(topic_tokens, selection=dict(sel, mode="random"), probes=probes)
     for _ in range(8):
         next(rnd)
