@@ -68,7 +68,9 @@ def parse_args():
     ap.add_argument("--data-dir", help="tokenizer + oracle pool cache (default BUILD/bench-efficiency/data)")
     ap.add_argument("--out-dir", help="results (default BUILD/bench-efficiency)")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="methods to run (importance_no_replay and group_no_replay set --replay-share 0 themselves: "
+                         "with --replay-share in --extra, leave them out)")
     ap.add_argument("--steps", type=int, default=400, help="trainer steps per run (the budget)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=128)
@@ -397,7 +399,8 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
                 runs[(m, seed)] = json.load(f)
             if a.reuse_runs and runs[(m, seed)]["settings"]["pool"] != cmd[2]:
                 sys.exit("bench_efficiency: %s was run on another pool; drop --reuse-runs" % out)
-            if a.reuse_runs and runs[(m, seed)]["settings"].get("replay_share") != expected_replay_share(cmd):
+            recorded = runs[(m, seed)]["settings"].get("replay_share")
+            if a.reuse_runs and (recorded is None or not math.isclose(recorded, expected_replay_share(cmd), abs_tol=1e-6)):
                 sys.exit("bench_efficiency: %s was run with replay_share %s, this run's is %s; drop --reuse-runs"
                          % (out, runs[(m, seed)]["settings"].get("replay_share", "(not recorded)"),
                             expected_replay_share(cmd)))

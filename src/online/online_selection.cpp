@@ -38,19 +38,15 @@ std::string share_text(double share) {
 }
 
 // The replay share is part of the stream: a state resumes only under the share it was saved with (kReplayShareAuto
-// takes it from the state: the constructor). States saved before the share was recorded were saved with
-// replay_share 0 (the default then) unless they hold a replay buffer (then with some share > 0, which such a state
-// does not say: any share > 0 is taken).
+// takes it from the state: the constructor). States saved before the share was recorded do not say it: one holding a
+// replay buffer was saved with some share > 0 (any share > 0 is taken), one without may have been saved before any
+// row joined the buffer (any share is taken; "auto" takes 0, the default then).
 void check_replay_share(const SelectionState& s, double share, SelectionMode mode) {
   const std::string fix = "; this loader's is " + share_text(share) + " (kReplayShareAuto, \"auto\", is " +
                           share_text(default_replay_share(mode)) +
                           " in this mode on one rank or ranks without a shared model, 0 on ranks sharing one): set "
                           "SelectionConfig.replay_share = ";
-  if (s.replay_share.text.empty()) {
-    if (s.replay.bytes.empty() && share != 0)
-      throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
-                  "the state was saved before replay_share was recorded and holds no replay buffer, so with "
-                  "replay_share 0 (the default then)" + fix + "0 to resume it exactly");
+  if (s.replay_share.text.empty()) {  // without a buffer it may have been saved before any row joined one: any share
     if (!s.replay.bytes.empty() && share == 0)
       throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
                   "the state holds a replay buffer, so it was saved with replay_share > 0" + fix +
@@ -99,7 +95,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   // sharing one model (their one state, rank 0's, restores every rank and cannot hold every rank's buffer).
   if (cfg_.replay_share == kReplayShareAuto && restore != nullptr) {
     const auto saved = restore->extra.find("gm.replay_share");
-    if (saved != restore->extra.end()) {
+    if (saved != restore->extra.end() && !saved->second.empty()) {
       char* end = nullptr;
       const double share = std::strtod(saved->second.c_str(), &end);
       if (end != saved->second.c_str() && *end == '\0') cfg_.replay_share = share;  // else refused in restore()
@@ -209,7 +205,9 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   check_ranks(s, regrouped);
   if (shared_) {  // before any check a rank could fail alone: the others would wait in a collective
     uint64_t share_bits = 0;
-    std::memcpy(&share_bits, &cfg_.replay_share, sizeof share_bits);
+    const double share = cfg_.replay_share + 0.0;  // -0.0 and 0.0 alike
+    std::memcpy(&share_bits, &share, sizeof share_bits);
+    share_bits ^= hash_of(s.replay_share.text);
     const uint64_t global[10] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
                                  hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos, cfg_.window_size,
                                  static_cast<uint64_t>(cfg_.mode), hash_of(models_.encoder_identity()), share_bits};

@@ -63,8 +63,8 @@ struct SelectionState {
   Blob kmeans;
   uint64_t kmeans_version = 0;
   Blob importance;
-  OptionalText replay_share;               ///< the effective SelectionConfig::replay_share, "%.17g" ("" = saved before
-                                           ///< it was recorded: then replay_share was 0 unless `replay` holds rows)
+  OptionalText replay_share;               ///< the effective SelectionConfig::replay_share, the shortest text that
+                                           ///< reads back exactly ("" = saved before it was recorded)
   OptionalBlob replay;                     ///< ReplayBuffer::save() (empty = replay_share 0, or saved before it existed)
   OptionalBlob seen_shingles;              ///< SeenShingles::save() (empty = seen_discount off, or saved before it existed)
   Blob feedback;                  ///< reference-feedback rows due at the next window (int64 tokens; empty = none)

@@ -391,6 +391,8 @@ def test_a_state_saved_on_n_ranks_resumes_on_m_ranks_at_the_next_window(tmp_path
         restore_alone(text, GLOBAL_WINDOW // saved)
     assert "gm.window_size" in str(e.value) and f"window_size = {GLOBAL_WINDOW // restored}" in str(e.value), e.value
     assert isinstance(text, dict) and "extra gm.shared 1\n" in text["state"], "the state's text form changed"
+    # "auto" is 0 on ranks sharing a model, and a run restored alone keeps it (above)
+    assert "extra gm.replay_share 0\n" in text["state"]
     for edited, says in (("extra gm.shared 0\n", "do not share a model"), ("", "has no gm.shared")):
         with pytest.raises(groupmates.StateError) as e:
             restore_alone(dict(text, state=text["state"].replace("extra gm.shared 1\n", edited)),

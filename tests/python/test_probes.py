@@ -572,17 +572,20 @@ def test_replay_share_auto_is_the_modes_share_and_part_of_the_state(topic_tokens
     for _ in range(24):
         next(loader)
     s = loader.selection_stats()
-    assert 0.4 * s["selected"] < s["replayed"] <= 0.5 * s["selected"], (s["replayed"], s["selected"])
+    assert 0.3 * s["selected"] < s["replayed"] <= 0.5 * s["selected"], (s["replayed"], s["selected"])
     saved = loader.state_dict()
+    assert "extra gm.replay_share 0.5\n" in saved["state"]
     loader.close()
     with pytest.raises(groupmates.StateError, match=r"gm\.replay_share.*set SelectionConfig\.replay_share = 0\.5"):
         selecting(topic_tokens, selection=dict(sel, replay_share=0.0), probes=probes, state=saved)
     selecting(topic_tokens, selection=dict(sel, replay_share=0.5), probes=probes, state=saved).close()
     selecting(topic_tokens, selection=sel, probes=probes, state=saved).close()  # "auto" takes the saved share
     rnd = selecting(topic_tokens, selection=dict(sel, mode="random"), probes=probes)
+    rnd.set_reference(REFS)
     for _ in range(8):
         next(rnd)
     assert rnd.selection_stats()["replayed"] == 0
+    assert "extra gm.replay_share 0\n" in rnd.state_dict()["state"]
     rnd.close()
     with pytest.raises(groupmates.ConfigError, match="SelectionConfig.replay_share"):
         selecting(topic_tokens, selection=dict(sel, replay_share="half"), probes=probes)
