@@ -148,7 +148,8 @@ def train_process(mode, args, run_dir, segment):
             if mode == "group":
                 s = loader.selection_stats()
                 log.write(f"# stats probes_completed={s['probes']['probes_completed']} refreshes={s['refreshes']} "
-                          f"model_version={s['model_version']} probes_failed={s['probes']['probes_failed']}\n")
+                          f"model_version={s['model_version']} probes_failed={s['probes']['probes_failed']} "
+                          f"replayed={s['replayed']}\n")
             log.write("# done\n")
         loader.close()
         code = 0
