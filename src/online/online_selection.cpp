@@ -41,16 +41,14 @@ std::string share_text(double share) {
 // takes it from the state: the constructor). States saved before the share was recorded do not say it: one holding a
 // replay buffer was saved with some share > 0 (any share > 0 is taken), one without may have been saved before any
 // row joined the buffer (any share is taken; "auto" takes 0, the default then).
-void check_replay_share(const SelectionState& s, double share, SelectionMode mode) {
-  const std::string fix = "; this loader's is " + share_text(share) + " (kReplayShareAuto, \"auto\", is " +
-                          share_text(default_replay_share(mode)) +
-                          " in this mode on one rank or ranks without a shared model, 0 on ranks sharing one): set "
-                          "SelectionConfig.replay_share = ";
+void check_replay_share(const SelectionState& s, double share) {
+  const std::string fix = "; this loader's is " + share_text(share) + ": set SelectionConfig.replay_share = ";
   if (s.replay_share.text.empty()) {  // without a buffer it may have been saved before any row joined one: any share
     if (!s.replay.bytes.empty() && share == 0)
       throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
                   "the state holds a replay buffer, so it was saved with replay_share > 0" + fix +
-                      "the share of the saved run to resume it exactly");
+                      "the share of the saved run (a number in (0, 0.9]; the state does not record it) to resume it "
+                      "exactly");
     return;
   }
   char* end = nullptr;
@@ -61,7 +59,7 @@ void check_replay_share(const SelectionState& s, double share, SelectionMode mod
   if (saved != share)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
                 "the state was saved with replay_share " + s.replay_share.text + fix + s.replay_share.text +
-                    " to resume it exactly");
+                    " (or \"auto\", kReplayShareAuto, which takes the state's share) to resume it exactly");
 }
 
 bool is_unshared_probe(const SavedRefresh& r) { return r.weights.bytes.compare(0, kUnsharedProbe.size(), kUnsharedProbe) == 0; }
@@ -239,7 +237,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
                 "the state was saved with the encoder " + (s.encoder.text.empty() ? std::string("hashed_ngram (unrecorded)") : s.encoder.text) +
                     "; this loader's is " + models_.encoder_identity() +
                     ": resume with the SelectionConfig encoder settings (and TorchScript module weights) of the saved run");
-  check_replay_share(s, cfg_.replay_share, cfg_.mode);
+  check_replay_share(s, cfg_.replay_share);
   versions_.set_next_number(s.next_loader_version);
   step_ = s.step;
   if (!s.labels.bytes.empty()) labels_->load(s.labels.bytes);

@@ -58,6 +58,7 @@ def test_shuffled_epoch_is_a_permutation_of_the_windows(token_file):
 
 def test_candidates_only_when_asked_for_with_the_same_ids(token_file):
     seed = int(np.random.default_rng().integers(1 << 30))
+    print(f"seed={seed} (replay: set it here)")
     def run(candidates):
         loader = groupmates.GroupMatesLoader(sources=[token_file], sequence_length=T, batch_size=B, seed=seed,
                                              return_candidates=candidates)
