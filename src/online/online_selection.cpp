@@ -38,17 +38,22 @@ std::string share_text(double share) {
 }
 
 // The replay share is part of the stream: a state resumes only under the share it was saved with (kReplayShareAuto
-// takes it from the state: the constructor). States saved before the share was recorded do not say it: one holding a
-// replay buffer was saved with some share > 0 (any share > 0 is taken), one without may have been saved before any
-// row joined the buffer (any share is taken; "auto" takes 0, the default then).
-void check_replay_share(const SelectionState& s, double share) {
+// takes it from the state: the constructor). States saved before the share was recorded do not say it: one without
+// a replay buffer was saved with 0 (a loader with replay always saves its buffer, if only its header); one holding a
+// buffer with some share > 0 that only the user knows (`unrecorded_auto`: "auto" was given for such a state).
+void check_replay_share(const SelectionState& s, double share, bool unrecorded_auto) {
   const std::string fix = "; this loader's is " + share_text(share) + ": set SelectionConfig.replay_share = ";
-  if (s.replay_share.text.empty()) {  // without a buffer it may have been saved before any row joined one: any share
-    if (!s.replay.bytes.empty() && share == 0)
+  if (s.replay_share.text.empty()) {
+    if (s.replay.bytes.empty() && share != 0)
       throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
-                  "the state holds a replay buffer, so it was saved with replay_share > 0" + fix +
-                      "the share of the saved run (a number in (0, 0.9]; the state does not record it) to resume it "
-                      "exactly");
+                  "the state was saved before replay_share was recorded and holds no replay buffer, so with "
+                  "replay_share 0 (the default then)" + fix + "0 (or \"auto\", which takes 0 for such a state) to "
+                  "resume it exactly");
+    if (!s.replay.bytes.empty() && (share == 0 || unrecorded_auto))
+      throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
+                  "the state holds a replay buffer but was saved before replay_share was recorded, so with a share "
+                  "> 0 that \"auto\" cannot recover" + (unrecorded_auto ? std::string(": set SelectionConfig.replay_share = ") : fix) +
+                      "the share of the saved run (a number in (0, 0.9]) to resume it exactly");
     return;
   }
   char* end = nullptr;
@@ -89,16 +94,19 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
                     " ranks every rank must refresh at the same step: set refresh_mode = kAtStep (\"at_step\")");
   if (shared_) clusters_.set_collectives(collectives_);
   // kReplayShareAuto: a resumed run keeps the share its state was saved with (a state from before the share was
-  // recorded and without a replay buffer: 0, the default then); a new run takes the mode's default, 0 on ranks
-  // sharing one model (their one state, rank 0's, restores every rank and cannot hold every rank's buffer).
+  // recorded: 0, the default then, if it holds no replay buffer; with one, refused in restore()); a new run takes
+  // the mode's default, 0 on ranks sharing one model (their one state, rank 0's, restores every rank and cannot
+  // hold every rank's buffer).
   if (cfg_.replay_share == kReplayShareAuto && restore != nullptr) {
     const auto saved = restore->extra.find("gm.replay_share");
     if (saved != restore->extra.end() && !saved->second.empty()) {
       char* end = nullptr;
       const double share = std::strtod(saved->second.c_str(), &end);
       if (end != saved->second.c_str() && *end == '\0') cfg_.replay_share = share;  // else refused in restore()
-    } else if (restore->extra.count("gm.replay") == 0) {
-      cfg_.replay_share = 0.0;
+    } else {
+      const auto buffer = restore->extra.find("gm.replay");
+      if (buffer == restore->extra.end() || buffer->second.empty()) cfg_.replay_share = 0.0;
+      else replay_share_unrecorded_ = true;  // refused in restore(): only the user knows that share
     }
   }
   cfg_.replay_share = cfg_.effective_replay_share(shared_);
@@ -237,7 +245,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
                 "the state was saved with the encoder " + (s.encoder.text.empty() ? std::string("hashed_ngram (unrecorded)") : s.encoder.text) +
                     "; this loader's is " + models_.encoder_identity() +
                     ": resume with the SelectionConfig encoder settings (and TorchScript module weights) of the saved run");
-  check_replay_share(s, cfg_.replay_share);
+  check_replay_share(s, cfg_.replay_share, replay_share_unrecorded_);
   versions_.set_next_number(s.next_loader_version);
   step_ = s.step;
   if (!s.labels.bytes.empty()) labels_->load(s.labels.bytes);
