@@ -37,6 +37,13 @@ std::string share_text(double share) {
   return text;
 }
 
+// A replay share as saved in a state; false if the text is not a number (the range is checked by the caller).
+bool parse_share(const std::string& text, double& share) {
+  char* end = nullptr;
+  share = std::strtod(text.c_str(), &end);
+  return !text.empty() && end != text.c_str() && *end == '\0';
+}
+
 // The replay share is part of the stream: a state resumes only under the share it was saved with (kReplayShareAuto
 // takes it from the state: the constructor). States saved before the share was recorded do not say it: one without
 // a replay buffer was saved with 0 (a loader with replay always saves its buffer, if only its header); one holding a
@@ -56,9 +63,8 @@ void check_replay_share(const SelectionState& s, double share, bool unrecorded_a
                       "the share of the saved run (a number in (0, 0.9]) to resume it exactly");
     return;
   }
-  char* end = nullptr;
-  const double saved = std::strtod(s.replay_share.text.c_str(), &end);
-  if (end == s.replay_share.text.c_str() || *end != '\0' || !(saved >= 0 && saved <= 0.9))
+  double saved = 0;
+  if (!parse_share(s.replay_share.text, saved) || !(saved >= 0 && saved <= 0.9))
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_share",
                 "'" + s.replay_share.text + "' is not a replay share in [0, 0.9]");
   if (saved != share)
@@ -100,9 +106,8 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   if (cfg_.replay_share == kReplayShareAuto && restore != nullptr) {
     const auto saved = restore->extra.find("gm.replay_share");
     if (saved != restore->extra.end() && !saved->second.empty()) {
-      char* end = nullptr;
-      const double share = std::strtod(saved->second.c_str(), &end);
-      if (end != saved->second.c_str() && *end == '\0') cfg_.replay_share = share;  // else refused in restore()
+      double share = 0;
+      if (parse_share(saved->second, share)) cfg_.replay_share = share;  // else refused in restore()
     } else {
       const auto buffer = restore->extra.find("gm.replay");
       if (buffer == restore->extra.end() || buffer->second.empty()) cfg_.replay_share = 0.0;
