@@ -222,6 +222,12 @@ TEST_F(OnlineLoaderTest, EndToEndOnTheEmbeddedCorpus) {
   const SelectionStats st = loader.selection_stats();
   EXPECT_GE(st.refreshes, 2u);
   EXPECT_EQ(st.probes.rollouts_discarded, 0);
-  EXPECT_TRUE(std::isfinite(st.last_heldout_spearman));
-  EXPECT_TRUE(std::isfinite(st.last_heldout_spearman_scaled));
+  // A smoke run: 3 refreshes on ~12 held-out labels each give any Spearman in [-1, 1] (0.63 to -0.63 over six
+  // seeds); the figure's definition is checked in refresh_gate_test (InfluenceRefresherHeldout), here that it
+  // was measured and reported.
+  EXPECT_GE(st.last_heldout_spearman, -1.0);
+  EXPECT_LE(st.last_heldout_spearman, 1.0);
+  EXPECT_GE(st.last_heldout_spearman_scaled, -1.0);
+  EXPECT_LE(st.last_heldout_spearman_scaled, 1.0);
+  EXPECT_NE(st.last_heldout_spearman, 0.0) << "no held-out check was reported";
 }

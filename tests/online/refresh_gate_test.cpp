@@ -253,3 +253,77 @@ TEST(InfluenceRefresherGate, JudgedByItsPicksPublishesALearnedModelThatPicksBett
   EXPECT_FALSE(o.gated.back());
   EXPECT_TRUE(o.published.back());
 }
+
+namespace refgate {
+
+// Spearman's rho by its definition: Pearson's r of the average ranks (tied values share the mean of their ranks).
+double reference_spearman(const std::vector<double>& x, const std::vector<double>& y) {
+  const auto ranks = [](const std::vector<double>& v) {
+    std::vector<double> r(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      double below = 0, equal = 0;
+      for (double w : v) below += w < v[i], equal += w == v[i];
+      r[i] = below + (equal + 1) / 2;
+    }
+    return r;
+  };
+  const std::vector<double> a = ranks(x), b = ranks(y);
+  double ma = 0, mb = 0;
+  for (size_t i = 0; i < a.size(); ++i) ma += a[i] / a.size(), mb += b[i] / b.size();
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); ++i) ab += (a[i] - ma) * (b[i] - mb), aa += (a[i] - ma) * (a[i] - ma), bb += (b[i] - mb) * (b[i] - mb);
+  return ab / std::sqrt(aa * bb);
+}
+
+}  // namespace refgate
+
+// The held-out figure a refresh reports (SelectionStats::last_heldout_spearman) is the rank correlation of the
+// working model's predictions on the newest probe's rollouts, made before it trains on them, with their measured
+// labels: recomputed here from the same model by the definition; and it rises once the model has learned.
+TEST(InfluenceRefresherHeldout, IsTheSpearmanOfThePredictionsOnTheFreshRolloutsBeforeTraining) {
+  const uint64_t seed = rdtest::fresh_seed();
+  SCOPED_TRACE(rdtest::seed_trace(seed));
+  std::mt19937_64 rng(seed);
+  SelectionConfig cfg;
+  cfg.encoder_buckets = 512;
+  cfg.encoder_bag_dim = 32;
+  cfg.encoder_dim = 16;
+  cfg.refresh_train_steps = 60;
+  cfg.refresh_learning_rate = 3e-2;
+  cfg.train_ngram_table = true;
+  cfg.refresh_gate = false;
+  cfg.seed = seed;
+  constexpr int64_t L = 4;
+  auto labels = std::make_shared<LabelBuffer>(1024);
+  auto model = make_influence_model(cfg, 0);
+  InfluenceRefresher refresher(cfg, model, make_influence_model(cfg, 0), labels);
+  for (int p = 0; p < 3; ++p) {
+    const std::vector<LabelledRollout> fresh = rollouts(rng, 24, 100 * p, /*labels_from_prior=*/false, L);
+    std::vector<torch::Tensor> tokens, priors;
+    std::vector<double> measured;
+    for (const auto& r : fresh) {
+      labels->add(r);
+      tokens.push_back(r.tokens.reshape({L, -1}));
+      priors.push_back(r.prior.reshape({L}));
+      measured.insert(measured.end(), r.labels.begin(), r.labels.end());
+    }
+    std::vector<double> predicted;
+    {
+      torch::NoGradGuard no_grad;
+      model->eval();
+      const torch::Tensor u =
+          model->predict_rollouts(torch::stack(tokens), {}, torch::stack(priors)).to(torch::kDouble).contiguous();
+      predicted.assign(u.data_ptr<double>(), u.data_ptr<double>() + u.numel());
+    }
+    const RefreshResult r = refresher.refresh(100 * p, 24);
+    ASSERT_EQ(r.error, "");
+    EXPECT_EQ(r.heldout_measured, p > 0) << "probe " << p << ": no check before the first refresh";
+    if (p == 0) continue;
+    const double expected = refgate::reference_spearman(predicted, measured);
+    std::printf("[heldout] probe %d: spearman %.4f (reference %.4f)\n", p, r.heldout_spearman, expected);
+    EXPECT_NEAR(r.heldout_spearman, expected, 1e-9) << "probe " << p;
+    // Trained on two probes, the model ranks the useful rows first: over 81 seeds 0.40 to 0.77 (median 0.63); an
+    // untrained or mis-sliced one sits near 0 (standard error 1 / sqrt(95) = 0.10 for 96 labels).
+    if (p == 2) EXPECT_GT(r.heldout_spearman, 0.3) << "the model learned nothing in two refreshes";
+  }
+}
