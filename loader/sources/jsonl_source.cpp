@@ -145,6 +145,7 @@ JsonlSource::JsonlSource(const SourceConfig& config, BadInputPolicy policy, bool
                   "source '" + source_name_ + "': tokenizer_model is empty; a JSONL source needs a SentencePiece .model file or a tokenizer.json");
     }
     tokenizer_ = Tokenizer::load(config.tokenizer_model);
+    tokenizer_model_ = config.tokenizer_model;
   }
   cache_ = std::make_unique<FrameCache>(config.zstd_cache_bytes);
   std::string fp = "jsonl\n" + text_field_ + "\n", legacy = fp;  // fp by content; legacy (version 1) with paths
@@ -336,7 +337,14 @@ Document JsonlSource::read(uint64_t i, SkipCounters& skips) const {
   tokens->clear();
   if (p == Problem::kNone) {
     tokens->reserve(s.size() / 3 + 16);  // ~4 bytes a token in English, 1 a character in 3-byte scripts
-    tokenizer_->encode(s, *tokens);
+    try {
+      tokenizer_->encode(s, *tokens);
+    } catch (const std::exception& e) {  // never a bad record (bad_input = skip does not skip it): the tokenizer failed
+      const auto* ours = dynamic_cast<const Error*>(&e);
+      throw Error(ours ? ours->code() : ErrorCode::kInternal, locate(i),
+                  "the tokenizer (" + tokenizer_model_ + ") failed on this line: " + e.what() +
+                      " (the loader stops here; fix the line or the tokenizer and resume from the last saved state)");
+    }
     if (tokens->empty()) {
       p = Problem::kEmptyText;
       detail = "field \"" + text_field_ + "\" tokenizes to 0 tokens";

@@ -102,6 +102,7 @@ class JsonlSource : public DocumentSource {
   std::vector<uint64_t> first_line_;  // size files+1
   std::string source_name_;
   std::string text_field_;
+  std::string tokenizer_model_;  ///< its path, for messages
   uint64_t max_line_bytes_;
   BadInputPolicy policy_;
   std::shared_ptr<Tokenizer> tokenizer_;

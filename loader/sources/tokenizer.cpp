@@ -14,6 +14,7 @@
 
 #include "groupmates/error.h"
 #include "sources/byte_level_bpe.h"
+#include "util/fault_hooks.h"
 
 namespace groupmates {
 namespace {
@@ -242,6 +243,7 @@ Tokenizer::~Tokenizer() {
 }
 
 void Tokenizer::encode(std::string_view text, std::vector<uint32_t>& out) const {
+  if (fault_hooks::before_tokenize) fault_hooks::before_tokenize(text);
   if (impl_->bpe) {
     impl_->bpe->encode(text, out);
     return;

@@ -7,6 +7,7 @@
 
 #include "sources/document_source.h"
 #include "groupmates/error.h"
+#include "util/fault_hooks.h"
 #include "util/lazy_thread_pool.h"
 #include "util/permutation.h"
 #include "sources/token_file_source.h"
@@ -284,15 +285,24 @@ class DocumentCursor : public PermutedCursor<DocumentSource> {
     Slot slot;
     slot.future = promise->get_future();
     auto source = source_;
-    auto read = [source, document, promise]() {
+    auto read = [source, document, promise, name = ctx_.source_name]() {
       try {
+        if (fault_hooks::before_document_read) fault_hooks::before_document_read(name, document);
         ReadResult r;
         r.skips = std::make_shared<SkipCounters>();
         r.doc = source->read(document, *r.skips);
         if (r.skips->total() == 0) r.skips.reset();
         promise->set_value(std::move(r));
-      } catch (...) {
+      } catch (const Error&) {
         promise->set_exception(std::current_exception());
+      } catch (const std::exception& e) {  // not ours (the C++ library, a tokenizer): say which document
+        promise->set_exception(std::make_exception_ptr(Error(ErrorCode::kIo, source->locate(document),
+            std::string("reading this document failed: ") + e.what() +
+                " (the loader stops here; fix the cause and resume from the last saved state)")));
+      } catch (...) {
+        promise->set_exception(std::make_exception_ptr(Error(ErrorCode::kIo, source->locate(document),
+            "reading this document failed with an unknown exception (the loader stops here; resume from the last "
+            "saved state)")));
       }
     };
     if (ctx_.pool != nullptr)
