@@ -136,6 +136,7 @@ fuzz-build: deps corpus
 	cmake -S fuzz -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang >/dev/null
 	cmake --build $(FUZZ_BUILD) -j$(JOBS)
 	$(FUZZ_BUILD)/make_seeds $(FUZZ_BUILD)/seeds $(CORPUS)
+	if [ -x $(FUZZ_BUILD)/make_weight_seeds ]; then $(FUZZ_BUILD)/make_weight_seeds $(FUZZ_BUILD)/seeds/fuzz_model_weights; fi
 
 fuzz: fuzz-build
 	bash scripts/run-fuzz.sh $(FUZZ_BUILD) run $(FUZZ_SECONDS)

@@ -7,14 +7,16 @@
 set -uo pipefail
 dir=$1 mode=$2 seconds=${3:-180}
 root=$(cd "$(dirname "$0")/.." && pwd)
-targets=(fuzz_megatron_idx fuzz_token_file fuzz_jsonl fuzz_zstd fuzz_line_index_cache fuzz_loader_state fuzz_blob_text)
+targets=(fuzz_megatron_idx fuzz_token_file fuzz_jsonl fuzz_zstd fuzz_line_index_cache fuzz_loader_state fuzz_blob_text
+         fuzz_model_weights)
 per=$(( seconds / ${#targets[@]} )); (( per < 1 )) && per=1
 total_execs=0 total_crashes=0
 printf '%-20s %12s %8s\n' harness executions crashes
 for t in "${targets[@]}"; do
-  inputs=("$dir/seeds/$t")
+  mkdir -p "$dir/seeds/$t"; inputs=("$dir/seeds/$t")
   [[ -d $root/fuzz/regressions/$t ]] && inputs+=("$root/fuzz/regressions/$t")
   max_len=4096; [[ $t == fuzz_zstd ]] && max_len=2048  # a zstd frame may expand ~30000x
+  [[ $t == fuzz_model_weights ]] && max_len=16384      # its seeds: real weights of ~9 KB
   log="$dir/logs/$t.log"; mkdir -p "$dir/logs" "$dir/crashes/$t" "$dir/corpus/$t"
   if [[ $mode == smoke ]]; then
     "$dir/$t" -runs=0 -rss_limit_mb=2048 -print_final_stats=1 "${inputs[@]}" >"$log" 2>&1

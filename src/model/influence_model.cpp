@@ -1,6 +1,7 @@
 // RelationalInfluenceModel: encoder + linear head + learnable (tau, alpha); ALGORITHM.md section 3.
 #include "groupmates/engine/influence_model.h"
 #include "model/blob_file.h"
+#include "model/weights_envelope.h"
 
 #include <algorithm>
 #include <cmath>
@@ -154,14 +155,16 @@ std::string RelationalInfluenceModel::export_weights() const {
   archive.write(kEncoderIdentityKey, c10::IValue(encoder_->identity()));
   std::ostringstream out;
   archive.save_to(out);
-  return out.str();
+  return wrap_weights(out.str());
 }
 
-void RelationalInfluenceModel::import_weights(const std::string& blob) {
+void RelationalInfluenceModel::import_weights(const std::string& blob, const std::string& origin) {
   const torch::Device device = head_->weight.device();
+  // The frame's checksum first: LibTorch's reader may crash on corrupt bytes (weights_envelope.h).
+  const UnwrappedWeights unwrapped = unwrap_weights(blob, origin);
   try {
     torch::serialize::InputArchive archive;
-    archive.load_from(blob.data(), blob.size(), device);
+    archive.load_from(unwrapped.archive.data(), unwrapped.archive.size(), device);
     check_encoder_identity(archive);
     // Module::load replaces tensors without checking shapes: compare them afterwards.
     std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
@@ -177,9 +180,16 @@ void RelationalInfluenceModel::import_weights(const std::string& blob) {
       if (item.value().sizes().vec() != shapes[i++].second)
         throw Error(ErrorCode::kInvalidState, "RelationalInfluenceModel::import_weights",
                     "buffer '" + item.key() + "' has another shape in the weights: architectures differ");
+    // A model saved after it diverged (or weights edited) would score every window NaN: refused.
+    for (const auto& item : named_parameters())
+      if (!torch::isfinite(item.value()).all().item<bool>())
+        throw Error(ErrorCode::kCorruptData, origin,
+                    "tensor '" + item.key() + "' of the influence-model weights holds NaN or inf values: save a model "
+                    "that trained without diverging");
   } catch (const c10::Error& e) {
     throw Error(ErrorCode::kInvalidState, "RelationalInfluenceModel::import_weights",
-                std::string("weights do not fit this architecture: ") + e.what_without_backtrace());
+                std::string("weights do not fit this architecture") + (unwrapped.verified ? "" : " (or are corrupt: saved "
+                "before weights carried a checksum)") + ": " + e.what_without_backtrace());
   }
 }
 
@@ -188,7 +198,7 @@ void RelationalInfluenceModel::save_file(const std::string& path) const {
 }
 
 void RelationalInfluenceModel::load_file(const std::string& path) {
-  import_weights(read_blob_file(path, "model file"));
+  import_weights(read_blob_file(path, "model file"), path);
 }
 
 }  // namespace groupmates

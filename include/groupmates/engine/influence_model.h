@@ -81,12 +81,14 @@ class RelationalInfluenceModel : public torch::nn::Module {
   torch::Tensor& alpha_tensor() { return alpha_; }
   torch::Tensor& prior_weight_tensor() { return prior_weight_; }
 
-  /// All parameters and buffers as a byte blob (a torch archive), with the encoder's identity() under
-  /// "encoder_identity"; import needs the same architecture and encoder.
+  /// All parameters and buffers as a byte blob (a torch archive, with the encoder's identity() under
+  /// "encoder_identity", in a frame carrying its size and checksum); import needs the same architecture and encoder.
   std::string export_weights() const;
-  /// Replaces every parameter and buffer with the blob's; throws Error(kInvalidState) on a mismatch, or when the
-  /// blob was saved with another encoder (Encoder::identity(); the model is then unusable).
-  void import_weights(const std::string& blob);
+  /// Replaces every parameter and buffer with the blob's. Throws Error(kCorruptData, origin) for a blob whose frame
+  /// or checksum is wrong (checked before LibTorch reads it) or that holds NaN/inf, Error(kInvalidState) on a
+  /// mismatch of architecture or encoder (Encoder::identity(); the model is then unusable). A bare torch archive
+  /// (weights saved before the frame) is read unverified.
+  void import_weights(const std::string& blob, const std::string& origin = "influence-model weights");
   /// export_weights() to a file / import_weights() from a file (bit-exact round trip).
   void save_file(const std::string& path) const;
   void load_file(const std::string& path);
