@@ -1,25 +1,60 @@
-// Saved influence-model weights (src/model/weights_envelope): unwrap_weights() returns the archive inside a
-// frame whose size and checksum match, a bare torch archive (saved before the frame) as is, or throws
-// groupmates::Error; what it returns lies inside the input, a verified archive framed again gives the input
-// back, and every byte string framed unwraps to itself. (The archive's own reader is LibTorch's, reached only
-// through a matching checksum or a bare archive: not fuzzed here, see weights_envelope.h.)
+// Saved influence-model weights (src/model/weights_format): read_weights() returns the named tensors of
+// well-formed weights or throws groupmates::Error; it never reads outside the input; what it accepts is
+// written back to the same bytes by write_weights(). Each input is parsed as is and as a payload under a frame
+// with its true checksum (so the payload parser sees every mutation), and a valid blob built from it must read
+// back to its parts. (A bare torch archive, the format before, is refused here; LibTorch reads one only
+// when the user sets GROUPMATES_TRUST_TORCH_ARCHIVE=1, see weights_format.h.)
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 
+#include <xxhash.h>
+
 #include "groupmates/error.h"
-#include "model/weights_envelope.h"
+#include "model/weights_format.h"
+
+namespace {
+
+// Parses `blob`; what it accepts lies inside it and is written back to the same bytes.
+void parse(const std::string& blob) {
+  try {
+    const groupmates::SavedWeights w = groupmates::read_weights(blob, "fuzz");
+    for (const auto& t : w.tensors)
+      if (t.bytes.data() < blob.data() || t.bytes.data() + t.bytes.size() > blob.data() + blob.size()) std::abort();
+    if (groupmates::write_weights(w) != blob) std::abort();
+  } catch (const groupmates::Error&) {
+  }
+}
+
+void put_le(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out += static_cast<char>(v >> (8 * i));
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
-  const std::string framed = groupmates::wrap_weights(bytes);  // outlives the view unwrap_weights returns
-  const groupmates::UnwrappedWeights round = groupmates::unwrap_weights(framed, "fuzz");
-  if (!round.verified || round.archive != bytes) std::abort();
-  try {
-    const groupmates::UnwrappedWeights u = groupmates::unwrap_weights(bytes, "fuzz");
-    if (u.archive.data() < bytes.data() || u.archive.data() + u.archive.size() > bytes.data() + bytes.size()) std::abort();
-    if (u.verified ? groupmates::wrap_weights(u.archive) != bytes : u.archive.size() != bytes.size()) std::abort();
-  } catch (const groupmates::Error&) {
-  }
+  parse(bytes);
+  // The input's payload (after a seed's 24-byte header, or all of it) under a frame with its true size and checksum:
+  // the payload's parser gets every mutation, not only those that happen to keep the checksum.
+  const std::string payload = size >= 24 && bytes.compare(0, 8, "GMWEIGHT") == 0 ? bytes.substr(24) : bytes;
+  std::string framed = "GMWEIGHT";
+  put_le(framed, payload.size());
+  put_le(framed, XXH3_64bits(payload.data(), payload.size()));
+  parse(framed + payload);
+  // The input as one tensor's elements (and its first bytes as names): written, it must read back.
+  groupmates::SavedWeights made;
+  made.encoder_identity = bytes.substr(0, size % 7);
+  groupmates::SavedTensor t;
+  t.name = "t" + bytes.substr(0, size % 5);
+  t.dtype = "uint8";
+  t.shape = {static_cast<int64_t>(size)};
+  t.bytes = bytes;
+  made.tensors.push_back(t);
+  const std::string written = groupmates::write_weights(made);
+  const groupmates::SavedWeights back = groupmates::read_weights(written, "fuzz");
+  if (back.encoder_identity != made.encoder_identity || back.tensors.size() != 1 || back.tensors[0].name != t.name ||
+      back.tensors[0].shape != t.shape || back.tensors[0].bytes != bytes)
+    std::abort();
   return 0;
 }

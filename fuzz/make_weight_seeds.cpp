@@ -1,6 +1,6 @@
 // make_weight_seeds OUT_DIR: real saved influence-model weights for fuzz_model_weights, written by the engine
-// (a build tool linked to LibTorch, not instrumented): a small model's framed weights, its bare archive (the
-// format before the frame) and a trained-looking one (label statistics and scalars set). Nothing is committed.
+// (a build tool linked to LibTorch, not instrumented): a small model's weights and a trained-looking one (label
+// statistics and scalars set). Nothing is committed.
 #include <sys/stat.h>
 
 #include <fstream>
@@ -21,9 +21,7 @@ int main(int argc, char** argv) {
   c.out_dim = 4;
   torch::manual_seed(1);
   groupmates::RelationalInfluenceModel m(std::make_shared<groupmates::HashedNgramEncoder>(c));
-  const std::string framed = m.export_weights();
-  std::ofstream(out + "/small", std::ios::binary) << framed;
-  std::ofstream(out + "/small_bare", std::ios::binary) << framed.substr(24);
+  std::ofstream(out + "/small", std::ios::binary) << m.export_weights();
   m.fit_label_stats(torch::randn({20}) * 3 + 1);
   {
     torch::NoGradGuard no_grad;

@@ -1,9 +1,12 @@
 // RelationalInfluenceModel: encoder + linear head + learnable (tau, alpha); ALGORITHM.md section 3.
 #include "groupmates/engine/influence_model.h"
 #include "model/blob_file.h"
-#include "model/weights_envelope.h"
+#include "model/weights_format.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <map>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -11,7 +14,6 @@
 
 #include <torch/nn/functional/loss.h>
 #include <torch/serialize/input-archive.h>
-#include <torch/serialize/output-archive.h>
 
 #include "groupmates/error.h"
 
@@ -149,22 +151,119 @@ void RelationalInfluenceModel::check_encoder_identity(torch::serialize::InputArc
                     "; this model's encoder is " + mine + ": load them with the same SelectionConfig.encoder and file");
 }
 
+namespace {
+
+// The dtype names of weights_format.h; nullptr for a dtype the format does not hold.
+const char* saved_dtype_name(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat: return "float32";
+    case torch::kDouble: return "float64";
+    case torch::kHalf: return "float16";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kLong: return "int64";
+    case torch::kInt: return "int32";
+    case torch::kShort: return "int16";
+    case torch::kChar: return "int8";
+    case torch::kByte: return "uint8";
+    case torch::kBool: return "bool";
+    default: return nullptr;
+  }
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
 std::string RelationalInfluenceModel::export_weights() const {
-  torch::serialize::OutputArchive archive;
-  save(archive);
-  archive.write(kEncoderIdentityKey, c10::IValue(encoder_->identity()));
-  std::ostringstream out;
-  archive.save_to(out);
-  return wrap_weights(out.str());
+  SavedWeights w;
+  w.encoder_identity = encoder_->identity();
+  std::vector<torch::Tensor> held;  // the CPU copies the saved tensors' views point into
+  const auto add = [&](const std::string& name, const torch::Tensor& t) {
+    const char* dtype = saved_dtype_name(t.scalar_type());
+    if (dtype == nullptr)
+      throw Error(ErrorCode::kInternal, "RelationalInfluenceModel::export_weights",
+                  "tensor '" + name + "' has a dtype the weights format does not hold (" +
+                      std::string(c10::toString(t.scalar_type())) + ")");
+    torch::Tensor cpu = t.detach().to(torch::kCPU).contiguous();
+    held.push_back(cpu);
+    SavedTensor s;
+    s.name = name;
+    s.dtype = dtype;
+    s.shape = cpu.sizes().vec();
+    s.bytes = std::string_view(static_cast<const char*>(cpu.data_ptr()), cpu.numel() * cpu.element_size());
+    w.tensors.push_back(std::move(s));
+  };
+  for (const auto& item : named_parameters()) add(item.key(), item.value());
+  for (const auto& item : named_buffers()) add(item.key(), item.value());
+  return write_weights(w);
 }
 
 void RelationalInfluenceModel::import_weights(const std::string& blob, const std::string& origin) {
+  if (is_torch_archive(blob)) {
+    import_torch_archive(blob, origin);
+    return;
+  }
+  const SavedWeights saved = read_weights(blob, origin);  // every field checked; LibTorch reads nothing saved
+  const std::string mine = encoder_->identity();
+  if (saved.encoder_identity != mine)
+    throw Error(ErrorCode::kInvalidState, origin,
+                "the weights were saved with the encoder " + saved.encoder_identity.substr(0, 200) +
+                    "; this model's encoder is " + mine + ": load them with the same SelectionConfig.encoder and file");
+  std::map<std::string, const SavedTensor*> by_name;
+  for (const SavedTensor& t : saved.tensors) by_name[t.name] = &t;
+  // Every tensor is checked and staged on the CPU before any is copied: a refused import changes nothing.
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> staged;  // (the module's tensor, its new value on the CPU)
+  const auto stage = [&](const std::string& name, const torch::Tensor& dst) {
+    const auto it = by_name.find(name);
+    if (it == by_name.end())
+      throw Error(ErrorCode::kInvalidState, origin, "the weights hold no tensor '" + name + "': architectures differ");
+    const SavedTensor& s = *it->second;
+    const char* want = saved_dtype_name(dst.scalar_type());
+    if (want == nullptr || s.dtype != want)
+      throw Error(ErrorCode::kInvalidState, origin,
+                  "tensor '" + name + "' is " + s.dtype + " in the weights, " + (want ? want : "another dtype") +
+                      " in this model: architectures differ");
+    if (s.shape != dst.sizes().vec())
+      throw Error(ErrorCode::kInvalidState, origin,
+                  "tensor '" + name + "' has the shape " + shape_text(s.shape) + " in the weights, " +
+                      shape_text(dst.sizes().vec()) + " in this model: architectures differ");
+    torch::Tensor cpu = torch::empty(dst.sizes(), torch::TensorOptions().dtype(dst.scalar_type()));
+    if (!s.bytes.empty()) std::memcpy(cpu.data_ptr(), s.bytes.data(), s.bytes.size());
+    // A model saved after it diverged (or weights edited) would score every window NaN: refused.
+    if (cpu.is_floating_point() && !torch::isfinite(cpu).all().item<bool>())
+      throw Error(ErrorCode::kCorruptData, origin,
+                  "tensor '" + name + "' of the influence-model weights holds NaN or inf values: save a model "
+                  "that trained without diverging");
+    by_name.erase(it);
+    staged.emplace_back(dst, std::move(cpu));
+  };
+  for (const auto& item : named_parameters()) stage(item.key(), item.value());
+  for (const auto& item : named_buffers()) stage(item.key(), item.value());
+  if (!by_name.empty())
+    throw Error(ErrorCode::kInvalidState, origin,
+                "the weights hold a tensor '" + by_name.begin()->first + "' this model has not: architectures differ");
+  torch::NoGradGuard no_grad;
+  for (auto& [dst, cpu] : staged) dst.copy_(cpu);
+}
+
+// Weights saved before groupmates wrote its own format: a torch archive, which LibTorch's reader may abort the
+// process on when damaged (weights_format.h); read only when the caller trusts it.
+void RelationalInfluenceModel::import_torch_archive(const std::string& blob, const std::string& origin) {
+  const char* trust = std::getenv("GROUPMATES_TRUST_TORCH_ARCHIVE");
+  if (trust == nullptr || std::string(trust) != "1")
+    throw Error(ErrorCode::kInvalidState, origin,
+                "influence-model weights in the format before 2026-12-05 (a bare torch archive): LibTorch's reader can "
+                "abort the process on a damaged archive, so they are not read by default; if they are intact (written "
+                "by groupmates and not edited), set GROUPMATES_TRUST_TORCH_ARCHIVE=1 to read them, then save the "
+                "model (or the loader's state) again: it is written in the checked format");
   const torch::Device device = head_->weight.device();
-  // The frame's checksum first: LibTorch's reader may crash on corrupt bytes (weights_envelope.h).
-  const UnwrappedWeights unwrapped = unwrap_weights(blob, origin);
   try {
     torch::serialize::InputArchive archive;
-    archive.load_from(unwrapped.archive.data(), unwrapped.archive.size(), device);
+    archive.load_from(blob.data(), blob.size(), device);
     check_encoder_identity(archive);
     // Module::load replaces tensors without checking shapes: compare them afterwards.
     std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
@@ -174,22 +273,15 @@ void RelationalInfluenceModel::import_weights(const std::string& blob, const std
     size_t i = 0;
     for (const auto& item : named_parameters())
       if (item.value().sizes().vec() != shapes[i++].second)
-        throw Error(ErrorCode::kInvalidState, "RelationalInfluenceModel::import_weights",
+        throw Error(ErrorCode::kInvalidState, origin,
                     "tensor '" + item.key() + "' has another shape in the weights: architectures differ");
     for (const auto& item : named_buffers())
       if (item.value().sizes().vec() != shapes[i++].second)
-        throw Error(ErrorCode::kInvalidState, "RelationalInfluenceModel::import_weights",
+        throw Error(ErrorCode::kInvalidState, origin,
                     "buffer '" + item.key() + "' has another shape in the weights: architectures differ");
-    // A model saved after it diverged (or weights edited) would score every window NaN: refused.
-    for (const auto& item : named_parameters())
-      if (!torch::isfinite(item.value()).all().item<bool>())
-        throw Error(ErrorCode::kCorruptData, origin,
-                    "tensor '" + item.key() + "' of the influence-model weights holds NaN or inf values: save a model "
-                    "that trained without diverging");
   } catch (const c10::Error& e) {
-    throw Error(ErrorCode::kInvalidState, "RelationalInfluenceModel::import_weights",
-                std::string("weights do not fit this architecture") + (unwrapped.verified ? "" : " (or are corrupt: saved "
-                "before weights carried a checksum)") + ": " + e.what_without_backtrace());
+    throw Error(ErrorCode::kInvalidState, origin,
+                std::string("weights do not fit this architecture: ") + e.what_without_backtrace());
   }
 }
 

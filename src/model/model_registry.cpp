@@ -15,12 +15,12 @@ ModelRegistry::ModelRegistry(Factory factory, torch::Device device) : factory_(s
   if (!factory_) throw Error(ErrorCode::kInvalidConfig, "ModelRegistry", "factory is empty");
 }
 
-uint64_t ModelRegistry::publish(const std::string& weights_blob) {
+uint64_t ModelRegistry::publish(const std::string& weights_blob, const std::string& origin) {
   // Build and load outside the lock: scoring of the current version goes on meanwhile.
   auto version = std::make_shared<ModelVersion>();
   version->model = factory_();
   if (!version->model) throw Error(ErrorCode::kInvalidConfig, "ModelRegistry", "factory returned null");
-  version->model->import_weights(weights_blob);
+  version->model->import_weights(weights_blob, origin);
   version->model->to(device_);
   version->model->eval();
   for (auto& p : version->model->parameters()) p.set_requires_grad(false);

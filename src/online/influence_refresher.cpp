@@ -41,8 +41,8 @@ InfluenceRefresher::InfluenceRefresher(SelectionConfig config, std::shared_ptr<R
 
 std::string InfluenceRefresher::weights() const { return model_->export_weights(); }
 
-void InfluenceRefresher::load(const std::string& weights, bool refreshed) {
-  model_->import_weights(weights);
+void InfluenceRefresher::load(const std::string& weights, bool refreshed, const std::string& origin) {
+  model_->import_weights(weights, origin);
   refreshed_ = refreshed;
 }
 

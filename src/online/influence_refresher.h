@@ -46,7 +46,7 @@ class InfluenceRefresher {
   RefreshResult refresh(int64_t step, int64_t fresh);
   /// The working weights (saved with the loader's state) / restore them; `refreshed`: a refresh succeeded before.
   std::string weights() const;
-  void load(const std::string& weights, bool refreshed);
+  void load(const std::string& weights, bool refreshed, const std::string& origin);
   /// Whether a refresh succeeded before (shared with the other ranks with the weights).
   bool refreshed() const { return refreshed_; }
   /// The gate's record (saved with the loader's state; used on the probe thread only).

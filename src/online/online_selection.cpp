@@ -277,7 +277,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   // A probe shared across the old ranks and not exchanged is dropped below: it trains nothing.
   const auto dropped = [&](const SavedRefresh& r) { return regrouped && is_unshared_probe(r); };
   const bool will_refresh = std::any_of(s.pending.begin(), s.pending.end(), [&](const SavedRefresh& r) { return !dropped(r); });
-  refresher_->load(s.trainer.bytes, s.refreshes > 0 || s.refreshes_gated > 0 || will_refresh);
+  refresher_->load(s.trainer.bytes, s.refreshes > 0 || s.refreshes_gated > 0 || will_refresh, "LoaderState.extra.gm.trainer");
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
   backoff_.restore(s.backoff_streak, s.backoff_skip);
   importance_->load(s.importance.bytes);
@@ -307,7 +307,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
                     ": restore with the LoaderConfig the state was saved with");
   feedback_due_.resize(s.feedback.bytes.size() / sizeof(int64_t));
   if (!feedback_due_.empty()) std::memcpy(feedback_due_.data(), s.feedback.bytes.data(), s.feedback.bytes.size());
-  versions_.publish(s.first_blob.bytes, s.first_trained, s.first_version);
+  versions_.publish(s.first_blob.bytes, s.first_trained, s.first_version, "LoaderState.extra.gm.first_blob");
   next_ = read_window();
   if (s.has_current) {
     if (!next_) throw Error(ErrorCode::kInvalidState, "LoaderState", "the saved window is past the end of the stream");
@@ -316,7 +316,8 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     current_ = std::move(next_);
     next_.reset();
     select_current();
-    if (s.second_version != s.first_version) versions_.publish(s.second_blob.bytes, s.second_trained, s.second_version);
+    if (s.second_version != s.first_version)
+      versions_.publish(s.second_blob.bytes, s.second_trained, s.second_version, "LoaderState.extra.gm.second_blob");
     next_ = read_window();
     emit_pos_ = s.emit_pos;
     if (regrouped && s.emit_pos > 0) {
@@ -1025,7 +1026,7 @@ void OnlineSelection::share_refresh(Pending& p) {
     const std::vector<double> d = unpack_doubles(f[4]);
     if (d.size() != 7) throw Error(ErrorCode::kDistributed, "refresh broadcast", "rank 0's refresh numbers are malformed");
     if (rank != 0) {
-      refresher_->load(f[1], d[6] != 0);
+      refresher_->load(f[1], d[6] != 0, "the working weights broadcast by rank 0");
       refresher_->gate().load(f[2], "the refresh gate record broadcast by rank 0");
       r.weights = f[0];
       r.error = f[3];

@@ -9,9 +9,9 @@ namespace groupmates {
 VersionRegistry::VersionRegistry(ModelRegistry::Factory factory, torch::Device device)
     : models_(std::make_shared<ModelRegistry>(std::move(factory), device)) {}
 
-uint64_t VersionRegistry::publish(const std::string& weights, bool trained, uint64_t number) {
+uint64_t VersionRegistry::publish(const std::string& weights, bool trained, uint64_t number, const std::string& origin) {
   if (number == 0) number = next_++;
-  models_->publish(weights);
+  models_->publish(weights, origin);
   versions_[number] = Version{weights, trained, false};
   current_ = number;
   return number;

@@ -19,7 +19,8 @@ class VersionRegistry {
   VersionRegistry(ModelRegistry::Factory factory, torch::Device device);
 
   /// Publishes `weights` as version `number` (0 = the next free number); it becomes current(). Returns it.
-  uint64_t publish(const std::string& weights, bool trained, uint64_t number = 0);
+  uint64_t publish(const std::string& weights, bool trained, uint64_t number = 0,
+                   const std::string& origin = "influence-model weights");
   /// The version published last (what a window read now is scored by).
   uint64_t current() const { return current_; }
   /// The weights of `number`; throws Error(kInternal) if they were released.

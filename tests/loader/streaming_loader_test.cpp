@@ -537,10 +537,13 @@ TEST_F(StreamingLoaderTest, ShutdownUnderLoadIsPromptAndAbandoningIsSafe) {
   cfg.prefetch_batches = 2;
   for (int trial = 0; trial < 20; ++trial) {
     // Fails by itself on a hang (the binary exits with the message), not by ctest's timeout.
-    rdtest::within_deadline(20, "shutdown under load, trial " + std::to_string(trial), [cfg, trial] {
+    rdtest::within_deadline(20, "shutdown under load, trial " + std::to_string(trial) + " (GM_TEST_SEED=" + std::to_string(seed) + ")",
+                            [cfg, trial] {
       StreamingLoader loader(cfg);
       for (int i = 0; i < trial; ++i) loader.next();
-      // Workers are now blocked on a full prefetch window; destroy mid-stream.
+      // Workers are now blocked on a full prefetch window (certainly, after the sleep: a lost wake-up then hangs);
+      // destroy mid-stream.
+      if (trial % 4 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     });
   }
 }

@@ -160,6 +160,8 @@ TEST(ScriptModuleProbeTarget, FirstOrderLabelsEqualHandComputedGradientDot) {
   const std::vector<torch::Tensor> g = live.reference_gradient();
   ASSERT_EQ(g.size(), 1u);
   for (int i = 0; i < kD; ++i) EXPECT_NEAR(g[0][i].item<double>(), (ga[i] + gb[i]) / 2, 1e-12) << i;
+  // reference_loss is the mean over the reference batches (of different sizes), per the definition.
+  EXPECT_NEAR(live.reference_loss(), (mse(rows_of(ref_a), w, nullptr) + mse(rows_of(ref_b), w, nullptr)) / 2, 1e-12);
 
   OracleProberConfig pc;
   pc.rollout_length = 2;

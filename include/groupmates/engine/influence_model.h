@@ -81,13 +81,15 @@ class RelationalInfluenceModel : public torch::nn::Module {
   torch::Tensor& alpha_tensor() { return alpha_; }
   torch::Tensor& prior_weight_tensor() { return prior_weight_; }
 
-  /// All parameters and buffers as a byte blob (a torch archive, with the encoder's identity() under
-  /// "encoder_identity", in a frame carrying its size and checksum); import needs the same architecture and encoder.
+  /// All parameters and buffers, with the encoder's identity(), as a byte blob in groupmates' own checksummed
+  /// format (src/model/weights_format.h; LibTorch never parses saved bytes); import needs the same architecture
+  /// and encoder.
   std::string export_weights() const;
-  /// Replaces every parameter and buffer with the blob's. Throws Error(kCorruptData, origin) for a blob whose frame
-  /// or checksum is wrong (checked before LibTorch reads it) or that holds NaN/inf, Error(kInvalidState) on a
-  /// mismatch of architecture or encoder (Encoder::identity(); the model is then unusable). A bare torch archive
-  /// (weights saved before the frame) is read unverified.
+  /// Replaces every parameter and buffer with the blob's, or changes nothing and throws: Error(kCorruptData,
+  /// origin) for damaged or malformed bytes or NaN/inf values, Error(kInvalidState, origin) on a mismatch of
+  /// architecture or encoder (Encoder::identity()). `origin` names the file or field in errors. A bare torch
+  /// archive (weights saved before 2026-12-05) is read only with GROUPMATES_TRUST_TORCH_ARCHIVE=1 (LibTorch's
+  /// reader may abort the process on a damaged one; a refused or failed read may leave the model unusable).
   void import_weights(const std::string& blob, const std::string& origin = "influence-model weights");
   /// export_weights() to a file / import_weights() from a file (bit-exact round trip).
   void save_file(const std::string& path) const;
@@ -96,6 +98,7 @@ class RelationalInfluenceModel : public torch::nn::Module {
  private:
   static constexpr const char* kEncoderIdentityKey = "encoder_identity";
   void check_encoder_identity(torch::serialize::InputArchive& archive) const;
+  void import_torch_archive(const std::string& blob, const std::string& origin);
 
   double tau_min_ = 0;
   std::shared_ptr<Encoder> encoder_;

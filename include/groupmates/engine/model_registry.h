@@ -32,7 +32,7 @@ class ModelRegistry {
   ModelRegistry(Factory factory, torch::Device device);
 
   /// Loads `weights_blob` (RelationalInfluenceModel::export_weights) as a new version; returns it.
-  uint64_t publish(const std::string& weights_blob);
+  uint64_t publish(const std::string& weights_blob, const std::string& origin = "influence-model weights");
   /// The current version, or nullptr before the first publish().
   std::shared_ptr<const ModelVersion> current() const;
   /// Version number of current(), 0 before the first publish().

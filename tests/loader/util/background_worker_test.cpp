@@ -137,6 +137,7 @@ TEST(BackgroundWorker, ManyShortLivedWorkersNeverHang) {
     for (int i = 0; i < 300; ++i) {
       BackgroundWorker w("short");
       if (i % 3 == 1) w.schedule([] {});
+      if (i % 6 == 1) w.wait_idle();  // the worker is certainly waiting now: shutdown must wake it (a lost wake-up hangs)
       if (i % 3 == 2) w.shutdown(BackgroundWorker::Shutdown::kCancel);
     }
   });

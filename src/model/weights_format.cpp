@@ -1,0 +1,166 @@
+#include "model/weights_format.h"
+
+#include <xxhash.h>
+
+#include <cstring>
+#include <set>
+
+#include "groupmates/error.h"
+
+namespace groupmates {
+
+namespace {
+
+constexpr char kWeightsMagic[8] = {'G', 'M', 'W', 'E', 'I', 'G', 'H', 'T'};
+constexpr size_t kWeightsHeader = 24;
+constexpr uint32_t kWeightsVersion = 2;
+constexpr uint32_t kMaxRank = 8;
+
+void put_le(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+void put_string(std::string& out, std::string_view s) {
+  put_le(out, s.size(), 4);
+  out.append(s.data(), s.size());
+}
+
+std::string hex64(uint64_t v) {
+  static const char digits[] = "0123456789abcdef";
+  std::string s(16, '0');
+  for (int i = 15; i >= 0; --i, v >>= 4) s[i] = digits[v & 15];
+  return s;
+}
+
+// Reads the payload front to back; every read is bounds-checked and a failure names the field.
+class PayloadReader {
+ public:
+  PayloadReader(std::string_view payload, const std::string& origin) : p_(payload), origin_(origin) {}
+
+  uint64_t le(int bytes, const std::string& field) {
+    need(bytes, field);
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p_[at_ + i]);
+    at_ += bytes;
+    return v;
+  }
+  std::string_view take(uint64_t n, const std::string& field) {
+    need(n, field);
+    const std::string_view s = p_.substr(at_, n);
+    at_ += n;
+    return s;
+  }
+  std::string string(const std::string& field) { return std::string(take(le(4, field + " length"), field)); }
+  bool done() const { return at_ == p_.size(); }
+  uint64_t at() const { return at_; }
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw Error(ErrorCode::kCorruptData, origin_,
+                "influence-model weights, payload byte " + std::to_string(at_) + ": " + what +
+                    " (the checksum matched: written by another program or edited on purpose): save them again");
+  }
+
+ private:
+  void need(uint64_t n, const std::string& field) const {
+    if (n > p_.size() - at_)
+      fail(field + " needs " + std::to_string(n) + " bytes, " + std::to_string(p_.size() - at_) + " remain");
+  }
+  std::string_view p_;
+  const std::string& origin_;
+  uint64_t at_ = 0;
+};
+
+}  // namespace
+
+size_t element_size(std::string_view dtype) {
+  if (dtype == "float64" || dtype == "int64") return 8;
+  if (dtype == "float32" || dtype == "int32") return 4;
+  if (dtype == "float16" || dtype == "bfloat16" || dtype == "int16") return 2;
+  if (dtype == "int8" || dtype == "uint8" || dtype == "bool") return 1;
+  return 0;
+}
+
+bool is_torch_archive(std::string_view blob) { return blob.size() >= 4 && blob.substr(0, 4) == std::string_view("PK\3\4", 4); }
+
+std::string write_weights(const SavedWeights& weights) {
+  std::string payload;
+  put_le(payload, kWeightsVersion, 4);
+  put_string(payload, weights.encoder_identity);
+  put_le(payload, weights.tensors.size(), 4);
+  for (const SavedTensor& t : weights.tensors) {
+    put_string(payload, t.name);
+    put_string(payload, t.dtype);
+    put_le(payload, t.shape.size(), 4);
+    for (int64_t d : t.shape) put_le(payload, static_cast<uint64_t>(d), 8);
+    put_le(payload, t.bytes.size(), 8);
+    payload.append(t.bytes.data(), t.bytes.size());
+  }
+  std::string out(kWeightsMagic, sizeof(kWeightsMagic));
+  put_le(out, payload.size(), 8);
+  put_le(out, XXH3_64bits(payload.data(), payload.size()), 8);
+  return out + payload;
+}
+
+SavedWeights read_weights(std::string_view blob, const std::string& origin) {
+  if (blob.size() < sizeof(kWeightsMagic) || std::memcmp(blob.data(), kWeightsMagic, sizeof(kWeightsMagic)) != 0)
+    throw Error(ErrorCode::kCorruptData, origin,
+                "not influence-model weights: " + std::to_string(blob.size()) +
+                    " bytes that do not start with \"GMWEIGHT\": give a file written by "
+                    "RelationalInfluenceModel::save_file (or the blob of export_weights)");
+  if (blob.size() < kWeightsHeader)
+    throw Error(ErrorCode::kCorruptData, origin,
+                "influence-model weights truncated inside their " + std::to_string(kWeightsHeader) + "-byte header (" +
+                    std::to_string(blob.size()) + " bytes): save them again");
+  PayloadReader header(blob.substr(8, 16), origin);
+  const uint64_t size = header.le(8, "size"), stored = header.le(8, "checksum");
+  const uint64_t follow = blob.size() - kWeightsHeader;
+  if (size != follow)
+    throw Error(ErrorCode::kCorruptData, origin,
+                "influence-model weights: the header gives " + std::to_string(size) + " payload bytes, " +
+                    std::to_string(follow) + " follow it (" + (size > follow ? "truncated" : "bytes appended") +
+                    "): save them again");
+  const std::string_view payload = blob.substr(kWeightsHeader);
+  const uint64_t actual = XXH3_64bits(payload.data(), payload.size());
+  if (actual != stored)
+    throw Error(ErrorCode::kCorruptData, origin,
+                "influence-model weights corrupted: XXH3 of the " + std::to_string(size) + " payload bytes is " +
+                    hex64(actual) + ", the header says " + hex64(stored) +
+                    " (the bytes changed after they were saved): save them again or restore a good copy");
+  PayloadReader in(payload, origin);
+  const uint64_t version = in.le(4, "format version");
+  if (version != kWeightsVersion)
+    in.fail("format version " + std::to_string(version) + ", this groupmates reads " + std::to_string(kWeightsVersion));
+  SavedWeights w;
+  w.encoder_identity = in.string("encoder identity");
+  const uint64_t count = in.le(4, "tensor count");
+  std::set<std::string> names;
+  for (uint64_t i = 0; i < count; ++i) {
+    const std::string field = "tensor " + std::to_string(i);
+    SavedTensor t;
+    t.name = in.string(field + " name");
+    if (t.name.empty() || !names.insert(t.name).second) in.fail(field + ": name '" + t.name + "' is empty or repeated");
+    t.dtype = in.string(field + " dtype");
+    const size_t elem = element_size(t.dtype);
+    if (elem == 0) in.fail(field + " ('" + t.name + "'): unknown dtype '" + t.dtype.substr(0, 40) + "'");
+    const uint64_t rank = in.le(4, field + " rank");
+    if (rank > kMaxRank) in.fail(field + " ('" + t.name + "'): rank " + std::to_string(rank) + " > " + std::to_string(kMaxRank));
+    uint64_t numel = 1;
+    for (uint64_t d = 0; d < rank; ++d) {
+      const uint64_t dim = in.le(8, field + " dim");
+      if (dim > (uint64_t{1} << 40) || (dim != 0 && numel > (uint64_t{1} << 40) / dim))
+        in.fail(field + " ('" + t.name + "'): dim " + std::to_string(d) + " = " + std::to_string(dim) + " is too large");
+      numel *= dim;
+      t.shape.push_back(static_cast<int64_t>(dim));
+    }
+    const uint64_t nbytes = in.le(8, field + " byte count");
+    if (nbytes != numel * elem)
+      in.fail(field + " ('" + t.name + "'): " + std::to_string(nbytes) + " bytes for " + std::to_string(numel) + " " +
+              t.dtype + " elements");
+    t.bytes = in.take(nbytes, field + " ('" + t.name + "') elements");
+    w.tensors.push_back(std::move(t));
+  }
+  if (!in.done()) in.fail(std::to_string(payload.size() - in.at()) + " bytes after the last tensor");
+  return w;
+}
+
+}  // namespace groupmates
