@@ -10,16 +10,20 @@ defaults the gate decides from the data when publishing starts: in one 25-minute
 minute 18, so the run's end measured a new regime rather than growth).
 
 Every --sample-seconds it samples the process's RSS (/proc/self/status VmRSS), its thread count
-(/proc/self/task) and the loader's own counts: the core's pooled window buffers (buffers_allocated:
-the queue of prepared windows is bounded by them), the probe in flight, refreshes, recorded version
-switches. The first --warmup share of the run is warm-up (allocator caches, the label buffer filling
-up to its bound). After it: rss_growth_pct = median RSS of the last 10% of the samples against the
-median of the first 10% after warm-up; threads_growth = the same with the thread count less the
-probe in flight (a probe runs on a thread of its own that comes and goes). Pass:
-rss_growth_pct < --max-rss-growth (5), threads_growth == 0, at least one refresh published, and no
-refresh, probe or probe timeout failed.
+(/proc/self/task) and the loader's own counts: the core's pooled window buffers (buffers_allocated),
+the depth of the pipeline's queues and buffers (batches in flight in the core's prefetch, rollouts in
+the label buffer, rows in the replay buffer, model versions whose weights are kept, refreshes pending;
+the window scored ahead is one by construction), the probe in flight, refreshes, recorded version switches. The first
+--warmup share of the run is warm-up (allocator caches, the label buffer filling up to its bound). After
+it: rss_growth_pct = median RSS of the last 10% of the samples against the median of the first 10% after
+warm-up; threads_growth = the same with the thread count less the probe in flight (a probe runs on a
+thread of its own that comes and goes); queues_growth = over the depths, how much the largest of the last
+10% exceeds the largest of the first 10%. Pass: rss_growth_pct < --max-rss-growth (5), threads_growth ==
+0, queues_growth == 0, every bounded depth within its bound (prefetch_batches, label_buffer_rollouts,
+replay_rows), at least one refresh published, and no refresh, probe or probe
+timeout failed.
 
-Writes samples.csv and soak.png (RSS and threads over time) to --out; prints a table every minute
+Writes samples.csv and soak.png (RSS, threads and the depths against their bounds over time) to --out; prints a table every minute
 and, last, RESULT soak_minutes=<m> rss_growth_pct=<g> threads_growth=<t> steps=<n> ... ok=<0|1>.
 
     make soak SOAK_MINUTES=30      # or SOAK_SECONDS=...
@@ -103,8 +107,13 @@ def main():
     model = GPT(tok.vocab_size, dim=32, layers=1, heads=2, seq_len=args.seq_len)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
 
+    # Queue and buffer depths, each with the bound it must stay within (None: reported, bounded by the design only).
+    bounds = {"batches_in_flight": loader.config.prefetch_batches,
+              "label_buffer_rollouts": selection.label_buffer_rollouts, "replay_rows": selection.replay_rows,
+              "versions_held": None, "refreshes_pending": None}
+    depths = list(bounds)
     fields = ["seconds", "steps", "rss_mb", "threads", "buffers_allocated", "probe_in_flight", "probes_completed",
-              "refreshes", "switches", "windows"]
+              "refreshes", "switches", "windows"] + depths
     samples = []
     t0 = time.monotonic()
     next_sample = t0
@@ -118,11 +127,14 @@ def main():
         if now >= next_sample:
             s = loader.selection_stats()
             p = s.probes
+            core = loader.stats()
             samples.append(dict(seconds=now - t0, steps=step, rss_mb=rss_bytes() / 2**20, threads=thread_count(),
-                                buffers_allocated=loader.stats()["buffers_allocated"],
+                                buffers_allocated=core["buffers_allocated"],
                                 probe_in_flight=p.probes_started - p.probes_completed - p.probes_failed
                                 - p.probes_timed_out, probes_completed=p.probes_completed,
-                                refreshes=s.refreshes, switches=len(s.switches), windows=s.windows))
+                                refreshes=s.refreshes, switches=len(s.switches), windows=s.windows,
+                                batches_in_flight=core["batches_in_flight"],
+                                **{d: s[d] for d in depths if d != "batches_in_flight"}))
             next_sample += args.sample_seconds
             if now - last_table >= 60:
                 last_table = now
@@ -156,20 +168,29 @@ def main():
     steady = lambda xs: statistics.median(x["threads"] - x["probe_in_flight"] for x in xs)  # noqa: E731
     threads_growth = steady(last) - steady(first)
     buffers_growth = max(x["buffers_allocated"] for x in last) - max(x["buffers_allocated"] for x in first)
+    # Depths: the largest after warm-up within its bound; the largest of the last tenth no larger than of the first
+    # (reported as queues_growth, summed over the depths; queues without a bound are held to that alone).
+    over = {d: max(x[d] for x in after) for d in depths if bounds[d] is not None and max(x[d] for x in after) > bounds[d]}
+    queues_growth = sum(max(0, max(x[d] for x in last) - max(x[d] for x in first)) for d in depths)
     failures = final.refreshes_failed + final.probes.probes_failed + final.probes.probes_timed_out
     # A soak that published nothing (or failed on the way) did not exercise what it is for.
-    ok = growth < args.max_rss_growth and threads_growth == 0 and final.refreshes > 0 and failures == 0
+    ok = (growth < args.max_rss_growth and threads_growth == 0 and final.refreshes > 0 and failures == 0
+          and not over and queues_growth == 0)
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+        fig, ax = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
         minutes = [x["seconds"] / 60 for x in samples]
         ax[0].plot(minutes, [x["rss_mb"] for x in samples])
         ax[0].set_ylabel("RSS (MiB)")
         ax[1].plot(minutes, [x["threads"] for x in samples])
         ax[1].set_ylabel("threads")
-        ax[1].set_xlabel("minutes")
+        for d in depths:
+            ax[2].plot(minutes, [x[d] / (bounds[d] or max(1, max(y[d] for y in samples))) for x in samples], label=d)
+        ax[2].set_ylabel("depth / bound")
+        ax[2].legend(fontsize=7, loc="lower right")
+        ax[2].set_xlabel("minutes")
         for a in ax:
             a.axvline(args.warmup * args.seconds / 60, color="grey", linestyle=":")
         fig.tight_layout()
@@ -182,8 +203,13 @@ def main():
           f"{step} steps, {final.probes.probes_completed} probes, {final.refreshes} refreshes published, "
           f"{final.refreshes_gated} gated, {final.refreshes_failed} failed, {final.probes.probes_failed} probes failed; "
           f"samples in {args.out}", flush=True)
+    print("depths after warm-up (max of the first tenth -> of the last tenth; overall max / bound): " + ", ".join(
+        f"{d} {max(x[d] for x in first)} -> {max(x[d] for x in last)} ({max(x[d] for x in after)} / "
+        f"{bounds[d] if bounds[d] is not None else '-'})" for d in depths) + (f"; OVER BOUND: {over}" if over else ""),
+        flush=True)
     print(f"RESULT soak_minutes={args.seconds / 60:.1f} rss_growth_pct={growth:.2f} threads_growth={threads_growth:g} "
-          f"buffers_growth={buffers_growth} steps={step} probes={final.probes.probes_completed} refreshes={final.refreshes} "
+          f"buffers_growth={buffers_growth} queues_growth={queues_growth} steps={step} "
+          f"probes={final.probes.probes_completed} refreshes={final.refreshes} "
           f"failures={failures} ok={int(ok)}", flush=True)
     return 0 if ok else 1
 

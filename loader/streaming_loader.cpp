@@ -725,6 +725,10 @@ LoaderStats StreamingLoader::stats() const {
   s.batches = impl_->batches_returned;
   s.buffers_allocated = impl_->buffers->allocated();
   s.consumer_wait_seconds = impl_->wait_seconds;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    s.batches_in_flight = impl_->in_flight;
+  }
   for (const auto& c : impl_->cursors) {
     const SourceCacheStats cs = c->cache_stats();
     s.line_index_cache_hits += cs.line_index_hits;

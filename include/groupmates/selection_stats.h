@@ -100,6 +100,12 @@ struct SelectionStats {
                                       ///< the next window)
   uint64_t resume_dropped_probes = 0; ///< probes whose shares were not exchanged when a state saved on N ranks
                                       ///< resumed on M != N (their refresh is not applied)
+  // Depths of the online loop's queues and buffers as of the current window (bench/soak.py samples them):
+  uint64_t label_buffer_rollouts = 0;  ///< labelled rollouts held (bounded by the label buffer's capacity)
+  uint64_t versions_held = 0;          ///< influence-model versions whose weights are kept (the current one and those
+                                       ///< a pending refresh or a saved state needs)
+  uint64_t refreshes_pending = 0;      ///< probes in flight and refreshes waiting for their step or window
+  uint64_t replay_rows = 0;            ///< rows in the replay buffer (bounded by SelectionConfig::replay_rows)
   uint64_t model_hash = 0;          ///< XXH3 of the weights of the version scoring the current window (0 = none)
   uint64_t centroids_hash = 0;      ///< XXH3 of the k-means centroids and counts after the current window (0 = none)
   uint64_t labels_hash = 0;         ///< XXH3 of the label buffer after the last shared refresh (0 = one rank: not computed)

@@ -43,6 +43,7 @@ struct LoaderStats {
   uint64_t batches = 0;            ///< batches returned by next()
   uint64_t buffers_allocated = 0;  ///< token buffers ever allocated (steady state: prefetch + held)
   double consumer_wait_seconds = 0; ///< time next() waited for a batch
+  uint64_t batches_in_flight = 0;  ///< now: batches planned or assembled and not yet returned (<= prefetch_batches)
   // Caches of JSONL sources (zero for other formats), summed over the sources:
   uint64_t line_index_cache_hits = 0;    ///< files whose line index was read from its on-disk cache at open
   uint64_t line_index_cache_misses = 0;  ///< files indexed at open (first open, stale or corrupt cache, none writable)

@@ -172,6 +172,7 @@ class LoaderStats(_StubStruct):
     batches: int
     buffers_allocated: int
     consumer_wait_seconds: float
+    batches_in_flight: int
     line_index_cache_hits: int
     line_index_cache_misses: int
     zstd_frame_cache_hits: int
@@ -246,6 +247,10 @@ class SelectionStats(_StubStruct):
     seen_discounted: int
     resume_dropped_rows: int
     resume_dropped_probes: int
+    label_buffer_rollouts: int
+    versions_held: int
+    refreshes_pending: int
+    replay_rows: int
     model_hash: int
     centroids_hash: int
     labels_hash: int

@@ -137,6 +137,10 @@ class SelectionStats(_Record):
     seen_discounted: int = 0
     resume_dropped_rows: int = 0
     resume_dropped_probes: int = 0
+    label_buffer_rollouts: int = 0
+    versions_held: int = 0
+    refreshes_pending: int = 0
+    replay_rows: int = 0
     model_hash: int = 0
     centroids_hash: int = 0
     labels_hash: int = 0
@@ -163,6 +167,9 @@ class SelectionStats(_Record):
              "resume_dropped_rows": float(self.resume_dropped_rows),
              "seen_discounted": float(self.seen_discounted),
              "replayed": float(self.replayed),
+             "label_buffer_rollouts": float(self.label_buffer_rollouts),
+             "versions_held": float(self.versions_held),
+             "refreshes_pending": float(self.refreshes_pending),
              "probe_time_share": self.probes.probe_share,
              "probe_flops_share": self.cost.probe_flops / self.cost.train_flops if self.cost.train_flops else 0.0,
              "trainer_wait_seconds": self.cost.wait_scoring_seconds + self.cost.wait_refresh_seconds
@@ -186,6 +193,7 @@ class LoaderStats(_Record):
     batches: int = 0
     buffers_allocated: int = 0
     consumer_wait_seconds: float = 0.0
+    batches_in_flight: int = 0
     line_index_cache_hits: int = 0
     line_index_cache_misses: int = 0
     zstd_frame_cache_hits: int = 0

@@ -474,7 +474,12 @@ void OnlineSelection::select_current() {
     model_hash_ = XXH3_64bits(w.data(), w.size());
     hashed_version_ = current_->version;
   }
+  const uint64_t label_rollouts = labels_ ? labels_->size() : 0;
   std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.label_buffer_rollouts = label_rollouts;
+  stats_.versions_held = versions_.held();
+  stats_.refreshes_pending = pending_.size();
+  stats_.replay_rows = replay_ ? replay_->size() : 0;
   stats_.centroids_hash = centroids_hash;
   stats_.model_hash = model_hash_;
   stats_.windows += 1;

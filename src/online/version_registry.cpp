@@ -24,6 +24,12 @@ const std::string& VersionRegistry::weights(uint64_t number) const {
   return it->second.weights;
 }
 
+size_t VersionRegistry::held() const {
+  size_t n = 0;
+  for (const auto& [number, v] : versions_) n += !v.released;
+  return n;
+}
+
 bool VersionRegistry::trained(uint64_t number) const {
   auto it = versions_.find(number);
   return it != versions_.end() && it->second.trained;

@@ -29,6 +29,8 @@ class VersionRegistry {
   bool trained(uint64_t number) const;
   /// Releases the weights of every version but `keep` and current().
   void retain(std::initializer_list<uint64_t> keep);
+  /// Versions whose weights are kept (not released).
+  size_t held() const;
   /// The number the next publish() takes by default (saved with the loader's state).
   uint64_t next_number() const { return next_; }
   void set_next_number(uint64_t next) { next_ = next; }

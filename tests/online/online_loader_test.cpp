@@ -66,6 +66,15 @@ TEST_F(OnlineLoaderTest, RefreshEndsWarmUpAtTheRuleDefinedStep) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(e.versions[i], 1u) << "batch " << i;
   EXPECT_GT(e.versions.back(), 1u);
   EXPECT_EQ(s.probes.probes_skipped_busy, 0) << "due probes wait, they are never skipped";
+  // Queue depths (bench/soak.py samples them; as of the current window): the probes' rollouts are held, within the
+  // buffer's bound; the current version's weights are kept; the replay buffer (replay_share "auto": 0.5 here)
+  // holds rows, at most replay_rows.
+  EXPECT_GE(s.label_buffer_rollouts, 4u) << "a probe's rollouts";
+  EXPECT_LE(s.label_buffer_rollouts, SelectionConfig{}.label_buffer_rollouts);
+  EXPECT_GE(s.versions_held, 1u);
+  EXPECT_LE(s.refreshes_pending, 2u);
+  EXPECT_GT(s.replay_rows, 0u);
+  EXPECT_LE(s.replay_rows, SelectionConfig{}.replay_rows);
 }
 
 TEST_F(OnlineLoaderTest, FullStateResumeReproducesTheEmittedStream) {
