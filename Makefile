@@ -156,9 +156,10 @@ kill-resume: python-install corpus
 
 # Soak (bench/soak.py): the loader with Group-MATES selection and probes on (every 50 steps, each refresh published:
 # no budget, gate or back-off), at full speed for SOAK_MINUTES (30)
-# or SOAK_SECONDS; RSS, threads and the loader's pooled buffers sampled every 2 s; fails if RSS grows 5% or more,
-# or threads grow, after the warm-up (first third). Samples and a plot in $(BUILD)/soak; ends with
-# RESULT soak_minutes= rss_growth_pct= threads_growth= ... Not in `make test`.
+# or SOAK_SECONDS; RSS, threads, the loader's pooled buffers and its queue depths (prefetch, label buffer, replay
+# buffer, model versions, pending refreshes) sampled every 2 s; fails if RSS grows 5% or more, threads or a queue's
+# depth grow, or a depth passes its bound, after the warm-up (first third). Samples and a plot in $(BUILD)/soak;
+# ends with RESULT soak_minutes= rss_growth_pct= threads_growth= ... queues_growth= ... Not in `make test`.
 SOAK_MINUTES ?= 30
 SOAK_SECONDS ?= $(shell echo $$(( $(SOAK_MINUTES) * 60 )))
 .PHONY: soak

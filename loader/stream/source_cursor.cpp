@@ -3,6 +3,7 @@
 #include <deque>
 #include <type_traits>
 #include <future>
+#include <new>
 #include <xxhash.h>
 
 #include "sources/document_source.h"
@@ -285,15 +286,17 @@ class DocumentCursor : public PermutedCursor<DocumentSource> {
     Slot slot;
     slot.future = promise->get_future();
     auto source = source_;
-    auto read = [source, document, promise, name = ctx_.source_name]() {
+    auto read = [source, document, promise, name = source_name_]() {
       try {
-        if (fault_hooks::before_document_read) fault_hooks::before_document_read(name, document);
+        if (fault_hooks::before_document_read) fault_hooks::before_document_read(*name, document);
         ReadResult r;
         r.skips = std::make_shared<SkipCounters>();
         r.doc = source->read(document, *r.skips);
         if (r.skips->total() == 0) r.skips.reset();
         promise->set_value(std::move(r));
       } catch (const Error&) {
+        promise->set_exception(std::current_exception());
+      } catch (const std::bad_alloc&) {  // out of memory: not the disk's fault; passed on as it is
         promise->set_exception(std::current_exception());
       } catch (const std::exception& e) {  // not ours (the C++ library, a tokenizer): say which document
         promise->set_exception(std::make_exception_ptr(Error(ErrorCode::kIo, source->locate(document),
@@ -311,6 +314,9 @@ class DocumentCursor : public PermutedCursor<DocumentSource> {
       read();
     ahead_.push_back(std::move(slot));
   }
+
+  // The source's name, shared with the read tasks (the fault hook's argument) without a copy per document.
+  const std::shared_ptr<const std::string> source_name_ = std::make_shared<const std::string>(ctx_.source_name);
 
   struct Slot {
     std::future<ReadResult> future;

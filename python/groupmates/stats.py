@@ -170,6 +170,7 @@ class SelectionStats(_Record):
              "label_buffer_rollouts": float(self.label_buffer_rollouts),
              "versions_held": float(self.versions_held),
              "refreshes_pending": float(self.refreshes_pending),
+             "replay_rows": float(self.replay_rows),
              "probe_time_share": self.probes.probe_share,
              "probe_flops_share": self.cost.probe_flops / self.cost.train_flops if self.cost.train_flops else 0.0,
              "trainer_wait_seconds": self.cost.wait_scoring_seconds + self.cost.wait_refresh_seconds

@@ -136,17 +136,18 @@ double RelationalInfluenceModel::prior_weight() const { return prior_weight_.ite
 // Weights saved with one encoder are refused by a model with another (the head would read garbage).
 // Weights saved before the identity was recorded carry none: accepted by the default (hashed n-gram)
 // encoder only, whose tensor shapes are still compared below.
-void RelationalInfluenceModel::check_encoder_identity(torch::serialize::InputArchive& archive) const {
+void RelationalInfluenceModel::check_encoder_identity(torch::serialize::InputArchive& archive,
+                                                      const std::string& origin) const {
   const std::string mine = encoder_->identity();
   c10::IValue saved;
   if (!archive.try_read(kEncoderIdentityKey, saved)) {
     if (mine.rfind("hashed_ngram(", 0) == 0) return;
-    throw Error(ErrorCode::kInvalidState, "RelationalInfluenceModel::import_weights",
+    throw Error(ErrorCode::kInvalidState, origin,
                 "the weights name no encoder (saved before encoders were recorded, with the hashed n-gram encoder); "
                 "this model's encoder is " + mine);
   }
   if (!saved.isString() || saved.toStringRef() != mine)
-    throw Error(ErrorCode::kInvalidState, "RelationalInfluenceModel::import_weights",
+    throw Error(ErrorCode::kInvalidState, origin,
                 "the weights were saved with the encoder " + (saved.isString() ? saved.toStringRef() : std::string("?")) +
                     "; this model's encoder is " + mine + ": load them with the same SelectionConfig.encoder and file");
 }
@@ -264,7 +265,7 @@ void RelationalInfluenceModel::import_torch_archive(const std::string& blob, con
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(blob.data(), blob.size(), device);
-    check_encoder_identity(archive);
+    check_encoder_identity(archive, origin);
     // Module::load replaces tensors without checking shapes: compare them afterwards.
     std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
     for (const auto& item : named_parameters()) shapes.emplace_back(item.key(), item.value().sizes().vec());

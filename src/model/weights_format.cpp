@@ -83,6 +83,29 @@ size_t element_size(std::string_view dtype) {
 bool is_torch_archive(std::string_view blob) { return blob.size() >= 4 && blob.substr(0, 4) == std::string_view("PK\3\4", 4); }
 
 std::string write_weights(const SavedWeights& weights) {
+  // What read_weights would refuse is never written (a model that saved must load).
+  const auto refuse = [](const std::string& what) {
+    throw Error(ErrorCode::kInternal, "write_weights", what + ": the weights format cannot hold it");
+  };
+  const auto check_string = [&](std::string_view s, const char* what) {
+    if (s.size() > UINT32_MAX) refuse(std::string(what) + " of " + std::to_string(s.size()) + " bytes");
+  };
+  check_string(weights.encoder_identity, "an encoder identity");
+  if (weights.tensors.size() > UINT32_MAX) refuse(std::to_string(weights.tensors.size()) + " tensors");
+  for (const SavedTensor& t : weights.tensors) {
+    check_string(t.name, "a tensor name");
+    if (t.name.empty()) refuse("a tensor without a name");
+    const size_t elem = element_size(t.dtype);
+    if (elem == 0) refuse("tensor '" + t.name + "' of dtype '" + t.dtype + "'");
+    if (t.shape.size() > kMaxRank) refuse("tensor '" + t.name + "' of rank " + std::to_string(t.shape.size()));
+    uint64_t numel = 1;
+    for (int64_t d : t.shape) {
+      if (d < 0 || uint64_t(d) > (uint64_t{1} << 40) || (d != 0 && numel > (uint64_t{1} << 40) / uint64_t(d)))
+        refuse("tensor '" + t.name + "' with a dim of " + std::to_string(d));
+      numel *= uint64_t(d);
+    }
+    if (t.bytes.size() != numel * elem) refuse("tensor '" + t.name + "' with " + std::to_string(t.bytes.size()) + " bytes for " + std::to_string(numel) + " elements");
+  }
   std::string payload;
   put_le(payload, kWeightsVersion, 4);
   put_string(payload, weights.encoder_identity);

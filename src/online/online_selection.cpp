@@ -527,7 +527,8 @@ void OnlineSelection::apply_due_refreshes() {
     if (cfg_.reference_feedback > 0) collect_feedback(p.probe_step);
     const std::string blob = p.blob.get();
     if (blob.empty()) continue;
-    const uint64_t version = versions_.publish(blob, true);
+    const uint64_t version =
+        versions_.publish(blob, true, 0, "the refreshed weights (a probe's, rank 0's broadcast, or LoaderState.extra.gm.pending.*)");
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.refreshes += 1;
     stats_.switches.push_back({current_->index + 1, p.probe_step, version});  // the next window read is the first

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "groupmates/error.h"
+#include "model/weights_format.h"
 
 namespace groupmates {
 
@@ -12,7 +13,9 @@ VersionRegistry::VersionRegistry(ModelRegistry::Factory factory, torch::Device d
 uint64_t VersionRegistry::publish(const std::string& weights, bool trained, uint64_t number, const std::string& origin) {
   if (number == 0) number = next_++;
   models_->publish(weights, origin);
-  versions_[number] = Version{weights, trained, false};
+  // A torch archive from before groupmates' own format (read only when trusted) is kept converted: a later
+  // state or probe never hands LibTorch those bytes again.
+  versions_[number] = Version{is_torch_archive(weights) ? models_->current()->model->export_weights() : weights, trained, false};
   current_ = number;
   return number;
 }

@@ -562,10 +562,11 @@ TEST_F(StreamingLoaderTest, MemoryStaysBoundedByPrefetch) {
   // In flight: prefetch_batches, plus the one the consumer just dropped.
   EXPECT_LE(loader.stats().buffers_allocated, cfg.prefetch_batches + 2u);
   EXPECT_LE(most_in_flight, cfg.prefetch_batches);
-  // The planner refills the window: its depth is seen at the bound (within a second), not stuck at 0.
-  for (int i = 0; i < 1000 && loader.stats().batches_in_flight < cfg.prefetch_batches; ++i)
+  // The planner refills the window when it falls to its low water (1 of 3): within a second the depth is above it,
+  // not stuck at 0 (2 and 3 are both resting states).
+  for (int i = 0; i < 1000 && loader.stats().batches_in_flight <= cfg.prefetch_batches / 2; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  EXPECT_EQ(loader.stats().batches_in_flight, cfg.prefetch_batches);
+  EXPECT_GT(loader.stats().batches_in_flight, cfg.prefetch_batches / 2);
 }
 
 TEST_F(StreamingLoaderTest, TwoLoadersInOneProcessDoNotInterfere) {

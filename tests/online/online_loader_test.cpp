@@ -13,6 +13,7 @@
 #include "groupmates/module_probe_target.h"
 #include "tiny_gpt/tiny_gpt.h"
 #include "online/blob_text.h"
+#include "online/influence_model_factory.h"
 #include "online_test_util.h"
 
 using namespace groupmates;
@@ -237,4 +238,65 @@ TEST_F(OnlineLoaderTest, EndToEndOnTheEmbeddedCorpus) {
   EXPECT_LE(st.last_heldout_spearman, 1.0);
   EXPECT_GE(st.last_heldout_spearman_scaled, -1.0);
   EXPECT_LE(st.last_heldout_spearman_scaled, 1.0);
+}
+
+namespace gmlegacy {
+
+// `blob` (groupmates' weights format) as the torch archive groupmates wrote before 2026-12-05.
+std::string as_torch_archive(const std::string& blob, const SelectionConfig& cfg) {
+  auto m = make_influence_model(cfg, -1);
+  m->import_weights(blob);
+  torch::serialize::OutputArchive archive;
+  m->save(archive);
+  archive.write("encoder_identity", c10::IValue(m->encoder().identity()));
+  std::ostringstream out;
+  archive.save_to(out);
+  return out.str();
+}
+
+}  // namespace gmlegacy
+
+// A state saved before groupmates wrote its own weights format holds torch archives: refused unless trusted
+// (LibTorch's reader may abort on a damaged one), then resumed onto the same stream and saved converted.
+TEST_F(OnlineLoaderTest, AStateWithTorchArchiveWeightsResumesOnlyWhenTrustedAndIsSavedConverted) {
+  const SelectionConfig sel = selection_config(seed);
+  LoaderState saved;
+  {
+    GroupMatesLoader loader(loader_config(path, seed), sel, probe_config());
+    auto live = make_live_model(seed);
+    train(loader, *live, 0, 14);
+    saved = loader.state();
+  }
+  LoaderState legacy = saved;
+  int converted = 0;
+  for (const char* key : {"gm.first_blob", "gm.second_blob", "gm.trainer"}) {
+    auto it = legacy.extra.find(key);
+    if (it == legacy.extra.end() || it->second.empty()) continue;
+    it->second = blob_to_text(gmlegacy::as_torch_archive(text_to_blob(it->second, key), sel));
+    ++converted;
+  }
+  ASSERT_GE(converted, 2);
+  ASSERT_EQ(::unsetenv("GROUPMATES_TRUST_TORCH_ARCHIVE"), 0);
+  try {
+    GroupMatesLoader refused(loader_config(path, seed), sel, probe_config(), legacy);
+    FAIL() << "torch archives were read without GROUPMATES_TRUST_TORCH_ARCHIVE=1";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("GROUPMATES_TRUST_TORCH_ARCHIVE=1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("LoaderState.extra.gm."), std::string::npos) << e.what();
+  }
+  ASSERT_EQ(::setenv("GROUPMATES_TRUST_TORCH_ARCHIVE", "1", 1), 0);
+  GroupMatesLoader trusted(loader_config(path, seed), sel, probe_config(), legacy);
+  ASSERT_EQ(::unsetenv("GROUPMATES_TRUST_TORCH_ARCHIVE"), 0);
+  GroupMatesLoader reference(loader_config(path, seed), sel, probe_config(), saved);
+  for (int i = 0; i < 3; ++i) {
+    auto a = trusted.next(), b = reference.next();
+    ASSERT_TRUE(a && b);
+    EXPECT_TRUE(torch::equal(a->input_ids, b->input_ids)) << "batch " << i << " after the resume";
+  }
+  const LoaderState again = trusted.state();
+  for (const char* key : {"gm.first_blob", "gm.second_blob", "gm.trainer"}) {
+    auto it = again.extra.find(key);
+    if (it == again.extra.end() || it->second.empty()) continue;
+    EXPECT_EQ(text_to_blob(it->second, key).compare(0, 8, "GMWEIGHT"), 0) << key << " was saved unconverted";
+  }
 }

@@ -97,7 +97,7 @@ class RelationalInfluenceModel : public torch::nn::Module {
 
  private:
   static constexpr const char* kEncoderIdentityKey = "encoder_identity";
-  void check_encoder_identity(torch::serialize::InputArchive& archive) const;
+  void check_encoder_identity(torch::serialize::InputArchive& archive, const std::string& origin) const;
   void import_torch_archive(const std::string& blob, const std::string& origin);
 
   double tau_min_ = 0;
