@@ -171,6 +171,32 @@ const char* saved_dtype_name(torch::ScalarType t) {
   }
 }
 
+// No NaN or inf among a saved tensor's elements (read byte-wise: the blob's views need not be aligned).
+bool all_finite(const SavedTensor& s) {
+  const char* p = s.bytes.data();
+  if (s.dtype == "float32") {
+    for (size_t i = 0; i + 4 <= s.bytes.size(); i += 4) {
+      float x;
+      std::memcpy(&x, p + i, 4);
+      if (!std::isfinite(x)) return false;
+    }
+  } else if (s.dtype == "float64") {
+    for (size_t i = 0; i + 8 <= s.bytes.size(); i += 8) {
+      double x;
+      std::memcpy(&x, p + i, 8);
+      if (!std::isfinite(x)) return false;
+    }
+  } else if (s.dtype == "float16" || s.dtype == "bfloat16") {  // exponent bits all ones: inf or NaN
+    for (size_t i = 0; i + 2 <= s.bytes.size(); i += 2) {
+      uint16_t x;
+      std::memcpy(&x, p + i, 2);
+      const uint16_t exponent = s.dtype == "float16" ? 0x7c00 : 0x7f80;
+      if ((x & exponent) == exponent) return false;
+    }
+  }
+  return true;
+}
+
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -217,7 +243,7 @@ void RelationalInfluenceModel::import_weights(const std::string& blob, const std
   std::map<std::string, const SavedTensor*> by_name;
   for (const SavedTensor& t : saved.tensors) by_name[t.name] = &t;
   // Every tensor is checked and staged on the CPU before any is copied: a refused import changes nothing.
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> staged;  // (the module's tensor, its new value on the CPU)
+  std::vector<std::pair<torch::Tensor, const SavedTensor*>> staged;  // (the module's tensor, its checked new value)
   const auto stage = [&](const std::string& name, const torch::Tensor& dst) {
     const auto it = by_name.find(name);
     if (it == by_name.end())
@@ -232,23 +258,32 @@ void RelationalInfluenceModel::import_weights(const std::string& blob, const std
       throw Error(ErrorCode::kInvalidState, origin,
                   "tensor '" + name + "' has the shape " + shape_text(s.shape) + " in the weights, " +
                       shape_text(dst.sizes().vec()) + " in this model: architectures differ");
-    torch::Tensor cpu = torch::empty(dst.sizes(), torch::TensorOptions().dtype(dst.scalar_type()));
-    if (!s.bytes.empty()) std::memcpy(cpu.data_ptr(), s.bytes.data(), s.bytes.size());
     // A model saved after it diverged (or weights edited) would score every window NaN: refused.
-    if (cpu.is_floating_point() && !torch::isfinite(cpu).all().item<bool>())
+    if (!all_finite(s))
       throw Error(ErrorCode::kCorruptData, origin,
                   "tensor '" + name + "' of the influence-model weights holds NaN or inf values: save a model "
                   "that trained without diverging");
     by_name.erase(it);
-    staged.emplace_back(dst, std::move(cpu));
+    staged.emplace_back(dst, &s);
   };
   for (const auto& item : named_parameters()) stage(item.key(), item.value());
   for (const auto& item : named_buffers()) stage(item.key(), item.value());
   if (!by_name.empty())
     throw Error(ErrorCode::kInvalidState, origin,
                 "the weights hold a tensor '" + by_name.begin()->first + "' this model has not: architectures differ");
+  // Copied straight from the blob into the module's (CPU, contiguous) tensors; through one temporary otherwise
+  // (a model on a GPU): no copy of the whole model is allocated per import (refreshes publish one a probe).
   torch::NoGradGuard no_grad;
-  for (auto& [dst, cpu] : staged) dst.copy_(cpu);
+  for (auto& [dst, s] : staged) {
+    if (s->bytes.empty()) continue;
+    if (dst.device().is_cpu() && dst.is_contiguous()) {
+      std::memcpy(dst.data_ptr(), s->bytes.data(), s->bytes.size());
+    } else {
+      torch::Tensor cpu = torch::empty(dst.sizes(), torch::TensorOptions().dtype(dst.scalar_type()));
+      std::memcpy(cpu.data_ptr(), s->bytes.data(), s->bytes.size());
+      dst.copy_(cpu);
+    }
+  }
 }
 
 // Weights saved before groupmates wrote its own format: a torch archive, which LibTorch's reader may abort the
