@@ -19,6 +19,13 @@ using rdtest::contains;
 
 namespace readfaults {
 
+/// A fresh seed, printed at once (a failure on the deadline's thread is not given the test's SCOPED_TRACE).
+uint64_t announced_seed() {
+  const uint64_t seed = rdtest::fresh_seed();
+  std::printf("%s\n", rdtest::seed_trace(seed).c_str());
+  return seed;
+}
+
 /// Clears both hooks when the test ends (also when an assertion fails).
 struct HookGuard {
   ~HookGuard() {
@@ -89,9 +96,8 @@ void expect_resume_matches(const LoaderConfig& cfg, const Run& full, uint64_t k)
 }  // namespace readfaults
 
 TEST(ReadFaults, AReaderThrowingMidFileEndsTheStreamWithAnErrorNamingTheDocument) {
-  const uint64_t seed = rdtest::fresh_seed();
+  const uint64_t seed = readfaults::announced_seed();
   SCOPED_TRACE(rdtest::seed_trace(seed));
-  std::printf("%s\n", rdtest::seed_trace(seed).c_str());  // SCOPED_TRACE does not reach the deadline's thread
   std::mt19937_64 rng(seed);
   readfaults::HookGuard guard;
   rdtest::TempDir dir;
@@ -137,9 +143,8 @@ TEST(ReadFaults, AReaderThrowingMidFileEndsTheStreamWithAnErrorNamingTheDocument
 }
 
 TEST(ReadFaults, ATokenizerThrowingEndsTheStreamWithAnErrorNamingTheLineEvenUnderSkip) {
-  const uint64_t seed = rdtest::fresh_seed();
+  const uint64_t seed = readfaults::announced_seed();
   SCOPED_TRACE(rdtest::seed_trace(seed));
-  std::printf("%s\n", rdtest::seed_trace(seed).c_str());  // SCOPED_TRACE does not reach the deadline's thread
   std::mt19937_64 rng(seed);
   readfaults::HookGuard guard;
   rdtest::TempDir dir;

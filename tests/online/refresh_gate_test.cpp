@@ -175,12 +175,9 @@ struct Outcome {
   double last_learned = 0, last_prior = 0;
 };
 
-Outcome run_refreshes(uint64_t seed, bool labels_from_prior, int probes, int64_t L, double top_share = 0,
-                      double margin = 1) {
-  std::mt19937_64 rng(seed);
+// A small encoder and refreshes that learn these rollouts' useful token within a few probes.
+SelectionConfig refresher_config(uint64_t seed) {
   SelectionConfig cfg;
-  cfg.refresh_gate_top_share = top_share;
-  cfg.refresh_gate_margin = margin;
   cfg.encoder_buckets = 512;
   cfg.encoder_bag_dim = 32;
   cfg.encoder_dim = 16;
@@ -188,6 +185,15 @@ Outcome run_refreshes(uint64_t seed, bool labels_from_prior, int probes, int64_t
   cfg.refresh_learning_rate = 3e-2;
   cfg.train_ngram_table = true;
   cfg.seed = seed;
+  return cfg;
+}
+
+Outcome run_refreshes(uint64_t seed, bool labels_from_prior, int probes, int64_t L, double top_share = 0,
+                      double margin = 1) {
+  std::mt19937_64 rng(seed);
+  SelectionConfig cfg = refresher_config(seed);
+  cfg.refresh_gate_top_share = top_share;
+  cfg.refresh_gate_margin = margin;
   auto labels = std::make_shared<LabelBuffer>(1024);
   InfluenceRefresher refresher(cfg, make_influence_model(cfg, 0), make_influence_model(cfg, 0), labels);
   Outcome o;
@@ -284,15 +290,8 @@ TEST(InfluenceRefresherHeldout, IsTheSpearmanOfThePredictionsOnTheFreshRolloutsB
   const uint64_t seed = rdtest::fresh_seed();
   SCOPED_TRACE(rdtest::seed_trace(seed));
   std::mt19937_64 rng(seed);
-  SelectionConfig cfg;
-  cfg.encoder_buckets = 512;
-  cfg.encoder_bag_dim = 32;
-  cfg.encoder_dim = 16;
-  cfg.refresh_train_steps = 60;
-  cfg.refresh_learning_rate = 3e-2;
-  cfg.train_ngram_table = true;
+  SelectionConfig cfg = refresher_config(seed);
   cfg.refresh_gate = false;
-  cfg.seed = seed;
   constexpr int64_t L = 4;
   auto labels = std::make_shared<LabelBuffer>(1024);
   auto model = make_influence_model(cfg, 0);
