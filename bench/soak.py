@@ -30,6 +30,7 @@ and, last, RESULT soak_minutes=<m> rss_growth_pct=<g> threads_growth=<t> steps=<
 """
 import argparse
 import csv
+import ctypes
 import json
 import os
 import statistics
@@ -53,6 +54,23 @@ def rss_bytes():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                                               "uordblks", "fordblks", "keepcost")]
+
+
+def heap_bytes():
+    """glibc's heap over every arena: (bytes in use, bytes free inside the heap). In use flat while RSS grows is the
+    allocator keeping freed memory (fragmentation); in use growing is a leak."""
+    try:
+        f = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return 0, 0
+    f.restype = _MallInfo2
+    m = f()
+    return m.uordblks + m.hblkhd, m.fordblks
 
 
 def thread_count():
@@ -81,6 +99,8 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--probe-every", type=int, default=50)
     ap.add_argument("--state-every", type=int, default=200)
+    ap.add_argument("--heap-release-seconds", type=float, default=None,
+                    help="SelectionConfig.heap_release_seconds (default: the library's; 0: never, the control)")
     ap.add_argument("--gate", action="store_true",
                     help="keep the refresh gate and the probes' back-off (defaults): then when refreshes start "
                          "to be published depends on the data, and the soak may see that regime only at its end")
@@ -99,6 +119,8 @@ def main():
     selection = groupmates.SelectionConfig(mode="group", window_size=16 * args.batch, clusters=4,
                                            refresh_train_steps=30, label_buffer_rollouts=256,
                                            refresh_gate=args.gate)  # without the gate every refresh is published
+    if args.heap_release_seconds is not None:
+        selection.heap_release_seconds = args.heap_release_seconds
     loader = groupmates.GroupMatesLoader(sources=[source], sequence_length=args.seq_len, labels=True,
                                          batch_size=args.batch, eos_id=tok.eos_id, vocab_size=tok.vocab_size,
                                          epochs=0, num_threads=2, selection=selection, probes=probes)
@@ -112,7 +134,7 @@ def main():
               "label_buffer_rollouts": selection.label_buffer_rollouts, "replay_rows": selection.replay_rows,
               "versions_held": None, "refreshes_pending": None}
     depths = list(bounds)
-    fields = ["seconds", "steps", "rss_mb", "threads", "buffers_allocated", "probe_in_flight", "probes_completed",
+    fields = ["seconds", "steps", "rss_mb", "heap_in_use_mb", "heap_free_mb", "threads", "buffers_allocated", "probe_in_flight", "probes_completed",
               "refreshes", "switches", "windows"] + depths
     samples = []
     t0 = time.monotonic()
@@ -128,7 +150,9 @@ def main():
             s = loader.selection_stats()
             p = s.probes
             core = loader.stats()
-            samples.append(dict(seconds=now - t0, steps=step, rss_mb=rss_bytes() / 2**20, threads=thread_count(),
+            in_use, free = heap_bytes()
+            samples.append(dict(seconds=now - t0, steps=step, rss_mb=rss_bytes() / 2**20, heap_in_use_mb=in_use / 2**20,
+                                heap_free_mb=free / 2**20, threads=thread_count(),
                                 buffers_allocated=core["buffers_allocated"],
                                 probe_in_flight=p.probes_started - p.probes_completed - p.probes_failed
                                 - p.probes_timed_out, probes_completed=p.probes_completed,
@@ -203,7 +227,9 @@ def main():
           f"threads without the probe's {steady(first):g} -> {steady(last):g}, pooled buffers "
           f"{max(x['buffers_allocated'] for x in first)} -> {max(x['buffers_allocated'] for x in last)}; "
           f"{step} steps, {final.probes.probes_completed} probes, {final.refreshes} refreshes published, "
-          f"{final.refreshes_gated} gated, {final.refreshes_failed} failed, {final.probes.probes_failed} probes failed; "
+          f"{final.refreshes_gated} gated, {final.refreshes_failed} failed, {final.probes.probes_failed} probes failed, "
+          f"{final.heap_releases} heap releases ({final.heap_release_seconds:.2f} s, every "
+          f"{selection.heap_release_seconds:g} s at most); "
           f"samples in {args.out}", flush=True)
     print("depths after warm-up (max of the first tenth -> of the last tenth; overall max / bound): " + ", ".join(
         f"{d} {max(x[d] for x in first)} -> {max(x[d] for x in last)} ({max(x[d] for x in after)} / "

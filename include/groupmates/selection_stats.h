@@ -74,6 +74,8 @@ struct SelectionStats {
   uint64_t refreshes = 0;          ///< refreshed versions published
   double refresh_seconds = 0;      ///< influence-model training time (probe thread)
   double refresh_wait_seconds = 0; ///< time next() waited for a due refresh
+  uint64_t heap_releases = 0;       ///< free heap pages handed back to the OS after a refresh (heap_release_seconds)
+  double heap_release_seconds = 0;  ///< time those took (counted in refresh_seconds too)
   double last_heldout_spearman = 0; ///< of the refreshed model's predictions on the newest probe's rollouts, before
                                     ///< training on them, against the oracle's marginal labels as measured
   double last_heldout_spearman_scaled = 0; ///< the same against the labels as standardised for training (per probe

@@ -136,6 +136,7 @@ class SelectionConfig(_StubStruct):
     refresh_train_steps: int
     refresh_batch_rollouts: int
     refresh_learning_rate: float
+    heap_release_seconds: float
     refresh_gate: bool
     refresh_gate_margin: float
     refresh_gate_top_share: float
@@ -229,6 +230,8 @@ class SelectionStats(_StubStruct):
     refreshes: int
     refresh_seconds: float
     refresh_wait_seconds: float
+    heap_releases: int
+    heap_release_seconds: float
     last_heldout_spearman: float
     last_heldout_spearman_scaled: float
     last_heldout_spearman_prior: float

@@ -119,6 +119,8 @@ class SelectionStats(_Record):
     refreshes: int = 0
     refresh_seconds: float = 0.0
     refresh_wait_seconds: float = 0.0
+    heap_releases: int = 0
+    heap_release_seconds: float = 0.0
     last_heldout_spearman: float = 0.0
     last_heldout_spearman_scaled: float = 0.0
     last_heldout_spearman_prior: float = 0.0

@@ -145,6 +145,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   }
   labels_ = std::make_shared<LabelBuffer>(cfg_.label_buffer_rollouts);
   refresher_ = std::make_unique<InfluenceRefresher>(cfg_, models_.make(), models_.make(), labels_);
+  heap_releaser_ = util::HeapReleaser(cfg_.heap_release_seconds);
   if (probe_cfg_.interval_steps > 0 && uses_model()) {
     ProbeSchedulerConfig sc;
     sc.interval_steps = probe_cfg_.interval_steps;
@@ -780,6 +781,7 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   if (!done) return;
   const util::Stopwatch took;
   const RefreshResult r = refresher_->refresh(step, static_cast<int64_t>(result.rollouts.size()));
+  const bool released = heap_releaser_.maybe_release(util::monotonic_seconds());  // the refresh's freed tensors
   if (r.heldout_measured) {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.last_heldout_spearman = r.heldout_spearman;
@@ -790,6 +792,7 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_.refresh_seconds += took.seconds();
   stats_.cost.refresh_flops += r.flops;
+  count_heap_release(released);
   if (r.gated) stats_.refreshes_gated += 1;
   note_backoff(r);
   if (!r.error.empty()) {
@@ -802,6 +805,13 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
     failures_at_last_success_ = failures_locked();
   }
   done->set_value(r.weights);  // after the stats: whoever sees the refresh sees it counted
+}
+
+// After heap_releaser_ ran (called under stats_mu_).
+void OnlineSelection::count_heap_release(bool released) {
+  if (!released) return;
+  stats_.heap_releases = heap_releaser_.releases();
+  stats_.heap_release_seconds = heap_releaser_.seconds();
 }
 
 uint64_t OnlineSelection::failures_locked() const {
@@ -1056,8 +1066,10 @@ void OnlineSelection::share_refresh(Pending& p) {
   }
   count_probe_cost(double(all_attempted) / double(world));  // this rank's share of the probe's cost
   const uint64_t labels_hash = hash_of(labels_->snapshot());
+  const bool released = refreshed && heap_releaser_.maybe_release(util::monotonic_seconds());
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
+    count_heap_release(released);
     stats_.shared_rollouts += all.size();
     stats_.shared_bytes += bytes;
     stats_.labels_hash = labels_hash;
