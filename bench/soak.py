@@ -100,7 +100,7 @@ def main():
     ap.add_argument("--probe-every", type=int, default=50)
     ap.add_argument("--state-every", type=int, default=200)
     ap.add_argument("--heap-release-seconds", type=float, default=None,
-                    help="SelectionConfig.heap_release_seconds (default: the library's; 0: never, the control)")
+                    help="SelectionConfig.heap_release_interval_seconds (default: the library's; 0: never, the control)")
     ap.add_argument("--gate", action="store_true",
                     help="keep the refresh gate and the probes' back-off (defaults): then when refreshes start "
                          "to be published depends on the data, and the soak may see that regime only at its end")
@@ -120,7 +120,7 @@ def main():
                                            refresh_train_steps=30, label_buffer_rollouts=256,
                                            refresh_gate=args.gate)  # without the gate every refresh is published
     if args.heap_release_seconds is not None:
-        selection.heap_release_seconds = args.heap_release_seconds
+        selection.heap_release_interval_seconds = args.heap_release_seconds
     loader = groupmates.GroupMatesLoader(sources=[source], sequence_length=args.seq_len, labels=True,
                                          batch_size=args.batch, eos_id=tok.eos_id, vocab_size=tok.vocab_size,
                                          epochs=0, num_threads=2, selection=selection, probes=probes)
@@ -229,7 +229,7 @@ def main():
           f"{step} steps, {final.probes.probes_completed} probes, {final.refreshes} refreshes published, "
           f"{final.refreshes_gated} gated, {final.refreshes_failed} failed, {final.probes.probes_failed} probes failed, "
           f"{final.heap_releases} heap releases ({final.heap_release_seconds:.2f} s, every "
-          f"{selection.heap_release_seconds:g} s at most); "
+          f"{selection.heap_release_interval_seconds:g} s at most); "
           f"samples in {args.out}", flush=True)
     print("depths after warm-up (max of the first tenth -> of the last tenth; overall max / bound): " + ", ".join(
         f"{d} {max(x[d] for x in first)} -> {max(x[d] for x in last)} ({max(x[d] for x in after)} / "

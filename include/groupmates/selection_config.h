@@ -113,11 +113,12 @@ struct SelectionConfig {
   uint32_t refresh_train_steps = 150; ///< influence-model optimiser steps after each probe
   uint32_t refresh_batch_rollouts = 16; ///< rollouts per optimiser step
   double refresh_learning_rate = 3e-3;
-  double heap_release_seconds = 10.0; ///< at most this often, after a refresh, its thread hands the allocator's free
-                                      ///< pages back to the OS (glibc malloc_trim; elsewhere nothing): a refresh frees
-                                      ///< model-sized tensors and weight copies, which glibc keeps, fragmented, so RSS
-                                      ///< creeps up over hours (bench/soak.py). Each release takes ~ms and the pages
-                                      ///< it returns are faulted in again when reused. 0 = never
+  double heap_release_interval_seconds = 10.0; ///< at most this often, after a refresh, the thread that refreshed
+                                      ///< hands glibc's free heap pages back to the OS (malloc_trim(0); elsewhere
+                                      ///< nothing): a refresh frees model-sized tensors and weight copies, which glibc
+                                      ///< keeps, fragmented, so RSS crept up 7.8% in a 30-minute soak (bench/soak.py).
+                                      ///< A release took RELEASE_MS there; the pages it returns are faulted in again
+                                      ///< when reused. 0 = never
   bool refresh_gate = true;           ///< publish a refreshed model only while learned models predict each new
                                       ///< probe (held out) better than the prior-only model does, by mean
                                       ///< Spearman (or picks, refresh_gate_top_share) over all probes so far;

@@ -74,7 +74,8 @@ struct SelectionStats {
   uint64_t refreshes = 0;          ///< refreshed versions published
   double refresh_seconds = 0;      ///< influence-model training time (probe thread)
   double refresh_wait_seconds = 0; ///< time next() waited for a due refresh
-  uint64_t heap_releases = 0;       ///< free heap pages handed back to the OS after a refresh (heap_release_seconds)
+  uint64_t heap_releases = 0;       ///< times glibc's free heap pages were handed back to the OS after a refresh
+                                    ///< (SelectionConfig::heap_release_interval_seconds)
   double heap_release_seconds = 0;  ///< time those took (counted in refresh_seconds too)
   double last_heldout_spearman = 0; ///< of the refreshed model's predictions on the newest probe's rollouts, before
                                     ///< training on them, against the oracle's marginal labels as measured

@@ -1,12 +1,14 @@
 // util/heap_release.h: hands the memory allocator's free pages back to the OS, at most once per interval.
 //
 // Why: a refresh of the influence model allocates and frees model-sized tensors (optimiser state,
-// gradients, exported weights) on the probe thread. glibc's malloc keeps what is freed inside its heaps
-// for reuse; interleaved with longer-lived blocks it cannot shrink a heap, so the free part grows with
-// fragmentation and, resident, RSS grows over hours although the memory in use stays flat (bench/soak.py
-// samples both). malloc_trim(0) returns the whole free pages inside every arena to the OS (they stay
-// mapped and are faulted in again, zeroed, when reused). Elsewhere (other C libraries, sanitizer runtimes
-// that replace malloc) release_free_heap() does nothing and says so.
+// gradients, exported weights). Once one such block was freed, glibc's dynamic mmap threshold rises and
+// the next ones come from its heaps, which keep what is freed for reuse; interleaved with longer-lived
+// blocks a heap cannot shrink, so the free part grows with fragmentation and, resident, RSS grows over
+// hours although the memory in use stays flat (bench/soak.py samples both). malloc_trim(0) hands back the
+// whole pages inside every arena's free chunks and the main arena's top (a thread arena's top glibc
+// shrinks itself on free, above its trim threshold); they stay mapped and are faulted in again, zeroed,
+// when reused. Not glibc: release_free_heap() does nothing and says so. Under ASan or TSan, whose
+// allocators replace malloc but not malloc_trim, it trims glibc's own, nearly unused, heap.
 #pragma once
 
 namespace groupmates {
@@ -16,14 +18,14 @@ namespace util {
 bool release_free_heap();
 
 /// Calls release_free_heap() when at least `interval_seconds` passed since its last release (0: never).
-/// Not thread-safe: one owner calls it (the probe thread after a refresh).
+/// Not thread-safe: one owner calls it (the thread that refreshed, after the refresh).
 class HeapReleaser {
  public:
   /// `interval_seconds` >= 0; 0 disables it.
   explicit HeapReleaser(double interval_seconds) : interval_(interval_seconds) {}
   /// Releases if due at `now_seconds` (monotonic_seconds()); returns whether it released.
   bool maybe_release(double now_seconds);
-  /// Releases done so far.
+  /// Releases done so far (calls of malloc_trim, whether or not it found pages to hand back).
   unsigned long long releases() const { return releases_; }
   /// Seconds spent releasing so far.
   double seconds() const { return seconds_; }

@@ -136,7 +136,7 @@ class SelectionConfig(_StubStruct):
     refresh_train_steps: int
     refresh_batch_rollouts: int
     refresh_learning_rate: float
-    heap_release_seconds: float
+    heap_release_interval_seconds: float
     refresh_gate: bool
     refresh_gate_margin: float
     refresh_gate_top_share: float

@@ -297,8 +297,8 @@ class SelectionConfig:
     refresh_train_steps:    influence-model optimiser steps after each probe
     refresh_batch_rollouts: rollouts per influence-model step
     refresh_learning_rate:
-    heap_release_seconds:   at most this often, after a refresh, hand the allocator's free pages back to the OS
-                            (glibc malloc_trim): keeps RSS from creeping up over hours (0 = never)
+    heap_release_interval_seconds: at most this often, after a refresh, hand glibc's free heap pages back to the
+                            OS (malloc_trim): keeps RSS from creeping up over hours (0 = never)
     refresh_gate:           publish a refreshed model only while learned models predict each new probe (held
                             out) better than the prior-only model, by mean Spearman so far; else the prior selects
     refresh_gate_margin:    standard errors (1 / sqrt(held-out labels so far)) by which the learned model must lead
@@ -350,7 +350,7 @@ class SelectionConfig:
     refresh_train_steps: int = _SELECTION["refresh_train_steps"]
     refresh_batch_rollouts: int = _SELECTION["refresh_batch_rollouts"]
     refresh_learning_rate: float = _SELECTION["refresh_learning_rate"]
-    heap_release_seconds: float = _SELECTION["heap_release_seconds"]
+    heap_release_interval_seconds: float = _SELECTION["heap_release_interval_seconds"]
     refresh_gate: bool = _SELECTION["refresh_gate"]
     refresh_gate_margin: float = _SELECTION["refresh_gate_margin"]
     refresh_gate_top_share: float = _SELECTION["refresh_gate_top_share"]

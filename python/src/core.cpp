@@ -400,7 +400,7 @@ PYBIND11_MODULE(_core, m) {
       .field("refresh_train_steps", &gm::SelectionConfig::refresh_train_steps)
       .field("refresh_batch_rollouts", &gm::SelectionConfig::refresh_batch_rollouts)
       .field("refresh_learning_rate", &gm::SelectionConfig::refresh_learning_rate)
-      .field("heap_release_seconds", &gm::SelectionConfig::heap_release_seconds)
+      .field("heap_release_interval_seconds", &gm::SelectionConfig::heap_release_interval_seconds)
       .field("refresh_gate", &gm::SelectionConfig::refresh_gate)
       .field("refresh_gate_margin", &gm::SelectionConfig::refresh_gate_margin)
       .field("refresh_gate_top_share", &gm::SelectionConfig::refresh_gate_top_share)

@@ -145,7 +145,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   }
   labels_ = std::make_shared<LabelBuffer>(cfg_.label_buffer_rollouts);
   refresher_ = std::make_unique<InfluenceRefresher>(cfg_, models_.make(), models_.make(), labels_);
-  heap_releaser_ = util::HeapReleaser(cfg_.heap_release_seconds);
+  heap_releaser_ = util::HeapReleaser(cfg_.heap_release_interval_seconds);
   if (probe_cfg_.interval_steps > 0 && uses_model()) {
     ProbeSchedulerConfig sc;
     sc.interval_steps = probe_cfg_.interval_steps;
@@ -779,9 +779,24 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   }
   std::shared_ptr<std::promise<std::string>> done = inflight_;
   if (!done) return;
+  {
+    const util::Stopwatch took;
+    RefreshResult r = refresher_->refresh(step, static_cast<int64_t>(result.rollouts.size()));
+    publish_refresh(step, result, r, took);
+    done->set_value(std::move(r.weights));  // after the stats: whoever sees the refresh sees it counted
+  }
+  // The refresh's tensors and weight copies are freed now; the trainer (under kAtStep waiting for the result)
+  // does not wait for this.
   const util::Stopwatch took;
-  const RefreshResult r = refresher_->refresh(step, static_cast<int64_t>(result.rollouts.size()));
-  const bool released = heap_releaser_.maybe_release(util::monotonic_seconds());  // the refresh's freed tensors
+  if (heap_releaser_.maybe_release(util::monotonic_seconds())) {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.refresh_seconds += took.seconds();
+    count_heap_release();
+  }
+}
+
+void OnlineSelection::publish_refresh(int64_t step, const ProbeResult& result, const RefreshResult& r,
+                                      const util::Stopwatch& took) {
   if (r.heldout_measured) {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.last_heldout_spearman = r.heldout_spearman;
@@ -792,7 +807,6 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_.refresh_seconds += took.seconds();
   stats_.cost.refresh_flops += r.flops;
-  count_heap_release(released);
   if (r.gated) stats_.refreshes_gated += 1;
   note_backoff(r);
   if (!r.error.empty()) {
@@ -804,12 +818,10 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   } else {
     failures_at_last_success_ = failures_locked();
   }
-  done->set_value(r.weights);  // after the stats: whoever sees the refresh sees it counted
 }
 
-// After heap_releaser_ ran (called under stats_mu_).
-void OnlineSelection::count_heap_release(bool released) {
-  if (!released) return;
+// After heap_releaser_ released (called under stats_mu_).
+void OnlineSelection::count_heap_release() {
   stats_.heap_releases = heap_releaser_.releases();
   stats_.heap_release_seconds = heap_releaser_.seconds();
 }
@@ -1066,10 +1078,8 @@ void OnlineSelection::share_refresh(Pending& p) {
   }
   count_probe_cost(double(all_attempted) / double(world));  // this rank's share of the probe's cost
   const uint64_t labels_hash = hash_of(labels_->snapshot());
-  const bool released = refreshed && heap_releaser_.maybe_release(util::monotonic_seconds());
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
-    count_heap_release(released);
     stats_.shared_rollouts += all.size();
     stats_.shared_bytes += bytes;
     stats_.labels_hash = labels_hash;
@@ -1093,7 +1103,19 @@ void OnlineSelection::share_refresh(Pending& p) {
       }
     }
   }
-  p.promise->set_value(published);
+  p.promise->set_value(std::move(published));
+  if (!refreshed) return;
+  // The refresh's and the exchange's copies freed first (the broadcast's are already), then the free heap handed
+  // back (each rank by its own clock: a rank may take these ~ms at another step than the others).
+  std::string().swap(r.weights);
+  std::vector<LabelledRollout>().swap(all);
+  std::vector<LabelledRollout>().swap(mine);
+  const util::Stopwatch released;
+  if (heap_releaser_.maybe_release(util::monotonic_seconds())) {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.refresh_seconds += released.seconds();
+    count_heap_release();
+  }
 }
 
 }  // namespace groupmates

@@ -49,6 +49,7 @@
 #include "selection/replay_buffer.h"
 #include "selection/seen_shingles.h"
 #include "util/heap_release.h"
+#include "util/stopwatch.h"
 
 namespace groupmates {
 
@@ -93,7 +94,9 @@ class OnlineSelection {
   bool advance();
   void collect_feedback(int64_t probe_step);
   void note_backoff(const RefreshResult& r);
-  void count_heap_release(bool released);
+  /// The stats of a refresh on the probe thread (one rank).
+  void publish_refresh(int64_t step, const ProbeResult& result, const RefreshResult& r, const util::Stopwatch& took);
+  void count_heap_release();
   void select_current();
   /// u with SelectionConfig::seen_discount applied for the shingles of each row of `window` selected recently.
   torch::Tensor discount_seen(const torch::Tensor& u, const torch::Tensor& window);
@@ -150,7 +153,7 @@ class OnlineSelection {
   std::shared_ptr<LabelBuffer> labels_;
   std::unique_ptr<ProbeScheduler> scheduler_;
   std::unique_ptr<InfluenceRefresher> refresher_;  // used on the probe thread only (after construction)
-  util::HeapReleaser heap_releaser_{0};     // after each refresh (cfg_.heap_release_seconds; the refreshing thread)
+  util::HeapReleaser heap_releaser_{0};     // after each refresh (cfg_.heap_release_interval_seconds; the thread that refreshes: the probe thread, on many ranks the trainer's)
   std::vector<Pending> pending_;
   std::shared_ptr<std::promise<std::string>> inflight_;  // the running probe's refresh result
   double flops_per_token_ = 0;              // of the last target (cost accounting; stats_mu_: the probe thread reads it)

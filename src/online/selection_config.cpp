@@ -62,8 +62,9 @@ void SelectionConfig::validate() const {
   }
   if (refresh_batch_rollouts < 1) bad(f + "refresh_batch_rollouts", "is 0; must be >= 1");
   if (!(refresh_learning_rate > 0)) bad(f + "refresh_learning_rate", "must be > 0");
-  if (!(heap_release_seconds >= 0) || !std::isfinite(heap_release_seconds))
-    bad(f + "heap_release_seconds", "is " + std::to_string(heap_release_seconds) + "; must be finite and >= 0 (0 = never)");
+  if (!(heap_release_interval_seconds >= 0) || !std::isfinite(heap_release_interval_seconds))
+    bad(f + "heap_release_interval_seconds",
+        "is " + std::to_string(heap_release_interval_seconds) + "; must be finite and >= 0 (0 = never)");
   if (!(refresh_gate_margin >= 0) || !std::isfinite(refresh_gate_margin))
     bad(f + "refresh_gate_margin", "is " + std::to_string(refresh_gate_margin) + "; must be finite and >= 0 (0 = any lead)");
   if (!(refresh_gate_top_share >= 0 && refresh_gate_top_share <= 1))

@@ -11,6 +11,7 @@
 #include "common/thrown_error.h"
 #include "common/wrapped_target.h"
 #include "online_test_util.h"
+#include "util/heap_release.h"
 #include "util/stopwatch.h"
 
 using namespace gmonline;
@@ -267,28 +268,26 @@ TEST_F(RefreshModesTest, NonFiniteRefreshIsNeverPublished) {
   EXPECT_EQ(e.inputs.size(), 30u) << "the loader goes on with the last good model";
 }
 
-// heap_release_seconds: the first refresh hands the freed heap back, later ones only once the interval passed
-// (here never again); 0 never does; neither changes what is emitted.
+// heap_release_interval_seconds: the first refresh hands the freed heap back, later ones only once the interval
+// passed (here never again); 0 never does; neither changes what is emitted.
 TEST_F(RefreshModesTest, RefreshesReleaseTheFreedHeapAtMostOncePerInterval) {
+  if (!groupmates::util::release_free_heap()) GTEST_SKIP() << "not glibc: nothing to release";
   std::vector<Emitted> runs;
   for (double interval : {1e9, 0.0}) {
     SelectionConfig sel = selection_config(seed);
-    sel.heap_release_seconds = interval;
+    sel.heap_release_interval_seconds = interval;
     GroupMatesLoader loader(loader_config(path, seed), sel, probe_config());
     auto live = make_live_model(seed);
     runs.push_back(train(loader, *live, 0, 30));
     const SelectionStats s = loader.selection_stats();
     ASSERT_GE(s.refreshes, 2u);
-    EXPECT_EQ(s.heap_releases, interval > 0 ? 1u : 0u) << "heap_release_seconds " << interval;
-    EXPECT_GE(s.heap_release_seconds, 0.0);
+    EXPECT_EQ(s.heap_releases, interval > 0 ? 1u : 0u) << "heap_release_interval_seconds " << interval;
+    if (interval > 0) EXPECT_GT(s.heap_release_seconds, 0.0) << "the release's time is counted";
+    else EXPECT_EQ(s.heap_release_seconds, 0.0);
     EXPECT_LE(s.heap_release_seconds, s.refresh_seconds) << "counted in the refresh's time";
-    if (interval == 0) EXPECT_EQ(s.heap_release_seconds, 0.0);
   }
   EXPECT_EQ(runs[0].ids, runs[1].ids);
   EXPECT_EQ(runs[0].versions, runs[1].versions);
-  SelectionConfig bad = selection_config(seed);
-  bad.heap_release_seconds = -1;
-  EXPECT_THROW(bad.validate(), Error);
 }
 
 TEST_F(RefreshModesTest, ImportanceModeTakesTheReferenceLikeRowsFirst) {

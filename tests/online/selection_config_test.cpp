@@ -183,6 +183,21 @@ TEST(SelectionConfigTest, RefreshGateFieldsAreValidatedNamingTheField) {
   }
 }
 
+TEST(SelectionConfigTest, HeapReleaseIntervalIsValidatedNamingTheField) {
+  using testing_errors::where_of;
+  SelectionConfig s;
+  EXPECT_EQ(s.heap_release_interval_seconds, 10.0);
+  for (double bad : {-1.0, std::numeric_limits<double>::infinity(), std::numeric_limits<double>::quiet_NaN()}) {
+    s.heap_release_interval_seconds = bad;
+    EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.heap_release_interval_seconds")
+        << bad;
+  }
+  for (double good : {0.0, 1e-3, 1e9}) {
+    s.heap_release_interval_seconds = good;
+    EXPECT_NO_THROW(s.validate()) << good;
+  }
+}
+
 TEST(SelectionConfigTest, ProbeNiceIsValidatedNamingTheField) {
   using testing_errors::where_of;
   ProbeConfig p;

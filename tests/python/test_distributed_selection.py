@@ -68,7 +68,8 @@ def record(l, step, b):
                             "kept": s.probes.rollouts_kept, "bytes": s.shared_bytes,
                             "dropped_rows": s.resume_dropped_rows, "dropped_probes": s.resume_dropped_probes,
                             "seen": s.seen, "train_tokens": s.cost.train_tokens,
-                            "probe_train_tokens": s.cost.probe_train_tokens})
+                            "probe_train_tokens": s.cost.probe_train_tokens, "heap_releases": s.heap_releases,
+                            "refresh_seconds": s.refresh_seconds, "heap_release_seconds": s.heap_release_seconds})
 
 if mode == "train":
     steps, save_at = int(sys.argv[6]), int(sys.argv[7])
@@ -233,6 +234,10 @@ def test_every_rank_holds_the_same_model_centroids_and_labels_after_every_step(t
     # probes at steps 2, 8, 14 (< save_at + 2): three refreshes, every one published on every rank (with a
     # budget: those it paid for, at least one; the others were skipped on every rank alike)
     assert last[0]["refreshes"] == 3 if budget == 0 else 1 <= last[0]["refreshes"] <= 3, last
+    # every rank handed the freed heap back after its first refresh (default interval 10 s),
+    # the time counted in its refresh time
+    for a in last:
+        assert a["heap_releases"] >= 1 and 0 < a["heap_release_seconds"] <= a["refresh_seconds"], (seed, a)
     # one hash per version: the initial model and the refreshes in effect by the last step (the third's
     # window is read after it)
     pairs = {(s["version"], s["model_hash"]) for s in reports[0]["steps"]}

@@ -1,9 +1,11 @@
-// util::release_free_heap and HeapReleaser: free pages inside the heap leave RSS; releases at most once
+// util::release_free_heap and HeapReleaser: the pages of freed holes inside the heap stop being resident; releases at most once
 // per interval, never with interval 0.
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,15 +26,6 @@ namespace groupmates {
 namespace util {
 namespace heap_release_test {
 
-long long resident_bytes() {
-  long long pages = 0, resident = 0;
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return -1;
-  const int got = std::fscanf(f, "%lld %lld", &pages, &resident);
-  std::fclose(f);
-  return got == 2 ? resident * sysconf(_SC_PAGESIZE) : -1;
-}
-
 TEST(HeapReleaser, ReleasesAtMostOncePerIntervalAndNeverWithZero) {
   if (!release_free_heap()) GTEST_SKIP() << "not glibc: nothing to release";
   HeapReleaser every10(10.0);
@@ -50,15 +43,28 @@ TEST(HeapReleaser, ReleasesAtMostOncePerIntervalAndNeverWithZero) {
   EXPECT_EQ(never.seconds(), 0.0);
 }
 
-// Holes in the heap: every other one of 512 blocks of 96 KiB (below glibc's mmap threshold, so inside the heap,
-// between blocks still in use: free() cannot shrink the heap past them) freed after being written. They stay
-// resident until released.
+// Resident pages of [p, p + n) rounded inward to whole pages (mincore).
+size_t resident_pages(const void* p, size_t n) {
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (uintptr_t(p) + page - 1) & ~(page - 1), end = (uintptr_t(p) + n) & ~(page - 1);
+  if (end <= begin) return 0;
+  std::vector<unsigned char> in((end - begin) / page);
+  if (mincore(reinterpret_cast<void*>(begin), end - begin, in.data()) != 0) return size_t(-1);
+  size_t resident = 0;
+  for (unsigned char c : in) resident += c & 1;
+  return resident;
+}
+
+// Holes in the heap: every other one of 256 blocks of 96 KiB (below glibc's mmap threshold, so inside the heap,
+// between blocks still in use: free() cannot shrink the heap past them), written, then freed. Their pages (but
+// the first and last of each, where glibc keeps its chunk headers) stay resident until released; the blocks in
+// use keep theirs and their bytes.
 TEST(ReleaseFreeHeap, HandsFreedHolesInTheHeapBackToTheOs) {
 #if defined(GM_HEAP_TEST_SANITIZED)
   GTEST_SKIP() << "the sanitizer's allocator replaces malloc: malloc_trim does not see its memory";
 #else
   if (!release_free_heap()) GTEST_SKIP() << "not glibc: nothing to release";
-  constexpr size_t kBlock = 96 << 10, kBlocks = 512;
+  constexpr size_t kBlock = 96 << 10, kBlocks = 256;
   std::vector<void*> blocks;
   for (size_t i = 0; i < kBlocks; ++i) {
     void* p = std::malloc(kBlock);
@@ -66,18 +72,34 @@ TEST(ReleaseFreeHeap, HandsFreedHolesInTheHeapBackToTheOs) {
     std::memset(p, int(i & 0xff) | 1, kBlock);  // resident
     blocks.push_back(p);
   }
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  const auto hole_pages = [&] {  // resident pages inside the freed holes, less a page at each end
+    size_t n = 0;
+    for (size_t i = 0; i < kBlocks; i += 2) n += resident_pages(static_cast<char*>(blocks[i]) + page, kBlock - 2 * page);
+    return n;
+  };
+  const size_t in_hole = hole_pages();
   for (size_t i = 0; i < kBlocks; i += 2) std::free(blocks[i]);
-  const long long freed = (kBlocks / 2) * kBlock;  // 24 MiB
-  const long long before = resident_bytes();
-  ASSERT_GT(before, 0);
+  const size_t freed = hole_pages();
+  const size_t used_before = [&] {
+    size_t n = 0;
+    for (size_t i = 1; i < kBlocks; i += 2) n += resident_pages(blocks[i], kBlock);
+    return n;
+  }();
   ASSERT_TRUE(release_free_heap());
-  const long long after = resident_bytes();
-  std::printf("RSS %.1f -> %.1f MiB after releasing %.1f MiB of holes\n", before / 1048576.0, after / 1048576.0,
-              freed / 1048576.0);
-  EXPECT_GT(before - after, freed / 2) << "the freed holes stayed resident";
+  const size_t released = hole_pages();
+  size_t used_after = 0;
+  for (size_t i = 1; i < kBlocks; i += 2) used_after += resident_pages(blocks[i], kBlock);
+  std::printf("resident pages inside the holes: %zu written, %zu freed, %zu released; in the blocks in use %zu -> %zu\n",
+              in_hole, freed, released, used_before, used_after);
+  ASSERT_GE(in_hole, (kBlocks / 2) * (kBlock / page - 3)) << "the holes were not resident to begin with";
+  EXPECT_GT(freed, in_hole * 9 / 10) << "free() alone handed them back: nothing left to test";
+  EXPECT_LT(released, in_hole / 10) << "the freed holes stayed resident";
+  EXPECT_EQ(used_after, used_before) << "pages of blocks in use were handed back";
   for (size_t i = 1; i < kBlocks; i += 2) {  // the blocks in use kept their bytes
     const unsigned char* p = static_cast<const unsigned char*>(blocks[i]);
     EXPECT_EQ(p[0], (i & 0xff) | 1);
+    EXPECT_EQ(p[kBlock / 2], (i & 0xff) | 1);
     EXPECT_EQ(p[kBlock - 1], (i & 0xff) | 1);
     std::free(blocks[i]);
   }
@@ -87,3 +109,5 @@ TEST(ReleaseFreeHeap, HandsFreedHolesInTheHeapBackToTheOs) {
 }  // namespace heap_release_test
 }  // namespace util
 }  // namespace groupmates
+
+#undef GM_HEAP_TEST_SANITIZED
