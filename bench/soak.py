@@ -9,8 +9,9 @@ gate and no back-off, so every probe's refresh trains and publishes a new model 
 defaults the gate decides from the data when publishing starts: in one 25-minute run only after
 minute 18, so the run's end measured a new regime rather than growth).
 
-Every --sample-seconds it samples the process's RSS (/proc/self/status VmRSS), its thread count
-(/proc/self/task) and the loader's own counts: the core's pooled window buffers (buffers_allocated),
+Every --sample-seconds it samples the process's RSS (/proc/self/status VmRSS), glibc's heap over every
+arena (mallinfo2: bytes in use, bytes free inside the heap; RSS growing with the in-use flat is the
+allocator keeping freed memory, growing with it a leak), its thread count (/proc/self/task) and the loader's own counts: the core's pooled window buffers (buffers_allocated),
 the depth of the pipeline's queues and buffers (batches in flight in the core's prefetch, rollouts in
 the label buffer, rows in the replay buffer, model versions whose weights are kept, refreshes pending;
 the window scored ahead is one by construction), the probe in flight, refreshes, recorded version switches. The first
@@ -208,8 +209,11 @@ def main():
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
         minutes = [x["seconds"] / 60 for x in samples]
-        ax[0].plot(minutes, [x["rss_mb"] for x in samples])
-        ax[0].set_ylabel("RSS (MiB)")
+        ax[0].plot(minutes, [x["rss_mb"] for x in samples], label="RSS")
+        ax[0].plot(minutes, [x["heap_in_use_mb"] for x in samples], label="heap in use")
+        ax[0].plot(minutes, [x["heap_free_mb"] for x in samples], label="heap free (resident or not)")
+        ax[0].set_ylabel("MiB")
+        ax[0].legend(fontsize=7, loc="lower right")
         ax[1].plot(minutes, [x["threads"] for x in samples])
         ax[1].set_ylabel("threads")
         for d in depths:
@@ -223,7 +227,9 @@ def main():
         fig.savefig(os.path.join(args.out, "soak.png"))
     except ImportError:
         print("matplotlib not importable: no plot")
+    heap = lambda xs: statistics.median(x["heap_in_use_mb"] for x in xs)  # noqa: E731
     print(f"after warm-up ({len(after)} samples): RSS {rss_start:.1f} -> {rss_end:.1f} MiB ({growth:+.2f}%), "
+          f"heap in use {heap(first):.1f} -> {heap(last):.1f} MiB, "
           f"threads without the probe's {steady(first):g} -> {steady(last):g}, pooled buffers "
           f"{max(x['buffers_allocated'] for x in first)} -> {max(x['buffers_allocated'] for x in last)}; "
           f"{step} steps, {final.probes.probes_completed} probes, {final.refreshes} refreshes published, "

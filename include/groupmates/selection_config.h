@@ -117,8 +117,8 @@ struct SelectionConfig {
                                       ///< hands glibc's free heap pages back to the OS (malloc_trim(0); elsewhere
                                       ///< nothing): a refresh frees model-sized tensors and weight copies, which glibc
                                       ///< keeps, fragmented, so RSS crept up 7.8% in a 30-minute soak (bench/soak.py).
-                                      ///< A release took RELEASE_MS there; the pages it returns are faulted in again
-                                      ///< when reused. 0 = never
+                                      ///< A release took 16 ms there (168 in 30 minutes); the pages it returns are
+                                      ///< faulted in again when reused. 0 = never
   bool refresh_gate = true;           ///< publish a refreshed model only while learned models predict each new
                                       ///< probe (held out) better than the prior-only model does, by mean
                                       ///< Spearman (or picks, refresh_gate_top_share) over all probes so far;
