@@ -1106,7 +1106,7 @@ void OnlineSelection::share_refresh(Pending& p) {
   p.promise->set_value(std::move(published));
   if (!refreshed) return;
   // The refresh's and the exchange's copies freed first (the broadcast's are already), then the free heap handed
-  // back (each rank by its own clock: a rank may take these ~ms at another step than the others).
+  // back (each rank by its own clock: a rank may spend these ~16 ms at another step than the others).
   std::string().swap(r.weights);
   std::vector<LabelledRollout>().swap(all);
   std::vector<LabelledRollout>().swap(mine);

@@ -153,7 +153,8 @@ class OnlineSelection {
   std::shared_ptr<LabelBuffer> labels_;
   std::unique_ptr<ProbeScheduler> scheduler_;
   std::unique_ptr<InfluenceRefresher> refresher_;  // used on the probe thread only (after construction)
-  util::HeapReleaser heap_releaser_{0};     // after each refresh (cfg_.heap_release_interval_seconds; the thread that refreshes: the probe thread, on many ranks the trainer's)
+  util::HeapReleaser heap_releaser_{0};     // after refreshes (cfg_.heap_release_interval_seconds), on the thread
+                                            // that refreshed: the probe thread; on many ranks the trainer's
   std::vector<Pending> pending_;
   std::shared_ptr<std::promise<std::string>> inflight_;  // the running probe's refresh result
   double flops_per_token_ = 0;              // of the last target (cost accounting; stats_mu_: the probe thread reads it)
