@@ -24,7 +24,8 @@ refreshes pending), how much the median of the last 10% exceeds the largest of t
 replay_rows), at least one refresh published, and no refresh, probe or probe
 timeout failed.
 
-Writes samples.csv and soak.png (RSS, threads and the depths against their bounds over time) to --out; prints a table every minute
+Writes samples.csv and soak.png (RSS with the heap in use and free, threads, and the depths against their bounds
+over time) to --out; prints a table every minute
 and, last, RESULT soak_minutes=<m> rss_growth_pct=<g> threads_growth=<t> steps=<n> ... ok=<0|1>.
 
     make soak SOAK_MINUTES=30      # or SOAK_SECONDS=...
@@ -62,15 +63,25 @@ class _MallInfo2(ctypes.Structure):
                                                "uordblks", "fordblks", "keepcost")]
 
 
-def heap_bytes():
-    """glibc's heap over every arena: (bytes in use, bytes free inside the heap). In use flat while RSS grows is the
-    allocator keeping freed memory (fragmentation); in use growing is a leak."""
+def _mallinfo2():
     try:
         f = ctypes.CDLL(None).mallinfo2
     except (OSError, AttributeError):
-        return 0, 0
+        print("soak: no mallinfo2 (not glibc >= 2.33): the heap columns are 0", flush=True)
+        return None
     f.restype = _MallInfo2
-    m = f()
+    return f
+
+
+_MALLINFO2 = _mallinfo2()
+
+
+def heap_bytes():
+    """glibc's heap over every arena: (bytes in use, bytes free inside the heap). In use flat while RSS grows is the
+    allocator keeping freed memory (fragmentation); in use growing is a leak."""
+    if _MALLINFO2 is None:
+        return 0, 0
+    m = _MALLINFO2()
     return m.uordblks + m.hblkhd, m.fordblks
 
 
@@ -234,9 +245,10 @@ def main():
           f"{max(x['buffers_allocated'] for x in first)} -> {max(x['buffers_allocated'] for x in last)}; "
           f"{step} steps, {final.probes.probes_completed} probes, {final.refreshes} refreshes published, "
           f"{final.refreshes_gated} gated, {final.refreshes_failed} failed, {final.probes.probes_failed} probes failed, "
-          f"{final.heap_releases} heap releases ({final.heap_release_seconds:.2f} s, every "
-          f"{selection.heap_release_interval_seconds:g} s at most); "
-          f"samples in {args.out}", flush=True)
+          + (f"{final.heap_releases} heap releases ({final.heap_release_seconds:.2f} s, every "
+             f"{selection.heap_release_interval_seconds:g} s at most); " if selection.heap_release_interval_seconds > 0
+             else "heap releases off; ")
+          + f"samples in {args.out}", flush=True)
     print("depths after warm-up (max of the first tenth -> of the last tenth; overall max / bound): " + ", ".join(
         f"{d} {max(x[d] for x in first)} -> {max(x[d] for x in last)} ({max(x[d] for x in after)} / "
         f"{bounds[d] if bounds[d] is not None else '-'})" for d in depths) + (f"; OVER BOUND: {over}" if over else ""),

@@ -72,7 +72,8 @@ struct SelectionStats {
   std::vector<uint64_t> seen_per_cluster, selected_per_cluster;
   uint64_t model_version = 0;      ///< version scoring the current window (0 = none)
   uint64_t refreshes = 0;          ///< refreshed versions published
-  double refresh_seconds = 0;      ///< influence-model training time (probe thread)
+  double refresh_seconds = 0;      ///< influence-model training time (probe thread; on many ranks the trainer's),
+                                   ///< heap releases included
   double refresh_wait_seconds = 0; ///< time next() waited for a due refresh
   uint64_t heap_releases = 0;       ///< times glibc's free heap pages were handed back to the OS after a refresh
                                     ///< (SelectionConfig::heap_release_interval_seconds)

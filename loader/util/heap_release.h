@@ -4,7 +4,7 @@
 // gradients, exported weights). Once one such block was freed, glibc's dynamic mmap threshold rises and
 // the next ones come from its heaps, which keep what is freed for reuse; interleaved with longer-lived
 // blocks a heap cannot shrink, so the free part grows with fragmentation and, resident, RSS grows over
-// hours although the memory in use stays flat (bench/soak.py samples both). malloc_trim(0) hands back the
+// a long run although the memory in use stays flat (bench/soak.py samples both). malloc_trim(0) hands back the
 // whole pages inside every arena's free chunks and the main arena's top (a thread arena's top glibc
 // shrinks itself on free, above its trim threshold); they stay mapped and are faulted in again, zeroed,
 // when reused. Not glibc: release_free_heap() does nothing and says so. Under ASan or TSan, whose

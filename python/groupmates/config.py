@@ -298,7 +298,7 @@ class SelectionConfig:
     refresh_batch_rollouts: rollouts per influence-model step
     refresh_learning_rate:
     heap_release_interval_seconds: at most this often, after a refresh, hand glibc's free heap pages back to the
-                            OS (malloc_trim): keeps RSS from creeping up over hours (0 = never)
+                            OS (malloc_trim): keeps RSS from creeping up over a long run (0 = never)
     refresh_gate:           publish a refreshed model only while learned models predict each new probe (held
                             out) better than the prior-only model, by mean Spearman so far; else the prior selects
     refresh_gate_margin:    standard errors (1 / sqrt(held-out labels so far)) by which the learned model must lead

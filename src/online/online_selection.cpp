@@ -785,8 +785,10 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
     publish_refresh(step, result, r, took);
     done->set_value(std::move(r.weights));  // after the stats: whoever sees the refresh sees it counted
   }
-  // The refresh's tensors and weight copies are freed now; the trainer (under kAtStep waiting for the result)
-  // does not wait for this.
+  // The refresh's tensors and weight copies are freed now (the probe's snapshot and beam-search copy only after
+  // this callback: the next release takes those). The trainer has the result; it waits for this ~16 ms only when
+  // it waits for the probe thread itself (kAtStep with the result late, or a probe due while this one runs), or
+  // allocates from an arena while malloc_trim holds its lock.
   const util::Stopwatch took;
   if (heap_releaser_.maybe_release(util::monotonic_seconds())) {
     std::lock_guard<std::mutex> lock(stats_mu_);
