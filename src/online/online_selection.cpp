@@ -789,12 +789,7 @@ void OnlineSelection::refresh(int64_t step, const ProbeResult& result) {
   // this callback: the next release takes those). The trainer has the result; it waits for this ~16 ms only when
   // it waits for the probe thread itself (kAtStep with the result late, or a probe due while this one runs), or
   // allocates from an arena while malloc_trim holds its lock.
-  const util::Stopwatch took;
-  if (heap_releaser_.maybe_release(util::monotonic_seconds())) {
-    std::lock_guard<std::mutex> lock(stats_mu_);
-    stats_.refresh_seconds += took.seconds();
-    count_heap_release();
-  }
+  release_heap_if_due();
 }
 
 void OnlineSelection::publish_refresh(int64_t step, const ProbeResult& result, const RefreshResult& r,
@@ -822,8 +817,13 @@ void OnlineSelection::publish_refresh(int64_t step, const ProbeResult& result, c
   }
 }
 
-// After heap_releaser_ released (called under stats_mu_).
-void OnlineSelection::count_heap_release() {
+// After a refresh, on the thread that refreshed (heap_releaser_'s one owner): hands the free heap back if due and
+// counts it, the release's own time added to refresh_seconds too.
+void OnlineSelection::release_heap_if_due() {
+  const double before = heap_releaser_.seconds();
+  if (!heap_releaser_.maybe_release(util::monotonic_seconds())) return;
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.refresh_seconds += heap_releaser_.seconds() - before;
   stats_.heap_releases = heap_releaser_.releases();
   stats_.heap_release_seconds = heap_releaser_.seconds();
 }
@@ -1112,12 +1112,7 @@ void OnlineSelection::share_refresh(Pending& p) {
   std::string().swap(r.weights);
   std::vector<LabelledRollout>().swap(all);
   std::vector<LabelledRollout>().swap(mine);
-  const util::Stopwatch released;
-  if (heap_releaser_.maybe_release(util::monotonic_seconds())) {
-    std::lock_guard<std::mutex> lock(stats_mu_);
-    stats_.refresh_seconds += released.seconds();
-    count_heap_release();
-  }
+  release_heap_if_due();
 }
 
 }  // namespace groupmates

@@ -96,7 +96,8 @@ class OnlineSelection {
   void note_backoff(const RefreshResult& r);
   /// The stats of a refresh on the probe thread (one rank).
   void publish_refresh(int64_t step, const ProbeResult& result, const RefreshResult& r, const util::Stopwatch& took);
-  void count_heap_release();
+  /// After a refresh: hands the free heap back if due (heap_releaser_), counted in the stats.
+  void release_heap_if_due();
   void select_current();
   /// u with SelectionConfig::seen_discount applied for the shingles of each row of `window` selected recently.
   torch::Tensor discount_seen(const torch::Tensor& u, const torch::Tensor& window);
