@@ -2,7 +2,10 @@
 // well-formed weights or throws groupmates::Error; it never reads outside the input; what it accepts is
 // written back to the same bytes by write_weights(). Each input is parsed as is and as a payload under a frame
 // with its true checksum (so the payload parser sees every mutation), and a valid blob built from it must read
-// back to its parts. (A bare torch archive, the format before, is refused here; LibTorch reads one only
+// back to its parts. Deltas (weights_delta(): weights saved as the tensors they do not share with a base): the
+// input as a delta's tensor list and own tensors against a fixed base, framed with the true checksums, is applied or
+// refused with groupmates::Error, and what applies reads as weights; a delta made from the input's weights applies
+// back to them byte for byte. (A bare torch archive, the format before, is refused here; LibTorch reads one only
 // when the user sets GROUPMATES_TRUST_TORCH_ARCHIVE=1, see weights_format.h.)
 #include <cstdint>
 #include <cstdlib>
@@ -12,6 +15,7 @@
 
 #include "groupmates/error.h"
 #include "model/weights_format.h"
+#include "weights_delta_base.h"
 
 namespace {
 
@@ -56,5 +60,32 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (back.encoder_identity != made.encoder_identity || back.tensors.size() != 1 || back.tensors[0].name != t.name ||
       back.tensors[0].shape != t.shape || back.tensors[0].bytes != bytes)
     std::abort();
+  // Deltas. The input after a seed's header, version and base checksum (36 bytes), or all of it, as the tensor list
+  // and own tensors of a delta against the fixed base, framed with the true checksums.
+  static const std::string base = fuzzdelta::base();
+  const std::string rest = size >= 36 && groupmates::is_weights_delta(bytes) ? bytes.substr(36) : bytes;
+  std::string dpayload(reinterpret_cast<const char*>("\x01\0\0\0"), 4);
+  put_le(dpayload, XXH3_64bits(base.data() + 24, base.size() - 24));
+  dpayload += rest;
+  std::string delta = "GMWDELTA";
+  put_le(delta, dpayload.size());
+  put_le(delta, XXH3_64bits(dpayload.data(), dpayload.size()));
+  delta += dpayload;
+  try {
+    const std::string applied = groupmates::apply_weights_delta(delta, base, "fuzz");
+    groupmates::read_weights(applied, "fuzz applied");  // must not throw: what applies is weights
+  } catch (const groupmates::Error&) {
+  }
+  try {
+    groupmates::apply_weights_delta(bytes, base, "fuzz");  // as is: refused or applied, never a crash
+  } catch (const groupmates::Error&) {
+  }
+  // The input's weights beside a base holding the same tensor and another: the delta applies back byte for byte.
+  groupmates::SavedWeights with_other = made;
+  const std::string other(3, '\x11');
+  with_other.tensors.push_back(groupmates::SavedTensor{"other." + t.name, "uint8", {3}, other});
+  const std::string base2 = groupmates::write_weights(with_other);
+  const std::string d = groupmates::weights_delta(written, base2);
+  if (d.empty() || groupmates::apply_weights_delta(d, base2, "fuzz") != written) std::abort();
   return 0;
 }

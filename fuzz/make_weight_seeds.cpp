@@ -1,6 +1,6 @@
 // make_weight_seeds OUT_DIR: real saved influence-model weights for fuzz_model_weights, written by the engine
 // (a build tool linked to LibTorch, not instrumented): a small model's weights and a trained-looking one (label
-// statistics and scalars set). Nothing is committed.
+// statistics and scalars set), and a weights delta. Nothing is committed.
 #include <sys/stat.h>
 
 #include <fstream>
@@ -8,6 +8,7 @@
 
 #include "groupmates/engine/hashed_ngram_encoder.h"
 #include "groupmates/engine/influence_model.h"
+#include "weights_delta_base.h"
 #include <torch/utils.h>
 
 int main(int argc, char** argv) {
@@ -28,5 +29,6 @@ int main(int argc, char** argv) {
     m.tau_tensor().fill_(1.25);
   }
   std::ofstream(out + "/small_trained", std::ios::binary) << m.export_weights();
+  std::ofstream(out + "/delta", std::ios::binary) << fuzzdelta::delta();  // against fuzz_model_weights' base
   return 0;
 }

@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "groupmates/error.h"
@@ -15,6 +16,8 @@ constexpr char kWeightsMagic[8] = {'G', 'M', 'W', 'E', 'I', 'G', 'H', 'T'};
 constexpr size_t kWeightsHeader = 24;
 constexpr uint32_t kWeightsVersion = 2;
 constexpr uint32_t kMaxRank = 8;
+constexpr char kDeltaMagic[8] = {'G', 'M', 'W', 'D', 'E', 'L', 'T', 'A'};
+constexpr uint32_t kDeltaVersion = 1;
 
 void put_le(std::string& out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
@@ -192,6 +195,125 @@ SavedWeights read_weights(std::string_view blob, const std::string& origin) {
   }
   if (!in.done()) in.fail(std::to_string(payload.size() - in.at()) + " bytes after the last tensor");
   return w;
+}
+
+namespace {
+
+// The header's checksum of framed weights (read_weights has checked the blob).
+uint64_t weights_checksum(std::string_view blob) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(blob[16 + i]);
+  return v;
+}
+
+bool same_tensor(const SavedTensor& a, const SavedTensor& b) {
+  return a.name == b.name && a.dtype == b.dtype && a.shape == b.shape && a.bytes == b.bytes;
+}
+
+}  // namespace
+
+bool is_weights_delta(std::string_view blob) {
+  return blob.size() >= sizeof(kDeltaMagic) && std::memcmp(blob.data(), kDeltaMagic, sizeof(kDeltaMagic)) == 0;
+}
+
+std::string weights_delta(std::string_view blob, std::string_view base) {
+  SavedWeights mine, theirs;
+  try {
+    mine = read_weights(blob, "weights_delta");
+    theirs = read_weights(base, "weights_delta base");
+  } catch (const Error&) {
+    return std::string();
+  }
+  std::map<std::string_view, const SavedTensor*> by_name;
+  for (const SavedTensor& t : theirs.tensors) by_name[t.name] = &t;
+  SavedWeights own;
+  own.encoder_identity = mine.encoder_identity;
+  std::string list;
+  bool shared_any = false;
+  for (const SavedTensor& t : mine.tensors) {
+    const auto it = by_name.find(t.name);
+    const bool shared = it != by_name.end() && same_tensor(t, *it->second);
+    put_string(list, t.name);
+    list += static_cast<char>(shared ? 1 : 0);
+    if (shared) shared_any = true;
+    else own.tensors.push_back(t);
+  }
+  if (!shared_any) return std::string();
+  std::string out(kDeltaMagic, sizeof(kDeltaMagic));
+  out.append(16, '\0');  // size and checksum, filled in below
+  put_le(out, kDeltaVersion, 4);
+  put_le(out, weights_checksum(base), 8);
+  put_le(out, mine.tensors.size(), 4);
+  out += list;
+  out += write_weights(own);
+  const uint64_t payload = out.size() - kWeightsHeader;
+  const uint64_t sum = XXH3_64bits(out.data() + kWeightsHeader, payload);
+  for (int i = 0; i < 8; ++i) out[8 + i] = static_cast<char>((payload >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i) out[16 + i] = static_cast<char>((sum >> (8 * i)) & 0xff);
+  return out;
+}
+
+std::string apply_weights_delta(std::string_view delta, std::string_view base, const std::string& origin) {
+  if (!is_weights_delta(delta) || delta.size() < kWeightsHeader)
+    throw Error(ErrorCode::kCorruptData, origin,
+                "not an influence-model weights delta: " + std::to_string(delta.size()) +
+                    " bytes that do not start with \"GMWDELTA\" and a 24-byte header: the state text was edited or "
+                    "truncated; restore a good copy");
+  PayloadReader header(delta.substr(8, 16), origin);
+  const uint64_t size = header.le(8, "size"), stored = header.le(8, "checksum");
+  const uint64_t follow = delta.size() - kWeightsHeader;
+  if (size != follow)
+    throw Error(ErrorCode::kCorruptData, origin,
+                "influence-model weights delta: the header gives " + std::to_string(size) + " payload bytes, " +
+                    std::to_string(follow) + " follow it (" + (size > follow ? "truncated" : "bytes appended") +
+                    "): restore a good copy of the state");
+  const std::string_view payload = delta.substr(kWeightsHeader);
+  const uint64_t actual = XXH3_64bits(payload.data(), payload.size());
+  if (actual != stored)
+    throw Error(ErrorCode::kCorruptData, origin,
+                "influence-model weights delta corrupted: XXH3 of the " + std::to_string(size) +
+                    " payload bytes is " + hex64(actual) + ", the header says " + hex64(stored) +
+                    ": restore a good copy of the state");
+  PayloadReader in(payload, origin);
+  const uint64_t version = in.le(4, "delta format version");
+  if (version != kDeltaVersion)
+    in.fail("delta format version " + std::to_string(version) + ", this groupmates reads " +
+            std::to_string(kDeltaVersion));
+  const uint64_t base_sum = in.le(8, "base checksum");
+  const SavedWeights theirs = read_weights(base, origin + " (the weights it shares tensors with)");
+  if (weights_checksum(base) != base_sum)
+    in.fail("it was saved against the weights with checksum " + hex64(base_sum) + ", the base given has " +
+            hex64(weights_checksum(base)) + " (the state's keys were mixed from different states)");
+  const uint64_t count = in.le(4, "tensor count");
+  std::vector<std::pair<std::string, bool>> list;
+  std::set<std::string> names;
+  for (uint64_t i = 0; i < count; ++i) {
+    const std::string field = "tensor " + std::to_string(i);
+    std::string name = in.string(field + " name");
+    if (name.empty() || !names.insert(name).second) in.fail(field + ": name '" + name.substr(0, 40) + "' is empty or repeated");
+    const uint64_t shared = in.le(1, field + " source");
+    if (shared > 1) in.fail(field + " ('" + name.substr(0, 40) + "'): source " + std::to_string(shared) + ", not 0 or 1");
+    list.emplace_back(std::move(name), shared == 1);
+  }
+  const SavedWeights own = read_weights(payload.substr(in.at()), origin + " (its own tensors)");
+  std::map<std::string_view, const SavedTensor*> base_by_name, own_by_name;
+  for (const SavedTensor& t : theirs.tensors) base_by_name[t.name] = &t;
+  for (const SavedTensor& t : own.tensors) own_by_name[t.name] = &t;
+  SavedWeights out;
+  out.encoder_identity = own.encoder_identity;
+  uint64_t own_used = 0;
+  for (const auto& [name, shared] : list) {
+    const auto& from = shared ? base_by_name : own_by_name;
+    const auto it = from.find(name);
+    if (it == from.end())
+      in.fail("tensor '" + name.substr(0, 40) + "' is listed " + (shared ? "from the base, which" : "as its own, but the delta") +
+              " does not hold it");
+    if (!shared) ++own_used;
+    out.tensors.push_back(*it->second);
+  }
+  if (own_used != own.tensors.size())
+    in.fail(std::to_string(own.tensors.size() - own_used) + " of its own tensors are not in its tensor list");
+  return write_weights(out);
 }
 
 }  // namespace groupmates

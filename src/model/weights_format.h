@@ -44,6 +44,19 @@ size_t element_size(std::string_view dtype);
 std::string write_weights(const SavedWeights& weights);
 /// True if `blob` starts like a bare torch archive (weights saved before this format).
 bool is_torch_archive(std::string_view blob);
+/// Weights stored beside other weights that hold many of the same tensors (a loader state keeps up to five copies of
+/// one model, each with the same ~17 MB frozen n-gram table): the tensors of `blob` that `base` holds identically
+/// (name, dtype, shape, bytes) are named instead of copied. Framed like weights ("GMWDELTA", payload size, XXH3):
+///   payload  uint32 version (1) | uint64 the base's checksum (its header's) | uint32 tensor count | each tensor, in
+///            blob's order: string name | uint8 1 = taken from the base, 0 = in the blob below | framed weights (the
+///            tensors not taken from the base, with blob's encoder identity)
+/// Returns "" when either is not framed weights or no tensor is shared (then store `blob` itself).
+std::string weights_delta(std::string_view blob, std::string_view base);
+/// True if `blob` starts like weights_delta()'s result ("GMWDELTA").
+bool is_weights_delta(std::string_view blob);
+/// The blob weights_delta() was given, byte for byte, from its result and the same base. Every field checked; throws
+/// Error(kCorruptData, origin, what is wrong and the fix), e.g. when `base` is not the weights it was made against.
+std::string apply_weights_delta(std::string_view delta, std::string_view base, const std::string& origin);
 /// Parses framed weights, every field checked (magic, size, checksum, counts, names, dtypes, shapes, byte counts,
 /// nothing after the last tensor). Throws Error(kCorruptData, origin, what is wrong and the fix); `origin` names the
 /// file or state field. The tensors' bytes are views into `blob`: keep it alive while they are used.

@@ -926,7 +926,7 @@ LoaderState OnlineSelection::save() {
       bytes.append(reinterpret_cast<const char*>(&probe_attempted_), sizeof(int64_t));
       bytes += serialize_rollouts(probe_out_->snapshot());
     }
-    s.pending.push_back(SavedRefresh{p.probe_step, p.effective_at, Blob{std::move(bytes)}});
+    s.pending.push_back(SavedRefresh{p.probe_step, p.effective_at, WeightsBlob{std::move(bytes)}});
   }
   {
     std::lock_guard<std::mutex> lock(stats_mu_);

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "groupmates/error.h"
+#include "model/weights_format.h"
 #include "online/blob_text.h"
 
 namespace groupmates {
@@ -13,10 +14,15 @@ using Extra = std::map<std::string, std::string>;
 
 struct Writer {
   Extra& x;
+  const std::string& base;  // first_blob's bytes: weights are saved as deltas against them
   void operator()(const std::string& k, uint64_t v) const { x[k] = std::to_string(v); }
   void operator()(const std::string& k, int64_t v) const { x[k] = std::to_string(v); }
   void operator()(const std::string& k, bool v) const { x[k] = v ? "1" : "0"; }
   void operator()(const std::string& k, const Blob& v) const { x[k] = blob_to_text(v.bytes); }
+  void operator()(const std::string& k, const WeightsBlob& v) const {
+    const std::string delta = weights_delta(v.bytes, base);  // "" when not weights or nothing shared
+    x[k] = blob_to_text(delta.empty() ? v.bytes : delta);
+  }
   void operator()(const std::string& k, const OptionalText& v) const { x[k] = v.text; }
   void operator()(const std::string& k, const OptionalBlob& v) const {
     if (!v.bytes.empty()) x[k] = blob_to_text(v.bytes);
@@ -42,6 +48,7 @@ struct Writer {
 
 struct Reader {
   const Extra& x;
+  std::vector<std::pair<std::string, std::string*>>& deltas;  // (key, bytes) saved as deltas against first_blob
 
   const std::string& get(const std::string& k) const {
     auto it = x.find(k);
@@ -78,6 +85,10 @@ struct Reader {
     v = s == "1";
   }
   void operator()(const std::string& k, Blob& v) const { v.bytes = text_to_blob(get(k), k); }
+  void operator()(const std::string& k, WeightsBlob& v) const {
+    v.bytes = text_to_blob(get(k), k);
+    if (is_weights_delta(v.bytes)) deltas.emplace_back(k, &v.bytes);
+  }
   void operator()(const std::string& k, OptionalBlob& v) const {
     v.bytes = x.count(k) ? text_to_blob(get(k), k) : std::string();
   }
@@ -117,11 +128,13 @@ struct Reader {
 
 }  // namespace
 
-void SelectionState::write(Extra& extra) const { visit(*this, Writer{extra}); }
+void SelectionState::write(Extra& extra) const { visit(*this, Writer{extra, first_blob.bytes}); }
 
 SelectionState SelectionState::read(const Extra& extra) {
   SelectionState s;
-  visit(s, Reader{extra});
+  std::vector<std::pair<std::string, std::string*>> deltas;
+  visit(s, Reader{extra, deltas});
+  for (auto& [key, bytes] : deltas) *bytes = apply_weights_delta(*bytes, s.first_blob.bytes, "LoaderState.extra." + key);
   return s;
 }
 

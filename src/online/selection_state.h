@@ -15,6 +15,13 @@ struct Blob {
   std::string bytes;
 };
 
+/// Influence-model weights (or, in `pending`, a rank's unexchanged probe) saved as base64 text; saved as a delta
+/// against `first_blob` when they share tensors with it (weights_delta(): the frozen n-gram table, ~17 MB, is then
+/// saved once per state instead of up to five times), read back as the full blob.
+struct WeightsBlob {
+  std::string bytes;
+};
+
 /// Binary bytes saved as base64 text only when not empty; a state without the key reads as empty.
 struct OptionalBlob {
   std::string bytes;
@@ -35,7 +42,7 @@ struct OptionalCount {
 struct SavedRefresh {
   int64_t probe_step = 0;
   int64_t effective_at = 0;  ///< trainer step it applies at (RefreshMode::kAtStep)
-  Blob weights;              ///< empty = the probe failed (nothing to publish)
+  WeightsBlob weights;       ///< empty = the probe failed (nothing to publish)
 };
 
 /// The selection half of a LoaderState: LoaderState::extra's "gm.*" keys. The main fields of the
@@ -54,9 +61,10 @@ struct SelectionState {
   // Model versions: the current window's, and the next window's (or the latest) when it differs.
   uint64_t first_version = 0, second_version = 0;
   bool first_trained = false, second_trained = false;
-  Blob first_blob, second_blob;   ///< second_blob empty when second_version == first_version
+  Blob first_blob;                ///< saved whole: the other weights here are saved as deltas against it
+  WeightsBlob second_blob;        ///< empty when second_version == first_version
   uint64_t next_loader_version = 1;
-  Blob trainer;                   ///< the refreshes' working model (probe thread)
+  WeightsBlob trainer;            ///< the refreshes' working model (probe thread)
   Blob gate;                      ///< the refresh gate's record (RefreshGate::save() text)
   Blob labels;                    ///< the label buffer (empty = none yet)
   // Per-window state from before the current window.

@@ -8,6 +8,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -183,6 +184,164 @@ TEST(WeightsFormat, MalformedPayloadsBehindAMatchingChecksumNameTheField) {
   };
   for (const Case& c : cases) {
     const Error e = error_of(c.blob);
+    EXPECT_EQ(e.code(), ErrorCode::kCorruptData) << e.what();
+    EXPECT_NE(std::string(e.what()).find(c.expected), std::string::npos) << "expected '" << c.expected << "': " << e.what();
+  }
+}
+
+// The delta of weights against a base (weights_delta.h's format written plainly): a tensor list in the blob's order,
+// 1 = taken from the base; then the framed weights of the others.
+std::string reference_delta(const SavedWeights& w, const std::string& base_blob, const SavedWeights& base) {
+  RefWriter list;
+  SavedWeights own;
+  own.encoder_identity = w.encoder_identity;
+  for (const SavedTensor& t : w.tensors) {
+    bool shared = false;
+    for (const SavedTensor& b : base.tensors)
+      shared = shared || (b.name == t.name && b.dtype == t.dtype && b.shape == t.shape && b.bytes == t.bytes);
+    list.s(t.name).u(shared ? 1 : 0, 1);
+    if (!shared) own.tensors.push_back(t);
+  }
+  uint64_t base_sum = 0;
+  for (int i = 0; i < 8; ++i) base_sum |= uint64_t(static_cast<unsigned char>(base_blob[16 + i])) << (8 * i);
+  RefWriter payload;
+  payload.u(1, 4).u(base_sum, 8).u(w.tensors.size(), 4);
+  payload.out += list.out + write_weights(own);
+  RefWriter h;
+  h.u(payload.out.size(), 8).u(XXH3_64bits(payload.out.data(), payload.out.size()), 8);
+  return "GMWDELTA" + h.out + payload.out;
+}
+
+Error delta_error_of(const std::string& delta, const std::string& base) {
+  try {
+    apply_weights_delta(delta, base, "gm.trainer");
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "accepted";
+  return Error(ErrorCode::kInternal, "", "");
+}
+
+// Weights that share some tensors with a base (the frozen n-gram table with the other versions of a model): the
+// delta is what the format defines, restores the blob byte for byte against the same base, and is refused
+// (naming the origin) against another base, damaged, or malformed behind a matching checksum.
+TEST(WeightsFormat, DeltasAgainstABaseRestoreTheBlobByteForByteAndAreRefusedOtherwise) {
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  std::mt19937_64 rng(seed);
+  int shared_trials = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    std::vector<std::string> store, store2, store3;
+    std::string ignored;
+    const SavedWeights base = random_weights(rng, store, &ignored);
+    const std::string base_blob = write_weights(base);
+    // Another model's weights: each base tensor kept, changed (same shape) or dropped; a tensor of its own; shuffled.
+    SavedWeights w;
+    w.encoder_identity = base.encoder_identity;
+    store2.reserve(base.tensors.size() + 1);
+    for (const SavedTensor& t : base.tensors) {
+      const int what = static_cast<int>(rng() % 3);
+      if (what == 2) continue;
+      SavedTensor c = t;
+      if (what == 1 && !t.bytes.empty()) {
+        store2.push_back(std::string(t.bytes));
+        store2.back()[rng() % store2.back().size()] ^= 1;
+        c.bytes = store2.back();
+      }
+      w.tensors.push_back(c);
+    }
+    if (rng() % 2) {
+      store2.push_back(random_bytes(rng, 12));
+      w.tensors.push_back(SavedTensor{"own.extra", "float32", {3}, store2.back()});
+    }
+    std::shuffle(w.tensors.begin(), w.tensors.end(), rng);
+    const std::string blob = write_weights(w);
+    const std::string delta = weights_delta(blob, base_blob);
+    const std::string expected = reference_delta(w, base_blob, base);
+    bool any_shared = false;  // some tensor of w is in the base unchanged
+    for (const SavedTensor& t : w.tensors)
+      for (const SavedTensor& b : base.tensors)
+        any_shared = any_shared || (b.name == t.name && b.bytes == t.bytes && b.dtype == t.dtype && b.shape == t.shape);
+    if (!any_shared) {
+      EXPECT_EQ(delta, "") << "trial " << trial << ": nothing shared, yet a delta";
+      continue;
+    }
+    ++shared_trials;
+    ASSERT_EQ(delta, expected) << "trial " << trial;
+    ASSERT_TRUE(is_weights_delta(delta));
+    EXPECT_FALSE(is_weights_delta(blob));
+    ASSERT_EQ(apply_weights_delta(delta, base_blob, "gm.trainer"), blob) << "trial " << trial;
+    // Against other weights than its base: refused, naming the key.
+    const SavedWeights other = random_weights(rng, store3, &ignored);
+    const std::string other_blob = write_weights(other);
+    if (other_blob != base_blob) {
+      const Error e = delta_error_of(delta, other_blob);
+      EXPECT_EQ(e.code(), ErrorCode::kCorruptData) << e.what();
+      EXPECT_NE(std::string(e.what()).find("gm.trainer"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("mixed from different states"), std::string::npos) << e.what();
+    }
+    // A flipped bit, a truncation: the frame refuses both.
+    std::string flipped = delta;
+    const size_t at = rng() % flipped.size();
+    flipped[at] = static_cast<char>(flipped[at] ^ (1 << (rng() % 8)));
+    const std::string cut = delta.substr(0, rng() % delta.size());
+    for (const std::string* bad : std::initializer_list<const std::string*>{&flipped, &cut}) {
+      const Error e = delta_error_of(*bad, base_blob);
+      EXPECT_EQ(e.code(), ErrorCode::kCorruptData) << e.what();
+      EXPECT_EQ(e.where(), "gm.trainer") << e.what();
+    }
+  }
+  EXPECT_GT(shared_trials, 50);
+  // Not weights: no delta (the caller stores the bytes as they are).
+  EXPECT_EQ(weights_delta("not weights", "GMWEIGHT"), "");
+}
+
+// Deltas whose checksum matches but whose list does not fit the tensors (written on purpose): each named.
+TEST(WeightsFormat, MalformedDeltasBehindAMatchingChecksumNameTheProblem) {
+  const std::string four(4, '\x01');
+  SavedWeights base;
+  base.encoder_identity = "id";
+  base.tensors.push_back(SavedTensor{"a", "uint8", {4}, four});
+  const std::string base_blob = write_weights(base);
+  uint64_t base_sum = 0;
+  for (int i = 0; i < 8; ++i) base_sum |= uint64_t(static_cast<unsigned char>(base_blob[16 + i])) << (8 * i);
+  SavedWeights own;
+  own.encoder_identity = "id";
+  own.tensors.push_back(SavedTensor{"b", "uint8", {4}, four});
+  const std::string own_blob = write_weights(own);
+  const auto framed = [](const RefWriter& p) {
+    RefWriter h;
+    h.u(p.out.size(), 8).u(XXH3_64bits(p.out.data(), p.out.size()), 8);
+    return "GMWDELTA" + h.out + p.out;
+  };
+  const auto delta = [&](uint64_t version, std::vector<std::pair<std::string, int>> list, const std::string& rest) {
+    RefWriter p;
+    p.u(version, 4).u(base_sum, 8).u(list.size(), 4);
+    for (const auto& [name, source] : list) p.s(name).u(source, 1);
+    p.out += rest;
+    return framed(p);
+  };
+  struct Case {
+    std::string blob, expected;
+  };
+  const std::vector<Case> cases = {
+      {delta(1, {{"a", 1}, {"b", 0}}, own_blob), ""},  // well formed
+      {delta(2, {{"a", 1}}, own_blob), "delta format version 2"},
+      {delta(1, {{"c", 1}, {"b", 0}}, own_blob), "'c' is listed from the base, which does not hold it"},
+      {delta(1, {{"a", 1}, {"c", 0}}, own_blob), "'c' is listed as its own, but the delta does not hold it"},
+      {delta(1, {{"a", 1}}, own_blob), "1 of its own tensors are not in its tensor list"},
+      {delta(1, {{"a", 2}, {"b", 0}}, own_blob), "source 2, not 0 or 1"},
+      {delta(1, {{"a", 1}, {"a", 1}}, own_blob), "name 'a' is empty or repeated"},
+      {delta(1, {{"a", 1}, {"b", 0}}, own_blob.substr(0, 30)), "its own tensors"},
+  };
+  for (const Case& c : cases) {
+    if (c.expected.empty()) {
+      SavedWeights both = base;
+      both.tensors.push_back(own.tensors[0]);
+      EXPECT_EQ(apply_weights_delta(c.blob, base_blob, "gm.trainer"), write_weights(both));
+      continue;
+    }
+    const Error e = delta_error_of(c.blob, base_blob);
     EXPECT_EQ(e.code(), ErrorCode::kCorruptData) << e.what();
     EXPECT_NE(std::string(e.what()).find(c.expected), std::string::npos) << "expected '" << c.expected << "': " << e.what();
   }
