@@ -61,9 +61,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       back.tensors[0].shape != t.shape || back.tensors[0].bytes != bytes)
     std::abort();
   // Deltas. The input after a seed's header, version and base checksum (36 bytes), or all of it, as the tensor list
-  // and own tensors of a delta against the fixed base, framed with the true checksums.
+  // and own tensors of a delta against the fixed base, framed with the true checksums: the delta's, and the own
+  // tensors' frame (the first "GMWEIGHT" in it) given its true size and checksum too.
   static const std::string base = fuzzdelta::base();
-  const std::string rest = size >= 36 && groupmates::is_weights_delta(bytes) ? bytes.substr(36) : bytes;
+  std::string rest = size >= 36 && groupmates::is_weights_delta(bytes) ? bytes.substr(36) : bytes;
+  const size_t inner = rest.find("GMWEIGHT");
+  if (inner != std::string::npos && rest.size() - inner >= 24) {
+    const std::string inner_payload = rest.substr(inner + 24);
+    std::string header;
+    put_le(header, inner_payload.size());
+    put_le(header, XXH3_64bits(inner_payload.data(), inner_payload.size()));
+    rest.replace(inner + 8, 16, header);
+  }
   std::string dpayload(reinterpret_cast<const char*>("\x01\0\0\0"), 4);
   put_le(dpayload, XXH3_64bits(base.data() + 24, base.size() - 24));
   dpayload += rest;
@@ -71,10 +80,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   put_le(delta, dpayload.size());
   put_le(delta, XXH3_64bits(dpayload.data(), dpayload.size()));
   delta += dpayload;
+  std::string applied;
   try {
-    const std::string applied = groupmates::apply_weights_delta(delta, base, "fuzz");
-    groupmates::read_weights(applied, "fuzz applied");  // must not throw: what applies is weights
+    applied = groupmates::apply_weights_delta(delta, base, "fuzz");
   } catch (const groupmates::Error&) {
+  }
+  if (!applied.empty()) {  // what applies is weights (read_weights must not throw), and its delta applies back
+    groupmates::read_weights(applied, "fuzz applied");
+    const std::string again = groupmates::weights_delta(applied, base);
+    if (!again.empty() && groupmates::apply_weights_delta(again, base, "fuzz") != applied) std::abort();
   }
   try {
     groupmates::apply_weights_delta(bytes, base, "fuzz");  // as is: refused or applied, never a crash

@@ -277,13 +277,16 @@ std::string apply_weights_delta(std::string_view delta, std::string_view base, c
   PayloadReader in(payload, origin);
   const uint64_t version = in.le(4, "delta format version");
   if (version != kDeltaVersion)
-    in.fail("delta format version " + std::to_string(version) + ", this groupmates reads " +
-            std::to_string(kDeltaVersion));
+    throw Error(ErrorCode::kCorruptData, origin,
+                "influence-model weights delta of format version " + std::to_string(version) + ", this groupmates reads " +
+                    std::to_string(kDeltaVersion) + ": restore the state with the groupmates that saved it, or a newer one");
   const uint64_t base_sum = in.le(8, "base checksum");
   const SavedWeights theirs = read_weights(base, origin + " (the weights it shares tensors with)");
   if (weights_checksum(base) != base_sum)
-    in.fail("it was saved against the weights with checksum " + hex64(base_sum) + ", the base given has " +
-            hex64(weights_checksum(base)) + " (the state's keys were mixed from different states)");
+    throw Error(ErrorCode::kCorruptData, origin,
+                "influence-model weights delta saved against the weights with checksum " + hex64(base_sum) +
+                    ", the weights given as its base have " + hex64(weights_checksum(base)) +
+                    ": the state's keys were mixed from different states; restore every gm.* key from one saved state");
   const uint64_t count = in.le(4, "tensor count");
   std::vector<std::pair<std::string, bool>> list;
   std::set<std::string> names;

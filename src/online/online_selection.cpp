@@ -207,7 +207,9 @@ void OnlineSelection::check_ranks(const SelectionState& s, bool regrouped) const
 
 // Re-reads and re-selects the current window exactly as the original run did.
 void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& loader) {
-  SelectionState s = SelectionState::read(state.extra);
+  // Weights saved as deltas are expanded after the ranks of a shared model compared what they restore: a state
+  // whose deltas do not apply then fails on every rank alike, not on one while the others wait in a collective.
+  SelectionState s = SelectionState::read_unexpanded(state.extra);
   // Alone, a state is per rank (its model, centroids and labels are its own). Shared across ranks they
   // are global, and so is the stream position: one state (e.g. rank 0's) restores every rank, on the same
   // number of ranks or on another with the same global window (N -> M, below); the rank's importance
@@ -232,6 +234,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
                     "position) than rank 0, or another SelectionConfig mode, window_size, encoder or replay_share: every rank of a shared model "
                     "restores the same saved state (e.g. rank 0's) with the same config");
   }
+  s.expand_weight_deltas();
   if (regrouped && s.window_size * s.world_size != cfg_.window_size * ranks)
     throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.window_size",
                 "the state was saved on " + std::to_string(s.world_size) + " ranks with window_size " +

@@ -48,7 +48,6 @@ struct Writer {
 
 struct Reader {
   const Extra& x;
-  std::vector<std::pair<std::string, std::string*>>& deltas;  // (key, bytes) saved as deltas against first_blob
 
   const std::string& get(const std::string& k) const {
     auto it = x.find(k);
@@ -85,10 +84,7 @@ struct Reader {
     v = s == "1";
   }
   void operator()(const std::string& k, Blob& v) const { v.bytes = text_to_blob(get(k), k); }
-  void operator()(const std::string& k, WeightsBlob& v) const {
-    v.bytes = text_to_blob(get(k), k);
-    if (is_weights_delta(v.bytes)) deltas.emplace_back(k, &v.bytes);
-  }
+  void operator()(const std::string& k, WeightsBlob& v) const { v.bytes = text_to_blob(get(k), k); }
   void operator()(const std::string& k, OptionalBlob& v) const {
     v.bytes = x.count(k) ? text_to_blob(get(k), k) : std::string();
   }
@@ -130,12 +126,28 @@ struct Reader {
 
 void SelectionState::write(Extra& extra) const { visit(*this, Writer{extra, first_blob.bytes}); }
 
-SelectionState SelectionState::read(const Extra& extra) {
+SelectionState SelectionState::read_unexpanded(const Extra& extra) {
   SelectionState s;
-  std::vector<std::pair<std::string, std::string*>> deltas;
-  visit(s, Reader{extra, deltas});
-  for (auto& [key, bytes] : deltas) *bytes = apply_weights_delta(*bytes, s.first_blob.bytes, "LoaderState.extra." + key);
+  visit(s, Reader{extra});
   return s;
+}
+
+SelectionState SelectionState::read(const Extra& extra) {
+  SelectionState s = read_unexpanded(extra);
+  s.expand_weight_deltas();
+  return s;
+}
+
+void SelectionState::expand_weight_deltas() {
+  std::vector<std::pair<std::string, std::string*>> deltas;
+  if (is_weights_delta(second_blob.bytes)) deltas.emplace_back("gm.second_blob", &second_blob.bytes);
+  if (is_weights_delta(trainer.bytes)) deltas.emplace_back("gm.trainer", &trainer.bytes);
+  for (size_t i = 0; i < pending.size(); ++i)
+    if (is_weights_delta(pending[i].weights.bytes))
+      deltas.emplace_back("gm.pending." + std::to_string(i) + ".blob", &pending[i].weights.bytes);
+  if (deltas.empty()) return;
+  read_weights(first_blob.bytes, "LoaderState.extra.gm.first_blob");  // a damaged base is named as such
+  for (auto& [key, bytes] : deltas) *bytes = apply_weights_delta(*bytes, first_blob.bytes, "LoaderState.extra." + key);
 }
 
 }  // namespace groupmates

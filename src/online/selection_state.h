@@ -89,8 +89,14 @@ struct SelectionState {
 
   /// Writes every key into `extra`.
   void write(std::map<std::string, std::string>& extra) const;
-  /// Reads every key; throws Error(kInvalidState) naming the key when one is missing or malformed.
+  /// Reads every key, weights saved as deltas expanded (read_unexpanded(), then expand_weight_deltas()).
   static SelectionState read(const std::map<std::string, std::string>& extra);
+  /// Reads every key, leaving weights saved as deltas against first_blob as they are; throws
+  /// Error(kInvalidState) naming the key when one is missing or malformed.
+  static SelectionState read_unexpanded(const std::map<std::string, std::string>& extra);
+  /// Expands the weights saved as deltas against first_blob into whole blobs (apply_weights_delta); throws
+  /// Error(kCorruptData) naming the key (gm.first_blob when it is damaged) when one does not apply.
+  void expand_weight_deltas();
 
   /// Calls f(saved, live) for each counter saved here and the SelectionStats field it comes from.
   template <typename F>

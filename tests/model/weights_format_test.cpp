@@ -326,7 +326,8 @@ TEST(WeightsFormat, MalformedDeltasBehindAMatchingChecksumNameTheProblem) {
   };
   const std::vector<Case> cases = {
       {delta(1, {{"a", 1}, {"b", 0}}, own_blob), ""},  // well formed
-      {delta(2, {{"a", 1}}, own_blob), "delta format version 2"},
+      {delta(2, {{"a", 1}}, own_blob), "delta of format version 2"},
+      {delta(1, {{"a", 1}, {"b", 0}, {"c", 0}}, own_blob), "'c' is listed as its own, but the delta does not hold it"},
       {delta(1, {{"c", 1}, {"b", 0}}, own_blob), "'c' is listed from the base, which does not hold it"},
       {delta(1, {{"a", 1}, {"c", 0}}, own_blob), "'c' is listed as its own, but the delta does not hold it"},
       {delta(1, {{"a", 1}}, own_blob), "1 of its own tensors are not in its tensor list"},

@@ -271,6 +271,7 @@ TEST_F(OnlineLoaderTest, AStateWithTorchArchiveWeightsResumesOnlyWhenTrustedAndI
   LoaderState legacy = saved;  // as saved before the weights format (and before deltas: every blob whole)
   int converted = 0;
   const std::string first = text_to_blob(saved.extra.at("gm.first_blob"), "gm.first_blob");
+  ASSERT_EQ(saved.extra.at("gm.pending"), "0") << "a pending refresh's weights would need converting too";
   for (const char* key : {"gm.first_blob", "gm.second_blob", "gm.trainer"}) {
     auto it = legacy.extra.find(key);
     if (it == legacy.extra.end() || it->second.empty()) continue;

@@ -61,6 +61,28 @@ TEST(SelectionState, WeightsSharingTheFrozenTableAreSavedOnceAndReadBackWhole) {
   EXPECT_EQ(back.pending[2].weights.bytes, "a rank's probe share, not weights");
   EXPECT_EQ(back.pending[2].effective_at, 80);
 
+  // As saved before deltas (every blob whole): read as it is.
+  std::map<std::string, std::string> whole_blobs = extra;
+  whole_blobs["gm.trainer"] = blob_to_text(working);
+  whole_blobs["gm.second_blob"] = blob_to_text(next);
+  whole_blobs["gm.pending.0.blob"] = blob_to_text(next);
+  const SelectionState old = SelectionState::read(whole_blobs);
+  EXPECT_EQ(old.trainer.bytes, working);
+  EXPECT_EQ(old.second_blob.bytes, next);
+  EXPECT_EQ(old.pending[0].weights.bytes, next);
+
+  // A damaged gm.first_blob is named as such, not as the keys saved against it.
+  std::map<std::string, std::string> damaged = extra;
+  std::string flipped = current;
+  flipped[flipped.size() / 2] ^= 1;
+  damaged["gm.first_blob"] = blob_to_text(flipped);
+  try {
+    SelectionState::read(damaged);
+    FAIL() << "a damaged base was read";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.where(), "LoaderState.extra.gm.first_blob") << e.what();
+  }
+
   // gm.first_blob from another state (another model's weights): the deltas are refused, naming their key.
   std::map<std::string, std::string> mixed = extra;
   mixed["gm.first_blob"] = blob_to_text(retrained_weights(cfg, seed + 3));
