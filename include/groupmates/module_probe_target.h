@@ -45,6 +45,8 @@ class ModuleProbeTarget : public ProbeTarget {
                     const ModuleProbeTargetConfig& config = {});
 
   std::unique_ptr<ProbeTarget> clone() const override;
+  /// Tensor copies into this target's own module and optimiser (Adam, AdamW, SGD; false for another optimiser).
+  bool reset_from(const ProbeTarget& source) override;
   double train_step(const torch::Tensor& tokens) override;
   double reference_loss() override;
   void set_lr_scale(double scale) override;

@@ -205,6 +205,15 @@ std::unique_ptr<ProbeTarget> ModuleProbeTarget::clone() const {
                                              reference_batches_, config_);
 }
 
+bool ModuleProbeTarget::reset_from(const ProbeTarget& source) {
+  const auto* from = dynamic_cast<const ModuleProbeTarget*>(&source);
+  if (from == nullptr || from == this || from->device_ != device_) return false;
+  if (!copy_direct(*from->module_, *from->optimizer_, *module_, *optimizer_)) return false;
+  module_->train(from->module_->is_training());
+  config_.lr_scale = from->config_.lr_scale;
+  return true;
+}
+
 double ModuleProbeTarget::train_step(const torch::Tensor& tokens) {
   ModeGuard mode(*module_, true);
   optimizer_->zero_grad();

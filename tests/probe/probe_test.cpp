@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include "common/wrapped_target.h"
 #include "probe_test_util.h"
 #include "groupmates/error.h"
@@ -442,6 +444,65 @@ TEST(ModuleProbeTarget, CloneOfAnOptimizerWithoutADirectCopyUsesArchives) {
   live->train_step(pool.slice(0, 4, 8));
   c->train_step(pool.slice(0, 4, 8));
   same_weights();
+}
+
+// OracleProber::run steps one scratch copy reset in place (ProbeTarget::reset_from) for every rollout: its labels
+// are those of a fresh clone() per rollout, the straightforward way, bit for bit, on a TinyGpt + AdamW trained on
+// fresh random rows; the reset copy equals a clone in weights and optimiser state; an optimiser without a direct
+// copy (RMSprop) is not reset in place, and its rollouts still match fresh clones.
+TEST(ModuleProbeTarget, ResetFromMakesTheScratchCopyAFreshCloneAgain) {
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  torch::manual_seed(seed);
+  const auto rmsprop = [](torch::nn::Module& m) -> std::shared_ptr<torch::optim::Optimizer> {
+    return std::make_shared<torch::optim::RMSprop>(m.parameters(), torch::optim::RMSpropOptions(1e-3).momentum(0.9));
+  };
+  for (const bool direct : {true, false}) {
+    SCOPED_TRACE(direct ? "AdamW" : "RMSprop");
+    auto live = direct ? make_gpt_target() : make_gpt_target(rmsprop);
+    const torch::Tensor data = gpt_pool(12, seed + 1), pool = gpt_pool(10, seed + 2);
+    for (int64_t s = 0; s < 6; ++s) live->train_step(data.slice(0, 2 * s, 2 * s + 2));
+    for (const bool first_order : {false, true}) {
+      OracleProberConfig config;
+      config.rollout_length = first_order ? 1 : 2;
+      config.lr_scale = 0.3;
+      config.first_order = first_order;
+      config.max_rollouts = 64;
+      std::vector<RolloutPlan> plans(5);
+      for (int64_t i = 0; i < 5; ++i)
+        for (int64_t t = 0; t < config.rollout_length; ++t) plans[i].candidates.push_back((3 * i + t) % 10);
+      const OracleProber prober(config);
+      const ProbeResult reused = prober.run(*live, pool, plans);
+      ASSERT_EQ(reused.rollouts.size(), plans.size());
+      // The reference: a fresh clone for each rollout, stepped by hand.
+      const std::optional<ReferenceGradient> g =
+          first_order ? std::optional<ReferenceGradient>(ReferenceGradient::of(*live)) : std::nullopt;
+      const double r0 = live->reference_loss();
+      for (size_t i = 0; i < plans.size(); ++i) {
+        auto fresh = live->clone();
+        fresh->set_lr_scale(0.3);
+        double previous = 0;
+        for (int64_t t = 0; t < config.rollout_length; ++t) {
+          fresh->train_step(pool.index_select(0, torch::tensor(std::vector<int64_t>{plans[i].candidates[t]})));
+          const double s = first_order ? g->dot_change(fresh->weights()) : fresh->reference_loss() - r0;
+          EXPECT_EQ(reused.rollouts[i].labels[t], s - previous) << "rollout " << i << " step " << t;
+          previous = s;
+        }
+      }
+    }
+    // In place: a changed copy is the live target's equal again (AdamW), or reset_from says it cannot (RMSprop).
+    auto copy = live->clone();
+    copy->train_step(pool.slice(0, 0, 3));
+    copy->set_lr_scale(0.5);
+    ASSERT_EQ(copy->reset_from(*live), direct);
+    if (direct) {
+      auto* c = dynamic_cast<ModuleProbeTarget*>(copy.get());
+      expect_same_state(*live, *c);  // weights, buffers, lr and every optimiser state tensor
+      EXPECT_EQ(c->lr_scale(), live->lr_scale());
+      const auto a = live->module().parameters(), b = c->module().parameters();
+      for (size_t i = 0; i < a.size(); ++i) EXPECT_NE(a[i].data_ptr(), b[i].data_ptr()) << "storage shared";
+    }
+  }
 }
 
 TEST(ProbeScheduler, AsyncProbeLeavesTrainerBitExactAndSeesTheSnapshot) {

@@ -96,9 +96,11 @@ class OracleProber {
 
   /// One rollout from a copy of `target` whose reference loss before any step is `reference_before`.
   /// Returns false (and leaves `out` unspecified) if a loss became NaN/inf. With config().first_order,
-  /// `first_order` (ReferenceGradient::of(target)) is required.
+  /// `first_order` (ReferenceGradient::of(target)) is required. `scratch`: the copy to step, reused across
+  /// rollouts (ProbeTarget::reset_from(target) instead of a clone() each; cloned into when empty or unsupported).
   bool run_rollout(const ProbeTarget& target, const torch::Tensor& pool, const RolloutPlan& plan,
-                   double reference_before, Rollout& out, const ReferenceGradient* first_order = nullptr) const;
+                   double reference_before, Rollout& out, const ReferenceGradient* first_order = nullptr,
+                   std::unique_ptr<ProbeTarget>* scratch = nullptr) const;
 
   const OracleProberConfig& config() const { return config_; }
 
