@@ -73,6 +73,26 @@ class PayloadReader {
   uint64_t at_ = 0;
 };
 
+// The payload of a framed blob whose magic and 24-byte header the caller checked: its size and XXH3 checked against
+// the header's; `what` names the kind of blob in errors, `fix` ends them.
+std::string_view checked_payload(std::string_view blob, const std::string& what, const std::string& fix,
+                                 const std::string& origin) {
+  PayloadReader header(blob.substr(8, 16), origin);
+  const uint64_t size = header.le(8, "size"), stored = header.le(8, "checksum");
+  const uint64_t follow = blob.size() - kWeightsHeader;
+  if (size != follow)
+    throw Error(ErrorCode::kCorruptData, origin,
+                what + ": the header gives " + std::to_string(size) + " payload bytes, " + std::to_string(follow) +
+                    " follow it (" + (size > follow ? "truncated" : "bytes appended") + "): " + fix);
+  const std::string_view payload = blob.substr(kWeightsHeader);
+  const uint64_t actual = XXH3_64bits(payload.data(), payload.size());
+  if (actual != stored)
+    throw Error(ErrorCode::kCorruptData, origin,
+                what + " corrupted: XXH3 of the " + std::to_string(size) + " payload bytes is " + hex64(actual) +
+                    ", the header says " + hex64(stored) + " (the bytes changed after they were saved): " + fix);
+  return payload;
+}
+
 }  // namespace
 
 size_t element_size(std::string_view dtype) {
@@ -145,21 +165,8 @@ SavedWeights read_weights(std::string_view blob, const std::string& origin) {
     throw Error(ErrorCode::kCorruptData, origin,
                 "influence-model weights truncated inside their " + std::to_string(kWeightsHeader) + "-byte header (" +
                     std::to_string(blob.size()) + " bytes): save them again");
-  PayloadReader header(blob.substr(8, 16), origin);
-  const uint64_t size = header.le(8, "size"), stored = header.le(8, "checksum");
-  const uint64_t follow = blob.size() - kWeightsHeader;
-  if (size != follow)
-    throw Error(ErrorCode::kCorruptData, origin,
-                "influence-model weights: the header gives " + std::to_string(size) + " payload bytes, " +
-                    std::to_string(follow) + " follow it (" + (size > follow ? "truncated" : "bytes appended") +
-                    "): save them again");
-  const std::string_view payload = blob.substr(kWeightsHeader);
-  const uint64_t actual = XXH3_64bits(payload.data(), payload.size());
-  if (actual != stored)
-    throw Error(ErrorCode::kCorruptData, origin,
-                "influence-model weights corrupted: XXH3 of the " + std::to_string(size) + " payload bytes is " +
-                    hex64(actual) + ", the header says " + hex64(stored) +
-                    " (the bytes changed after they were saved): save them again or restore a good copy");
+  const std::string_view payload =
+      checked_payload(blob, "influence-model weights", "save them again or restore a good copy", origin);
   PayloadReader in(payload, origin);
   const uint64_t version = in.le(4, "format version");
   if (version != kWeightsVersion)
@@ -259,21 +266,8 @@ std::string apply_weights_delta(std::string_view delta, std::string_view base, c
                 "not an influence-model weights delta: " + std::to_string(delta.size()) +
                     " bytes that do not start with \"GMWDELTA\" and a 24-byte header: the state text was edited or "
                     "truncated; restore a good copy");
-  PayloadReader header(delta.substr(8, 16), origin);
-  const uint64_t size = header.le(8, "size"), stored = header.le(8, "checksum");
-  const uint64_t follow = delta.size() - kWeightsHeader;
-  if (size != follow)
-    throw Error(ErrorCode::kCorruptData, origin,
-                "influence-model weights delta: the header gives " + std::to_string(size) + " payload bytes, " +
-                    std::to_string(follow) + " follow it (" + (size > follow ? "truncated" : "bytes appended") +
-                    "): restore a good copy of the state");
-  const std::string_view payload = delta.substr(kWeightsHeader);
-  const uint64_t actual = XXH3_64bits(payload.data(), payload.size());
-  if (actual != stored)
-    throw Error(ErrorCode::kCorruptData, origin,
-                "influence-model weights delta corrupted: XXH3 of the " + std::to_string(size) +
-                    " payload bytes is " + hex64(actual) + ", the header says " + hex64(stored) +
-                    ": restore a good copy of the state");
+  const std::string_view payload =
+      checked_payload(delta, "influence-model weights delta", "restore a good copy of the state", origin);
   PayloadReader in(payload, origin);
   const uint64_t version = in.le(4, "delta format version");
   if (version != kDeltaVersion)
