@@ -21,8 +21,8 @@ class ProbeTarget {
   virtual ~ProbeTarget() = default;
   /// Deep copy of the weights AND the optimiser state, independent of this target.
   virtual std::unique_ptr<ProbeTarget> clone() const = 0;
-  /// Makes this target (a clone() of `source`, since changed) a copy of `source` again, in place: the weights,
-  /// optimiser state and lr_scale() a new clone() would have, without building a model. False = not supported
+  /// Makes this target (a clone() of `source`, since changed) what a new source.clone() would be, in place: weights,
+  /// buffers, optimiser state and options, no gradients, lr_scale(), without building a model. False = not supported
   /// (the default) or `source` is of another kind; this target is then unspecified and the caller clones anew.
   virtual bool reset_from(const ProbeTarget& source) { return false; }
   /// One real optimiser step (same optimiser, lr and clipping as training, lr times lr_scale())

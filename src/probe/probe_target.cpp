@@ -209,8 +209,14 @@ bool ModuleProbeTarget::reset_from(const ProbeTarget& source) {
   const auto* from = dynamic_cast<const ModuleProbeTarget*>(&source);
   if (from == nullptr || from == this || from->device_ != device_) return false;
   if (!copy_direct(*from->module_, *from->optimizer_, *module_, *optimizer_)) return false;
+  // No gradients, as in a fresh clone: LibTorch 1.13's zero_grad() keeps zero-filled ones, with which an optimiser
+  // would step a parameter the next batch does not reach (weight decay, momentum) where a fresh clone skips it.
+  for (auto& p : module_->parameters())
+    if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
   module_->train(from->module_->is_training());
-  config_.lr_scale = from->config_.lr_scale;
+  config_ = from->config_;
+  loss_ = from->loss_;
+  reference_batches_ = from->reference_batches_;  // tensor handles, as clone() passes them
   return true;
 }
 

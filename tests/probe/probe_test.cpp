@@ -498,6 +498,12 @@ TEST(ModuleProbeTarget, ResetFromMakesTheScratchCopyAFreshCloneAgain) {
     if (direct) {
       auto* c = dynamic_cast<ModuleProbeTarget*>(copy.get());
       expect_same_state(*live, *c);  // weights, buffers, lr and every optimiser state tensor
+      for (const auto& p : c->module().parameters()) EXPECT_FALSE(p.grad().defined()) << "a gradient left over";
+      const auto& want = static_cast<const torch::optim::AdamWOptions&>(live->optimizer().param_groups()[0].options());
+      const auto& got = static_cast<const torch::optim::AdamWOptions&>(c->optimizer().param_groups()[0].options());
+      EXPECT_EQ(got.betas(), want.betas());
+      EXPECT_EQ(got.eps(), want.eps());
+      EXPECT_EQ(got.weight_decay(), want.weight_decay());
       EXPECT_EQ(c->lr_scale(), live->lr_scale());
       const auto a = live->module().parameters(), b = c->module().parameters();
       for (size_t i = 0; i < a.size(); ++i) EXPECT_NE(a[i].data_ptr(), b[i].data_ptr()) << "storage shared";
