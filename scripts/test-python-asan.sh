@@ -71,7 +71,11 @@ export GROUPMATES_ENGINE_BUILD_DIR=$build GROUPMATES_CORPUS=$corpus
 "$python" -c "$check"
 echo "== tests/python with _core, _engine and the test hooks under -fsanitize=address,undefined"
 rc=0
-(cd "$repo/tests/python" && "$python" -m pytest -q -p no:cacheprovider --capture=sys "$@") || rc=$?
+# Forking with live threads is deselected here: GCC 12's ASan allocator has no fork handlers (LLVM added them in
+# Dec 2023, llvm-project #75290), so a forked DataLoader worker can deadlock on an allocator lock another thread
+# held at the fork (seen: a worker blocked in SizeClassAllocator64::GetFromAllocator for 15 minutes). glibc's
+# allocator is fork-safe: the plain Python run (make test-python) keeps those tests.
+(cd "$repo/tests/python" && "$python" -m pytest -q -p no:cacheprovider --capture=sys -m "not forks_with_threads" "$@") || rc=$?
 trap - ERR
 print_reports || exit 1
 [ $rc -eq 0 ] || { echo "test-python-asan: pytest failed (exit $rc)" >&2; exit $rc; }

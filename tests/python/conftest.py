@@ -59,3 +59,9 @@ def run_python(code, timeout=60, **kwargs):
     """Runs `code` in a fresh interpreter (the one running the tests)."""
     import subprocess
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "forks_with_threads: forks DataLoader workers from a process with live threads (deselected under "
+        "ASan: GCC 12's ASan allocator is not fork-safe; scripts/test-python-asan.sh)")
