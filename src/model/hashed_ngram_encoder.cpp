@@ -49,16 +49,24 @@ inline bool all_real(const bool* m, int64_t t, int n) {
 
 }  // namespace
 
-HashedNgramEncoder::HashedNgramEncoder(const HashedNgramEncoderConfig& config) : config_(config) {
+HashedNgramEncoder::HashedNgramEncoder(const HashedNgramEncoderConfig& config, const torch::Tensor& table)
+    : config_(config) {
   if (config.num_buckets <= 0 || config.embed_dim <= 0 || config.hidden_dim <= 0 || config.out_dim <= 0)
     throw Error(ErrorCode::kInvalidConfig, "HashedNgramEncoderConfig",
                 "num_buckets, embed_dim, hidden_dim and out_dim must be > 0");
   if (config.max_ngram < 1 || config.max_ngram > 3)
     throw Error(ErrorCode::kInvalidConfig, "HashedNgramEncoderConfig.max_ngram",
                 "got " + std::to_string(config.max_ngram) + ", allowed 1..3");
-  table_ = register_module("table", torch::nn::EmbeddingBag(torch::nn::EmbeddingBagOptions(config.num_buckets,
-                                                                                             config.embed_dim)
-                                                                  .mode(torch::kMean)));
+  auto options = torch::nn::EmbeddingBagOptions(config.num_buckets, config.embed_dim).mode(torch::kMean);
+  if (table.defined()) {
+    if (table.dim() != 2 || table.size(0) != config.num_buckets || table.size(1) != config.embed_dim ||
+        table.scalar_type() != torch::kFloat)
+      throw Error(ErrorCode::kInvalidConfig, "HashedNgramEncoder",
+                  "a shared table must be float [num_buckets, embed_dim] = [" + std::to_string(config.num_buckets) +
+                      ", " + std::to_string(config.embed_dim) + "]");
+    options._weight(table.detach());  // an alias of the storage: requires_grad stays this encoder's own
+  }
+  table_ = register_module("table", torch::nn::EmbeddingBag(options));
   fc1_ = register_module("fc1", torch::nn::Linear(config.embed_dim, config.hidden_dim));
   fc2_ = register_module("fc2", torch::nn::Linear(config.hidden_dim, config.out_dim));
 }

@@ -273,9 +273,18 @@ void RelationalInfluenceModel::import_weights(const std::string& blob, const std
                 "the weights hold a tensor '" + by_name.begin()->first + "' this model has not: architectures differ");
   // Copied straight from the blob into the module's (CPU, contiguous) tensors; through one temporary otherwise
   // (a model on a GPU): no copy of the whole model is allocated per import (refreshes publish one a probe).
+  // A frozen tensor (requires_grad false) may share its storage with other models (the n-gram table,
+  // InfluenceModelFactory): it is never written into. Bytes equal to its own are skipped; other bytes go
+  // into a storage of its own, which it then no longer shares.
   torch::NoGradGuard no_grad;
   for (auto& [dst, s] : staged) {
     if (s->bytes.empty()) continue;
+    if (!dst.requires_grad()) {
+      if (dst.device().is_cpu() && dst.is_contiguous() &&
+          std::memcmp(dst.data_ptr(), s->bytes.data(), s->bytes.size()) == 0)
+        continue;
+      dst.set_(torch::empty(dst.sizes(), dst.options()));  // its own storage, then written below
+    }
     if (dst.device().is_cpu() && dst.is_contiguous()) {
       std::memcpy(dst.data_ptr(), s->bytes.data(), s->bytes.size());
     } else {

@@ -22,7 +22,10 @@ namespace {
 // `hashed_encoder`: the hashed n-gram encoder's table and layers (a TorchScript encoder's weights are the
 // user's, not drawn). `head`: also the linear head (drawn last; a zero head, InfluenceModelConfig::zero_head,
 // is not drawn). tau, alpha and the prior weight are constants (InfluenceModelConfig).
-void init_parameters(RelationalInfluenceModel& model, at::Generator gen, bool hashed_encoder, bool head) {
+// `table`: draw the n-gram table too (false when the model shares one drawn before, with `gen` as it stood
+// after that draw: the other parameters then get the same values).
+void init_parameters(RelationalInfluenceModel& model, at::Generator gen, bool hashed_encoder, bool head,
+                     bool table = true) {
   torch::NoGradGuard no_grad;
   const auto params = model.named_parameters();
   const auto linear = [&](const std::string& prefix) {
@@ -35,7 +38,7 @@ void init_parameters(RelationalInfluenceModel& model, at::Generator gen, bool ha
     b.uniform_(-bias_bound, bias_bound, gen);
   };
   if (hashed_encoder) {
-    params["encoder.table.weight"].normal_(0.0, 1.0, gen);
+    if (table) params["encoder.table.weight"].normal_(0.0, 1.0, gen);
     linear("encoder.fc1");
     linear("encoder.fc2");
   }
@@ -64,6 +67,9 @@ auto with_generator_restored(F&& f) {
 
 namespace {
 
+// The seed of a model's private generator.
+uint64_t model_seed(const SelectionConfig& cfg) { return derive_seed(cfg.seed, 0x6d6f64656cULL); }
+
 HashedNgramEncoderConfig hashed_encoder_config(const SelectionConfig& cfg, int64_t pad_id) {
   HashedNgramEncoderConfig ec;
   ec.num_buckets = cfg.encoder_buckets;
@@ -84,6 +90,16 @@ InfluenceModelFactory::InfluenceModelFactory(const SelectionConfig& config, int6
     identity_ = scripted_->identity();
   } else {
     identity_ = HashedNgramEncoder::identity_of(hashed_encoder_config(config, pad_id));
+    if (!config.train_ngram_table) {  // drawn once here, as make() would draw it; shared by every model
+      const HashedNgramEncoderConfig ec = hashed_encoder_config(config, pad_id);
+      at::Generator gen = at::detail::createCPUGenerator(model_seed(config));
+      table_ = torch::empty({ec.num_buckets, ec.embed_dim}, torch::kFloat);
+      {
+        torch::NoGradGuard no_grad;
+        table_.normal_(0.0, 1.0, gen);
+      }
+      after_table_ = gen.clone();
+    }
   }
 }
 
@@ -95,15 +111,15 @@ std::shared_ptr<RelationalInfluenceModel> InfluenceModelFactory::make() const {
     mc.tau_min = cfg.relation_tau_min;
     mc.tau_init = cfg.relation_tau;
     // A private generator: the initial weights must not depend on what other threads draw meanwhile.
-    at::Generator gen = at::detail::createCPUGenerator(derive_seed(cfg.seed, 0x6d6f64656cULL));
+    at::Generator gen = table_.defined() ? after_table_.clone() : at::detail::createCPUGenerator(model_seed(cfg));
     if (scripted_) {  // the scripted module's weights are the user's (frozen); only the head is ours
       auto model = std::make_shared<RelationalInfluenceModel>(scripted_->share(), mc);
       init_parameters(*model, gen, /*hashed_encoder=*/false, !mc.zero_head);
       return model;
     }
     auto model = std::make_shared<RelationalInfluenceModel>(
-        std::make_shared<HashedNgramEncoder>(hashed_encoder_config(cfg, pad_id_)), mc);
-    init_parameters(*model, gen, /*hashed_encoder=*/true, !mc.zero_head);
+        std::make_shared<HashedNgramEncoder>(hashed_encoder_config(cfg, pad_id_), table_), mc);
+    init_parameters(*model, gen, /*hashed_encoder=*/true, !mc.zero_head, /*table=*/!table_.defined());
     if (!cfg.train_ngram_table) {  // a fixed random projection of n-gram counts; imports keep the flag
       int frozen = 0;
       for (auto& item : model->named_parameters())

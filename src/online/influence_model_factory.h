@@ -5,6 +5,8 @@
 #include <memory>
 #include <string>
 
+#include <ATen/core/Generator.h>
+
 #include "groupmates/engine/influence_model.h"
 #include "groupmates/selection_config.h"
 
@@ -15,7 +17,10 @@ class TorchScriptEncoder;
 /// Builds the influence models of one selecting loader: its encoder is chosen by config.encoder. A
 /// TorchScript file is read, hashed, loaded onto `device` and probed once, here; every model made
 /// afterwards shares that module (a new TorchScriptEncoder over it, frozen), so the file may change on
-/// disk without the run seeing it. The hashed n-gram encoder is built afresh per model.
+/// disk without the run seeing it. The hashed n-gram encoder's frozen table (config.train_ngram_table
+/// false, the default; ~17 MB at the defaults) is drawn once, here, and every model made afterwards
+/// shares its storage (importing weights never writes into it: RelationalInfluenceModel::import_weights);
+/// its MLP and head are each model's own. With a trained table every model draws its own.
 class InfluenceModelFactory {
  public:
   /// Throws Error naming the file when a TorchScript encoder cannot be loaded or fails its probe.
@@ -30,6 +35,8 @@ class InfluenceModelFactory {
   int64_t pad_id_;
   std::shared_ptr<TorchScriptEncoder> scripted_;  ///< the loaded module (kTorchScript), else null
   std::string identity_;
+  torch::Tensor table_;          ///< the shared frozen n-gram table (hashed encoder, table not trained), else undefined
+  at::Generator after_table_;    ///< the private generator as it stood after drawing table_ (cloned per model)
 };
 
 /// A fresh model (the config's encoder + relational head) for `config`, with the same initial weights

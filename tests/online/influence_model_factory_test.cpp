@@ -101,3 +101,53 @@ TEST(InfluenceModelFactory, OtherThreadsDrawingMeanwhileChangeNothing) {
   other.join();
   EXPECT_EQ(differing, 0) << "of 30 models built while another thread drew from the global generator";
 }
+
+// The frozen n-gram table is drawn once per factory and shared by the models it makes (one ~17 MB copy
+// per loader instead of one per model); every model still equals the straightforward build bit for bit,
+// and a trained table (train_ngram_table) stays each model's own.
+TEST(InfluenceModelFactory, ModelsOfOneFactoryShareOneFrozenTableAndEqualTheReference) {
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  for (bool trained : {false, true}) {
+    SelectionConfig cfg = random_config(seed);
+    cfg.train_ngram_table = trained;
+    const InfluenceModelFactory factory(cfg, -1);
+    std::vector<std::shared_ptr<RelationalInfluenceModel>> models;
+    for (int i = 0; i < 3; ++i) models.push_back(factory.make());
+    auto want = reference_model(cfg, -1);
+    for (auto& m : models) {
+      expect_same_parameters(*m, *want);
+      const torch::Tensor t = m->named_parameters()["encoder.table.weight"];
+      EXPECT_EQ(t.requires_grad(), trained);
+      const bool shared = t.data_ptr() == models[0]->named_parameters()["encoder.table.weight"].data_ptr();
+      if (m != models[0]) EXPECT_EQ(shared, !trained) << (trained ? "a trained table is shared" : "a frozen table is copied");
+    }
+  }
+}
+
+// Importing weights never writes into a shared frozen table: equal bytes are skipped (the table stays
+// shared), other bytes give the importing model a table of its own; the other models keep the factory's.
+TEST(InfluenceModelFactory, ImportingNeverWritesIntoTheSharedTable) {
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  const SelectionConfig cfg = random_config(seed);
+  const InfluenceModelFactory factory(cfg, -1);
+  auto a = factory.make(), b = factory.make();
+  const auto table = [](RelationalInfluenceModel& m) { return m.named_parameters()["encoder.table.weight"]; };
+  const torch::Tensor original = table(*b).clone();
+
+  a->import_weights(b->export_weights());  // the same table: no copy, still shared
+  EXPECT_EQ(table(*a).data_ptr(), table(*b).data_ptr());
+
+  auto other = make_influence_model(cfg, -1);  // the same identity, another table (e.g. weights edited)
+  {
+    torch::NoGradGuard no_grad;
+    table(*other).add_(torch::randn(table(*other).sizes(), at::detail::createCPUGenerator(seed)));
+  }
+  a->import_weights(other->export_weights());
+  EXPECT_TRUE(torch::equal(table(*a), table(*other))) << "the imported table is the model's";
+  EXPECT_NE(table(*a).data_ptr(), table(*b).data_ptr());
+  EXPECT_TRUE(torch::equal(table(*b), original)) << "the import wrote into the table other models share";
+  EXPECT_FALSE(table(*a).requires_grad());
+  EXPECT_TRUE(torch::equal(factory.make()->named_parameters()["encoder.table.weight"], original));
+}

@@ -36,7 +36,9 @@ struct NgramBags {
 class HashedNgramEncoder : public Encoder {
  public:
   /// Builds the table and MLP with LibTorch's default initialisation (seed it with torch::manual_seed).
-  explicit HashedNgramEncoder(const HashedNgramEncoderConfig& config = {});
+  /// `table`: an existing float [num_buckets, embed_dim] table whose storage this encoder's table then
+  /// shares (not drawn: several frozen models hold one copy; see InfluenceModelFactory); undefined: a new one.
+  explicit HashedNgramEncoder(const HashedNgramEncoderConfig& config = {}, const torch::Tensor& table = {});
 
   /// [W, T] int64 tokens (host memory preferred: hashing runs on the CPU) -> [W, D] unit rows.
   /// Without a mask and with config.pad_id >= 0, the mask is `tokens != pad_id`.
