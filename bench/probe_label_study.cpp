@@ -25,7 +25,11 @@
 //
 // Per candidate also: the importance prior as the loader computes it (DSIR against the 16 probe
 // rows, the pool estimate from every row streamed so far, standardised over the candidates) and the
-// frozen n-gram bag of the loader's default encoder (for the model-side study).
+// frozen n-gram bag of the loader's default encoder (for the model-side study); variants of the prior
+// (1- or 3-grams, mixes 0.2 and 0.9, the reference from all or only the other reference rows); and what
+// the live model knows of the row: its loss at the snapshot (`cand_loss`, one forward), its gradient's
+// norm, and two free proxies of its typicality (mean token surprisal under the stream's unigram and
+// interpolated bigram counts).
 #include <groupmates/error.h>
 #include <groupmates/loader.h>
 #include <groupmates/module_probe_target.h>
@@ -44,6 +48,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "example_cli.h"
@@ -186,9 +191,52 @@ int main(int argc, char** argv) {
     groupmates::ImportanceEstimator importance(ic);
     const torch::Tensor pr = probe_rows.contiguous();
     importance.set_reference(pr.data_ptr<int64_t>(), pr.size(0), pr.size(1));
+    // Variants of the prior: other n-gram orders and mixes, and the reference estimated from more rows.
+    std::vector<std::pair<std::string, groupmates::ImportanceEstimator>> variants;
+    {
+      auto add = [&](const std::string& name, groupmates::ImportanceConfig c, const torch::Tensor& r) {
+        groupmates::ImportanceEstimator e(c);
+        const torch::Tensor rc = r.contiguous();
+        e.set_reference(rc.data_ptr<int64_t>(), rc.size(0), rc.size(1));
+        variants.emplace_back(name, std::move(e));
+      };
+      auto c1 = ic; c1.max_ngram = 1; add("imp_uni", c1, probe_rows);
+      auto c3 = ic; c3.max_ngram = 3; add("imp_tri", c3, probe_rows);
+      auto m2 = ic; m2.reference_mix = 0.2; add("imp_mix02", m2, probe_rows);
+      auto m9 = ic; m9.reference_mix = 0.9; add("imp_mix09", m9, probe_rows);
+      add("imp_allref", ic, ref_rows);
+      add("imp_otherref", ic, other_rows);
+    }
     auto influence = groupmates::make_influence_model(sel, -1);
     auto& encoder = dynamic_cast<groupmates::HashedNgramEncoder&>(influence->encoder());
 
+    // Typicality of a row: its mean token surprisal under the unigram counts of every row streamed so far
+    // (add-one smoothed), and under a bigram model interpolated half-and-half with them.
+    std::unordered_map<int64_t, double> uni;
+    std::unordered_map<uint64_t, double> bi;
+    double uni_total = 0;
+    const auto pair_key = [](int64_t a, int64_t b) { return (uint64_t(a) << 32) ^ uint64_t(b); };
+    auto count_rows = [&](const torch::Tensor& rows) {
+      const torch::Tensor c = rows.contiguous();
+      const int64_t* t = c.data_ptr<int64_t>();
+      for (int64_t r = 0; r < c.size(0); ++r, t += c.size(1))
+        for (int64_t j = 0; j < c.size(1); ++j) {
+          uni[t[j]] += 1, uni_total += 1;
+          if (j > 0) bi[pair_key(t[j - 1], t[j])] += 1;
+        }
+    };
+    auto surprisal = [&](const int64_t* t, int64_t width, bool bigram) {
+      const double vocab = double(tokenizer->vocab_size());
+      const auto count = [](const auto& map, auto key) { const auto it = map.find(key); return it == map.end() ? 0.0 : it->second; };
+      double s = 0;
+      for (int64_t j = 0; j < width; ++j) {
+        double p = (count(uni, t[j]) + 1) / (uni_total + vocab);
+        const double before = j > 0 ? count(uni, t[j - 1]) : 0;
+        if (bigram && before > 0) p = 0.5 * count(bi, pair_key(t[j - 1], t[j])) / before + 0.5 * p;
+        s -= std::log(p);
+      }
+      return s / double(width);
+    };
     std::mt19937_64 rng(o.seed * 7919 + 17);
     Json out;
     out["settings"] = {{"seed", o.seed}, {"lr_scale", o.lr_scale}, {"probe_ref_rows", ref.split.probe.size()},
@@ -203,6 +251,8 @@ int main(int argc, char** argv) {
         auto b = loader.next();
         const auto ids = b->input_ids.contiguous();
         importance.observe(ids.data_ptr<int64_t>(), ids.size(0), ids.size(1));
+        for (auto& v : variants) v.second.observe(ids.data_ptr<int64_t>(), ids.size(0), ids.size(1));
+        count_rows(b->input_ids);
         target->train_step(b->input_ids);
       }
       // Candidates: the stream's next rows (not trained on).
@@ -216,6 +266,11 @@ int main(int argc, char** argv) {
       const torch::Tensor cand = torch::cat(rows).slice(0, 0, o.candidates + 1).contiguous();  // last = control x0
       importance.observe(cand.data_ptr<int64_t>(), cand.size(0), cand.size(1));
       const auto scores = importance.score(cand.data_ptr<int64_t>(), o.candidates, cand.size(1));
+      Json variant_scores;
+      for (auto& v : variants) {
+        v.second.observe(cand.data_ptr<int64_t>(), cand.size(0), cand.size(1));
+        variant_scores[v.first] = rounded(v.second.score(cand.data_ptr<int64_t>(), o.candidates, cand.size(1)));
+      }
       const auto prior = groupmates::importance_prior(scores);
       torch::Tensor bags;
       {
@@ -231,6 +286,18 @@ int main(int argc, char** argv) {
       js["base"] = rounded(base);
       js["prior"] = rounded(std::vector<double>(prior.begin(), prior.end()));
       js["importance"] = rounded(scores);
+      js["variants"] = variant_scores;
+      {
+        count_rows(cand);
+        std::vector<double> su, sb;
+        for (int64_t c = 0; c < o.candidates; ++c) {
+          su.push_back(surprisal(cand[c].data_ptr<int64_t>(), cand.size(1), false));
+          sb.push_back(surprisal(cand[c].data_ptr<int64_t>(), cand.size(1), true));
+        }
+        js["surprisal_uni"] = rounded(su);
+        js["surprisal_bi"] = rounded(sb);
+      }
+      js["cand_loss"] = rounded(row_losses(*model, cand.slice(0, 0, o.candidates)));
       js["bags"] = Json::array();
       for (int64_t c = 0; c < o.candidates; ++c)
         js["bags"].push_back(rounded(std::vector<double>(bags[c].data_ptr<double>(), bags[c].data_ptr<double>() + bags.size(1))));
@@ -256,14 +323,16 @@ int main(int argc, char** argv) {
         const auto p = preconditioner(mt);
         const auto g_probe = flat_grad(mt, probe_rows) * p;
         const auto g_other = flat_grad(mt, other_rows) * p;
-        std::vector<double> dot_probe, dot_other, dot_plain;
+        std::vector<double> dot_probe, dot_other, dot_plain, gnorm;
         const auto g_other_plain = flat_grad(mt, other_rows);
         for (int64_t c = 0; c < o.candidates; ++c) {
           const auto g = flat_grad(mt, cand_row(c));
           dot_probe.push_back(-torch::dot(g_probe, g).item<double>());
           dot_other.push_back(-torch::dot(g_other, g).item<double>());
           dot_plain.push_back(-torch::dot(g_other_plain, g).item<double>());
+          gnorm.push_back(g.norm().item<double>());
         }
+        js["cand_grad_norm"] = rounded(gnorm);
         js["graddot_probe"] = rounded(dot_probe);
         js["graddot_other"] = rounded(dot_other);
         js["graddot_plain_other"] = rounded(dot_plain);

@@ -110,6 +110,93 @@ def model_cv(snaps, label_of, folds=8, seed=0):
     return {n: (float(np.mean(v)), float(np.min(v)), float(np.max(v))) for n, v in variants.items()}
 
 
+def zscore(x):
+    x = np.asarray(x, float)
+    sd = x.std()
+    return (x - x.mean()) / (sd if sd > 0 else 1.0)
+
+
+def live_model_side(snaps, n_probe):
+    """E. What the n-gram prior cannot see: how the live model stands to each row (its loss at the snapshot) and
+    free proxies of it (token surprisal under the stream's counts), against the single-step labels; and whether a
+    coefficient for one of them, fitted on one probe's worth of candidates (24) at one snapshot, still helps the
+    prior 100-odd steps later (the next snapshot of the same run), which is what a refresh would need."""
+    def gains(s, cols):
+        return -np.asarray(s["single"])[:, cols].mean(1)  # loss decrease: higher = better, like the importance score
+    print("\nE. per snapshot: Spearman of a row feature with the single-step gain (16 probe rows / other rows)")
+    feats = ["importance"] + sorted(snaps[0][1]["variants"]) + ["cand_loss", "surprisal_uni", "surprisal_bi",
+                                                                   "cand_grad_norm"]
+    print("  %-8s %-5s " % ("seed", "step") + " ".join("%17s" % f[:17] for f in feats))
+    for seed, s in snaps:
+        cols_p, cols_o = np.arange(n_probe), np.arange(n_probe, len(s["base"]))
+        vals = []
+        for f in feats:
+            x = s[f] if f in s else s["variants"][f]
+            vals.append("%8.3f /%7.3f" % (spearman(x, gains(s, cols_p)), spearman(x, gains(s, cols_o))))
+        print("  %-8s %-5s " % (seed, s["step"]) + " ".join("%17s" % v for v in vals))
+    grid = np.linspace(-1.5, 1.5, 31)
+    print("\n  importance + beta * feature: beta fitted on the first 24 candidates of a snapshot (16 probe rows), "
+          "judged at the next snapshot (other rows): prior alone -> with beta")
+    for f in ("cand_loss", "surprisal_uni", "surprisal_bi"):
+        out = []
+        for (sa, a), (sb, b) in zip(snaps, snaps[1:]):
+            if sa != sb:
+                continue
+            fit = [spearman(zscore(a["importance"][:24]) + t * zscore(a[f][:24]), gains(a, np.arange(n_probe))[:24])
+                   for t in grid]
+            beta = grid[int(np.nanargmax(fit))]
+            g = gains(b, np.arange(n_probe, len(b["base"])))
+            out.append((sa, a["step"], beta, spearman(b["importance"], g), spearman(zscore(b["importance"]) + beta * zscore(b[f]), g)))
+        print("  %-14s " % f + "; ".join("s%d@%d beta %+.1f: %.3f -> %.3f" % o for o in out))
+        print("  %-14s mean change %+.3f, better in %d of %d" % ("", np.mean([o[4] - o[3] for o in out]),
+                                                              sum(o[4] > o[3] for o in out), len(out)))
+
+
+def model_transfer(snaps, n_probe):
+    """F. Do labels stay true long enough to select by? Models fitted on the labels of one snapshot (16 probe
+    rows: what a probe measures), judged on the candidates of every later snapshot of the same run (other
+    reference rows), beside the prior there. Within a snapshot (section D) the bags can beat the prior; a refresh
+    selects with them only later."""
+    print("\nF. fitted at one snapshot, judged at a later one (other rows): Spearman, prior there -> model")
+    for lam, n in ((1000.0, None), (30.0, None), (1000.0, 24)):
+        tag = "ridge on standardised bags + prior, lambda %g, %s labels" % (lam, n or "all")
+        out = []
+        for i, (sa, a) in enumerate(snaps):
+            for sb, b in snaps[i + 1:]:
+                if sb != sa:
+                    continue
+                k = n or len(a["importance"])
+                ya = -np.asarray(a["single"])[:k, :n_probe].mean(1)
+                yb = -np.asarray(b["single"])[:, n_probe:].mean(1)
+                ba, bb = np.asarray(a["bags"]), np.asarray(b["bags"])
+                mu, sd = ba.mean(0), ba.std(0) + 1e-9
+                xa = np.column_stack([a["importance"], (ba - mu) / sd])
+                xb = np.column_stack([b["importance"], (bb - mu) / sd])
+                out.append((sa, a["step"], b["step"], spearman(b["importance"], yb),
+                            spearman(fit_ridge(xa[:k], ya, lam)(xb), yb)))
+        print("  " + tag)
+        for o in out:
+            print("    seed %s, fitted at step %d, judged at %d: %.3f -> %.3f" % o)
+        if out:
+            print("    mean %.3f -> %.3f" % (np.mean([o[3] for o in out]), np.mean([o[4] for o in out])))
+    # As a refresh trains: on every earlier probe of the run (labels standardised per snapshot), judged at each later one.
+    print("  ridge on standardised bags + prior, lambda 1000, fitted on every earlier snapshot of the run")
+    for seed in sorted({sd for sd, _ in snaps}):
+        run = [s for sd, s in snaps if sd == seed]
+        bags = np.concatenate([np.asarray(s["bags"]) for s in run])
+        mu, sd = bags.mean(0), bags.std(0) + 1e-9
+        x_of = lambda s: np.column_stack([zscore(s["importance"]), (np.asarray(s["bags"]) - mu) / sd])
+        gain = lambda s, cols: -np.asarray(s["single"])[:, cols].mean(1)
+        for k in range(2, len(run)):
+            fit = fit_ridge(np.concatenate([x_of(s) for s in run[:k]]),
+                            np.concatenate([zscore(gain(s, np.arange(n_probe))) for s in run[:k]]), 1000.0)
+            res = [(s["step"], spearman(s["importance"], gain(s, np.arange(n_probe, len(s["base"])))),
+                    spearman(fit(x_of(s)), gain(s, np.arange(n_probe, len(s["base"]))))) for s in run[k:]]
+            print("    seed %s, steps %s: " % (seed, [s["step"] for s in run[:k]]) +
+                  "; ".join("@%d %.3f -> %.3f" % r for r in res) +
+                  "; mean %.3f -> %.3f" % (np.mean([r[1] for r in res]), np.mean([r[2] for r in res])))
+
+
 def analyse(studies):
     rng = np.random.default_rng(0)
     rows = []
@@ -139,13 +226,16 @@ def analyse(studies):
     add("single step: 16 probe rows vs the other rows",
         lambda seed, s: spearman(probe_label(s["single"]), np.asarray(s["single"])[:, n_probe:].mean(1)))
 
-    # B. context
-    add("shared prefix (16 probe rows) vs no prefix (16 probe rows)",
+    # B. context (absent with --contexts 0 / --repeats 0)
+    has_shared = all(s["shared"] for _, s in snaps)
+    has_rollouts = all(len(s["rollout"]) >= 2 for _, s in snaps)
+    if has_shared:
+      add("shared prefix (16 probe rows) vs no prefix (16 probe rows)",
         lambda seed, s: np.mean([spearman(probe_label(c["delta"]), probe_label(s["single"])) for c in s["shared"]]))
-    add("shared prefix (other rows) vs no prefix (other rows)",
+      add("shared prefix (other rows) vs no prefix (other rows)",
         lambda seed, s: np.mean([spearman(np.asarray(c["delta"])[:, n_probe:].mean(1),
                                           np.asarray(s["single"])[:, n_probe:].mean(1)) for c in s["shared"]]))
-    if all(len(s["shared"]) > 1 for _, s in snaps):
+    if has_shared and all(len(s["shared"]) > 1 for _, s in snaps):
         add("shared prefix j=0 vs j=1 (16 probe rows)",
             lambda seed, s: spearman(probe_label(s["shared"][0]["delta"]), probe_label(s["shared"][1]["delta"])))
 
@@ -160,7 +250,7 @@ def analyse(studies):
 
     pc = lambda s: np.arange(n_probe)
     oc = other_cols
-    for paired in (False, True):
+    for paired in ((False, True) if has_rollouts else ()):
         tag = "paired with a control step" if paired else "as the library labels it"
         add("random prefix (library rollout, position %d), repeat 0 vs 1, 16 probe rows, %s"
             % (settings["prefix"] + 1, tag),
@@ -186,8 +276,9 @@ def analyse(studies):
         x = np.column_stack([x, np.ones(len(y))])
         w, *_ = np.linalg.lstsq(x, y, rcond=None)
         return w[:-1] / w[0]
-    ws = np.mean([carry(seed, s) for seed, s in snaps], axis=0)
-    rows.append(("carry-over: weight of the rows 1,2,3 steps before / own row (other rows)",
+    if has_rollouts:
+      ws = np.mean([carry(seed, s) for seed, s in snaps], axis=0)
+      rows.append(("carry-over: weight of the rows 1,2,3 steps before / own row (other rows)",
                  float(ws[1]), float(ws[2]), float(ws[3])))
 
     # C. first-order labels and the prior
@@ -202,7 +293,8 @@ def analyse(studies):
     add("importance prior vs single step (16 probe rows)", lambda seed, s: spearman(s["prior"], probe_label(s["single"])))
     add("importance prior vs single step (other rows)",
         lambda seed, s: spearman(s["prior"], np.asarray(s["single"])[:, n_probe:].mean(1)))
-    add("importance prior vs random-prefix label (16 probe rows, repeat 0)",
+    if has_rollouts:
+      add("importance prior vs random-prefix label (16 probe rows, repeat 0)",
         lambda seed, s: spearman(s["prior"], rollout_labels(s, 0, pc(s), False)))
     add("importance prior vs graddot (other rows)", lambda seed, s: spearman(s["prior"], s["graddot_other"]))
 
@@ -210,11 +302,16 @@ def analyse(studies):
     for name, m, lo, hi in rows:
         print("%-110s %7.3f %7.3f %7.3f" % (name, m, lo, hi))
 
+    if all("cand_loss" in s for _, s in snaps):
+        live_model_side(snaps, n_probe)
+    model_transfer(snaps, n_probe)
+
     # D. model side, labels fixed
-    for title, label_of in (
-            ("single-step labels, 16 probe rows", lambda s: probe_label(s["single"])),
-            ("single-step labels, other rows", lambda s: np.asarray(s["single"])[:, n_probe:].mean(1)),
-            ("random-prefix labels, 16 probe rows (repeat 0)", lambda s: rollout_labels(s, 0, pc(s), False))):
+    labels = [("single-step labels, 16 probe rows", lambda s: probe_label(s["single"])),
+              ("single-step labels, other rows", lambda s: np.asarray(s["single"])[:, n_probe:].mean(1))]
+    if has_rollouts:
+        labels.append(("random-prefix labels, 16 probe rows (repeat 0)", lambda s: rollout_labels(s, 0, pc(s), False)))
+    for title, label_of in labels:
         print("\nmodel side, 8-fold CV, held-out Spearman against %s (mean, min, max over %d snapshots)" % (title, len(snaps)))
         res = model_cv([s for _, s in snaps], label_of)
         for name, (m, lo, hi) in sorted(res.items(), key=lambda kv: -kv[1][0]):
