@@ -1,6 +1,8 @@
 #include "online/influence_refresher.h"
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 #include "groupmates/engine/influence_trainer.h"
 #include "groupmates/engine/metrics.h"
@@ -20,6 +22,26 @@ std::string unpublishable(RelationalInfluenceModel& model, const torch::Tensor& 
   return "";
 }
 
+// The tensors a refresh may change, each with a copy of its value: every parameter that trains and every buffer.
+// Frozen parameters (the n-gram table, whose storage the loader's models share) are left out: nothing in a refresh
+// writes them. A few hundred KB with the default encoder, where exporting the whole model took ~17 MB.
+class TrainableCopy {
+ public:
+  explicit TrainableCopy(RelationalInfluenceModel& model) {
+    for (const auto& p : model.parameters())
+      if (p.requires_grad()) saved_.emplace_back(p, p.detach().clone());
+    for (const auto& b : model.buffers()) saved_.emplace_back(b, b.detach().clone());
+  }
+  /// Puts the copied values back.
+  void restore() const {
+    torch::NoGradGuard no_grad;
+    for (const auto& [dst, value] : saved_) dst.copy_(value);
+  }
+
+ private:
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> saved_;
+};
+
 // Thrown for a refreshed model that is not finite (told apart from other failures in the stats).
 struct NonFinite : Error {
   using Error::Error;
@@ -35,7 +57,6 @@ InfluenceRefresher::InfluenceRefresher(SelectionConfig config, std::shared_ptr<R
     : config_(std::move(config)),
       model_(std::move(model)),
       baseline_(std::move(baseline)),
-      baseline_weights_(baseline_->export_weights()),
       labels_(std::move(labels)),
       gate_(config_.refresh_gate_margin) {}
 
@@ -48,7 +69,7 @@ void InfluenceRefresher::load(const std::string& weights, bool refreshed, const 
 
 RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) {
   RefreshResult out;
-  const std::string last_good = model_->export_weights();
+  const TrainableCopy last_good(*model_);
   try {
     const std::vector<LabelledRollout> entries = labels_->snapshot();
     const int64_t g = static_cast<int64_t>(entries.size());
@@ -130,19 +151,19 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
       gate_.set_learned_published(true);
     } else {  // the prior-only model selects: publish it again if a learned model was published last
       out.gated = true;
-      if (gate_.learned_published()) out.weights = baseline_weights_;
+      if (gate_.learned_published()) out.weights = baseline_->export_weights();
       gate_.set_learned_published(false);
     }
   } catch (const NonFinite& e) {
     out.error = e.what();
     out.nonfinite = true;
-    model_->import_weights(last_good);
+    last_good.restore();
   } catch (const std::exception& e) {
     out.error = e.what();
-    model_->import_weights(last_good);  // the next refresh starts from the last good model
+    last_good.restore();  // the next refresh starts from the last good model
   } catch (...) {
     out.error = "unknown exception";
-    model_->import_weights(last_good);
+    last_good.restore();
   }
   return out;
 }

@@ -55,8 +55,7 @@ class InfluenceRefresher {
  private:
   SelectionConfig config_;
   std::shared_ptr<RelationalInfluenceModel> model_;
-  std::shared_ptr<RelationalInfluenceModel> baseline_;
-  std::string baseline_weights_;  ///< published again when the gate turns back to the prior-only model
+  std::shared_ptr<RelationalInfluenceModel> baseline_;  ///< never trained; exported when the gate turns back to it
   std::shared_ptr<LabelBuffer> labels_;
   RefreshGate gate_;
   bool refreshed_ = false;

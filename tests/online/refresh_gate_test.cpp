@@ -326,3 +326,48 @@ TEST(InfluenceRefresherHeldout, IsTheSpearmanOfThePredictionsOnTheFreshRolloutsB
     if (p == 2) EXPECT_GT(r.heldout_spearman, 0.3) << "the model learned nothing in two refreshes";
   }
 }
+
+// A refresh that fails (non-finite weights, or an exception after training) leaves the working model exactly as
+// it was, so the next refresh starts from the last good one: with a trained n-gram table and with a frozen one
+// (whose storage the models share; the rollback copies only what a refresh can change).
+TEST(InfluenceRefresherRollback, AFailedRefreshLeavesTheWorkingWeightsAsTheyWere) {
+  const uint64_t seed = rdtest::fresh_seed();
+  SCOPED_TRACE(rdtest::seed_trace(seed));
+  std::mt19937_64 rng(seed);
+  for (bool trained_table : {true, false}) {
+    SCOPED_TRACE(trained_table ? "trained table" : "frozen table");
+    SelectionConfig cfg = refresher_config(seed);
+    cfg.train_ngram_table = trained_table;
+    cfg.refresh_gate = false;
+    auto labels = std::make_shared<LabelBuffer>(1024);
+    auto baseline = make_influence_model(cfg, 0);
+    const std::string baseline_before = baseline->export_weights();
+    InfluenceRefresher refresher(cfg, make_influence_model(cfg, 0), baseline, labels);
+    for (auto& r : rollouts(rng, 24, 0, /*labels_from_prior=*/false, 1)) labels->add(r);
+    ASSERT_EQ(refresher.refresh(0, 24).error, "");
+    const std::string before = refresher.weights();
+
+    refresh_fault_hook = [](int64_t, RelationalInfluenceModel& model) {  // NaN into every trainable tensor
+      torch::NoGradGuard no_grad;
+      for (auto& p : model.parameters())
+        if (p.requires_grad()) p.view(-1)[0].fill_(std::numeric_limits<float>::quiet_NaN());
+    };
+    for (auto& r : rollouts(rng, 24, 100, false, 1)) labels->add(r);
+    const RefreshResult nan = refresher.refresh(100, 24);
+    EXPECT_TRUE(nan.nonfinite) << nan.error;
+    EXPECT_TRUE(nan.weights.empty());
+    EXPECT_TRUE(refresher.weights() == before) << "a non-finite refresh left its weights behind";
+
+    refresh_fault_hook = [](int64_t, RelationalInfluenceModel&) { throw std::runtime_error("injected after training"); };
+    for (auto& r : rollouts(rng, 24, 200, false, 1)) labels->add(r);
+    const RefreshResult thrown = refresher.refresh(200, 24);
+    refresh_fault_hook = nullptr;
+    EXPECT_NE(thrown.error.find("injected after training"), std::string::npos) << thrown.error;
+    EXPECT_TRUE(refresher.weights() == before) << "a failed refresh left its training behind";
+
+    for (auto& r : rollouts(rng, 24, 300, false, 1)) labels->add(r);
+    EXPECT_EQ(refresher.refresh(300, 24).error, "");
+    EXPECT_FALSE(refresher.weights() == before) << "the next refresh trains again";
+    EXPECT_TRUE(baseline->export_weights() == baseline_before) << "the prior-only model changed";
+  }
+}
