@@ -64,7 +64,12 @@ HashedNgramEncoder::HashedNgramEncoder(const HashedNgramEncoderConfig& config, c
       throw Error(ErrorCode::kInvalidConfig, "HashedNgramEncoder",
                   "a shared table must be float [num_buckets, embed_dim] = [" + std::to_string(config.num_buckets) +
                       ", " + std::to_string(config.embed_dim) + "]");
-    options._weight(table.detach());  // an alias of the storage: requires_grad stays this encoder's own
+    // A tensor of its own over the same storage (not detach(): LibTorch may refuse set_() on a detached
+    // alias, which imports use): requires_grad, version counter and metadata stay this encoder's own.
+    torch::NoGradGuard no_grad;
+    torch::Tensor own = torch::empty({0}, table.options());
+    own.set_(table);
+    options._weight(own);
   }
   table_ = register_module("table", torch::nn::EmbeddingBag(options));
   fc1_ = register_module("fc1", torch::nn::Linear(config.embed_dim, config.hidden_dim));

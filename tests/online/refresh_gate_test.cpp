@@ -340,9 +340,10 @@ TEST(InfluenceRefresherRollback, AFailedRefreshLeavesTheWorkingWeightsAsTheyWere
     cfg.train_ngram_table = trained_table;
     cfg.refresh_gate = false;
     auto labels = std::make_shared<LabelBuffer>(1024);
-    auto baseline = make_influence_model(cfg, 0);
+    const InfluenceModelFactory factory(cfg, 0);  // as the loader makes them: a frozen table is shared
+    auto baseline = factory.make();
     const std::string baseline_before = baseline->export_weights();
-    InfluenceRefresher refresher(cfg, make_influence_model(cfg, 0), baseline, labels);
+    InfluenceRefresher refresher(cfg, factory.make(), baseline, labels);
     for (auto& r : rollouts(rng, 24, 0, /*labels_from_prior=*/false, 1)) labels->add(r);
     ASSERT_EQ(refresher.refresh(0, 24).error, "");
     const std::string before = refresher.weights();
@@ -369,5 +370,6 @@ TEST(InfluenceRefresherRollback, AFailedRefreshLeavesTheWorkingWeightsAsTheyWere
     EXPECT_EQ(refresher.refresh(300, 24).error, "");
     EXPECT_FALSE(refresher.weights() == before) << "the next refresh trains again";
     EXPECT_TRUE(baseline->export_weights() == baseline_before) << "the prior-only model changed";
+    EXPECT_TRUE(factory.make()->export_weights() == baseline_before) << "a model made now is not the initial one";
   }
 }
