@@ -152,49 +152,73 @@ def live_model_side(snaps, n_probe):
                                                               sum(o[4] > o[3] for o in out), len(out)))
 
 
-def model_transfer(snaps, n_probe):
-    """F. Do labels stay true long enough to select by? Models fitted on the labels of one snapshot (16 probe
-    rows: what a probe measures), judged on the candidates of every later snapshot of the same run (other
-    reference rows), beside the prior there. Within a snapshot (section D) the bags can beat the prior; a refresh
-    selects with them only later."""
-    print("\nF. fitted at one snapshot, judged at a later one (other rows): Spearman, prior there -> model")
-    for lam, n in ((1000.0, None), (30.0, None), (1000.0, 24)):
-        tag = "ridge on standardised bags + prior, lambda %g, %s labels" % (lam, n or "all")
-        out = []
-        for i, (sa, a) in enumerate(snaps):
-            for sb, b in snaps[i + 1:]:
-                if sb != sa:
-                    continue
-                k = n or len(a["importance"])
-                ya = -np.asarray(a["single"])[:k, :n_probe].mean(1)
-                yb = -np.asarray(b["single"])[:, n_probe:].mean(1)
-                ba, bb = np.asarray(a["bags"]), np.asarray(b["bags"])
-                mu, sd = ba.mean(0), ba.std(0) + 1e-9
-                xa = np.column_stack([a["importance"], (ba - mu) / sd])
-                xb = np.column_stack([b["importance"], (bb - mu) / sd])
-                out.append((sa, a["step"], b["step"], spearman(b["importance"], yb),
-                            spearman(fit_ridge(xa[:k], ya, lam)(xb), yb)))
-        print("  " + tag)
-        for o in out:
-            print("    seed %s, fitted at step %d, judged at %d: %.3f -> %.3f" % o)
-        if out:
-            print("    mean %.3f -> %.3f" % (np.mean([o[3] for o in out]), np.mean([o[4] for o in out])))
-    # As a refresh trains: on every earlier probe of the run (labels standardised per snapshot), judged at each later one.
-    print("  ridge on standardised bags + prior, lambda 1000, fitted on every earlier snapshot of the run")
+def model_transfer(snaps, n_probe, lam=1000.0, folds=8):
+    """F. Do labels stay true long enough to select by? The model of section D ("ridge std + prior", lambda
+    1000: the standardised bags beside 30 x the standardised importance, so the prior is hardly penalised),
+    fitted on the labels of the 16 probe rows (what a probe measures) and judged against the other reference
+    rows: within a snapshot (8-fold CV, like for like), at every later snapshot of the same run, at the next
+    one only, and fitted on every earlier snapshot (labels standardised per snapshot), as a refresh trains."""
+    gain_p = lambda s: -np.asarray(s["single"])[:, :n_probe].mean(1)
+    gain_o = lambda s: -np.asarray(s["single"])[:, n_probe:].mean(1)
+
+    def x_of(s, mu, sd):
+        return np.column_stack([30.0 * zscore(s["importance"]), (np.asarray(s["bags"]) - mu) / sd])
+
+    def scale(s):
+        b = np.asarray(s["bags"])
+        return b.mean(0), b.std(0) + 1e-9
+
+    def summary(name, pairs):
+        if not pairs:
+            return
+        print("  %-62s prior %.3f -> model %.3f; the model better in %d of %d" % (
+            name, np.mean([p for p, _ in pairs]), np.mean([m for _, m in pairs]), sum(m > p for p, m in pairs),
+            len(pairs)))
+
+    print("\nF. fitted on the probe rows' labels, judged on the other rows' (Spearman, the prior there -> the model)")
+    within = []
+    for _, s in snaps:
+        x, yp = x_of(s, *scale(s)), zscore(gain_p(s))
+        fold = np.random.default_rng(0).permutation(np.arange(len(yp)) % folds)
+        pred = np.zeros(len(yp))
+        for f in range(folds):
+            tr, te = fold != f, fold == f
+            pred[te] = fit_ridge(x[tr], yp[tr], lam)(x[te])
+        within.append((spearman(s["importance"], gain_o(s)), spearman(pred, gain_o(s))))
+    summary("within a snapshot (8-fold CV)", within)
+    later, later24, nxt, close = [], [], [], []
+    for i, (sa, a) in enumerate(snaps):
+        for j, (sb, b) in enumerate(snaps[i + 1:]):
+            if sb != sa:
+                continue
+            mu, sd = scale(a)
+            xa, xb, ya = x_of(a, mu, sd), x_of(b, mu, sd), zscore(gain_p(a))
+            pair = (spearman(b["importance"], gain_o(b)), spearman(fit_ridge(xa, ya, lam)(xb), gain_o(b)))
+            later.append(pair)
+            later24.append((pair[0], spearman(fit_ridge(xa[:24], ya[:24], lam)(xb), gain_o(b))))
+            if j == 0:
+                nxt.append(pair)
+            if b["step"] - a["step"] <= 10:
+                close.append(pair)
+                print("    seed %s, fitted at step %d, judged at %d: %.3f -> %.3f" % (sa, a["step"], b["step"], *pair))
+    summary("fitted at one snapshot, judged at every later one", later)
+    summary("the same, fitted on the first 24 candidates (one probe)", later24)
+    summary("fitted at one snapshot, judged at the next one", nxt)
+    summary("judged at most 10 steps later", close)
+    pooled = []
     for seed in sorted({sd for sd, _ in snaps}):
         run = [s for sd, s in snaps if sd == seed]
         bags = np.concatenate([np.asarray(s["bags"]) for s in run])
         mu, sd = bags.mean(0), bags.std(0) + 1e-9
-        x_of = lambda s: np.column_stack([zscore(s["importance"]), (np.asarray(s["bags"]) - mu) / sd])
-        gain = lambda s, cols: -np.asarray(s["single"])[:, cols].mean(1)
         for k in range(2, len(run)):
-            fit = fit_ridge(np.concatenate([x_of(s) for s in run[:k]]),
-                            np.concatenate([zscore(gain(s, np.arange(n_probe))) for s in run[:k]]), 1000.0)
-            res = [(s["step"], spearman(s["importance"], gain(s, np.arange(n_probe, len(s["base"])))),
-                    spearman(fit(x_of(s)), gain(s, np.arange(n_probe, len(s["base"]))))) for s in run[k:]]
-            print("    seed %s, steps %s: " % (seed, [s["step"] for s in run[:k]]) +
-                  "; ".join("@%d %.3f -> %.3f" % r for r in res) +
-                  "; mean %.3f -> %.3f" % (np.mean([r[1] for r in res]), np.mean([r[2] for r in res])))
+            fit = fit_ridge(np.concatenate([x_of(s, mu, sd) for s in run[:k]]),
+                            np.concatenate([zscore(gain_p(s)) for s in run[:k]]), lam)
+            res = [(spearman(s["importance"], gain_o(s)), spearman(fit(x_of(s, mu, sd)), gain_o(s))) for s in run[k:]]
+            pooled += res
+            print("    seed %s, fitted on steps %s (%d labels): %s" % (
+                seed, [s["step"] for s in run[:k]], sum(len(s["importance"]) for s in run[:k]),
+                "; ".join("@%d %.3f -> %.3f" % (s["step"], p, m) for s, (p, m) in zip(run[k:], res))))
+    summary("fitted on every earlier snapshot, judged at each later one", pooled)
 
 
 def analyse(studies):
