@@ -98,7 +98,7 @@ InfluenceModelFactory::InfluenceModelFactory(const SelectionConfig& config, int6
         torch::NoGradGuard no_grad;
         table_.normal_(0.0, 1.0, gen);
       }
-      after_table_ = gen.clone();
+      after_table_ = gen.get_state();  // not gen.clone(): LibTorch 1.13's Generator::clone leaks the copy
     }
   }
 }
@@ -111,7 +111,8 @@ std::shared_ptr<RelationalInfluenceModel> InfluenceModelFactory::make() const {
     mc.tau_min = cfg.relation_tau_min;
     mc.tau_init = cfg.relation_tau;
     // A private generator: the initial weights must not depend on what other threads draw meanwhile.
-    at::Generator gen = table_.defined() ? after_table_.clone() : at::detail::createCPUGenerator(model_seed(cfg));
+    at::Generator gen = at::detail::createCPUGenerator(model_seed(cfg));
+    if (table_.defined()) gen.set_state(after_table_);  // as it stood after drawing the shared table
     if (scripted_) {  // the scripted module's weights are the user's (frozen); only the head is ours
       auto model = std::make_shared<RelationalInfluenceModel>(scripted_->share(), mc);
       init_parameters(*model, gen, /*hashed_encoder=*/false, !mc.zero_head);

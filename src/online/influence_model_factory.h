@@ -5,8 +5,6 @@
 #include <memory>
 #include <string>
 
-#include <ATen/core/Generator.h>
-
 #include "groupmates/engine/influence_model.h"
 #include "groupmates/selection_config.h"
 
@@ -36,7 +34,7 @@ class InfluenceModelFactory {
   std::shared_ptr<TorchScriptEncoder> scripted_;  ///< the loaded module (kTorchScript), else null
   std::string identity_;
   torch::Tensor table_;          ///< the shared frozen n-gram table (hashed encoder, table not trained), else undefined
-  at::Generator after_table_;    ///< the private generator as it stood after drawing table_ (cloned per model)
+  torch::Tensor after_table_;    ///< the private generator's state after drawing table_ (each model starts there)
 };
 
 /// A fresh model (the config's encoder + relational head) for `config`, with the same initial weights
