@@ -116,13 +116,23 @@ def zscore(x):
     return (x - x.mean()) / (sd if sd > 0 else 1.0)
 
 
+def gain(s, cols):
+    """A snapshot's single-step labels as loss decreases (higher = better, like the importance score), averaged over
+    the reference rows `cols`."""
+    return -np.asarray(s["single"])[:, cols].mean(1)
+
+
+def standardised_bags(bags):
+    """Per-column mean and scale of the bags (the scale never 0), as model_cv standardises them."""
+    bags = np.asarray(bags)
+    return bags.mean(0), bags.std(0) + 1e-9
+
+
 def live_model_side(snaps, n_probe):
     """E. What the n-gram prior cannot see: how the live model stands to each row (its loss at the snapshot) and
     free proxies of it (token surprisal under the stream's counts), against the single-step labels; and whether a
     coefficient for one of them, fitted on one probe's worth of candidates (24) at one snapshot, still helps the
     prior 100-odd steps later (the next snapshot of the same run), which is what a refresh would need."""
-    def gains(s, cols):
-        return -np.asarray(s["single"])[:, cols].mean(1)  # loss decrease: higher = better, like the importance score
     print("\nE. per snapshot: Spearman of a row feature with the single-step gain (16 probe rows / other rows)")
     feats = ["importance"] + sorted(snaps[0][1]["variants"]) + ["cand_loss", "surprisal_uni", "surprisal_bi",
                                                                    "cand_grad_norm"]
@@ -132,7 +142,7 @@ def live_model_side(snaps, n_probe):
         vals = []
         for f in feats:
             x = s[f] if f in s else s["variants"][f]
-            vals.append("%8.3f /%7.3f" % (spearman(x, gains(s, cols_p)), spearman(x, gains(s, cols_o))))
+            vals.append("%8.3f /%7.3f" % (spearman(x, gain(s, cols_p)), spearman(x, gain(s, cols_o))))
         print("  %-8s %-5s " % (seed, s["step"]) + " ".join("%17s" % v for v in vals))
     grid = np.linspace(-1.5, 1.5, 31)
     print("\n  importance + beta * feature: beta fitted on the first 24 candidates of a snapshot (16 probe rows), "
@@ -142,10 +152,10 @@ def live_model_side(snaps, n_probe):
         for (sa, a), (sb, b) in zip(snaps, snaps[1:]):
             if sa != sb:
                 continue
-            fit = [spearman(zscore(a["importance"][:24]) + t * zscore(a[f][:24]), gains(a, np.arange(n_probe))[:24])
+            fit = [spearman(zscore(a["importance"][:24]) + t * zscore(a[f][:24]), gain(a, np.arange(n_probe))[:24])
                    for t in grid]
             beta = grid[int(np.nanargmax(fit))]
-            g = gains(b, np.arange(n_probe, len(b["base"])))
+            g = gain(b, np.arange(n_probe, len(b["base"])))
             out.append((sa, a["step"], beta, spearman(b["importance"], g), spearman(zscore(b["importance"]) + beta * zscore(b[f]), g)))
         print("  %-14s " % f + "; ".join("s%d@%d beta %+.1f: %.3f -> %.3f" % o for o in out))
         print("  %-14s mean change %+.3f, better in %d of %d" % ("", np.mean([o[4] - o[3] for o in out]),
@@ -158,15 +168,11 @@ def model_transfer(snaps, n_probe, lam=1000.0, folds=8):
     fitted on the labels of the 16 probe rows (what a probe measures) and judged against the other reference
     rows: within a snapshot (8-fold CV, like for like), at every later snapshot of the same run, at the next
     one only, and fitted on every earlier snapshot (labels standardised per snapshot), as a refresh trains."""
-    gain_p = lambda s: -np.asarray(s["single"])[:, :n_probe].mean(1)
-    gain_o = lambda s: -np.asarray(s["single"])[:, n_probe:].mean(1)
+    gain_p = lambda s: gain(s, np.arange(n_probe))
+    gain_o = lambda s: gain(s, np.arange(n_probe, len(s["base"])))
 
     def x_of(s, mu, sd):
         return np.column_stack([30.0 * zscore(s["importance"]), (np.asarray(s["bags"]) - mu) / sd])
-
-    def scale(s):
-        b = np.asarray(s["bags"])
-        return b.mean(0), b.std(0) + 1e-9
 
     def summary(name, pairs):
         if not pairs:
@@ -178,7 +184,7 @@ def model_transfer(snaps, n_probe, lam=1000.0, folds=8):
     print("\nF. fitted on the probe rows' labels, judged on the other rows' (Spearman, the prior there -> the model)")
     within = []
     for _, s in snaps:
-        x, yp = x_of(s, *scale(s)), zscore(gain_p(s))
+        x, yp = x_of(s, *standardised_bags(s["bags"])), zscore(gain_p(s))
         fold = np.random.default_rng(0).permutation(np.arange(len(yp)) % folds)
         pred = np.zeros(len(yp))
         for f in range(folds):
@@ -191,7 +197,7 @@ def model_transfer(snaps, n_probe, lam=1000.0, folds=8):
         for j, (sb, b) in enumerate(snaps[i + 1:]):
             if sb != sa:
                 continue
-            mu, sd = scale(a)
+            mu, sd = standardised_bags(a["bags"])
             xa, xb, ya = x_of(a, mu, sd), x_of(b, mu, sd), zscore(gain_p(a))
             pair = (spearman(b["importance"], gain_o(b)), spearman(fit_ridge(xa, ya, lam)(xb), gain_o(b)))
             later.append(pair)
@@ -208,8 +214,7 @@ def model_transfer(snaps, n_probe, lam=1000.0, folds=8):
     pooled = []
     for seed in sorted({sd for sd, _ in snaps}):
         run = [s for sd, s in snaps if sd == seed]
-        bags = np.concatenate([np.asarray(s["bags"]) for s in run])
-        mu, sd = bags.mean(0), bags.std(0) + 1e-9
+        mu, sd = standardised_bags(np.concatenate([np.asarray(s["bags"]) for s in run]))
         for k in range(2, len(run)):
             fit = fit_ridge(np.concatenate([x_of(s, mu, sd) for s in run[:k]]),
                             np.concatenate([zscore(gain_p(s)) for s in run[:k]]), lam)
