@@ -45,6 +45,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <numeric>
 #include <random>
 #include <sstream>
 #include <string>
@@ -72,6 +73,8 @@ struct Options : tiny_gpt_training::TrainingSettings {
   int64_t repeats = 2;
   int64_t extra_ref_rows = 128;
   double lr_scale = 0.3;
+  bool fixed_candidates = false;
+  int64_t top_of = 0;
   bool quiet = false;
 };
 
@@ -159,6 +162,11 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", o.repeats, "independent random prefixes per candidate")->capture_default_str();
   app.add_option("--extra-ref-rows", o.extra_ref_rows, "reference rows beside the 16 probe rows")->capture_default_str();
   app.add_option("--lr-scale", o.lr_scale, "probe steps use lr * this (ProbeConfig::lr_scale)")->capture_default_str();
+  app.add_flag("--fixed-candidates", o.fixed_candidates,
+               "label the first snapshot's candidates again at every later snapshot (a row's label over time)");
+  app.add_option("--top-of", o.top_of,
+                 "draw this many rows and keep the candidates with the highest importance prior (0: the next rows), "
+                 "as a replay buffer holds the best rows")->capture_default_str();
   app.add_flag("--quiet", o.quiet, "no progress on stderr");
   example_cli::parse_or_exit(app, argc, argv);
   try {
@@ -242,9 +250,11 @@ int main(int argc, char** argv) {
     out["settings"] = {{"seed", o.seed}, {"lr_scale", o.lr_scale}, {"probe_ref_rows", ref.split.probe.size()},
                        {"extra_ref_rows", ref.split.eval.size()}, {"candidates", o.candidates},
                        {"contexts", o.contexts}, {"prefix", o.prefix}, {"repeats", o.repeats},
+                       {"fixed_candidates", o.fixed_candidates}, {"top_of", o.top_of},
                        {"params", model->num_parameters()}, {"seq_len", o.seq_len}, {"batch", o.batch}};
     out["snapshots"] = Json::array();
     int64_t step = 0;
+    torch::Tensor fixed;  // the candidates (with the control row last)
     const groupmates::util::Stopwatch clock;
     for (int64_t snap : o.snapshots) {
       for (; step < snap; ++step) {
@@ -256,19 +266,34 @@ int main(int argc, char** argv) {
         target->train_step(b->input_ids);
       }
       // Candidates: the stream's next rows (not trained on).
-      std::vector<torch::Tensor> rows;
-      int64_t have = 0;
-      while (have < o.candidates + 1) {
-        auto b = loader.next();
-        rows.push_back(b->input_ids);
-        have += b->input_ids.size(0);
+      const bool fresh = !o.fixed_candidates || !fixed.defined();
+      if (fresh) {
+        std::vector<torch::Tensor> rows;
+        int64_t have = 0;
+        const int64_t want = std::max(o.top_of, o.candidates + 1);
+        while (have < want) {
+          auto b = loader.next();
+          rows.push_back(b->input_ids);
+          have += b->input_ids.size(0);
+        }
+        torch::Tensor drawn = torch::cat(rows).slice(0, 0, want).contiguous();
+        importance.observe(drawn.data_ptr<int64_t>(), drawn.size(0), drawn.size(1));
+        for (auto& v : variants) v.second.observe(drawn.data_ptr<int64_t>(), drawn.size(0), drawn.size(1));
+        if (o.top_of > o.candidates + 1) {  // the best by the prior, then the control row x0 from the rest
+          const auto all = importance.score(drawn.data_ptr<int64_t>(), drawn.size(0), drawn.size(1));
+          std::vector<int64_t> order(all.size());
+          std::iota(order.begin(), order.end(), 0);
+          std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return all[a] > all[b]; });
+          order.resize(o.candidates);
+          order.push_back(want - 1);
+          drawn = drawn.index_select(0, torch::tensor(order, torch::kLong)).contiguous();
+        }
+        fixed = drawn.slice(0, 0, o.candidates + 1).contiguous();  // last = control x0
       }
-      const torch::Tensor cand = torch::cat(rows).slice(0, 0, o.candidates + 1).contiguous();  // last = control x0
-      importance.observe(cand.data_ptr<int64_t>(), cand.size(0), cand.size(1));
+      const torch::Tensor cand = fixed;
       const auto scores = importance.score(cand.data_ptr<int64_t>(), o.candidates, cand.size(1));
       Json variant_scores;
       for (auto& v : variants) {
-        v.second.observe(cand.data_ptr<int64_t>(), cand.size(0), cand.size(1));
         variant_scores[v.first] = rounded(v.second.score(cand.data_ptr<int64_t>(), o.candidates, cand.size(1)));
       }
       const auto prior = groupmates::importance_prior(scores);
@@ -288,7 +313,7 @@ int main(int argc, char** argv) {
       js["importance"] = rounded(scores);
       js["variants"] = variant_scores;
       {
-        count_rows(cand);
+        if (fresh) count_rows(cand);
         std::vector<double> su, sb;
         for (int64_t c = 0; c < o.candidates; ++c) {
           su.push_back(surprisal(cand[c].data_ptr<int64_t>(), cand.size(1), false));

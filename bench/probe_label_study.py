@@ -226,6 +226,27 @@ def model_transfer(snaps, n_probe, lam=1000.0, folds=8):
     summary("fitted on every earlier snapshot, judged at each later one", pooled)
 
 
+def same_rows(snaps, n_probe):
+    """G. (--fixed-candidates) The same rows labelled at every snapshot: does a row's label measured at one snapshot
+    (16 probe rows) still rank the rows at a later one (the other rows' labels), against the importance score at the
+    later snapshot and the mean of the two ranks? What a selection that replays probe-measured rows would rely on."""
+    print("\nG. the same candidates at every snapshot (Spearman against the later snapshot's other-row labels)")
+    by_lag = {}
+    for seed in sorted({sd for sd, _ in snaps}):
+        run = [s for sd, s in snaps if sd == seed]
+        for i, a in enumerate(run):
+            for b in run[i + 1:]:
+                later = gain(b, np.arange(n_probe, len(b["base"])))
+                earlier = gain(a, np.arange(n_probe))
+                mix = ranks(earlier) + ranks(b["importance"])
+                by_lag.setdefault(b["step"] - a["step"], []).append(
+                    (spearman(earlier, later), spearman(b["importance"], later), spearman(mix, later)))
+    print("  %-5s %6s %22s %22s %22s" % ("lag", "pairs", "measured earlier", "importance then", "mean of both ranks"))
+    for lag in sorted(by_lag):
+        v = np.asarray(by_lag[lag])
+        print("  %-5d %6d %22.3f %22.3f %22.3f" % (lag, len(v), *v.mean(0)))
+
+
 def analyse(studies):
     rng = np.random.default_rng(0)
     rows = []
@@ -334,6 +355,8 @@ def analyse(studies):
     if all("cand_loss" in s for _, s in snaps):
         live_model_side(snaps, n_probe)
     model_transfer(snaps, n_probe)
+    if settings.get("fixed_candidates"):
+        same_rows(snaps, n_probe)
 
     # D. model side, labels fixed
     labels = [("single-step labels, 16 probe rows", lambda s: probe_label(s["single"])),
