@@ -65,6 +65,7 @@ struct Options : tiny_gpt_training::TrainingSettings {
   int64_t rollout_length = 0;  // 0 = ProbeConfig's default
   int first_order = -1;        // -1 = ProbeConfig's default
   int probe_nice = -1;         // -1 = ProbeConfig's default
+  int trainer_thread_rollouts = -1;  // -1 = ProbeConfig's default
   int merge_budgets = -1;      // -1 = SelectionConfig's default
   std::string refresh_mode;  // "" = SelectionConfig's default; when_ready | at_step
   double reference_feedback = -1;  // < 0 = SelectionConfig's default
@@ -138,6 +139,8 @@ Options parse(int argc, char** argv) {
   app.add_option("--rollout-length", o.rollout_length, "ProbeConfig.rollout_length (0: the library's default)");
   app.add_option("--first-order-labels", o.first_order, "ProbeConfig.first_order_labels 0 or 1 (-1: the library's default)");
   app.add_option("--probe-nice", o.probe_nice, "ProbeConfig.nice (-1: the library's default)");
+  app.add_option("--trainer-thread-rollouts", o.trainer_thread_rollouts,
+                 "ProbeConfig.trainer_thread_rollouts (-1: the library's default; 0: a probe thread)");
   app.add_option("--merge-cluster-budgets", o.merge_budgets, "SelectionConfig.merge_cluster_budgets 0|1 (default: the library's)")
       ->check(CLI::IsMember({0, 1}));
   app.add_option("--encoder", o.encoder, "SelectionConfig.encoder")->capture_default_str()
@@ -210,6 +213,7 @@ int main(int argc, char** argv) {
     if (o.rollout_length > 0) probes.rollout_length = static_cast<uint32_t>(o.rollout_length);
     if (o.first_order >= 0) probes.first_order_labels = o.first_order != 0;
     if (o.probe_nice >= 0) probes.nice = o.probe_nice;
+    if (o.trainer_thread_rollouts >= 0) probes.trainer_thread_rollouts = uint32_t(o.trainer_thread_rollouts);
     if (o.merge_budgets >= 0) selection.merge_cluster_budgets = o.merge_budgets != 0;
     if (o.reference_feedback >= 0) selection.reference_feedback = o.reference_feedback;
     if (o.refresh_steps >= 0) selection.refresh_train_steps = static_cast<uint32_t>(o.refresh_steps);
@@ -342,7 +346,7 @@ int main(int argc, char** argv) {
                      {"clusters", selection.clusters}, {"replay_share", num(selection.effective_replay_share())},
                      {"probe_interval", probes.interval_steps},
                      {"rollout_length", probes.rollout_length}, {"first_order_labels", probes.first_order_labels},
-                     {"probe_nice", probes.nice},
+                     {"probe_nice", probes.nice}, {"trainer_thread_rollouts", probes.trainer_thread_rollouts},
                      {"refresh_steps", selection.refresh_train_steps},
                      {"refresh_lr", num(selection.refresh_learning_rate)}, {"torch_threads", torch::get_num_threads()},
                      {"packing", o.aligned ? "aligned" : "packed"}, {"pad_tokens", pad_tokens}};
@@ -367,7 +371,8 @@ int main(int argc, char** argv) {
                  {"probe_eval_tokens", num(c.probe_eval_tokens)}, {"scoring_seconds", num(c.scoring_seconds)},
                  {"selection_seconds", num(c.selection_seconds)}, {"wait_scoring_seconds", num(c.wait_scoring_seconds)},
                  {"wait_refresh_seconds", num(c.wait_refresh_seconds)}, {"wait_probe_seconds", num(c.wait_probe_seconds)},
-                 {"snapshot_seconds", num(c.snapshot_seconds)}, {"probes_skipped_budget", st.probes_skipped_budget},
+                 {"snapshot_seconds", num(c.snapshot_seconds)}, {"probe_slice_seconds", num(c.probe_slice_seconds)},
+                 {"probes_skipped_budget", st.probes_skipped_budget},
                  {"probes_skipped_backoff", st.probes_skipped_backoff},
                  {"refreshes_failed", st.refreshes_failed}, {"refreshes_gated", st.refreshes_gated},
                  {"prior_weight", num(st.prior_weight)},

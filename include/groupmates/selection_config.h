@@ -196,6 +196,16 @@ struct ProbeConfig {
                                       ///< work a low-priority probe starves and times out (timeout_seconds). Under
                                       ///< RefreshMode::kWhenReady only: under kAtStep the trainer waits for due
                                       ///< refreshes, and the probe keeps the trainer's priority
+  uint32_t trainer_thread_rollouts = 2; ///< > 0: probes run on the trainer's thread, in slices inside on_step: the
+                                      ///< step after a probe falls due measures R_0 and the reference gradient, each
+                                      ///< later step runs this many rollouts, the last one also the refresh. No probe
+                                      ///< thread competes with the trainer for the cores (on 2 CPU cores its matrix
+                                      ///< products queue in the trainer's BLAS pool), and a probe ends at a step that
+                                      ///< timing cannot change; on_step takes that slice's time
+                                      ///< (SelectionCost::probe_slice_seconds). nice and timeout_seconds do not
+                                      ///< apply. 0: a thread of its own per probe. 2 chosen on the tuning pools:
+                                      ///< Group-MATES's run took 1.01x importance resampling's wall clock instead
+                                      ///< of 1.21x (docs/SELECTION.md, "Probes in slices")
   uint32_t max_consecutive_failures = 3; ///< this many failed probes / refreshes in a row (a throw, a timeout, a
                                       ///< non-finite refresh) and the next GroupMatesLoader::next() throws
                                       ///< Error(kSelectionFailed) with the last error; 0 = never (keep training

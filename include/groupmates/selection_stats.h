@@ -51,6 +51,9 @@ struct SelectionCost {
   /// Trainer's thread, by cause: next() waiting for a window's scores; next() waiting for a due refresh
   /// (RefreshMode::kAtStep); on_step() waiting for the previous probe (kAtStep); on_step() snapshotting.
   double wait_scoring_seconds = 0, wait_refresh_seconds = 0, wait_probe_seconds = 0, snapshot_seconds = 0;
+  /// Trainer's thread, not waiting but working: on_step() running probe slices and, after a probe's last slice, its
+  /// refresh (ProbeConfig::trainer_thread_rollouts > 0; 0 with a probe thread).
+  double probe_slice_seconds = 0;
   /// Selection overhead in FLOPs: probes + refresh + scoring.
   double overhead_flops() const { return probe_flops + refresh_flops + scoring_flops; }
 };

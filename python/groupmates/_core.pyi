@@ -167,6 +167,7 @@ class ProbeConfig(_StubStruct):
     gated_backoff_max: int
     timeout_seconds: float
     nice: int
+    trainer_thread_rollouts: int
     max_consecutive_failures: int
 
 class LoaderStats(_StubStruct):
@@ -213,6 +214,7 @@ class SelectionCost(_StubStruct):
     wait_refresh_seconds: float
     wait_probe_seconds: float
     snapshot_seconds: float
+    probe_slice_seconds: float
 
 class VersionSwitch(_StubStruct):
     window: int

@@ -405,6 +405,9 @@ class ProbeConfig:
                         thread finishes on its own, its rollouts are dropped); 0 = no timeout
     nice:               the probe thread's nice value above the training thread's (Linux, 0..19; higher = the
                         trainer's threads run first and the probe takes the idle time)
+    trainer_thread_rollouts: > 0: probes run on the training thread in slices inside on_step (this many rollouts
+                        a step; no probe thread competing for the cores; a probe ends at a step timing cannot
+                        change); 0: a probe thread (nice and timeout_seconds apply only then)
     max_consecutive_failures: this many failed probes / refreshes in a row (an exception, a timeout, a
                         non-finite refresh) and the next batch raises SelectionError; 0 = never raise
     """
@@ -425,6 +428,7 @@ class ProbeConfig:
     gated_backoff_max: int = _PROBES["gated_backoff_max"]
     timeout_seconds: float = _PROBES["timeout_seconds"]
     nice: int = _PROBES["nice"]
+    trainer_thread_rollouts: int = _PROBES["trainer_thread_rollouts"]
     max_consecutive_failures: int = _PROBES["max_consecutive_failures"]
 
     def to_core(self) -> "_core.ProbeConfig":

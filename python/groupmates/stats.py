@@ -95,6 +95,7 @@ class SelectionCost(_Record):
     wait_refresh_seconds: float = 0.0
     wait_probe_seconds: float = 0.0
     snapshot_seconds: float = 0.0
+    probe_slice_seconds: float = 0.0  # on_step running probe slices and refreshes (trainer_thread_rollouts > 0)
 
 
 @dataclass(frozen=True)

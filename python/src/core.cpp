@@ -431,6 +431,7 @@ PYBIND11_MODULE(_core, m) {
       .field("gated_backoff_max", &gm::ProbeConfig::gated_backoff_max)
       .field("timeout_seconds", &gm::ProbeConfig::timeout_seconds)
       .field("nice", &gm::ProbeConfig::nice)
+      .field("trainer_thread_rollouts", &gm::ProbeConfig::trainer_thread_rollouts)
       .field("max_consecutive_failures", &gm::ProbeConfig::max_consecutive_failures);
 
   // ---- stats (include/groupmates/streaming_loader.h, selection_stats.h), read-only
@@ -477,7 +478,8 @@ PYBIND11_MODULE(_core, m) {
       .field("wait_scoring_seconds", &gm::SelectionCost::wait_scoring_seconds)
       .field("wait_refresh_seconds", &gm::SelectionCost::wait_refresh_seconds)
       .field("wait_probe_seconds", &gm::SelectionCost::wait_probe_seconds)
-      .field("snapshot_seconds", &gm::SelectionCost::snapshot_seconds);
+      .field("snapshot_seconds", &gm::SelectionCost::snapshot_seconds)
+      .field("probe_slice_seconds", &gm::SelectionCost::probe_slice_seconds);
 
   Struct<gm::VersionSwitch>(m, "VersionSwitch", "groupmates::VersionSwitch", true)
       .field("window", &gm::VersionSwitch::window)

@@ -169,6 +169,7 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
       probe_out_ = std::make_shared<LabelBuffer>(std::max<size_t>(1, static_cast<size_t>(sc.prober.max_rollouts)));
     }
     sc.timeout_seconds = probe_cfg_.timeout_seconds;
+    sc.trainer_thread_rollouts = probe_cfg_.trainer_thread_rollouts;
     scheduler_ = std::make_unique<ProbeScheduler>(sc, shared_ ? probe_out_ : labels_);
     scheduler_->set_callback([this](int64_t step, const ProbeResult& result) { refresh(step, result); });
   }
@@ -688,6 +689,13 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
     reference_tokens_ = reference;
     stats_.cost.flops_per_token = flops_per_token_;
     stats_.cost.train_flops = 3.0 * flops_per_token_ * double(stats_.cost.train_tokens);
+  }
+  if (scheduler_ && scheduler_->busy()) {  // probes in slices: the next slice of the one in flight, on this thread
+    const util::Stopwatch took;
+    scheduler_->advance();
+    const double spent = took.seconds();
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.cost.probe_slice_seconds += spent;
   }
   if (!scheduler_ || target == nullptr || !current_) return;
   if (!scheduler_->due(step)) return;

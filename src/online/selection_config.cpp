@@ -128,6 +128,9 @@ void ProbeConfig::validate() const {
   if (budget > 0 && min_rollouts < 1) bad(f + "min_rollouts", "is 0; must be >= 1 with a budget");
   if (nice < 0 || nice > 19) bad(f + "nice", "is " + std::to_string(nice) + "; allowed 0..19 (0 = the trainer's priority)");
   if (gated_backoff_max > 1000000) bad(f + "gated_backoff_max", "is " + std::to_string(gated_backoff_max) + "; allowed 0..1000000");
+  if (trainer_thread_rollouts > 4096)
+    bad(f + "trainer_thread_rollouts", "is " + std::to_string(trainer_thread_rollouts) +
+                                           "; allowed 0..4096 (rollouts per trainer step; 0 = a probe thread)");
   if (!(timeout_seconds >= 0) || std::isinf(timeout_seconds))
     bad(f + "timeout_seconds", "is " + std::to_string(timeout_seconds) + "; must be finite and >= 0 (0 = no timeout)");
 }

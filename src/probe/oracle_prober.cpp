@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -124,14 +126,16 @@ bool OracleProber::run_rollout(const ProbeTarget& target, const torch::Tensor& p
   return true;
 }
 
-ProbeResult OracleProber::run(ProbeTarget& target, const torch::Tensor& pool,
-                              const std::vector<RolloutPlan>& plans) const {
+ProbeRun::ProbeRun(const OracleProber& prober, ProbeTarget& target, const torch::Tensor& pool,
+                   std::vector<RolloutPlan> plans)
+    : prober_(prober), target_(target), pool_(pool), plans_(std::move(plans)) {
   const char* where = "OracleProber::run";
   if (!pool.defined() || pool.dim() != 2 || pool.scalar_type() != torch::kInt64)
     throw Error(ErrorCode::kInvalidConfig, where, "pool must be int64 token rows [N, T]");
+  const OracleProberConfig& config = prober_.config();
   const int64_t n = pool.size(0);
-  const size_t needed = static_cast<size_t>(config_.rollout_length * config_.rows_per_step);
-  for (const auto& plan : plans) {
+  const size_t needed = static_cast<size_t>(config.rollout_length * config.rows_per_step);
+  for (const auto& plan : plans_) {
     if (plan.candidates.size() != needed)
       throw Error(ErrorCode::kInvalidConfig, where,
                   "a plan has " + std::to_string(plan.candidates.size()) + " candidates, expected rollout_length * "
@@ -141,34 +145,54 @@ ProbeResult OracleProber::run(ProbeTarget& target, const torch::Tensor& pool,
         throw Error(ErrorCode::kInvalidConfig, where,
                     "candidate " + std::to_string(id) + " outside the pool of " + std::to_string(n) + " rows");
   }
-  ProbeResult result;
+}
+
+ProbeRun::~ProbeRun() = default;
+
+bool ProbeRun::advance(int64_t rollouts) {
+  if (done()) return true;
   const util::Stopwatch clock;
-  result.reference_before = target.reference_loss();  // R_0: the same for every rollout of this run
-  if (!std::isfinite(result.reference_before)) {
-    // The snapshot itself is broken: nothing it produces can be trusted.
-    result.discarded = static_cast<int64_t>(plans.size());
-    result.attempted = result.discarded;
-    result.seconds = clock.seconds();
-    return result;
+  const OracleProberConfig& config = prober_.config();
+  if (!started_) {
+    started_ = true;
+    result_.reference_before = target_.reference_loss();  // R_0: the same for every rollout of this run
+    if (!std::isfinite(result_.reference_before)) {
+      // The snapshot itself is broken: nothing it produces can be trusted.
+      result_.discarded = static_cast<int64_t>(plans_.size());
+      result_.attempted = result_.discarded;
+      next_ = plans_.size();
+    } else if (config.first_order && !plans_.empty() && config.max_rollouts > 0) {
+      gradient_ = std::make_unique<ReferenceGradient>(ReferenceGradient::of(target_));
+    }
+    result_.seconds += clock.seconds();
+    return done();
   }
-  std::optional<ReferenceGradient> gradient;
-  if (config_.first_order && !plans.empty() && config_.max_rollouts > 0) gradient = ReferenceGradient::of(target);
-  std::unique_ptr<ProbeTarget> scratch;  // one copy of the target for every rollout
-  for (const auto& plan : plans) {
-    if (result.attempted >= config_.max_rollouts ||
-        (config_.max_seconds > 0 && clock.seconds() >= config_.max_seconds)) {
-      ++result.skipped;
+  for (int64_t k = 0; k < rollouts && next_ < plans_.size(); ++next_) {
+    if (result_.attempted >= config.max_rollouts ||
+        (config.max_seconds > 0 && result_.seconds + clock.seconds() >= config.max_seconds)) {
+      ++result_.skipped;
       continue;
     }
-    ++result.attempted;
+    ++result_.attempted;
+    ++k;
     Rollout rollout;
-    if (run_rollout(target, pool, plan, result.reference_before, rollout, gradient ? &*gradient : nullptr, &scratch))
-      result.rollouts.push_back(std::move(rollout));
+    if (prober_.run_rollout(target_, pool_, plans_[next_], result_.reference_before, rollout, gradient_.get(),
+                            &scratch_))
+      result_.rollouts.push_back(std::move(rollout));
     else
-      ++result.discarded;
+      ++result_.discarded;
   }
-  result.seconds = clock.seconds();
-  return result;
+  result_.seconds += clock.seconds();
+  if (done()) scratch_.reset();
+  return done();
+}
+
+ProbeResult OracleProber::run(ProbeTarget& target, const torch::Tensor& pool,
+                              const std::vector<RolloutPlan>& plans) const {
+  ProbeRun run(*this, target, pool, plans);
+  while (!run.advance(std::numeric_limits<int64_t>::max())) {
+  }
+  return run.result();
 }
 
 std::vector<LabelStats> summarise_labels(const std::vector<Rollout>& rollouts) {

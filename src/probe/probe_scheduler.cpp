@@ -2,6 +2,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -93,7 +94,12 @@ struct ProbeScheduler::Shared {
   /// On the probe thread: runs job `id`; unless it was abandoned meanwhile, fills the buffer, calls
   /// the callback, counts it and reports idle. Frees the snapshot on this thread.
   static void execute(const std::shared_ptr<Shared>& self, std::shared_ptr<Job> job, uint64_t id);
+  /// The probe's plans: this rank's share of the policies' rollouts, cut to the job's max_rollouts.
+  std::vector<RolloutPlan> plan(Job& job);
   ProbeResult run_rollouts(Job& job);
+  /// After the rollouts (not abandoned): unless `error`, fills the buffer and calls the callback; then frees the job
+  /// (its snapshot) on this thread, counts `seconds` and the commit's time, and reports idle.
+  void finish(std::shared_ptr<Job>& job, const ProbeResult& result, std::string error, double seconds);
   void commit(Job& job, const ProbeResult& result);
   /// With the lock held: abandons the job in flight if it is past its timeout (and not yet committing).
   bool expire_locked();
@@ -118,6 +124,35 @@ struct ProbeScheduler::Impl {
   std::shared_ptr<Shared> shared;
   const util::Stopwatch created;
   std::thread thread;  // the probe in flight; joined when done, detached when abandoned
+  // In slices (trainer_thread_rollouts > 0): the probe in flight and its rollouts so far, on the trainer's thread.
+  std::shared_ptr<Job> sliced_job;
+  std::unique_ptr<ProbeRun> sliced_run;
+  /// Runs up to `rollouts` more of the sliced probe in flight; finishes it after its last slice or a throw.
+  void run_slice(int64_t rollouts) {
+    Shared& s = *shared;
+    const util::Stopwatch clock;
+    std::string error;
+    bool done = false;
+    try {
+      done = sliced_run->advance(rollouts);
+    } catch (const std::exception& e) {
+      error = e.what();
+    } catch (...) {
+      error = "unknown exception";
+    }
+    if (!done && error.empty()) {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.stats.probe_seconds += clock.seconds();
+      return;
+    }
+    const ProbeResult result = sliced_run->result();
+    sliced_run.reset();
+    {
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.committing = true;
+    }
+    s.finish(sliced_job, result, std::move(error), clock.seconds());
+  }
   /// After an abandonment (the lock was held): lets the abandoned thread go.
   void release_abandoned() {
     if (thread.joinable()) thread.detach();
@@ -142,6 +177,12 @@ ProbeScheduler::ProbeScheduler(const ProbeSchedulerConfig& config, std::shared_p
 }
 
 ProbeScheduler::~ProbeScheduler() {
+  if (impl_->sliced_run) {  // in slices: a probe in flight is dropped, not finished on the way out
+    impl_->sliced_run.reset();
+    impl_->sliced_job.reset();
+    std::lock_guard<std::mutex> lock(impl_->shared->mutex);
+    impl_->shared->running = false;
+  }
   wait_idle();  // bounded by the timeout: a hung probe is abandoned (its thread detached)
   if (impl_->thread.joinable()) impl_->thread.join();
 }
@@ -175,8 +216,9 @@ bool ProbeScheduler::maybe_probe(int64_t step, const ProbeTarget& target, const 
   if (job->context.cluster_ids.defined()) job->context.cluster_ids = job->context.cluster_ids.clone();
   if (job->context.embeddings.defined()) job->context.embeddings = job->context.embeddings.clone();
   if (job->context.prior.defined()) job->context.prior = job->context.prior.to(torch::kCPU, torch::kFloat).clone();
+  const bool sliced = shared.config.trainer_thread_rollouts > 0;
   const torch::Device device = target.device();
-  if (device.is_cuda() && torch::cuda::is_available()) {
+  if (!sliced && device.is_cuda() && torch::cuda::is_available()) {
     // The copies above were queued on the trainer's current stream; the probe stream waits for them.
     c10::impl::VirtualGuardImpl guard(device.type());
     job->ready = std::make_unique<c10::Event>(device.type());
@@ -195,12 +237,31 @@ bool ProbeScheduler::maybe_probe(int64_t step, const ProbeTarget& target, const 
     shared.job_step = step;
     shared.job_started = std::chrono::steady_clock::now();
   }
-  impl_->thread = std::thread(&Shared::execute, impl_->shared, std::move(job), id);
+  if (!sliced) {
+    impl_->thread = std::thread(&Shared::execute, impl_->shared, std::move(job), id);
+    return true;
+  }
+  // In slices: nothing runs until the next advance(); the plans are drawn now, from the job's context.
+  impl_->sliced_job = job;
+  try {
+    impl_->sliced_run = std::make_unique<ProbeRun>(shared.prober, *job->snapshot, job->pool, shared.plan(*job));
+  } catch (const std::exception& e) {
+    {
+      std::lock_guard<std::mutex> lock(shared.mutex);
+      shared.committing = true;
+    }
+    shared.finish(impl_->sliced_job, ProbeResult{}, e.what(), 0.0);
+  }
   return true;
 }
 
+void ProbeScheduler::advance() {
+  if (impl_->sliced_run) impl_->run_slice(impl_->shared->config.trainer_thread_rollouts);
+}
+
 bool ProbeScheduler::Shared::expire_locked() {
-  if (!running || committing || !(config.timeout_seconds > 0)) return false;
+  // In slices the trainer's thread runs the probe: there is no other thread to abandon.
+  if (!running || committing || !(config.timeout_seconds > 0) || config.trainer_thread_rollouts > 0) return false;
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - job_started).count();
   if (elapsed < config.timeout_seconds) return false;
   running = false;
@@ -241,22 +302,36 @@ void ProbeScheduler::Shared::execute(const std::shared_ptr<Shared>& self, std::s
     job.reset();  // outside the lock: a snapshot's destructor may wait (e.g. for Python's GIL)
     return;
   }
-  if (error.empty()) attempt([&] { s.commit(*job, result); });
-  job.reset();  // frees the snapshot on this thread
-  const double spent = clock.seconds();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  s.stats.probe_seconds += spent;
+  s.finish(job, result, std::move(error), clock.seconds());
+}
+
+void ProbeScheduler::Shared::finish(std::shared_ptr<Job>& job, const ProbeResult& result, std::string error,
+                                    double seconds) {
+  const util::Stopwatch clock;
   if (error.empty()) {
-    ++s.stats.probes_completed;
-  } else {
-    ++s.stats.probes_failed;
-    s.last_error = error;
-    std::fprintf(stderr, "groupmates [warning] the probe at step %lld failed: %s\n",
-                 static_cast<long long>(s.job_step), error.c_str());
+    try {
+      commit(*job, result);
+    } catch (const std::exception& e) {
+      error = e.what();
+    } catch (...) {
+      error = "unknown exception";
+    }
   }
-  s.committing = false;
-  s.running = false;
-  s.idle.notify_all();
+  job.reset();  // frees the snapshot on this thread
+  const double spent = seconds + clock.seconds();
+  std::lock_guard<std::mutex> lock(mutex);
+  stats.probe_seconds += spent;
+  if (error.empty()) {
+    ++stats.probes_completed;
+  } else {
+    ++stats.probes_failed;
+    last_error = error;
+    std::fprintf(stderr, "groupmates [warning] the probe at step %lld failed: %s\n",
+                 static_cast<long long>(job_step), error.c_str());
+  }
+  committing = false;
+  running = false;
+  idle.notify_all();
 }
 
 ProbeResult ProbeScheduler::Shared::run_rollouts(Job& job) {
@@ -268,6 +343,10 @@ ProbeResult ProbeScheduler::Shared::run_rollouts(Job& job) {
     job.ready->block(stream);
     stream_guard.emplace(stream);
   }
+  return prober.run(*job.snapshot, job.pool, plan(job));
+}
+
+std::vector<RolloutPlan> ProbeScheduler::Shared::plan(Job& job) {
   const OracleProberConfig& pc = config.prober;
   const int64_t n = job.pool.size(0);
   const uint64_t seed = config.seed ^ (static_cast<uint64_t>(job.step) * 0xD1B54A32D192ED03ULL);
@@ -293,8 +372,7 @@ ProbeResult ProbeScheduler::Shared::run_rollouts(Job& job) {
     for (size_t i : rollouts_of_rank(plans.size(), config.rank, config.world_size)) mine.push_back(std::move(plans[i]));
     plans = std::move(mine);
   }
-
-  return prober.run(*job.snapshot, job.pool, plans);
+  return plans;
 }
 
 void ProbeScheduler::Shared::commit(Job& job, const ProbeResult& result) {
@@ -325,6 +403,7 @@ void ProbeScheduler::Shared::commit(Job& job, const ProbeResult& result) {
 }
 
 void ProbeScheduler::wait_idle() {
+  while (impl_->sliced_run) impl_->run_slice(std::numeric_limits<int64_t>::max());
   Shared& s = *impl_->shared;
   std::unique_lock<std::mutex> lock(s.mutex);
   while (s.running) {

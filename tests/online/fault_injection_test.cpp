@@ -159,6 +159,7 @@ TEST_F(FaultInjectionTest, HungProbeIsAbandonedAtItsTimeoutAndTheLoopGoesOn) {
   gmtest::HangingTarget live(std::shared_ptr<ProbeTarget>(make_live_model(seed)), hang);
   ProbeConfig p = probe_config();
   p.timeout_seconds = 0.5;
+  p.trainer_thread_rollouts = 0;  // a probe thread: the timeout applies to it (in slices a hang is the trainer's)
   const auto started = std::chrono::steady_clock::now();
   {
     GroupMatesLoader loader(loader_config(path, seed), selection_config(seed), p);
@@ -190,6 +191,7 @@ TEST_F(FaultInjectionTest, HungProbeNeverHoldsTheTrainerOrShutdownWhenReady) {
   sel.refresh_mode = RefreshMode::kWhenReady;
   ProbeConfig p = probe_config();
   p.timeout_seconds = 0.3;
+  p.trainer_thread_rollouts = 0;  // a probe thread (in slices a hang is the trainer's own)
   {
     GroupMatesLoader loader(loader_config(path, seed), sel, p);
     double longest_step = 0;

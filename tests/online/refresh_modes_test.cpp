@@ -163,6 +163,7 @@ TEST_F(RefreshModesTest, OnStepNeverWaitsForARunningProbe) {
   p.first_step = 2;
   p.effect_delay_steps = 1;  // unused by kWhenReady
   p.budget = 0;
+  p.trainer_thread_rollouts = 0;  // a probe thread (ProbesInSlices... below: the trainer's own thread)
   GroupMatesLoader loader(loader_config(path, seed), sel, p);
   auto live = gmtest::slow_target(make_live_model(seed), 0.05);  // a probe: >= 7 rollouts x 3 steps x 50 ms
   double longest_on_step = 0;
@@ -196,6 +197,47 @@ TEST_F(RefreshModesTest, OnStepNeverWaitsForARunningProbe) {
     EXPECT_EQ(s.switches[i].version, i + 2);
     if (i > 0) EXPECT_GT(s.switches[i].window, s.switches[i - 1].window);
   }
+}
+
+// ProbeConfig::trainer_thread_rollouts: probes in slices on the trainer's thread (inside on_step) label what a probe
+// thread labels. Under kAtStep the stream is the probe thread's exactly (here a due refresh also finishes a probe
+// whose slices are not done yet); under kWhenReady a probe ends at a step that timing cannot change, so two runs
+// emit the same stream and record the same switches.
+TEST_F(RefreshModesTest, ProbesInSlicesLabelAsAProbeThreadAndDoNotDependOnTiming) {
+  const auto run = [&](RefreshMode mode, uint32_t slice) {
+    SelectionConfig sel = selection_config(seed);
+    sel.refresh_mode = mode;
+    ProbeConfig p = probe_config();
+    p.trainer_thread_rollouts = slice;
+    GroupMatesLoader loader(loader_config(path, seed), sel, p);
+    auto live = make_live_model(seed);
+    Emitted e = train(loader, *live, 0, 30);
+    return std::make_pair(std::move(e), loader.selection_stats());
+  };
+  const auto [thread, ts] = run(RefreshMode::kAtStep, 0);
+  const auto [sliced, ss] = run(RefreshMode::kAtStep, 2);
+  EXPECT_EQ(sliced.ids, thread.ids);
+  EXPECT_EQ(sliced.versions, thread.versions);
+  EXPECT_GE(ts.refreshes, 2u);
+  EXPECT_EQ(ss.refreshes, ts.refreshes);
+  EXPECT_EQ(ss.probes.probes_completed, ts.probes.probes_completed);
+  EXPECT_EQ(ss.probes.rollouts_kept, ts.probes.rollouts_kept);
+  EXPECT_EQ(ss.cost.probe_train_tokens, ts.cost.probe_train_tokens);
+  for (size_t i = 0; i < sliced.influence.size(); ++i)
+    EXPECT_TRUE(torch::allclose(sliced.influence[i], thread.influence[i], 0, 0, /*equal_nan=*/true)) << "batch " << i;
+
+  const auto [a, as] = run(RefreshMode::kWhenReady, 1);
+  const auto [b, bs] = run(RefreshMode::kWhenReady, 1);
+  EXPECT_EQ(a.ids, b.ids);
+  EXPECT_EQ(a.versions, b.versions);
+  EXPECT_GE(as.refreshes, 2u);
+  ASSERT_EQ(as.switches.size(), bs.switches.size());
+  for (size_t i = 0; i < as.switches.size(); ++i) {
+    EXPECT_EQ(as.switches[i].window, bs.switches[i].window);
+    EXPECT_EQ(as.switches[i].probe_step, bs.switches[i].probe_step);
+  }
+  EXPECT_EQ(as.cost.wait_probe_seconds, 0.0);
+  EXPECT_EQ(as.cost.wait_refresh_seconds, 0.0);
 }
 
 TEST_F(RefreshModesTest, WhenReadySwitchesResumeExactly) {

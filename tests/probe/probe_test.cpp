@@ -9,6 +9,8 @@
 #include <memory>
 #include <vector>
 
+#include <random>
+
 #include <gtest/gtest.h>
 
 #include <optional>
@@ -724,6 +726,163 @@ TEST(ProbeScheduler, DestructorReturnsAtTheTimeoutOfAHungProbe) {
   EXPECT_LT(took, 10.0) << "shutdown is bounded by the timeout";
   hang->release();
   EXPECT_TRUE(hang->clones_gone_within(60));
+}
+
+// ProbeRun: a probe run a slice at a time gives what one OracleProber::run gives, bit for bit, whatever the slice
+// size; its first slice measures R_0 (and the reference gradient) and runs no rollout.
+TEST(OracleProber, ProbeRunInSlicesEqualsOneRun) {
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  torch::manual_seed(seed);
+  std::mt19937_64 rng(seed);
+  auto live = make_gpt_target();
+  const torch::Tensor data = gpt_pool(8, 2);
+  for (int64_t s = 0; s < 4; ++s) live->train_step(data.slice(0, 2 * s, 2 * s + 2));
+  const torch::Tensor pool = gpt_pool(10, rng());
+  for (bool first_order : {true, false}) {
+    OracleProberConfig config;
+    config.rollout_length = 1 + static_cast<int64_t>(rng() % 2);
+    config.first_order = first_order;
+    config.max_rollouts = 5;  // of 7 planned: 2 skipped
+    const OracleProber prober(config);
+    const auto plans = random_rollouts(10, 7, config.rollout_length, 1, rng());
+    const ProbeResult whole = prober.run(*live, pool, plans);
+    ASSERT_EQ(whole.attempted, 5);
+    for (int64_t slice : {1, 2, 3, 100}) {
+      SCOPED_TRACE("first_order " + std::to_string(first_order) + ", slices of " + std::to_string(slice));
+      ProbeRun run(prober, *live, pool, plans);
+      EXPECT_FALSE(run.done());
+      EXPECT_FALSE(run.advance(slice));
+      EXPECT_EQ(run.result().attempted, 0) << "the first slice measures R_0 only";
+      EXPECT_EQ(run.result().reference_before, whole.reference_before);
+      int64_t calls = 1;
+      for (bool done = false; !done;) {
+        done = run.advance(slice);
+        ++calls;
+        EXPECT_EQ(run.result().attempted, std::min<int64_t>(5, (calls - 1) * slice)) << "at most a slice a call";
+      }
+      EXPECT_LE(calls, 2 + (5 + slice - 1) / slice) << "the skipped plans take no slice of their own";
+      const ProbeResult& r = run.result();
+      EXPECT_EQ(r.attempted, whole.attempted);
+      EXPECT_EQ(r.skipped, whole.skipped);
+      EXPECT_EQ(r.discarded, whole.discarded);
+      ASSERT_EQ(r.rollouts.size(), whole.rollouts.size());
+      for (size_t i = 0; i < r.rollouts.size(); ++i) {
+        EXPECT_EQ(r.rollouts[i].candidates, whole.rollouts[i].candidates);
+        EXPECT_EQ(r.rollouts[i].labels, whole.rollouts[i].labels) << "rollout " << i;
+      }
+      EXPECT_TRUE(run.advance(slice)) << "done stays done";
+    }
+  }
+}
+
+// ProbeSchedulerConfig::trainer_thread_rollouts: no probe thread. maybe_probe takes the snapshot only; each advance()
+// runs a slice on the caller's thread while the trainer steps between slices; the last slice fills the buffer and
+// calls the callback there. The labels are those a probe thread gives for the same snapshot, bit for bit, and a
+// probe due while one is in flight is skipped and counted, as with a thread.
+TEST(ProbeScheduler, SlicesRunOnTheTrainersThreadAndLabelTheSnapshot) {
+  const uint64_t seed = testing_seed::fresh();
+  SCOPED_TRACE(testing_seed::trace(seed));
+  torch::manual_seed(seed);
+  std::mt19937_64 rng(seed);
+  auto live = make_gpt_target();
+  auto twin = make_gpt_target();
+  const torch::Tensor data = gpt_pool(40, rng()), pool = gpt_pool(12, rng());
+  for (int64_t s = 0; s < 3; ++s) {
+    live->train_step(data.slice(0, 2 * s, 2 * s + 2));
+    twin->train_step(data.slice(0, 2 * s, 2 * s + 2));
+  }
+  ProbeSchedulerConfig sc;
+  sc.interval_steps = 2;
+  sc.first_step = 3;
+  sc.prober.rollout_length = 1;
+  sc.prober.first_order = (rng() & 1) != 0;
+  sc.random_rollouts = 5;
+  sc.neighbour_rollouts = 0;
+  sc.seed = rng();
+  SCOPED_TRACE(sc.prober.first_order ? "first-order labels" : "evaluated labels");
+  auto threaded_buffer = std::make_shared<LabelBuffer>(64);
+  {
+    ProbeScheduler threaded(sc, threaded_buffer);
+    ASSERT_TRUE(threaded.maybe_probe(3, *twin, pool));
+    threaded.wait_idle();
+  }
+  ASSERT_EQ(threaded_buffer->size(), 5u);
+
+  sc.trainer_thread_rollouts = 2;
+  auto buffer = std::make_shared<LabelBuffer>(64);
+  ProbeScheduler sliced(sc, buffer);
+  int callbacks = 0;
+  std::thread::id callback_thread;
+  sliced.set_callback([&](int64_t, const ProbeResult&) {
+    ++callbacks;
+    callback_thread = std::this_thread::get_id();
+  });
+  ASSERT_TRUE(sliced.maybe_probe(3, *live, pool));
+  EXPECT_TRUE(sliced.busy());
+  int64_t advances = 0;
+  for (int64_t s = 4; sliced.busy(); ++s) {
+    ASSERT_LT(s, 20) << "the probe never finished";
+    live->train_step(data.slice(0, 2 * s, 2 * s + 2));  // the trainer moves on between slices
+    if (s == 5) {
+      EXPECT_FALSE(sliced.maybe_probe(s, *live, pool)) << "due while one is in flight: skipped";
+    }
+    EXPECT_EQ(buffer->size(), 0u) << "nothing reaches the buffer before the last slice";
+    sliced.advance();
+    ++advances;
+  }
+  EXPECT_EQ(advances, 1 + 3) << "R_0 and the gradient, then 5 rollouts in slices of 2";
+  EXPECT_EQ(callbacks, 1);
+  EXPECT_EQ(callback_thread, std::this_thread::get_id());
+  const ProbeStats stats = sliced.stats();
+  EXPECT_EQ(stats.probes_started, 1);
+  EXPECT_EQ(stats.probes_completed, 1);
+  EXPECT_EQ(stats.probes_skipped_busy, 1);
+  EXPECT_EQ(stats.rollouts_kept, 5);
+  EXPECT_GT(stats.probe_seconds, 0);
+  const auto want = threaded_buffer->snapshot(), got = buffer->snapshot();
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].labels, want[i].labels) << "rollout " << i;
+    EXPECT_TRUE(torch::equal(got[i].tokens, want[i].tokens)) << "rollout " << i;
+    EXPECT_EQ(got[i].probe_step, 3);
+  }
+  sliced.advance();  // idle: nothing to do
+  EXPECT_EQ(callbacks, 1);
+}
+
+// In slices, wait_idle() runs what is left of the probe on the calling thread; the destructor drops a probe in flight
+// (its callback never runs); a probe whose plans cannot be drawn is reported as failed, not thrown.
+TEST(ProbeScheduler, SlicedProbeFinishesOnWaitIdleAndIsDroppedOnDestruction) {
+  auto live = make_linear_target({0.3, -0.2, 0.5}, 0.1);
+  ProbeSchedulerConfig sc;
+  sc.prober.rollout_length = 2;
+  sc.random_rollouts = 3;
+  sc.trainer_thread_rollouts = 1;
+  auto buffer = std::make_shared<LabelBuffer>(16);
+  int callbacks = 0;
+  {
+    ProbeScheduler scheduler(sc, buffer);
+    scheduler.set_callback([&](int64_t, const ProbeResult&) { ++callbacks; });
+    ASSERT_TRUE(scheduler.maybe_probe(0, *live, linear_pool()));
+    scheduler.advance();
+    scheduler.wait_idle();
+    EXPECT_FALSE(scheduler.busy());
+    EXPECT_EQ(callbacks, 1);
+    EXPECT_EQ(buffer->size(), 3u);
+    ASSERT_TRUE(scheduler.maybe_probe(0, *live, linear_pool()));
+    scheduler.advance();
+    scheduler.advance();
+  }
+  EXPECT_EQ(callbacks, 1) << "the probe in flight at destruction is dropped, not finished";
+  EXPECT_EQ(buffer->size(), 3u);
+
+  sc.prober.rollout_length = 5;
+  ProbeScheduler scheduler(sc, std::make_shared<LabelBuffer>(16));
+  EXPECT_TRUE(scheduler.maybe_probe(0, *live, linear_pool().slice(0, 0, 3)));  // 3 rows < 5 per rollout
+  EXPECT_FALSE(scheduler.busy());
+  EXPECT_EQ(scheduler.stats().probes_failed, 1);
+  EXPECT_NE(scheduler.last_error().find("distinct rows"), std::string::npos) << scheduler.last_error();
 }
 
 }  // namespace

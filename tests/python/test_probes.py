@@ -242,7 +242,8 @@ def test_a_hung_probe_is_abandoned_at_its_timeout(topic_tokens):
         release.wait(60)  # the GIL is released while it waits
         return groupmates.next_token_loss(model, tokens)
 
-    loader = selecting(topic_tokens, probes=dict(PROBES, timeout_seconds=0.5))
+    # A probe thread: the timeout applies to it (in slices, trainer_thread_rollouts > 0, a hang is the loop's own).
+    loader = selecting(topic_tokens, probes=dict(PROBES, timeout_seconds=0.5, trainer_thread_rollouts=0))
     model, opt = live_model()
     t0 = time.monotonic()
     for step in range(4):  # the probe at step 2 hangs
@@ -266,14 +267,16 @@ def test_a_hung_probe_is_abandoned_at_its_timeout(topic_tokens):
 
 # ---- the live model ---------------------------------------------------------------------------------
 
-def test_async_probes_never_change_the_live_model_or_optimizer(topic_tokens):
+@pytest.mark.parametrize("slice_rollouts", [0, 2])
+def test_async_probes_never_change_the_live_model_or_optimizer(topic_tokens, slice_rollouts):
+    # slice_rollouts: ProbeConfig.trainer_thread_rollouts (0: a C++ probe thread; 2, the default: slices in on_step)
     threads = set()
 
     def loss_fn(model, tokens):
         threads.add(threading.get_ident())
         return groupmates.next_token_loss(model, tokens)
 
-    loader = selecting(topic_tokens)
+    loader = selecting(topic_tokens, probes=dict(PROBES, trainer_thread_rollouts=slice_rollouts))
     model, opt = live_model()
     for step in range(8):  # probe at step 2 (and 8)
         b = next(loader)
@@ -293,7 +296,10 @@ def test_async_probes_never_change_the_live_model_or_optimizer(topic_tokens):
     s = loader.selection_stats()["probes"]
     assert s["probes_completed"] == done + 1 and s["probes_failed"] == 0, s
     assert s["rollouts_kept"] > 0
-    assert len(threads) >= 2, "the rollouts ran on the C++ probe thread"
+    if slice_rollouts:
+        assert threads == {threading.get_ident()}, "the rollouts ran on the training thread, inside on_step"
+    else:
+        assert len(threads) >= 2, "the rollouts ran on the C++ probe thread"
     for k, v in model.state_dict().items():
         assert torch.equal(v, weights[k]), k
     after = opt.state_dict()
@@ -425,7 +431,8 @@ def make():
         selection=dict(mode="group", window_size=32, clusters=4, encoder_buckets=512, encoder_dim=16,
                        refresh_train_steps=2, refresh_batch_rollouts=2),
         probes=dict(interval_steps=100, first_step=2, rollout_length=4, random_rollouts=8, neighbour_rollouts=0,
-                    bootstrap_pairs=0, pool_rows=32, effect_delay_steps=50, budget=0.0))
+                    bootstrap_pairs=0, pool_rows=32, effect_delay_steps=50, budget=0.0,
+                    trainer_thread_rollouts=0))  # a probe thread: these tests are about its lifetime
 model = M(); opt = torch.optim.SGD(model.parameters(), lr=0.1)
 refs = torch.zeros(2, 16, dtype=torch.long)
 t0 = time.monotonic()

@@ -108,6 +108,34 @@ class OracleProber {
   OracleProberConfig config_;
 };
 
+/// One probe's rollouts run a slice at a time, so that the trainer's thread can run a probe between its own steps
+/// (ProbeSchedulerConfig::trainer_thread_rollouts); OracleProber::run is this run to the end in one call.
+class ProbeRun {
+ public:
+  /// Checks the plans as OracleProber::run does (Error(kInvalidConfig)); nothing runs yet. `target` and `pool` must
+  /// outlive the run.
+  ProbeRun(const OracleProber& prober, ProbeTarget& target, const torch::Tensor& pool, std::vector<RolloutPlan> plans);
+  ~ProbeRun();
+  /// The first call measures R_0 (and, for first-order labels, the reference gradient) and nothing else; each later
+  /// call runs up to `rollouts` more planned rollouts. Returns done().
+  bool advance(int64_t rollouts);
+  /// Whether every plan was run, skipped (max_rollouts / max_seconds) or discarded.
+  bool done() const { return started_ && next_ >= plans_.size(); }
+  /// The result so far; `seconds` is the time spent inside advance() (max_seconds is checked against it).
+  const ProbeResult& result() const { return result_; }
+
+ private:
+  const OracleProber& prober_;
+  ProbeTarget& target_;
+  const torch::Tensor& pool_;
+  std::vector<RolloutPlan> plans_;
+  size_t next_ = 0;
+  bool started_ = false;
+  ProbeResult result_;
+  std::unique_ptr<ReferenceGradient> gradient_;
+  std::unique_ptr<ProbeTarget> scratch_;  // one copy of the target for every rollout
+};
+
 /// Label statistics of one rollout kind.
 struct LabelStats {
   RolloutKind kind = RolloutKind::kRandom;

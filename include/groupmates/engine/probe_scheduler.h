@@ -48,10 +48,15 @@ struct ProbeSchedulerConfig {
   int rank = 0;                    ///< of world_size data-parallel ranks sharing each probe: this rank runs the
   int world_size = 1;              ///< planned rollouts i with i % world_size == rank (rollouts_of_rank)
   double timeout_seconds = 0;      ///< a probe still in its rollouts after this long is abandoned (0 = never)
+  int64_t trainer_thread_rollouts = 0;  ///< > 0: no probe thread; the probe runs on the trainer's thread in slices,
+                                        ///< advance() running this many rollouts (its first call R_0 and the reference
+                                        ///< gradient), then the buffer and callback; probe_threads, nice and the
+                                        ///< timeout do not apply. 0: a thread of its own per probe
 };
 
 
-/// Runs probes asynchronously on a thread of their own (one per probe), at most one in flight.
+/// Runs probes asynchronously, at most one in flight: on a thread of their own (one per probe), or in slices on the
+/// trainer's thread (config.trainer_thread_rollouts > 0: advance() once per trainer step).
 ///
 /// maybe_probe() on the trainer's thread: when a probe is due and none is running, clones the
 /// target there (the probe sees the weights as they were at that step), copies the candidate
@@ -80,14 +85,18 @@ class ProbeScheduler {
   /// Starts a probe if due and idle; returns whether one was started. candidate_rows: int64 [N, T].
   bool maybe_probe(int64_t step, const ProbeTarget& target, const torch::Tensor& candidate_rows,
                    const ProbeContext& context = {});
-  /// Blocks until no probe is in flight (a probe past its timeout is abandoned).
+  /// In slices (trainer_thread_rollouts > 0): runs the next slice of the probe in flight, if any, on this thread; after
+  /// its last slice fills the buffer and calls the callback here. With a probe thread: nothing.
+  void advance();
+  /// Blocks until no probe is in flight (a probe past its timeout is abandoned). In slices: runs what is left of the
+  /// probe in flight on this thread.
   void wait_idle();
   /// Whether a probe is in flight (a probe past its timeout is abandoned first).
   bool busy() const;
   ProbeStats stats() const;
   /// Message of the last probe that threw, empty if none.
   std::string last_error() const;
-  /// Called on the probe thread after each completed probe (after the buffer is filled).
+  /// Called after each completed probe (after the buffer is filled), on the probe thread (in slices: the trainer's).
   void set_callback(Callback callback);
   const std::shared_ptr<LabelBuffer>& buffer() const { return buffer_; }
 
