@@ -62,8 +62,8 @@ struct Settings : tiny_gpt_training::TrainingSettings {
 constexpr int kSmooth = 3;  // curves are smoothed alike: the mean of the last 3 evaluations
 
 /// One evaluation: trainer steps, tokens trained on, reference loss, wall seconds of the run so far
-/// without the evaluations (and with them: the probe thread keeps working while the trainer
-/// evaluates), FLOPs so far (training + selection overhead).
+/// without the evaluations (and with them: a probe thread, if one is configured, keeps working while the
+/// trainer evaluates), FLOPs so far (training + selection overhead).
 struct Point {
   int64_t step;
   double tokens, loss, seconds, flops, seconds_with_evals;

@@ -204,7 +204,7 @@ struct ProbeConfig {
                                       ///< timing cannot change; on_step takes that slice's time
                                       ///< (SelectionCost::probe_slice_seconds). nice and timeout_seconds do not
                                       ///< apply. 0: a thread of its own per probe. 2 chosen on the tuning pools:
-                                      ///< Group-MATES's run took 1.01x importance resampling's wall clock instead
+                                      ///< Group-MATES's run took 1.02x importance resampling's wall clock instead
                                       ///< of 1.21x (docs/SELECTION.md, "Probes in slices")
   uint32_t max_consecutive_failures = 3; ///< this many failed probes / refreshes in a row (a throw, a timeout, a
                                       ///< non-finite refresh) and the next GroupMatesLoader::next() throws

@@ -383,7 +383,7 @@ class SelectionConfig:
 
 @dataclass
 class ProbeConfig:
-    """Oracle probes of the live model (run when on_step() gets a model, on the C++ probe thread).
+    """Oracle probes of the live model (run when on_step() gets a model: in slices inside on_step, or on a probe thread).
 
     interval_steps:     probe at steps first_step, first_step + interval, ...; 0 = never
     first_step:

@@ -309,8 +309,10 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
 
         Selection modes with probes: when a probe is due (ProbeConfig.interval_steps), the live
         model and optimizer are deep-copied HERE, on this thread (so the probe sees the weights of
-        this step), and the C++ probe thread runs rollouts of real optimizer steps on the copies,
-        with the GIL taken only while Python runs; the live model and optimizer are never written.
+        this step); rollouts of real optimizer steps then run on the copies, a slice inside each of the
+        next on_step calls on this thread (ProbeConfig.trainer_thread_rollouts, the default), or on a C++
+        probe thread with the GIL taken only while Python runs (trainer_thread_rollouts=0); the live
+        model and optimizer are never written.
 
             model, optimizer:  the live torch.nn.Module and torch.optim.Optimizer (with DDP pass
                                model.module: the copy is a plain copy.deepcopy)

@@ -1,6 +1,6 @@
 """Oracle probes of a Python nn.Module: the Python half of the C++ PyModuleProbeTarget.
 
-The C++ prober (groupmates._engine, probe thread) calls these functions with the GIL held:
+The C++ prober (groupmates._engine; inside on_step, or on its probe thread) calls these functions with the GIL held:
 
     clone(model, optimizer)                 deep copy of the weights AND the optimizer state
     train_step(model, optimizer, loss_fn, tokens, lr_scale, grad_clip)

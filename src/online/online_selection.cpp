@@ -690,12 +690,13 @@ void OnlineSelection::on_step(int64_t step, ProbeTarget* target) {
     stats_.cost.flops_per_token = flops_per_token_;
     stats_.cost.train_flops = 3.0 * flops_per_token_ * double(stats_.cost.train_tokens);
   }
-  if (scheduler_ && scheduler_->busy()) {  // probes in slices: the next slice of the one in flight, on this thread
+  if (scheduler_ && probe_cfg_.trainer_thread_rollouts > 0) {  // probes in slices: the next slice of the one in flight
     const util::Stopwatch took;
-    scheduler_->advance();
-    const double spent = took.seconds();
-    std::lock_guard<std::mutex> lock(stats_mu_);
-    stats_.cost.probe_slice_seconds += spent;
+    if (scheduler_->advance()) {
+      const double spent = took.seconds();
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      stats_.cost.probe_slice_seconds += spent;
+    }
   }
   if (!scheduler_ || target == nullptr || !current_) return;
   if (!scheduler_->due(step)) return;

@@ -20,9 +20,11 @@
 
 #include <ATen/Parallel.h>
 #include <c10/core/Event.h>
+#include <c10/core/InferenceMode.h>
 #include <c10/core/StreamGuard.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 #include <torch/cuda.h>
+#include <torch/types.h>
 
 #include "groupmates/error.h"
 #include "groupmates/probe_target.h"
@@ -124,16 +126,25 @@ struct ProbeScheduler::Impl {
   std::shared_ptr<Shared> shared;
   const util::Stopwatch created;
   std::thread thread;  // the probe in flight; joined when done, detached when abandoned
-  // In slices (trainer_thread_rollouts > 0): the probe in flight and its rollouts so far, on the trainer's thread.
+  // In slices (trainer_thread_rollouts > 0): the probe in flight (set from maybe_probe until it ends) and its
+  // rollouts so far (drawn by its first slice), on the trainer's thread.
   std::shared_ptr<Job> sliced_job;
   std::unique_ptr<ProbeRun> sliced_run;
-  /// Runs up to `rollouts` more of the sliced probe in flight; finishes it after its last slice or a throw.
+  /// Runs up to `rollouts` more of the sliced probe in flight (its first slice draws the plans and measures R_0);
+  /// finishes it after its last slice or a throw.
   void run_slice(int64_t rollouts) {
     Shared& s = *shared;
     const util::Stopwatch clock;
+    // The caller's thread may be inside torch.no_grad() / inference mode (e.g. state() in an evaluation block): the
+    // probe's steps and the refresh need autograd, which a probe thread has. (Autocast is the caller's: call on_step
+    // outside autocast regions.)
+    const c10::InferenceMode not_inference(false);
+    const torch::AutoGradMode grad(true);
     std::string error;
     bool done = false;
     try {
+      if (!sliced_run)
+        sliced_run = std::make_unique<ProbeRun>(s.prober, *sliced_job->snapshot, sliced_job->pool, s.plan(*sliced_job));
       done = sliced_run->advance(rollouts);
     } catch (const std::exception& e) {
       error = e.what();
@@ -145,7 +156,7 @@ struct ProbeScheduler::Impl {
       s.stats.probe_seconds += clock.seconds();
       return;
     }
-    const ProbeResult result = sliced_run->result();
+    const ProbeResult result = sliced_run ? sliced_run->result() : ProbeResult{};
     sliced_run.reset();
     {
       std::lock_guard<std::mutex> lock(s.mutex);
@@ -177,7 +188,7 @@ ProbeScheduler::ProbeScheduler(const ProbeSchedulerConfig& config, std::shared_p
 }
 
 ProbeScheduler::~ProbeScheduler() {
-  if (impl_->sliced_run) {  // in slices: a probe in flight is dropped, not finished on the way out
+  if (impl_->sliced_job) {  // in slices: a probe in flight is dropped, not finished on the way out
     impl_->sliced_run.reset();
     impl_->sliced_job.reset();
     std::lock_guard<std::mutex> lock(impl_->shared->mutex);
@@ -241,22 +252,14 @@ bool ProbeScheduler::maybe_probe(int64_t step, const ProbeTarget& target, const 
     impl_->thread = std::thread(&Shared::execute, impl_->shared, std::move(job), id);
     return true;
   }
-  // In slices: nothing runs until the next advance(); the plans are drawn now, from the job's context.
-  impl_->sliced_job = job;
-  try {
-    impl_->sliced_run = std::make_unique<ProbeRun>(shared.prober, *job->snapshot, job->pool, shared.plan(*job));
-  } catch (const std::exception& e) {
-    {
-      std::lock_guard<std::mutex> lock(shared.mutex);
-      shared.committing = true;
-    }
-    shared.finish(impl_->sliced_job, ProbeResult{}, e.what(), 0.0);
-  }
+  impl_->sliced_job = std::move(job);  // in slices: nothing more runs until the next advance()
   return true;
 }
 
-void ProbeScheduler::advance() {
-  if (impl_->sliced_run) impl_->run_slice(impl_->shared->config.trainer_thread_rollouts);
+bool ProbeScheduler::advance() {
+  if (!impl_->sliced_job) return false;
+  impl_->run_slice(impl_->shared->config.trainer_thread_rollouts);
+  return true;
 }
 
 bool ProbeScheduler::Shared::expire_locked() {
@@ -403,7 +406,7 @@ void ProbeScheduler::Shared::commit(Job& job, const ProbeResult& result) {
 }
 
 void ProbeScheduler::wait_idle() {
-  while (impl_->sliced_run) impl_->run_slice(std::numeric_limits<int64_t>::max());
+  while (impl_->sliced_job) impl_->run_slice(std::numeric_limits<int64_t>::max());
   Shared& s = *impl_->shared;
   std::unique_lock<std::mutex> lock(s.mutex);
   while (s.running) {

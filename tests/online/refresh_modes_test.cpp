@@ -223,6 +223,8 @@ TEST_F(RefreshModesTest, ProbesInSlicesLabelAsAProbeThreadAndDoNotDependOnTiming
   EXPECT_EQ(ss.probes.probes_completed, ts.probes.probes_completed);
   EXPECT_EQ(ss.probes.rollouts_kept, ts.probes.rollouts_kept);
   EXPECT_EQ(ss.cost.probe_train_tokens, ts.cost.probe_train_tokens);
+  EXPECT_GT(ss.cost.probe_slice_seconds, 0.0) << "the probes ran in slices";
+  EXPECT_EQ(ts.cost.probe_slice_seconds, 0.0) << "the probes ran on their thread";
   for (size_t i = 0; i < sliced.influence.size(); ++i)
     EXPECT_TRUE(torch::allclose(sliced.influence[i], thread.influence[i], 0, 0, /*equal_nan=*/true)) << "batch " << i;
 
@@ -236,8 +238,28 @@ TEST_F(RefreshModesTest, ProbesInSlicesLabelAsAProbeThreadAndDoNotDependOnTiming
     EXPECT_EQ(as.switches[i].window, bs.switches[i].window);
     EXPECT_EQ(as.switches[i].probe_step, bs.switches[i].probe_step);
   }
-  EXPECT_EQ(as.cost.wait_probe_seconds, 0.0);
-  EXPECT_EQ(as.cost.wait_refresh_seconds, 0.0);
+  EXPECT_GT(as.cost.probe_slice_seconds, 0.0);
+}
+
+// Probes in slices run inside on_step, on the training thread, whose autograd mode is the caller's: a loop that calls
+// on_step (and state()) under no-grad still gets its probes labelled and its models refreshed.
+TEST_F(RefreshModesTest, ProbesInSlicesRunUnderACallersNoGradMode) {
+  GroupMatesLoader loader(loader_config(path, seed), selection_config(seed), probe_config());
+  auto live = make_live_model(seed);
+  for (int64_t step = 0; step < 30; ++step) {
+    auto b = loader.next();
+    ASSERT_TRUE(b);
+    live->train_step(b->input_ids);
+    const torch::NoGradGuard no_grad;
+    loader.on_step(step, live.get());
+    if (step == 20) loader.state();
+  }
+  const SelectionStats s = loader.selection_stats();
+  EXPECT_GE(s.probes.probes_completed, 3);
+  EXPECT_EQ(s.probes.probes_failed, 0) << s.probes.last_error;
+  EXPECT_EQ(s.refreshes_failed, 0u) << s.last_refresh_error;
+  EXPECT_GE(s.refreshes, 2u);
+  EXPECT_GT(s.cost.probe_slice_seconds, 0.0);
 }
 
 TEST_F(RefreshModesTest, WhenReadySwitchesResumeExactly) {

@@ -851,8 +851,9 @@ TEST(ProbeScheduler, SlicesRunOnTheTrainersThreadAndLabelTheSnapshot) {
   EXPECT_EQ(callbacks, 1);
 }
 
-// In slices, wait_idle() runs what is left of the probe on the calling thread; the destructor drops a probe in flight
-// (its callback never runs); a probe whose plans cannot be drawn is reported as failed, not thrown.
+// In slices, wait_idle() runs what is left of the probe on the calling thread, also when that thread is in no-grad
+// mode (a probe step needs autograd); the destructor drops a probe in flight (its callback never runs); a probe whose
+// plans cannot be drawn is reported as failed, not thrown.
 TEST(ProbeScheduler, SlicedProbeFinishesOnWaitIdleAndIsDroppedOnDestruction) {
   auto live = make_linear_target({0.3, -0.2, 0.5}, 0.1);
   ProbeSchedulerConfig sc;
@@ -865,10 +866,15 @@ TEST(ProbeScheduler, SlicedProbeFinishesOnWaitIdleAndIsDroppedOnDestruction) {
     ProbeScheduler scheduler(sc, buffer);
     scheduler.set_callback([&](int64_t, const ProbeResult&) { ++callbacks; });
     ASSERT_TRUE(scheduler.maybe_probe(0, *live, linear_pool()));
-    scheduler.advance();
-    scheduler.wait_idle();
+    EXPECT_TRUE(scheduler.advance());
+    {
+      const torch::NoGradGuard no_grad;  // e.g. a state() saved inside an evaluation block
+      scheduler.wait_idle();
+      EXPECT_FALSE(torch::GradMode::is_enabled()) << "the caller's mode is restored";
+    }
     EXPECT_FALSE(scheduler.busy());
     EXPECT_EQ(callbacks, 1);
+    EXPECT_EQ(scheduler.stats().probes_failed, 0) << scheduler.last_error();
     EXPECT_EQ(buffer->size(), 3u);
     ASSERT_TRUE(scheduler.maybe_probe(0, *live, linear_pool()));
     scheduler.advance();
@@ -880,7 +886,10 @@ TEST(ProbeScheduler, SlicedProbeFinishesOnWaitIdleAndIsDroppedOnDestruction) {
   sc.prober.rollout_length = 5;
   ProbeScheduler scheduler(sc, std::make_shared<LabelBuffer>(16));
   EXPECT_TRUE(scheduler.maybe_probe(0, *live, linear_pool().slice(0, 0, 3)));  // 3 rows < 5 per rollout
+  EXPECT_TRUE(scheduler.busy()) << "the plans are drawn by the first slice";
+  EXPECT_TRUE(scheduler.advance());
   EXPECT_FALSE(scheduler.busy());
+  EXPECT_FALSE(scheduler.advance()) << "nothing in flight";
   EXPECT_EQ(scheduler.stats().probes_failed, 1);
   EXPECT_NE(scheduler.last_error().find("distinct rows"), std::string::npos) << scheduler.last_error();
 }

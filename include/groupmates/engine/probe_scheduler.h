@@ -1,5 +1,5 @@
-// groupmates/engine/probe_scheduler.h: runs oracle probes on their own thread, every N trainer
-// steps, from a snapshot taken on the trainer's thread.
+// groupmates/engine/probe_scheduler.h: runs oracle probes every N trainer steps from a snapshot taken on
+// the trainer's thread, on a thread of their own or in slices on the trainer's thread.
 #pragma once
 
 #include <cstdint>
@@ -60,13 +60,14 @@ struct ProbeSchedulerConfig {
 ///
 /// maybe_probe() on the trainer's thread: when a probe is due and none is running, clones the
 /// target there (the probe sees the weights as they were at that step), copies the candidate
-/// rows and hands both to the probe thread; the trainer keeps stepping. A probe that falls due
-/// while another runs is SKIPPED and counted (never queued): the cost stays bounded and labels
-/// always come from a recent snapshot. Finished rollouts go to the LabelBuffer, then the
-/// completion callback (if any) runs on the probe thread. On a CUDA device the probe runs on its
-/// own stream from the pool, ordered after the snapshot copy.
+/// rows and hands both to the probe thread (in slices: keeps them for advance()); the trainer keeps
+/// stepping. A probe that falls due while another runs is SKIPPED and counted (never queued): the cost
+/// stays bounded and labels always come from a recent snapshot. Finished rollouts go to the LabelBuffer,
+/// then the completion callback (if any) runs on the probe thread (in slices: in the last advance()). On
+/// a CUDA device a probe thread runs on its own stream from the pool, ordered after the snapshot copy;
+/// slices run on the caller's current stream.
 ///
-/// Timeout (config.timeout_seconds > 0): a probe still running its rollouts (the target's code) that
+/// Timeout (probe thread only; config.timeout_seconds > 0): a probe still running its rollouts (the target's code) that
 /// long after it started is ABANDONED when the trainer's thread next looks (busy(), wait_idle(),
 /// maybe_probe(), the destructor): counted (probes_timed_out, last_error), its thread detached and
 /// left to finish on its own (it holds the snapshot until then; when it returns, its rollouts are
@@ -77,7 +78,8 @@ class ProbeScheduler {
   using Callback = std::function<void(int64_t step, const ProbeResult& result)>;
 
   ProbeScheduler(const ProbeSchedulerConfig& config, std::shared_ptr<LabelBuffer> buffer);
-  ~ProbeScheduler();  ///< waits for the probe in flight (at most until its timeout, then abandons it)
+  ~ProbeScheduler();  ///< waits for a probe thread in flight (at most until its timeout, then abandons it); a probe in
+                      ///< slices is dropped (counted as started only)
   ProbeScheduler(const ProbeScheduler&) = delete;
   ProbeScheduler& operator=(const ProbeScheduler&) = delete;
 
@@ -85,9 +87,10 @@ class ProbeScheduler {
   /// Starts a probe if due and idle; returns whether one was started. candidate_rows: int64 [N, T].
   bool maybe_probe(int64_t step, const ProbeTarget& target, const torch::Tensor& candidate_rows,
                    const ProbeContext& context = {});
-  /// In slices (trainer_thread_rollouts > 0): runs the next slice of the probe in flight, if any, on this thread; after
-  /// its last slice fills the buffer and calls the callback here. With a probe thread: nothing.
-  void advance();
+  /// In slices (trainer_thread_rollouts > 0): runs the next slice of the probe in flight, if any, on this thread (the
+  /// first draws the plans and measures R_0; autograd on, as on a probe thread); after its last slice fills the buffer
+  /// and calls the callback here. Returns whether a slice ran (never with a probe thread).
+  bool advance();
   /// Blocks until no probe is in flight (a probe past its timeout is abandoned). In slices: runs what is left of the
   /// probe in flight on this thread.
   void wait_idle();
