@@ -49,8 +49,8 @@ struct ProbeSchedulerConfig {
   int world_size = 1;              ///< planned rollouts i with i % world_size == rank (rollouts_of_rank)
   double timeout_seconds = 0;      ///< a probe still in its rollouts after this long is abandoned (0 = never)
   int64_t trainer_thread_rollouts = 0;  ///< > 0: no probe thread; the probe runs on the trainer's thread in slices,
-                                        ///< advance() running this many rollouts (its first call R_0 and the reference
-                                        ///< gradient), then the buffer and callback; probe_threads, nice and the
+                                        ///< advance() running this many rollouts (its first call draws the plans and
+                                        ///< measures R_0 and the reference gradient), then the buffer and callback; probe_threads, nice and the
                                         ///< timeout do not apply. 0: a thread of its own per probe
 };
 
