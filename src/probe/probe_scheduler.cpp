@@ -76,6 +76,20 @@ std::vector<RolloutPlan> interleave(std::vector<std::vector<RolloutPlan>> lists)
   return out;
 }
 
+/// Runs `work`; the message of what it threw ("" if nothing): a probe's failure is counted and reported, never
+/// thrown into the trainer.
+template <typename Work>
+std::string error_of(Work&& work) {
+  try {
+    work();
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+  return "";
+}
+
 struct Job {
   int64_t step = 0;
   std::unique_ptr<ProbeTarget> snapshot;
@@ -140,17 +154,12 @@ struct ProbeScheduler::Impl {
     // outside autocast regions.)
     const c10::InferenceMode not_inference(false);
     const torch::AutoGradMode grad(true);
-    std::string error;
     bool done = false;
-    try {
+    std::string error = error_of([&] {
       if (!sliced_run)
         sliced_run = std::make_unique<ProbeRun>(s.prober, *sliced_job->snapshot, sliced_job->pool, s.plan(*sliced_job));
       done = sliced_run->advance(rollouts);
-    } catch (const std::exception& e) {
-      error = e.what();
-    } catch (...) {
-      error = "unknown exception";
-    }
+    });
     if (!done && error.empty()) {
       std::lock_guard<std::mutex> lock(s.mutex);
       s.stats.probe_seconds += clock.seconds();
@@ -283,18 +292,8 @@ void ProbeScheduler::Shared::execute(const std::shared_ptr<Shared>& self, std::s
   if (s.config.probe_threads > 0) at::set_num_threads(s.config.probe_threads);  // this thread's own
   lower_priority(s.config.nice);
   const util::Stopwatch clock;
-  std::string error;
   ProbeResult result;
-  const auto attempt = [&error](const auto& work) {
-    try {
-      work();
-    } catch (const std::exception& e) {
-      error = e.what();
-    } catch (...) {
-      error = "unknown exception";
-    }
-  };
-  attempt([&] { result = s.run_rollouts(*job); });
+  std::string error = error_of([&] { result = s.run_rollouts(*job); });
   bool abandoned = false;
   {
     std::lock_guard<std::mutex> lock(s.mutex);
@@ -311,15 +310,7 @@ void ProbeScheduler::Shared::execute(const std::shared_ptr<Shared>& self, std::s
 void ProbeScheduler::Shared::finish(std::shared_ptr<Job>& job, const ProbeResult& result, std::string error,
                                     double seconds) {
   const util::Stopwatch clock;
-  if (error.empty()) {
-    try {
-      commit(*job, result);
-    } catch (const std::exception& e) {
-      error = e.what();
-    } catch (...) {
-      error = "unknown exception";
-    }
-  }
+  if (error.empty()) error = error_of([&] { commit(*job, result); });
   job.reset();  // frees the snapshot on this thread
   const double spent = seconds + clock.seconds();
   std::lock_guard<std::mutex> lock(mutex);
