@@ -77,6 +77,7 @@ struct Options : tiny_gpt_training::TrainingSettings {
   int nonpositive = -1;            // -1 = SelectionConfig's default
   double relation_tau = -1;        // <= 0 = SelectionConfig's default
   double seen_discount = -1;       // < 0 = SelectionConfig's default
+  double replay_relative_overlap = -1;  // < 0 = SelectionConfig's default
   int seen_shingle_tokens = 0;     // 0 = SelectionConfig's default
   double replay_share = -1;        // < 0 = SelectionConfig's default
   int replay_rows = 0;             // 0 = SelectionConfig's default
@@ -132,6 +133,8 @@ Options parse(int argc, char** argv) {
                  "SelectionConfig.refresh_gate_top_share (< 0: the library's default)");
   app.add_option("--relation-tau", o.relation_tau, "SelectionConfig.relation_tau (<= 0: the library's default)");
   app.add_option("--seen-discount", o.seen_discount, "SelectionConfig.seen_discount (< 0: the library's default)");
+  app.add_option("--replay-relative-overlap", o.replay_relative_overlap,
+                 "SelectionConfig.replay_relative_overlap (< 0: the library's default)");
   app.add_option("--replay-share", o.replay_share, "SelectionConfig.replay_share (< 0: the library's default)");
   app.add_option("--replay-rows", o.replay_rows, "SelectionConfig.replay_rows (0: the library's default)");
   app.add_option("--replay-max-repeats", o.replay_max_repeats, "SelectionConfig.replay_max_repeats (0: the library's default)");
@@ -224,6 +227,7 @@ int main(int argc, char** argv) {
     if (o.nonpositive >= 0) selection.nonpositive_influence = o.nonpositive != 0;
     if (o.relation_tau > 0) selection.relation_tau = o.relation_tau;
     if (o.seen_discount >= 0) selection.seen_discount = o.seen_discount;
+    if (o.replay_relative_overlap >= 0) selection.replay_relative_overlap = o.replay_relative_overlap;
     if (o.replay_share >= 0) selection.replay_share = o.replay_share;
     if (o.replay_rows > 0) selection.replay_rows = uint32_t(o.replay_rows);
     if (o.replay_max_repeats > 0) selection.replay_max_repeats = uint32_t(o.replay_max_repeats);
@@ -379,7 +383,7 @@ int main(int argc, char** argv) {
                  {"switches", st.switches.size()}};
     j["encoder"] = {{"kind", o.encoder}, {"path", o.encoder_path}};
     j["selection"] = {{"windows", st.windows}, {"warmup_windows", st.warmup_windows}, {"seen", st.seen},
-                      {"selected", st.selected}, {"seen_discounted", st.seen_discounted}, {"replayed", st.replayed}, {"model_version", st.model_version}, {"refreshes", st.refreshes},
+                      {"selected", st.selected}, {"seen_discounted", st.seen_discounted}, {"replayed", st.replayed}, {"replay_relatives", st.replay_relatives}, {"model_version", st.model_version}, {"refreshes", st.refreshes},
                       {"refresh_seconds", num(st.refresh_seconds)}, {"refresh_wait_seconds", num(st.refresh_wait_seconds)},
                       {"last_heldout_spearman", num(st.last_heldout_spearman)},
                       {"last_heldout_spearman_scaled", num(st.last_heldout_spearman_scaled)},

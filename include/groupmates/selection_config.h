@@ -78,6 +78,12 @@ struct SelectionConfig {
                                       ///< rank emitted is replayed at most this many times by it however long the run (a
                                       ///< row the stream yields again, e.g. in the next epoch, is a new entry; ranks
                                       ///< restored from rank 0's state each hold a copy of its buffer)
+  double replay_relative_overlap = 0.5; ///< kGroup* with relations and a replay buffer: the relational term over the
+                                      ///< buffer, which keeps one row of a family of near-duplicates, the best by u: a
+                                      ///< row is related to a kept row when at least this share of its sampled token
+                                      ///< shingles (seen_shingle_tokens long, one in 8) are among that row's. In [0, 1],
+                                      ///< 0 = off; part of the stream (a state records it and is refused under another);
+                                      ///< 0.5 chosen on the tuning pools (docs/SELECTION.md)
   double seen_discount = 0.0;         ///< kGroup* with relations: the rows this rank selected before the current
                                       ///< window count as picks too. A candidate of which a share s of the sampled token
                                       ///< shingles is among theirs gets u scaled by a = 1 - seen_discount * s after u is

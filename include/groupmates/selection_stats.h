@@ -100,6 +100,8 @@ struct SelectionStats {
   std::vector<VersionSwitch> switches;  ///< every version switch so far (RefreshMode::kWhenReady: timing-dependent)
   uint64_t replayed = 0;              ///< rows emitted again from the replay buffer (SelectionConfig::replay_share;
                                       ///< counted in `selected` too)
+  uint64_t replay_relatives = 0;      ///< rows kept out of the replay buffer, or dropped from it, for a better near-
+                                      ///< duplicate there (SelectionConfig::replay_relative_overlap)
   uint64_t seen_discounted = 0;       ///< candidates whose u was discounted for shingles selected recently
                                       ///< (SelectionConfig::seen_discount)
   uint64_t resume_dropped_rows = 0;   ///< selected rows never emitted: the rest of a window half emitted when a state

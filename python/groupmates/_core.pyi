@@ -118,6 +118,7 @@ class SelectionConfig(_StubStruct):
     replay_share: float
     replay_rows: int
     replay_max_repeats: int
+    replay_relative_overlap: float
     seen_discount: float
     seen_shingle_tokens: int
     seen_memory_shingles: int
@@ -249,6 +250,7 @@ class SelectionStats(_StubStruct):
     prior_weight: float
     switches: List[VersionSwitch]
     replayed: int
+    replay_relatives: int
     seen_discounted: int
     resume_dropped_rows: int
     resume_dropped_probes: int

@@ -269,6 +269,9 @@ class SelectionConfig:
                             stream: a saved state is refused under another explicit share
     replay_rows:            rows the replay buffer keeps (their tokens are in memory and in the state)
     replay_max_repeats:     a row leaves the replay buffer once replayed this often
+    replay_relative_overlap: "group" with relations: the replay buffer keeps one row of a family of near-duplicates
+                            (the best by u): a row is related to a kept row when at least this share of its sampled
+                            shingles (seen_shingle_tokens long) are among that row's; 0 = off
     seen_discount:          "group" with relations: a candidate a share s of whose sampled token shingles this rank
                             selected before gets u (shifted to <= 0 by the window's maximum) scaled by
                             1 - seen_discount * s, as if those rows were picks (near-duplicates of what was just
@@ -332,6 +335,7 @@ class SelectionConfig:
     replay_share: Union[float, str] = "auto"  # C++ kReplayShareAuto
     replay_rows: int = _SELECTION["replay_rows"]
     replay_max_repeats: int = _SELECTION["replay_max_repeats"]
+    replay_relative_overlap: float = _SELECTION["replay_relative_overlap"]
     seen_discount: float = _SELECTION["seen_discount"]
     seen_shingle_tokens: int = _SELECTION["seen_shingle_tokens"]
     seen_memory_shingles: int = _SELECTION["seen_memory_shingles"]

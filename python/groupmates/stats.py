@@ -137,6 +137,7 @@ class SelectionStats(_Record):
     prior_weight: float = 0.0
     switches: List[VersionSwitch] = field(default_factory=list)
     replayed: int = 0
+    replay_relatives: int = 0
     seen_discounted: int = 0
     resume_dropped_rows: int = 0
     resume_dropped_probes: int = 0
@@ -168,6 +169,7 @@ class SelectionStats(_Record):
              "probes_skipped_budget": float(self.probes_skipped_budget),
              "probes_skipped_backoff": float(self.probes_skipped_backoff),
              "resume_dropped_rows": float(self.resume_dropped_rows),
+             "replay_relatives": float(self.replay_relatives),
              "seen_discounted": float(self.seen_discounted),
              "replayed": float(self.replayed),
              "label_buffer_rollouts": float(self.label_buffer_rollouts),

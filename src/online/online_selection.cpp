@@ -131,7 +131,15 @@ OnlineSelection::OnlineSelection(StreamingLoader& core, const LoaderConfig& load
   ic.feedback_weight = cfg_.reference_feedback;
   importance_ = std::make_unique<ImportanceEstimator>(ic);
   if (cfg_.replay_share > 0) {
-    replay_ = std::make_unique<ReplayBuffer>(cfg_.replay_rows, cfg_.replay_max_repeats);
+    ReplayRelatives relatives;
+    if (cfg_.relations && (cfg_.mode == SelectionMode::kGroup || cfg_.mode == SelectionMode::kGroupNoClusters)) {
+      relatives.overlap = cfg_.replay_relative_overlap;
+      relatives.shingles.shingle_tokens = static_cast<int>(cfg_.seen_shingle_tokens);
+      relatives.shingles.pad_id = encoder_pad_id_;
+      relatives.shingles.seed = derive_seed(cfg_.seed, 0x7365656eULL);
+    }
+    replay_ = std::make_unique<ReplayBuffer>(cfg_.replay_rows, cfg_.replay_max_repeats, relatives);
+    replay_relatives_ = relatives.overlap;
     replay_seed_ = derive_seed(cfg_.seed, 0x7265706c6179ULL + core_.config().rank);  // ranks draw different rows
   }
   if (cfg_.seen_discount > 0 && cfg_.relations &&
@@ -256,6 +264,12 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
                     "; this loader's is " + models_.encoder_identity() +
                     ": resume with the SelectionConfig encoder settings (and TorchScript module weights) of the saved run");
   check_replay_share(s, cfg_.replay_share, replay_share_unrecorded_);
+  if (!s.replay_relative_overlap.text.empty() && s.replay_relative_overlap.text != share_text(replay_relatives_))
+    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_relative_overlap",
+                "the state's replay buffer kept near-duplicates apart with replay_relative_overlap " +
+                    s.replay_relative_overlap.text + ", this loader's applies " + share_text(replay_relatives_) +
+                    " (0 = off; it applies in the group modes with relations and replay only): set "
+                    "SelectionConfig.replay_relative_overlap = " + s.replay_relative_overlap.text + " to resume it exactly");
   versions_.set_next_number(s.next_loader_version);
   step_ = s.step;
   if (!s.labels.bytes.empty()) labels_->load(s.labels.bytes);
@@ -272,6 +286,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     rescale(stats_.selected);
     rescale(stats_.seen_discounted);
     rescale(stats_.replayed);
+    rescale(stats_.replay_relatives);
     rescale(stats_.cost.train_tokens);
     rescale(stats_.cost.probe_train_tokens, double(s.probe_fixed_train_tokens.value));
     rescale(stats_.cost.probe_eval_tokens, double(s.probe_fixed_eval_tokens.value));
@@ -580,11 +595,14 @@ bool OnlineSelection::advance() {
     const torch::Tensor tokens = current_->tokens.contiguous();
     const int64_t width = tokens.size(1);
     const float* u = u_.data_ptr<float>();
+    uint64_t relatives = 0;
     for (const int64_t row : order_) {
       const int64_t* r = tokens.data_ptr<int64_t>() + row * width;
       if (seen_) seen_->add(r, width);
-      if (replay_) replay_->offer(double(u[row]), current_->host.ids[row], r, width);
+      if (replay_) relatives += replay_->offer(double(u[row]), current_->host.ids[row], r, width);
     }
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.replay_relatives += relatives;
   }
   remember_current_ = true;
   current_ = std::move(next_);
@@ -916,6 +934,7 @@ LoaderState OnlineSelection::save() {
   s.importance.bytes = current_ ? importance_before_current_ : importance_->save();
   if (seen_) s.seen_shingles.bytes = seen_->save();  // the current window's picks join it at the next window
   s.replay_share.text = share_text(cfg_.replay_share);
+  s.replay_relative_overlap.text = share_text(replay_relatives_);
   if (replay_) s.replay.bytes = replay_->save();     // likewise
   s.feedback.bytes.assign(reinterpret_cast<const char*>(feedback_due_.data()), feedback_due_.size() * sizeof(int64_t));
   s.next_loader_version = versions_.next_number();

@@ -138,6 +138,7 @@ class OnlineSelection {
   uint64_t window_discounted_ = 0;          // rows of current_ that seen_ discounted (trainer thread)
   std::unique_ptr<ReplayBuffer> replay_;    // the best rows emitted before current_ (null: replay_share 0)
   uint64_t replay_seed_ = 0;
+  double replay_relatives_ = 0;             // the buffer's relatives overlap (0 = none: off, or not a group mode)
   bool replay_share_unrecorded_ = false;    // "auto" given for a state that holds a buffer and records no share
   bool remember_current_ = true;            // current_'s picks join seen_ and replay_ at the next window
   std::vector<int64_t> feedback_due_;       // reference-feedback rows [n, sequence_length_], added at the next window

@@ -78,6 +78,8 @@ void SelectionConfig::validate() const {
   if (!(replay_share == kReplayShareAuto || (replay_share >= 0 && replay_share <= 0.9)))
     bad(f + "replay_share", "is " + std::to_string(replay_share) + "; allowed [0, 0.9] (0 = off) or kReplayShareAuto (-1, \"auto\")");
   if (replay_rows < 1 || replay_rows > 65536) bad(f + "replay_rows", "is " + std::to_string(replay_rows) + "; allowed 1..65536");
+  if (!(replay_relative_overlap >= 0 && replay_relative_overlap <= 1))
+    bad(f + "replay_relative_overlap", "is " + std::to_string(replay_relative_overlap) + "; allowed [0, 1] (0 = off)");
   if (replay_max_repeats < 1) bad(f + "replay_max_repeats", "is 0; must be >= 1");
   if (!(seen_discount >= 0 && seen_discount <= 1)) bad(f + "seen_discount", "is " + std::to_string(seen_discount) + "; allowed [0, 1] (0 = off)");
   if (seen_shingle_tokens < 2 || seen_shingle_tokens > 64)

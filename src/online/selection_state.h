@@ -73,6 +73,9 @@ struct SelectionState {
   Blob importance;
   OptionalText replay_share;               ///< the effective SelectionConfig::replay_share, the shortest text that
                                            ///< reads back exactly ("" = saved before it was recorded)
+  OptionalText replay_relative_overlap;    ///< the replay buffer's effective relatives overlap (SelectionConfig::
+                                           ///< replay_relative_overlap where it applies, else 0), as replay_share
+                                           ///< ("" = saved before it was recorded: resumes under today's setting)
   OptionalBlob replay;                     ///< ReplayBuffer::save() (empty = replay_share 0, or saved before it existed)
   OptionalBlob seen_shingles;              ///< SeenShingles::save() (empty = seen_discount off, or saved before it existed)
   Blob feedback;                  ///< reference-feedback rows due at the next window (int64 tokens; empty = none)
@@ -85,7 +88,7 @@ struct SelectionState {
   OptionalCount probe_fixed_train_tokens, probe_fixed_eval_tokens;  ///< of the probe tokens, R_0 and the reference
                                                                      ///< gradient (counted whole on every rank)
   std::vector<VersionSwitch> switches;
-  OptionalCount resume_dropped_rows, resume_dropped_probes, seen_discounted, replayed;
+  OptionalCount resume_dropped_rows, resume_dropped_probes, seen_discounted, replayed, replay_relatives;
 
   /// Writes every key into `extra`.
   void write(std::map<std::string, std::string>& extra) const;
@@ -118,6 +121,7 @@ struct SelectionState {
     f(resume_dropped_rows.value, live.resume_dropped_rows);
     f(seen_discounted.value, live.seen_discounted);
     f(replayed.value, live.replayed);
+    f(replay_relatives.value, live.replay_relatives);
     f(resume_dropped_probes.value, live.resume_dropped_probes);
   }
 
@@ -149,6 +153,7 @@ struct SelectionState {
     f("gm.importance", s.importance);
     f("gm.seen", s.seen_shingles);
     f("gm.replay_share", s.replay_share);
+    f("gm.replay_relative_overlap", s.replay_relative_overlap);
     f("gm.replay", s.replay);
     f("gm.feedback", s.feedback);
     f("gm.pending", s.pending);
@@ -172,6 +177,7 @@ struct SelectionState {
     f("gm.stats.resume_dropped_rows", s.resume_dropped_rows);
     f("gm.stats.seen_discounted", s.seen_discounted);
     f("gm.stats.replayed", s.replayed);
+    f("gm.stats.replay_relatives", s.replay_relatives);
     f("gm.stats.resume_dropped_probes", s.resume_dropped_probes);
   }
 };

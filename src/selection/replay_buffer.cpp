@@ -17,10 +17,23 @@ void put(std::string& out, uint64_t v) { out.append(reinterpret_cast<const char*
 
 }  // namespace
 
-ReplayBuffer::ReplayBuffer(uint64_t capacity, uint64_t max_replays) : capacity_(capacity), max_replays_(max_replays) {
+ReplayBuffer::ReplayBuffer(uint64_t capacity, uint64_t max_replays, const ReplayRelatives& relatives)
+    : capacity_(capacity), max_replays_(max_replays), relatives_(relatives), shingler_(relatives.shingles) {
   if (capacity < 1 || capacity > 65536)
     throw Error(ErrorCode::kInvalidConfig, "ReplayBuffer.capacity", "got " + std::to_string(capacity) + ", allowed [1, 65536]");
   if (max_replays < 1) throw Error(ErrorCode::kInvalidConfig, "ReplayBuffer.max_replays", "got 0, allowed >= 1");
+  if (!(relatives.overlap >= 0 && relatives.overlap <= 1))
+    throw Error(ErrorCode::kInvalidConfig, "ReplayBuffer.relatives.overlap",
+                "got " + std::to_string(relatives.overlap) + ", allowed [0, 1]");
+}
+
+std::vector<uint32_t> ReplayBuffer::shingles_of(const int64_t* tokens, int64_t width) const {
+  std::vector<uint32_t> keys;
+  if (relatives_.overlap <= 0) return keys;
+  shingler_.sampled(tokens, width, keys);
+  std::sort(keys.begin(), keys.end());
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  return keys;
 }
 
 ReplayEntry ReplayBuffer::take(uint64_t i) {
@@ -31,17 +44,42 @@ ReplayEntry ReplayBuffer::take(uint64_t i) {
   return out;
 }
 
-void ReplayBuffer::offer(double score, const CandidateId& id, const int64_t* tokens, int64_t width) {
-  if (!std::isfinite(score) || width < 1) return;
-  if (entries_.size() >= capacity_ && !(score < entries_.back().score)) return;
+uint64_t ReplayBuffer::offer(double score, const CandidateId& id, const int64_t* tokens, int64_t width) {
+  if (!std::isfinite(score) || width < 1) return 0;
+  if (entries_.size() >= capacity_ && !(score < entries_.back().score)) return 0;
+  std::vector<uint32_t> keys = shingles_of(tokens, width);
+  uint64_t replaced = 0;
+  if (!keys.empty()) {
+    // Its relatives: entries holding at least `overlap` of its shingles. A better one keeps its place; else the
+    // row replaces them all.
+    const double need = relatives_.overlap * double(keys.size());
+    std::vector<size_t> related;  // ascending
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      const std::vector<uint32_t>& theirs = entries_[i].shingles;
+      size_t common = 0;
+      for (size_t a = 0, b = 0; a < keys.size() && b < theirs.size();) {
+        if (keys[a] < theirs[b]) ++a;
+        else if (theirs[b] < keys[a]) ++b;
+        else ++common, ++a, ++b;
+      }
+      if (double(common) >= need) {
+        if (!(score < entries_[i].score)) return 1;
+        related.push_back(i);
+      }
+    }
+    for (auto i = related.rbegin(); i != related.rend(); ++i) entries_.erase(entries_.begin() + int64_t(*i));
+    replaced = related.size();
+  }
   const auto at = std::upper_bound(entries_.begin(), entries_.end(), score,
                                    [](double s, const ReplayEntry& e) { return s < e.score; });
   ReplayEntry e;
   e.score = score;
   e.id = id;
   e.tokens.assign(tokens, tokens + width);
+  e.shingles = std::move(keys);
   entries_.insert(at, std::move(e));
   if (entries_.size() > capacity_) entries_.pop_back();
+  return replaced;
 }
 
 std::string ReplayBuffer::save() const {
@@ -106,6 +144,7 @@ void ReplayBuffer::load(const std::string& blob) {
     std::memcpy(e.tokens.data(), blob.data() + pos, width * sizeof(int64_t));
     pos += width * sizeof(int64_t);
     if (!std::isfinite(e.score)) bad("a non-finite score");
+    e.shingles = shingles_of(e.tokens.data(), int64_t(width));
   }
   if (pos != blob.size()) bad(std::to_string(blob.size() - pos) + " bytes after the last row");
   for (size_t i = 1; i < entries.size(); ++i)

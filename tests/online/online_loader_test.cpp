@@ -87,7 +87,8 @@ TEST_F(OnlineLoaderTest, FullStateResumeReproducesTheEmittedStream) {
   // With the gate, its record of held-out checks resumes too; with reference feedback, the importance
   // prior (reference rows set) and the feedback rows due at the next window.
   // With seen_discount, the memory of the rows selected before the current window; with replay_share, the
-  // replay buffer (a resume inside a window continues the pattern of replay slots).
+  // replay buffer (a resume inside a window continues the pattern of replay slots; with relatives:
+  // ReplayTest.RelativesResumeExactly).
   for (const int variant : {0, 1, 2, 3, 4}) {
     const bool gate = variant >= 1, feedback = variant == 2, seen = variant == 3, replay = variant == 4;
     SCOPED_TRACE(replay ? "gate on, replay_share" : seen ? "gate on, seen_discount" : feedback ? "gate on, reference feedback" : gate ? "refresh gate on" : "refresh gate off");

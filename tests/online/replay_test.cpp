@@ -31,6 +31,7 @@ ReplayRun emit_rows(const std::string& path, uint64_t seed, double share, int ba
   s.replay_share = share;
   s.replay_rows = 16;
   s.replay_max_repeats = max_repeats;
+  s.replay_relative_overlap = 0;  // every row competes by u alone (the relatives rule: replay_buffer_test)
   ProbeConfig p;
   p.interval_steps = 0;  // the importance prior scores every window
   GroupMatesLoader loader(loader_config(path, seed), s, p);
@@ -168,4 +169,100 @@ TEST_F(ReplayTest, AStateIsRefusedUnderAnotherShare) {
   EXPECT_NE(refusal(garbled, kReplayShareAuto).find("'half' is not a replay share"), std::string::npos);
   garbled.extra["gm.replay_share"] = "0.95";
   EXPECT_NE(refusal(garbled, kReplayShareAuto).find("'0.95' is not a replay share in [0, 0.9]"), std::string::npos);
+}
+
+// The replay buffer's relatives overlap is part of the stream too: a state records the one its buffer applied (0 in
+// the modes without relations) and resumes only under it; a state saved before it was recorded resumes under any.
+TEST_F(ReplayTest, AStateIsRefusedUnderAnotherRelativesOverlap) {
+  ProbeConfig p;
+  p.interval_steps = 0;
+  const auto config = [&](double overlap, SelectionMode mode) {
+    SelectionConfig s = selection_config(seed);
+    s.mode = mode;
+    s.replay_share = 0.25;
+    s.replay_rows = 16;
+    s.replay_relative_overlap = overlap;
+    return s;
+  };
+  const auto saved_with = [&](double overlap, SelectionMode mode) {
+    GroupMatesLoader loader(loader_config(path, seed), config(overlap, mode), p);
+    loader.set_reference(reference_rows());
+    for (int i = 0; i < 12; ++i) EXPECT_TRUE(loader.next().has_value());
+    return loader.state();
+  };
+  const auto refusal = [&](const LoaderState& state, double overlap, SelectionMode mode) -> std::string {
+    try {
+      GroupMatesLoader resumed(loader_config(path, seed), config(overlap, mode), p, state);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kInvalidState) << e.what();
+      return e.what();
+    }
+    return "";
+  };
+  const LoaderState half = saved_with(0.5, SelectionMode::kGroup), off = saved_with(0.0, SelectionMode::kGroup),
+                    importance = saved_with(0.5, SelectionMode::kImportance);
+  EXPECT_EQ(half.extra.at("gm.replay_relative_overlap"), "0.5");
+  EXPECT_EQ(off.extra.at("gm.replay_relative_overlap"), "0");
+  EXPECT_EQ(importance.extra.at("gm.replay_relative_overlap"), "0") << "no relations, no relatives";
+  EXPECT_EQ(refusal(half, 0.5, SelectionMode::kGroup), "");
+  EXPECT_EQ(refusal(off, 0.0, SelectionMode::kGroup), "");
+  EXPECT_EQ(refusal(importance, 0.3, SelectionMode::kImportance), "") << "the setting does not apply there";
+  for (const auto& [state, overlap] : {std::pair{half, 0.0}, {half, 0.3}, {off, 0.5}}) {
+    const std::string e = refusal(state, overlap, SelectionMode::kGroup);
+    EXPECT_NE(e.find("gm.replay_relative_overlap"), std::string::npos) << e;
+    EXPECT_NE(e.find("set SelectionConfig.replay_relative_overlap = " + state.extra.at("gm.replay_relative_overlap")),
+              std::string::npos) << e;
+  }
+  LoaderState legacy = half;  // saved before the key existed
+  legacy.extra.erase("gm.replay_relative_overlap");
+  EXPECT_EQ(refusal(legacy, 0.0, SelectionMode::kGroup), "");
+  EXPECT_EQ(refusal(legacy, 0.5, SelectionMode::kGroup), "");
+}
+
+// Near-duplicates for certain (rows drawn from a dozen patterns, a token changed now and then): the buffer keeps one
+// row of a family, and a run resumed from a state (the relatives recomputed from the saved rows' tokens) emits what
+// the uninterrupted run emits.
+TEST_F(ReplayTest, RelativesResumeExactly) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<uint16_t>> patterns(12, std::vector<uint16_t>(kT));
+  for (auto& p : patterns)
+    for (auto& t : p) t = uint16_t(rng() % kVocab);
+  std::vector<uint16_t> toks;
+  for (int r = 0; r < 2000; ++r) {
+    std::vector<uint16_t> row = patterns[rng() % patterns.size()];
+    if (rng() % 2) row[rng() % kT] = uint16_t(rng() % kVocab);
+    toks.insert(toks.end(), row.begin(), row.end());
+  }
+  const std::string families = dir.file("families.bin");
+  gmtest::write_raw(families, toks);
+  SelectionConfig s = selection_config(seed);
+  s.replay_share = 0.25;
+  s.replay_rows = 16;
+  s.replay_relative_overlap = 0.5;
+  s.seen_shingle_tokens = 4;
+  ProbeConfig p;
+  p.interval_steps = 0;
+  const int total = 40, k = 5 + int(rng() % 30);
+  SCOPED_TRACE("resume after batch " + std::to_string(k));
+  std::vector<torch::Tensor> original;
+  std::string saved;
+  {
+    GroupMatesLoader loader(loader_config(families, seed), s, p);
+    loader.set_reference(reference_rows());
+    for (int i = 0; i < total; ++i) {
+      auto b = loader.next();
+      ASSERT_TRUE(b.has_value());
+      original.push_back(b->input_ids.clone());
+      if (i == k) saved = loader.state().serialize();
+    }
+    EXPECT_GT(loader.selection_stats().replayed, 0u);
+    EXPECT_GT(loader.selection_stats().replay_relatives, 0u) << "no row met a relative in the buffer";
+  }
+  GroupMatesLoader resumed(loader_config(families, seed), s, p, LoaderState::parse(saved));
+  EXPECT_EQ(resumed.state().serialize(), saved) << "the state right after a resume is the saved state";
+  for (int i = k + 1; i < total; ++i) {
+    auto b = resumed.next();
+    ASSERT_TRUE(b.has_value());
+    EXPECT_TRUE(torch::equal(b->input_ids, original[size_t(i)])) << "batch " << i;
+  }
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <random>
+#include <set>
 
 #include "groupmates/error.h"
 #include "selection/replay_buffer.h"
@@ -141,4 +142,126 @@ TEST(ReplayBuffer, TakeCountsReplaysAndDropsARowAtMaxReplays) {
   if (std::any_of(counts.begin(), counts.end(), [](uint64_t c) { return c >= 1; }))
     EXPECT_THROW(lower.load(buffer.save()), Error);
   EXPECT_THROW(ReplayBuffer(8, 0), Error);
+}
+
+namespace replay_buffer_test {
+
+/// The relatives rule written plainly: sets of sampled shingles, every kept row compared with the offered one.
+struct ReferenceRelatives {
+  struct Row {
+    double score;
+    uint64_t order;
+    std::set<uint32_t> keys;
+  };
+  uint64_t capacity;
+  double overlap;
+  std::vector<Row> kept;  // ascending by score, ties in the order offered
+  uint64_t dropped = 0;
+
+  void offer(double score, uint64_t order, const std::vector<uint32_t>& sampled) {
+    if (!std::isfinite(score)) return;
+    if (kept.size() >= capacity && !(score < kept.back().score)) return;
+    const std::set<uint32_t> keys(sampled.begin(), sampled.end());
+    std::vector<size_t> related;
+    for (size_t i = 0; i < kept.size() && !keys.empty(); ++i) {
+      size_t common = 0;
+      for (uint32_t k : keys) common += kept[i].keys.count(k);
+      if (double(common) >= overlap * double(keys.size())) related.push_back(i);
+    }
+    for (size_t i : related)
+      if (kept[i].score <= score) {
+        dropped += 1;
+        return;
+      }
+    for (auto i = related.rbegin(); i != related.rend(); ++i) kept.erase(kept.begin() + int64_t(*i));
+    dropped += related.size();
+    Row r{score, order, keys};
+    const auto at = std::upper_bound(kept.begin(), kept.end(), score, [](double s, const Row& e) { return s < e.score; });
+    kept.insert(at, r);
+    if (kept.size() > capacity) kept.pop_back();
+  }
+};
+
+}  // namespace replay_buffer_test
+
+// Rows of a few families (a base row with a token or two changed) among fresh rows: the buffer matches the plain
+// rule above, never holds two rows of one family, and a restored buffer (shingles recomputed) goes on the same.
+TEST(ReplayBuffer, RelativesKeepOneRowOfAFamily) {
+  const uint64_t seed = seltest::fresh_seed();
+  SCOPED_TRACE(seltest::seed_trace(seed));
+  std::mt19937_64 rng(seed);
+  const int64_t width = 48;
+  ReplayRelatives relatives;
+  relatives.overlap = 0.5;
+  relatives.shingles.shingle_tokens = 4;
+  relatives.shingles.sample_every = 1;  // every shingle: a family row always shares >= 37 of its 45
+  relatives.shingles.seed = rng();
+  const SeenShingles shingler(relatives.shingles);
+  const uint64_t capacity = 4 + rng() % 12;
+  ReplayBuffer buffer(capacity, UINT64_MAX, relatives);
+  ReferenceRelatives ref{capacity, relatives.overlap, {}, 0};
+  std::vector<std::vector<int64_t>> bases(6, std::vector<int64_t>(width));
+  for (auto& b : bases)
+    for (auto& t : b) t = int64_t(rng() % 100000);
+  std::vector<int> family_of;  // by order offered; -1 = a fresh row
+  std::vector<std::vector<int64_t>> rows;
+  const auto offer = [&](ReplayBuffer& into, bool to_reference, uint64_t order) {
+    const int family = rng() % 3 ? int(rng() % bases.size()) : -1;
+    std::vector<int64_t> row(width);
+    if (family >= 0) {
+      row = bases[size_t(family)];
+      row[rng() % width] = int64_t(rng() % 100000);  // a near-duplicate: at most 4 of 45 shingles change
+    } else {
+      for (auto& t : row) t = int64_t(rng() % 100000);
+    }
+    // On a coarse grid (ties happen) that drifts down, so that new rows keep entering a full buffer.
+    double score = double(int64_t(rng() % 41) - 20) / 4.0 - 0.25 * double(order / 10);
+    if (rng() % 60 == 0) score = std::nan("");
+    CandidateId id;
+    id.hash = order;
+    const uint64_t left_out = into.offer(score, id, row.data(), width);
+    if (to_reference) {
+      const uint64_t before = ref.dropped;
+      std::vector<uint32_t> keys;
+      shingler.sampled(row.data(), width, keys);
+      ref.offer(score, order, keys);
+      EXPECT_EQ(left_out, ref.dropped - before) << "offer " << order;
+      family_of.push_back(family);
+      rows.push_back(row);
+    }
+  };
+  for (int i = 0; i < 300; ++i) {
+    offer(buffer, true, uint64_t(i));
+    ASSERT_EQ(buffer.size(), ref.kept.size()) << "after offer " << i;
+    std::set<int> families;
+    for (uint64_t k = 0; k < buffer.size(); ++k) {
+      ASSERT_EQ(buffer.at(k).id.hash, ref.kept[k].order) << "rank " << k << " after offer " << i;
+      ASSERT_EQ(buffer.at(k).tokens, rows[buffer.at(k).id.hash]);
+      const int f = family_of[buffer.at(k).id.hash];
+      if (f >= 0) ASSERT_TRUE(families.insert(f).second) << "two rows of family " << f << " after offer " << i;
+    }
+  }
+  EXPECT_GT(ref.dropped, 0u);
+  // Restored from its blob (no shingles in it), a buffer goes on as the original does.
+  ReplayBuffer back(capacity, UINT64_MAX, relatives);
+  back.load(buffer.save());
+  EXPECT_EQ(back.save(), buffer.save());
+  const uint64_t state = rng();
+  for (int i = 0; i < 100; ++i) {
+    rng.seed(state + uint64_t(i));
+    offer(buffer, false, 1000 + uint64_t(i));
+    rng.seed(state + uint64_t(i));
+    offer(back, false, 1000 + uint64_t(i));
+    ASSERT_EQ(back.save(), buffer.save()) << "offer " << i << " after the restore";
+  }
+  // Off (overlap 0): the family rows compete as any rows do.
+  ReplayBuffer plain(capacity);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    CandidateId id;
+    EXPECT_EQ(plain.offer(-double(i), id, rows[i].data(), width), 0u);
+  }
+  EXPECT_EQ(plain.size(), std::min<uint64_t>(capacity, rows.size()));
+  ReplayRelatives bad;
+  bad.overlap = 1.5;
+  EXPECT_THROW(ReplayBuffer(8, 4, bad), Error);
 }
