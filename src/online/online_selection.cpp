@@ -37,6 +37,12 @@ std::string share_text(double share) {
   return text;
 }
 
+// The replay buffer's relatives as saved in a state (gm.replay_relative_overlap): "0" when off, else the overlap and
+// the shingle length its entries' shingles are cut with ("0.5,8"): both decide which rows the buffer keeps.
+std::string relatives_text(double overlap, uint32_t shingle_tokens) {
+  return overlap > 0 ? share_text(overlap) + "," + std::to_string(shingle_tokens) : "0";
+}
+
 // A replay share as saved in a state; false if the text is not a number (the range is checked by the caller).
 bool parse_share(const std::string& text, double& share) {
   char* end = nullptr;
@@ -230,7 +236,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     uint64_t share_bits = 0;
     const double share = cfg_.replay_share + 0.0;  // -0.0 and 0.0 alike
     std::memcpy(&share_bits, &share, sizeof share_bits);
-    share_bits ^= hash_of(s.replay_share.text);
+    share_bits ^= hash_of(s.replay_share.text) ^ (hash_of(relatives_text(replay_relatives_, cfg_.seen_shingle_tokens)) * 3);
     const uint64_t global[10] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
                                  hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos, cfg_.window_size,
                                  static_cast<uint64_t>(cfg_.mode), hash_of(models_.encoder_identity()), share_bits};
@@ -240,7 +246,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
       if (h[q] != h[0])
         throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm",
                     "rank " + std::to_string(q) + " restores another selection state (model, labels, centroids or "
-                    "position) than rank 0, or another SelectionConfig mode, window_size, encoder or replay_share: every rank of a shared model "
+                    "position) than rank 0, or another SelectionConfig mode, window_size, encoder, replay_share or replay_relative_overlap: every rank of a shared model "
                     "restores the same saved state (e.g. rank 0's) with the same config");
   }
   s.expand_weight_deltas();
@@ -264,12 +270,7 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
                     "; this loader's is " + models_.encoder_identity() +
                     ": resume with the SelectionConfig encoder settings (and TorchScript module weights) of the saved run");
   check_replay_share(s, cfg_.replay_share, replay_share_unrecorded_);
-  if (!s.replay_relative_overlap.text.empty() && s.replay_relative_overlap.text != share_text(replay_relatives_))
-    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_relative_overlap",
-                "the state's replay buffer kept near-duplicates apart with replay_relative_overlap " +
-                    s.replay_relative_overlap.text + ", this loader's applies " + share_text(replay_relatives_) +
-                    " (0 = off; it applies in the group modes with relations and replay only): set "
-                    "SelectionConfig.replay_relative_overlap = " + s.replay_relative_overlap.text + " to resume it exactly");
+  check_replay_relatives(s);
   versions_.set_next_number(s.next_loader_version);
   step_ = s.step;
   if (!s.labels.bytes.empty()) labels_->load(s.labels.bytes);
@@ -678,6 +679,37 @@ std::optional<Batch> OnlineSelection::next(uint32_t rows) {
   return b;
 }
 
+// The relatives are part of the stream: a state resumes only under the overlap and shingle length its buffer kept
+// rows apart with. A state saved before they were recorded (no gm.replay_relative_overlap) holding a replay buffer
+// was filled without relatives (then the only behaviour).
+void OnlineSelection::check_replay_relatives(const SelectionState& s) const {
+  const std::string mine = relatives_text(replay_relatives_, cfg_.seen_shingle_tokens);
+  const bool unrecorded = s.replay_relative_overlap.text.empty();
+  if (unrecorded && s.replay.bytes.empty()) return;  // no buffer saved: nothing it kept depends on them
+  const std::string saved = unrecorded ? "0" : s.replay_relative_overlap.text;
+  if (saved == mine) return;
+  const size_t comma = saved.find(',');
+  double overlap = 0;
+  const bool parsed = parse_share(saved.substr(0, comma), overlap) && overlap >= 0 && overlap <= 1 &&
+                      (comma == std::string::npos ? overlap == 0 : saved.find_first_not_of("0123456789", comma + 1) == std::string::npos && comma + 1 < saved.size());
+  if (!parsed)
+    throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_relative_overlap",
+                "'" + saved + "' is not \"0\" or \"<overlap in (0, 1]>,<shingle tokens>\": the state was edited");
+  const std::string fix =
+      comma == std::string::npos
+          ? "SelectionConfig.replay_relative_overlap = 0"
+          : "SelectionConfig.replay_relative_overlap = " + saved.substr(0, comma) + " and seen_shingle_tokens = " +
+                saved.substr(comma + 1) + ", with mode group (or group_no_clusters) and relations on";
+  throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm.replay_relative_overlap",
+              std::string(unrecorded ? "the state was saved before the replay buffer's relatives were recorded, so without "
+                                       "them (overlap 0)"
+                                     : "the state's replay buffer kept near-duplicates apart with (overlap, shingle tokens) " +
+                                           saved) +
+                  "; this loader's buffer applies " + mine +
+                  " (relatives apply in the group modes with relations and replay only): set " + fix +
+                  " to resume it exactly");
+}
+
 bool OnlineSelection::replay_due(uint64_t slot) const {
   if (!replay_ || replay_->size() < std::max<uint64_t>(1, replay_->capacity() / 4)) return false;
   const double s = cfg_.replay_share;
@@ -934,7 +966,7 @@ LoaderState OnlineSelection::save() {
   s.importance.bytes = current_ ? importance_before_current_ : importance_->save();
   if (seen_) s.seen_shingles.bytes = seen_->save();  // the current window's picks join it at the next window
   s.replay_share.text = share_text(cfg_.replay_share);
-  s.replay_relative_overlap.text = share_text(replay_relatives_);
+  s.replay_relative_overlap.text = relatives_text(replay_relatives_, cfg_.seen_shingle_tokens);
   if (replay_) s.replay.bytes = replay_->save();     // likewise
   s.feedback.bytes.assign(reinterpret_cast<const char*>(feedback_due_.data()), feedback_due_.size() * sizeof(int64_t));
   s.next_loader_version = versions_.next_number();

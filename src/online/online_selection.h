@@ -103,6 +103,7 @@ class OnlineSelection {
   torch::Tensor discount_seen(const torch::Tensor& u, const torch::Tensor& window);
   /// Whether emitted row number `slot` of the stream is a replay (SelectionConfig::replay_share).
   bool replay_due(uint64_t slot) const;
+  void check_replay_relatives(const SelectionState& s) const;  // throws Error(kInvalidState) naming the fix
   void apply_due_refreshes();
   void refresh(int64_t step, const ProbeResult& result);  // probe thread
   void share_refresh(Pending& p);                          // trainer thread, collective: many ranks

@@ -52,7 +52,6 @@ uint64_t ReplayBuffer::offer(double score, const CandidateId& id, const int64_t*
   if (!keys.empty()) {
     // Its relatives: entries holding at least `overlap` of its shingles. A better one keeps its place; else the
     // row replaces them all.
-    const double need = relatives_.overlap * double(keys.size());
     std::vector<size_t> related;  // ascending
     for (size_t i = 0; i < entries_.size(); ++i) {
       const std::vector<uint32_t>& theirs = entries_[i].shingles;
@@ -62,7 +61,7 @@ uint64_t ReplayBuffer::offer(double score, const CandidateId& id, const int64_t*
         else if (theirs[b] < keys[a]) ++b;
         else ++common, ++a, ++b;
       }
-      if (double(common) >= need) {
+      if (double(common) / double(keys.size()) >= relatives_.overlap) {
         if (!(score < entries_[i].score)) return 1;
         related.push_back(i);
       }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <map>
+#include <tuple>
 
 #include "online/online_test_util.h"
 
@@ -171,52 +172,81 @@ TEST_F(ReplayTest, AStateIsRefusedUnderAnotherShare) {
   EXPECT_NE(refusal(garbled, kReplayShareAuto).find("'0.95' is not a replay share in [0, 0.9]"), std::string::npos);
 }
 
-// The replay buffer's relatives overlap is part of the stream too: a state records the one its buffer applied (0 in
-// the modes without relations) and resumes only under it; a state saved before it was recorded resumes under any.
-TEST_F(ReplayTest, AStateIsRefusedUnderAnotherRelativesOverlap) {
+// The replay buffer's relatives are part of the stream too: a state records the overlap and shingle length its buffer
+// applied ("0" in the modes without relations) and resumes only under them; a state saved before they were recorded
+// holding a buffer was filled without relatives.
+TEST_F(ReplayTest, AStateIsRefusedUnderOtherRelatives) {
   ProbeConfig p;
   p.interval_steps = 0;
-  const auto config = [&](double overlap, SelectionMode mode) {
+  struct Setting {
+    double overlap = 0.5;
+    SelectionMode mode = SelectionMode::kGroup;
+    uint32_t shingle_tokens = 8;
+    bool relations = true;
+    double share = 0.25;
+  };
+  const auto config = [&](const Setting& x) {
     SelectionConfig s = selection_config(seed);
-    s.mode = mode;
-    s.replay_share = 0.25;
+    s.mode = x.mode;
+    s.replay_share = x.share;
     s.replay_rows = 16;
-    s.replay_relative_overlap = overlap;
+    s.replay_relative_overlap = x.overlap;
+    s.seen_shingle_tokens = x.shingle_tokens;
+    s.relations = x.relations;
     return s;
   };
-  const auto saved_with = [&](double overlap, SelectionMode mode) {
-    GroupMatesLoader loader(loader_config(path, seed), config(overlap, mode), p);
+  const auto saved_with = [&](const Setting& x) {
+    GroupMatesLoader loader(loader_config(path, seed), config(x), p);
     loader.set_reference(reference_rows());
     for (int i = 0; i < 12; ++i) EXPECT_TRUE(loader.next().has_value());
     return loader.state();
   };
-  const auto refusal = [&](const LoaderState& state, double overlap, SelectionMode mode) -> std::string {
+  const auto refusal = [&](const LoaderState& state, const Setting& x) -> std::string {
     try {
-      GroupMatesLoader resumed(loader_config(path, seed), config(overlap, mode), p, state);
+      GroupMatesLoader resumed(loader_config(path, seed), config(x), p, state);
     } catch (const Error& e) {
       EXPECT_EQ(e.code(), ErrorCode::kInvalidState) << e.what();
       return e.what();
     }
     return "";
   };
-  const LoaderState half = saved_with(0.5, SelectionMode::kGroup), off = saved_with(0.0, SelectionMode::kGroup),
-                    importance = saved_with(0.5, SelectionMode::kImportance);
-  EXPECT_EQ(half.extra.at("gm.replay_relative_overlap"), "0.5");
-  EXPECT_EQ(off.extra.at("gm.replay_relative_overlap"), "0");
-  EXPECT_EQ(importance.extra.at("gm.replay_relative_overlap"), "0") << "no relations, no relatives";
-  EXPECT_EQ(refusal(half, 0.5, SelectionMode::kGroup), "");
-  EXPECT_EQ(refusal(off, 0.0, SelectionMode::kGroup), "");
-  EXPECT_EQ(refusal(importance, 0.3, SelectionMode::kImportance), "") << "the setting does not apply there";
-  for (const auto& [state, overlap] : {std::pair{half, 0.0}, {half, 0.3}, {off, 0.5}}) {
-    const std::string e = refusal(state, overlap, SelectionMode::kGroup);
+  const Setting half, off{0.0}, importance{0.5, SelectionMode::kImportance}, no_clusters{0.3, SelectionMode::kGroupNoClusters};
+  const LoaderState with_half = saved_with(half), with_off = saved_with(off), with_importance = saved_with(importance),
+                    with_no_clusters = saved_with(no_clusters);
+  EXPECT_EQ(with_half.extra.at("gm.replay_relative_overlap"), "0.5,8") << "the overlap and the shingle length";
+  EXPECT_EQ(with_off.extra.at("gm.replay_relative_overlap"), "0");
+  EXPECT_EQ(with_importance.extra.at("gm.replay_relative_overlap"), "0") << "no relations, no relatives";
+  EXPECT_EQ(with_no_clusters.extra.at("gm.replay_relative_overlap"), "0.3,8");
+  EXPECT_EQ(refusal(with_half, half), "");
+  EXPECT_EQ(refusal(with_off, off), "");
+  EXPECT_EQ(refusal(with_no_clusters, no_clusters), "");
+  EXPECT_EQ(refusal(with_importance, Setting{0.3, SelectionMode::kImportance}), "") << "the setting does not apply there";
+  EXPECT_EQ(refusal(with_off, Setting{0.5, SelectionMode::kGroup, 8, false}), "") << "relations off: no relatives";
+  const std::string want_half = "set SelectionConfig.replay_relative_overlap = 0.5 and seen_shingle_tokens = 8, with "
+                                "mode group (or group_no_clusters) and relations on";
+  for (const auto& [state, x, want] :
+       {std::tuple{with_half, off, want_half}, {with_half, Setting{0.3}, want_half}, {with_half, Setting{0.5, SelectionMode::kGroup, 16}, want_half},
+        {with_half, Setting{0.5, SelectionMode::kGroup, 8, false}, want_half},
+        {with_off, half, std::string("set SelectionConfig.replay_relative_overlap = 0 to resume")}}) {
+    const std::string e = refusal(state, x);
     EXPECT_NE(e.find("gm.replay_relative_overlap"), std::string::npos) << e;
-    EXPECT_NE(e.find("set SelectionConfig.replay_relative_overlap = " + state.extra.at("gm.replay_relative_overlap")),
-              std::string::npos) << e;
+    EXPECT_NE(e.find(want), std::string::npos) << e;
   }
-  LoaderState legacy = half;  // saved before the key existed
+  // Saved before the key existed: a buffer then was filled without relatives.
+  LoaderState legacy = with_half;
   legacy.extra.erase("gm.replay_relative_overlap");
-  EXPECT_EQ(refusal(legacy, 0.0, SelectionMode::kGroup), "");
-  EXPECT_EQ(refusal(legacy, 0.5, SelectionMode::kGroup), "");
+  ASSERT_FALSE(legacy.extra.at("gm.replay").empty());
+  EXPECT_EQ(refusal(legacy, off), "");
+  EXPECT_NE(refusal(legacy, half).find("saved before the replay buffer's relatives were recorded"), std::string::npos);
+  LoaderState legacy_no_buffer = saved_with(Setting{0.5, SelectionMode::kGroup, 8, true, 0.0});
+  EXPECT_EQ(legacy_no_buffer.extra.at("gm.replay_relative_overlap"), "0") << "no buffer, no relatives";
+  legacy_no_buffer.extra.erase("gm.replay_relative_overlap");
+  EXPECT_EQ(refusal(legacy_no_buffer, Setting{0.5, SelectionMode::kGroup, 8, true, 0.0}), "");
+  LoaderState garbled = with_half;
+  garbled.extra["gm.replay_relative_overlap"] = "half,8";
+  EXPECT_NE(refusal(garbled, half).find("'half,8' is not"), std::string::npos);
+  garbled.extra["gm.replay_relative_overlap"] = "0.5,";
+  EXPECT_NE(refusal(garbled, half).find("'0.5,' is not"), std::string::npos);
 }
 
 // Near-duplicates for certain (rows drawn from a dozen patterns, a token changed now and then): the buffer keeps one

@@ -166,7 +166,7 @@ struct ReferenceRelatives {
     for (size_t i = 0; i < kept.size() && !keys.empty(); ++i) {
       size_t common = 0;
       for (uint32_t k : keys) common += kept[i].keys.count(k);
-      if (double(common) >= overlap * double(keys.size())) related.push_back(i);
+      if (double(common) / double(keys.size()) >= overlap) related.push_back(i);
     }
     for (size_t i : related)
       if (kept[i].score <= score) {
