@@ -84,6 +84,8 @@ struct Options : tiny_gpt_training::TrainingSettings {
   int replay_max_repeats = 0;      // 0 = SelectionConfig's default
   double gate_margin = -1;         // < 0 = SelectionConfig's default
   double gate_top_share = -1;      // < 0 = SelectionConfig's default
+  int head_shrinkage = -1;         // < 0 = SelectionConfig's default
+  double head_share_start = -1;    // < 0 = SelectionConfig's default
   std::string encoder = "hashed_ngram";  // SelectionConfig::encoder: hashed_ngram | torchscript
   std::string encoder_path;              // torchscript: the module file
   bool aligned = false;  // --packing aligned: every candidate starts at a document start (pad id 0, not trained on)
@@ -131,6 +133,10 @@ Options parse(int argc, char** argv) {
   app.add_option("--refresh-gate-margin", o.gate_margin, "SelectionConfig.refresh_gate_margin (< 0: the library's default)");
   app.add_option("--refresh-gate-top-share", o.gate_top_share,
                  "SelectionConfig.refresh_gate_top_share (< 0: the library's default)");
+  app.add_option("--head-shrinkage", o.head_shrinkage, "SelectionConfig.refresh_head_shrinkage 0|1 (default: the library's)")
+      ->check(CLI::IsMember({0, 1}));
+  app.add_option("--head-share-start", o.head_share_start,
+                 "SelectionConfig.refresh_head_share_start (< 0: the library's default)");
   app.add_option("--relation-tau", o.relation_tau, "SelectionConfig.relation_tau (<= 0: the library's default)");
   app.add_option("--seen-discount", o.seen_discount, "SelectionConfig.seen_discount (< 0: the library's default)");
   app.add_option("--replay-relative-overlap", o.replay_relative_overlap,
@@ -234,6 +240,8 @@ int main(int argc, char** argv) {
     if (o.seen_shingle_tokens > 0) selection.seen_shingle_tokens = uint32_t(o.seen_shingle_tokens);
     if (o.gate_margin >= 0) selection.refresh_gate_margin = o.gate_margin;
     if (o.gate_top_share >= 0) selection.refresh_gate_top_share = o.gate_top_share;
+    if (o.head_shrinkage >= 0) selection.refresh_head_shrinkage = o.head_shrinkage != 0;
+    if (o.head_share_start >= 0) selection.refresh_head_share_start = o.head_share_start;
     if (!o.refresh_mode.empty())
       selection.refresh_mode = o.refresh_mode == "at_step" ? groupmates::RefreshMode::kAtStep : groupmates::RefreshMode::kWhenReady;
     selection.seed = o.seed;
@@ -266,7 +274,12 @@ int main(int argc, char** argv) {
 
     struct Point { int64_t step; double tokens, loss, seconds, flops; };
     std::vector<Point> curve;
-    struct Sp { int64_t step; uint64_t trained; double spearman, spearman_scaled, spearman_prior; };  // trained: refreshes + gated
+    struct Sp {  // trained: refreshes + gated
+      int64_t step;
+      uint64_t trained;
+      double spearman, spearman_scaled, spearman_prior, spearman_unshrunk, head_share;
+      std::vector<double> share_scores;
+    };
     std::vector<Sp> spearman;
     std::map<std::pair<uint32_t, uint64_t>, uint64_t> selected;  // (source, document) -> rows
     struct Scored { uint64_t document; double u; uint64_t version; };
@@ -293,7 +306,8 @@ int main(int argc, char** argv) {
       if (st.refreshes + st.refreshes_gated != last_refreshes) {
         last_refreshes = st.refreshes + st.refreshes_gated;
         spearman.push_back({s, last_refreshes, st.last_heldout_spearman, st.last_heldout_spearman_scaled,
-                            st.last_heldout_spearman_prior});
+                            st.last_heldout_spearman_prior, st.last_heldout_spearman_unshrunk, st.head_share,
+                            st.head_share_scores});
       }
     };
 
@@ -358,7 +372,10 @@ int main(int argc, char** argv) {
       return Json::array({q.step, num(q.tokens), num(q.loss), num(q.seconds), num(q.flops)});
     });
     j["spearman_history"] = rows_of(spearman, [](const Sp& q) {
-      return Json::array({q.step, q.trained, num(q.spearman), num(q.spearman_scaled), num(q.spearman_prior)});
+      Json scores = Json::array();
+      for (const double v : q.share_scores) scores.push_back(num(v));
+      return Json::array({q.step, q.trained, num(q.spearman), num(q.spearman_scaled), num(q.spearman_prior),
+                          num(q.spearman_unshrunk), num(q.head_share), scores});
     });
     j["selected"] = rows_of(selected, [](const auto& kv) {
       return Json::array({kv.first.first, kv.first.second, kv.second});
@@ -387,6 +404,8 @@ int main(int argc, char** argv) {
                       {"refresh_seconds", num(st.refresh_seconds)}, {"refresh_wait_seconds", num(st.refresh_wait_seconds)},
                       {"last_heldout_spearman", num(st.last_heldout_spearman)},
                       {"last_heldout_spearman_scaled", num(st.last_heldout_spearman_scaled)},
+                      {"last_heldout_spearman_unshrunk", num(st.last_heldout_spearman_unshrunk)},
+                      {"head_share", num(st.head_share)},
                       {"probes", {{"started", p.probes_started}, {"completed", p.probes_completed},
                                   {"skipped_busy", p.probes_skipped_busy}, {"failed", p.probes_failed},
                                   {"rollouts_kept", p.rollouts_kept}, {"rollouts_discarded", p.rollouts_discarded},

@@ -20,6 +20,7 @@ Writes into --out-dir: runs/<method>-s<seed>.json (the C++ results), curves.csv 
 curves), efficiency.png (the plot), summary.json; prints per-seed figures and, last,
 RESULT token_ratio_vs_random=<r> compute_ratio_vs_random=<c> wall_ratio_vs_random=<w> group_vs_individual=<g>
 group_vs_importance=<v> dup_ratio=<d> spearman=<s> random_self_ratio=<q> group_vs_importance_no_replay=<v0>
+spearman_whole_head=<sw> spearman_prior=<sp>
 (means over seeds; definitions in issues 5 and 13 and in the summary printed above it).
 """
 import argparse
@@ -278,7 +279,8 @@ def heldout_spearman(run, column=2):
     """Mean held-out Spearman over the run's refreshes that had a previous model to judge (the
     first refresh has none), and the last one. column 2: against the oracle's marginal labels as
     measured (s); column 3: against the labels as standardised for training, per probe and rollout
-    position (the rollout-position trend removed)."""
+    position (the rollout-position trend removed); column 4: the prior-only model's; column 5: the learned model
+    with its whole head (SelectionConfig::refresh_head_shrinkage: s is the model with the share in force)."""
     hist = [h for h in run.get("spearman_history", []) if h[1] >= 2 and len(h) > column and h[column] is not None]
     vals = [h[column] for h in hist]
     if not vals:
@@ -435,6 +437,7 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
             sp_mean, sp_last, sp_n = heldout_spearman(run) if model else (math.nan, math.nan, 0)
             sp_scaled = heldout_spearman(run, 3)[0] if model else math.nan
             sp_prior = heldout_spearman(run, 4)[0] if model else math.nan
+            sp_whole = heldout_spearman(run, 5)[0] if model else math.nan
             cost, timing = run["cost"], run["timing"]
             train_flops = 3 * cost["flops_per_token"] * run["curve"][-1][1]
             waits = {k: cost[k] / timing["run_seconds_without_eval"] for k in
@@ -446,6 +449,7 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
                 "oracle_gain_share": gain, "selection": sel, "spearman_mean": sp_mean,
                 "spearman_last": sp_last, "spearman_refreshes": sp_n, "spearman_scaled_mean": sp_scaled,
                 "spearman_prior_mean": sp_prior,
+                "spearman_whole_head_mean": sp_whole, "head_share": run["selection"].get("head_share", math.nan),
                 "seconds": timing["run_seconds_without_eval"],
                 "loader_wait_share": timing["loader_wait_seconds"] / timing["run_seconds_without_eval"],
                 "on_step_share": timing["on_step_seconds"] / timing["run_seconds_without_eval"],
@@ -472,6 +476,8 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
         fig["d"] = (g["selection"]["near_dup"] / i["selection"]["near_dup"]
                     if g and i and i["selection"]["near_dup"] > 0 else math.nan)
         fig["s"] = g["spearman_mean"] if g else math.nan
+        fig["sw"] = g["spearman_whole_head_mean"] if g else math.nan
+        fig["sp"] = g["spearman_prior_mean"] if g else math.nan
         fig["q"] = x["random"]["token_ratio"]
         fig["random_final"] = target
         per_seed.append(fig)
@@ -490,21 +496,23 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
         for m in methods:
             if m in MODEL_METHODS or m.startswith("importance"):
                 y = x[m]
-                log("  %-20s Spearman %s (%d refreshes, scaled %s; prior-only model %s, %d refreshes gated), gamma %.2f, "
+                log("  %-20s Spearman %s (%d refreshes, scaled %s; prior-only model %s; whole head %s, share %s; "
+                    "%d refreshes gated), gamma %.2f, "
                     "FLOPs over training: probes %.1f%% "
                     "refresh %.2f%% scoring %.2f%%; trainer waiting: scoring %.2f%% refresh %.2f%% probe %.2f%% "
                     "snapshot %.2f%% selecting %.2f%%; probes skipped (budget %d, busy %d, back-off %d), refreshes failed %d"
                     % (LABELS[m], fmt(y["spearman_mean"]), y["spearman_refreshes"], fmt(y["spearman_scaled_mean"]),
-                       fmt(y["spearman_prior_mean"]), y["refreshes_gated"],
+                       fmt(y["spearman_prior_mean"]), fmt(y["spearman_whole_head_mean"]), fmt(y["head_share"], 2),
+                       y["refreshes_gated"],
                        y["prior_weight"], 100 * y["overhead_share"]["probe_flops"], 100 * y["overhead_share"]["refresh_flops"],
                        100 * y["overhead_share"]["scoring_flops"], 100 * y["wait_shares"]["wait_scoring_seconds"],
                        100 * y["wait_shares"]["wait_refresh_seconds"], 100 * y["wait_shares"]["wait_probe_seconds"],
                        100 * y["wait_shares"]["snapshot_seconds"], 100 * y["wait_shares"]["selection_seconds"],
                        y["probes_skipped_budget"], y["probes_skipped_busy"], y["probes_skipped_backoff"],
                        y["refreshes_failed"]))
-        log("  seed %d: r=%s c=%s w=%s g=%s v=%s d=%s s=%s q=%s v0=%s" % (
+        log("  seed %d: r=%s c=%s w=%s g=%s v=%s d=%s s=%s q=%s v0=%s sw=%s sp=%s" % (
             seed, fmt(fig["r"]), fmt(fig["c"]), fmt(fig["w"]), fmt(fig["g"], 4), fmt(fig["v"], 4), fmt(fig["d"]),
-            fmt(fig["s"]), fmt(fig["q"]), fmt(fig["v0"], 4)))
+            fmt(fig["s"]), fmt(fig["q"]), fmt(fig["v0"], 4), fmt(fig["sw"]), fmt(fig["sp"])))
 
     csv_path = os.path.join(out_dir, "curves.csv")
     with open(csv_path + ".tmp", "w", newline="") as f:
@@ -518,7 +526,7 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
     except ImportError as e:
         png = "(not written: %s; apt-get install python3-matplotlib)" % e
 
-    keys = ("r", "c", "w", "g", "v", "d", "s", "q", "v0")
+    keys = ("r", "c", "w", "g", "v", "d", "s", "q", "v0", "sw", "sp")
     res = {k: mean([f[k] for f in per_seed]) for k in keys}
     spread = {k: [f[k] for f in per_seed] for k in keys}
     summary = {"pool": pool, "reference": reference, "seeds": seeds, "methods": methods,
@@ -542,7 +550,9 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
         "excluded) to reach random's final loss, over random's whole run; g = Group-MATES / MATES (top-k, same "
         "prefilter and prior) final loss; v = Group-MATES / importance resampling final loss (both with the default "
         "replay); v0 = Group-MATES / importance resampling without replay (DSIR as a user would write it); d = near-dup share "
-        "Group-MATES / MATES (top-k); s = Group-MATES's held-out Spearman (mean over refreshes after the first); "
+        "Group-MATES / MATES (top-k); s = Group-MATES's held-out Spearman (mean over refreshes after the first) of its "
+        "learned model as it would publish it (the share of the learned head in force, SelectionConfig::"
+        "refresh_head_shrinkage); sw = the same with the whole learned head; sp = the prior-only model's; "
         "q = random's own token ratio")
     log("  curves: %s\n  plot: %s" % (csv_path, png))
     return per_seed, res
@@ -550,9 +560,10 @@ def run_pool(a, binary, out_dir, data_dir, pool, reference, seeds, methods, tag)
 
 def result_line(res):
     return ("token_ratio_vs_random=%s compute_ratio_vs_random=%s wall_ratio_vs_random=%s group_vs_individual=%s "
-            "group_vs_importance=%s dup_ratio=%s spearman=%s random_self_ratio=%s group_vs_importance_no_replay=%s"
+            "group_vs_importance=%s dup_ratio=%s spearman=%s random_self_ratio=%s group_vs_importance_no_replay=%s "
+            "spearman_whole_head=%s spearman_prior=%s"
             % (fmt(res["r"]), fmt(res["c"]), fmt(res["w"]), fmt(res["g"], 4), fmt(res["v"], 4), fmt(res["d"]),
-               fmt(res["s"]), fmt(res["q"]), fmt(res["v0"], 4)))
+               fmt(res["s"]), fmt(res["q"]), fmt(res["v0"], 4), fmt(res["sw"]), fmt(res["sp"])))
 
 
 def main():

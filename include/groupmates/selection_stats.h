@@ -86,6 +86,12 @@ struct SelectionStats {
   double last_heldout_spearman_scaled = 0; ///< the same against the labels as standardised for training (per probe
                                            ///< and rollout position: without the rollout-position trend)
   double last_heldout_spearman_prior = 0; ///< the prior-only model's, on the same rollouts (SelectionConfig::refresh_gate)
+  double last_heldout_spearman_unshrunk = 0; ///< the refreshed model's with its whole learned head (share 1), on the same
+                                       ///< rollouts: last_heldout_spearman is the share in force then's (refresh_head_shrinkage)
+  double head_share = 0;            ///< the share of the learned head the last refresh would publish (0 before the first;
+                                    ///< SelectionConfig::refresh_head_shrinkage)
+  std::vector<double> head_share_scores; ///< mean held-out score (Spearman, or picks with refresh_gate_top_share) of a
+                                    ///< model carrying each share {0, 1/4, 1/2, 1} of its learned head, over the checks so far
   uint64_t refreshes_gated = 0;     ///< refreshes trained but not published: the prior-only model predicted better
   ProbeStats probes;
   SelectionCost cost;

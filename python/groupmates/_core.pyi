@@ -141,6 +141,8 @@ class SelectionConfig(_StubStruct):
     refresh_gate: bool
     refresh_gate_margin: float
     refresh_gate_top_share: float
+    refresh_head_shrinkage: bool
+    refresh_head_share_start: float
     robust_label_scaling: bool
     per_position_labels: bool
     relation_tau: float
@@ -238,6 +240,9 @@ class SelectionStats(_StubStruct):
     last_heldout_spearman: float
     last_heldout_spearman_scaled: float
     last_heldout_spearman_prior: float
+    last_heldout_spearman_unshrunk: float
+    head_share: float
+    head_share_scores: list[float]
     refreshes_gated: int
     probes: ProbeStats
     cost: SelectionCost

@@ -307,6 +307,9 @@ class SelectionConfig:
     refresh_gate_margin:    standard errors (1 / sqrt(held-out labels so far)) by which the learned model must lead
     refresh_gate_top_share: 0: the gate compares held-out Spearman; in (0, 1]: the mean standardised measured label
                             of each model's best top_share of the held-out rows (the picks it would make)
+    refresh_head_shrinkage: a published model carries share s in {0, 1/4, 1/2, 1} of its learned head (u = s (w.h
+                            + b) + gamma * prior), the share that predicted the held-out probes best so far; False: s = 1
+    refresh_head_share_start: s before the first held-out check, in [0, 1] (0: the prior with the learned gamma)
     robust_label_scaling:   standardise labels by median/MAD (else mean/std)
     per_position_labels:    standardise per probe and rollout position (else per probe)
     relation_tau:           initial relational temperature tau, r_ij = alpha (1 - cos_ij / tau); larger = a milder
@@ -358,6 +361,8 @@ class SelectionConfig:
     refresh_gate: bool = _SELECTION["refresh_gate"]
     refresh_gate_margin: float = _SELECTION["refresh_gate_margin"]
     refresh_gate_top_share: float = _SELECTION["refresh_gate_top_share"]
+    refresh_head_shrinkage: bool = _SELECTION["refresh_head_shrinkage"]
+    refresh_head_share_start: float = _SELECTION["refresh_head_share_start"]
     robust_label_scaling: bool = _SELECTION["robust_label_scaling"]
     per_position_labels: bool = _SELECTION["per_position_labels"]
     relation_tau: float = _SELECTION["relation_tau"]

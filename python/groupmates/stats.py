@@ -125,6 +125,9 @@ class SelectionStats(_Record):
     last_heldout_spearman: float = 0.0
     last_heldout_spearman_scaled: float = 0.0
     last_heldout_spearman_prior: float = 0.0
+    last_heldout_spearman_unshrunk: float = 0.0
+    head_share: float = 0.0
+    head_share_scores: List[float] = field(default_factory=list)
     refreshes_gated: int = 0
     probes: ProbeStats = field(default_factory=ProbeStats)
     cost: SelectionCost = field(default_factory=SelectionCost)

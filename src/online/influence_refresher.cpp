@@ -42,6 +42,31 @@ class TrainableCopy {
   std::vector<std::pair<torch::Tensor, torch::Tensor>> saved_;
 };
 
+// Scales the model's head (w and b) by `share` while it lives, then puts the exact values back.
+class ScaledHead {
+ public:
+  ScaledHead(RelationalInfluenceModel& model, double share) : model_(model) {
+    if (share == 1.0) return;
+    torch::NoGradGuard no_grad;
+    weight_ = model.head()->weight.detach().clone();
+    bias_ = model.head()->bias.detach().clone();
+    model.head()->weight.mul_(share);
+    model.head()->bias.mul_(share);
+  }
+  ~ScaledHead() {
+    if (!weight_.defined()) return;
+    torch::NoGradGuard no_grad;
+    model_.head()->weight.copy_(weight_);
+    model_.head()->bias.copy_(bias_);
+  }
+  ScaledHead(const ScaledHead&) = delete;
+  ScaledHead& operator=(const ScaledHead&) = delete;
+
+ private:
+  RelationalInfluenceModel& model_;
+  torch::Tensor weight_, bias_;
+};
+
 // Thrown for a refreshed model that is not finite (told apart from other failures in the stats).
 struct NonFinite : Error {
   using Error::Error;
@@ -58,7 +83,7 @@ InfluenceRefresher::InfluenceRefresher(SelectionConfig config, std::shared_ptr<R
       model_(std::move(model)),
       baseline_(std::move(baseline)),
       labels_(std::move(labels)),
-      gate_(config_.refresh_gate_margin) {}
+      gate_(config_.refresh_gate_margin, config_.refresh_head_shrinkage, config_.refresh_head_share_start) {}
 
 std::string InfluenceRefresher::weights() const { return model_->export_weights(); }
 
@@ -88,6 +113,9 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
         standardise_per_probe(entries, config_.robust_label_scaling, config_.per_position_labels);
     const torch::Tensor labels = torch::tensor(std_labels, torch::kDouble).view({g, L}).to(torch::kFloat);
     const int64_t fresh = std::min<int64_t>(g, fresh_rollouts);
+    // Head shrinkage pulls the learned model toward the prior-only one; without a prior a share only rescales u
+    // (the same ranking) or, at 0, makes it constant: the whole head is published then.
+    const bool shrink = prior.defined();
     const double row_flops = model_->encoder().flops_per_row(tokens.size(2)) +
                              2.0 * double(model_->encoder().dim()) * double(L);  // head + relations
     if (fresh > 0 && refreshed_) {  // held-out check: the newest rollouts, before training on them
@@ -95,30 +123,42 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
       for (int64_t i = g - fresh; i < g; ++i)
         measured.insert(measured.end(), entries[i].labels.begin(), entries[i].labels.end());
       const torch::Tensor fresh_prior = prior.defined() ? prior.slice(0, g - fresh, g) : prior;
-      const auto predict = [&](RelationalInfluenceModel& m) {
+      const auto predict = [&](RelationalInfluenceModel& m, double share) {
+        const ScaledHead scaled(m, share);
         torch::NoGradGuard no_grad;
         m.eval();
         const torch::Tensor p =
             m.predict_rollouts(tokens.slice(0, g - fresh, g), {}, fresh_prior).to(torch::kDouble).contiguous();
         return std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
       };
-      const std::vector<double> predicted = predict(*model_);
-      out.flops += double(fresh * L) * row_flops;
       const std::vector<double> scaled(std_labels.end() - fresh * L, std_labels.end());
+      const double share = config_.refresh_gate_top_share;
+      // A model's score for the gate and the head share: its picks by the standardised labels, or its Spearman.
+      const auto score = [&](const std::vector<double>& p) {
+        return share > 0 ? picks_gain(p, scaled, share) : spearman(p, measured);
+      };
+      // The model as it would be published now (the share chosen on the checks before this one), then every share.
+      const double share_now = shrink ? gate_.head_share() : 1.0;
+      const std::vector<double> predicted = predict(*model_, share_now);
+      std::vector<double> share_scores;
+      for (const double s : RefreshGate::kHeadShares) {
+        if (!shrink && s != 1.0) continue;
+        const std::vector<double> p = s == share_now ? predicted : predict(*model_, s);
+        if (shrink) share_scores.push_back(score(p));
+        if (s == 1.0) out.heldout_spearman_unshrunk = spearman(p, measured);
+      }
+      out.flops += double(fresh * L) * row_flops * double(1 + share_scores.size());
       out.heldout_measured = true;
       out.heldout_spearman = spearman(predicted, measured);
       out.heldout_spearman_scaled = spearman(predicted, scaled);
+      double learned_score = score(predicted), prior_score = 0;
       if (config_.refresh_gate) {
-        const std::vector<double> prior_predicted = predict(*baseline_);
+        const std::vector<double> prior_predicted = predict(*baseline_, 1.0);
         out.heldout_spearman_prior = spearman(prior_predicted, measured);
         out.flops += double(fresh * L) * row_flops;
-        const double share = config_.refresh_gate_top_share;
-        if (share > 0)  // judged by the picks: standardised labels, comparable across probes
-          gate_.record(picks_gain(predicted, scaled, share), picks_gain(prior_predicted, scaled, share),
-                       static_cast<uint64_t>(measured.size()));
-        else
-          gate_.record(out.heldout_spearman, out.heldout_spearman_prior, static_cast<uint64_t>(measured.size()));
+        prior_score = score(prior_predicted);
       }
+      gate_.record(learned_score, prior_score, static_cast<uint64_t>(measured.size()), share_scores);
     }
     model_->fit_label_stats(labels, LabelScaling::kMeanStd);  // ~(0, 1): labels are standardised already
     InfluenceTrainerConfig tc;
@@ -146,7 +186,9 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
     if (!why.empty())
       throw NonFinite(ErrorCode::kInvalidState, "InfluenceRefresher::refresh", "refreshed model not published: " + why);
     refreshed_ = true;
+    out.head_share = shrink ? gate_.head_share() : 1.0;
     if (!config_.refresh_gate || gate_.learned_wins()) {
+      const ScaledHead published(*model_, out.head_share);
       out.weights = model_->export_weights();
       gate_.set_learned_published(true);
     } else {  // the prior-only model selects: publish it again if a learned model was published last

@@ -25,6 +25,9 @@ struct RefreshResult {
   double heldout_spearman = 0;     ///< predictions on the fresh rollouts vs their labels as measured
   double heldout_spearman_scaled = 0;  ///< the same vs the labels as standardised for training
   double heldout_spearman_prior = 0;   ///< the prior-only model's predictions vs the measured labels
+  double heldout_spearman_unshrunk = 0; ///< the learned model with its whole head (share 1) vs the measured labels
+  double head_share = 1;               ///< the share of the learned head a published learned model carries now
+                                       ///< (SelectionConfig::refresh_head_shrinkage)
 };
 
 /// Owns the working copy of the influence model that refreshes train (ALGORITHM.md section 3), on the

@@ -300,6 +300,8 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   const bool will_refresh = std::any_of(s.pending.begin(), s.pending.end(), [&](const SavedRefresh& r) { return !dropped(r); });
   refresher_->load(s.trainer.bytes, s.refreshes > 0 || s.refreshes_gated > 0 || will_refresh, "LoaderState.extra.gm.trainer");
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
+  stats_.head_share = refresher_->refreshed() ? refresher_->gate().head_share() : 0.0;
+  stats_.head_share_scores = refresher_->gate().share_means();
   backoff_.restore(s.backoff_streak, s.backoff_skip);
   importance_->load(s.importance.bytes);
   if (replay_ && !s.replay.bytes.empty()) {  // none saved: an empty buffer
@@ -861,9 +863,12 @@ void OnlineSelection::publish_refresh(int64_t step, const ProbeResult& result, c
     stats_.last_heldout_spearman = r.heldout_spearman;
     stats_.last_heldout_spearman_scaled = r.heldout_spearman_scaled;
     stats_.last_heldout_spearman_prior = r.heldout_spearman_prior;
+    stats_.last_heldout_spearman_unshrunk = r.heldout_spearman_unshrunk;
   }
   count_probe_cost(double(result.attempted));
   std::lock_guard<std::mutex> lock(stats_mu_);
+  if (r.error.empty()) stats_.head_share = r.head_share;
+  stats_.head_share_scores = refresher_->gate().share_means();
   stats_.refresh_seconds += took.seconds();
   stats_.cost.refresh_flops += r.flops;
   if (r.gated) stats_.refreshes_gated += 1;
@@ -1110,14 +1115,15 @@ void OnlineSelection::share_refresh(Pending& p) {
       if (working == r.weights) working.clear();  // the usual case: sent once
       wire = pack({r.weights, working, refresher_->gate().save(), r.error,
                    pack_doubles({r.flops, double(r.heldout_measured), r.heldout_spearman, r.heldout_spearman_scaled,
-                            r.heldout_spearman_prior, double(r.gated), double(refresher_->refreshed())})});
+                            r.heldout_spearman_prior, double(r.gated), double(refresher_->refreshed()),
+                            r.heldout_spearman_unshrunk, r.head_share})});
     }
     wire = collectives_->broadcast(wire, 0);
     bytes += wire.size();
     std::vector<std::string> f = unpack(wire, 5);
     if (f[1].empty()) f[1] = f[0];  // the working weights are the published ones
     const std::vector<double> d = unpack_doubles(f[4]);
-    if (d.size() != 7) throw Error(ErrorCode::kDistributed, "refresh broadcast", "rank 0's refresh numbers are malformed");
+    if (d.size() != 9) throw Error(ErrorCode::kDistributed, "refresh broadcast", "rank 0's refresh numbers are malformed");
     if (rank != 0) {
       refresher_->load(f[1], d[6] != 0, "the working weights broadcast by rank 0");
       refresher_->gate().load(f[2], "the refresh gate record broadcast by rank 0");
@@ -1129,6 +1135,8 @@ void OnlineSelection::share_refresh(Pending& p) {
       r.heldout_spearman_scaled = d[3];
       r.heldout_spearman_prior = d[4];
       r.gated = d[5] != 0;
+      r.heldout_spearman_unshrunk = d[7];
+      r.head_share = d[8];
     }
     // 3. Checked, not assumed: every rank now holds the same published and working weights.
     const uint64_t both[2] = {hash_of(f[0]), hash_of(f[1])};
@@ -1154,7 +1162,10 @@ void OnlineSelection::share_refresh(Pending& p) {
         stats_.last_heldout_spearman = r.heldout_spearman;
         stats_.last_heldout_spearman_scaled = r.heldout_spearman_scaled;
         stats_.last_heldout_spearman_prior = r.heldout_spearman_prior;
+        stats_.last_heldout_spearman_unshrunk = r.heldout_spearman_unshrunk;
       }
+      if (r.error.empty()) stats_.head_share = r.head_share;
+      stats_.head_share_scores = refresher_->gate().share_means();
       stats_.cost.refresh_flops += r.flops;  // rank 0's (the others trained nothing; counted as one model)
       if (r.gated) stats_.refreshes_gated += 1;
       note_backoff(r);  // rank 0's result: every rank backs off alike

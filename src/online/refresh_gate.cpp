@@ -34,11 +34,37 @@ double picks_gain(const std::vector<double>& predicted, const std::vector<double
   return -(below + tied * double(k - n_below) / double(n_tied)) / double(k);
 }
 
-void RefreshGate::record(double learned_spearman, double prior_spearman, uint64_t labels) {
+void RefreshGate::record(double learned_spearman, double prior_spearman, uint64_t labels,
+                         const std::vector<double>& share_scores) {
+  if (!share_scores.empty() && share_scores.size() != kHeadShares.size())
+    throw Error(ErrorCode::kInternal, "RefreshGate::record",
+                std::to_string(share_scores.size()) + " share scores for " + std::to_string(kHeadShares.size()) + " shares");
   checks_ += 1;
   labels_ += labels;
   learned_sum_ += std::isfinite(learned_spearman) ? learned_spearman : 0.0;
   prior_sum_ += std::isfinite(prior_spearman) ? prior_spearman : 0.0;
+  if (share_scores.empty()) return;
+  share_checks_ += 1;
+  for (size_t k = 0; k < share_sums_.size(); ++k)
+    share_sums_[k] += std::isfinite(share_scores[k]) ? share_scores[k] : 0.0;
+}
+
+double RefreshGate::head_share() const {
+  if (!shrinkage_) return 1.0;
+  if (share_checks_ == 0) return head_share_start_;
+  size_t best = 0;
+  for (size_t k = 1; k < share_sums_.size(); ++k) {  // a lead within rounding of the sums is a tie: the smaller share
+    const double rounding = 1e-12 * (std::fabs(share_sums_[k]) + std::fabs(share_sums_[best]) + 1.0);
+    if (share_sums_[k] - share_sums_[best] > rounding) best = k;
+  }
+  return kHeadShares[best];
+}
+
+std::vector<double> RefreshGate::share_means() const {
+  std::vector<double> out(share_sums_.size(), 0.0);
+  if (share_checks_)
+    for (size_t k = 0; k < out.size(); ++k) out[k] = share_sums_[k] / double(share_checks_);
+  return out;
 }
 
 double RefreshGate::required_lead() const {
@@ -53,42 +79,82 @@ bool RefreshGate::learned_wins() const {
   return (learned_sum_ - prior_sum_) > rounding && (learned_sum_ - prior_sum_) / double(checks_) > required_lead();
 }
 
+std::string RefreshGate::shrinkage_text() const {
+  if (!shrinkage_) return "off";
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%a", head_share_start_);
+  return buf;
+}
+
 std::string RefreshGate::save() const {
   char buf[160];
   std::snprintf(buf, sizeof buf, "%llu %a %a %d %llu", static_cast<unsigned long long>(checks_), learned_sum_,
                 prior_sum_, learned_published_ ? 1 : 0, static_cast<unsigned long long>(labels_));
-  return buf;
+  std::string out = buf;
+  std::snprintf(buf, sizeof buf, " %s %llu", shrinkage_text().c_str(), static_cast<unsigned long long>(share_checks_));
+  out += buf;
+  for (const double v : share_sums_) {
+    std::snprintf(buf, sizeof buf, " %a", v);
+    out += buf;
+  }
+  return out;
 }
 
 void RefreshGate::load(const std::string& text, const std::string& what) {
   std::istringstream in(text);
-  unsigned long long checks = 0, labels = 0;
-  std::string learned, prior, labels_text, rest;
+  unsigned long long checks = 0, labels = 0, share_checks = 0;
+  std::string learned, prior, labels_text, shrinkage = "off", share_checks_text, rest;
+  std::array<std::string, kHeadShares.size()> share_texts;
   int published = -1;
   const auto bad = [&] {
     throw Error(ErrorCode::kInvalidState, what,
-                "'" + text.substr(0, 60) + "' is not '<checks> <learned sum> <prior sum> <0|1> [<labels>]': the state "
-                "text was edited or truncated");
+                "'" + text.substr(0, 60) + "' is not '<checks> <learned sum> <prior sum> <0|1> [<labels> [<head shrinkage> "
+                "<share checks> <4 share sums>]]': the state text was edited or truncated");
   };
-  if (!(in >> checks >> learned >> prior >> published) || (published != 0 && published != 1)) bad();
-  if (in >> labels_text) {  // absent in states saved before the label count
+  const auto count = [&](const std::string& t) {
     char* end = nullptr;
-    if (labels_text[0] == '-') bad();  // strtoull would wrap it
-    labels = std::strtoull(labels_text.c_str(), &end, 10);
-    if (end != labels_text.c_str() + labels_text.size()) bad();
-    if (in >> rest) bad();
-  }
+    if (t.empty() || t[0] == '-') bad();  // strtoull would wrap it
+    const unsigned long long v = std::strtoull(t.c_str(), &end, 10);
+    if (end != t.c_str() + t.size()) bad();
+    return v;
+  };
   const auto number = [&](const std::string& s) {
     char* end = nullptr;
     const double v = std::strtod(s.c_str(), &end);
     if (end != s.c_str() + s.size() || !std::isfinite(v)) bad();
     return v;
   };
+  if (!(in >> checks >> learned >> prior >> published) || (published != 0 && published != 1)) bad();
+  if (in >> labels_text) {  // absent in states saved before the label count
+    labels = count(labels_text);
+    if (in >> shrinkage) {  // absent in states saved before head shrinkage: whole heads were published
+      if (!(in >> share_checks_text)) bad();
+      share_checks = count(share_checks_text);
+      for (auto& t : share_texts)
+        if (!(in >> t)) bad();
+      if (shrinkage != "off") number(shrinkage);
+    }
+    if (in >> rest) bad();
+  }
+  if (shrinkage != shrinkage_text()) {
+    const auto describe = [](const std::string& t) {
+      if (t == "off") return std::string("off (whole heads published)");
+      return "on, starting at share " + std::to_string(std::strtod(t.c_str(), nullptr));
+    };
+    throw Error(ErrorCode::kInvalidState, what,
+                "saved with head shrinkage " + describe(shrinkage) + ", resumed with " + describe(shrinkage_text()) +
+                    ": the published models would differ from the saved run's; resume with the saved "
+                    "SelectionConfig::refresh_head_shrinkage and refresh_head_share_start");
+  }
+  std::array<double, kHeadShares.size()> sums{};
+  for (size_t k = 0; k < sums.size(); ++k) sums[k] = share_texts[k].empty() ? 0.0 : number(share_texts[k]);
   learned_sum_ = number(learned);
   prior_sum_ = number(prior);
   checks_ = checks;
   labels_ = labels;
   learned_published_ = published == 1;
+  share_checks_ = share_checks;
+  share_sums_ = sums;
 }
 
 }  // namespace groupmates

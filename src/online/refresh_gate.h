@@ -2,6 +2,7 @@
 // the prior-only model does (private).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -17,12 +18,25 @@ namespace groupmates {
 /// as 1 / sqrt(held-out labels so far) (a Spearman of n pairs: about 1 / sqrt(n - 1)); otherwise the
 /// prior-only model selects. margin 0: the plain comparison (a lead within rounding of 0 is a tie, which
 /// keeps the prior-only model).
+/// With head shrinkage it also chooses how much of the learned head a published model carries: at each
+/// check the working model predicts with its head scaled by every share in kHeadShares, and from then on
+/// refreshes publish the share with the best mean score over all checks so far (ties: the smaller share;
+/// before the first check, `head_share_start`). The learned score recorded for the gate is the one of the
+/// share in force at the check, so both the share and the gate are judged on probes they did not see.
 class RefreshGate {
  public:
-  explicit RefreshGate(double margin = 0) : margin_(margin) {}
+  /// The shares of the learned head (w.h + b) a published model may carry: u = share * (w.h + b) + gamma * prior.
+  static constexpr std::array<double, 4> kHeadShares{0.0, 0.25, 0.5, 1.0};
+
+  /// `shrinkage` false: the head is published whole (share 1), as before head shrinkage existed.
+  explicit RefreshGate(double margin = 0, bool shrinkage = false, double head_share_start = 1.0)
+      : margin_(margin), shrinkage_(shrinkage), head_share_start_(head_share_start) {}
   /// Records one held-out check of `labels` measured labels (a non-finite Spearman, e.g. of constant
-  /// predictions, counts as 0).
-  void record(double learned_spearman, double prior_spearman, uint64_t labels);
+  /// predictions, counts as 0), with each share's score in kHeadShares' order (empty: none recorded).
+  void record(double learned_spearman, double prior_spearman, uint64_t labels,
+              const std::vector<double>& share_scores = {});
+  /// The share of the learned head a model published now carries (1 without shrinkage).
+  double head_share() const;
   /// The learned model should select now (false before the first check).
   bool learned_wins() const;
   /// The margin the learned mean must clear now (margin / sqrt(labels so far); margin with none counted).
@@ -36,16 +50,27 @@ class RefreshGate {
   bool learned_published() const { return learned_published_; }
   void set_learned_published(bool learned) { learned_published_ = learned; }
 
+  /// Mean score of each share over the checks so far (kHeadShares' order; zeros before the first).
+  std::vector<double> share_means() const;
+
   /// The whole state as text (exact: sums as hexadecimal floats) / restore it; load throws
-  /// Error(kInvalidState) naming `what` when the text is malformed. A state saved before the label count
-  /// existed (four fields) loads with 0 labels: the gate then needs the full margin until its next check.
+  /// Error(kInvalidState) naming `what` when the text is malformed, or when it was saved under another head
+  /// shrinkage (off, or another start share) than this gate's. A state saved before the label count existed
+  /// (four fields) loads with 0 labels: the gate then needs the full margin until its next check; one saved
+  /// before head shrinkage existed (four or five fields) published whole heads and loads only without it.
   std::string save() const;
   void load(const std::string& text, const std::string& what);
 
  private:
+  std::string shrinkage_text() const;
+
   double margin_ = 0;
+  bool shrinkage_ = false;
+  double head_share_start_ = 1.0;
   uint64_t checks_ = 0, labels_ = 0;
   double learned_sum_ = 0, prior_sum_ = 0;
+  uint64_t share_checks_ = 0;  // checks that recorded every share's score
+  std::array<double, kHeadShares.size()> share_sums_{};
   bool learned_published_ = false;
 };
 

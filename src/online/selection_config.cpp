@@ -70,6 +70,8 @@ void SelectionConfig::validate() const {
   if (!(refresh_gate_top_share >= 0 && refresh_gate_top_share <= 1))
     bad(f + "refresh_gate_top_share", "is " + std::to_string(refresh_gate_top_share) +
                                           "; must be in [0, 1] (0 = judge by Spearman)");
+  if (!(refresh_head_share_start >= 0 && refresh_head_share_start <= 1))
+    bad(f + "refresh_head_share_start", "is " + std::to_string(refresh_head_share_start) + "; must be in [0, 1]");
   if (!(relation_tau > 0) || !std::isfinite(relation_tau))
     bad(f + "relation_tau", "is " + std::to_string(relation_tau) + "; must be finite and > 0");
   if (!(relation_tau_min >= 0) || relation_tau_min > relation_tau)
