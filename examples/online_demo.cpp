@@ -295,11 +295,13 @@ void report(const Settings& s, const RunResult& rnd, const RunResult& grp, doubl
   const auto& p = st.probes;
   fmt::print("\nGroup-MATES: {} probes completed ({} skipped for the budget, {} while one ran, {} failed), "
              "{} rollouts kept, {:.2f} s per rollout; {} refreshes ({} failed), model v{}, importance prior "
-             "weight {:.2f}; {} of {} windows in warm-up; held-out Spearman of the last refresh {:.3f}; {} of the {} rows "
+             "weight {:.2f}; {} of {} windows in warm-up; held-out Spearman of the last refresh {:.3f} (whole learned "
+             "head {:.3f}, prior-only model {:.3f}; share of its head a published learned model carries now {:.2f}); {} of the {} rows "
              "trained on were replays of its best rows (replay_share \"auto\": 0.5)\n",
              p.probes_completed, st.probes_skipped_budget, p.probes_skipped_busy, p.probes_failed, p.rollouts_kept,
              p.seconds_per_rollout, st.refreshes, st.refreshes_failed, st.model_version, st.prior_weight,
-             st.warmup_windows, st.windows, st.last_heldout_spearman, st.replayed, st.selected);
+             st.warmup_windows, st.windows, st.last_heldout_spearman, st.last_heldout_spearman_unshrunk,
+             st.last_heldout_spearman_prior, st.head_share, st.replayed, st.selected);
   fmt::print("total {:.1f} s (both runs, evaluations and set-up included)\n", total_seconds);
 
   const double w = cost_to_reach(grp.curve, target, &Point::seconds) / budget.seconds;

@@ -138,10 +138,11 @@ struct SelectionConfig {
                                        ///< with refresh_gate_margin in the same units (1 / sqrt(held-out labels)),
                                        ///< about sqrt(top_share) of that mean's standard error
   bool refresh_head_shrinkage = true; ///< a published model carries share s of its learned head: u = s (w.h + b) +
-                                      ///< gamma * prior, s in {0, 1/4, 1/2, 1} the share whose model predicted the held-out
-                                      ///< probes best so far (mean Spearman, or picks with refresh_gate_top_share; ties:
-                                      ///< the smaller); refreshes still train the whole head. false, or rollouts without
-                                      ///< a prior (no reference rows, importance_prior false): s = 1
+                                      ///< gamma * prior; after the first held-out check s is the share in {0, 1/4, 1/2, 1}
+                                      ///< whose model predicted the held-out probes best so far (mean Spearman, or picks
+                                      ///< with refresh_gate_top_share; ties: the smaller), before it
+                                      ///< refresh_head_share_start; refreshes still train the whole head. false, or
+                                      ///< rollouts without a prior (no reference rows, importance_prior false): s = 1
   double refresh_head_share_start = 0.0; ///< s before the first held-out check, in [0, 1] (0: the prior with the
                                       ///< learned gamma; docs/SELECTION.md "Head shrinkage" for the choice)
   bool robust_label_scaling = true;   ///< standardise labels by median/MAD (else mean/std)

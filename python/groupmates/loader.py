@@ -401,7 +401,9 @@ class GroupMatesLoader(torch.utils.data.IterableDataset):
         for field; reads like a dict too): windows, warmup_windows, seen, selected, seen_per_cluster,
         selected_per_cluster, model_version, refreshes, refresh_seconds, refresh_wait_seconds,
         last_heldout_spearman (against the measured labels), last_heldout_spearman_scaled (against the
-        labels as standardised for training), probes (ProbeStats: probes_started/completed/skipped_busy/
+        labels as standardised for training; both of the model with the share of its learned head in force),
+        last_heldout_spearman_unshrunk (the whole head's), head_share and head_share_scores (head shrinkage),
+        probes (ProbeStats: probes_started/completed/skipped_busy/
         failed/timed_out, rollouts_kept/discarded/skipped, snapshot_seconds, probe_seconds, probe_share, ...,
         last_error: why the last probe failed or timed out, else the last Python exception of a probe
         callback, e.g. loss_fn, or ""), refreshes_failed (of which refreshes_rejected_nonfinite),

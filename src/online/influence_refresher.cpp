@@ -115,7 +115,7 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
     const int64_t fresh = std::min<int64_t>(g, fresh_rollouts);
     // Head shrinkage pulls the learned model toward the prior-only one; without a prior a share only rescales u
     // (the same ranking) or, at 0, makes it constant: the whole head is published then.
-    const bool shrink = prior.defined();
+    const bool shrink = config_.refresh_head_shrinkage && prior.defined();
     const double row_flops = model_->encoder().flops_per_row(tokens.size(2)) +
                              2.0 * double(model_->encoder().dim()) * double(L);  // head + relations
     if (fresh > 0 && refreshed_) {  // held-out check: the newest rollouts, before training on them
@@ -123,7 +123,9 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
       for (int64_t i = g - fresh; i < g; ++i)
         measured.insert(measured.end(), entries[i].labels.begin(), entries[i].labels.end());
       const torch::Tensor fresh_prior = prior.defined() ? prior.slice(0, g - fresh, g) : prior;
+      int64_t predictions = 0;  // model passes over the fresh rollouts, for the FLOPs
       const auto predict = [&](RelationalInfluenceModel& m, double share) {
+        ++predictions;
         const ScaledHead scaled(m, share);
         torch::NoGradGuard no_grad;
         m.eval();
@@ -147,18 +149,16 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
         if (shrink) share_scores.push_back(score(p));
         if (s == 1.0) out.heldout_spearman_unshrunk = spearman(p, measured);
       }
-      out.flops += double(fresh * L) * row_flops * double(1 + share_scores.size());
       out.heldout_measured = true;
       out.heldout_spearman = spearman(predicted, measured);
       out.heldout_spearman_scaled = spearman(predicted, scaled);
-      double learned_score = score(predicted), prior_score = 0;
       if (config_.refresh_gate) {
         const std::vector<double> prior_predicted = predict(*baseline_, 1.0);
         out.heldout_spearman_prior = spearman(prior_predicted, measured);
-        out.flops += double(fresh * L) * row_flops;
-        prior_score = score(prior_predicted);
+        gate_.record(score(predicted), score(prior_predicted), static_cast<uint64_t>(measured.size()));
       }
-      gate_.record(learned_score, prior_score, static_cast<uint64_t>(measured.size()), share_scores);
+      if (shrink) gate_.record_shares(share_scores);
+      out.flops += double(fresh * L) * row_flops * double(predictions);
     }
     model_->fit_label_stats(labels, LabelScaling::kMeanStd);  // ~(0, 1): labels are standardised already
     InfluenceTrainerConfig tc;

@@ -236,7 +236,8 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
     uint64_t share_bits = 0;
     const double share = cfg_.replay_share + 0.0;  // -0.0 and 0.0 alike
     std::memcpy(&share_bits, &share, sizeof share_bits);
-    share_bits ^= hash_of(s.replay_share.text) ^ (hash_of(relatives_text(replay_relatives_, cfg_.seen_shingle_tokens)) * 3);
+    share_bits ^= hash_of(s.replay_share.text) ^ (hash_of(relatives_text(replay_relatives_, cfg_.seen_shingle_tokens)) * 3) ^
+                  (hash_of(refresher_->gate().shrinkage_text()) * 5);
     const uint64_t global[10] = {hash_of(s.first_blob.bytes), hash_of(s.trainer.bytes), hash_of(s.labels.bytes),
                                  hash_of(s.kmeans.bytes), static_cast<uint64_t>(s.step), s.emit_pos, cfg_.window_size,
                                  static_cast<uint64_t>(cfg_.mode), hash_of(models_.encoder_identity()), share_bits};
@@ -246,7 +247,8 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
       if (h[q] != h[0])
         throw Error(ErrorCode::kInvalidState, "LoaderState.extra.gm",
                     "rank " + std::to_string(q) + " restores another selection state (model, labels, centroids or "
-                    "position) than rank 0, or another SelectionConfig mode, window_size, encoder, replay_share or replay_relative_overlap: every rank of a shared model "
+                    "position) than rank 0, or another SelectionConfig mode, window_size, encoder, replay_share, replay_relative_overlap or "
+                    "refresh_head_shrinkage / refresh_head_share_start: every rank of a shared model "
                     "restores the same saved state (e.g. rank 0's) with the same config");
   }
   s.expand_weight_deltas();
@@ -300,10 +302,15 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   const bool will_refresh = std::any_of(s.pending.begin(), s.pending.end(), [&](const SavedRefresh& r) { return !dropped(r); });
   refresher_->load(s.trainer.bytes, s.refreshes > 0 || s.refreshes_gated > 0 || will_refresh, "LoaderState.extra.gm.trainer");
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
-  stats_.head_share = refresher_->refreshed() ? refresher_->gate().head_share() : 0.0;
-  stats_.head_share_scores = refresher_->gate().share_means();
   backoff_.restore(s.backoff_streak, s.backoff_skip);
   importance_->load(s.importance.bytes);
+  // As the live path reports it (rollouts without a prior publish the whole head); a refresh that failed last before
+  // the save is not told apart.
+  stats_.head_share = !refresher_->refreshed()                                            ? 0.0
+                      : cfg_.refresh_head_shrinkage && cfg_.importance_prior && importance_->has_reference()
+                          ? refresher_->gate().head_share()
+                          : 1.0;
+  stats_.head_share_scores = refresher_->gate().share_means();
   if (replay_ && !s.replay.bytes.empty()) {  // none saved: an empty buffer
     try {
       replay_->load(s.replay.bytes);
@@ -1126,7 +1133,7 @@ void OnlineSelection::share_refresh(Pending& p) {
     if (d.size() != 9) throw Error(ErrorCode::kDistributed, "refresh broadcast", "rank 0's refresh numbers are malformed");
     if (rank != 0) {
       refresher_->load(f[1], d[6] != 0, "the working weights broadcast by rank 0");
-      refresher_->gate().load(f[2], "the refresh gate record broadcast by rank 0");
+      refresher_->gate().load(f[2], "the refresh gate record broadcast by rank 0", /*adopt_shrinkage=*/true);
       r.weights = f[0];
       r.error = f[3];
       r.flops = d[0];

@@ -34,16 +34,17 @@ double picks_gain(const std::vector<double>& predicted, const std::vector<double
   return -(below + tied * double(k - n_below) / double(n_tied)) / double(k);
 }
 
-void RefreshGate::record(double learned_spearman, double prior_spearman, uint64_t labels,
-                         const std::vector<double>& share_scores) {
-  if (!share_scores.empty() && share_scores.size() != kHeadShares.size())
-    throw Error(ErrorCode::kInternal, "RefreshGate::record",
-                std::to_string(share_scores.size()) + " share scores for " + std::to_string(kHeadShares.size()) + " shares");
+void RefreshGate::record(double learned_spearman, double prior_spearman, uint64_t labels) {
   checks_ += 1;
   labels_ += labels;
   learned_sum_ += std::isfinite(learned_spearman) ? learned_spearman : 0.0;
   prior_sum_ += std::isfinite(prior_spearman) ? prior_spearman : 0.0;
-  if (share_scores.empty()) return;
+}
+
+void RefreshGate::record_shares(const std::vector<double>& share_scores) {
+  if (share_scores.size() != kHeadShares.size())
+    throw Error(ErrorCode::kInternal, "RefreshGate::record_shares",
+                std::to_string(share_scores.size()) + " share scores for " + std::to_string(kHeadShares.size()) + " shares");
   share_checks_ += 1;
   for (size_t k = 0; k < share_sums_.size(); ++k)
     share_sums_[k] += std::isfinite(share_scores[k]) ? share_scores[k] : 0.0;
@@ -82,7 +83,7 @@ bool RefreshGate::learned_wins() const {
 std::string RefreshGate::shrinkage_text() const {
   if (!shrinkage_) return "off";
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%a", head_share_start_);
+  std::snprintf(buf, sizeof buf, "%a", head_share_start_ + 0.0);  // -0 written as 0
   return buf;
 }
 
@@ -100,12 +101,19 @@ std::string RefreshGate::save() const {
   return out;
 }
 
-void RefreshGate::load(const std::string& text, const std::string& what) {
+void RefreshGate::load(const std::string& text, const std::string& what, bool adopt_shrinkage) {
   std::istringstream in(text);
   unsigned long long checks = 0, labels = 0, share_checks = 0;
-  std::string learned, prior, labels_text, shrinkage = "off", share_checks_text, rest;
+  std::string checks_text, learned, prior, labels_text, shrinkage = "off", share_checks_text, rest;
   std::array<std::string, kHeadShares.size()> share_texts;
   int published = -1;
+  const bool legacy_shrinkage_field = [&] {  // absent in states saved before head shrinkage: whole heads were published
+    std::istringstream probe(text);
+    std::string field;
+    int n = 0;
+    while (probe >> field) ++n;
+    return n <= 5;
+  }();
   const auto bad = [&] {
     throw Error(ErrorCode::kInvalidState, what,
                 "'" + text.substr(0, 60) + "' is not '<checks> <learned sum> <prior sum> <0|1> [<labels> [<head shrinkage> "
@@ -113,7 +121,7 @@ void RefreshGate::load(const std::string& text, const std::string& what) {
   };
   const auto count = [&](const std::string& t) {
     char* end = nullptr;
-    if (t.empty() || t[0] == '-') bad();  // strtoull would wrap it
+    if (t.empty() || t[0] == '-' || t[0] == '+') bad();  // strtoull would wrap a negative one
     const unsigned long long v = std::strtoull(t.c_str(), &end, 10);
     if (end != t.c_str() + t.size()) bad();
     return v;
@@ -121,33 +129,46 @@ void RefreshGate::load(const std::string& text, const std::string& what) {
   const auto number = [&](const std::string& s) {
     char* end = nullptr;
     const double v = std::strtod(s.c_str(), &end);
-    if (end != s.c_str() + s.size() || !std::isfinite(v)) bad();
+    if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v)) bad();
     return v;
   };
-  if (!(in >> checks >> learned >> prior >> published) || (published != 0 && published != 1)) bad();
+  if (!(in >> checks_text >> learned >> prior >> published) || (published != 0 && published != 1)) bad();
+  checks = count(checks_text);
   if (in >> labels_text) {  // absent in states saved before the label count
     labels = count(labels_text);
-    if (in >> shrinkage) {  // absent in states saved before head shrinkage: whole heads were published
+    if (in >> shrinkage) {
       if (!(in >> share_checks_text)) bad();
       share_checks = count(share_checks_text);
       for (auto& t : share_texts)
         if (!(in >> t)) bad();
-      if (shrinkage != "off") number(shrinkage);
+      if (shrinkage != "off" && !(number(shrinkage) >= 0 && number(shrinkage) <= 1)) bad();
     }
     if (in >> rest) bad();
   }
-  if (shrinkage != shrinkage_text()) {
+  std::array<double, kHeadShares.size()> sums{};
+  for (size_t k = 0; k < sums.size(); ++k) sums[k] = share_texts[k].empty() ? 0.0 : number(share_texts[k]);
+  // The same mode: both off, or the same start share (compared as numbers: -0 and 0 alike).
+  const auto same_mode = [&](const std::string& a, const std::string& b) {
+    if (a == "off" || b == "off") return a == b;
+    return std::strtod(a.c_str(), nullptr) + 0.0 == std::strtod(b.c_str(), nullptr) + 0.0;
+  };
+  // A record saved before head shrinkage with no held-out check yet holds nothing shrinkage would have changed.
+  const bool legacy_unchecked = legacy_shrinkage_field && checks == 0;
+  if (!adopt_shrinkage && !legacy_unchecked && !same_mode(shrinkage, shrinkage_text())) {
     const auto describe = [](const std::string& t) {
       if (t == "off") return std::string("off (whole heads published)");
       return "on, starting at share " + std::to_string(std::strtod(t.c_str(), nullptr));
     };
     throw Error(ErrorCode::kInvalidState, what,
-                "saved with head shrinkage " + describe(shrinkage) + ", resumed with " + describe(shrinkage_text()) +
+                "saved with head shrinkage " + describe(shrinkage) + (legacy_shrinkage_field ? " (saved before it existed)" : "") +
+                    ", resumed with " + describe(shrinkage_text()) +
                     ": the published models would differ from the saved run's; resume with the saved "
                     "SelectionConfig::refresh_head_shrinkage and refresh_head_share_start");
   }
-  std::array<double, kHeadShares.size()> sums{};
-  for (size_t k = 0; k < sums.size(); ++k) sums[k] = share_texts[k].empty() ? 0.0 : number(share_texts[k]);
+  if (adopt_shrinkage && !legacy_shrinkage_field) {
+    shrinkage_ = shrinkage != "off";
+    if (shrinkage_) head_share_start_ = number(shrinkage);
+  }
   learned_sum_ = number(learned);
   prior_sum_ = number(prior);
   checks_ = checks;

@@ -32,9 +32,11 @@ class RefreshGate {
   explicit RefreshGate(double margin = 0, bool shrinkage = false, double head_share_start = 1.0)
       : margin_(margin), shrinkage_(shrinkage), head_share_start_(head_share_start) {}
   /// Records one held-out check of `labels` measured labels (a non-finite Spearman, e.g. of constant
-  /// predictions, counts as 0), with each share's score in kHeadShares' order (empty: none recorded).
-  void record(double learned_spearman, double prior_spearman, uint64_t labels,
-              const std::vector<double>& share_scores = {});
+  /// predictions, counts as 0). Called only with SelectionConfig::refresh_gate.
+  void record(double learned_spearman, double prior_spearman, uint64_t labels);
+  /// Records each share's score at one held-out check, in kHeadShares' order (a non-finite one counts as 0);
+  /// called at every check with shrinkage, gate or not.
+  void record_shares(const std::vector<double>& share_scores);
   /// The share of the learned head a model published now carries (1 without shrinkage).
   double head_share() const;
   /// The learned model should select now (false before the first check).
@@ -55,21 +57,22 @@ class RefreshGate {
 
   /// The whole state as text (exact: sums as hexadecimal floats) / restore it; load throws
   /// Error(kInvalidState) naming `what` when the text is malformed, or when it was saved under another head
-  /// shrinkage (off, or another start share) than this gate's. A state saved before the label count existed
-  /// (four fields) loads with 0 labels: the gate then needs the full margin until its next check; one saved
-  /// before head shrinkage existed (four or five fields) published whole heads and loads only without it.
+  /// shrinkage (off, or another start share) than this gate's, unless `adopt_shrinkage` (ranks other than 0
+  /// take rank 0's record as it is). A state saved before the label count existed (four fields) loads with 0
+  /// labels: the gate then needs the full margin until its next check; one saved before head shrinkage existed
+  /// (four or five fields) published whole heads: with a held-out check recorded it loads only without shrinkage.
   std::string save() const;
-  void load(const std::string& text, const std::string& what);
+  /// The head-shrinkage mode as saved: "off", or the start share as a hexadecimal float.
+  std::string shrinkage_text() const;
+  void load(const std::string& text, const std::string& what, bool adopt_shrinkage = false);
 
  private:
-  std::string shrinkage_text() const;
-
   double margin_ = 0;
   bool shrinkage_ = false;
   double head_share_start_ = 1.0;
   uint64_t checks_ = 0, labels_ = 0;
   double learned_sum_ = 0, prior_sum_ = 0;
-  uint64_t share_checks_ = 0;  // checks that recorded every share's score
+  uint64_t share_checks_ = 0;  // checks that recorded every share's score (with the gate off too: may exceed checks_)
   std::array<double, kHeadShares.size()> share_sums_{};
   bool learned_published_ = false;
 };

@@ -131,7 +131,10 @@ TEST(RefreshGate, StateWithoutTheLabelCountLoadsAndNeedsTheFullMargin) {
 TEST(RefreshGate, MalformedStateNamesTheKey) {
   for (const std::string bad : {"", "3 0x1p+0", "3 0x1p+0 0x1p-1 2", "3 0x1p+0 0x1p-1 1 extra", "x 1 1 0",
                                 "3 nan 0x1p-1 1", "3 1e999 0 0", "3 0x1p+0 0x1p-1 1 -4", "3 0x1p+0 0x1p-1 1 12 x",
-                                "3 0x1p+0 0x1p-1 1 1.5"}) {
+                                "3 0x1p+0 0x1p-1 1 1.5", "-3 0x1p+0 0x1p-1 1 12", "3 0x1p+0 0x1p-1 1 12 off",
+                                "3 0x1p+0 0x1p-1 1 12 off 2 0 0 0", "3 0x1p+0 0x1p-1 1 12 off -2 0 0 0 0",
+                                "3 0x1p+0 0x1p-1 1 12 off 2 0 0 nan 0", "3 0x1p+0 0x1p-1 1 12 on 2 0 0 0 0",
+                                "3 0x1p+0 0x1p-1 1 12 0x1p+1 2 0 0 0 0", "3 0x1p+0 0x1p-1 1 12 off 2 0 0 0 0 x"}) {
     RefreshGate gate;
     try {
       gate.load(bad, "LoaderState.extra.gm.gate");
@@ -166,8 +169,8 @@ TEST(RefreshGate, ChoosesTheHeadShareLikeAReference) {
         scores.push_back(v);
         sums[k] += std::isfinite(v) ? v : 0.0;
       }
-      gate.record(u(rng), u(rng), 24, scores);
-      whole.record(u(rng), u(rng), 24, scores);
+      gate.record_shares(scores);
+      whole.record_shares(scores);
       size_t best = 0;  // the reference: the first share whose sum is the largest
       for (size_t k = 0; k < sums.size(); ++k)
         if (sums[k] > sums[best]) best = k;
@@ -183,14 +186,17 @@ TEST(RefreshGate, ChoosesTheHeadShareLikeAReference) {
   }
   for (int k = 0; k < 4; ++k) EXPECT_GT(chose[k], 0) << "share " << shares[k] << " was never the best: a weak test";
   RefreshGate gate(0, true, 0.5);
-  EXPECT_THROW(gate.record(0.1, 0.2, 3, {0.1, 0.2}), Error) << "a score for each share or none";
+  EXPECT_THROW(gate.record_shares({0.1, 0.2}), Error) << "a score for each share";
+  gate.record(0.5, 0.1, 24);
+  EXPECT_EQ(gate.head_share(), 0.5) << "a gate check without share scores leaves the start share";
 }
 
 // A state saved under other head shrinkage (off, or another start) is refused, naming the key and the fix; one
 // saved before head shrinkage existed published whole heads and resumes only without it.
 TEST(RefreshGate, AStateIsRefusedUnderOtherHeadShrinkage) {
   RefreshGate on(1.0, true, 0.0), off(1.0), other_start(1.0, true, 0.25);
-  on.record(0.2, 0.1, 24, {0.1, 0.2, 0.3, 0.4});
+  on.record(0.2, 0.1, 24);
+  on.record_shares({0.1, 0.2, 0.3, 0.4});
   for (RefreshGate* g : {&off, &other_start}) {
     const std::string what = testing_errors::error_of([&] { g->load(on.save(), "LoaderState.extra.gm.gate"); }, ErrorCode::kInvalidState);
     EXPECT_NE(what.find("gm.gate"), std::string::npos) << what;
@@ -206,6 +212,17 @@ TEST(RefreshGate, AStateIsRefusedUnderOtherHeadShrinkage) {
   RefreshGate back(1.0, true, 0.0);
   back.load(on.save(), "gm.gate");
   EXPECT_EQ(back.head_share(), 1.0);
+  RefreshGate minus_zero(1.0, true, -0.0);  // -0 and 0 are one start share
+  minus_zero.load(on.save(), "gm.gate");
+  EXPECT_EQ(minus_zero.save(), on.save());
+  // A record saved before head shrinkage with no check yet holds nothing shrinkage would change: it loads.
+  RefreshGate fresh(1.0, true, 0.0);
+  fresh.load("0 0x0p+0 0x0p+0 0 0", "gm.gate");
+  EXPECT_EQ(fresh.head_share(), 0.0);
+  // Ranks other than 0 take rank 0's record as it is, its shrinkage too.
+  off.load(on.save(), "the refresh gate record broadcast by rank 0", /*adopt_shrinkage=*/true);
+  EXPECT_EQ(off.save(), on.save());
+  EXPECT_EQ(off.head_share(), 1.0);
 }
 
 namespace {
@@ -407,14 +424,11 @@ TEST(InfluenceRefresherHeldout, IsTheSpearmanOfThePredictionsOnTheFreshRolloutsB
                 share, r.heldout_spearman, expected, r.heldout_spearman_unshrunk, expected_whole);
     EXPECT_NEAR(r.heldout_spearman, expected, 1e-9) << "probe " << p;
     EXPECT_NEAR(r.heldout_spearman_unshrunk, expected_whole, 1e-9) << "probe " << p;
-    // Trained on two probes, the model ranks the useful rows first: over 81 seeds 0.40 to 0.77 (median 0.63); an
-    // untrained or mis-sliced one sits near 0 (standard error 1 / sqrt(95) = 0.10 for 96 labels). The first check
-    // chose the share for the second: some of the head, which predicted it far better than the prior.
-    if (p == 2) {
-      EXPECT_GT(r.heldout_spearman_unshrunk, 0.3) << "the model learned nothing in two refreshes";
-      EXPECT_GT(share, 0.0) << "the first check did not choose the learned head";
-      EXPECT_GT(r.heldout_spearman, 0.3);
-    }
+    // Trained on two probes, the whole head ranks the useful rows first: over 81 seeds 0.40 to 0.77 (median 0.63), and
+    // 0.295 for GM_TEST_SEED=12200082578710161569 (one of a hundred more); an untrained or mis-sliced one sits near 0
+    // (standard error 1 / sqrt(95) = 0.10 for 96 labels). The share the first check chose is not asserted: a head
+    // trained on one probe may lose that check to the prior (GM_TEST_SEED=10269389168522052172: -0.04 against 0.08).
+    if (p == 2) EXPECT_GT(r.heldout_spearman_unshrunk, 0.25) << "the model learned nothing in two refreshes";
   }
 }
 
@@ -448,6 +462,10 @@ TEST(InfluenceRefresherHeadShrinkage, PublishesTheHeadScaledByTheChosenShare) {
       EXPECT_TRUE(torch::equal(published->head()->bias, model->head()->bias * share)) << "probe " << p;
       EXPECT_EQ(published->prior_weight(), model->prior_weight());
     }
+    // With the gate off its record stays empty (a later resume with the gate on starts its comparison afresh);
+    // the shares' scores are recorded all the same.
+    EXPECT_EQ(refresher.gate().checks(), 0u);
+    EXPECT_NE(refresher.gate().share_means(), std::vector<double>(4, 0.0));
   }
 }
 

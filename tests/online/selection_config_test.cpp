@@ -183,6 +183,21 @@ TEST(SelectionConfigTest, RefreshGateFieldsAreValidatedNamingTheField) {
   }
 }
 
+TEST(SelectionConfigTest, HeadShareStartIsValidatedNamingTheField) {
+  using testing_errors::where_of;
+  SelectionConfig s;
+  EXPECT_TRUE(s.refresh_head_shrinkage);
+  EXPECT_EQ(s.refresh_head_share_start, 0.0) << "the default chosen on the two tuning pools";
+  for (double bad : {-0.1, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
+    s.refresh_head_share_start = bad;
+    EXPECT_EQ(where_of([&] { s.validate(); }, ErrorCode::kInvalidConfig), "SelectionConfig.refresh_head_share_start") << bad;
+  }
+  for (double ok : {0.0, 0.3, 1.0}) {
+    s.refresh_head_share_start = ok;
+    EXPECT_NO_THROW(s.validate()) << ok;
+  }
+}
+
 TEST(SelectionConfigTest, HeapReleaseIntervalIsValidatedNamingTheField) {
   using testing_errors::where_of;
   SelectionConfig s;
