@@ -87,6 +87,13 @@ InfluenceRefresher::InfluenceRefresher(SelectionConfig config, std::shared_ptr<R
 
 std::string InfluenceRefresher::weights() const { return model_->export_weights(); }
 
+bool InfluenceRefresher::shrinks() const {
+  if (!config_.refresh_head_shrinkage || !config_.importance_prior) return false;
+  const std::vector<LabelledRollout> entries = labels_->snapshot();
+  return !entries.empty() &&
+         std::all_of(entries.begin(), entries.end(), [](const LabelledRollout& e) { return e.prior.defined(); });
+}
+
 void InfluenceRefresher::load(const std::string& weights, bool refreshed, const std::string& origin) {
   model_->import_weights(weights, origin);
   refreshed_ = refreshed;
@@ -134,10 +141,10 @@ RefreshResult InfluenceRefresher::refresh(int64_t step, int64_t fresh_rollouts) 
         return std::vector<double>(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
       };
       const std::vector<double> scaled(std_labels.end() - fresh * L, std_labels.end());
-      const double share = config_.refresh_gate_top_share;
+      const double top_share = config_.refresh_gate_top_share;
       // A model's score for the gate and the head share: its picks by the standardised labels, or its Spearman.
       const auto score = [&](const std::vector<double>& p) {
-        return share > 0 ? picks_gain(p, scaled, share) : spearman(p, measured);
+        return top_share > 0 ? picks_gain(p, scaled, top_share) : spearman(p, measured);
       };
       // The model as it would be published now (the share chosen on the checks before this one), then every share.
       const double share_now = shrink ? gate_.head_share() : 1.0;

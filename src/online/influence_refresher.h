@@ -50,6 +50,9 @@ class InfluenceRefresher {
   /// The working weights (saved with the loader's state) / restore them; `refreshed`: a refresh succeeded before.
   std::string weights() const;
   void load(const std::string& weights, bool refreshed, const std::string& origin);
+  /// Whether a refresh on the buffer as it is would shrink the head (refresh_head_shrinkage, and a prior for every
+  /// rollout, as refresh() requires of the prior it trains with).
+  bool shrinks() const;
   /// Whether a refresh succeeded before (shared with the other ranks with the weights).
   bool refreshed() const { return refreshed_; }
   /// The gate's record (saved with the loader's state; used on the probe thread only).

@@ -304,12 +304,11 @@ void OnlineSelection::restore(const LoaderState& state, const LoaderConfig& load
   refresher_->gate().load(s.gate.bytes, "LoaderState.extra.gm.gate");
   backoff_.restore(s.backoff_streak, s.backoff_skip);
   importance_->load(s.importance.bytes);
-  // As the live path reports it (rollouts without a prior publish the whole head); a refresh that failed last before
-  // the save is not told apart.
-  stats_.head_share = !refresher_->refreshed()                                            ? 0.0
-                      : cfg_.refresh_head_shrinkage && cfg_.importance_prior && importance_->has_reference()
-                          ? refresher_->gate().head_share()
-                          : 1.0;
+  // As the live path reports it (0 before the first refresh; rollouts without a prior publish the whole head); a
+  // refresh that failed last before the save is not told apart.
+  stats_.head_share = s.refreshes == 0 && s.refreshes_gated == 0 ? 0.0
+                      : refresher_->shrinks()                     ? refresher_->gate().head_share()
+                                                                  : 1.0;
   stats_.head_share_scores = refresher_->gate().share_means();
   if (replay_ && !s.replay.bytes.empty()) {  // none saved: an empty buffer
     try {

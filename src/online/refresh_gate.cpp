@@ -1,6 +1,7 @@
 #include "online/refresh_gate.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
@@ -122,8 +123,9 @@ void RefreshGate::load(const std::string& text, const std::string& what, bool ad
   const auto count = [&](const std::string& t) {
     char* end = nullptr;
     if (t.empty() || t[0] == '-' || t[0] == '+') bad();  // strtoull would wrap a negative one
+    errno = 0;
     const unsigned long long v = std::strtoull(t.c_str(), &end, 10);
-    if (end != t.c_str() + t.size()) bad();
+    if (end != t.c_str() + t.size() || errno == ERANGE) bad();
     return v;
   };
   const auto number = [&](const std::string& s) {
@@ -147,13 +149,15 @@ void RefreshGate::load(const std::string& text, const std::string& what, bool ad
   }
   std::array<double, kHeadShares.size()> sums{};
   for (size_t k = 0; k < sums.size(); ++k) sums[k] = share_texts[k].empty() ? 0.0 : number(share_texts[k]);
+  const double learned_sum = number(learned), prior_sum = number(prior);  // all parsed before anything is judged
   // The same mode: both off, or the same start share (compared as numbers: -0 and 0 alike).
   const auto same_mode = [&](const std::string& a, const std::string& b) {
     if (a == "off" || b == "off") return a == b;
     return std::strtod(a.c_str(), nullptr) + 0.0 == std::strtod(b.c_str(), nullptr) + 0.0;
   };
-  // A record saved before head shrinkage with no held-out check yet holds nothing shrinkage would have changed.
-  const bool legacy_unchecked = legacy_shrinkage_field && checks == 0;
+  // A record saved before head shrinkage that has published no learned model yet holds nothing shrinkage would
+  // have changed (a gate-off run then never recorded a check, yet published whole heads: published is 1).
+  const bool legacy_unchecked = legacy_shrinkage_field && checks == 0 && published == 0;
   if (!adopt_shrinkage && !legacy_unchecked && !same_mode(shrinkage, shrinkage_text())) {
     const auto describe = [](const std::string& t) {
       if (t == "off") return std::string("off (whole heads published)");
@@ -169,8 +173,8 @@ void RefreshGate::load(const std::string& text, const std::string& what, bool ad
     shrinkage_ = shrinkage != "off";
     if (shrinkage_) head_share_start_ = number(shrinkage);
   }
-  learned_sum_ = number(learned);
-  prior_sum_ = number(prior);
+  learned_sum_ = learned_sum;
+  prior_sum_ = prior_sum;
   checks_ = checks;
   labels_ = labels;
   learned_published_ = published == 1;

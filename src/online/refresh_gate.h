@@ -60,7 +60,8 @@ class RefreshGate {
   /// shrinkage (off, or another start share) than this gate's, unless `adopt_shrinkage` (ranks other than 0
   /// take rank 0's record as it is). A state saved before the label count existed (four fields) loads with 0
   /// labels: the gate then needs the full margin until its next check; one saved before head shrinkage existed
-  /// (four or five fields) published whole heads: with a held-out check recorded it loads only without shrinkage.
+  /// (four or five fields) published whole heads: unless it has neither a check nor a published learned model, it
+  /// loads only without shrinkage.
   std::string save() const;
   /// The head-shrinkage mode as saved: "off", or the start share as a hexadecimal float.
   std::string shrinkage_text() const;

@@ -134,13 +134,17 @@ TEST(RefreshGate, MalformedStateNamesTheKey) {
                                 "3 0x1p+0 0x1p-1 1 1.5", "-3 0x1p+0 0x1p-1 1 12", "3 0x1p+0 0x1p-1 1 12 off",
                                 "3 0x1p+0 0x1p-1 1 12 off 2 0 0 0", "3 0x1p+0 0x1p-1 1 12 off -2 0 0 0 0",
                                 "3 0x1p+0 0x1p-1 1 12 off 2 0 0 nan 0", "3 0x1p+0 0x1p-1 1 12 on 2 0 0 0 0",
-                                "3 0x1p+0 0x1p-1 1 12 0x1p+1 2 0 0 0 0", "3 0x1p+0 0x1p-1 1 12 off 2 0 0 0 0 x"}) {
-    RefreshGate gate;
-    try {
-      gate.load(bad, "LoaderState.extra.gm.gate");
-      ADD_FAILURE() << "accepted '" << bad << "'";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("gm.gate"), std::string::npos) << e.what();
+                                "3 0x1p+0 0x1p-1 1 12 0x1p+1 2 0 0 0 0", "3 0x1p+0 0x1p-1 1 12 off 2 0 0 0 0 x",
+                                "3 xyz 0x1p-1 1 12 0x0p+0 2 0 0 0 0", "99999999999999999999 0 0 0 12"}) {
+    for (const bool adopt : {false, true}) {  // adopting rank 0's record skips the mode check, not the parsing
+      RefreshGate gate;
+      try {
+        gate.load(bad, "LoaderState.extra.gm.gate", adopt);
+        ADD_FAILURE() << "accepted '" << bad << "'";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("gm.gate"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("edited or truncated"), std::string::npos) << e.what();
+      }
     }
   }
 }
@@ -212,13 +216,19 @@ TEST(RefreshGate, AStateIsRefusedUnderOtherHeadShrinkage) {
   RefreshGate back(1.0, true, 0.0);
   back.load(on.save(), "gm.gate");
   EXPECT_EQ(back.head_share(), 1.0);
-  RefreshGate minus_zero(1.0, true, -0.0);  // -0 and 0 are one start share
-  minus_zero.load(on.save(), "gm.gate");
-  EXPECT_EQ(minus_zero.save(), on.save());
-  // A record saved before head shrinkage with no check yet holds nothing shrinkage would change: it loads.
+  // Start shares are compared as numbers: a record written as -0 or as 0x1.0p-1 matches a start of 0 or 0.5.
+  RefreshGate zero(1.0, true, 0.0), half(1.0, true, 0.5);
+  zero.load("1 0x0p+0 0x0p+0 0 24 -0x0p+0 1 0x1p-3 0 0 0", "gm.gate");
+  EXPECT_EQ(zero.head_share(), 0.0);
+  half.load("1 0x0p+0 0x0p+0 0 24 0x1.0p-1 1 0 0 0x1p-3 0", "gm.gate");
+  EXPECT_EQ(half.head_share(), 0.5);
+  EXPECT_THROW(half.load("1 0x0p+0 0x0p+0 0 24 0x1.8p-1 1 0 0 0x1p-3 0", "gm.gate"), Error) << "start 0.75 is not 0.5";
+  // A record saved before head shrinkage with no check and no learned model published holds nothing shrinkage would
+  // change: it loads. One that published a learned model (a gate-off run records no check) is refused.
   RefreshGate fresh(1.0, true, 0.0);
   fresh.load("0 0x0p+0 0x0p+0 0 0", "gm.gate");
   EXPECT_EQ(fresh.head_share(), 0.0);
+  EXPECT_THROW(fresh.load("0 0x0p+0 0x0p+0 1 0", "gm.gate"), Error) << "a gate-off run that published whole heads";
   // Ranks other than 0 take rank 0's record as it is, its shrinkage too.
   off.load(on.save(), "the refresh gate record broadcast by rank 0", /*adopt_shrinkage=*/true);
   EXPECT_EQ(off.save(), on.save());
