@@ -108,13 +108,7 @@ void RefreshGate::load(const std::string& text, const std::string& what, bool ad
   std::string checks_text, learned, prior, labels_text, shrinkage = "off", share_checks_text, rest;
   std::array<std::string, kHeadShares.size()> share_texts;
   int published = -1;
-  const bool legacy_shrinkage_field = [&] {  // absent in states saved before head shrinkage: whole heads were published
-    std::istringstream probe(text);
-    std::string field;
-    int n = 0;
-    while (probe >> field) ++n;
-    return n <= 5;
-  }();
+  bool legacy_shrinkage_field = true;  // absent in states saved before head shrinkage: whole heads were published
   const auto bad = [&] {
     throw Error(ErrorCode::kInvalidState, what,
                 "'" + text.substr(0, 60) + "' is not '<checks> <learned sum> <prior sum> <0|1> [<labels> [<head shrinkage> "
@@ -139,6 +133,7 @@ void RefreshGate::load(const std::string& text, const std::string& what, bool ad
   if (in >> labels_text) {  // absent in states saved before the label count
     labels = count(labels_text);
     if (in >> shrinkage) {
+      legacy_shrinkage_field = false;
       if (!(in >> share_checks_text)) bad();
       share_checks = count(share_checks_text);
       for (auto& t : share_texts)
